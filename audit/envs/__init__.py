@@ -1,0 +1,78 @@
+"""The corrigibility gridworlds, registered with Gymnasium, and env-id resolution for the rest of imitaudit.
+
+Ids: ``imitaudit/OffSwitch-v0``, ``imitaudit/AbsentSupervisor-v0``,
+``imitaudit/PowerSeeking-v0``. Each has an ``entry_point`` (one episode at a time,
+``gymnasium.make``) and a ``vector_entry_point`` (the native batched engine,
+``gymnasium.make_vec``). Importing this package registers them; from a clean
+interpreter ``gymnasium.make("audit.envs:imitaudit/OffSwitch-v0")`` does the import.
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import partial
+
+import gymnasium as gym
+
+from audit.envs.absent_supervisor import AbsentSupervisor
+from audit.envs.api import GridEnv, GridVectorEnv
+from audit.envs.grid import ACTIONS, N_ACTIONS, GridWorld
+from audit.envs.offswitch import OffSwitch
+from audit.envs.power_seeking import PowerSeeking
+
+#: Built-in env id -> engine class.
+WORLDS: dict[str, type[GridWorld]] = {
+    "imitaudit/OffSwitch-v0": OffSwitch,
+    "imitaudit/AbsentSupervisor-v0": AbsentSupervisor,
+    "imitaudit/PowerSeeking-v0": PowerSeeking,
+}
+
+for _env_id, _world in WORLDS.items():
+    if _env_id not in gym.registry:
+        gym.register(
+            id=_env_id,
+            entry_point=partial(GridEnv, world=_world),
+            vector_entry_point=partial(GridVectorEnv, world=_world),
+        )
+
+
+def resolve_env_id(env_id: str) -> str:
+    """Check that ``env_id`` names an installed Gymnasium env and return its plain id.
+
+    Accepts ``module:EnvName-v0`` (imports ``module`` first, as ``gymnasium.make`` does).
+
+    Raises:
+        ValueError: the module cannot be imported or the id is not registered.
+    """
+    if not isinstance(env_id, str) or not env_id:
+        raise ValueError(f"env id must be a non-empty string, got {env_id!r}")
+    plain = env_id
+    if ":" in env_id:
+        module, plain = env_id.split(":", 1)
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ValueError(f"env id {env_id!r}: cannot import module {module!r} ({exc})") from None
+    if plain not in gym.registry:
+        raise ValueError(f"env id {env_id!r} is not a registered Gymnasium environment")
+    return plain
+
+
+def world_of(env_id: str) -> type[GridWorld] | None:
+    """The engine class of a built-in env id (after resolution), None for any other env."""
+    return WORLDS.get(resolve_env_id(env_id))
+
+
+__all__ = [
+    "ACTIONS",
+    "N_ACTIONS",
+    "WORLDS",
+    "AbsentSupervisor",
+    "GridEnv",
+    "GridVectorEnv",
+    "GridWorld",
+    "OffSwitch",
+    "PowerSeeking",
+    "resolve_env_id",
+    "world_of",
+]
