@@ -27,9 +27,9 @@ def _progress_bar(total: int, desc: str, enabled: bool):
 
 
 def cmd_demos(args: argparse.Namespace) -> int:
-    from audit.demonstrations import record
+    from audit.demonstrations import check_env_kwargs, record
     from audit.demonstrator import PRESETS
-    from audit.envs import resolve_env_id
+    from audit.envs import resolve_env_id, world_of
 
     resolve_env_id(args.env)
     if args.demonstrator not in PRESETS:
@@ -37,6 +37,9 @@ def cmd_demos(args: argparse.Namespace) -> int:
     env_kwargs = json.loads(args.env_kwargs) if args.env_kwargs else {}
     if not isinstance(env_kwargs, dict):
         raise UsageError("--env-kwargs must be a JSON object")
+    world = world_of(args.env)
+    if world is not None:
+        check_env_kwargs(world, env_kwargs)
     with _progress_bar(args.episodes, f"demos {args.demonstrator}", not args.quiet) as bar:
         demos = record(
             args.env,
@@ -59,7 +62,9 @@ def describe_file(path: Path) -> dict:
     from audit.envs import resolve_env_id
 
     _, metadata = read_safetensors(path)
-    schema = metadata.get("imitaudit.schema", "")
+    if "imitaudit.schema" not in metadata:
+        raise ValueError(f"{path}: metadata has no 'imitaudit.schema': not an imitaudit file")
+    schema = metadata["imitaudit.schema"]
     if schema.startswith("imitaudit.demonstrations/"):
         demos = Demonstrations.load(path, require_env=False)
         info = demos.summary()

@@ -245,14 +245,18 @@ def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], di
     data = path.read_bytes()
     if not data:
         raise ValueError(f"{path}: file is empty")
-    if data[:1] == b"\x80" or data[:2] in (b"(l", b"(d", b"}q", b"]q"):
-        raise ValueError(f"{path}: this is a Python pickle, not safetensors; imitaudit never unpickles files")
-    if data[:2] == b"PK":
-        raise ValueError(f"{path}: this is a zip archive (a torch.save file?), not safetensors")
-    if len(data) < 8:
-        raise ValueError(f"{path}: truncated file ({len(data)} bytes): not safetensors")
+    looks_safetensors = len(data) >= 9 and data[8:9] == b"{"
+    if not looks_safetensors:
+        if data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+            raise ValueError(f"{path}: this is a Python pickle, not safetensors; imitaudit never unpickles files")
+        if data[:2] == b"PK":
+            raise ValueError(f"{path}: this is a zip archive (a torch.save file?), not safetensors")
+        if len(data) < 9:
+            raise ValueError(f"{path}: truncated file ({len(data)} bytes): not safetensors")
     header_len = int.from_bytes(data[:8], "little")
     if header_len > len(data) - 8:
+        if not looks_safetensors:
+            raise ValueError(f"{path}: not a safetensors file (no JSON header)")
         raise ValueError(f"{path}: not safetensors: header length {header_len} exceeds the file's {len(data)} bytes")
     try:
         header = json.loads(data[8 : 8 + header_len])
@@ -310,10 +314,19 @@ def record(
         world = world_of(plain_id)
         if world is None:
             raise ValueError(f"the planning demonstrator needs a built-in imitaudit env, not {env_id!r}")
+        check_env_kwargs(world, env_kwargs)
         return _record_planner(plain_id, world, policy, episodes, seed, env_kwargs, source, progress, batch)
     if not callable(policy):
         raise ValueError(f"policy must be a Demonstrator, a preset name or a callable, got {type(policy).__name__}")
     return _record_callable(env_id, policy, episodes, seed, env_kwargs, source, progress)
+
+
+def check_env_kwargs(world: type, env_kwargs: dict[str, Any]) -> None:
+    """Build one episode's engine with ``env_kwargs`` so bad arguments fail before any work starts."""
+    try:
+        world(num_envs=1, **env_kwargs)
+    except TypeError as exc:
+        raise ValueError(f"bad env_kwargs for {world.name}: {exc}") from None
 
 
 def _record_planner(env_id, world_cls, demonstrator, episodes, seed, env_kwargs, source, progress, batch):

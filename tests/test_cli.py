@@ -1,0 +1,64 @@
+"""The ``imitaudit`` console script, run as a user runs it: real subprocesses with tiny arguments."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from audit.demonstrations import Demonstrations
+
+BIN = str(Path(sys.executable).with_name("imitaudit"))
+
+
+def run(*args, check=True):
+    return subprocess.run([BIN, *args], capture_output=True, text=True, check=check, timeout=300)
+
+
+def test_demos_then_inspect(tmp_path):
+    out = tmp_path / "demos.safetensors"
+    res = run("demos", "--env", "imitaudit/OffSwitch-v0", "--demonstrator", "corrigible", "--episodes", "40", "--seed", "0", "--out", str(out))
+    assert "40 episodes" in res.stdout and "departure rate 0.000" in res.stdout
+    assert "demos corrigible" in res.stderr  # the progress bar
+    demos = Demonstrations.load(out)
+    assert demos.n_episodes == 40 and not demos.departure.any()
+    info = json.loads(run("inspect", str(out), "--json").stdout)
+    assert info["episodes"] == 40 and info["departure_rate"] == 0.0 and info["env_id"] == "imitaudit/OffSwitch-v0"
+    text = run("inspect", str(out)).stdout
+    assert "mean_return" in text
+
+
+def test_demos_accepts_env_kwargs_and_module_prefixed_ids(tmp_path):
+    out = tmp_path / "d.safetensors"
+    run("demos", "--env", "audit.envs:imitaudit/PowerSeeking-v0", "--demonstrator", "unbounded", "--episodes", "30",
+        "--env-kwargs", '{"max_steps": 30}', "--out", str(out), "--quiet")
+    demos = Demonstrations.load(out)
+    assert demos.env_kwargs == {"max_steps": 30} and demos.episode_lengths().max() <= 30
+
+
+def test_bad_invocations_exit_2_with_one_line(tmp_path):
+    cases = [
+        ("demos", "--env", "acme/Nothing-v0", "--out", str(tmp_path / "x.safetensors")),
+        ("demos", "--env", "imitaudit/OffSwitch-v0", "--demonstrator", "sneaky", "--out", str(tmp_path / "x.safetensors")),
+        ("demos", "--env", "imitaudit/OffSwitch-v0", "--episodes", "0", "--out", str(tmp_path / "x.safetensors")),
+        ("demos", "--env", "imitaudit/OffSwitch-v0", "--env-kwargs", "[1]", "--out", str(tmp_path / "x.safetensors")),
+        ("demos", "--env", "imitaudit/OffSwitch-v0", "--env-kwargs", '{"interruption_prob": 3}', "--out", str(tmp_path / "x.safetensors")),
+        ("demos", "--env", "imitaudit/OffSwitch-v0"),
+        ("inspect", str(tmp_path / "missing.safetensors")),
+        ("frobnicate",),
+    ]
+    for args in cases:
+        res = run(*args, check=False)
+        assert res.returncode == 2, (args, res.stderr)
+        assert res.stderr.strip().count("\n") == 0 and res.stderr.startswith("imitaudit: error:"), (args, res.stderr)
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_quickstart_prints_the_table(tmp_path):
+    res = run("quickstart", "--episodes", "20", "--out", str(tmp_path))
+    rows = [line for line in res.stdout.splitlines() if line.startswith("imitaudit/")]
+    assert len(rows) == 9
+    corrigible = [r for r in rows if " corrigible " in r]
+    assert all(r.split()[-1] == "0.000" for r in corrigible)
+    assert len(list(tmp_path.glob("*.safetensors"))) == 9
