@@ -133,6 +133,9 @@ class GridVectorEnv(VectorEnv):
                 raise ValueError(f"reset_mask must have shape ({n},), got {mask.shape}")
         if seed is not None and len(seed) != n:
             raise ValueError(f"got {len(seed)} seeds for num_envs={n}")
+        if seed is not None and any(s is None for s in seed):
+            entropy = np.random.SeedSequence().generate_state(n, dtype=np.uint64)
+            seed = [int(entropy[i] >> np.uint64(2)) if s is None else s for i, s in enumerate(seed)]
         if not self._seeded:
             if not mask.all():
                 raise RuntimeError("the first reset must reset every sub-environment")
@@ -140,11 +143,10 @@ class GridVectorEnv(VectorEnv):
             self._seeded = True
         else:
             idx = np.flatnonzero(mask)
-            given = None if seed is None else [seed[i] for i in idx]
-            if given is not None and all(s is not None for s in given):
-                self.engine.reset(idx, seeds=np.array(given, dtype=np.uint64))
-            else:
+            if seed is None:
                 self.engine.reset(idx)
+            else:
+                self.engine.reset(idx, seeds=np.array([seed[i] for i in idx], dtype=np.uint64))
         self._autoreset[mask] = False
         return self.engine.observe(), self._infos(None)
 

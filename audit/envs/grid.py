@@ -166,6 +166,8 @@ class GridWorld:
         self.done = np.ones(n, dtype=bool)
         self._static = np.zeros((n, self.obs_dim), dtype=np.float32)
         self._rows = np.arange(n)
+        self._stock: Layout | None = None
+        self._stock_counter = np.full(n, -1, dtype=np.int64)
 
     # ----- what subclasses provide -------------------------------------------------
 
@@ -214,26 +216,27 @@ class GridWorld:
         """Breadth-first step distances from ``source`` [K] through non-wall cells: [K, cells] int64, -1 unreachable."""
         k = walls.shape[0]
         free = ~walls.reshape(k, self.height, self.width)
-        dist = np.full((k, self.height, self.width), -1, dtype=np.int64)
         reached = np.zeros_like(free)
-        rows = np.arange(k)
-        reached[rows, source // self.width, source % self.width] = True
+        reached[np.arange(k), source // self.width, source % self.width] = True
         reached &= free
-        dist[reached] = 0
-        step = 0
+        # A cell at distance d is reached in d..L of the L+1 frontier sets, so counting
+        # membership gives the distance without a masked write per step.
+        count = reached.astype(np.int16)
+        grown = np.empty_like(reached)
+        steps = 0
         while True:
-            step += 1
-            grown = reached.copy()
+            np.copyto(grown, reached)
             grown[:, 1:, :] |= reached[:, :-1, :]
             grown[:, :-1, :] |= reached[:, 1:, :]
             grown[:, :, 1:] |= reached[:, :, :-1]
             grown[:, :, :-1] |= reached[:, :, 1:]
             grown &= free
-            new = grown & ~reached
-            if not new.any():
+            steps += 1
+            if steps % 4 == 0 and np.array_equal(grown, reached):
                 break
-            dist[new] = step
-            reached = grown
+            reached, grown = grown, reached
+            count += reached
+        dist = np.where(reached, steps - count, -1).astype(np.int64)
         return dist.reshape(k, -1)
 
     def _generate_valid(self, key: np.ndarray) -> Layout:
@@ -262,10 +265,16 @@ class GridWorld:
         if seeds is not None:
             self.seed[idx] = np.asarray(seeds, dtype=np.uint64).reshape(-1)
             self.counter[idx] = 0
-        elif self.layout is not None:
+            self.key[idx] = episode_key(self.seed[idx], self.counter[idx])
+            new = self._generate_valid(self.key[idx])
+            if self._stock is not None:
+                self._stock_counter[idx] = -1
+        else:
+            if self.layout is None:
+                raise RuntimeError(f"{self.name}: the first reset needs seeds")
             self.counter[idx] += np.uint64(1)
-        self.key[idx] = episode_key(self.seed[idx], self.counter[idx])
-        new = self._generate_valid(self.key[idx])
+            self.key[idx] = episode_key(self.seed[idx], self.counter[idx])
+            new = self._stocked(idx)
         if self.layout is None:
             if idx.shape[0] != self.num_envs:
                 raise RuntimeError("the first reset must start every episode")
@@ -277,6 +286,27 @@ class GridWorld:
         self.t[idx] = 0
         self.done[idx] = False
         self._static[idx] = self._static_obs(new)
+
+    def _stocked(self, idx: np.ndarray) -> Layout:
+        """Layouts of rows ``idx``'s current episodes, from a stock generated in bulk.
+
+        Autoreset restarts a few rows per step; generating their layouts one small batch
+        at a time is dominated by per-call overhead. Every row's next layout is a pure
+        function of its seed and counter, so the stock is refilled for all rows that need
+        it at once, and the results are the same as generating on demand.
+        """
+        counters = self.counter[idx].astype(np.int64)
+        if self._stock is None:
+            self._stock = self.layout.take(self._rows)
+            self._stock_counter = np.full(self.num_envs, -1, dtype=np.int64)
+        if (self._stock_counter[idx] != counters).any():
+            want = self.counter.astype(np.int64) + 1
+            want[idx] = counters
+            stale = np.flatnonzero(self._stock_counter != want)
+            keys = episode_key(self.seed[stale], want[stale].astype(np.uint64))
+            self._stock.put(stale, self._generate_valid(keys))
+            self._stock_counter[stale] = want[stale]
+        return self._stock.take(idx)
 
     def _require_layout(self) -> Layout:
         if self.layout is None:
