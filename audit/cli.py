@@ -58,7 +58,8 @@ def cmd_demos(args: argparse.Namespace) -> int:
 
 def describe_file(path: Path) -> dict:
     """What a file holds, for ``inspect`` (demonstrations now; checkpoints and reports as they arrive)."""
-    from audit.demonstrations import Demonstrations, read_safetensors
+    from audit.demonstrations import Demonstrations
+    from models.safetensors_io import read_safetensors
     from audit.envs import resolve_env_id
 
     _, metadata = read_safetensors(path)

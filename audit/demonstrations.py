@@ -23,6 +23,7 @@ from gymnasium import spaces
 
 from audit.demonstrator import Demonstrator
 from audit.envs import resolve_env_id, world_of
+from models.safetensors_io import read_safetensors, write_safetensors
 
 SCHEMA = "imitaudit.demonstrations/1"
 _REQUIRED = ("obs", "actions", "rewards", "episode")
@@ -161,9 +162,6 @@ class Demonstrations:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the dataset to ``path`` atomically (temp file + rename); returns the path."""
-        from safetensors.numpy import save_file
-
-        path = Path(path)
         tensors = {"obs": self.obs, "actions": self.actions, "rewards": self.rewards, "episode": self.episode}
         if self.departure is not None:
             tensors["departure"] = self.departure
@@ -173,11 +171,7 @@ class Demonstrations:
             "env_kwargs": json.dumps(self.env_kwargs, sort_keys=True),
             "source": self.source,
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
-        return path
+        return write_safetensors(path, tensors, metadata)
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, require_env: bool = True) -> "Demonstrations":
@@ -226,52 +220,6 @@ class Demonstrations:
             )
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from None
-
-
-def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Tensors and metadata of a safetensors file, refusing anything else with a clear ``ValueError``.
-
-    Never unpickles: pickles and zip archives (``torch.save``) are recognised by their
-    first bytes and refused.
-    """
-    from safetensors import SafetensorError
-    from safetensors.numpy import load as load_bytes
-
-    path = Path(path)
-    if not path.exists():
-        raise ValueError(f"{path}: no such file")
-    if not path.is_file():
-        raise ValueError(f"{path}: not a file")
-    data = path.read_bytes()
-    if not data:
-        raise ValueError(f"{path}: file is empty")
-    looks_safetensors = len(data) >= 9 and data[8:9] == b"{"
-    if not looks_safetensors:
-        if data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
-            raise ValueError(f"{path}: this is a Python pickle, not safetensors; imitaudit never unpickles files")
-        if data[:2] == b"PK":
-            raise ValueError(f"{path}: this is a zip archive (a torch.save file?), not safetensors")
-        if len(data) < 9:
-            raise ValueError(f"{path}: truncated file ({len(data)} bytes): not safetensors")
-    header_len = int.from_bytes(data[:8], "little")
-    if header_len > len(data) - 8:
-        if not looks_safetensors:
-            raise ValueError(f"{path}: not a safetensors file (no JSON header)")
-        raise ValueError(f"{path}: not safetensors: header length {header_len} exceeds the file's {len(data)} bytes")
-    try:
-        header = json.loads(data[8 : 8 + header_len])
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ValueError(f"{path}: not safetensors: its header is not JSON") from None
-    if not isinstance(header, dict):
-        raise ValueError(f"{path}: not safetensors: its header is not a JSON object")
-    metadata = header.get("__metadata__") or {}
-    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
-        raise ValueError(f"{path}: safetensors metadata must map strings to strings")
-    try:
-        tensors = load_bytes(data)
-    except (SafetensorError, ValueError, TypeError) as exc:
-        raise ValueError(f"{path}: invalid safetensors file ({str(exc).splitlines()[0]})") from None
-    return tensors, metadata
 
 
 # ----- recording --------------------------------------------------------------------------

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from audit.demonstrations import SCHEMA, Demonstrations, from_arrays, read_safetensors, record
+from audit.demonstrations import SCHEMA, Demonstrations, from_arrays, record
+from models.safetensors_io import read_safetensors
 from audit.demonstrator import Demonstrator
 
 

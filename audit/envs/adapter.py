@@ -1,0 +1,140 @@
+"""One batched interface over every env imitaudit rolls out in: the native grid engine, or any discrete Gymnasium env.
+
+:class:`NativeBatch` drives the built-in envs' batched engine directly (no autoreset:
+each row is one episode, run to its end). :class:`GymnasiumBatch` is the adapter for any
+other registered Gymnasium env with a ``Discrete`` action space: it keeps one env per
+episode and flattens ``Box``, ``Discrete``, ``MultiBinary``, ``MultiDiscrete``, ``Tuple``
+and ``Dict`` observations with ``gymnasium.spaces.flatten`` into float32 vectors, e.g.::
+
+    batch = make_batch("CartPole-v1", num_envs=64)
+    obs = batch.reset(np.arange(64))              # [64, 4] float32
+    out = batch.step(actions, np.flatnonzero(~batch.done))
+
+Departure events come from ``info["departure"]`` where the env reports it (``has_departure``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from audit.envs import N_ACTIONS, resolve_env_id, world_of
+
+
+class NativeBatch:
+    """``num_envs`` episodes of a built-in env stepped in one call.
+
+    Args:
+        world: the engine class.
+        num_envs: episodes.
+        env_kwargs: the engine's keyword arguments.
+    """
+
+    has_departure = True
+
+    def __init__(self, *, world: type, num_envs: int, env_kwargs: dict[str, Any] | None = None) -> None:
+        try:
+            self.engine = world(num_envs=num_envs, **(env_kwargs or {}))
+        except TypeError as exc:
+            raise ValueError(f"bad env_kwargs for {world.name}: {exc}") from None
+        self.num_envs = num_envs
+        self.obs_dim = self.engine.obs_dim
+        self.n_actions = N_ACTIONS
+        self.max_steps = self.engine.max_steps
+
+    @property
+    def done(self) -> np.ndarray:
+        return self.engine.done
+
+    def reset(self, seeds: np.ndarray) -> np.ndarray:
+        self.engine.reset(seeds=np.asarray(seeds, dtype=np.uint64))
+        return self.engine.observe()
+
+    def step(self, actions: np.ndarray, idx: np.ndarray) -> dict[str, np.ndarray]:
+        return self.engine.step(actions, idx)
+
+    def observe(self) -> np.ndarray:
+        return self.engine.observe()
+
+
+class GymnasiumBatch:
+    """``num_envs`` episodes of any discrete-action Gymnasium env, one env object each.
+
+    Raises:
+        ValueError: the env cannot be made or its action space is not ``Discrete``.
+    """
+
+    def __init__(self, *, env_id: str, num_envs: int, env_kwargs: dict[str, Any] | None = None) -> None:
+        try:
+            self.envs = [gym.make(env_id, **(env_kwargs or {})) for _ in range(num_envs)]
+        except Exception as exc:  # noqa: BLE001 - any failure to build a user's env is bad input
+            raise ValueError(f"cannot make env {env_id!r}: {str(exc).splitlines()[0]}") from None
+        first = self.envs[0]
+        if not isinstance(first.action_space, spaces.Discrete):
+            raise ValueError(f"env {env_id!r} has a {type(first.action_space).__name__} action space; imitaudit needs Discrete")
+        self.space = first.observation_space
+        try:
+            self.obs_dim = int(spaces.flatdim(self.space))
+        except (ValueError, NotImplementedError) as exc:
+            raise ValueError(f"env {env_id!r}: cannot flatten a {type(self.space).__name__} observation ({exc})") from None
+        self.num_envs = num_envs
+        self.n_actions = int(first.action_space.n)
+        self.max_steps = first.spec.max_episode_steps if first.spec and first.spec.max_episode_steps else None
+        self.has_departure = False
+        self._obs = np.zeros((num_envs, self.obs_dim), dtype=np.float32)
+        self._done = np.ones(num_envs, dtype=bool)
+
+    @property
+    def done(self) -> np.ndarray:
+        return self._done
+
+    def _flat(self, obs: Any) -> np.ndarray:
+        return np.asarray(spaces.flatten(self.space, obs), dtype=np.float32)
+
+    def reset(self, seeds: np.ndarray) -> np.ndarray:
+        for i, env in enumerate(self.envs):
+            obs, _ = env.reset(seed=int(seeds[i]))
+            self._obs[i] = self._flat(obs)
+        self._done[:] = False
+        return self._obs.copy()
+
+    def step(self, actions: np.ndarray, idx: np.ndarray) -> dict[str, np.ndarray]:
+        k = len(idx)
+        out = {
+            "reward": np.zeros(k),
+            "terminated": np.zeros(k, dtype=bool),
+            "truncated": np.zeros(k, dtype=bool),
+            "departure": np.zeros(k, dtype=bool),
+        }
+        for j, i in enumerate(idx):
+            obs, reward, term, trunc, info = self.envs[i].step(int(actions[j]))
+            self._obs[i] = self._flat(obs)
+            out["reward"][j], out["terminated"][j], out["truncated"][j] = reward, term, trunc
+            if "departure" in info:
+                self.has_departure = True
+                out["departure"][j] = bool(info["departure"])
+            self._done[i] = term or trunc
+        return out
+
+    def observe(self) -> np.ndarray:
+        return self._obs.copy()
+
+
+def make_batch(env_id: str, num_envs: int, env_kwargs: dict[str, Any] | None = None) -> NativeBatch | GymnasiumBatch:
+    """The fastest batched view of ``env_id``: native for built-in envs, the adapter otherwise."""
+    if num_envs < 1:
+        raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+    world = world_of(env_id)
+    if world is not None:
+        return NativeBatch(world=world, num_envs=num_envs, env_kwargs=env_kwargs)
+    return GymnasiumBatch(env_id=env_id, num_envs=num_envs, env_kwargs=env_kwargs)
+
+
+def env_signature(env_id: str, env_kwargs: dict[str, Any] | None = None) -> tuple[int, int]:
+    """(flat obs length, number of actions) of ``env_id``, to check a checkpoint against it."""
+    resolve_env_id(env_id)
+    batch = make_batch(env_id, 1, env_kwargs)
+    return batch.obs_dim, batch.n_actions

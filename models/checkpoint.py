@@ -1,0 +1,207 @@
+"""Imitator checkpoints: one safetensors file of the state dict plus JSON metadata; never a pickle.
+
+Metadata (string -> string): ``imitaudit.schema`` = ``imitaudit.imitator/1``, ``arch`` (a
+name in :mod:`models.registry`), ``config`` (JSON of :class:`ImitatorConfig`), ``env_id``,
+``env_kwargs`` (JSON), ``obs_shape`` (JSON list), ``n_actions``, and optionally
+``provenance`` (JSON: how it was trained). Loading rebuilds the architecture from the
+registry and refuses any tensor that does not fit it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.imitator import Imitator, ImitatorConfig
+from models.registry import build
+from models.safetensors_io import parse_safetensors, write_safetensors
+
+SCHEMA = "imitaudit.imitator/1"
+_REQUIRED = ("imitaudit.schema", "arch", "config", "env_id", "obs_shape", "n_actions")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckpointInfo:
+    """What a checkpoint says about itself."""
+
+    arch: str
+    config: ImitatorConfig
+    env_id: str
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    obs_shape: tuple[int, ...] = ()
+    n_actions: int = 0
+    provenance: dict[str, Any] = field(default_factory=dict)
+    n_params: int = 0
+    sha256: str = ""
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "kind": "imitator",
+            "schema": SCHEMA,
+            "arch": self.arch,
+            "config": self.config.to_dict(),
+            "env_id": self.env_id,
+            "env_kwargs": self.env_kwargs,
+            "obs_shape": list(self.obs_shape),
+            "n_actions": self.n_actions,
+            "parameters": self.n_params,
+            "provenance": self.provenance,
+            "sha256": self.sha256,
+        }
+
+
+def save_imitator(
+    model: Imitator,
+    path: str | os.PathLike,
+    *,
+    env_id: str,
+    env_kwargs: dict[str, Any] | None = None,
+    obs_shape: tuple[int, ...] | None = None,
+    provenance: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` as a checkpoint (atomically); returns the path."""
+    config = model.config
+    obs_shape = tuple(obs_shape) if obs_shape is not None else (config.obs_dim,)
+    if math.prod(obs_shape) != config.obs_dim:
+        raise ValueError(f"obs_shape {obs_shape} does not hold obs_dim={config.obs_dim} features")
+    tensors = {k: v.detach().cpu().contiguous().numpy() for k, v in model.state_dict().items()}
+    metadata = {
+        "imitaudit.schema": SCHEMA,
+        "arch": model.arch,
+        "config": json.dumps(config.to_dict(), sort_keys=True),
+        "env_id": env_id,
+        "env_kwargs": json.dumps(env_kwargs or {}, sort_keys=True),
+        "obs_shape": json.dumps(list(obs_shape)),
+        "n_actions": str(config.n_actions),
+        "provenance": json.dumps(provenance or {}, sort_keys=True, default=str),
+    }
+    return write_safetensors(path, tensors, metadata)
+
+
+def load_imitator(path: str | os.PathLike) -> tuple[Imitator, CheckpointInfo]:
+    """Rebuild an imitator from a checkpoint file (in eval mode).
+
+    Raises:
+        ValueError: one line naming the problem: not safetensors (a pickle, a zip, truncated),
+            missing or malformed metadata, unknown schema or architecture, a config that does
+            not fit the obs shape, or tensors missing, unexpected or of the wrong shape.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{path}: no such file")
+    return load_imitator_bytes(path.read_bytes(), str(path))
+
+
+def load_imitator_bytes(data: bytes, name: str = "upload") -> tuple[Imitator, CheckpointInfo]:
+    """:func:`load_imitator` on bytes in memory (``name`` labels the messages)."""
+    tensors, meta = parse_safetensors(data, name)
+    missing = [k for k in _REQUIRED if k not in meta]
+    if "imitaudit.schema" in missing:
+        raise ValueError(f"{name}: metadata has no 'imitaudit.schema': not an imitaudit checkpoint")
+    if meta["imitaudit.schema"] != SCHEMA:
+        raise ValueError(f"{name}: unknown schema {meta['imitaudit.schema']!r}; this imitaudit reads {SCHEMA!r}")
+    if missing:
+        raise ValueError(f"{name}: metadata lacks {', '.join(missing)}")
+    try:
+        config_dict = json.loads(meta["config"])
+        env_kwargs = json.loads(meta.get("env_kwargs", "{}"))
+        obs_shape = json.loads(meta["obs_shape"])
+        provenance = json.loads(meta.get("provenance", "{}"))
+        n_actions = int(meta["n_actions"])
+    except (json.JSONDecodeError, ValueError) as exc:
+        raise ValueError(f"{name}: malformed metadata ({str(exc).splitlines()[0]})") from None
+    if not isinstance(obs_shape, list) or not obs_shape or not all(isinstance(d, int) and d > 0 for d in obs_shape):
+        raise ValueError(f"{name}: obs_shape must be a list of positive integers, got {meta['obs_shape']!r}")
+    if not isinstance(env_kwargs, dict):
+        raise ValueError(f"{name}: env_kwargs must be a JSON object")
+    try:
+        config = ImitatorConfig.from_dict(config_dict)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{name}: bad config: {exc}") from None
+    if math.prod(obs_shape) != config.obs_dim:
+        raise ValueError(f"{name}: obs_shape {obs_shape} does not fit config obs_dim={config.obs_dim}")
+    if n_actions != config.n_actions:
+        raise ValueError(f"{name}: n_actions={n_actions} does not fit config n_actions={config.n_actions}")
+    try:
+        model = build(meta["arch"], config)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+    expected = model.state_dict()
+    absent = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if absent:
+        raise ValueError(f"{name}: missing tensor(s) for arch {meta['arch']!r}: {', '.join(absent[:4])}")
+    if extra:
+        raise ValueError(f"{name}: unexpected tensor(s) for arch {meta['arch']!r}: {', '.join(extra[:4])}")
+    state = {}
+    for key, ref in expected.items():
+        arr = tensors[key]
+        if tuple(arr.shape) != tuple(ref.shape):
+            raise ValueError(f"{name}: tensor {key} has shape {tuple(arr.shape)}, the config needs {tuple(ref.shape)}")
+        if not np.issubdtype(arr.dtype, np.floating):
+            raise ValueError(f"{name}: tensor {key} has dtype {arr.dtype}; weights must be floating point")
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name}: tensor {key} holds NaN or infinite values")
+        state[key] = torch.from_numpy(arr.astype(np.float32))
+    model.load_state_dict(state)
+    model.eval()
+    info = CheckpointInfo(
+        arch=meta["arch"],
+        config=config,
+        env_id=meta["env_id"],
+        env_kwargs=env_kwargs,
+        obs_shape=tuple(obs_shape),
+        n_actions=n_actions,
+        provenance=provenance if isinstance(provenance, dict) else {},
+        n_params=sum(p.numel() for p in model.parameters()),
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+    return model, info
+
+
+def convert_lightning_checkpoint(
+    ckpt: str | os.PathLike, out: str | os.PathLike, *, prefix: str = "imitator."
+) -> Path:
+    """Convert a Lightning ``.ckpt`` written by ``audit.train`` into a safetensors checkpoint.
+
+    Reads with ``torch.load(weights_only=True)`` only, which refuses arbitrary pickled
+    objects; the architecture and env come from the checkpoint's ``hyper_parameters``.
+
+    Raises:
+        ValueError: unreadable file, or not a checkpoint of an imitaudit training run.
+    """
+    ckpt = Path(ckpt)
+    if not ckpt.exists():
+        raise ValueError(f"{ckpt}: no such file")
+    try:
+        blob = torch.load(ckpt, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - weights_only refusals come in many types
+        raise ValueError(f"{ckpt}: cannot read as a weights-only Lightning checkpoint ({str(exc).splitlines()[0]})") from None
+    if not isinstance(blob, dict) or "state_dict" not in blob:
+        raise ValueError(f"{ckpt}: not a Lightning checkpoint (no state_dict)")
+    hp = blob.get("hyper_parameters") or {}
+    for key in ("arch", "imitator_config", "env_id"):
+        if key not in hp:
+            raise ValueError(f"{ckpt}: hyper_parameters lack {key!r}: not an imitaudit training checkpoint")
+    config = ImitatorConfig.from_dict(dict(hp["imitator_config"]))
+    model = build(hp["arch"], config)
+    state = {k[len(prefix) :]: v for k, v in blob["state_dict"].items() if k.startswith(prefix)}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ValueError(f"{ckpt}: weights do not fit arch {hp['arch']!r} ({str(exc).splitlines()[0]})") from None
+    return save_imitator(
+        model,
+        out,
+        env_id=hp["env_id"],
+        env_kwargs=dict(hp.get("env_kwargs") or {}),
+        provenance={"converted_from": ckpt.name, "global_step": blob.get("global_step")},
+    )

@@ -1,0 +1,93 @@
+"""Discriminators over (observation, action, imitator activations): logits_expert_is_high.
+
+The input of one step is the observation, the action one-hot, and the imitator's
+activations at the chosen taps, concatenated in that order; :meth:`Discriminator.features`
+builds it and :meth:`Discriminator.score` reads it, so attribution methods can work on
+the flat input. With no taps it is the behaviour-only discriminator GAIL uses.
+Spectral normalisation on every linear layer keeps it Lipschitz, for stable adversarial training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiscriminatorConfig:
+    """Sizes of a discriminator's input and body."""
+
+    obs_dim: int
+    """Length of the flat observation."""
+    n_actions: int
+    """Number of discrete actions (one-hot input)."""
+    taps: dict[str, int] = field(default_factory=dict)
+    """Tap name -> features read per step, in input order; empty for behaviour only."""
+    hidden: int = 128
+    """Width of the two hidden layers."""
+    spectral: bool = True
+    """Spectral normalisation on every layer."""
+
+    def __post_init__(self) -> None:
+        if self.obs_dim < 1 or self.n_actions < 2 or self.hidden < 1:
+            raise ValueError(f"bad discriminator sizes: obs_dim={self.obs_dim}, n_actions={self.n_actions}, hidden={self.hidden}")
+
+    @property
+    def input_dim(self) -> int:
+        return self.obs_dim + self.n_actions + sum(self.taps.values())
+
+    def segments(self) -> list[tuple[str, int, int]]:
+        """(name, start, stop) of each input block: ``obs``, ``action``, then ``tap:<name>``."""
+        out, at = [], 0
+        for name, size in [("obs", self.obs_dim), ("action", self.n_actions), *[(f"tap:{k}", v) for k, v in self.taps.items()]]:
+            out.append((name, at, at + size))
+            at += size
+        return out
+
+
+class Discriminator(nn.Module):
+    """An MLP scoring one step: high logit = looks like the demonstrator.
+
+    Args:
+        config: input and body sizes.
+    """
+
+    def __init__(self, *, config: DiscriminatorConfig) -> None:
+        super().__init__()
+        self.config = config
+        wrap = spectral_norm if config.spectral else (lambda m: m)
+        h = config.hidden
+        self.net = nn.Sequential(
+            wrap(nn.Linear(config.input_dim, h)),
+            nn.LeakyReLU(0.2),
+            wrap(nn.Linear(h, h)),
+            nn.LeakyReLU(0.2),
+            wrap(nn.Linear(h, 1)),
+        )
+
+    def features(self, obs: Tensor, actions: Tensor, activations: dict[str, Tensor] | None = None) -> Tensor:
+        """Flat input [N, input_dim] from obs [N, D], actions [N] int64 and activations {tap: [N, F]}."""
+        activations = activations or {}
+        if obs.dim() != 2 or obs.shape[1] != self.config.obs_dim:
+            raise ValueError(f"obs must be [N, {self.config.obs_dim}], got {tuple(obs.shape)}")
+        if actions.shape != obs.shape[:1]:
+            raise ValueError(f"actions must be [N] = [{obs.shape[0]}], got {tuple(actions.shape)}")
+        parts = [obs, nn.functional.one_hot(actions.long(), self.config.n_actions).to(obs.dtype)]
+        for name, size in self.config.taps.items():
+            if name not in activations:
+                raise ValueError(f"missing activations for tap {name!r}")
+            act = activations[name]
+            if act.shape != (obs.shape[0], size):
+                raise ValueError(f"tap {name!r} activations must be [{obs.shape[0]}, {size}], got {tuple(act.shape)}")
+            parts.append(act.to(obs.dtype))
+        return torch.cat(parts, dim=1)
+
+    def score(self, features: Tensor) -> Tensor:
+        """Logits [N] of flat inputs [N, input_dim] (logits_expert_is_high)."""
+        return self.net(features).squeeze(-1)
+
+    def forward(self, obs: Tensor, actions: Tensor, activations: dict[str, Tensor] | None = None) -> Tensor:
+        return self.score(self.features(obs, actions, activations))
