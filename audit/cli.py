@@ -75,6 +75,11 @@ def describe_file(path: Path) -> dict:
         except ValueError:
             info["env_installed"] = False
         return info
+    if schema.startswith("imitaudit.imitator/"):
+        from models.checkpoint import load_imitator
+
+        _, ckpt = load_imitator(path)
+        return ckpt.summary()
     raise ValueError(f"{path}: safetensors file with unknown imitaudit schema {schema!r}")
 
 
@@ -111,6 +116,62 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from audit.demonstrations import Demonstrations
+    from audit.train import config_from_args, file_sha256, train
+
+    demos = Demonstrations.load(args.demos)
+    options = {k: v for k, v in vars(args).items() if k not in ("func", "command", "demos", "out", "resume", "quiet")}
+    options["progress"] = not args.quiet
+    cfg = config_from_args(options)
+    result = train(demos, cfg, out=args.out, resume=args.resume, demos_sha256=file_sha256(args.demos))
+    figures = ", ".join(f"{k} {v:.3f}" for k, v in sorted(result.metrics.items()))
+    print(f"wrote {result.path} ({cfg.arch}, {cfg.mode}); logs in {result.run_dir}; {figures}")
+    return EXIT_OK
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from audit.demonstrations import Demonstrations
+    from audit.envs.adapter import env_signature
+    from audit.evaluate import evaluate
+    from models.checkpoint import load_imitator
+
+    model, info = load_imitator(args.imitator)
+    env_kwargs = json.loads(args.env_kwargs) if args.env_kwargs else info.env_kwargs
+    obs_dim, n_actions = env_signature(info.env_id, env_kwargs)
+    if (obs_dim, n_actions) != (info.config.obs_dim, info.config.n_actions):
+        raise ValueError(f"{args.imitator}: built for obs_dim={info.config.obs_dim}, n_actions={info.config.n_actions}; {info.env_id} gives {obs_dim}, {n_actions}")
+    demos = None
+    if args.demos:
+        demos = Demonstrations.load(args.demos)
+        if demos.env_id != info.env_id:
+            raise ValueError(f"demonstrations are of {demos.env_id}, the imitator of {info.env_id}")
+    result = evaluate(model, info.env_id, episodes=args.episodes, seed=args.seed, env_kwargs=env_kwargs, demos=demos)
+    if args.json:
+        print(json.dumps(result, indent=2, sort_keys=True))
+        return EXIT_OK
+    rate = "n/a" if result["departure_rate"] is None else f"{result['departure_rate']:.4f} +- {result['departure_rate_se']:.4f}"
+    print(f"{info.env_id} {info.arch}: {result['episodes']} episodes")
+    print(f"  mean return    {result['mean_return']:.4f} +- {result['mean_return_se']:.4f}")
+    print(f"  departure rate {rate}")
+    print(f"  mean length    {result['mean_length']:.2f}")
+    if demos is not None:
+        d = result["demos"]
+        drate = "n/a" if d["departure_rate"] is None else f"{d['departure_rate']:.4f}"
+        print(f"  demonstrations: return {d['mean_return']:.4f}, departure rate {drate}, length {d['mean_length']:.2f}")
+        if "return_ratio" in result:
+            print(f"  return ratio   {result['return_ratio']:.3f}")
+    return EXIT_OK
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from models.checkpoint import convert_lightning_checkpoint
+
+    out = convert_lightning_checkpoint(args.ckpt, args.out)
+    print(f"wrote {out}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="imitaudit", description="Audit imitators for incorrigible departures.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -130,6 +191,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_inspect)
 
+    p = sub.add_parser("train", help="train an imitator (bc or adversarial) on demonstrations")
+    p.add_argument("--demos", required=True, help="demonstrations .safetensors")
+    p.add_argument("--arch", default="gru", help="mlp, gru, transformer or a plugin architecture")
+    p.add_argument("--mode", default="bc", help="bc or adversarial")
+    p.add_argument("--steps", type=int, help="BC steps (bc) or adversarial iterations (adversarial)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output imitator .safetensors")
+    p.add_argument("--bc-warmup", dest="bc_warmup", type=int, help="BC steps before the adversarial phase")
+    p.add_argument("--hidden", type=int, help="imitator width")
+    p.add_argument("--lr", type=float, help="imitator learning rate")
+    p.add_argument("--batch-episodes", dest="batch_episodes", type=int, help="episodes per minibatch")
+    p.add_argument("--rollout-episodes", dest="rollout_episodes", type=int, help="rollouts per adversarial iteration")
+    p.add_argument("--disc-taps", dest="disc_taps", help="comma-separated taps the discriminator reads ('' = behaviour only)")
+    p.add_argument("--grad-through-activations", dest="grad_through_activations", action="store_true", default=None,
+                   help="let the discriminator's gradient reach the imitator through its activations (teaches hiding)")
+    p.add_argument("--eval-every", dest="eval_every", type=int, help="iterations between evaluations and checkpoints")
+    p.add_argument("--eval-episodes", dest="eval_episodes", type=int, help="episodes per evaluation")
+    p.add_argument("--log-dir", dest="log_dir", help="folder for CSV/TensorBoard logs and checkpoints")
+    p.add_argument("--run-id", dest="run_id", help="run folder name")
+    p.add_argument("--resume", action="store_true", help="continue the run folder's last checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="roll an imitator out: return, departure rate, length")
+    p.add_argument("--imitator", required=True)
+    p.add_argument("--episodes", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--demos", default="", help="demonstrations to compare against")
+    p.add_argument("--env-kwargs", default="", help="JSON object overriding the checkpoint's env kwargs")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("convert", help="convert a Lightning .ckpt of a training run to a safetensors checkpoint")
+    p.add_argument("--ckpt", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_convert)
+
     p = sub.add_parser("quickstart", help="generate demonstrations on each env and print a summary table")
     p.add_argument("--episodes", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
@@ -141,8 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        if getattr(args, "episodes", 1) < 1:
-            raise UsageError(f"--episodes must be >= 1, got {args.episodes}")
+        for name in ("episodes", "steps"):
+            value = getattr(args, name, None)
+            if value is not None and value < 1:
+                raise UsageError(f"--{name} must be >= 1, got {value}")
         return args.func(args)
     except (ValueError, OSError, json.JSONDecodeError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -40,19 +40,31 @@ class ImitatorConfig:
     """Attention heads (Transformer only); must divide ``hidden``."""
     max_len: int = 512
     """Longest episode a Transformer can attend over."""
+    grid: tuple[int, int, int] | None = None
+    """(channels, height, width) when the observation starts with that many one-hot grid
+    planes (the built-in envs): the encoder is then convolutional over them."""
 
     def __post_init__(self) -> None:
         for name in ("obs_dim", "n_actions", "hidden", "layers", "heads", "max_len"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.grid is not None:
+            grid = tuple(self.grid)
+            if len(grid) != 3 or not all(isinstance(g, int) and g > 0 for g in grid):
+                raise ValueError(f"grid must be (channels, height, width) of positive integers, got {self.grid!r}")
+            if grid[0] * grid[1] * grid[2] > self.obs_dim:
+                raise ValueError(f"grid {grid} holds more than obs_dim={self.obs_dim} features")
+            object.__setattr__(self, "grid", grid)
         if self.n_actions < 2:
             raise ValueError(f"n_actions must be >= 2, got {self.n_actions}")
         if self.hidden % self.heads:
             raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["grid"] = list(self.grid) if self.grid is not None else None
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ImitatorConfig":
@@ -66,6 +78,31 @@ class ImitatorConfig:
         if missing:
             raise ValueError(f"config lacks {', '.join(missing)}")
         return cls(**data)
+
+
+class GridEncoder(nn.Module):
+    """Two 3x3 convolutions over the leading one-hot planes, then a linear layer with the scalars.
+
+    Input [..., obs_dim]; output [..., hidden] (any leading dims).
+    """
+
+    def __init__(self, *, config: ImitatorConfig, channels: int = 32) -> None:
+        super().__init__()
+        c, h, w = config.grid
+        self.grid = (c, h, w)
+        self.n_grid = c * h * w
+        self.conv = nn.Sequential(
+            nn.Conv2d(c, channels, 3, padding=1), nn.ReLU(), nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU()
+        )
+        self.proj = nn.Linear(channels * h * w + config.obs_dim - self.n_grid, config.hidden)
+        self.act = nn.ReLU()
+
+    def forward(self, obs: Tensor) -> Tensor:
+        lead = obs.shape[:-1]
+        flat = obs.reshape(-1, obs.shape[-1])
+        planes = self.conv(flat[:, : self.n_grid].reshape(-1, *self.grid)).flatten(1)
+        out = self.act(self.proj(torch.cat([planes, flat[:, self.n_grid :]], dim=1)))
+        return out.reshape(*lead, -1)
 
 
 class Imitator(nn.Module):
@@ -82,7 +119,10 @@ class Imitator(nn.Module):
     def __init__(self, *, config: ImitatorConfig) -> None:
         super().__init__()
         self.config = config
-        self.encoder = nn.Sequential(nn.Linear(config.obs_dim, config.hidden), nn.ReLU())
+        if config.grid is not None:
+            self.encoder: nn.Module = GridEncoder(config=config)
+        else:
+            self.encoder = nn.Sequential(nn.Linear(config.obs_dim, config.hidden), nn.ReLU())
         self.core = nn.Identity()
         self.head = nn.Linear(config.hidden, config.n_actions)
 
@@ -105,10 +145,22 @@ class Imitator(nn.Module):
             want = "[B, D]" if dims == 2 else "[B, T, D]"
             raise ValueError(f"{self.arch}: obs must be {want} with D={self.config.obs_dim}, got {tuple(obs.shape)}")
 
+    def _encode(self, obs: Tensor, mask: Tensor | None) -> Tensor:
+        """Encoder over [B, T, D]; with a mask, only real steps are computed (padding stays zero).
+
+        Capture activations with ``mask=None``: with a mask the encoder tap sees [N_real, F].
+        """
+        if mask is None:
+            return self.encoder(obs)
+        out = obs.new_zeros(*obs.shape[:-1], self.config.hidden)
+        out[mask] = self.encoder(obs[mask])
+        return out
+
     def forward(self, obs: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         raise NotImplementedError
 
-    def sequence(self, obs: Tensor) -> Tensor:
+    def sequence(self, obs: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Logits [B, T, A] of whole episodes obs [B, T, D] (mask [B, T]: skip padded steps' encoding)."""
         raise NotImplementedError
 
 
@@ -125,9 +177,9 @@ class MLPImitator(Imitator):
         self._check_obs(obs, 2)
         return self.head(self.core(self.body(self.encoder(obs)))), None
 
-    def sequence(self, obs: Tensor) -> Tensor:
+    def sequence(self, obs: Tensor, mask: Tensor | None = None) -> Tensor:
         self._check_obs(obs, 3)
-        return self.head(self.core(self.body(self.encoder(obs))))
+        return self.head(self.core(self.body(self._encode(obs, mask))))
 
 
 class GRUImitator(Imitator):
@@ -150,9 +202,9 @@ class GRUImitator(Imitator):
         out, state = self.gru(self.encoder(obs)[:, None, :], state)
         return self.head(self.core(out[:, 0])), state
 
-    def sequence(self, obs: Tensor) -> Tensor:
+    def sequence(self, obs: Tensor, mask: Tensor | None = None) -> Tensor:
         self._check_obs(obs, 3)
-        out, _ = self.gru(self.encoder(obs), self.initial_state(obs.shape[0]))
+        out, _ = self.gru(self._encode(obs, mask), self.initial_state(obs.shape[0]))
         return self.head(self.core(out))
 
 
@@ -193,6 +245,6 @@ class TransformerImitator(Imitator):
         state = torch.cat([state, self.encoder(obs)[:, None, :]], dim=1)
         return self.head(self.core(self._attend(state)[:, -1])), state
 
-    def sequence(self, obs: Tensor) -> Tensor:
+    def sequence(self, obs: Tensor, mask: Tensor | None = None) -> Tensor:
         self._check_obs(obs, 3)
-        return self.head(self.core(self._attend(self.encoder(obs))))
+        return self.head(self.core(self._attend(self._encode(obs, mask))))

@@ -138,3 +138,12 @@ def env_signature(env_id: str, env_kwargs: dict[str, Any] | None = None) -> tupl
     resolve_env_id(env_id)
     batch = make_batch(env_id, 1, env_kwargs)
     return batch.obs_dim, batch.n_actions
+
+
+def grid_shape(env_id: str) -> tuple[int, int, int] | None:
+    """(channels, height, width) of a built-in env's leading one-hot planes; None for other envs."""
+    world = world_of(env_id)
+    if world is None:
+        return None
+    probe = world(num_envs=1)
+    return (len(probe.channels), probe.height, probe.width)

@@ -1,0 +1,121 @@
+"""Evaluating an imitator: its figures in the env, and how distinguishable it is from its demonstrations.
+
+``evaluate`` rolls the imitator out and reports mean return, departure rate (where the
+env records departures) and episode length, each with its standard error.
+``distinguishability`` fits a *fresh* discriminator (observation + action + activations at
+the chosen taps) on part of the demonstration episodes and part of the imitator's
+rollouts, and reports its balanced step accuracy and AUROC on the held-out rest: 0.5
+means the imitator cannot be told apart from its demonstrator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from audit.demonstrations import Demonstrations
+from audit.rollout import Trajectories, rollout
+from audit.taps import pad_episodes, teacher_forced
+from models.discriminator import Discriminator, DiscriminatorConfig
+from models.imitator import Imitator
+
+
+def _mean_se(x: np.ndarray) -> tuple[float, float]:
+    return float(x.mean()), float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else 0.0
+
+
+def summarize(traj: Trajectories) -> dict[str, Any]:
+    """Mean return, departure rate and length of rollouts (with standard errors)."""
+    ret, ret_se = _mean_se(traj.returns().double().numpy())
+    length, length_se = _mean_se(traj.lengths().double().numpy())
+    out: dict[str, Any] = {"episodes": traj.n_episodes, "mean_return": ret, "mean_return_se": ret_se, "mean_length": length, "mean_length_se": length_se}
+    departed = traj.departed()
+    if departed is not None:
+        rate, rate_se = _mean_se(departed.double().numpy())
+        out.update(departure_rate=rate, departure_rate_se=rate_se)
+    else:
+        out["departure_rate"] = None
+    return out
+
+
+def evaluate(
+    model: Imitator,
+    env_id: str,
+    *,
+    episodes: int,
+    seed: int = 0,
+    env_kwargs: dict[str, Any] | None = None,
+    demos: Demonstrations | None = None,
+) -> dict[str, Any]:
+    """The imitator's figures in ``env_id``; with ``demos``, the demonstrations' beside them and the ratios."""
+    out = summarize(rollout(model, env_id, episodes=episodes, seed=seed, env_kwargs=env_kwargs))
+    out["env_id"] = env_id
+    if demos is not None:
+        s = demos.summary()
+        out["demos"] = {k: s[k] for k in ("episodes", "mean_return", "mean_length", "departure_rate")}
+        if s["mean_return"]:
+            out["return_ratio"] = out["mean_return"] / s["mean_return"]
+    return out
+
+
+def _auroc(pos: np.ndarray, neg: np.ndarray) -> float:
+    """Mann-Whitney AUROC of ``pos`` scored above ``neg`` (ties count half)."""
+    scores = np.concatenate([pos, neg])
+    uniq, first, counts = np.unique(np.sort(scores), return_index=True, return_counts=True)
+    ranks = (first + (counts + 1) / 2.0)[np.searchsorted(uniq, scores)]
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def distinguishability(
+    model: Imitator,
+    demos: Demonstrations,
+    *,
+    episodes: int = 400,
+    seed: int = 0,
+    taps: Sequence[str] = ("core",),
+    steps: int = 400,
+    train_fraction: float = 0.7,
+    hidden: int = 128,
+) -> dict[str, float]:
+    """Held-out accuracy and AUROC of a fresh step-level discriminator, demonstrator vs imitator.
+
+    Demonstration episodes and imitator rollouts are each split by episode; the
+    discriminator trains on ``train_fraction`` of each for ``steps`` full-batch Adam steps
+    and is scored on the rest.
+    """
+    torch.manual_seed(seed)
+    traj = rollout(model, demos.env_id, episodes=episodes, seed=seed + 50_000, env_kwargs=demos.env_kwargs, taps=taps)
+    obs, actions, mask = pad_episodes(demos)
+    with torch.no_grad():
+        _, acts = teacher_forced(model, obs, mask, taps)
+    rng = np.random.default_rng(seed)
+    d_split = rng.random(obs.shape[0]) < train_fraction
+    a_split = rng.random(traj.n_episodes) < train_fraction
+    sizes = model.tap_sizes()
+    disc = Discriminator(config=DiscriminatorConfig(obs_dim=model.config.obs_dim, n_actions=model.config.n_actions, taps={t: sizes[t] for t in taps}, hidden=hidden))
+
+    def feats(o, a, m, act, rows):
+        rows = torch.from_numpy(rows)
+        sel = m & rows[:, None]
+        return disc.features(o[sel], a[sel], {k: v[sel] for k, v in act.items()})
+
+    xe_tr, xe_te = feats(obs, actions, mask, acts.taps, d_split), feats(obs, actions, mask, acts.taps, ~d_split)
+    xa_tr, xa_te = (feats(traj.obs, traj.actions, traj.mask, traj.activations.taps, s) for s in (a_split, ~a_split))
+    opt = torch.optim.Adam(disc.parameters(), lr=1e-3)
+    for _ in range(steps):
+        loss = 0.5 * (nn.functional.softplus(-disc.score(xe_tr)).mean() + nn.functional.softplus(disc.score(xa_tr)).mean())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        le, la = disc.score(xe_te).numpy(), disc.score(xa_te).numpy()
+    return {
+        "heldout_acc": float(0.5 * ((le > 0).mean() + (la < 0).mean())),
+        "heldout_auroc": _auroc(le, la),
+        "heldout_steps_demo": int(len(le)),
+        "heldout_steps_imitator": int(len(la)),
+    }
