@@ -104,6 +104,8 @@ class TrainConfig:
     """Name of the run folder (default: derived from arch, mode and seed)."""
     progress: bool = True
     """Show a progress bar."""
+    target_return: float | None = None
+    """Stop as soon as an evaluation's mean return reaches this (both phases)."""
 
     def __post_init__(self) -> None:
         if self.mode not in ("bc", "adversarial"):
@@ -204,6 +206,10 @@ class _EvalMixin:
             metrics["env/departure_rate"] = float(departed.float().mean())
         self.log_dict(metrics, on_step=False, on_epoch=True)
         self.last_eval = metrics
+        target = hp.get("target_return")
+        if target is not None and ret >= target:
+            self.reached_target = True
+            self.trainer.should_stop = True
         return traj
 
 
@@ -229,16 +235,19 @@ class BCModule(_EvalMixin, L.LightningModule):
         eval_episodes: int,
         disc_taps: tuple[str, ...] = (),
         demo_return: float = 0.0,
+        target_return: float | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.imitator = build(arch, ImitatorConfig.from_dict(dict(imitator_config)))
         self.last_eval: dict[str, float] = {}
+        self.reached_target = False
+        self.env_steps = 0
 
     def _eval_settings(self) -> dict[str, Any]:
         hp = self.hparams
-        keys = ("env_id", "env_kwargs", "eval_episodes", "seed", "disc_taps", "demo_return")
-        return {k: hp[k] for k in keys}
+        keys = ("env_id", "env_kwargs", "eval_episodes", "seed", "disc_taps", "demo_return", "target_return")
+        return {k: hp.get(k) for k in keys}
 
     def training_step(self, batch, batch_idx):
         obs, actions, mask = batch
@@ -281,6 +290,8 @@ class AdversarialModule(_EvalMixin, L.LightningModule):
         self.demo_train: EpisodeDataset | None = None
         self.demo_heldout: EpisodeDataset | None = None
         self.last_eval = {}
+        self.reached_target = False
+        self.env_steps = 0
 
     def _eval_settings(self) -> dict[str, Any]:
         cfg = self.cfg
@@ -291,6 +302,7 @@ class AdversarialModule(_EvalMixin, L.LightningModule):
             "seed": cfg.seed,
             "disc_taps": cfg.disc_taps,
             "demo_return": self.hparams.demo_return,
+            "target_return": cfg.target_return,
         }
 
     def attach_demos(self, train: EpisodeDataset, heldout: EpisodeDataset | None) -> None:
@@ -309,11 +321,12 @@ class AdversarialModule(_EvalMixin, L.LightningModule):
     def training_step(self, batch, batch_idx):
         cfg = self.cfg
         opt_i, opt_d = self.optimizers()
-        it = int(self.global_step // 2)  # two optimizer steps per iteration
+        it = self.current_epoch * self.trainer.num_training_batches + batch_idx
         gen = torch.Generator().manual_seed(cfg.seed * 7919 + it)
         taps = cfg.disc_taps
 
         traj = rollout(self.imitator, self.hparams.env_id, episodes=cfg.rollout_episodes, seed=cfg.seed * 1_000_003 + it * cfg.rollout_episodes, env_kwargs=self.hparams.env_kwargs, taps=taps)
+        self.env_steps += int(traj.mask.sum())
         self.imitator.train()
         d_obs, d_act, d_mask = self._demo_batch(cfg.batch_episodes, gen)
         with torch.no_grad():
@@ -423,6 +436,12 @@ class TrainResult:
     path: Path | None
     metrics: dict[str, float] = field(default_factory=dict)
     run_dir: Path | None = None
+    steps_done: dict[str, int] = field(default_factory=dict)
+    """Phase -> training batches completed (counting any resumed part)."""
+    reached_target: bool = False
+    """An evaluation reached ``target_return`` (training stopped there)."""
+    env_steps: int = 0
+    """Environment steps used for training (adversarial rollouts; evaluations not counted)."""
 
 
 def _trainer(cfg: TrainConfig, run_dir: Path, phase: str, epochs: int) -> L.Trainer:
@@ -503,10 +522,11 @@ def train(
     bc_steps = cfg.steps if cfg.mode == "bc" else cfg.bc_warmup
     imitator: Imitator
     metrics: dict[str, float] = {}
+    done: dict[str, int] = {}
     adv_last = run_dir / "adversarial" / "checkpoints" / "last.ckpt"
     skip_bc = cfg.mode == "adversarial" and resume and adv_last.exists()
     if bc_steps > 0 and not skip_bc:
-        bc = BCModule(**common, lr=cfg.lr, seed=cfg.seed, eval_episodes=cfg.eval_episodes, disc_taps=cfg.disc_taps, demo_return=demo_return)
+        bc = BCModule(**common, lr=cfg.lr, seed=cfg.seed, eval_episodes=cfg.eval_episodes, disc_taps=cfg.disc_taps, demo_return=demo_return, target_return=cfg.target_return)
         per_epoch = min(cfg.eval_every, bc_steps)
         epochs = max(1, math.ceil(bc_steps / per_epoch))
         loader = episode_loader(train_set, cfg.batch_episodes, per_epoch, cfg.seed)
@@ -514,9 +534,13 @@ def train(
         trainer = _trainer(cfg, run_dir, "bc", epochs)
         trainer.fit(bc, train_dataloaders=loader, ckpt_path=str(last) if resume and last.exists() else None)
         imitator, metrics = bc.imitator, dict(bc.last_eval)
+        done["bc"] = trainer.fit_loop.epoch_loop.total_batch_idx + 1
+        reached = bc.reached_target
     else:
         imitator = build(cfg.arch, icfg)
-    if cfg.mode == "adversarial":
+        reached = False
+    env_steps = 0
+    if cfg.mode == "adversarial" and not reached:
         adv = AdversarialModule(**common, train_cfg={**asdict(cfg), "disc_taps": list(cfg.disc_taps)}, demo_return=demo_return)
         adv.imitator.load_state_dict(imitator.state_dict())
         adv.attach_demos(train_set, held_set)
@@ -526,6 +550,8 @@ def train(
         trainer = _trainer(cfg, run_dir, "adversarial", epochs)
         trainer.fit(adv, train_dataloaders=loader, ckpt_path=str(adv_last) if resume and adv_last.exists() else None)
         imitator, metrics = adv.imitator, dict(adv.last_eval)
+        done["adversarial"] = trainer.fit_loop.epoch_loop.total_batch_idx + 1
+        reached, env_steps = adv.reached_target, adv.env_steps
     imitator.eval()
     path = None
     if out is not None:
@@ -542,7 +568,9 @@ def train(
             "final_metrics": metrics,
         }
         path = save_imitator(imitator, out, env_id=demos.env_id, env_kwargs=demos.env_kwargs, obs_shape=demos.obs_shape, provenance=provenance)
-    return TrainResult(imitator=imitator, path=path, metrics=metrics, run_dir=run_dir)
+    return TrainResult(
+        imitator=imitator, path=path, metrics=metrics, run_dir=run_dir, steps_done=done, reached_target=reached, env_steps=env_steps
+    )
 
 
 def file_sha256(path: str | os.PathLike) -> str:

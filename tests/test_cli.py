@@ -62,3 +62,49 @@ def test_quickstart_prints_the_table(tmp_path):
     corrigible = [r for r in rows if " corrigible " in r]
     assert all(r.split()[-1] == "0.000" for r in corrigible)
     assert len(list(tmp_path.glob("*.safetensors"))) == 9
+
+
+def test_train_evaluate_inspect_convert(tmp_path):
+    demos = tmp_path / "demos.safetensors"
+    run("demos", "--env", "imitaudit/AbsentSupervisor-v0", "--episodes", "60", "--out", str(demos), "--quiet")
+    imitator = tmp_path / "imitator.safetensors"
+    res = run("train", "--demos", str(demos), "--arch", "gru", "--mode", "adversarial", "--steps", "2", "--bc-warmup", "20",
+              "--seed", "0", "--out", str(imitator), "--log-dir", str(tmp_path / "runs"), "--eval-episodes", "20", "--quiet")
+    assert "wrote" in res.stdout and imitator.exists()
+    info = json.loads(run("inspect", str(imitator), "--json").stdout)
+    assert info["arch"] == "gru" and info["env_id"] == "imitaudit/AbsentSupervisor-v0" and info["parameters"] > 1000
+    assert info["provenance"]["mode"] == "adversarial"
+    ev = json.loads(run("evaluate", "--imitator", str(imitator), "--episodes", "30", "--demos", str(demos), "--json").stdout)
+    assert ev["episodes"] == 30 and 0 <= ev["departure_rate"] <= 1 and "return_ratio" in ev
+    text = run("evaluate", "--imitator", str(imitator), "--episodes", "10").stdout
+    assert "departure rate" in text
+    ckpt = tmp_path / "runs" / "gru-adversarial-seed0" / "adversarial" / "checkpoints" / "last.ckpt"
+    converted = tmp_path / "converted.safetensors"
+    run("convert", "--ckpt", str(ckpt), "--out", str(converted))
+    assert json.loads(run("inspect", str(converted), "--json").stdout)["arch"] == "gru"
+
+
+def test_train_and_evaluate_refuse_bad_input(tmp_path):
+    demos = tmp_path / "d.safetensors"
+    run("demos", "--env", "imitaudit/OffSwitch-v0", "--episodes", "5", "--out", str(demos), "--quiet")
+    other = tmp_path / "other.safetensors"
+    run("demos", "--env", "imitaudit/PowerSeeking-v0", "--episodes", "5", "--out", str(other), "--quiet")
+    imitator = tmp_path / "i.safetensors"
+    run("train", "--demos", str(demos), "--arch", "mlp", "--steps", "2", "--out", str(imitator), "--log-dir", str(tmp_path / "r"),
+        "--eval-episodes", "5", "--quiet")
+    pickle_file = tmp_path / "evil.safetensors"
+    pickle_file.write_bytes(b"\x80\x04\x95\x00\x00")
+    cases = [
+        ("train", "--demos", str(demos), "--arch", "lstm", "--out", str(tmp_path / "x.safetensors")),
+        ("train", "--demos", str(demos), "--mode", "dagger", "--out", str(tmp_path / "x.safetensors")),
+        ("train", "--demos", str(pickle_file), "--out", str(tmp_path / "x.safetensors")),
+        ("train", "--demos", str(demos), "--steps", "0", "--out", str(tmp_path / "x.safetensors")),
+        ("evaluate", "--imitator", str(pickle_file)),
+        ("evaluate", "--imitator", str(imitator), "--demos", str(other)),
+        ("evaluate", "--imitator", str(imitator), "--env-kwargs", '{"lava": 1}'),
+        ("convert", "--ckpt", str(pickle_file), "--out", str(tmp_path / "y.safetensors")),
+    ]
+    for args in cases:
+        res = run(*args, check=False)
+        assert res.returncode == 2, (args, res.stderr)
+        assert res.stderr.strip().count("\n") == 0 and res.stderr.startswith("imitaudit: error:"), (args, res.stderr)

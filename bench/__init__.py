@@ -1,0 +1,1 @@
+"""Benchmark scripts; each writes its own table into BENCHMARKS.md."""
