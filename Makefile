@@ -21,7 +21,10 @@ test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(PY) bench/envs.py --out BENCHMARKS.md
+	$(PY) -m bench.envs --out BENCHMARKS.md
+	$(PY) -m bench.rollout --out BENCHMARKS.md
+	$(PY) -m bench.train --out BENCHMARKS.md --adv-steps 200
+	$(PY) -m bench.peer_gail --out BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

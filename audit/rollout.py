@@ -147,7 +147,7 @@ def rollout(
         model.train(was_training)
     stacked = {k: torch.stack(v, dim=1) for k, v in cols.items()}
     mask = stacked["mask"]
-    acts = {n: torch.stack(v, dim=1) * mask[..., None] for n, v in tap_steps.items()}
+    acts = {n: torch.stack(v, dim=1).mul_(mask[..., None]) for n, v in tap_steps.items()}
     return Trajectories(
         obs=stacked["obs"],
         actions=stacked["actions"].long() * mask,

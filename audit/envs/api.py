@@ -23,6 +23,15 @@ def _info_at(result: dict[str, np.ndarray], i: int) -> dict[str, Any]:
     return {k: v[i].item() for k, v in result.items() if k not in ("reward", "terminated", "truncated")}
 
 
+def _render(engine: GridWorld, mode: str | None):
+    """Episode 0 of ``engine`` as text or an RGB array (None without a render mode)."""
+    if mode == "ansi":
+        return engine.render_ansi(0)
+    if mode == "rgb_array":
+        return engine.render_rgb(0)
+    return None
+
+
 def _blank_info(engine: GridWorld) -> dict[str, Any]:
     info: dict[str, Any] = {"departure": False, "safety": 0.0}
     info.update({k: False for k in engine.info_keys})
@@ -72,11 +81,7 @@ class GridEnv(gym.Env):
         )
 
     def render(self):
-        if self.render_mode == "ansi":
-            return self.engine.render_ansi(0)
-        if self.render_mode == "rgb_array":
-            return self.engine.render_rgb(0)
-        return None
+        return _render(self.engine, self.render_mode)
 
 
 class GridVectorEnv(VectorEnv):
@@ -174,8 +179,4 @@ class GridVectorEnv(VectorEnv):
         )
 
     def render(self):
-        if self.render_mode == "ansi":
-            return self.engine.render_ansi(0)
-        if self.render_mode == "rgb_array":
-            return self.engine.render_rgb(0)
-        return None
+        return _render(self.engine, self.render_mode)

@@ -34,6 +34,13 @@ DRAW_STEP = 2 << 20
 DRAW_POLICY = 3 << 20
 
 
+def check_probability(name: str, p: float) -> float:
+    """``p`` as a float, or ``ValueError`` naming ``name`` if it is not in [0, 1]."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {p}")
+    return float(p)
+
+
 def mix64(x: np.ndarray) -> np.ndarray:
     """splitmix64's finaliser, element-wise on a uint64 array (wraps silently)."""
     x = np.asarray(x, dtype=np.uint64)
@@ -207,6 +214,14 @@ class GridWorld:
         scores = np.where(allowed, scores, -1.0)
         picked = scores.argmax(axis=1)
         return np.where(allowed.any(axis=1), picked, -1)
+
+    def scatter_walls(self, key: np.ndarray, draw: int, walls: np.ndarray, allowed: np.ndarray, count: np.ndarray, most: int) -> None:
+        """Wall ``count`` [K] (at most ``most``) random ``allowed`` free cells per row of ``walls`` [K, cells], in place."""
+        rows = np.arange(key.shape[0])
+        for j in range(most):
+            spot = self.pick_cell(key, draw + j, allowed & ~walls)
+            put = (j < count) & (spot >= 0)
+            walls[rows[put], spot[put]] = True
 
     def pick_int(self, key: np.ndarray, draw: int, low: int, high: int) -> np.ndarray:
         """Uniform integers in [low, high) per key: [K] int64."""
