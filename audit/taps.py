@@ -107,14 +107,22 @@ def teacher_forced(
 ) -> tuple[Tensor, Activations]:
     """Run ``model`` over whole episodes obs [E, T, D]: logits [E, T, A] and activations at ``names``.
 
-    With ``detach=False`` (and grad enabled) gradients flow through logits and activations.
+    Padded steps are not encoded (the imitator's masked sequence form), so long padded
+    batches cost what their real steps cost. With ``detach=False`` (and grad enabled)
+    gradients flow through logits and activations.
     """
     logits, taps = [], {n: [] for n in names}
     for i in range(0, obs.shape[0], chunk):
+        part_mask = mask[i : i + chunk]
         with TapRecorder(model=model, names=names, detach=detach) as rec:
-            logits.append(model.sequence(obs[i : i + chunk]))
+            logits.append(model.sequence(obs[i : i + chunk], part_mask))
         for n, rows in rec.take().items():
-            taps[n].append(rows[-1])
+            out = rows[-1]
+            if out.dim() == 2:  # recorded on real steps only: scatter back to [E, T, F]
+                full = out.new_zeros(*part_mask.shape, out.shape[-1])
+                full[part_mask] = out
+                out = full
+            taps[n].append(out)
     acts = {n: torch.cat(v, dim=0) * mask[..., None] for n, v in taps.items()}
     return torch.cat(logits, dim=0), Activations(taps=acts, mask=mask)
 

@@ -48,6 +48,24 @@ class DiscriminatorConfig:
         return out
 
 
+def discriminator_input(config: DiscriminatorConfig, obs: Tensor, actions: Tensor, activations: dict[str, Tensor] | None = None) -> Tensor:
+    """Flat input [..., input_dim] from obs [..., D], actions [...] int64 and activations {tap: [..., F]}."""
+    activations = activations or {}
+    if obs.shape[-1] != config.obs_dim:
+        raise ValueError(f"obs must be [..., {config.obs_dim}], got {tuple(obs.shape)}")
+    if actions.shape != obs.shape[:-1]:
+        raise ValueError(f"actions must be {tuple(obs.shape[:-1])}, got {tuple(actions.shape)}")
+    parts = [obs, nn.functional.one_hot(actions.long(), config.n_actions).to(obs.dtype)]
+    for name, size in config.taps.items():
+        if name not in activations:
+            raise ValueError(f"missing activations for tap {name!r}")
+        act = activations[name]
+        if act.shape != (*obs.shape[:-1], size):
+            raise ValueError(f"tap {name!r} activations must be {(*obs.shape[:-1], size)}, got {tuple(act.shape)}")
+        parts.append(act.to(obs.dtype))
+    return torch.cat(parts, dim=-1)
+
+
 class Discriminator(nn.Module):
     """An MLP scoring one step: high logit = looks like the demonstrator.
 
@@ -60,6 +78,10 @@ class Discriminator(nn.Module):
         self.config = config
         wrap = spectral_norm if config.spectral else (lambda m: m)
         h = config.hidden
+        # Input standardisation (identity until set): features on wildly different scales,
+        # such as one-hot planes beside raw logits, otherwise starve the small ones.
+        self.register_buffer("in_mean", torch.zeros(config.input_dim))
+        self.register_buffer("in_scale", torch.ones(config.input_dim))
         self.net = nn.Sequential(
             wrap(nn.Linear(config.input_dim, h)),
             nn.LeakyReLU(0.2),
@@ -70,24 +92,20 @@ class Discriminator(nn.Module):
 
     def features(self, obs: Tensor, actions: Tensor, activations: dict[str, Tensor] | None = None) -> Tensor:
         """Flat input [N, input_dim] from obs [N, D], actions [N] int64 and activations {tap: [N, F]}."""
-        activations = activations or {}
-        if obs.dim() != 2 or obs.shape[1] != self.config.obs_dim:
-            raise ValueError(f"obs must be [N, {self.config.obs_dim}], got {tuple(obs.shape)}")
-        if actions.shape != obs.shape[:1]:
-            raise ValueError(f"actions must be [N] = [{obs.shape[0]}], got {tuple(actions.shape)}")
-        parts = [obs, nn.functional.one_hot(actions.long(), self.config.n_actions).to(obs.dtype)]
-        for name, size in self.config.taps.items():
-            if name not in activations:
-                raise ValueError(f"missing activations for tap {name!r}")
-            act = activations[name]
-            if act.shape != (obs.shape[0], size):
-                raise ValueError(f"tap {name!r} activations must be [{obs.shape[0]}, {size}], got {tuple(act.shape)}")
-            parts.append(act.to(obs.dtype))
-        return torch.cat(parts, dim=1)
+        return discriminator_input(self.config, obs, actions, activations)
+
+    def set_normalization(self, features: Tensor, floor: float = 0.25) -> None:
+        """Standardise inputs with the mean and spread of ``features`` [N, input_dim].
+
+        The spread is floored: a one-hot cell that is almost never set would otherwise turn
+        one unseen layout into an enormous input, and an enormous, meaningless log-odds.
+        """
+        self.in_mean.copy_(features.mean(dim=0))
+        self.in_scale.copy_(features.std(dim=0).clamp(min=floor))
 
     def score(self, features: Tensor) -> Tensor:
         """Logits [N] of flat inputs [N, input_dim] (logits_expert_is_high)."""
-        return self.net(features).squeeze(-1)
+        return self.net((features - self.in_mean) / self.in_scale).squeeze(-1)
 
     def forward(self, obs: Tensor, actions: Tensor, activations: dict[str, Tensor] | None = None) -> Tensor:
         return self.score(self.features(obs, actions, activations))

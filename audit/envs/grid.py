@@ -457,6 +457,18 @@ class GridWorld:
         parts += [f"{name}={int((self.flag[i] >> j) & 1)}" for j, name in enumerate(self.flag_bits)]
         return " ".join(parts)
 
+    def text_from_obs(self, obs: np.ndarray) -> list[str]:
+        """The grid rows (glyphs, agent ``A``) that one flat observation shows; works without a reset."""
+        c = self.n_cells
+        planes = np.asarray(obs[: len(self.channels) * c]).reshape(len(self.channels), self.height, self.width) > 0.5
+        grid = [["." for _ in range(self.width)] for _ in range(self.height)]
+        glyph = {"wall": "#", "agent": "A", "goal": "G", **self.glyphs}
+        for ch in (*self.channels[2:], "wall", "agent"):  # agent drawn last
+            k = self.channels.index(ch)
+            for r, col in zip(*np.nonzero(planes[k])):
+                grid[r][col] = glyph.get(ch, ch[0].upper())
+        return ["".join(row) for row in grid]
+
     def render_ansi(self, i: int = 0) -> str:
         rows = ["".join(r) for r in self._glyph_grid(i)]
         return "\n".join(rows) + "\n" + self.status(i) + "\n"

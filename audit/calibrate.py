@@ -1,0 +1,180 @@
+"""From per-step evidence to calibrated flags: CUSUM trajectory scores and conformal p-values.
+
+Trajectory score: a one-sided CUSUM of the per-step evidence x_t (high = imitator-like),
+S_t = max(0, S_{t-1} + x_t - drift), score = max_t S_t. A sustained departure accumulates;
+a one-step slip adds one term. The drift is not fixed: per fold it is a quantile
+(``drift_quantile``, default 0.95) of the calibration steps' evidence under that fold's
+discriminator, so that demonstrator-like steps hardly ever accumulate whatever the
+discriminator's scale (a fixed drift of 1 once flattened every score to zero). Since
+S_t >= x_t - drift, the score never ranks below the maximum step evidence.
+
+Conformal p-value of a test trajectory in fold k: p = (1 + #{cal scores under k >= its
+score}) / (n_cal + 1). Under the null (the imitator's trajectories are exchangeable with
+held-out demonstrator episodes) P(p <= alpha) <= alpha, whatever the discriminator: the
+share of demonstrator-like trajectories flagged is at most alpha by construction. With
+``bh``, Benjamini-Hochberg over the batch controls the false discovery rate instead.
+The flag threshold on the score follows from the p-value rule, and the first flagged step
+is the first step whose CUSUM crosses it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def cusum(evidence: Tensor, mask: Tensor, drift: Tensor) -> Tensor:
+    """CUSUM paths [E, T] of evidence [E, T] with per-episode drift [E] (0 on padding)."""
+    e, t = evidence.shape
+    path = torch.zeros(e, t)
+    running = torch.zeros(e)
+    for i in range(t):
+        running = torch.clamp(running + evidence[:, i] - drift, min=0.0) * mask[:, i]
+        path[:, i] = running
+    return path
+
+
+def min_calibration_episodes(alpha: float) -> int:
+    """Fewest held-out demonstrator episodes for which a p-value can be <= alpha."""
+    return max(1, math.ceil(1.0 / alpha - 1.0 - 1e-9))
+
+
+def conformal_pvalues(test: np.ndarray, cal: np.ndarray) -> np.ndarray:
+    """p = (1 + #{cal >= s}) / (n + 1) for each test score s."""
+    cal_sorted = np.sort(cal)
+    at_least = len(cal) - np.searchsorted(cal_sorted, test, side="left")
+    return (1.0 + at_least) / (len(cal) + 1.0)
+
+
+def score_threshold(cal: np.ndarray, level: float) -> float:
+    """The score above which a trajectory gets p <= ``level`` (inf if no score can)."""
+    allowed = math.floor(level * (len(cal) + 1) + 1e-9) - 1  # most cal scores allowed at or above
+    if allowed < 0:
+        return math.inf
+    desc = np.sort(cal)[::-1]
+    if allowed >= len(desc):
+        return -math.inf
+    return float(desc[allowed])
+
+
+def benjamini_hochberg(p: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:
+    """Flags [E] bool and the p-value cutoff of BH at false discovery rate ``alpha``."""
+    n = len(p)
+    order = np.argsort(p)
+    passed = np.flatnonzero(p[order] <= alpha * np.arange(1, n + 1) / n)
+    if len(passed) == 0:
+        return np.zeros(n, dtype=bool), 0.0
+    cutoff = float(p[order][passed[-1]])
+    return p <= cutoff, cutoff
+
+
+def auroc(pos: np.ndarray, neg: np.ndarray) -> float:
+    """Mann-Whitney AUROC of ``pos`` scored above ``neg`` (ties count half); nan if either is empty."""
+    if len(pos) == 0 or len(neg) == 0:
+        return math.nan
+    scores = np.concatenate([pos, neg])
+    uniq, first, counts = np.unique(np.sort(scores), return_index=True, return_counts=True)
+    ranks = (first + (counts + 1) / 2.0)[np.searchsorted(uniq, scores)]
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Calibration:
+    """Calibrated scores of E test trajectories.
+
+    Attributes:
+        path: [E, T] CUSUM of each trajectory.
+        score: [E] trajectory score (max of the path).
+        pvalue: [E] conformal p-value.
+        flagged: [E] bool.
+        threshold: [E] score threshold of the trajectory's fold (at the level used).
+        first_flag: [E] int64 first step whose CUSUM crosses the threshold (-1 if none).
+        drift: [K] drift of each fold.
+        cal_scores: [K, E_cal] calibration scores under each fold's discriminator.
+        level: the p-value level flags were set at (alpha, or the BH cutoff).
+        auroc: trajectory AUROC of test against calibration scores (fold-weighted): how distinguishable.
+    """
+
+    path: Tensor
+    score: np.ndarray
+    pvalue: np.ndarray
+    flagged: np.ndarray
+    threshold: np.ndarray
+    first_flag: np.ndarray
+    drift: np.ndarray
+    cal_scores: np.ndarray
+    level: float
+    auroc: float
+
+
+def calibrate(
+    test_evidence: Tensor,
+    test_mask: Tensor,
+    cal_evidence: Tensor,
+    cal_mask: Tensor,
+    fold: np.ndarray,
+    *,
+    alpha: float,
+    drift_quantile: float = 0.95,
+    bh: bool = False,
+) -> Calibration:
+    """Scores, p-values and flags of test trajectories from cross-fitted evidence.
+
+    Args:
+        test_evidence: [E, T] evidence of each test step under its fold's discriminator.
+        test_mask: [E, T].
+        cal_evidence: [K, E_cal, T_cal] evidence of calibration steps under each discriminator.
+        cal_mask: [E_cal, T_cal].
+        fold: [E] fold of each test trajectory.
+        alpha: level (false-flag rate on demonstrator-like trajectories, or FDR with ``bh``).
+        drift_quantile: quantile of calibration step evidence used as the CUSUM drift.
+        bh: Benjamini-Hochberg over the batch.
+
+    Raises:
+        ValueError: too few calibration episodes for ``alpha``.
+    """
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    k, n_cal = cal_evidence.shape[:2]
+    need = min_calibration_episodes(alpha)
+    if n_cal < need:
+        raise ValueError(f"alpha={alpha} needs at least {need} held-out demonstration episodes, got {n_cal}")
+    drift = np.array([float(torch.quantile(cal_evidence[j][cal_mask], drift_quantile)) for j in range(k)])
+    cal_scores = np.stack(
+        [cusum(cal_evidence[j], cal_mask, torch.full((n_cal,), drift[j])).max(dim=1).values.numpy() for j in range(k)]
+    )
+    fold_t = torch.from_numpy(fold)
+    path = cusum(test_evidence, test_mask, torch.from_numpy(drift).float()[fold_t])
+    score = path.max(dim=1).values.numpy() if path.shape[1] else np.zeros(len(fold))
+    pvalue = np.empty(len(fold))
+    for j in range(k):
+        rows = fold == j
+        pvalue[rows] = conformal_pvalues(score[rows], cal_scores[j])
+    if bh:
+        flagged, level = benjamini_hochberg(pvalue, alpha)
+    else:
+        flagged, level = pvalue <= alpha, alpha
+    threshold = np.array([score_threshold(cal_scores[j], level) if level > 0 else math.inf for j in range(k)])[fold]
+    crossed = path.numpy() > threshold[:, None]
+    first = np.where(crossed.any(axis=1), crossed.argmax(axis=1), -1)
+    first = np.where(flagged, first, -1)
+    weights = np.bincount(fold, minlength=k).astype(float)
+    aucs = np.array([auroc(score[fold == j], cal_scores[j]) for j in range(k)])
+    valid = ~np.isnan(aucs)
+    dist = float(np.average(aucs[valid], weights=weights[valid])) if valid.any() else math.nan
+    return Calibration(
+        path=path,
+        score=score,
+        pvalue=pvalue,
+        flagged=flagged,
+        threshold=threshold,
+        first_flag=first.astype(np.int64),
+        drift=drift,
+        cal_scores=cal_scores,
+        level=level,
+        auroc=dist,
+    )
