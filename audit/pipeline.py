@@ -258,6 +258,11 @@ def run_audit(config: AuditConfig, progress: Progress | None = None, *, should_s
 
     world_cls = world_of(info.env_id)
     renderer = world_cls(num_envs=1, **info.env_kwargs) if world_cls is not None else None
+    if renderer is not None:
+        names = renderer.feature_names()
+        for ex in explanations.values():
+            for feature in ex["top_obs_features"]:
+                feature["name"] = names[feature["index"]]
     lengths = traj.lengths().numpy()
     departure = traj.departure
     records = []

@@ -266,7 +266,7 @@ def to_html(report: dict[str, Any], *, max_trajectories: int = 50) -> str:
             out.append(f"<p><b>attributions</b> (Integrated Gradients, steps × input blocks)</p>{_svg_heatmap(ex)}")
             units = ", ".join(f"{u['tap']}[{u['index']}] {u['attribution']:+.3f}" for u in ex["top_units"])
             steps = ", ".join(f"{t['step']} ({t['attribution']:+.3f})" for t in ex["top_steps"])
-            feats = ", ".join(f"{f['index']} ({f['attribution']:+.3f})" for f in ex["top_obs_features"])
+            feats = ", ".join(f"{html.escape(f.get('name', str(f['index'])))} ({f['attribution']:+.3f})" for f in ex["top_obs_features"])
             out.append(f"<p>top steps: {steps}<br>top observation features: {feats}<br>top activation units: {html.escape(units)}</p>")
         out.append("</div>")
     out.append(f"<script>{_SCRIPT}</script></body></html>")

@@ -457,6 +457,11 @@ class GridWorld:
         parts += [f"{name}={int((self.flag[i] >> j) & 1)}" for j, name in enumerate(self.flag_bits)]
         return " ".join(parts)
 
+    def feature_names(self) -> list[str]:
+        """A readable name for every observation feature: ``<channel>@(row,col)``, then the scalars."""
+        names = [f"{ch}@({r},{c})" for ch in self.channels for r in range(self.height) for c in range(self.width)]
+        return names + list(self.scalars)
+
     def text_from_obs(self, obs: np.ndarray) -> list[str]:
         """The grid rows (glyphs, agent ``A``) that one flat observation shows; works without a reset."""
         c = self.n_cells

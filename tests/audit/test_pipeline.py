@@ -60,6 +60,7 @@ def test_audit_flags_the_departures_of_an_unbounded_imitator(report):
             assert len(r["replay"]) == r["length"] and len(r["explanation"]["heatmap"]) == r["length"]
             assert r["explanation"]["segments"] == ["obs", "action", "tap:core", "tap:head"]
             assert {u["tap"] for u in r["explanation"]["top_units"]} <= {"core", "head"}
+            assert all("@" in f["name"] or f["name"] == "interruption_disabled" for f in r["explanation"]["top_obs_features"])
 
 
 def test_progress_and_timings(report):

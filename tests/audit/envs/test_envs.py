@@ -189,3 +189,10 @@ def test_bad_arguments_and_wrong_order():
     env.step(4)
     with pytest.raises(RuntimeError, match="finished episode"):
         env.unwrapped.step(4)
+
+
+def test_feature_names_cover_the_observation(env_id):
+    world = audit.WORLDS[env_id](num_envs=1)
+    names = world.feature_names()
+    assert len(names) == world.obs_dim and len(set(names)) == world.obs_dim
+    assert names[world.n_cells + 10] == "agent@(1,1)" and names[-1] == world.scalars[-1]
