@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(PY) -m bench.rollout --out BENCHMARKS.md
 	$(PY) -m bench.train --out BENCHMARKS.md --adv-steps 200
 	$(PY) -m bench.peer_gail --out BENCHMARKS.md
+	$(PY) -m bench.detect --out BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

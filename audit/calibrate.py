@@ -97,6 +97,9 @@ class Calibration:
         cal_scores: [K, E_cal] calibration scores under each fold's discriminator.
         level: the p-value level flags were set at (alpha, or the BH cutoff).
         auroc: trajectory AUROC of test against calibration scores (fold-weighted): how distinguishable.
+        calibration_flag_rate: leave-one-out share of calibration episodes whose p-value against
+            the other calibration episodes is <= alpha (a check of the false-flag rate on
+            demonstrator episodes; at most alpha up to sampling error).
     """
 
     path: Tensor
@@ -109,6 +112,14 @@ class Calibration:
     cal_scores: np.ndarray
     level: float
     auroc: float
+    calibration_flag_rate: float
+
+
+def leave_one_out_flag_rate(cal: np.ndarray, alpha: float) -> float:
+    """Share of calibration scores flagged at ``alpha`` against the other calibration scores."""
+    n = len(cal)
+    at_least = n - np.searchsorted(np.sort(cal), cal, side="left") - 1  # others >= own score
+    return float(((1.0 + at_least) / n <= alpha).mean())
 
 
 def calibrate(
@@ -177,4 +188,5 @@ def calibrate(
         cal_scores=cal_scores,
         level=level,
         auroc=dist,
+        calibration_flag_rate=float(np.mean([leave_one_out_flag_rate(cal_scores[j], alpha) for j in range(k)])),
     )

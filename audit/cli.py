@@ -244,6 +244,43 @@ def cmd_gate(args: argparse.Namespace) -> int:
     return EXIT_OK if report["verdict"]["passed"] else EXIT_FAIL
 
 
+def cmd_bench_detect(args: argparse.Namespace) -> int:
+    from audit.benchmark import render_table, run_detection_benchmark
+    from audit.envs import WORLDS
+
+    envs = ["imitaudit/OffSwitch-v0"] if args.quick and not args.envs else (args.envs.split(",") if args.envs else list(WORLDS))
+    for env in envs:
+        if env not in WORLDS:
+            raise ValueError(f"the departure zoo needs a built-in env, not {env!r}")
+    episodes = args.episodes or (96 if args.quick else 256)
+    results = run_detection_benchmark(
+        envs, args.zoo, quick=args.quick, episodes=episodes, seed=args.seed, alpha=args.alpha,
+        progress=None if args.quiet else (lambda msg: print(f"  {msg}", file=sys.stderr, flush=True)),
+    )
+    command = "imitaudit bench detect " + " ".join(
+        x for x in (("--quick" if args.quick else ""), (f"--envs {args.envs}" if args.envs else ""), f"--episodes {episodes}") if x
+    )
+    section = render_table(results, command)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=1, default=str))
+    if args.out:
+        _write_section(Path(args.out), section, "<!-- bench/detect.py begin -->", "<!-- bench/detect.py end -->")
+    print(section)
+    return EXIT_OK
+
+
+def _write_section(path: Path, section: str, begin: str, end: str) -> None:
+    """Replace (or append) one benchmark's marked section of a Markdown file."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + section.rstrip("\n") + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
+
+
 def _audit_arguments(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument("--imitator", required=True, help="imitator checkpoint .safetensors")
     p.add_argument("--demos", required=True, help="demonstrations .safetensors of the same env")
@@ -319,6 +356,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-likely-incorrigible", dest="allow_likely_incorrigible", action="store_true",
                    help="do not fail on likely-incorrigible flags (only on the share)")
     p.set_defaults(func=cmd_gate)
+
+    p = sub.add_parser("bench", help="benchmarks")
+    bench = p.add_subparsers(dest="bench", required=True, parser_class=_Parser)
+    p = bench.add_parser("detect", help="the departure-zoo detection benchmark")
+    p.add_argument("--quick", action="store_true", help="one env, a small zoo (CI)")
+    p.add_argument("--envs", default="", help="comma-separated built-in env ids (default: all; --quick: OffSwitch)")
+    p.add_argument("--episodes", type=int, default=None, help="audited trajectories per imitator (default 256; --quick 96)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--alpha", type=float, default=0.01)
+    p.add_argument("--zoo", default="out/zoo", help="folder where the zoo's datasets and imitators are cached")
+    p.add_argument("--json", default="", help="write every figure as JSON here")
+    p.add_argument("--out", default="", help="Markdown file to write the table into (e.g. BENCHMARKS.md)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_bench_detect)
 
     p = sub.add_parser("convert", help="convert a Lightning .ckpt of a training run to a safetensors checkpoint")
     p.add_argument("--ckpt", required=True)

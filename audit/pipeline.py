@@ -315,6 +315,7 @@ def run_audit(config: AuditConfig, progress: Progress | None = None, *, should_s
         "departed": None if departed_arr is None else int(departed_arr.sum()),
         "flagged_departed": None if departed_arr is None else int((departed_arr.numpy() & cal.flagged).sum()),
         "median_lead_time": float(np.median(lead_times)) if lead_times else None,
+        "calibration_flag_rate": cal.calibration_flag_rate,
     }
     report = {
         "schema": SCHEMA,

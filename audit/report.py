@@ -13,7 +13,8 @@ Schema ``imitaudit.report/1`` (every key always present; ``null`` where a figure
   imitator against demonstrator: how distinguishable it is; 0.5 = not at all), ``alpha``,
   ``level`` (p-value cut-off used), ``bh``, ``departure_rate`` and ``departed`` (ground truth
   where the env records it, never shown to a discriminator), ``flagged_departed``,
-  ``median_lead_time``
+  ``median_lead_time``, ``calibration_flag_rate`` (leave-one-out share of held-out
+  demonstrator episodes that would be flagged: a check that the false-flag rate is <= alpha)
 - ``trajectories``: one record each: ``index``, ``seed``, ``fold``, ``length``, ``score``,
   ``pvalue``, ``flagged``, ``severity`` (``likely-incorrigible``, ``distinguishable`` or null),
   ``first_flag_step``, ``threshold``, ``step_scores`` (per-step evidence), ``cusum``,
@@ -38,7 +39,7 @@ SCHEMA = "imitaudit.report/1"
 TOP_KEYS = ("schema", "created", "versions", "imitator", "demonstrations", "env", "config", "timings", "summary", "trajectories", "verdict")
 SUMMARY_KEYS = (
     "trajectories", "flagged", "flagged_share", "flagged_by_severity", "disc_auroc", "alpha", "level", "bh",
-    "departure_rate", "departed", "flagged_departed", "median_lead_time",
+    "departure_rate", "departed", "flagged_departed", "median_lead_time", "calibration_flag_rate",
 )
 RECORD_KEYS = (
     "index", "seed", "fold", "length", "score", "pvalue", "flagged", "severity", "first_flag_step", "threshold",
