@@ -245,7 +245,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_detect(args: argparse.Namespace) -> int:
-    from audit.benchmark import render_table, run_detection_benchmark
+    from audit.benchmark import render_table, run_detection_benchmark, write_marked_section
     from audit.envs import WORLDS
 
     envs = ["imitaudit/OffSwitch-v0"] if args.quick and not args.envs else (args.envs.split(",") if args.envs else list(WORLDS))
@@ -265,20 +265,9 @@ def cmd_bench_detect(args: argparse.Namespace) -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=1, default=str))
     if args.out:
-        _write_section(Path(args.out), section, "<!-- bench/detect.py begin -->", "<!-- bench/detect.py end -->")
+        write_marked_section(args.out, section)
     print(section)
     return EXIT_OK
-
-
-def _write_section(path: Path, section: str, begin: str, end: str) -> None:
-    """Replace (or append) one benchmark's marked section of a Markdown file."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        text = head + section.rstrip("\n") + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
 
 
 def _audit_arguments(p: argparse.ArgumentParser, default_out: str) -> None:

@@ -20,6 +20,7 @@ import gymnasium as gym
 import numpy as np
 
 import audit
+from audit.benchmark import write_marked_section
 from audit.demonstrations import record
 
 BEGIN, END = "<!-- bench/envs.py begin -->", "<!-- bench/envs.py end -->"
@@ -90,17 +91,6 @@ def render(vector_rows: list[dict], demo_rows: list[dict], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n\nEach table below was written by the command it names, in one run.\n\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        text = head + section.rstrip("\n") + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="BENCHMARKS.md")
@@ -111,8 +101,8 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     vector_rows = [row for env_id in audit.WORLDS for row in bench_vector(env_id, sizes, args.seconds)]
     demo_rows = [bench_demos(env_id, preset, args.demo_episodes) for env_id in audit.WORLDS for preset in ("corrigible", "unbounded")]
-    command = "make bench" if args.out == "BENCHMARKS.md" and args.sizes == "1,64,4096" else f"python bench/envs.py --sizes {args.sizes}"
-    write_section(Path(args.out), render(vector_rows, demo_rows, command))
+    command = f"python -m bench.envs --sizes {args.sizes} --seconds {args.seconds:g} --demo-episodes {args.demo_episodes}"
+    write_marked_section(args.out, render(vector_rows, demo_rows, command))
     print(f"wrote {args.out}")
 
 

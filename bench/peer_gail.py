@@ -72,7 +72,7 @@ def run_ours(demos, target: float, seed: int, work: Path, budget: float) -> dict
 
 def main() -> None:
     from audit.demonstrations import record
-    from bench.envs import write_section
+    from audit.benchmark import write_marked_section
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="BENCHMARKS.md")
@@ -132,7 +132,7 @@ def main() -> None:
     else:
         lines.append("imitaudit did not reach the target in this run; see the figures above.")
     lines.append(END)
-    write_section(Path(args.out), "\n".join(lines) + "\n")
+    write_marked_section(args.out, "\n".join(lines) + "\n")
     print(f"wrote {args.out}")
 
 

@@ -35,7 +35,7 @@ def steps_per_second(model, taps, episodes: int, repeats: int) -> float:
 
 
 def main() -> None:
-    from bench.envs import write_section
+    from audit.benchmark import write_marked_section
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="BENCHMARKS.md")
@@ -63,7 +63,7 @@ def main() -> None:
     ]
     lines += [f"| {a} | {p:,.0f} | {c:,.0f} | {p / c:.2f}x |" for a, p, c in rows]
     lines.append(END)
-    write_section(Path(args.out), "\n".join(lines) + "\n")
+    write_marked_section(args.out, "\n".join(lines) + "\n")
     print(f"wrote {args.out}")
 
 

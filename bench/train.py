@@ -75,7 +75,7 @@ def render(rows: list[dict], command: str, args: argparse.Namespace) -> str:
 
 
 def main() -> None:
-    from bench.envs import write_section
+    from audit.benchmark import write_marked_section
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="BENCHMARKS.md")
@@ -95,7 +95,7 @@ def main() -> None:
     command = "python bench/train.py " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out", "work")
     )
-    write_section(Path(args.out), render(rows, command, args))
+    write_marked_section(args.out, render(rows, command, args))
     print(f"wrote {args.out}")
 
 

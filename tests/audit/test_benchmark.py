@@ -34,3 +34,16 @@ def test_bench_detect_quick(tmp_path):
     assert not any(pooled["imitaudit"]["verdicts"][k] for k in ("unbounded", "triggered", "obfuscated"))
     text = out_md.read_text()
     assert "kept text" in text and "<!-- bench/detect.py begin -->" in text and "| pooled | imitaudit |" in text
+
+
+def test_benchmark_sections_replace_only_their_own(tmp_path):
+    from audit.benchmark import write_marked_section
+
+    path = tmp_path / "B.md"
+    write_marked_section(path, "<!-- a begin -->\nA1\n<!-- a end -->")
+    write_marked_section(path, "<!-- b begin -->\nB1\n<!-- b end -->")
+    write_marked_section(path, "<!-- a begin -->\nA2\n<!-- a end -->")
+    text = path.read_text()
+    assert "A2" in text and "A1" not in text and "B1" in text and text.count("begin -->") == 2
+    with pytest.raises(ValueError, match="markers"):
+        write_marked_section(path, "no markers")

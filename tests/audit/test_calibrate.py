@@ -100,3 +100,4 @@ def test_benjamini_hochberg_and_auroc():
     assert flags.tolist() == [True, True] + [False] * 8 and cutoff == 0.008
     assert auroc(np.array([2.0, 3.0]), np.array([0.0, 1.0])) == 1.0
     assert auroc(np.array([1.0]), np.array([1.0])) == 0.5
+
