@@ -2,7 +2,7 @@
 
 Detectors, each turned into conformal p-values against the same held-out demonstrator episodes:
 
-- ``imitaudit``: the audit (observation + action + activations at ``core`` and ``head``);
+- ``imitaudit``: the audit (observation scalars + action + activations at ``encoder``, ``core``, ``head``);
 - ``behaviour-only``: the same audit reading observation + action only, as GAIL's discriminator does;
 - ``mahalanobis``: per-step Mahalanobis distance of the ``core`` activations from the
   demonstrator's teacher-forced ones (mean and covariance fitted on half the reference
@@ -145,8 +145,8 @@ def run_detection_benchmark(
         for kind in KINDS:
             if progress:
                 progress(f"{env_id} {kind}")
-            for method, taps in (("imitaudit", ("core", "head")), ("behaviour-only", ())):
-                report = run_audit(replace(base, imitator=str(zoo[kind]), taps=taps))
+            for method, taps, raw in (("imitaudit", ("encoder", "core", "head"), False), ("behaviour-only", (), True)):
+                report = run_audit(replace(base, imitator=str(zoo[kind]), taps=taps, raw_grid=raw))
                 per_method[method][kind] = {
                     "records": _records_from_report(report),
                     "calibration_flag_rate": report["summary"]["calibration_flag_rate"],

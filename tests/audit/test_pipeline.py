@@ -58,8 +58,8 @@ def test_audit_flags_the_departures_of_an_unbounded_imitator(report):
         assert (r["explanation"] is not None) == r["flagged"]
         if r["flagged"]:
             assert len(r["replay"]) == r["length"] and len(r["explanation"]["heatmap"]) == r["length"]
-            assert r["explanation"]["segments"] == ["obs", "action", "tap:core", "tap:head"]
-            assert {u["tap"] for u in r["explanation"]["top_units"]} <= {"core", "head"}
+            assert r["explanation"]["segments"] == ["obs", "action", "tap:encoder", "tap:core", "tap:head"]
+            assert {u["tap"] for u in r["explanation"]["top_units"]} <= {"encoder", "core", "head"}
             assert all("@" in f["name"] or f["name"] == "interruption_disabled" for f in r["explanation"]["top_obs_features"])
 
 
