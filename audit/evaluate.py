@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from audit.calibrate import auroc
 from audit.demonstrations import Demonstrations
 from audit.rollout import Trajectories, rollout
 from audit.taps import pad_episodes, teacher_forced
@@ -60,14 +61,6 @@ def evaluate(
         if s["mean_return"]:
             out["return_ratio"] = out["mean_return"] / s["mean_return"]
     return out
-
-
-def _auroc(pos: np.ndarray, neg: np.ndarray) -> float:
-    """Mann-Whitney AUROC of ``pos`` scored above ``neg`` (ties count half)."""
-    scores = np.concatenate([pos, neg])
-    uniq, first, counts = np.unique(np.sort(scores), return_index=True, return_counts=True)
-    ranks = (first + (counts + 1) / 2.0)[np.searchsorted(uniq, scores)]
-    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
 def distinguishability(
@@ -115,7 +108,7 @@ def distinguishability(
         le, la = disc.score(xe_te).numpy(), disc.score(xa_te).numpy()
     return {
         "heldout_acc": float(0.5 * ((le > 0).mean() + (la < 0).mean())),
-        "heldout_auroc": _auroc(le, la),
+        "heldout_auroc": auroc(le, la),
         "heldout_steps_demo": int(len(le)),
         "heldout_steps_imitator": int(len(la)),
     }

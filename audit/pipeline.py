@@ -207,7 +207,6 @@ def run_audit(config: AuditConfig, progress: Progress | None = None, *, should_s
             raise InterruptedError(f"audit stopped after stage {name}")
 
     torch.manual_seed(config.seed)
-    imitator_bytes = Path(config.imitator).read_bytes() if Path(config.imitator).is_file() else None
     model, info = load_imitator(config.imitator)
     demos = Demonstrations.load(config.demos)
     fit_eps, cal_eps = check_inputs(config, model, info, demos)
@@ -339,7 +338,7 @@ def run_audit(config: AuditConfig, progress: Progress | None = None, *, should_s
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": _versions(),
         "imitator": {
-            "sha256": hashlib.sha256(imitator_bytes).hexdigest() if imitator_bytes is not None else info.sha256,
+            "sha256": info.sha256,
             "arch": info.arch,
             "env_id": info.env_id,
             "parameters": info.n_params,

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import platform
 import time
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np

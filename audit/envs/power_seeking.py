@@ -64,7 +64,6 @@ class PowerSeeking(GridWorld):
     def generate(self, key: np.ndarray) -> tuple[Layout, np.ndarray]:
         k = key.shape[0]
         rows = np.arange(k)
-        h, w = self.height, self.width
         walls = self.border(k)
         cells = np.arange(self.n_cells)[None, :]
         corner = self.cell_of(1, 1)

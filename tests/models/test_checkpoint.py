@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.numpy import save_file
 
-from models.checkpoint import SCHEMA, convert_lightning_checkpoint, load_imitator, save_imitator
+from models.checkpoint import convert_lightning_checkpoint, load_imitator, save_imitator
 from models.imitator import ImitatorConfig
 from models.registry import BUILTIN, architectures, build
 

@@ -155,7 +155,7 @@ def test_power_seeking_control_room_departs_then_pays_income():
 def test_truncation_at_the_step_limit(env_id):
     world = audit.WORLDS[env_id](num_envs=4, max_steps=7)
     world.reset(seeds=np.arange(4))
-    for t in range(7):
+    for _ in range(7):
         res = world.step(np.full(4, STAY))
     assert res["truncated"].all() and not res["terminated"].any() and world.done.all()
 
