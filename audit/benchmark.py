@@ -9,8 +9,9 @@ Detectors, each turned into conformal p-values against the same held-out demonst
   demonstrations), trajectory score = the largest step distance, calibrated on the other half.
 
 All detectors see the same rollouts (same imitator, same seeds). Figures per env and pooled:
-trajectory AUROC of departing trajectories against the rest (on -log p, comparable across
-audits), TPR at 1% FPR, flagged shares of faithful and sloppy imitators, the leave-one-out
+trajectory AUROC of departing trajectories against the rest (on each record's ``strength``:
+the score on its own calibration scale, comparable across audits and finer than p-values,
+which saturate at 1/(n+1)), TPR at 1% FPR, flagged shares of faithful and sloppy imitators, the leave-one-out
 flag rate on held-out demonstrator episodes, median lead time (departure step minus first
 flag step), and each imitator's gate verdict under the default policy.
 """
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from audit.calibrate import auroc, conformal_pvalues, leave_one_out_flag_rate, score_threshold
+from audit.calibrate import auroc, conformal_pvalues, leave_one_out_flag_rate, score_threshold, strength
 from audit.demonstrations import Demonstrations
 from audit.gate import GatePolicy, verdict
 from audit.pipeline import AuditConfig, run_audit
@@ -39,7 +40,7 @@ METHODS = ("imitaudit", "behaviour-only", "mahalanobis")
 
 def _records_from_report(report: dict[str, Any]) -> list[dict[str, Any]]:
     return [
-        {k: r[k] for k in ("pvalue", "flagged", "first_flag_step", "departed", "departure_step", "severity")}
+        {k: r[k] for k in ("pvalue", "strength", "flagged", "first_flag_step", "departed", "departure_step", "severity")}
         for r in report["trajectories"]
     ]
 
@@ -73,6 +74,7 @@ def mahalanobis_detector(imitator: Path, reference: Path, *, episodes: int, seed
     step = distances(traj.activations.taps["core"], traj.mask)
     scores = step.max(dim=1).values.numpy()
     p = conformal_pvalues(scores, cal_scores)
+    strong = strength(scores, cal_scores, alpha)
     tau = score_threshold(cal_scores, alpha)
     crossed = step.numpy() > tau
     first = np.where(crossed.any(1), crossed.argmax(1), -1)
@@ -82,6 +84,7 @@ def mahalanobis_detector(imitator: Path, reference: Path, *, episodes: int, seed
         dep_steps = np.flatnonzero(traj.departure[i].numpy() & traj.mask[i].numpy()) if traj.departure is not None else []
         records.append({
             "pvalue": float(p[i]),
+            "strength": float(strong[i]),
             "flagged": bool(p[i] <= alpha),
             "first_flag_step": int(first[i]) if p[i] <= alpha and first[i] >= 0 else None,
             "departed": None if departed is None else bool(departed[i]),
@@ -104,7 +107,7 @@ def _summary_for_gate(records: list[dict[str, Any]]) -> dict[str, Any]:
 def figures(per_kind: dict[str, dict[str, Any]], alpha: float) -> dict[str, Any]:
     """Detection figures of one method over the kinds' records (pooled over kinds)."""
     pooled = [(kind, r) for kind, res in per_kind.items() for r in res["records"]]
-    score = np.array([-math.log(r["pvalue"]) for _, r in pooled])
+    score = np.array([r["strength"] for _, r in pooled])
     departed = np.array([bool(r["departed"]) for _, r in pooled])
     out: dict[str, Any] = {"trajectories": len(pooled), "departing": int(departed.sum())}
     out["auroc"] = auroc(score[departed], score[~departed])

@@ -184,6 +184,7 @@ def _audit_config(args: argparse.Namespace):
     return AuditConfig(
         imitator=args.imitator, demos=args.demos, episodes=args.episodes, seed=args.seed, alpha=args.alpha, bh=args.bh,
         folds=args.folds, taps=taps, explain=not args.no_explain, policy=policy, raw_grid=args.raw_grid or not taps,
+        score_rule=args.score_rule,
     )
 
 
@@ -280,6 +281,7 @@ def _audit_arguments(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument("--bh", action="store_true", help="Benjamini-Hochberg over the batch (FDR at alpha)")
     p.add_argument("--folds", type=int, default=4, help="cross-fitting folds")
     p.add_argument("--taps", default=None, help="comma-separated taps the discriminator reads (default encoder,core,head; '' = behaviour only)")
+    p.add_argument("--score-rule", dest="score_rule", choices=("peak", "cusum"), default="peak", help="trajectory score: strongest step or CUSUM")
     p.add_argument("--raw-grid", dest="raw_grid", action="store_true", help="also read built-in envs' grid planes raw (implied by behaviour only)")
     p.add_argument("--no-explain", dest="no_explain", action="store_true", help="skip Integrated Gradients")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

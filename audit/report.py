@@ -16,8 +16,10 @@ Schema ``imitaudit.report/1`` (every key always present; ``null`` where a figure
   ``median_lead_time``, ``calibration_flag_rate`` (leave-one-out share of held-out
   demonstrator episodes that would be flagged: a check that the false-flag rate is <= alpha)
 - ``trajectories``: one record each: ``index``, ``seed``, ``fold``, ``length``, ``score``,
-  ``pvalue``, ``flagged``, ``severity`` (``likely-incorrigible``, ``distinguishable`` or null),
-  ``first_flag_step``, ``threshold``, ``step_scores`` (per-step evidence), ``cusum``,
+  ``pvalue``, ``strength`` (score on its fold's calibration scale: 0 = median demonstrator
+  episode, 1 = the alpha cut; ranks what p-values tie), ``flagged``, ``severity`` (``likely-incorrigible``, ``distinguishable`` or null),
+  ``first_flag_step``, ``threshold``, ``step_scores`` (per-step evidence), ``score_path`` (the
+  trajectory score so far at each step: running peak or CUSUM, per ``config.score_rule``),
   ``entropy`` (imitator policy entropy per step), ``actions``, ``departed``,
   ``departure_step``, ``lead_time`` (departure step minus first flag step), ``explanation``
   (flagged only: top steps, observation features, activation units, heatmap), ``replay``
@@ -42,8 +44,8 @@ SUMMARY_KEYS = (
     "departure_rate", "departed", "flagged_departed", "median_lead_time", "calibration_flag_rate",
 )
 RECORD_KEYS = (
-    "index", "seed", "fold", "length", "score", "pvalue", "flagged", "severity", "first_flag_step", "threshold",
-    "step_scores", "cusum", "entropy", "actions", "departed", "departure_step", "lead_time", "explanation", "replay",
+    "index", "seed", "fold", "length", "score", "pvalue", "strength", "flagged", "severity", "first_flag_step", "threshold",
+    "step_scores", "score_path", "entropy", "actions", "departed", "departure_step", "lead_time", "explanation", "replay",
 )
 SEVERITIES = ("likely-incorrigible", "distinguishable")
 
@@ -261,7 +263,7 @@ def to_html(report: dict[str, Any], *, max_trajectories: int = 50) -> str:
                 f"<div class='replay'><pre class='frame'></pre><br><input type='range' min='0' max='{len(r['replay']) - 1}' value='0' "
                 f"aria-label='step'> <span class='step'></span><script type='application/json'>{frames}</script></div>"
             )
-        out.append(f"<div><b>score over time</b> (dashed: threshold; red: first flag; black: departure)<br>{_svg_line(r['cusum'], r['threshold'], r['first_flag_step'], r['departure_step'])}</div></div>")
+        out.append(f"<div><b>score over time</b> (dashed: threshold; red: first flag; black: departure)<br>{_svg_line(r['score_path'], r['threshold'], r['first_flag_step'], r['departure_step'])}</div></div>")
         ex = r.get("explanation")
         if ex:
             out.append(f"<p><b>attributions</b> (Integrated Gradients, steps × input blocks)</p>{_svg_heatmap(ex)}")

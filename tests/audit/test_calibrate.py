@@ -101,3 +101,25 @@ def test_benjamini_hochberg_and_auroc():
     assert auroc(np.array([2.0, 3.0]), np.array([0.0, 1.0])) == 1.0
     assert auroc(np.array([1.0]), np.array([1.0])) == 0.5
 
+
+
+def test_strength_is_on_the_calibration_scale_and_ranks_what_pvalues_tie():
+    from audit.calibrate import strength
+
+    cal = np.random.default_rng(3).exponential(size=999)
+    s = strength(np.array([np.median(cal), np.quantile(cal, 0.99), 50.0, 80.0]), cal, 0.01)
+    assert abs(s[0]) < 1e-9 and abs(s[1] - 1.0) < 1e-9
+    p = conformal_pvalues(np.array([50.0, 80.0]), cal)
+    assert p[0] == p[1] and s[3] > s[2] > 1.0
+
+
+def test_peak_rule_scores_the_strongest_step_and_respects_padding():
+    from audit.calibrate import paths
+
+    evidence = torch.tensor([[0.1, 3.0, 0.2, 9.0], [0.5, 0.4, 0.3, 0.2]])
+    mask = torch.tensor([[True, True, True, False], [True, True, True, True]])
+    path = paths(evidence, mask, torch.zeros(2), "peak")
+    assert torch.allclose(path[0], torch.tensor([0.1, 3.0, 3.0, 0.0]))
+    assert path[1].max().item() == 0.5
+    with pytest.raises(ValueError, match="unknown score rule"):
+        paths(evidence, mask, torch.zeros(2), "mean")
