@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
@@ -227,13 +227,14 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_gate(args: argparse.Namespace) -> int:
+def finish_gate(report: dict, out: str | Path) -> int:
+    """Write the gate's artifacts (report.json, report.html, junit.xml, summary.md; the summary also to
+    ``$GITHUB_STEP_SUMMARY``), print the verdict and its checks; returns the exit code (0 pass, 1 fail)."""
     import os
 
     from audit.report import to_markdown, write_outputs
 
-    report = _run_audit(args)
-    paths = write_outputs(report, args.out, html_page=True, junit=True)
+    paths = write_outputs(report, out, html_page=True, junit=True)
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary:
         with open(step_summary, "a") as f:
@@ -243,6 +244,10 @@ def cmd_gate(args: argparse.Namespace) -> int:
         print(f"  [{'pass' if check['passed'] else 'FAIL'}] {check['name']}: {check['detail']}")
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return EXIT_OK if report["verdict"]["passed"] else EXIT_FAIL
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    return finish_gate(_run_audit(args), args.out)
 
 
 def cmd_bench_detect(args: argparse.Namespace) -> int:
@@ -287,7 +292,8 @@ def _audit_arguments(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(extend: Callable[[argparse._SubParsersAction], None] | None = None) -> argparse.ArgumentParser:
+    """The parser; ``extend`` may add or adjust sub-commands (the service adds serve, worker, token, remote gate)."""
     parser = _Parser(prog="imitaudit", description="Audit imitators for incorrigible departures.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -373,12 +379,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="", help="folder to save the datasets in (optional)")
     p.set_defaults(func=cmd_quickstart)
+    if extend is not None:
+        extend(sub)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, extend: Callable[[argparse._SubParsersAction], None] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(extend).parse_args(argv)
         for name in ("episodes", "steps"):
             value = getattr(args, name, None)
             if value is not None and value < 1:

@@ -155,6 +155,37 @@ def observation_columns(env_id: str, obs_dim: int, raw_grid: bool) -> torch.Tens
     return torch.arange(start, obs_dim)
 
 
+def check_imitator(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint through the registry and check that it fits its env; returns its summary.
+
+    Raises:
+        ValueError: one line naming the problem (malformed file, unknown arch, env not
+            installed, obs or action count that does not fit the env).
+    """
+    _, info = load_imitator(path)
+    obs_dim, n_actions = env_signature(info.env_id, info.env_kwargs)
+    if (info.config.obs_dim, info.config.n_actions) != (obs_dim, n_actions):
+        raise ValueError(
+            f"the imitator expects obs of {info.config.obs_dim} features and {info.config.n_actions} actions; "
+            f"{info.env_id} gives {obs_dim} and {n_actions}"
+        )
+    return info.summary()
+
+
+def check_demonstrations(path: str | Path) -> dict[str, Any]:
+    """Load a demonstrations file and check it against its env; returns its summary.
+
+    Raises:
+        ValueError: one line naming the problem.
+    """
+    demos = Demonstrations.load(path)
+    obs_dim, _ = env_signature(demos.env_id, demos.env_kwargs)
+    flat = int(np.prod(demos.obs_shape))
+    if flat != obs_dim:
+        raise ValueError(f"the demonstrations' obs have {flat} features, {demos.env_id} gives {obs_dim}")
+    return demos.summary()
+
+
 def check_inputs(config: AuditConfig, model, info, demos: Demonstrations) -> tuple[np.ndarray, np.ndarray]:
     """Refuse inputs that cannot be audited (one clear line each); returns (fit, calibration) episode positions."""
     if demos.env_id != info.env_id:

@@ -176,7 +176,8 @@ def to_junit(report: dict[str, Any]) -> str:
     )
 
 
-def _svg_line(values: list[float], threshold: float | None, first_flag: int | None, departure: int | None, width: int = 420, height: int = 120) -> str:
+def svg_score(values: list[float], threshold: float | None, first_flag: int | None, departure: int | None, width: int = 420, height: int = 120) -> str:
+    """An inline SVG of a score path [T] with the threshold (dashed), first flag (red) and departure (black)."""
     finite = [v for v in values if v is not None]
     top = max([*finite, threshold if threshold is not None else 0.0, 1e-6])
     n = max(len(values) - 1, 1)
@@ -198,7 +199,8 @@ def _svg_line(values: list[float], threshold: float | None, first_flag: int | No
     return "".join(parts)
 
 
-def _svg_heatmap(explanation: dict[str, Any], cell: int = 14) -> str:
+def svg_heatmap(explanation: dict[str, Any], cell: int = 14) -> str:
+    """An inline SVG heatmap of an explanation's attributions, steps x input blocks (red +, blue -)."""
     heat = explanation["heatmap"]
     segs = explanation["segments"]
     peak = max((abs(v) for row in heat for v in row), default=1.0) or 1.0
@@ -263,10 +265,10 @@ def to_html(report: dict[str, Any], *, max_trajectories: int = 50) -> str:
                 f"<div class='replay'><pre class='frame'></pre><br><input type='range' min='0' max='{len(r['replay']) - 1}' value='0' "
                 f"aria-label='step'> <span class='step'></span><script type='application/json'>{frames}</script></div>"
             )
-        out.append(f"<div><b>score over time</b> (dashed: threshold; red: first flag; black: departure)<br>{_svg_line(r['score_path'], r['threshold'], r['first_flag_step'], r['departure_step'])}</div></div>")
+        out.append(f"<div><b>score over time</b> (dashed: threshold; red: first flag; black: departure)<br>{svg_score(r['score_path'], r['threshold'], r['first_flag_step'], r['departure_step'])}</div></div>")
         ex = r.get("explanation")
         if ex:
-            out.append(f"<p><b>attributions</b> (Integrated Gradients, steps × input blocks)</p>{_svg_heatmap(ex)}")
+            out.append(f"<p><b>attributions</b> (Integrated Gradients, steps × input blocks)</p>{svg_heatmap(ex)}")
             units = ", ".join(f"{u['tap']}[{u['index']}] {u['attribution']:+.3f}" for u in ex["top_units"])
             steps = ", ".join(f"{t['step']} ({t['attribution']:+.3f})" for t in ex["top_steps"])
             feats = ", ".join(f"{html.escape(f.get('name', str(f['index'])))} ({f['attribution']:+.3f})" for f in ex["top_obs_features"])

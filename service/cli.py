@@ -1,0 +1,176 @@
+"""The ``imitaudit`` command with the service's sub-commands: serve, worker, token, and ``gate --server``.
+
+Everything else is :mod:`audit.cli`'s; this module only adds to its parser, so the one
+console script serves both the science and the service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from audit import cli as audit_cli
+
+log = logging.getLogger("imitaudit")
+
+
+def _settings(args: argparse.Namespace, **extra):
+    from service.settings import Settings
+
+    return Settings.from_env(
+        data_dir=Path(args.data_dir) if getattr(args, "data_dir", None) else None,
+        database_url=getattr(args, "database_url", None),
+        max_upload_bytes=getattr(args, "max_upload_bytes", None),
+        lease_seconds=getattr(args, "lease_seconds", None),
+        **extra,
+    )
+
+
+def _service_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", dest="data_dir", help="blobs and the default SQLite file (env IMITAUDIT_DATA_DIR; default out/service)")
+    p.add_argument("--database-url", dest="database_url", help="SQLAlchemy URL (env IMITAUDIT_DATABASE_URL; default SQLite in the data dir)")
+    p.add_argument("--lease-seconds", dest="lease_seconds", type=float, help="job lease (env IMITAUDIT_LEASE_SECONDS; default 30)")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.api import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = _settings(args, worker_in_process=False if args.no_worker else None)
+    app = create_app(settings)
+    if args.demo:
+        threading.Thread(target=seed_demo, args=(app, f"http://{args.host}:{args.port}", settings), daemon=True).start()
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=5)
+    return audit_cli.EXIT_OK
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from service.blobs import BlobStore
+    from service.db import make_engine, migrate, session_factory
+    from service.jobs import Worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = _settings(args)
+    engine = make_engine(settings.url)
+    migrate(engine)
+    worker = Worker(sessions=session_factory(engine), store=BlobStore(root=settings.data_dir / "blobs"),
+                    lease_seconds=settings.lease_seconds, max_attempts=settings.max_attempts, poll_seconds=settings.poll_seconds)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: worker.stop.set())
+    worker.run_forever()
+    return audit_cli.EXIT_OK
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    from service.auth import create_token
+    from service.db import make_engine, migrate, session_factory
+
+    settings = _settings(args)
+    engine = make_engine(settings.url)
+    migrate(engine)
+    with session_factory(engine).begin() as s:
+        token = create_token(s, project=args.project, role=args.role, name=args.name)
+    print(token)
+    return audit_cli.EXIT_OK
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    if args.server:
+        from service.client import run_remote_gate
+
+        return run_remote_gate(args)
+    return audit_cli.cmd_gate(args)
+
+
+def seed_demo(app, url: str, settings) -> None:
+    """``make run``: a demo project with a faithful and an unbounded OffSwitch imitator, both audited through the API."""
+    import httpx
+
+    import audit
+    from service.auth import create_token
+
+    try:
+        folder = Path(settings.data_dir) / "demo"
+        folder.mkdir(parents=True, exist_ok=True)
+        env = "imitaudit/OffSwitch-v0"
+        files = {}
+        for preset, seed in (("corrigible", 0), ("unbounded", 100_000)):
+            path = folder / f"demos-{preset}.safetensors"
+            if not path.exists():
+                audit.record(env, preset, episodes=800, seed=seed).save(path)
+            files[preset] = path
+        reference = folder / "demos-reference.safetensors"
+        if not reference.exists():
+            audit.record(env, "corrigible", episodes=400, seed=500_000).save(reference)
+        for kind, preset, mode in (("faithful", "corrigible", "adversarial"), ("unbounded", "unbounded", "bc")):
+            path = folder / f"{kind}.safetensors"
+            if not path.exists():
+                cfg = audit.TrainConfig(mode=mode, steps=20 if mode == "adversarial" else 500, bc_warmup=500, seed=0,
+                                        eval_every=10_000, eval_episodes=20, log_dir=str(folder / "runs"), run_id=kind, progress=False)
+                audit.train(audit.Demonstrations.load(files[preset]), cfg, out=path)
+            files[kind] = path
+        with app.state.service.sessions.begin() as s:
+            submit = create_token(s, project="demo", role="submit", name="make run")
+            read = create_token(s, project="demo", role="read", name="make run")
+        for _ in range(100):
+            try:
+                httpx.get(f"{url}/healthz", timeout=2)
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {submit}"}, timeout=120) as c:
+            demos = c.post("/v1/demonstrations", files={"file": (reference.name, reference.read_bytes())}, data={"name": "reference"}).json()["sha256"]
+            for kind in ("faithful", "unbounded"):
+                imi = c.post("/v1/imitators", files={"file": (f"{kind}.safetensors", files[kind].read_bytes())}, data={"name": kind}).json()["sha256"]
+                c.post("/v1/audits", json={"imitator": imi, "demonstrations": demos}, headers={"Idempotency-Key": f"demo-{kind}-{imi}"})
+        print(f"\nimitaudit is up: dashboard {url}/dashboard  (sign in with the read token below)\n"
+              f"read token:   {read}\nsubmit token: {submit}\nAPI docs:     {url}/docs\n", flush=True)
+    except Exception as e:  # the server stays up; say why the demo is missing
+        print(f"imitaudit: demo seeding failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+
+
+def extend(sub: argparse._SubParsersAction) -> None:
+    """Add the service's sub-commands to ``imitaudit``'s parser."""
+    p = sub.add_parser("serve", help="run the HTTP API and dashboard (with an in-process worker)")
+    _service_arguments(p)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--no-worker", dest="no_worker", action="store_true", help="no in-process worker (run `imitaudit worker`s)")
+    p.add_argument("--max-upload-bytes", dest="max_upload_bytes", type=int, help="upload size cap (env IMITAUDIT_MAX_UPLOAD_BYTES)")
+    p.add_argument("--demo", action="store_true", help="seed a demo project: two OffSwitch imitators, audited; prints a token")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("worker", help="run audit jobs from the database until stopped")
+    _service_arguments(p)
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("token", help="API tokens")
+    tok = p.add_subparsers(dest="token", required=True, parser_class=type(p))
+    p = tok.add_parser("create", help="create a token (and the project if new); prints it once")
+    _service_arguments(p)
+    p.add_argument("--project", required=True)
+    p.add_argument("--role", required=True, choices=("submit", "read"))
+    p.add_argument("--name", default="")
+    p.set_defaults(func=cmd_token_create)
+
+    gate = sub.choices["gate"]
+    gate.add_argument("--server", default=os.environ.get("IMITAUDIT_SERVER", ""), help="audit on this imitaudit service instead of locally")
+    gate.add_argument("--token", default=os.environ.get("IMITAUDIT_TOKEN", ""), help="submit token for --server (env IMITAUDIT_TOKEN)")
+    gate.set_defaults(func=cmd_gate)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return audit_cli.main(argv, extend=extend)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

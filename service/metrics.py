@@ -1,0 +1,57 @@
+"""Prometheus metrics: request latencies, upload sizes, audit durations, and jobs by state read from the database.
+
+Jobs by state and finished-audit durations are read from the database at scrape time, so
+they are right whichever process (API, in-process worker, separate workers) changed them.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, SummaryMetricFamily
+from sqlalchemy import func, select
+from sqlalchemy.orm import sessionmaker
+
+from service.db import Audit
+
+STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+
+
+class _JobCollector:
+    def __init__(self, sessions: sessionmaker) -> None:
+        self.sessions = sessions
+
+    def collect(self):
+        jobs = GaugeMetricFamily("imitaudit_jobs", "Audit jobs by state", labels=["state"])
+        with self.sessions() as s:
+            counts = dict(s.execute(select(Audit.state, func.count()).group_by(Audit.state)).all())
+            rows = s.execute(select(Audit.started, Audit.finished).where(Audit.state == "succeeded")).all()
+        for state in STATES:
+            jobs.add_metric([state], counts.get(state, 0))
+        yield jobs
+        total = sum((f - st).total_seconds() for st, f in rows if st and f)
+        dur = SummaryMetricFamily("imitaudit_audit_wall_seconds", "Claim-to-finish time of succeeded audits")
+        dur.add_metric([], count_value=len(rows), sum_value=total)
+        yield dur
+
+
+class Metrics:
+    """The app's own registry (no global state, so several apps can live in one process)."""
+
+    def __init__(self, *, sessions: sessionmaker) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Histogram(
+            "imitaudit_http_request_seconds", "HTTP request latency", ["method", "route", "status"], registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.uploads = Histogram(
+            "imitaudit_upload_bytes", "Accepted upload sizes", ["kind"], registry=self.registry,
+            buckets=tuple(2 ** k for k in range(10, 31, 2)),
+        )
+        self.audits = Histogram(
+            "imitaudit_audit_seconds", "Audit run time in this process's worker", ["outcome"], registry=self.registry,
+            buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600),
+        )
+        self.registry.register(_JobCollector(sessions))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
