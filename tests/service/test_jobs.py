@@ -1,0 +1,140 @@
+"""Durable jobs on SQLite and a real PostgreSQL: leases, requeue after a crash, exactly-once finish, cancellation."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from datetime import timedelta
+
+import httpx
+import pytest
+from sqlalchemy import select, update
+
+from service.blobs import BlobStore
+from service.db import Audit, Flag, Project, make_engine, migrate, session_factory, utcnow
+from service.jobs import Worker, claim, finish, renew
+
+from .conftest import FAST, fresh_database, make_token, upload, wait_for
+
+
+def _queue(sessions, n: int, **kw) -> list[str]:
+    ids = []
+    with sessions.begin() as s:
+        project = s.scalar(select(Project).where(Project.name == "p")) or Project(name="p")
+        s.add(project)
+        s.flush()
+        for i in range(n):
+            a = Audit(id=f"a{i:03d}", project_id=project.id, imitator_sha="0" * 64, demos_sha="1" * 64, env_id="e", settings={}, policy={},
+                      state="queued", stage="", progress=0.0, cancel_requested=False, attempts=0, created=utcnow() + timedelta(milliseconds=i), **kw)
+            s.add(a)
+            ids.append(a.id)
+    return ids
+
+
+@pytest.fixture
+def sessions(database_url):
+    engine = make_engine(database_url)
+    migrate(engine)
+    migrate(engine)  # a second start finds the schema current
+    yield session_factory(engine)
+    engine.dispose()
+
+
+def test_claim_lease_requeue_and_exactly_once_finish(sessions):
+    (job,) = _queue(sessions, 1)
+    first = claim(sessions, "w1", lease_seconds=30, max_attempts=3)
+    assert first is not None and first.audit_id == job and first.attempt == 1
+    assert claim(sessions, "w2", lease_seconds=30, max_attempts=3) is None  # leased: nobody else gets it
+    assert renew(sessions, job, "w1", lease_seconds=30) == (True, False)
+    # w1 stalls: its lease runs out and w2 takes the job over
+    with sessions.begin() as s:
+        s.execute(update(Audit).values(lease_expires=utcnow() - timedelta(seconds=1)))
+    second = claim(sessions, "w2", lease_seconds=30, max_attempts=3)
+    assert second is not None and second.audit_id == job and second.attempt == 2
+    assert renew(sessions, job, "w1", lease_seconds=30)[0] is False
+    report = {"verdict": {"passed": True}, "summary": {"flagged": 0}, "trajectories": []}
+    assert finish(sessions, job, "w1", state="succeeded", report=report, report_sha="a" * 64) is False  # the stale worker cannot finish
+    assert finish(sessions, job, "w2", state="succeeded", report=report, report_sha="b" * 64) is True
+    assert finish(sessions, job, "w2", state="succeeded", report=report, report_sha="c" * 64) is False  # nor finish twice
+    with sessions() as s:
+        row = s.get(Audit, job)
+        assert (row.state, row.report_sha, row.attempts, row.lease_owner) == ("succeeded", "b" * 64, 2, None)
+
+
+def test_claims_go_oldest_first_and_give_up_after_max_attempts(sessions):
+    ids = _queue(sessions, 3)
+    assert [claim(sessions, f"w{i}", lease_seconds=30, max_attempts=3).audit_id for i in range(3)] == ids
+    with sessions.begin() as s:
+        s.execute(update(Audit).where(Audit.id == ids[0]).values(attempts=3, lease_expires=utcnow() - timedelta(seconds=1)))
+    assert claim(sessions, "w9", lease_seconds=30, max_attempts=3) is None
+    with sessions() as s:
+        row = s.get(Audit, ids[0])
+        assert row.state == "failed" and "gave up after 3 attempts" in row.error
+
+
+def test_blob_store_is_content_addressed_and_atomic(tmp_path):
+    store = BlobStore(root=tmp_path / "blobs")
+    sha = store.put_bytes(b"hello")
+    assert store.put_bytes(b"hello") == sha and store.read_bytes(sha) == b"hello"
+    assert list((tmp_path / "blobs" / "tmp").iterdir()) == []
+    with pytest.raises(ValueError, match="not a sha256"):
+        store.path("../../etc/passwd")
+
+
+def _submit(client, inputs, settings=None, key=None):
+    imi = upload(client, "imitators", inputs["unbounded"]).json()["sha256"]
+    dem = upload(client, "demonstrations", inputs["demos"]).json()["sha256"]
+    headers = {"Idempotency-Key": key} if key else {}
+    resp = client.post("/v1/audits", json={"imitator": imi, "demonstrations": dem, "settings": settings or FAST}, headers=headers)
+    assert resp.status_code == 202, resp.text
+    return resp.json()["id"]
+
+
+@pytest.mark.slow
+def test_a_killed_worker_s_audit_is_finished_by_another(database_url, inputs, launch):
+    """kill -9 a worker in the middle of an audit; a second worker finishes it once, with one report."""
+    token = make_token(database_url, "p", "submit")
+    api = launch("serve", database_url=database_url, args=("--no-worker",))
+    client = httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    audit_id = _submit(client, inputs, {"episodes": 256, "folds": 4, "disc_steps": 400})
+    fast_lease = {"IMITAUDIT_LEASE_SECONDS": "3"}
+    doomed = launch("worker", database_url=database_url, extra_env=fast_lease)
+    deadline = time.monotonic() + 120
+    while client.get(f"/v1/audits/{audit_id}").json()["progress"] < 0.3:  # past rollout, inside the discriminators
+        assert time.monotonic() < deadline, "the first worker never got going"
+        time.sleep(0.1)
+    doomed.kill()
+    assert client.get(f"/v1/audits/{audit_id}").json()["state"] == "running"  # still leased by the dead worker
+    launch("worker", database_url=database_url, extra_env=fast_lease)
+    final = wait_for(client, audit_id)
+    assert final["state"] == "succeeded" and final["attempts"] == 2
+    report = client.get(f"/v1/audits/{audit_id}/report").json()
+    assert report["summary"]["trajectories"] == 256
+    engine = make_engine(database_url)
+    with session_factory(engine)() as s:
+        flags = s.scalars(select(Flag).where(Flag.audit_id == audit_id)).all()
+    engine.dispose()
+    assert len(flags) == report["summary"]["flagged"]  # one finish: flags recorded once
+
+
+@pytest.mark.slow
+def test_two_workers_run_twenty_audits_exactly_once_on_postgres(postgres, inputs, launch):
+    url = fresh_database(postgres)
+    token = make_token(url, "p", "submit")
+    api = launch("serve", database_url=url, args=("--no-worker",))
+    client = httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    ids = [_submit(client, inputs, {**FAST, "episodes": 8, "seed": 1_000_000 + i, "explain": False}) for i in range(20)]
+    workers = [launch("worker", database_url=url) for _ in range(2)]
+    finals = [wait_for(client, i, timeout=600) for i in ids]
+    assert all(f["state"] == "succeeded" and f["attempts"] == 1 for f in finals)
+    for w in workers:
+        w.stop()
+    runs = Counter()
+    per_worker = []
+    for w in workers:
+        found = re.findall(r"audit ([0-9a-f]{32}): succeeded", w.log.read_text())
+        per_worker.append(len(found))
+        runs.update(found)
+    assert sorted(runs) == sorted(ids) and set(runs.values()) == {1}  # every audit ran, none twice
+    assert all(n > 0 for n in per_worker)  # both workers took part
