@@ -533,6 +533,10 @@ def create_app(settings: Settings | None = None, *, start_worker: bool | None = 
             raise not_found("trajectory")
         return report["trajectories"][n]
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon():
+        return Response(status_code=204)
+
     @app.get("/", include_in_schema=False)
     def root():
         return RedirectResponse("/dashboard", status_code=303)

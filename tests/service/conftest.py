@@ -185,3 +185,31 @@ def wait_for(client: httpx.Client, audit_id: str, states=("succeeded", "failed",
             return body
         time.sleep(0.2)
     raise AssertionError(f"audit {audit_id} still {body['state']} after {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory, inputs):
+    """One `imitaudit serve` (SQLite, in-process worker) with two projects; A has a finished audit."""
+    root = tmp_path_factory.mktemp("service")
+    url_db = f"sqlite:///{root / 'imitaudit.db'}"
+    tokens = {
+        "a_submit": make_token(url_db, "alpha", "submit"), "a_read": make_token(url_db, "alpha", "read"),
+        "b_submit": make_token(url_db, "beta", "submit"), "b_read": make_token(url_db, "beta", "read"),
+    }
+    port = free_port()
+    env = {**os.environ, "IMITAUDIT_DATA_DIR": str(root / "data"), "IMITAUDIT_DATABASE_URL": url_db,
+           "IMITAUDIT_MAX_UPLOAD_BYTES": str(12 * 1024 * 1024), "OMP_NUM_THREADS": "1"}
+    proc = Proc(["serve", "--port", str(port)], env, root / "serve.log", url=f"http://127.0.0.1:{port}")
+    try:
+        proc.wait_healthy()
+        clients = {k: httpx.Client(base_url=proc.url, headers={"Authorization": f"Bearer {t}"}, timeout=120) for k, t in tokens.items()}
+        a = clients["a_submit"]
+        imi = upload(a, "imitators", inputs["unbounded"], "unbounded").json()
+        dem = upload(a, "demonstrations", inputs["demos"], "corrigible").json()
+        resp = a.post("/v1/audits", json={"imitator": imi["sha256"], "demonstrations": dem["sha256"], "settings": {**FAST, "episodes": 32}})
+        audit_id = resp.json()["id"]
+        final = wait_for(a, audit_id)
+        assert final["state"] == "succeeded", final
+        yield {"url": proc.url, "clients": clients, "tokens": tokens, "imitator": imi, "demos": dem, "audit": audit_id, "proc": proc}
+    finally:
+        proc.stop()

@@ -15,42 +15,7 @@ from safetensors.numpy import save_file
 from audit.report import validate
 from models.safetensors_io import read_safetensors
 
-from .conftest import FAST, make_token, upload, wait_for
-
-
-@pytest.fixture(scope="module")
-def service(tmp_path_factory, inputs):
-    """One `imitaudit serve` (SQLite, in-process worker) with two projects; A has a finished audit."""
-    import os
-    import subprocess
-
-    from .conftest import Proc, free_port
-
-    root = tmp_path_factory.mktemp("service")
-    url_db = f"sqlite:///{root / 'imitaudit.db'}"
-    tokens = {
-        "a_submit": make_token(url_db, "alpha", "submit"), "a_read": make_token(url_db, "alpha", "read"),
-        "b_submit": make_token(url_db, "beta", "submit"), "b_read": make_token(url_db, "beta", "read"),
-    }
-    port = free_port()
-    env = {**os.environ, "IMITAUDIT_DATA_DIR": str(root / "data"), "IMITAUDIT_DATABASE_URL": url_db,
-           "IMITAUDIT_MAX_UPLOAD_BYTES": str(12 * 1024 * 1024), "OMP_NUM_THREADS": "1"}
-    proc = Proc(["serve", "--port", str(port)], env, root / "serve.log", url=f"http://127.0.0.1:{port}")
-    try:
-        proc.wait_healthy()
-        clients = {k: httpx.Client(base_url=proc.url, headers={"Authorization": f"Bearer {t}"}, timeout=120) for k, t in tokens.items()}
-        a = clients["a_submit"]
-        imi = upload(a, "imitators", inputs["unbounded"], "unbounded").json()
-        dem = upload(a, "demonstrations", inputs["demos"], "corrigible").json()
-        resp = a.post("/v1/audits", json={"imitator": imi["sha256"], "demonstrations": dem["sha256"], "settings": {**FAST, "episodes": 32}})
-        audit_id = resp.json()["id"]
-        final = wait_for(a, audit_id)
-        assert final["state"] == "succeeded", final
-        yield {"url": proc.url, "clients": clients, "tokens": tokens, "imitator": imi, "demos": dem, "audit": audit_id, "proc": proc}
-    finally:
-        proc.stop()
-        if proc.popen.returncode not in (0, -15):
-            print(subprocess.list2cmdline(["serve log:", (root / "serve.log").read_text()[-3000:]]))
+from .conftest import FAST, upload
 
 
 def test_health_needs_no_token_and_everything_else_does(service):
@@ -298,3 +263,27 @@ def test_openapi_documents_the_routes(service):
     spec = httpx.get(f"{service['url']}/openapi.json").json()
     for path in ("/v1/imitators", "/v1/audits", "/v1/audits/{audit_id}/events", "/v1/audits/{audit_id}/cancel", "/healthz"):
         assert path in spec["paths"]
+
+
+def test_cancel_a_queued_audit_at_once_and_a_running_one_at_a_stage_boundary(service):
+    import time
+
+    from .conftest import wait_for
+
+    a = service["clients"]["a_submit"]
+    body = {"imitator": service["imitator"]["sha256"], "demonstrations": service["demos"]["sha256"],
+            "settings": {"episodes": 256, "folds": 4, "disc_steps": 600}}
+    running = a.post("/v1/audits", json=body).json()["id"]
+    queued = a.post("/v1/audits", json={**body, "settings": {**body["settings"], "seed": 7_000_000}}).json()["id"]
+    deadline = time.monotonic() + 120
+    while a.get(f"/v1/audits/{running}").json()["state"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    r = a.post(f"/v1/audits/{queued}/cancel")
+    assert r.status_code == 202 and r.json()["state"] == "cancelled"
+    r = a.post(f"/v1/audits/{running}/cancel")
+    assert r.status_code == 202 and r.json()["cancel_requested"]
+    final = wait_for(a, running, timeout=120)
+    assert final["state"] == "cancelled" and final["passed"] is None
+    assert a.get(f"/v1/audits/{running}/report").status_code == 409
+    assert a.get(f"/v1/audits/{queued}").json()["attempts"] == 0  # never ran

@@ -1,0 +1,111 @@
+"""The dashboard in a real headless Chromium (Debian's, driven by Playwright; no browser download)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from .conftest import FAST, upload, wait_for
+
+
+def chromium() -> str:
+    path = os.environ.get("IMITAUDIT_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        pytest.fail("Chromium is not installed (apt-get install chromium; `make test` does this)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def second_version(service, inputs):
+    """A second upload named like the first: version 2 of the same imitator, audited."""
+    a = service["clients"]["a_submit"]
+    sha = upload(a, "imitators", inputs["second"], "unbounded").json()["sha256"]
+    resp = a.post("/v1/audits", json={"imitator": sha, "demonstrations": service["demos"]["sha256"], "settings": FAST})
+    assert wait_for(a, resp.json()["id"])["state"] == "succeeded"
+    return sha
+
+
+def test_dashboard_pages_replay_slider_and_filters(service, second_version, browser, tmp_path):
+    url, token = service["url"], service["tokens"]["a_read"]
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    shots = []
+
+    def shot(name: str) -> None:
+        path = tmp_path / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        assert path.stat().st_size > 5000
+        shots.append(path)
+
+    page.goto(f"{url}/dashboard")
+    assert page.url.endswith("/login")  # no cookie yet
+    page.fill("#token", "ia_wrong")
+    page.click("#signin")
+    assert "not valid" in page.inner_text("#error")
+    errors.clear()  # the refused sign-in answered 401 on purpose; from here on, no errors at all
+    page.fill("#token", token)
+    page.click("#signin")
+    page.wait_for_url(f"{url}/dashboard")
+    cookie = next(c for c in context.cookies() if c["name"] == "imitaudit_token")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert page.locator("#audits tbody tr").count() >= 2
+    assert "unbounded" in page.inner_text("#imitators") and page.locator("#imitators svg.spark").count() >= 2
+    shot("audits")
+
+    page.click(f"a[href='/dashboard/audits/{service['audit']}']")
+    page.wait_for_selector("#checks")
+    for artifact in ("report.json", "report.html", "junit.xml", "summary.md"):
+        assert page.locator(f".artifacts a:text('{artifact}')").count() == 1
+    rows = page.locator("#flagged tbody tr a")
+    assert rows.count() >= 1
+    shot("audit")
+
+    rows.first.click()
+    page.wait_for_selector("#frame")
+    assert page.locator("svg.plot").count() == 1 and page.locator("svg.heat").count() == 1
+    first = page.inner_text("#frame")
+    assert "A" in first and "step 0" in page.inner_text("#step-label")
+    page.focus("#slider")
+    for _ in range(3):
+        page.keyboard.press("ArrowRight")
+    assert "step 3" in page.inner_text("#step-label")
+    assert page.inner_text("#frame") != first  # the agent moved
+    shot("trajectory")
+
+    response = page.goto(f"{url}/v1/audits/{service['audit']}/report.html")  # artifacts open with the cookie
+    assert response.status == 200 and "imitaudit" in page.title()
+
+    page.goto(f"{url}/dashboard/flagged")
+    total = page.locator("#flags tbody tr").count()
+    page.select_option("select[name=severity]", "likely-incorrigible")
+    page.click("#filters button")
+    page.wait_for_url("**severity=likely-incorrigible**")
+    cells = page.locator("#flags tbody td.sev-likely-incorrigible").count()
+    assert cells == page.locator("#flags tbody tr").count() or page.inner_text("#flags tbody") == "nothing flagged"
+    assert cells <= total
+    shot("flagged")
+
+    page.goto(f"{url}/dashboard/imitators/{second_version}")
+    assert page.locator("#versions tbody tr").count() == 2
+    shot("imitator")
+
+    assert errors == []
+    page.goto(f"{url}/dashboard/audits/{'0' * 32}")
+    assert "Not found" in page.inner_text("h1")
+    assert len(shots) == 5
+    context.close()
