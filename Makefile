@@ -3,8 +3,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+PORT ?= 8000
 
-.PHONY: run test bench install clean
+.PHONY: run test bench install system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -14,10 +15,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-run: $(STAMP)
-	$(VENV)/bin/imitaudit quickstart --episodes 500 --out out/quickstart
+# The service's tests need a real PostgreSQL and a real Chromium: Debian's packages.
+system-deps:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends postgresql chromium; \
+	fi
 
-test: $(STAMP)
+# The service on 127.0.0.1 (SQLite, in-process worker), seeded with a demo project; prints the dashboard URL and a token.
+run: $(STAMP)
+	$(VENV)/bin/imitaudit serve --demo --port $(PORT)
+
+test: $(STAMP) system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
@@ -26,6 +35,7 @@ bench: $(STAMP)
 	$(PY) -m bench.train --out BENCHMARKS.md --adv-steps 200
 	$(PY) -m bench.peer_gail --out BENCHMARKS.md
 	$(PY) -m bench.detect --out BENCHMARKS.md
+	$(PY) -m bench.service --out BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) out .pytest_cache
