@@ -27,8 +27,27 @@ def test_layering(package):
         assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
 
 
+def test_service_uses_only_audit_s_public_api():
+    """service/ imports ``audit`` itself (its ``__all__``) and the CLI it extends, never audit's internals or models/."""
+    for path in (ROOT / "service").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module] + ([f"{node.module}.{a.name}" for a in node.names] if node.module == "audit" else [])
+            for name in names:
+                if name.split(".")[0] == "models":
+                    raise AssertionError(f"{path.relative_to(ROOT)} imports {name}: go through audit's public API")
+                if name.startswith("audit.") and name not in ("audit.cli",):
+                    assert name.split(".", 1)[1] in __import__("audit").__all__ or name == "audit.cli", f"{path.relative_to(ROOT)} imports {name}"
+
+
 def test_every_module_starts_with_a_docstring():
     for package in ("audit", "models", "service", "bench"):
         for path in (ROOT / package).rglob("*.py"):
+            if any(part.startswith(".") for part in path.relative_to(ROOT).parts):
+                continue  # virtualenvs a benchmark makes for its peer
             tree = ast.parse(path.read_text())
             assert ast.get_docstring(tree), f"{path.relative_to(ROOT)} has no module docstring"

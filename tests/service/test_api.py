@@ -9,7 +9,6 @@ import zipfile
 
 import httpx
 import numpy as np
-import pytest
 from safetensors.numpy import save_file
 
 from audit.report import validate

@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 
 from service.blobs import BlobStore
 from service.db import Audit, Flag, Project, make_engine, migrate, session_factory, utcnow
-from service.jobs import Worker, claim, finish, renew
+from service.jobs import claim, finish, renew
 
 from .conftest import FAST, fresh_database, make_token, upload, wait_for
 
