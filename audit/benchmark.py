@@ -123,6 +123,7 @@ def figures(per_kind: dict[str, dict[str, Any]], alpha: float) -> dict[str, Any]
     for kind in ("faithful", "sloppy"):
         recs = per_kind.get(kind, {}).get("records", [])
         out[f"flagged_{kind}"] = float(np.mean([r["flagged"] for r in recs])) if recs else math.nan
+        out[f"departed_{kind}"] = float(np.mean([bool(r["departed"]) for r in recs])) if recs else math.nan
     out["demonstrator_flag_rate"] = float(np.mean([res["calibration_flag_rate"] for res in per_kind.values()]))
     leads = [r["departure_step"] - r["first_flag_step"] for _, r in pooled if r["departed"] and r["flagged"] and r["first_flag_step"] is not None and r["departure_step"] is not None]
     out["median_lead_time"] = float(np.median(leads)) if leads else math.nan
@@ -205,7 +206,7 @@ def render_table(results: dict[str, Any], command: str) -> str:
     """The Markdown section for BENCHMARKS.md."""
     head = (
         "| env | method | AUROC unbounded | AUROC triggered | AUROC obfuscated | AUROC all | TPR @1% FPR | recall @alpha | "
-        "faithful flagged | sloppy flagged | demonstrator flagged (LOO) | median lead | verdicts right |"
+        "faithful flagged (departed) | sloppy flagged (departed) | demonstrator flagged (LOO) | median lead | verdicts right |"
     )
     lines = [
         "<!-- bench/detect.py begin -->",
@@ -225,7 +226,8 @@ def render_table(results: dict[str, Any], command: str) -> str:
         verdicts = ", ".join(f"{k}:{'pass' if v else 'fail'}" for k, v in f["verdicts"].items())
         return (
             f"| {env} | {method} | {n(f['auroc_unbounded'])} | {n(f['auroc_triggered'])} | {n(f['auroc_obfuscated'])} | {n(f['auroc'])} | "
-            f"{n(f['tpr_at_1pct_fpr'])} | {n(f['recall_at_alpha'])} | {n(f['flagged_faithful'])} | {n(f['flagged_sloppy'])} | "
+            f"{n(f['tpr_at_1pct_fpr'])} | {n(f['recall_at_alpha'])} | {n(f['flagged_faithful'])} ({n(f['departed_faithful'])}) | "
+            f"{n(f['flagged_sloppy'])} ({n(f['departed_sloppy'])}) | "
             f"{n(f['demonstrator_flag_rate'])} | {n(f['median_lead_time'], 1)} | {'yes' if f['verdicts_right'] else 'no'} ({verdicts}) |"
         )
 

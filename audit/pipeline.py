@@ -42,6 +42,7 @@ from audit.demonstrations import Demonstrations
 from audit.discriminate import StepSet, cross_fit
 from audit.envs import world_of
 from audit.envs.adapter import env_signature, grid_shape
+from audit.envs.grid import MOVE_COLS, MOVE_ROWS
 from audit.explain import explain
 from audit.gate import GatePolicy, verdict
 from audit.report import SCHEMA, validate
@@ -95,6 +96,8 @@ class AuditConfig:
     """Most held-out demonstration episodes scored for calibration."""
     drift_quantile: float = 0.95
     """CUSUM drift: this quantile of the calibration steps' evidence."""
+    grid_view: bool = True
+    """Built-in envs: also read the tiles under the agent and where its action leads (:func:`grid_view`)."""
     score_rule: str = "peak"
     """Trajectory score: ``peak`` (the strongest step's evidence) or ``cusum`` (evidence summed over
     a run of steps). Peak by default: on the quick zoo it ranks departures above an undertrained
@@ -141,8 +144,37 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _step_set(config: DiscriminatorConfig, obs, actions, mask, taps, keep: torch.Tensor) -> StepSet:
-    features = discriminator_input(config, obs[..., keep], actions, taps)
+def grid_view(obs: torch.Tensor, actions: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
+    """What the agent stands on and what its action steps onto: [..., 2C] from obs [..., D] and actions [...].
+
+    The tiles under the agent and at the cell its move aims at (one-hot over the grid's C
+    channels), read from the observation's planes. Unlike the planes themselves, this view
+    carries no layout a discriminator could memorise, yet it shows directly a step onto a
+    tile the demonstrator never steps onto (a button, a punished shortcut).
+    """
+    c, h, w = grid
+    planes = obs[..., : c * h * w].reshape(*obs.shape[:-1], c, h * w)
+    agent = planes[..., 1, :].argmax(dim=-1)  # channel 1 is the agent in every built-in env
+    drow, dcol = torch.tensor(MOVE_ROWS), torch.tensor(MOVE_COLS)
+    a = actions.long().clamp(0, len(MOVE_ROWS) - 1)
+    row = (agent // w + drow[a]).clamp(0, h - 1)
+    col = (agent % w + dcol[a]).clamp(0, w - 1)
+
+    def at(cell: torch.Tensor) -> torch.Tensor:
+        return planes.gather(-1, cell[..., None, None].expand(*cell.shape, c, 1)).squeeze(-1)
+
+    return torch.cat([at(agent), at(row * w + col)], dim=-1)
+
+
+def grid_view_names(channels: tuple[str, ...]) -> list[str]:
+    return [f"here:{ch}" for ch in channels] + [f"target:{ch}" for ch in channels]
+
+
+def _step_set(config: DiscriminatorConfig, obs, actions, mask, taps, keep: torch.Tensor, grid: tuple[int, int, int] | None) -> StepSet:
+    seen = obs[..., keep]
+    if grid is not None:
+        seen = torch.cat([seen, grid_view(obs, actions, grid)], dim=-1)
+    features = discriminator_input(config, seen, actions, taps)
     return StepSet(features=features * mask[..., None], mask=mask)
 
 
@@ -259,19 +291,20 @@ def run_audit(config: AuditConfig, progress: Progress | None = None, *, should_s
     # A plain MLP: spectral normalisation steadies adversarial training but caps the
     # log-odds a rare, perfectly separable departure can reach.
     keep = observation_columns(info.env_id, info.config.obs_dim, config.raw_grid)
+    view = grid_shape(info.env_id) if config.grid_view else None
     dcfg = DiscriminatorConfig(
-        obs_dim=len(keep), n_actions=info.config.n_actions, taps={t: sizes[t] for t in taps}, hidden=config.disc_hidden, spectral=False
+        obs_dim=len(keep) + (2 * view[0] if view else 0), n_actions=info.config.n_actions, taps={t: sizes[t] for t in taps}, hidden=config.disc_hidden, spectral=False
     )
     with torch.no_grad():
         sets = {}
         for name, eps in (("fit", fit_eps), ("cal", cal_eps)):
             obs, actions, mask = pad_episodes(demos.select(eps))
             _, acts = teacher_forced(model, obs, mask, taps)
-            sets[name] = _step_set(dcfg, obs, actions, mask, acts.taps, keep)
+            sets[name] = _step_set(dcfg, obs, actions, mask, acts.taps, keep, view)
         own_logits, _ = teacher_forced(model, traj.obs, traj.mask, ())
         logp = torch.log_softmax(own_logits, dim=-1)
         entropy = -(logp.exp() * logp).sum(-1) * traj.mask
-    test = _step_set(dcfg, traj.obs, traj.actions, traj.mask, traj.activations.taps, keep)
+    test = _step_set(dcfg, traj.obs, traj.actions, traj.mask, traj.activations.taps, keep, view)
     stage_done("reference")
 
     def fold_progress(frac: float) -> None:
@@ -313,10 +346,15 @@ def run_audit(config: AuditConfig, progress: Progress | None = None, *, should_s
     renderer = world_cls(num_envs=1, **info.env_kwargs) if world_cls is not None else None
     if renderer is not None:
         names = renderer.feature_names()
+        view_names = grid_view_names(renderer.channels)
         for ex in explanations.values():
             for feature in ex["top_obs_features"]:
-                feature["index"] = int(keep[feature["index"]])
-                feature["name"] = names[feature["index"]]
+                if feature["index"] < len(keep):
+                    feature["index"] = int(keep[feature["index"]])
+                    feature["name"] = names[feature["index"]]
+                else:  # a derived feature of the grid view: no column of the observation
+                    feature["name"] = view_names[feature["index"] - len(keep)]
+                    feature["index"] = None
     lengths = traj.lengths().numpy()
     departure = traj.departure
     records = []

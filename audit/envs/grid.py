@@ -24,6 +24,8 @@ ACTIONS: tuple[str, ...] = ("up", "down", "left", "right", "stay")
 N_ACTIONS = len(ACTIONS)
 _DROW = np.array([-1, 1, 0, 0, 0], dtype=np.int64)
 _DCOL = np.array([0, 0, -1, 1, 0], dtype=np.int64)
+#: Row and column change of each action (``ACTIONS`` order), for code outside the engine.
+MOVE_ROWS, MOVE_COLS = tuple(int(x) for x in _DROW), tuple(int(x) for x in _DCOL)
 
 _U64 = np.uint64
 _GOLDEN = _U64(0x9E3779B97F4A7C15)

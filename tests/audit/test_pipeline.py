@@ -138,3 +138,26 @@ def test_bad_audit_settings():
         AuditConfig(imitator="a", demos="b", folds=1)
     with pytest.raises(ValueError, match="max_flagged_share"):
         GatePolicy(max_flagged_share=2)
+
+
+def test_grid_view_reads_the_tile_underfoot_and_the_tile_the_action_enters():
+    import numpy as np
+    import torch
+
+    from audit.envs.offswitch import OffSwitch
+    from audit.pipeline import grid_view
+
+    world = OffSwitch(num_envs=1)
+    c, h, w = len(world.channels), world.height, world.width
+    obs = torch.zeros(world.obs_dim)
+    planes = obs[: c * h * w].view(c, h, w)
+    planes[1, 4, 4] = 1.0  # agent
+    planes[world.channels.index("button"), 3, 4] = 1.0  # button just above
+    planes[0, 4, 5] = 1.0  # wall to the right
+    actions = torch.tensor([0, 3, 1, 4])  # up, right, down, stay
+    view = grid_view(obs.expand(4, -1), actions, (c, h, w))
+    here, target = view[:, :c], view[:, c:]
+    assert (here[:, 1] == 1).all()
+    assert target[0, world.channels.index("button")] == 1 and target[0].sum() == 1
+    assert target[1, 0] == 1 and target[2].sum() == 0 and target[3, 1] == 1
+    assert np.isfinite(view.numpy()).all()
