@@ -1,7 +1,7 @@
 """Benchmark: the service on loopback — request throughput and latency under 50 concurrent clients,
 and submit-to-verdict time of the default audit through the API against the same audit by the CLI.
 
-    python -m bench.service --out BENCHMARKS.md [--database-url postgresql+psycopg://...]
+    python -m bench.service --out BENCHMARKS.md [--postgres postgresql+psycopg://postgres@127.0.0.1:5432]
 
 Bounded in count and time: each load phase stops after ``--requests`` requests or
 ``--seconds`` seconds, whichever comes first. The server is `imitaudit serve` as a separate
@@ -27,6 +27,7 @@ import httpx
 import numpy as np
 
 BEGIN, END = "<!-- bench/service.py begin -->", "<!-- bench/service.py end -->"
+PG_BEGIN, PG_END = "<!-- bench/service.py postgresql begin -->", "<!-- bench/service.py postgresql end -->"
 ENV = "imitaudit/OffSwitch-v0"
 BIN = str(Path(sys.executable).with_name("imitaudit"))
 
@@ -112,7 +113,8 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="BENCHMARKS.md")
-    parser.add_argument("--database-url", default="", help="default: a SQLite file in a temp folder")
+    parser.add_argument("--postgres", default="", help="a PostgreSQL server URL (postgresql+psycopg://user@host:port): "
+                        "each phase gets a fresh database on it; default: SQLite files in a temp folder")
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=60.0)
@@ -122,11 +124,22 @@ def main() -> None:
     imi, held = inputs(Path(args.cache))
     root = Path(tempfile.mkdtemp(prefix="imitaudit-bench-"))
     results: dict[str, dict] = {}
-    db_kind = "PostgreSQL" if args.database_url.startswith("postgresql") else "SQLite"
+    db_kind = "PostgreSQL" if args.postgres else "SQLite"
+
+    def fresh(name: str) -> str:
+        if not args.postgres:
+            return f"sqlite:///{root / (name + '.db')}"
+        import psycopg
+
+        db = f"bench_{name}_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(args.postgres.replace("postgresql+psycopg", "postgresql") + "/postgres", autocommit=True) as c:
+            c.execute(f"CREATE DATABASE {db}")
+        return f"{args.postgres}/{db}"
+
     try:
         # 1. load on a server without a worker (submitted audits stay queued: the API alone is measured)
         data = root / "load"
-        db = args.database_url or f"sqlite:///{root / 'load.db'}"
+        db = fresh("load")
         tok = token(data, db)
         server = Server(data, db, worker=False)
         try:
@@ -158,8 +171,7 @@ def main() -> None:
 
         # 2. submit-to-verdict: the default audit through the API (in-process worker) against the CLI, same inputs
         data = root / "verdict"
-        db = args.database_url and args.database_url  # the same database server, fresh project
-        db = db or f"sqlite:///{root / 'verdict.db'}"
+        db = fresh("verdict")
         tok = token(data, db, project="verdict")
         server = Server(data, db, worker=True)
         try:
@@ -174,6 +186,7 @@ def main() -> None:
                             break
                 api_s = time.perf_counter() - t0
                 api_verdict = c.get(f"/v1/audits/{aid}").json()["verdict"]
+                api_audit_s = c.get(f"/v1/audits/{aid}/report").json()["timings"]["total"]
         finally:
             server.stop()
         t0 = time.perf_counter()
@@ -190,10 +203,10 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
 
     lines = [
-        BEGIN,
-        "## Service (`bench/service.py`)",
+        PG_BEGIN if db_kind == "PostgreSQL" else BEGIN,
+        f"## Service (`bench/service.py`, {db_kind})",
         "",
-        f"Command: `python -m bench.service --out BENCHMARKS.md` — one run on loopback, {db_kind}, `imitaudit serve` as its own process "
+        f"Command: `python -m bench.service --out BENCHMARKS.md{' --postgres postgresql+psycopg://postgres@127.0.0.1:PORT' if db_kind == 'PostgreSQL' else ''}` — one run on loopback, {db_kind}, `imitaudit serve` as its own process "
         f"(one uvicorn worker), {args.clients} concurrent httpx clients, at most {args.requests} GETs / {args.requests // 2} POSTs or "
         f"{args.seconds:.0f} s per phase. The report read is the default audit's (256 trajectories, {report_bytes / 1e6:.2f} MB of JSON).",
         "",
@@ -207,12 +220,13 @@ def main() -> None:
         "| default audit (256 episodes, OffSwitch, GRU) | wall s | verdict |",
         "|---|---:|---|",
         f"| through the API: upload both files, submit, follow events to the verdict | {api_s:.1f} | {api_verdict} |",
+        f"| in the service's worker, the audit itself (report timings total) | {api_audit_s:.1f} | |",
         f"| `imitaudit audit` CLI (process start and torch import included) | {cli_s:.1f} | {cli_verdict} |",
         f"| in the CLI, the audit itself (report timings total) | {cli_report['timings']['total']:.1f} | |",
         "",
         f"Service overhead: API submit-to-verdict / CLI wall = **{api_s / cli_s:.2f}x**; "
         f"/ CLI in-process audit = {api_s / cli_report['timings']['total']:.2f}x.",
-        END,
+        PG_END if db_kind == "PostgreSQL" else END,
     ]
     section = "\n".join(lines) + "\n"
     print(section)

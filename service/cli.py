@@ -46,9 +46,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = _settings(args, worker_in_process=False if args.no_worker else None)
+    files = prepare_demo(settings) if args.demo else None
     app = create_app(settings)
-    if args.demo:
-        threading.Thread(target=seed_demo, args=(app, f"http://{args.host}:{args.port}", settings), daemon=True).start()
+    if files:
+        threading.Thread(target=seed_demo, args=(app, f"http://{args.host}:{args.port}", files), daemon=True).start()
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=5)
     return audit_cli.EXIT_OK
 
@@ -91,48 +92,55 @@ def cmd_gate(args: argparse.Namespace) -> int:
     return audit_cli.cmd_gate(args)
 
 
-def seed_demo(app, url: str, settings) -> None:
-    """``make run``: a demo project with a faithful and an unbounded OffSwitch imitator, both audited through the API."""
+def prepare_demo(settings) -> dict[str, Path]:
+    """Record and train the demo's inputs (cached in the data dir; in the main thread, where torch runs at full speed)."""
+    import audit
+
+    folder = Path(settings.data_dir) / "demo"
+    folder.mkdir(parents=True, exist_ok=True)
+    env = "imitaudit/OffSwitch-v0"
+    files: dict[str, Path] = {}
+    for name, preset, episodes, seed in (("corrigible", "corrigible", 800, 0), ("unbounded-demos", "unbounded", 800, 100_000),
+                                         ("reference", "corrigible", 400, 500_000)):
+        path = folder / f"demos-{name}.safetensors"
+        if not path.exists():
+            print(f"imitaudit: recording {episodes} {preset} demonstrations for the demo project", flush=True)
+            audit.record(env, preset, episodes=episodes, seed=seed).save(path)
+        files[name] = path
+    for kind, demos, mode in (("faithful", "corrigible", "adversarial"), ("unbounded", "unbounded-demos", "bc")):
+        path = folder / f"{kind}.safetensors"
+        if not path.exists():
+            print(f"imitaudit: training the demo's {kind} imitator (first run only, a minute or two)", flush=True)
+            cfg = audit.TrainConfig(mode=mode, steps=20 if mode == "adversarial" else 500, bc_warmup=500, seed=0,
+                                    eval_every=10_000, eval_episodes=20, log_dir=str(folder / "runs"), run_id=kind, progress=False)
+            audit.train(audit.Demonstrations.load(files[demos]), cfg, out=path)
+        files[kind] = path
+    return files
+
+
+def seed_demo(app, url: str, files: dict[str, Path]) -> None:
+    """``make run``: the demo project's uploads and audits, through the API once it is up; prints the tokens."""
     import httpx
 
-    import audit
     from service.auth import create_token
 
     try:
-        folder = Path(settings.data_dir) / "demo"
-        folder.mkdir(parents=True, exist_ok=True)
-        env = "imitaudit/OffSwitch-v0"
-        files = {}
-        for preset, seed in (("corrigible", 0), ("unbounded", 100_000)):
-            path = folder / f"demos-{preset}.safetensors"
-            if not path.exists():
-                audit.record(env, preset, episodes=800, seed=seed).save(path)
-            files[preset] = path
-        reference = folder / "demos-reference.safetensors"
-        if not reference.exists():
-            audit.record(env, "corrigible", episodes=400, seed=500_000).save(reference)
-        for kind, preset, mode in (("faithful", "corrigible", "adversarial"), ("unbounded", "unbounded", "bc")):
-            path = folder / f"{kind}.safetensors"
-            if not path.exists():
-                cfg = audit.TrainConfig(mode=mode, steps=20 if mode == "adversarial" else 500, bc_warmup=500, seed=0,
-                                        eval_every=10_000, eval_episodes=20, log_dir=str(folder / "runs"), run_id=kind, progress=False)
-                audit.train(audit.Demonstrations.load(files[preset]), cfg, out=path)
-            files[kind] = path
         with app.state.service.sessions.begin() as s:
             submit = create_token(s, project="demo", role="submit", name="make run")
             read = create_token(s, project="demo", role="read", name="make run")
-        for _ in range(100):
+        for _ in range(300):
             try:
                 httpx.get(f"{url}/healthz", timeout=2)
                 break
             except httpx.TransportError:
                 time.sleep(0.2)
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {submit}"}, timeout=120) as c:
-            demos = c.post("/v1/demonstrations", files={"file": (reference.name, reference.read_bytes())}, data={"name": "reference"}).json()["sha256"]
+            ref = files["reference"]
+            demos = c.post("/v1/demonstrations", files={"file": (ref.name, ref.read_bytes())}, data={"name": "reference"}).json()["sha256"]
             for kind in ("faithful", "unbounded"):
                 imi = c.post("/v1/imitators", files={"file": (f"{kind}.safetensors", files[kind].read_bytes())}, data={"name": kind}).json()["sha256"]
                 c.post("/v1/audits", json={"imitator": imi, "demonstrations": demos}, headers={"Idempotency-Key": f"demo-{kind}-{imi}"})
-        print(f"\nimitaudit is up: dashboard {url}/dashboard  (sign in with the read token below)\n"
+        print(f"\nimitaudit is up: dashboard {url}/dashboard  (sign in with the read token below; audits finish in seconds)\n"
               f"read token:   {read}\nsubmit token: {submit}\nAPI docs:     {url}/docs\n", flush=True)
     except Exception as e:  # the server stays up; say why the demo is missing
         print(f"imitaudit: demo seeding failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)

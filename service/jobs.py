@@ -141,7 +141,7 @@ class Worker:
     """Runs queued audits one at a time until ``stop`` is set."""
 
     def __init__(self, *, sessions: sessionmaker, store: BlobStore, lease_seconds: float = 30.0,
-                 max_attempts: int = 3, poll_seconds: float = 0.5, on_finish=None) -> None:
+                 max_attempts: int = 3, poll_seconds: float = 0.5) -> None:
         self.sessions = sessions
         self.store = store
         self.lease_seconds = lease_seconds
@@ -149,7 +149,6 @@ class Worker:
         self.poll_seconds = poll_seconds
         self.owner = worker_id()
         self.stop = threading.Event()
-        self.on_finish = on_finish
 
     def run_forever(self) -> None:
         log.info("worker %s started", self.owner)
@@ -225,8 +224,6 @@ class Worker:
             done.set()
             beat.join(timeout=5)
         log.info("audit %s: %s in %.1f s", job.audit_id, outcome, time.monotonic() - started)
-        if self.on_finish:
-            self.on_finish(outcome, time.monotonic() - started)
         return True
 
 

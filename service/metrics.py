@@ -1,7 +1,7 @@
-"""Prometheus metrics: request latencies, upload sizes, audit durations, and jobs by state read from the database.
+"""Prometheus metrics: request latencies, upload sizes, and, read from the database, jobs by state and audit durations.
 
-Jobs by state and finished-audit durations are read from the database at scrape time, so
-they are right whichever process (API, in-process worker, separate workers) changed them.
+Jobs by state and audit durations are read from the database at scrape time, so they are
+right whichever worker process ran the audits.
 """
 
 from __future__ import annotations
@@ -46,10 +46,6 @@ class Metrics:
         self.uploads = Histogram(
             "imitaudit_upload_bytes", "Accepted upload sizes", ["kind"], registry=self.registry,
             buckets=tuple(2 ** k for k in range(10, 31, 2)),
-        )
-        self.audits = Histogram(
-            "imitaudit_audit_seconds", "Audit run time in this process's worker", ["outcome"], registry=self.registry,
-            buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600),
         )
         self.registry.register(_JobCollector(sessions))
 

@@ -24,7 +24,7 @@ class Settings:
     poll_seconds: float = 0.5
     """How often an idle worker looks for queued jobs."""
     worker_in_process: bool = True
-    """``imitaudit serve`` also runs a worker thread."""
+    """``imitaudit serve`` also runs one worker (a child process)."""
     secure_cookies: bool = False
     """Mark the dashboard's cookie Secure (behind TLS)."""
 

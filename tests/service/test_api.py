@@ -255,7 +255,7 @@ def test_metrics_count_jobs_uploads_and_requests(service):
     text = service["clients"]["a_read"].get("/metrics").text
     assert 'imitaudit_jobs{state="succeeded"}' in text
     assert "imitaudit_upload_bytes_count" in text and 'imitaudit_http_request_seconds_count{method="GET"' in text
-    assert "imitaudit_audit_seconds_count" in text
+    assert "imitaudit_audit_wall_seconds_count" in text
 
 
 def test_openapi_documents_the_routes(service):
