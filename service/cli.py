@@ -39,12 +39,18 @@ def _service_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lease-seconds", dest="lease_seconds", type=float, help="job lease (env IMITAUDIT_LEASE_SECONDS; default 30)")
 
 
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    for noisy in ("alembic", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from service.api import create_app
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    _logging()
     settings = _settings(args, worker_in_process=False if args.no_worker else None)
     files = prepare_demo(settings) if args.demo else None
     app = create_app(settings)
@@ -59,7 +65,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from service.db import make_engine, migrate, session_factory
     from service.jobs import Worker
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    _logging()
     settings = _settings(args)
     engine = make_engine(settings.url)
     migrate(engine)
