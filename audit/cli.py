@@ -172,7 +172,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _audit_config(args: argparse.Namespace):
+def audit_config(args: argparse.Namespace):
+    """The AuditConfig that ``audit``/``gate`` arguments describe (also what the remote gate submits)."""
     from audit.gate import GatePolicy
     from audit.pipeline import AuditConfig
 
@@ -193,7 +194,7 @@ def _run_audit(args: argparse.Namespace) -> dict:
 
     from audit.pipeline import run_audit
 
-    config = _audit_config(args)
+    config = audit_config(args)
     for name in ("imitator", "demos"):
         if not Path(getattr(args, name)).exists():
             raise ValueError(f"{getattr(args, name)}: no such file")

@@ -195,13 +195,19 @@ def check_imitator(path: str | Path) -> dict[str, Any]:
             installed, obs or action count that does not fit the env).
     """
     _, info = load_imitator(path)
+    _check_fits_env(info)
+    return info.summary()
+
+
+def _check_fits_env(info) -> int:
+    """Refuse an imitator whose obs or action count does not fit its env; returns the env's obs size."""
     obs_dim, n_actions = env_signature(info.env_id, info.env_kwargs)
     if (info.config.obs_dim, info.config.n_actions) != (obs_dim, n_actions):
         raise ValueError(
             f"the imitator expects obs of {info.config.obs_dim} features and {info.config.n_actions} actions; "
             f"{info.env_id} gives {obs_dim} and {n_actions}"
         )
-    return info.summary()
+    return obs_dim
 
 
 def check_demonstrations(path: str | Path) -> dict[str, Any]:
@@ -222,12 +228,7 @@ def check_inputs(config: AuditConfig, model, info, demos: Demonstrations) -> tup
     """Refuse inputs that cannot be audited (one clear line each); returns (fit, calibration) episode positions."""
     if demos.env_id != info.env_id:
         raise ValueError(f"the imitator is for {info.env_id}, the demonstrations were recorded in {demos.env_id}")
-    obs_dim, n_actions = env_signature(info.env_id, info.env_kwargs)
-    if (info.config.obs_dim, info.config.n_actions) != (obs_dim, n_actions):
-        raise ValueError(
-            f"the imitator expects obs of {info.config.obs_dim} features and {info.config.n_actions} actions; "
-            f"{info.env_id} gives {obs_dim} and {n_actions}"
-        )
+    obs_dim = _check_fits_env(info)
     flat = int(np.prod(demos.obs_shape))
     if flat != obs_dim:
         raise ValueError(f"the demonstrations' obs have {flat} features, {info.env_id} gives {obs_dim}")

@@ -27,7 +27,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 import audit
-from service.auth import COOKIE, Principal, principal_for
+from service.auth import Principal, principal_for, request_token
 from service.blobs import BlobStore
 from service.db import Audit, DemoSet, Imitator, make_engine, migrate, session_factory, utcnow
 from service.jobs import TERMINAL, load_report, new_audit_id
@@ -110,23 +110,17 @@ class Service:
                 self.worker.kill()
 
 
-def _token(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    if header.lower().startswith("bearer "):
-        return header[7:].strip()
-    return request.cookies.get(COOKIE)
-
-
 def get_service(request: Request) -> Service:
     return request.app.state.service
 
 
 def principal(request: Request) -> Principal:
     svc = get_service(request)
+    token = request_token(request.headers, request.cookies)
     with svc.sessions() as s:
-        who = principal_for(s, _token(request))
+        who = principal_for(s, token)
     if who is None:
-        raise ApiError(401, "missing or unknown API token" if _token(request) else "this route needs an API token (Authorization: Bearer ...)")
+        raise ApiError(401, "missing or unknown API token" if token else "this route needs an API token (Authorization: Bearer ...)")
     return who
 
 

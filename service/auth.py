@@ -32,6 +32,14 @@ class Principal:
         return self.role == "submit"
 
 
+def request_token(headers, cookies) -> str | None:
+    """The token a request carries: ``Authorization: Bearer`` first, else the dashboard's cookie."""
+    header = headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return cookies.get(COOKIE)
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 

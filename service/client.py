@@ -104,21 +104,18 @@ def run_remote_gate(args) -> int:
     """``imitaudit gate --server URL --token T ...``: the local gate's artifacts and exit codes, audited by the service."""
     from tqdm import tqdm
 
-    from audit.cli import finish_gate
+    from audit.cli import audit_config, finish_gate
 
     token = args.token
     if not token:
         raise GateError("--server needs --token (or IMITAUDIT_TOKEN)")
     gate = RemoteGate(server=args.server, token=token)
     gate._call("GET", "/healthz", "checking the server")
-    settings: dict[str, Any] = {"episodes": args.episodes, "seed": args.seed, "alpha": args.alpha, "bh": args.bh, "folds": args.folds,
-                                "explain": not args.no_explain, "score_rule": args.score_rule}
-    if args.taps is not None:
-        settings["taps"] = [t for t in args.taps.split(",") if t]
-        settings["raw_grid"] = args.raw_grid or not settings["taps"]
-    elif args.raw_grid:
-        settings["raw_grid"] = True
-    policy = {"fail_on_likely_incorrigible": not args.allow_likely_incorrigible, "max_flagged_share": args.max_flagged_share}
+    config = audit_config(args)  # the local gate's reading of the same flags
+    sent = ("episodes", "seed", "alpha", "bh", "folds", "raw_grid", "explain", "score_rule")
+    settings: dict[str, Any] = {k: getattr(config, k) for k in sent}
+    settings["taps"] = list(config.taps)
+    policy = config.policy.to_dict()
     imitator = gate.upload("imitators", args.imitator)
     demos = gate.upload("demonstrations", args.demos)
     job = gate.submit(imitator, demos, settings, policy)

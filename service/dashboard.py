@@ -19,7 +19,7 @@ from markupsafe import Markup
 from sqlalchemy import select
 
 import audit
-from service.auth import COOKIE, Principal, principal_for
+from service.auth import COOKIE, Principal, principal_for, request_token
 from service.db import Audit, Flag, Imitator
 from service.jobs import load_report
 
@@ -34,10 +34,8 @@ class SignIn(Exception):
 
 def _who(request: Request) -> Principal:
     svc = request.app.state.service
-    header = request.headers.get("authorization", "")
-    token = header[7:].strip() if header.lower().startswith("bearer ") else request.cookies.get(COOKIE)
     with svc.sessions() as s:
-        who = principal_for(s, token)
+        who = principal_for(s, request_token(request.headers, request.cookies))
     if who is None:
         raise SignIn()
     return who

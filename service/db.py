@@ -48,31 +48,27 @@ class Token(Base):
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
-class Imitator(Base):
+class _Upload:
+    """Columns every uploaded file has: its project, hash, name, size, env and summary."""
+
+    __table_args__ = (UniqueConstraint("project_id", "sha256"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    size: Mapped[int] = mapped_column(Integer)
+    env_id: Mapped[str] = mapped_column(String(200))
+    summary: Mapped[dict] = mapped_column(JSON)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Imitator(_Upload, Base):
     __tablename__ = "imitators"
-    __table_args__ = (UniqueConstraint("project_id", "sha256"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
-    sha256: Mapped[str] = mapped_column(String(64))
-    name: Mapped[str] = mapped_column(String(200), default="")
-    size: Mapped[int] = mapped_column(Integer)
-    env_id: Mapped[str] = mapped_column(String(200))
     arch: Mapped[str] = mapped_column(String(100))
-    summary: Mapped[dict] = mapped_column(JSON)
-    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-class DemoSet(Base):
+class DemoSet(_Upload, Base):
     __tablename__ = "demonstrations"
-    __table_args__ = (UniqueConstraint("project_id", "sha256"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
-    sha256: Mapped[str] = mapped_column(String(64))
-    name: Mapped[str] = mapped_column(String(200), default="")
-    size: Mapped[int] = mapped_column(Integer)
-    env_id: Mapped[str] = mapped_column(String(200))
-    summary: Mapped[dict] = mapped_column(JSON)
-    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class Audit(Base):

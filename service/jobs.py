@@ -23,7 +23,6 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import or_, select, update
@@ -229,10 +228,6 @@ class Worker:
 
 def new_audit_id() -> str:
     return uuid.uuid4().hex
-
-
-def report_path(store: BlobStore, sha: str) -> Path:
-    return store.path(sha)
 
 
 def load_report(store: BlobStore, sha: str) -> dict:

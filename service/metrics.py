@@ -12,8 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
 
 from service.db import Audit
-
-STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+from service.jobs import STATES
 
 
 class _JobCollector:

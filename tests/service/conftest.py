@@ -1,7 +1,7 @@
 """Service fixtures: small real inputs, a real PostgreSQL on loopback, and `imitaudit serve` / `imitaudit worker` processes.
 
 PostgreSQL comes from Debian's package (``make test`` installs it); its absence is a test
-failure, not a skip, unless IMITAUDIT_TESTS_WITHOUT_POSTGRES=1 says so explicitly.
+failure, never a skip.
 """
 
 from __future__ import annotations
@@ -61,8 +61,6 @@ def postgres():
     """A PostgreSQL server on 127.0.0.1 for this test session (trust auth, throwaway data dir)."""
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if not initdb or not pg_ctl:
-        if os.environ.get("IMITAUDIT_TESTS_WITHOUT_POSTGRES") == "1":
-            pytest.skip("PostgreSQL tests switched off by IMITAUDIT_TESTS_WITHOUT_POSTGRES=1")
         pytest.fail("PostgreSQL is not installed (apt-get install postgresql; `make test` does this)")
     root = Path(tempfile.mkdtemp(prefix="imitaudit-pg-"))
     data, sock = root / "data", root / "sock"
