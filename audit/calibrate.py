@@ -61,6 +61,17 @@ def paths(evidence: Tensor, mask: Tensor, drift: Tensor, rule: str) -> Tensor:
     raise ValueError(f"unknown score rule {rule!r}; known: {', '.join(RULES)}")
 
 
+def trajectory_scores(evidence: Tensor, mask: Tensor, drift: Tensor, rule: str) -> tuple[Tensor, np.ndarray]:
+    """Score paths [E, T] and trajectory scores [E] (each path's maximum) of step evidence [E, T] under ``rule``.
+
+    The one place a trajectory score is computed: calibration episodes and audited
+    trajectories both go through it, so they can never be scored two different ways.
+    """
+    path = paths(evidence, mask, drift, rule)
+    score = path.max(dim=1).values.numpy() if path.shape[1] else np.zeros(path.shape[0])
+    return path, score
+
+
 def min_calibration_episodes(alpha: float) -> int:
     """Fewest held-out demonstrator episodes for which a p-value can be <= alpha."""
     return max(1, math.ceil(1.0 / alpha - 1.0 - 1e-9))
@@ -121,13 +132,13 @@ class Calibration:
     """Calibrated scores of E test trajectories.
 
     Attributes:
-        path: [E, T] CUSUM of each trajectory.
+        path: [E, T] score path of each trajectory under the rule.
         score: [E] trajectory score (max of the path).
         pvalue: [E] conformal p-value.
         strength: [E] score on its fold's calibration scale (see :func:`strength`), a ranking finer than p.
         flagged: [E] bool.
         threshold: [E] score threshold of the trajectory's fold (at the level used).
-        first_flag: [E] int64 first step whose CUSUM crosses the threshold (-1 if none).
+        first_flag: [E] int64 first step whose score path crosses the threshold (-1 if none).
         drift: [K] drift of each fold.
         cal_scores: [K, E_cal] calibration scores under each fold's discriminator.
         level: the p-value level flags were set at (alpha, or the BH cutoff).
@@ -192,12 +203,12 @@ def calibrate(
     if n_cal < need:
         raise ValueError(f"alpha={alpha} needs at least {need} held-out demonstration episodes, got {n_cal}")
     drift = np.array([float(torch.quantile(cal_evidence[j][cal_mask], drift_quantile)) for j in range(k)])
+    # one scoring function for calibration and audited trajectories alike: the conformal
+    # guarantee holds only when both are scored by the same rule
     cal_scores = np.stack(
-        [cusum(cal_evidence[j], cal_mask, torch.full((n_cal,), drift[j])).max(dim=1).values.numpy() for j in range(k)]
+        [trajectory_scores(cal_evidence[j], cal_mask, torch.full((n_cal,), drift[j]), rule)[1] for j in range(k)]
     )
-    fold_t = torch.from_numpy(fold)
-    path = paths(test_evidence, test_mask, torch.from_numpy(drift).float()[fold_t], rule)
-    score = path.max(dim=1).values.numpy() if path.shape[1] else np.zeros(len(fold))
+    path, score = trajectory_scores(test_evidence, test_mask, torch.from_numpy(drift).float()[torch.from_numpy(fold)], rule)
     pvalue = np.empty(len(fold))
     strong = np.empty(len(fold))
     for j in range(k):

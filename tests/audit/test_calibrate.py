@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from audit.calibrate import auroc, benjamini_hochberg, calibrate, conformal_pvalues, cusum, min_calibration_episodes, score_threshold
+from audit.calibrate import RULES, auroc, benjamini_hochberg, calibrate, conformal_pvalues, cusum, min_calibration_episodes, score_threshold
 from audit.discriminate import StepSet, assign_folds, cross_fit
 from models.discriminator import DiscriminatorConfig
 
@@ -23,7 +23,8 @@ def null_steps(rng, episodes, dim=6):
     return StepSet(features=feats, mask=mask)
 
 
-def test_flagged_share_is_at_most_alpha_on_null_data_over_many_seeds():
+@pytest.mark.parametrize("rule", RULES)
+def test_flagged_share_is_at_most_alpha_on_null_data_over_many_seeds(rule):
     alpha, seeds, n_test = 0.05, 40, 60
     config = DiscriminatorConfig(obs_dim=4, n_actions=2, hidden=16, spectral=False)
     flagged = total = 0
@@ -31,7 +32,7 @@ def test_flagged_share_is_at_most_alpha_on_null_data_over_many_seeds():
         rng = np.random.default_rng(seed)
         fit, cal, test = null_steps(rng, 60), null_steps(rng, 120), null_steps(rng, n_test)
         fitted = cross_fit(config, fit, cal, test, folds=3, steps=30, seed=seed)
-        result = calibrate(fitted.test_evidence, test.mask, fitted.cal_evidence, cal.mask, fitted.fold, alpha=alpha)
+        result = calibrate(fitted.test_evidence, test.mask, fitted.cal_evidence, cal.mask, fitted.fold, alpha=alpha, rule=rule)
         flagged += int(result.flagged.sum())
         total += n_test
     assert flagged <= binomial_upper(total, alpha), (flagged, total)
