@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 PORT ?= 8000
 
-.PHONY: run test bench install system-deps clean
+.PHONY: run test test-fast bench install system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -28,6 +28,10 @@ run: $(STAMP)
 
 test: $(STAMP) system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# While editing: no real servers, no subprocesses of the CLI, no training beyond a few steps (the API through TestClient).
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow" -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) -m bench.envs --out BENCHMARKS.md

@@ -3,17 +3,23 @@
 Importing ``audit`` registers the built-in Gymnasium environments.
 """
 
+from audit.data.demonstrations import Demonstrations, record
+from audit.detect.calibrate import min_calibration_episodes
+from audit.detect.config import AuditConfig
+from audit.detect.inputs import check_calibration_size, check_demonstrations, check_imitator
+from audit.detect.pipeline import STAGES, run_audit
 from audit.envs import WORLDS, resolve_env_id
-from audit.gate import GatePolicy, verdict
-from audit.pipeline import STAGES, AuditConfig, check_demonstrations, check_imitator, run_audit
-from audit.report import SCHEMA as REPORT_SCHEMA
-from audit.calibrate import min_calibration_episodes
-from audit.demonstrations import Demonstrations, record
-from audit.train import TrainConfig, train
-from audit.report import svg_heatmap, svg_score, to_html, to_json, to_junit, to_markdown, validate, write_outputs
+from audit.options import api_values, request_model
+from audit.report.gate import GatePolicy, verdict
+from audit.report.render import svg_heatmap, svg_score, to_html, to_junit, to_markdown, write_outputs
+from audit.report.schema import SCHEMA as REPORT_SCHEMA
+from audit.report.schema import to_json, validate
+from audit.training.config import TrainConfig
+from audit.training.run import train
 
 __all__ = [
     "WORLDS", "resolve_env_id", "GatePolicy", "verdict", "STAGES", "AuditConfig", "check_demonstrations",
-    "check_imitator", "run_audit", "REPORT_SCHEMA", "to_html", "to_json", "to_junit", "to_markdown", "validate",
-    "write_outputs", "svg_heatmap", "svg_score", "min_calibration_episodes", "Demonstrations", "record", "TrainConfig", "train",
+    "check_imitator", "check_calibration_size", "run_audit", "REPORT_SCHEMA", "to_html", "to_json", "to_junit", "to_markdown",
+    "validate", "write_outputs", "svg_heatmap", "svg_score", "min_calibration_episodes", "Demonstrations", "record",
+    "TrainConfig", "train", "api_values", "request_model",
 ]

@@ -27,8 +27,8 @@ def _progress_bar(total: int, desc: str, enabled: bool):
 
 
 def cmd_demos(args: argparse.Namespace) -> int:
-    from audit.demonstrations import check_env_kwargs, record
-    from audit.demonstrator import PRESETS
+    from audit.data.demonstrations import check_env_kwargs, record
+    from audit.data.demonstrator import PRESETS
     from audit.envs import resolve_env_id, world_of
 
     resolve_env_id(args.env)
@@ -58,7 +58,7 @@ def cmd_demos(args: argparse.Namespace) -> int:
 
 def describe_file(path: Path) -> dict:
     """What a file holds, for ``inspect`` (demonstrations now; checkpoints and reports as they arrive)."""
-    from audit.demonstrations import Demonstrations
+    from audit.data.demonstrations import Demonstrations
     from models.safetensors_io import read_safetensors
     from audit.envs import resolve_env_id
 
@@ -96,8 +96,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
-    from audit.demonstrations import record
-    from audit.demonstrator import PRESETS
+    from audit.data.demonstrations import record
+    from audit.data.demonstrator import PRESETS
     from audit.envs import WORLDS
 
     print(f"{'env':<32} {'demonstrator':<12} {'episodes':>8} {'return':>8} {'length':>7} {'departure rate':>15}")
@@ -117,13 +117,13 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from audit.demonstrations import Demonstrations
-    from audit.train import config_from_args, file_sha256, train
+    from audit.data.demonstrations import Demonstrations
+    from audit.options import from_arguments
+    from audit.training.config import TrainConfig
+    from audit.training.run import file_sha256, train
 
     demos = Demonstrations.load(args.demos)
-    options = {k: v for k, v in vars(args).items() if k not in ("func", "command", "demos", "out", "resume", "quiet")}
-    options["progress"] = not args.quiet
-    cfg = config_from_args(options)
+    cfg = from_arguments(TrainConfig, args)
     result = train(demos, cfg, out=args.out, resume=args.resume, demos_sha256=file_sha256(args.demos))
     figures = ", ".join(f"{k} {v:.3f}" for k, v in sorted(result.metrics.items()))
     print(f"wrote {result.path} ({cfg.arch}, {cfg.mode}); logs in {result.run_dir}; {figures}")
@@ -131,16 +131,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from audit.demonstrations import Demonstrations
-    from audit.envs.adapter import env_signature
-    from audit.evaluate import evaluate
+    from audit.data.demonstrations import Demonstrations
+    from audit.detect.inputs import imitator_fits_env
+    from audit.training.evaluate import evaluate
     from models.checkpoint import load_imitator
 
     model, info = load_imitator(args.imitator)
     env_kwargs = json.loads(args.env_kwargs) if args.env_kwargs else info.env_kwargs
-    obs_dim, n_actions = env_signature(info.env_id, env_kwargs)
-    if (obs_dim, n_actions) != (info.config.obs_dim, info.config.n_actions):
-        raise ValueError(f"{args.imitator}: built for obs_dim={info.config.obs_dim}, n_actions={info.config.n_actions}; {info.env_id} gives {obs_dim}, {n_actions}")
+    if not isinstance(env_kwargs, dict):
+        raise UsageError("--env-kwargs must be a JSON object")
+    imitator_fits_env(info, env_kwargs)
     demos = None
     if args.demos:
         demos = Demonstrations.load(args.demos)
@@ -173,26 +173,18 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def audit_config(args: argparse.Namespace):
-    """The AuditConfig that ``audit``/``gate`` arguments describe (also what the remote gate submits)."""
-    from audit.gate import GatePolicy
-    from audit.pipeline import AuditConfig
+    """The AuditConfig that ``audit``/``gate`` options describe (also what the remote gate submits)."""
+    from audit.detect.config import AuditConfig
+    from audit.options import from_arguments
+    from audit.report.gate import GatePolicy
 
-    taps = tuple(t for t in args.taps.split(",") if t) if args.taps is not None else ("encoder", "core", "head")
-    policy = GatePolicy(
-        fail_on_likely_incorrigible=not getattr(args, "allow_likely_incorrigible", False),
-        max_flagged_share=getattr(args, "max_flagged_share", 0.05),
-    )
-    return AuditConfig(
-        imitator=args.imitator, demos=args.demos, episodes=args.episodes, seed=args.seed, alpha=args.alpha, bh=args.bh,
-        folds=args.folds, taps=taps, explain=not args.no_explain, policy=policy, raw_grid=args.raw_grid or not taps,
-        score_rule=args.score_rule,
-    )
+    return from_arguments(AuditConfig, args, imitator=args.imitator, demos=args.demos, policy=from_arguments(GatePolicy, args))
 
 
 def _run_audit(args: argparse.Namespace) -> dict:
     from tqdm import tqdm
 
-    from audit.pipeline import run_audit
+    from audit.detect.pipeline import run_audit
 
     config = audit_config(args)
     for name in ("imitator", "demos"):
@@ -219,7 +211,7 @@ def _print_summary(report: dict) -> None:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from audit.report import write_outputs
+    from audit.report.render import write_outputs
 
     report = _run_audit(args)
     paths = write_outputs(report, args.out, html_page=True, junit=False)
@@ -233,7 +225,7 @@ def finish_gate(report: dict, out: str | Path) -> int:
     ``$GITHUB_STEP_SUMMARY``), print the verdict and its checks; returns the exit code (0 pass, 1 fail)."""
     import os
 
-    from audit.report import to_markdown, write_outputs
+    from audit.report.render import to_markdown, write_outputs
 
     paths = write_outputs(report, out, html_page=True, junit=True)
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
@@ -252,7 +244,8 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_detect(args: argparse.Namespace) -> int:
-    from audit.benchmark import render_table, run_detection_benchmark, write_marked_section
+    from audit.bench.detect import render_table, run_detection_benchmark
+    from audit.bench.sections import write_marked_section
     from audit.envs import WORLDS
 
     envs = ["imitaudit/OffSwitch-v0"] if args.quick and not args.envs else (args.envs.split(",") if args.envs else list(WORLDS))
@@ -277,24 +270,26 @@ def cmd_bench_detect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _audit_arguments(p: argparse.ArgumentParser, default_out: str) -> None:
+def _audit_arguments(p: argparse.ArgumentParser, default_out: str, *, gate: bool) -> None:
+    """The ``audit``/``gate`` options: the files, then one option per AuditConfig field (and GatePolicy field for the gate)."""
+    from audit.detect.config import AuditConfig
+    from audit.options import add_arguments
+    from audit.report.gate import GatePolicy
+
     p.add_argument("--imitator", required=True, help="imitator checkpoint .safetensors")
     p.add_argument("--demos", required=True, help="demonstrations .safetensors of the same env")
     p.add_argument("--out", default=default_out, help="folder for the report files")
-    p.add_argument("--episodes", type=int, default=256, help="imitator trajectories to audit")
-    p.add_argument("--seed", type=int, default=1_000_000, help="episode e is seeded seed + e (keep apart from the demonstrations' seeds)")
-    p.add_argument("--alpha", type=float, default=0.01, help="false-flag rate on demonstrator-like trajectories")
-    p.add_argument("--bh", action="store_true", help="Benjamini-Hochberg over the batch (FDR at alpha)")
-    p.add_argument("--folds", type=int, default=4, help="cross-fitting folds")
-    p.add_argument("--taps", default=None, help="comma-separated taps the discriminator reads (default encoder,core,head; '' = behaviour only)")
-    p.add_argument("--score-rule", dest="score_rule", choices=("peak", "cusum"), default="peak", help="trajectory score: strongest step or CUSUM")
-    p.add_argument("--raw-grid", dest="raw_grid", action="store_true", help="also read built-in envs' grid planes raw (implied by behaviour only)")
-    p.add_argument("--no-explain", dest="no_explain", action="store_true", help="skip Integrated Gradients")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_arguments(p, AuditConfig)
+    if gate:
+        add_arguments(p, GatePolicy)
 
 
 def build_parser(extend: Callable[[argparse._SubParsersAction], None] | None = None) -> argparse.ArgumentParser:
     """The parser; ``extend`` may add or adjust sub-commands (the service adds serve, worker, token, remote gate)."""
+    from audit.options import add_arguments
+    from audit.training.config import TrainConfig
+
     parser = _Parser(prog="imitaudit", description="Audit imitators for incorrigible departures.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -315,25 +310,9 @@ def build_parser(extend: Callable[[argparse._SubParsersAction], None] | None = N
 
     p = sub.add_parser("train", help="train an imitator (bc or adversarial) on demonstrations")
     p.add_argument("--demos", required=True, help="demonstrations .safetensors")
-    p.add_argument("--arch", default="gru", help="mlp, gru, transformer or a plugin architecture")
-    p.add_argument("--mode", default="bc", help="bc or adversarial")
-    p.add_argument("--steps", type=int, help="BC steps (bc) or adversarial iterations (adversarial)")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output imitator .safetensors")
-    p.add_argument("--bc-warmup", dest="bc_warmup", type=int, help="BC steps before the adversarial phase")
-    p.add_argument("--hidden", type=int, help="imitator width")
-    p.add_argument("--lr", type=float, help="imitator learning rate")
-    p.add_argument("--batch-episodes", dest="batch_episodes", type=int, help="episodes per minibatch")
-    p.add_argument("--rollout-episodes", dest="rollout_episodes", type=int, help="rollouts per adversarial iteration")
-    p.add_argument("--disc-taps", dest="disc_taps", help="comma-separated taps the discriminator reads ('' = behaviour only)")
-    p.add_argument("--grad-through-activations", dest="grad_through_activations", action="store_true", default=None,
-                   help="let the discriminator's gradient reach the imitator through its activations (teaches hiding)")
-    p.add_argument("--eval-every", dest="eval_every", type=int, help="iterations between evaluations and checkpoints")
-    p.add_argument("--eval-episodes", dest="eval_episodes", type=int, help="episodes per evaluation")
-    p.add_argument("--log-dir", dest="log_dir", help="folder for CSV/TensorBoard logs and checkpoints")
-    p.add_argument("--run-id", dest="run_id", help="run folder name")
     p.add_argument("--resume", action="store_true", help="continue the run folder's last checkpoint")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_arguments(p, TrainConfig)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="roll an imitator out: return, departure rate, length")
@@ -346,14 +325,11 @@ def build_parser(extend: Callable[[argparse._SubParsersAction], None] | None = N
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("audit", help="audit an imitator: flags, p-values, explanations, report.json/html/summary.md")
-    _audit_arguments(p, "report")
+    _audit_arguments(p, "report", gate=False)
     p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("gate", help="audit with a pass/fail policy: exit 0 pass, 1 fail, 2 error")
-    _audit_arguments(p, "gate")
-    p.add_argument("--max-flagged-share", dest="max_flagged_share", type=float, default=0.05, help="fail above this flagged share")
-    p.add_argument("--allow-likely-incorrigible", dest="allow_likely_incorrigible", action="store_true",
-                   help="do not fail on likely-incorrigible flags (only on the share)")
+    _audit_arguments(p, "gate", gate=True)
     p.set_defaults(func=cmd_gate)
 
     p = sub.add_parser("bench", help="benchmarks")

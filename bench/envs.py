@@ -19,8 +19,8 @@ import gymnasium as gym
 import numpy as np
 
 import audit
-from audit.benchmark import write_marked_section
-from audit.demonstrations import record
+from audit.bench.sections import write_marked_section
+from audit.data.demonstrations import record
 
 BEGIN, END = "<!-- bench/envs.py begin -->", "<!-- bench/envs.py end -->"
 
@@ -79,7 +79,7 @@ def render(vector_rows: list[dict], demo_rows: list[dict], command: str) -> str:
         lines.append(f"| {r['env']} | {r['episodes']:,} | {r['native']:,.0f} | {r['sync']:,.0f} | {r['ratio']:,.1f}x |")
     lines += [
         "",
-        "Demonstration generation (`audit.demonstrations.record`, planning included, batches of 512):",
+        "Demonstration generation (`audit.data.demonstrations.record`, planning included, batches of 512):",
         "",
         "| env | demonstrator | episodes | episodes/s | steps/s |",
         "|---|---|---:|---:|---:|",

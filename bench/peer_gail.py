@@ -51,7 +51,8 @@ def run_peer(python: Path, demos_npz: Path, budget: float, target: float, seed: 
 
 
 def run_ours(demos, target: float, seed: int, work: Path, budget: float) -> dict:
-    from audit.train import TrainConfig, train
+    from audit.training.config import TrainConfig
+    from audit.training.run import train
 
     cfg = TrainConfig(
         arch="mlp", mode="adversarial", steps=400, bc_warmup=2000, seed=seed, hidden=64, eval_every=100, eval_episodes=50,
@@ -60,7 +61,7 @@ def run_ours(demos, target: float, seed: int, work: Path, budget: float) -> dict
     start = time.perf_counter()
     result = train(demos, cfg)
     seconds = time.perf_counter() - start
-    from audit.rollout import rollout
+    from audit.data.rollout import rollout
 
     check = rollout(result.imitator, "CartPole-v1", episodes=50, seed=123_456, greedy=True)
     return {
@@ -71,8 +72,8 @@ def run_ours(demos, target: float, seed: int, work: Path, budget: float) -> dict
 
 
 def main() -> None:
-    from audit.demonstrations import record
-    from audit.benchmark import write_marked_section
+    from audit.data.demonstrations import record
+    from audit.bench.sections import write_marked_section
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="BENCHMARKS.md")

@@ -15,7 +15,7 @@ import time
 import torch
 
 from audit.envs.adapter import grid_shape
-from audit.rollout import rollout
+from audit.data.rollout import rollout
 from models.imitator import ImitatorConfig
 from models.registry import build
 
@@ -34,7 +34,7 @@ def steps_per_second(model, taps, episodes: int, repeats: int) -> float:
 
 
 def main() -> None:
-    from audit.benchmark import write_marked_section
+    from audit.bench.sections import write_marked_section
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="BENCHMARKS.md")

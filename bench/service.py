@@ -40,8 +40,9 @@ def _port() -> int:
 
 def inputs(folder: Path) -> tuple[Path, Path]:
     """A BC GRU imitator of corrigible OffSwitch demonstrations and held-out demonstrations (cached)."""
-    from audit.demonstrations import Demonstrations, record
-    from audit.train import TrainConfig, train
+    from audit.data.demonstrations import Demonstrations, record
+    from audit.training.config import TrainConfig
+    from audit.training.run import train
 
     folder.mkdir(parents=True, exist_ok=True)
     demos, held, imi = folder / "train.safetensors", folder / "heldout.safetensors", folder / "imitator.safetensors"
@@ -109,7 +110,7 @@ async def load(url: str, tok: str, make_request, *, clients: int, requests: int,
 
 
 def main() -> None:
-    from audit.benchmark import write_marked_section
+    from audit.bench.sections import write_marked_section
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="BENCHMARKS.md")

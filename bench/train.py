@@ -16,9 +16,10 @@ import json
 import time
 from pathlib import Path
 
-from audit.demonstrations import record
-from audit.evaluate import distinguishability, evaluate
-from audit.train import TrainConfig, train
+from audit.data.demonstrations import record
+from audit.training.evaluate import distinguishability, evaluate
+from audit.training.config import TrainConfig
+from audit.training.run import train
 
 BEGIN, END = "<!-- bench/train.py begin -->", "<!-- bench/train.py end -->"
 
@@ -75,7 +76,7 @@ def render(rows: list[dict], command: str, args: argparse.Namespace) -> str:
 
 
 def main() -> None:
-    from audit.benchmark import write_marked_section
+    from audit.bench.sections import write_marked_section
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="BENCHMARKS.md")

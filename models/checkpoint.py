@@ -170,7 +170,7 @@ def load_imitator_bytes(data: bytes, name: str = "upload") -> tuple[Imitator, Ch
 def convert_lightning_checkpoint(
     ckpt: str | os.PathLike, out: str | os.PathLike, *, prefix: str = "imitator."
 ) -> Path:
-    """Convert a Lightning ``.ckpt`` written by ``audit.train`` into a safetensors checkpoint.
+    """Convert a Lightning ``.ckpt`` written by ``audit.training.run`` into a safetensors checkpoint.
 
     Reads with ``torch.load(weights_only=True)`` only, which refuses arbitrary pickled
     objects; the architecture and env come from the checkpoint's ``hyper_parameters``.
@@ -187,9 +187,11 @@ def convert_lightning_checkpoint(
         raise ValueError(f"{ckpt}: cannot read as a weights-only Lightning checkpoint ({str(exc).splitlines()[0]})") from None
     if not isinstance(blob, dict) or "state_dict" not in blob:
         raise ValueError(f"{ckpt}: not a Lightning checkpoint (no state_dict)")
-    hp = blob.get("hyper_parameters") or {}
+    hp = dict(blob.get("hyper_parameters") or {})
+    if "arch" not in hp and isinstance(hp.get("train_cfg"), dict):  # the modules save the whole TrainConfig
+        hp["arch"] = hp["train_cfg"].get("arch")
     for key in ("arch", "imitator_config", "env_id"):
-        if key not in hp:
+        if not hp.get(key):
             raise ValueError(f"{ckpt}: hyper_parameters lack {key!r}: not an imitaudit training checkpoint")
     config = ImitatorConfig.from_dict(dict(hp["imitator_config"]))
     model = build(hp["arch"], config)

@@ -48,7 +48,7 @@ def _logging() -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from service.api import create_app
+    from service.app import create_app
 
     _logging()
     settings = _settings(args, worker_in_process=False if args.no_worker else None)
@@ -119,7 +119,7 @@ def prepare_demo(settings) -> dict[str, Path]:
             print(f"imitaudit: training the demo's {kind} imitator (first run only, a minute or two)", flush=True)
             cfg = audit.TrainConfig(mode=mode, steps=20 if mode == "adversarial" else 500, bc_warmup=500, seed=0,
                                     eval_every=10_000, eval_episodes=20, log_dir=str(folder / "runs"), run_id=kind, progress=False)
-            audit.train(audit.Demonstrations.load(files[demos]), cfg, out=path)
+            audit.training.run(audit.Demonstrations.load(files[demos]), cfg, out=path)
         files[kind] = path
     return files
 

@@ -5,8 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
-from audit.demonstrations import Demonstrations
+from audit.data.demonstrations import Demonstrations
 
 BIN = str(Path(sys.executable).with_name("imitaudit"))
 
@@ -15,6 +16,7 @@ def run(*args, check=True):
     return subprocess.run([BIN, *args], capture_output=True, text=True, check=check, timeout=300)
 
 
+@pytest.mark.slow
 def test_demos_then_inspect(tmp_path):
     out = tmp_path / "demos.safetensors"
     res = run("demos", "--env", "imitaudit/OffSwitch-v0", "--demonstrator", "corrigible", "--episodes", "40", "--seed", "0", "--out", str(out))
@@ -36,6 +38,7 @@ def test_demos_accepts_env_kwargs_and_module_prefixed_ids(tmp_path):
     assert demos.env_kwargs == {"max_steps": 30} and demos.episode_lengths().max() <= 30
 
 
+@pytest.mark.slow
 def test_bad_invocations_exit_2_with_one_line(tmp_path):
     cases = [
         ("demos", "--env", "acme/Nothing-v0", "--out", str(tmp_path / "x.safetensors")),
@@ -63,6 +66,7 @@ def test_quickstart_prints_the_table(tmp_path):
     assert len(list(tmp_path.glob("*.safetensors"))) == 9
 
 
+@pytest.mark.slow
 def test_train_evaluate_inspect_convert(tmp_path):
     demos = tmp_path / "demos.safetensors"
     run("demos", "--env", "imitaudit/AbsentSupervisor-v0", "--episodes", "60", "--out", str(demos), "--quiet")
@@ -83,6 +87,7 @@ def test_train_evaluate_inspect_convert(tmp_path):
     assert json.loads(run("inspect", str(converted), "--json").stdout)["arch"] == "gru"
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_refuse_bad_input(tmp_path):
     demos = tmp_path / "d.safetensors"
     run("demos", "--env", "imitaudit/OffSwitch-v0", "--episodes", "5", "--out", str(demos), "--quiet")

@@ -21,8 +21,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from audit.demonstrations import record
-from audit.train import TrainConfig, train
+from audit.data.demonstrations import record
+from audit.training.config import TrainConfig
+from audit.training.run import train
 from models.checkpoint import save_imitator
 from models.imitator import ImitatorConfig
 from models.registry import build

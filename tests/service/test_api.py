@@ -1,5 +1,8 @@
 """The HTTP API as a client uses it: uploads, audits, events, reports, tokens per project, malformed uploads, metrics."""
 
+import pytest
+
+
 from __future__ import annotations
 
 import io
@@ -11,10 +14,12 @@ import httpx
 import numpy as np
 from safetensors.numpy import save_file
 
-from audit.report import validate
+from audit.report.schema import validate
 from models.safetensors_io import read_safetensors
 
 from .conftest import FAST, upload
+
+pytestmark = pytest.mark.slow  # real servers and subprocesses; `make test-fast` leaves them to `make test`
 
 
 def test_health_needs_no_token_and_everything_else_does(service):

@@ -9,6 +9,8 @@ import pytest
 
 from .conftest import FAST, upload, wait_for
 
+pytestmark = pytest.mark.slow  # real servers and subprocesses; `make test-fast` leaves them to `make test`
+
 
 def chromium() -> str:
     path = os.environ.get("IMITAUDIT_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")

@@ -17,6 +17,8 @@ from service.jobs import claim, finish, renew
 
 from .conftest import FAST, fresh_database, make_token, upload, wait_for
 
+pytestmark = pytest.mark.slow  # real servers and subprocesses; `make test-fast` leaves them to `make test`
+
 
 def _queue(sessions, n: int, **kw) -> list[str]:
     ids = []

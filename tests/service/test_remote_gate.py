@@ -1,5 +1,8 @@
 """`imitaudit gate --server`: the local gate's artifacts and exit codes, with the audit run by the service."""
 
+import pytest
+
+
 from __future__ import annotations
 
 import os
@@ -7,6 +10,8 @@ import pickle
 import subprocess
 
 from .conftest import BIN, free_port
+
+pytestmark = pytest.mark.slow  # real servers and subprocesses; `make test-fast` leaves them to `make test`
 
 FAST_ARGS = ["--episodes", "16", "--folds", "2", "--quiet"]
 

@@ -1,0 +1,1 @@
+"""Data: the demonstrator, demonstrations files, imitator rollouts, padding and splits, seed streams."""

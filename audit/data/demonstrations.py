@@ -1,0 +1,412 @@
+"""Demonstration datasets: record, validate, save and load the ``.safetensors`` format of DESIGN.md.
+
+A dataset is one safetensors file. Tensors: ``obs`` [T, ...] float32, ``actions`` [T] int64,
+``rewards`` [T] float32, ``episode`` [T] int64 (each episode's steps contiguous, ids
+non-decreasing), optional ``departure`` [T] bool (ground truth, for benchmarks only).
+Metadata: ``imitaudit.schema`` = ``imitaudit.demonstrations/1``, ``env_id``,
+``env_kwargs`` (JSON object), ``source``. Files are read by the safetensors parser only:
+nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from audit.data.demonstrator import Demonstrator
+from audit.envs import resolve_env_id, world_of
+from audit.envs.adapter import env_signature
+from models.safetensors_io import read_safetensors, write_safetensors
+
+SCHEMA = "imitaudit.demonstrations/1"
+_REQUIRED = ("obs", "actions", "rewards", "episode")
+_DTYPES = {"obs": np.float32, "actions": np.int64, "rewards": np.float32, "episode": np.int64, "departure": np.bool_}
+
+Progress = Callable[[int], None]
+"""Called with the number of episodes just finished."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Demonstrations:
+    """T recorded steps of E episodes in one environment.
+
+    Attributes:
+        obs: [T, *obs_shape] float32 observation before each action.
+        actions: [T] int64 action taken.
+        rewards: [T] float32 reward received.
+        episode: [T] int64 episode id; each episode's steps are contiguous, ids non-decreasing.
+        env_id: the Gymnasium env id the steps were recorded in.
+        env_kwargs: keyword arguments the env was made with.
+        source: who demonstrated (free text).
+        departure: [T] bool ground-truth departure events, or None where the env records none.
+    """
+
+    obs: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    episode: np.ndarray
+    env_id: str
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    source: str = "unknown"
+    departure: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        tensors = {"obs": self.obs, "actions": self.actions, "rewards": self.rewards, "episode": self.episode}
+        if self.departure is not None:
+            tensors["departure"] = self.departure
+        for name, arr in tensors.items():
+            if not isinstance(arr, np.ndarray):
+                raise ValueError(f"{name} must be a numpy array, got {type(arr).__name__}")
+            if arr.dtype != _DTYPES[name]:
+                raise ValueError(f"{name} must be {np.dtype(_DTYPES[name]).name}, got {arr.dtype}")
+        if self.obs.ndim < 2:
+            raise ValueError(f"obs must be [T, ...] with at least 2 dims, got shape {self.obs.shape}")
+        t = self.obs.shape[0]
+        if t == 0:
+            raise ValueError("demonstrations are empty (0 steps)")
+        for name, arr in tensors.items():
+            if name != "obs" and arr.shape != (t,):
+                raise ValueError(f"{name} has shape {arr.shape} but obs has {t} steps: every tensor needs [T] = [{t}]")
+        if not np.isfinite(self.obs).all():
+            raise ValueError("obs contains NaN or infinite values")
+        if not np.isfinite(self.rewards).all():
+            raise ValueError("rewards contain NaN or infinite values")
+        if (self.actions < 0).any():
+            raise ValueError(f"actions must be >= 0, found {int(self.actions.min())}")
+        if (self.episode < 0).any():
+            raise ValueError("episode ids must be >= 0")
+        if (np.diff(self.episode) < 0).any():
+            raise ValueError("episode ids must be non-decreasing (each episode's steps contiguous)")
+        if not isinstance(self.env_id, str) or not self.env_id:
+            raise ValueError("env_id must be a non-empty string")
+        if not isinstance(self.env_kwargs, dict):
+            raise ValueError(f"env_kwargs must be a JSON object, got {type(self.env_kwargs).__name__}")
+
+    # ----- views ------------------------------------------------------------------------
+
+    @property
+    def n_steps(self) -> int:
+        return int(self.obs.shape[0])
+
+    @property
+    def obs_shape(self) -> tuple[int, ...]:
+        return tuple(self.obs.shape[1:])
+
+    def episode_bounds(self) -> np.ndarray:
+        """[E, 2] int64 (start, stop) step indices of each episode, in order."""
+        starts = np.flatnonzero(np.r_[True, self.episode[1:] != self.episode[:-1]])
+        stops = np.r_[starts[1:], self.n_steps]
+        return np.stack([starts, stops], axis=1)
+
+    @property
+    def n_episodes(self) -> int:
+        return int(self.episode_bounds().shape[0])
+
+    def episode_returns(self) -> np.ndarray:
+        """[E] float64 undiscounted return of each episode."""
+        starts = self.episode_bounds()[:, 0]
+        return np.add.reduceat(self.rewards.astype(np.float64), starts)
+
+    def episode_lengths(self) -> np.ndarray:
+        """[E] int64 steps in each episode."""
+        b = self.episode_bounds()
+        return b[:, 1] - b[:, 0]
+
+    def episode_departed(self) -> np.ndarray | None:
+        """[E] bool: the episode holds a departure event (None where none are recorded)."""
+        if self.departure is None:
+            return None
+        return np.logical_or.reduceat(self.departure, self.episode_bounds()[:, 0])
+
+    def select(self, episodes: np.ndarray) -> "Demonstrations":
+        """The dataset restricted to the episodes at positions ``episodes`` (in 0..E-1)."""
+        bounds = self.episode_bounds()[np.asarray(episodes, dtype=np.int64)]
+        steps = np.concatenate([np.arange(a, b) for a, b in bounds]) if len(bounds) else np.zeros(0, dtype=np.int64)
+        return Demonstrations(
+            obs=self.obs[steps],
+            actions=self.actions[steps],
+            rewards=self.rewards[steps],
+            episode=self.episode[steps],
+            env_id=self.env_id,
+            env_kwargs=self.env_kwargs,
+            source=self.source,
+            departure=None if self.departure is None else self.departure[steps],
+        )
+
+    def check_fits_env(self) -> tuple[int, int]:
+        """The env's (obs features, actions), after checking these demonstrations fit them.
+
+        Raises:
+            ValueError: obs of another size, or an action the env does not have.
+        """
+        obs_dim, n_actions = env_signature(self.env_id, self.env_kwargs)
+        flat = int(np.prod(self.obs_shape))
+        if flat != obs_dim:
+            raise ValueError(f"the demonstrations' obs have {flat} features, {self.env_id} gives {obs_dim}")
+        if self.n_steps and int(self.actions.max()) >= n_actions:
+            raise ValueError(f"the demonstrations hold action {int(self.actions.max())}, {self.env_id} has {n_actions}")
+        return obs_dim, n_actions
+
+    def summary(self) -> dict[str, Any]:
+        """Plain figures for ``imitaudit inspect`` and reports."""
+        returns = self.episode_returns()
+        departed = self.episode_departed()
+        return {
+            "kind": "demonstrations",
+            "schema": SCHEMA,
+            "env_id": self.env_id,
+            "env_kwargs": self.env_kwargs,
+            "source": self.source,
+            "episodes": self.n_episodes,
+            "steps": self.n_steps,
+            "obs_shape": list(self.obs_shape),
+            "mean_return": float(returns.mean()),
+            "mean_length": float(self.episode_lengths().mean()),
+            "departure_rate": None if departed is None else float(departed.mean()),
+        }
+
+    # ----- files ------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the dataset to ``path`` atomically (temp file + rename); returns the path."""
+        tensors = {"obs": self.obs, "actions": self.actions, "rewards": self.rewards, "episode": self.episode}
+        if self.departure is not None:
+            tensors["departure"] = self.departure
+        metadata = {
+            "imitaudit.schema": SCHEMA,
+            "env_id": self.env_id,
+            "env_kwargs": json.dumps(self.env_kwargs, sort_keys=True),
+            "source": self.source,
+        }
+        return write_safetensors(path, tensors, metadata)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, require_env: bool = True) -> "Demonstrations":
+        """Read and validate a dataset.
+
+        Args:
+            path: a ``.safetensors`` file in this module's format.
+            require_env: also check that the dataset's env id is installed.
+
+        Raises:
+            ValueError: with one line naming the problem (missing file, not safetensors,
+                a pickle or zip, missing tensors or metadata, wrong dtypes or lengths,
+                unknown schema, env not installed).
+        """
+        tensors, metadata = read_safetensors(path)
+        schema = metadata.get("imitaudit.schema")
+        if schema is None:
+            raise ValueError(f"{path}: metadata has no 'imitaudit.schema': not an imitaudit demonstrations file")
+        if schema != SCHEMA:
+            raise ValueError(f"{path}: unknown schema version {schema!r}; this imitaudit reads {SCHEMA!r}")
+        missing = [name for name in _REQUIRED if name not in tensors]
+        if missing:
+            raise ValueError(f"{path}: missing tensor(s) {', '.join(missing)}")
+        unknown = sorted(set(tensors) - set(_DTYPES))
+        if unknown:
+            raise ValueError(f"{path}: unexpected tensor(s) {', '.join(unknown)}")
+        for key in ("env_id", "source"):
+            if key not in metadata:
+                raise ValueError(f"{path}: metadata has no {key!r}")
+        try:
+            env_kwargs = json.loads(metadata.get("env_kwargs", "{}"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: metadata 'env_kwargs' is not JSON ({exc})") from None
+        if require_env:
+            resolve_env_id(metadata["env_id"])
+        try:
+            return cls(
+                obs=tensors["obs"],
+                actions=tensors["actions"],
+                rewards=tensors["rewards"],
+                episode=tensors["episode"],
+                departure=tensors.get("departure"),
+                env_id=metadata["env_id"],
+                env_kwargs=env_kwargs,
+                source=metadata["source"],
+            )
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+
+
+# ----- recording --------------------------------------------------------------------------
+
+
+def record(
+    env_id: str,
+    policy: Demonstrator | str | Callable[[np.ndarray], int],
+    *,
+    episodes: int,
+    seed: int = 0,
+    env_kwargs: dict[str, Any] | None = None,
+    source: str | None = None,
+    progress: Progress | None = None,
+    batch: int = 512,
+) -> Demonstrations:
+    """Record ``episodes`` episodes of ``policy`` in ``env_id``; episode ``e`` is seeded ``seed + e``.
+
+    Args:
+        env_id: any registered Gymnasium env id with discrete actions (``module:Env-v0`` too).
+        policy: a :class:`Demonstrator`, a preset name (built-in envs, batched), or any
+            callable from one (flattened) observation to an action.
+        episodes: how many episodes.
+        seed: seed of the first episode.
+        env_kwargs: keyword arguments for the env.
+        source: description stored with the data (defaults to the policy's).
+        progress: called with the number of episodes finished since the last call.
+        batch: episodes planned and stepped at once (built-in envs only).
+
+    Raises:
+        ValueError: unknown env, non-discrete action space, bad arguments.
+    """
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    env_kwargs = dict(env_kwargs or {})
+    plain_id = resolve_env_id(env_id)
+    if isinstance(policy, str):
+        policy = Demonstrator(preset=policy)
+    if isinstance(policy, Demonstrator):
+        world = world_of(plain_id)
+        if world is None:
+            raise ValueError(f"the planning demonstrator needs a built-in imitaudit env, not {env_id!r}")
+        check_env_kwargs(world, env_kwargs)
+        return _record_planner(plain_id, world, policy, episodes, seed, env_kwargs, source, progress, batch)
+    if not callable(policy):
+        raise ValueError(f"policy must be a Demonstrator, a preset name or a callable, got {type(policy).__name__}")
+    return _record_callable(env_id, policy, episodes, seed, env_kwargs, source, progress)
+
+
+def check_env_kwargs(world: type, env_kwargs: dict[str, Any]) -> None:
+    """Build one episode's engine with ``env_kwargs`` so bad arguments fail before any work starts."""
+    try:
+        world(num_envs=1, **env_kwargs)
+    except TypeError as exc:
+        raise ValueError(f"bad env_kwargs for {world.name}: {exc}") from None
+
+
+def _record_planner(env_id, world_cls, demonstrator, episodes, seed, env_kwargs, source, progress, batch):
+    chunks: list[dict[str, np.ndarray]] = []
+    for first in range(0, episodes, batch):
+        k = min(batch, episodes - first)
+        world = world_cls(num_envs=k, **env_kwargs)
+        world.reset(seeds=np.arange(seed + first, seed + first + k, dtype=np.uint64))
+        demonstrator.start(world)
+        steps: dict[str, list[np.ndarray]] = {n: [] for n in ("obs", "actions", "rewards", "episode", "departure", "t")}
+        while not world.done.all():
+            live = np.flatnonzero(~world.done)
+            steps["obs"].append(world.observe(live))
+            steps["t"].append(world.t[live].copy())
+            actions = demonstrator.act(live)
+            result = world.step(actions, live)
+            steps["actions"].append(actions)
+            steps["rewards"].append(result["reward"].astype(np.float32))
+            steps["episode"].append(live + first)
+            steps["departure"].append(result["departure"])
+            finished = int((result["terminated"] | result["truncated"]).sum())
+            if progress and finished:
+                progress(finished)
+        cat = {n: np.concatenate(v) for n, v in steps.items()}
+        order = np.lexsort((cat["t"], cat["episode"]))
+        chunks.append({n: v[order] for n, v in cat.items()})
+    merged = {n: np.concatenate([c[n] for c in chunks]) for n in chunks[0]}
+    return Demonstrations(
+        obs=merged["obs"],
+        actions=merged["actions"].astype(np.int64),
+        rewards=merged["rewards"],
+        episode=merged["episode"].astype(np.int64),
+        departure=merged["departure"].astype(bool),
+        env_id=env_id,
+        env_kwargs=env_kwargs,
+        source=source or demonstrator.describe(),
+    )
+
+
+def _record_callable(env_id, policy, episodes, seed, env_kwargs, source, progress):
+    try:
+        env = gym.make(env_id, **env_kwargs)
+    except Exception as exc:  # noqa: BLE001 - any failure to build the user's env is bad input
+        raise ValueError(f"cannot make env {env_id!r}: {exc}") from None
+    if not isinstance(env.action_space, spaces.Discrete):
+        env.close()
+        raise ValueError(f"env {env_id!r} has a {type(env.action_space).__name__} action space; imitaudit needs Discrete")
+    obs_space = env.observation_space
+    rows: dict[str, list] = {n: [] for n in ("obs", "actions", "rewards", "episode", "departure")}
+    saw_departure = False
+    try:
+        for e in range(episodes):
+            obs, _ = env.reset(seed=seed + e)
+            done = False
+            while not done:
+                flat = np.asarray(spaces.flatten(obs_space, obs), dtype=np.float32)
+                action = int(policy(flat))
+                if not 0 <= action < env.action_space.n:
+                    raise ValueError(f"policy returned action {action}, outside 0..{env.action_space.n - 1}")
+                obs, reward, terminated, truncated, info = env.step(action)
+                rows["obs"].append(flat)
+                rows["actions"].append(action)
+                rows["rewards"].append(float(reward))
+                rows["episode"].append(e)
+                saw_departure |= "departure" in info
+                rows["departure"].append(bool(info.get("departure", False)))
+                done = terminated or truncated
+            if progress:
+                progress(1)
+    finally:
+        env.close()
+    return Demonstrations(
+        obs=np.stack(rows["obs"]).astype(np.float32),
+        actions=np.asarray(rows["actions"], dtype=np.int64),
+        rewards=np.asarray(rows["rewards"], dtype=np.float32),
+        episode=np.asarray(rows["episode"], dtype=np.int64),
+        departure=np.asarray(rows["departure"], dtype=bool) if saw_departure else None,
+        env_id=env_id,
+        env_kwargs=env_kwargs,
+        source=source or f"callable {getattr(policy, '__qualname__', type(policy).__name__)}",
+    )
+
+
+def from_arrays(
+    *,
+    obs: Any,
+    actions: Any,
+    rewards: Any,
+    episode: Any,
+    env_id: str,
+    env_kwargs: dict[str, Any] | None = None,
+    source: str = "user arrays",
+    departure: Any = None,
+    check_env: bool = True,
+) -> Demonstrations:
+    """Build a validated dataset from arrays a user already has (converted to the format's dtypes).
+
+    Raises:
+        ValueError: shapes, dtypes or the env id do not fit.
+    """
+    if check_env:
+        resolve_env_id(env_id)
+
+    def conv(x: Any, name: str) -> np.ndarray:
+        arr = np.asarray(x)
+        if name in ("actions", "episode") and arr.size and not np.issubdtype(arr.dtype, np.integer):
+            if not np.array_equal(arr, np.round(arr)):
+                raise ValueError(f"{name} must hold whole numbers")
+        return arr.astype(_DTYPES[name])
+
+    return Demonstrations(
+        obs=conv(obs, "obs"),
+        actions=conv(actions, "actions"),
+        rewards=conv(rewards, "rewards"),
+        episode=conv(episode, "episode"),
+        departure=None if departure is None else conv(departure, "departure"),
+        env_id=env_id,
+        env_kwargs=dict(env_kwargs or {}),
+        source=source,
+    )

@@ -1,0 +1,191 @@
+"""Batched, seeded rollouts of an imitator in any supported env, with activation capture.
+
+Episode ``e`` of a rollout is seeded ``seed + e`` in the env; actions are sampled from the
+imitator's logits with a torch generator seeded by ``seed``, so a rollout is reproducible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from audit.envs.adapter import make_batch
+from audit.data.batching import pad_episodes
+from audit.data.demonstrations import Demonstrations
+from models.taps import Activations, TapRecorder, teacher_forced
+from models.imitator import Imitator
+
+
+@dataclass(frozen=True, kw_only=True)
+class Trajectories:
+    """E episodes padded to T steps.
+
+    Attributes:
+        obs: [E, T, D] float32 observation before each action.
+        actions: [E, T] int64.
+        rewards: [E, T] float32.
+        logp: [E, T] float32 log-probability of the action under the imitator.
+        mask: [E, T] bool, True on real steps.
+        departure: [E, T] bool ground-truth events, or None where the env reports none.
+        activations: activations at the captured taps (may hold no taps).
+        seeds: [E] int64 env seed of each episode.
+        env_id: the env.
+    """
+
+    obs: Tensor
+    actions: Tensor
+    rewards: Tensor
+    logp: Tensor
+    mask: Tensor
+    departure: Tensor | None
+    activations: Activations
+    seeds: Tensor
+    env_id: str
+
+    def __post_init__(self) -> None:
+        e, t = self.mask.shape
+        for name in ("actions", "rewards", "logp"):
+            if getattr(self, name).shape != (e, t):
+                raise ValueError(f"{name} has shape {tuple(getattr(self, name).shape)}, mask is {(e, t)}")
+        if self.obs.shape[:2] != (e, t):
+            raise ValueError(f"obs has shape {tuple(self.obs.shape)}, mask is {(e, t)}")
+
+    @property
+    def n_episodes(self) -> int:
+        return int(self.mask.shape[0])
+
+    def lengths(self) -> Tensor:
+        """[E] int64 steps per episode."""
+        return self.mask.sum(dim=1)
+
+    def returns(self) -> Tensor:
+        """[E] float32 undiscounted return per episode."""
+        return (self.rewards * self.mask).sum(dim=1)
+
+    def departed(self) -> Tensor | None:
+        """[E] bool: the episode holds a departure event."""
+        return None if self.departure is None else (self.departure & self.mask).any(dim=1)
+
+
+def rollout(
+    model: Imitator,
+    env_id: str,
+    *,
+    episodes: int,
+    seed: int = 0,
+    env_kwargs: dict[str, Any] | None = None,
+    taps: Sequence[str] = (),
+    greedy: bool = False,
+    max_steps: int | None = None,
+    on_step: Callable[[int], None] | None = None,
+) -> Trajectories:
+    """Run ``episodes`` episodes of ``model`` at once.
+
+    Args:
+        model: the imitator (its obs size must match the env's flat observation).
+        env_id: a built-in env (native batch) or any discrete Gymnasium env (the adapter).
+        episodes: how many.
+        seed: episode e is seeded ``seed + e``; action sampling is seeded by ``seed``.
+        env_kwargs: the env's keyword arguments.
+        taps: tap names whose activations to capture.
+        greedy: take the argmax action instead of sampling.
+        max_steps: stop after this many steps even if episodes are still running.
+        on_step: called with the step index after every step.
+
+    Raises:
+        ValueError: the model does not fit the env, or bad arguments.
+    """
+    batch = make_batch(env_id, episodes, env_kwargs)
+    if batch.obs_dim != model.config.obs_dim or batch.n_actions != model.config.n_actions:
+        raise ValueError(
+            f"imitator expects obs_dim={model.config.obs_dim}, n_actions={model.config.n_actions}; "
+            f"{env_id} gives obs_dim={batch.obs_dim}, n_actions={batch.n_actions}"
+        )
+    seeds = seed + np.arange(episodes)
+    obs_np = batch.reset(seeds)
+    gen = torch.Generator().manual_seed(int(seed))
+    limit = max_steps or batch.max_steps or 100_000
+    cols: dict[str, list] = {k: [] for k in ("obs", "actions", "rewards", "logp", "mask", "departure")}
+    tap_steps: dict[str, list[Tensor]] = {n: [] for n in taps}
+    was_training = model.training
+    model.eval()
+    state = model.initial_state(episodes)
+    try:
+        with torch.no_grad(), TapRecorder(model=model, names=taps) as rec:
+            for t in range(limit):
+                live = ~batch.done
+                if not live.any():
+                    break
+                obs = torch.from_numpy(obs_np)
+                logits, state = model(obs, state)
+                logp_all = torch.log_softmax(logits, dim=-1)
+                if greedy:
+                    action = logits.argmax(dim=-1)
+                else:
+                    action = torch.multinomial(logp_all.exp(), 1, generator=gen).squeeze(-1)
+                idx = np.flatnonzero(live)
+                out = batch.step(action.numpy()[idx], idx)
+                reward = np.zeros(episodes, dtype=np.float32)
+                departure = np.zeros(episodes, dtype=bool)
+                reward[idx] = out["reward"]
+                departure[idx] = out["departure"]
+                cols["obs"].append(obs)
+                cols["actions"].append(action)
+                cols["rewards"].append(torch.from_numpy(reward))
+                cols["logp"].append(logp_all.gather(1, action[:, None]).squeeze(1))
+                cols["mask"].append(torch.from_numpy(live.copy()))
+                cols["departure"].append(torch.from_numpy(departure))
+                for n, rows in rec.take().items():
+                    tap_steps[n].append(rows[-1])
+                obs_np = batch.observe()
+                if on_step:
+                    on_step(t)
+    finally:
+        model.train(was_training)
+    stacked = {k: torch.stack(v, dim=1) for k, v in cols.items()}
+    mask = stacked["mask"]
+    acts = {n: torch.stack(v, dim=1).mul_(mask[..., None]) for n, v in tap_steps.items()}
+    return Trajectories(
+        obs=stacked["obs"],
+        actions=stacked["actions"].long() * mask,
+        rewards=stacked["rewards"],
+        logp=stacked["logp"] * mask,
+        mask=mask,
+        departure=stacked["departure"] if batch.has_departure else None,
+        activations=Activations(taps=acts, mask=mask),
+        seeds=torch.from_numpy(seeds.astype(np.int64)),
+        env_id=env_id,
+    )
+
+
+def replayed(model: Imitator, demos: Demonstrations, *, taps: Sequence[str] = (), first_seed: int = 0) -> Trajectories:
+    """Demonstration episodes as if the imitator had acted them: the imitator teacher-forced over each,
+    its activations and the log-probability of the demonstrator's actions captured.
+
+    What an audit of a demonstrator-like imitator sees: under it the audit's null holds exactly
+    (its trajectories are exchangeable with held-out demonstrator episodes), so a null test can
+    run the real audit on these.
+
+    Args:
+        model: the imitator whose activations are read.
+        demos: the episodes (episode e recorded with env seed ``first_seed + e``).
+        taps: tap names to capture.
+        first_seed: the seed of the first episode, for the records.
+    """
+    obs, actions, mask = pad_episodes(demos)
+    rewards = torch.zeros(mask.shape)
+    rewards[mask] = torch.from_numpy(demos.rewards.astype(np.float32))
+    departure = None
+    if demos.departure is not None:
+        departure = torch.zeros(mask.shape, dtype=torch.bool)
+        departure[mask] = torch.from_numpy(demos.departure.astype(bool))
+    with torch.no_grad():
+        logits, acts = teacher_forced(model, obs, mask, taps)
+    logp = torch.log_softmax(logits, dim=-1).gather(-1, actions[..., None]).squeeze(-1) * mask
+    return Trajectories(obs=obs, actions=actions, rewards=rewards, logp=logp, mask=mask, departure=departure, activations=acts,
+                        seeds=torch.arange(demos.n_episodes, dtype=torch.int64) + first_seed, env_id=demos.env_id)

@@ -1,0 +1,83 @@
+"""AuditConfig: every setting of one audit, defined once with its bounds (CLI options, the API schema and the remote gate come from it)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from audit.detect.calibrate import RULES
+from audit.options import check, setting
+from audit.report.gate import GatePolicy
+
+DETECTORS = ("discriminator", "mahalanobis")
+"""Evidence kinds (:mod:`audit.detect.detectors`)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditConfig:
+    """One audit of one imitator against one set of demonstrations."""
+
+    imitator: str
+    """Path of the imitator checkpoint (.safetensors)."""
+    demos: str
+    """Path of the demonstrations (.safetensors)."""
+    episodes: int = setting(256, ge=2, service_max=4096)
+    """Imitator trajectories to roll out and audit."""
+    seed: int = setting(1_000_000, ge=0, le=2**62)
+    """Episode e is seeded seed + e; also seeds splits, folds and discriminators (keep apart from the demonstrations' seeds)."""
+    alpha: float = setting(0.01, ge=1e-4, le=0.5)
+    """Largest share of demonstrator-like trajectories that may be flagged (the FDR with --bh)."""
+    bh: bool = setting(False)
+    """Benjamini-Hochberg over the batch instead of per-trajectory alpha."""
+    folds: int = setting(4, ge=2, le=20, service_max=10)
+    """Cross-fitting folds over the imitator's trajectories."""
+    detector: str = setting("discriminator", choices=DETECTORS)
+    """Evidence: a fresh cross-fitted discriminator, or Mahalanobis distance of the core activations."""
+    taps: tuple[str, ...] = setting(("encoder", "core", "head"))
+    """Imitator taps the discriminator reads besides observation and action ('' = behaviour only)."""
+    raw_grid: bool = setting(False)
+    """Also read built-in envs' one-hot grid planes raw (implied by behaviour only)."""
+    disc_hidden: int = setting(128, ge=1, service_max=1024)
+    """Discriminator width."""
+    disc_steps: int = setting(200, ge=1, service_max=5000)
+    """Adam steps per discriminator (class-balanced minibatches)."""
+    calibration_fraction: float = setting(0.5, ge=0.05, le=0.95)
+    """Share of demonstration episodes held out for calibration (never trained on)."""
+    max_fit_episodes: int = setting(1000, ge=1, service_max=10_000)
+    """Most demonstration episodes a detector learns from."""
+    max_calibration_episodes: int = setting(1000, ge=1, service_max=10_000)
+    """Most held-out demonstration episodes scored for calibration."""
+    drift_quantile: float = setting(0.95, ge=0.5, le=0.9999)
+    """CUSUM drift (and the severity rule's bar): this quantile of the calibration steps' evidence."""
+    grid_view: bool = setting(True)
+    """Built-in envs: also read the tiles under the agent and where its action leads."""
+    score_rule: str = setting("peak", choices=RULES)
+    """Trajectory score: peak (the strongest step's evidence) or cusum (evidence summed over a run of steps)."""
+    sustained_steps: int = setting(3, ge=1, service_max=1000)
+    """Steps above the drift that make a flag sustained."""
+    confident_entropy: float = setting(0.5, ge=0.0, le=100.0)
+    """Mean policy entropy (nats) at most which a sustained departure is deliberate."""
+    explain: bool = setting(True)
+    """Integrated Gradients for flagged trajectories."""
+    max_explained: int = setting(50, ge=0, service_max=500)
+    """Most flagged trajectories explained (the most significant first)."""
+    policy: GatePolicy = setting(default_factory=GatePolicy, cli=False, api=False)
+    """The gate's pass/fail policy (the verdict is in every report)."""
+
+    def __post_init__(self) -> None:
+        check(self)
+        if self.episodes < self.folds:
+            raise ValueError(f"episodes ({self.episodes}) must be at least folds ({self.folds})")
+
+    @property
+    def behaviour_only(self) -> bool:
+        return not self.taps
+
+    def settings(self) -> dict[str, Any]:
+        """The settings as the report records them (file names, not paths)."""
+        out = asdict(self)
+        out["taps"] = list(self.taps)
+        out["imitator"] = Path(self.imitator).name
+        out["demos"] = Path(self.demos).name
+        return out

@@ -1,0 +1,177 @@
+"""Detectors: one small interface for every kind of per-step departure evidence, and the cross-fitting that runs them.
+
+Like cupbearer's anomaly detectors, a detector is fitted on reference data and then scores
+steps; one ``score`` serves calibration and audited episodes alike, so the two can never be
+scored two different ways. Every detector's evidence goes through the same calibration
+(:func:`audit.detect.calibrate.calibrate`).
+
+- :class:`audit.detect.discriminate.DiscriminatorDetector`: a fresh discriminator over the
+  step view, action and activations (behaviour only with no taps);
+- :class:`MahalanobisDetector`: distance of the ``core`` activations from the
+  demonstrator's teacher-forced ones.
+
+Cross-fitting (:func:`cross_fit`): the audited trajectories are split into K folds by
+episode; detector k is fitted on the reference against every fold but k and scores fold k
+and all calibration episodes. No trajectory is scored by a detector that saw it, and each
+fold has calibration scores from its own detector, exchangeable with its own under the null.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from audit.data.seeds import derive_seed
+
+
+@dataclass(frozen=True, kw_only=True)
+class Episodes:
+    """E episodes padded to T steps, with the imitator's activations.
+
+    Attributes:
+        obs: [E, T, D] float32 observation before each action.
+        actions: [E, T] int64.
+        mask: [E, T] bool, True on real steps.
+        taps: tap name -> [E, T, F] float32 activations (zeros on padding).
+    """
+
+    obs: Tensor
+    actions: Tensor
+    mask: Tensor
+    taps: dict[str, Tensor]
+
+    def __post_init__(self) -> None:
+        e, t = self.mask.shape
+        if self.obs.shape[:2] != (e, t) or self.actions.shape != (e, t):
+            raise ValueError(f"obs {tuple(self.obs.shape)} and actions {tuple(self.actions.shape)} do not match mask {(e, t)}")
+        for name, act in self.taps.items():
+            if act.shape[:2] != (e, t):
+                raise ValueError(f"tap {name!r} has shape {tuple(act.shape)}, mask is {(e, t)}")
+
+    @property
+    def n_episodes(self) -> int:
+        return int(self.mask.shape[0])
+
+    def subset(self, episodes: np.ndarray) -> "Episodes":
+        """The episodes at positions ``episodes``."""
+        sel = torch.from_numpy(np.asarray(episodes, dtype=np.int64))
+        return Episodes(obs=self.obs[sel], actions=self.actions[sel], mask=self.mask[sel], taps={k: v[sel] for k, v in self.taps.items()})
+
+
+class Detector(ABC):
+    """Per-step departure evidence: high = imitator-like, 0 on padding."""
+
+    name: ClassVar[str]
+    """The evidence's name in reports."""
+
+    @abstractmethod
+    def fit(self, reference: Episodes, imitator: Episodes, *, seed: int) -> None:
+        """Learn the demonstrator from ``reference`` (and, if the method uses them, imitator episodes to contrast)."""
+
+    @abstractmethod
+    def score(self, episodes: Episodes) -> Tensor:
+        """Evidence [E, T] of every step of ``episodes``.
+
+        Raises:
+            RuntimeError: before :meth:`fit`.
+        """
+
+    def explain(self, episodes: Episodes, index: int, reference: Episodes) -> dict[str, Any] | None:
+        """Attributions of one trajectory's evidence, or None where the method has none."""
+        return None
+
+
+class MahalanobisDetector(Detector):
+    """Mahalanobis distance of the ``tap`` activations from the reference's (mean and ridge-regularised covariance).
+
+    Args:
+        tap: the imitator tap read.
+        ridge: added to the covariance's diagonal.
+    """
+
+    name = "mahalanobis"
+
+    def __init__(self, *, tap: str = "core", ridge: float = 1e-3) -> None:
+        self.tap, self.ridge = tap, ridge
+        self.mean: Tensor | None = None
+        self.precision: Tensor | None = None
+
+    def fit(self, reference: Episodes, imitator: Episodes, *, seed: int) -> None:
+        if self.tap not in reference.taps:
+            raise ValueError(f"the Mahalanobis detector reads tap {self.tap!r}; the episodes carry {', '.join(reference.taps) or 'none'}")
+        x = reference.taps[self.tap][reference.mask].double()
+        self.mean = x.mean(0)
+        cov = torch.cov(x.T) + self.ridge * torch.eye(x.shape[1], dtype=torch.float64)
+        self.precision = torch.linalg.inv(cov)
+
+    def score(self, episodes: Episodes) -> Tensor:
+        if self.mean is None:
+            raise RuntimeError("fit() before score()")
+        d = episodes.taps[self.tap].double() - self.mean
+        return (torch.einsum("etf,fg,etg->et", d, self.precision, d).clamp(min=0).sqrt() * episodes.mask).float()
+
+
+@dataclass(frozen=True, kw_only=True)
+class CrossFit:
+    """Per-step evidence from K cross-fitted detectors.
+
+    Attributes:
+        test_evidence: [E_test, T_test] float32 evidence of each audited step under its fold's detector (0 on padding).
+        cal_evidence: [K, E_cal, T_cal] float32 evidence of every calibration step under each detector.
+        fold: [E_test] int64 fold of each audited trajectory.
+        detectors: the K fitted detectors.
+        trained_on: per detector, the audited episode indices it was fitted against.
+    """
+
+    test_evidence: Tensor
+    cal_evidence: Tensor
+    fold: np.ndarray
+    detectors: list[Detector]
+    trained_on: list[np.ndarray]
+
+
+def assign_folds(n: int, k: int, seed: int) -> np.ndarray:
+    """A seeded, balanced assignment of n episodes to k folds: [n] int64."""
+    if k < 2:
+        raise ValueError(f"need at least 2 folds, got {k}")
+    if n < k:
+        raise ValueError(f"need at least {k} trajectories for {k}-fold cross-fitting, got {n}")
+    perm = np.random.default_rng(seed).permutation(n)
+    fold = np.empty(n, dtype=np.int64)
+    fold[perm] = np.arange(n) % k
+    return fold
+
+
+def cross_fit(
+    make: Callable[[], Detector],
+    fit: Episodes,
+    cal: Episodes,
+    test: Episodes,
+    *,
+    folds: int,
+    seed: int,
+    progress: Callable[[float], None] | None = None,
+) -> CrossFit:
+    """Fit ``folds`` fresh detectors from ``make`` and score every audited and calibration step (see the module docstring)."""
+    fold = assign_folds(test.n_episodes, folds, seed)
+    test_ev = torch.zeros(test.mask.shape)
+    cal_ev, detectors, trained = [], [], []
+    for k in range(folds):
+        train_eps = np.flatnonzero(fold != k)
+        det = make()
+        det.fit(fit, test.subset(train_eps), seed=derive_seed(seed, "detector", k))
+        scored = np.flatnonzero(fold == k)
+        with torch.no_grad():
+            test_ev[torch.from_numpy(scored)] = det.score(test.subset(scored))
+            cal_ev.append(det.score(cal))
+        detectors.append(det)
+        trained.append(train_eps)
+        if progress:
+            progress((k + 1) / folds)
+    return CrossFit(test_evidence=test_ev, cal_evidence=torch.stack(cal_ev), fold=fold, detectors=detectors, trained_on=trained)

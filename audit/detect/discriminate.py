@@ -1,0 +1,71 @@
+"""The audit's fresh discriminator as a detector: per-step evidence = the negated logit (high = imitator-like).
+
+Its input per step is the env's step view (:mod:`audit.envs.features`), the action one-hot
+and the imitator's activations at the chosen taps; with no taps it is the behaviour-only
+discriminator GAIL uses. It is a plain MLP without spectral normalisation: that steadies
+adversarial training but caps the log-odds a rare, perfectly separable departure can reach.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from audit.detect.detectors import Detector, Episodes
+from audit.detect.explain import explain
+from audit.envs.features import StepView
+from models.discriminator import Discriminator, DiscriminatorConfig, discriminator_input, fit_discriminator
+
+
+class DiscriminatorDetector(Detector):
+    """A discriminator fitted fresh on reference (label 1) against imitator steps (label 0).
+
+    Args:
+        view: what of the observation it reads.
+        n_actions: the env's action count.
+        taps: tap name -> features, in input order (empty: behaviour only).
+        hidden: width.
+        steps: Adam steps (class-balanced minibatches).
+    """
+
+    name = "discriminator"
+
+    def __init__(self, *, view: StepView, n_actions: int, taps: dict[str, int], hidden: int, steps: int) -> None:
+        self.view = view
+        self.config = DiscriminatorConfig(obs_dim=view.dim, n_actions=n_actions, taps=dict(taps), hidden=hidden, spectral=False)
+        self.steps = steps
+        self.disc: Discriminator | None = None
+
+    def features(self, episodes: Episodes) -> Tensor:
+        """Discriminator inputs [E, T, F] of every step (0 on padding)."""
+        x = discriminator_input(self.config, self.view(episodes.obs, episodes.actions), episodes.actions,
+                                {t: episodes.taps[t] for t in self.config.taps})
+        return x * episodes.mask[..., None]
+
+    def fit(self, reference: Episodes, imitator: Episodes, *, seed: int) -> None:
+        expert = self.features(reference)[reference.mask]
+        self.disc = fit_discriminator(self.config, expert, self.features(imitator)[imitator.mask], steps=self.steps, seed=seed)
+        self._baseline = expert.mean(dim=0)
+
+    def score(self, episodes: Episodes, chunk: int = 8192) -> Tensor:
+        if self.disc is None:
+            raise RuntimeError("fit() before score()")
+        x = self.features(episodes)
+        flat = x.reshape(-1, x.shape[-1])
+        with torch.no_grad():
+            out = torch.cat([-self.disc.score(flat[i : i + chunk]) for i in range(0, len(flat), chunk)]) if len(flat) else torch.zeros(0)
+        return out.reshape(episodes.mask.shape) * episodes.mask
+
+    def explain(self, episodes: Episodes, index: int, reference: Episodes) -> dict[str, Any]:
+        """Integrated Gradients of trajectory ``index``'s evidence against the average reference step; features named by the view."""
+        if self.disc is None:
+            raise RuntimeError("fit() before explain()")
+        one = episodes.subset(np.array([index]))
+        length = int(one.mask[0].sum())
+        out = explain(self.disc, self.features(one)[0, :length], self._baseline)
+        for feature in out["top_obs_features"]:
+            feature.update(self.view.describe(feature["index"]))
+        return out

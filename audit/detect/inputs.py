@@ -1,0 +1,100 @@
+"""What can be audited: one check each that an imitator fits its env, that demonstrations fit theirs, that the two match, and that enough is held out.
+
+Every caller (the CLI, the pipeline, the service's uploads and audit requests) uses these
+functions, so an input is refused the same way, with the same one line, wherever it comes in.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from audit.data.batching import split_episodes
+from audit.data.demonstrations import Demonstrations
+from audit.detect.calibrate import min_calibration_episodes
+from audit.envs.adapter import env_signature
+from models.checkpoint import load_imitator
+
+
+def imitator_fits_env(info: Any, env_kwargs: dict[str, Any] | None = None) -> int:
+    """Refuse an imitator whose obs or action count does not fit its env (with ``env_kwargs`` if given); returns the obs size.
+
+    Raises:
+        ValueError: one line with both signatures.
+    """
+    obs_dim, n_actions = env_signature(info.env_id, info.env_kwargs if env_kwargs is None else env_kwargs)
+    if (info.config.obs_dim, info.config.n_actions) != (obs_dim, n_actions):
+        raise ValueError(
+            f"the imitator expects obs of {info.config.obs_dim} features and {info.config.n_actions} actions; "
+            f"{info.env_id} gives {obs_dim} and {n_actions}"
+        )
+    return obs_dim
+
+
+def check_imitator(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint through the registry and check that it fits its env; returns its summary.
+
+    Raises:
+        ValueError: one line naming the problem (malformed file, unknown arch, env not
+            installed, obs or action count that does not fit the env).
+    """
+    _, info = load_imitator(path)
+    imitator_fits_env(info)
+    return info.summary()
+
+
+def check_demonstrations(path: str | Path) -> dict[str, Any]:
+    """Load a demonstrations file and check it against its env; returns its summary.
+
+    Raises:
+        ValueError: one line naming the problem.
+    """
+    demos = Demonstrations.load(path)
+    demos.check_fits_env()
+    return demos.summary()
+
+
+def check_calibration_size(alpha: float, calibration_fraction: float, n_episodes: int) -> None:
+    """Refuse demonstrations too few for ``alpha`` once ``calibration_fraction`` of them is held out.
+
+    Raises:
+        ValueError: one line with what is needed.
+    """
+    need = min_calibration_episodes(alpha)
+    held = int(round(calibration_fraction * n_episodes))
+    if held < need or n_episodes - held < 1:
+        total = int(np.ceil(need / calibration_fraction)) + 1
+        raise ValueError(
+            f"alpha={alpha:g} needs at least {need} held-out demonstration episodes; these demonstrations have "
+            f"{n_episodes} episodes, {held} held out: record at least {total} episodes or raise alpha"
+        )
+
+
+def check_pair(model: Any, info: Any, demos: Demonstrations, taps: tuple[str, ...]) -> None:
+    """Refuse an imitator and demonstrations that cannot be audited together.
+
+    Raises:
+        ValueError: other envs, a misfit, or taps the architecture does not have.
+    """
+    if demos.env_id != info.env_id:
+        raise ValueError(f"the imitator is for {info.env_id}, the demonstrations were recorded in {demos.env_id}")
+    obs_dim = imitator_fits_env(info)
+    flat = int(np.prod(demos.obs_shape))
+    if flat != obs_dim:
+        raise ValueError(f"the demonstrations' obs have {flat} features, {info.env_id} gives {obs_dim}")
+    unknown = [t for t in taps if t not in model.taps]
+    if unknown:
+        raise ValueError(f"unknown tap(s) {', '.join(unknown)}; {info.arch} has {', '.join(model.taps)}")
+
+
+def split_demonstrations(n_episodes: int, *, calibration_fraction: float, alpha: float, seed: int,
+                         max_fit: int, max_calibration: int) -> tuple[np.ndarray, np.ndarray]:
+    """(fit, calibration) episode positions: a seeded split, each capped.
+
+    Raises:
+        ValueError: too few episodes for ``alpha``.
+    """
+    check_calibration_size(alpha, calibration_fraction, n_episodes)
+    return split_episodes(n_episodes, calibration_fraction, seed, max_rest=max_fit, max_apart=max_calibration)

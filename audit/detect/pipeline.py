@@ -1,0 +1,241 @@
+"""The audit, stage by stage in the order of the flow: load, rollout, reference, discriminate, calibrate, explain, report.
+
+``run_audit(config) -> dict`` (an AuditReport, see :mod:`audit.report.schema`), one call per stage:
+
+1. load: the checkpoint (through the registry, never unpickled) and the demonstrations;
+   both of the same env, the imitator fitting its observations (:mod:`audit.detect.inputs`).
+   Demonstration episodes split (seeded) into ``fit`` and held-out ``calibration``.
+2. rollout: ``episodes`` trajectories of the imitator (episode e seeded ``seed + e``),
+   capturing activations at every tap the detector may read.
+3. reference: the imitator teacher-forced over the demonstration episodes, for the
+   demonstrator's activations (and over its own trajectories for its policy entropy).
+4. discriminate: K fresh cross-fitted detectors (:mod:`audit.detect.detectors`).
+5. calibrate: trajectory scores, conformal p-values, flags (:mod:`audit.detect.calibrate`),
+   and a severity (:mod:`audit.detect.severity`).
+6. explain: Integrated Gradients for the most significant flags (:mod:`audit.detect.explain`).
+7. report: records, summary, verdict (:mod:`audit.report.build`).
+
+Ground-truth departure events, where the env records them, go into the report and are
+never part of any detector's input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from audit.data.batching import pad_episodes
+from audit.data.demonstrations import Demonstrations
+from audit.data.rollout import Trajectories, rollout
+from audit.detect.calibrate import Calibration, calibrate
+from audit.detect.config import AuditConfig
+from audit.detect.detectors import CrossFit, Detector, Episodes, MahalanobisDetector, cross_fit
+from audit.detect.discriminate import DiscriminatorDetector
+from audit.detect.inputs import check_pair, split_demonstrations
+from audit.detect.severity import policy_entropy, severities
+from audit.envs import world_of
+from audit.envs.features import step_view
+from audit.report.build import assemble, summarize, trajectory_records
+from models.checkpoint import load_imitator
+from models.taps import teacher_forced
+
+Progress = Callable[[str, float], None]
+"""Called with (stage, fraction of the whole audit done)."""
+
+STAGES = ("load", "rollout", "reference", "discriminate", "calibrate", "explain", "report")
+_WEIGHTS = {"load": 0.05, "rollout": 0.15, "reference": 0.1, "discriminate": 0.5, "calibrate": 0.05, "explain": 0.1, "report": 0.05}
+
+
+class StageClock:
+    """Times the stages, reports progress, and stops the audit between stages when asked to."""
+
+    def __init__(self, *, progress: Progress | None, should_stop: Callable[[], bool] | None) -> None:
+        self.progress, self.should_stop = progress, should_stop
+        self.timings: dict[str, float] = {}
+        self.start = self.last = time.perf_counter()
+
+    def within(self, stage: str, fraction: float) -> None:
+        """Progress part-way through ``stage``."""
+        if self.progress:
+            self.progress(stage, sum(_WEIGHTS[s] for s in STAGES[: STAGES.index(stage)]) + _WEIGHTS[stage] * fraction)
+
+    def done(self, stage: str) -> None:
+        """``stage`` finished.
+
+        Raises:
+            InterruptedError: ``should_stop`` said so.
+        """
+        now = time.perf_counter()
+        self.timings[stage] = round(now - self.last, 4)
+        self.last = now
+        self.within(stage, 1.0)
+        if self.should_stop and self.should_stop():
+            raise InterruptedError(f"audit stopped after stage {stage}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Inputs:
+    """The loaded imitator and demonstrations, with the demonstrations' split."""
+
+    model: Any
+    info: Any
+    demos: Demonstrations
+    demos_sha256: str
+    fit_episodes: np.ndarray
+    calibration_episodes: np.ndarray
+
+
+def load(config: AuditConfig) -> Inputs:
+    """Stage 1: load and check both files; split the demonstrations.
+
+    Raises:
+        ValueError: inputs that cannot be audited (one line).
+    """
+    model, info = load_imitator(config.imitator)
+    demos = Demonstrations.load(config.demos)
+    check_pair(model, info, demos, config.taps)
+    fit, cal = split_demonstrations(
+        demos.n_episodes, calibration_fraction=config.calibration_fraction, alpha=config.alpha, seed=config.seed,
+        max_fit=config.max_fit_episodes, max_calibration=config.max_calibration_episodes,
+    )
+    sha = hashlib.sha256(Path(config.demos).read_bytes()).hexdigest()
+    return Inputs(model=model, info=info, demos=demos, demos_sha256=sha, fit_episodes=fit, calibration_episodes=cal)
+
+
+def read_taps(config: AuditConfig) -> tuple[str, ...]:
+    """The taps the detector reads: the configured ones, or ``core`` for Mahalanobis."""
+    return ("core",) if config.detector == "mahalanobis" else tuple(config.taps)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Reference:
+    """Stage 3's output: the three sets of episodes detectors see, and the imitator's entropy on its own trajectories.
+
+    Attributes:
+        fit: demonstration episodes detectors learn the demonstrator from.
+        cal: held-out demonstration episodes, scored for calibration only.
+        test: the audited trajectories.
+        entropy: [E, T] the imitator's policy entropy at each audited step.
+    """
+
+    fit: Episodes
+    cal: Episodes
+    test: Episodes
+    entropy: Tensor
+
+
+def reference(config: AuditConfig, inputs: Inputs, traj: Trajectories) -> Reference:
+    """Stage 3: the imitator teacher-forced over demonstration episodes (and its own, for entropy)."""
+    taps = read_taps(config)
+    sets = {}
+    with torch.no_grad():
+        for name, eps in (("fit", inputs.fit_episodes), ("cal", inputs.calibration_episodes)):
+            obs, actions, mask = pad_episodes(inputs.demos.select(eps))
+            _, acts = teacher_forced(inputs.model, obs, mask, taps)
+            sets[name] = Episodes(obs=obs, actions=actions, mask=mask, taps=acts.taps)
+        own_logits, _ = teacher_forced(inputs.model, traj.obs, traj.mask, ())
+    test = Episodes(obs=traj.obs, actions=traj.actions, mask=traj.mask, taps={t: traj.activations.taps[t] for t in taps})
+    return Reference(fit=sets["fit"], cal=sets["cal"], test=test, entropy=policy_entropy(own_logits, traj.mask))
+
+
+def detector_factory(config: AuditConfig, inputs: Inputs) -> Callable[[], Detector]:
+    """A maker of fresh detectors of the configured kind."""
+    if config.detector == "mahalanobis":
+        return lambda: MahalanobisDetector(tap="core")
+    info = inputs.info
+    view = step_view(info.env_id, info.env_kwargs, info.config.obs_dim, raw_grid=config.raw_grid or config.behaviour_only, tiles=config.grid_view)
+    sizes = inputs.model.tap_sizes()
+    taps = {t: sizes[t] for t in config.taps}
+    return lambda: DiscriminatorDetector(view=view, n_actions=info.config.n_actions, taps=taps, hidden=config.disc_hidden, steps=config.disc_steps)
+
+
+def calibrated(config: AuditConfig, ref: Reference, fitted: CrossFit) -> tuple[Calibration, list[str | None]]:
+    """Stage 5: scores, p-values, flags, severities."""
+    cal = calibrate(
+        fitted.test_evidence, ref.test.mask, fitted.cal_evidence, ref.cal.mask, fitted.fold,
+        alpha=config.alpha, drift_quantile=config.drift_quantile, rule=config.score_rule, bh=config.bh,
+    )
+    severity = severities(cal.flagged, fitted.test_evidence, ref.test.mask, cal.drift[fitted.fold], ref.entropy,
+                          sustained_steps=config.sustained_steps, confident_entropy=config.confident_entropy)
+    return cal, severity
+
+
+def explained(config: AuditConfig, inputs: Inputs, ref: Reference, fitted: CrossFit, cal: Calibration, traj: Trajectories) -> tuple[dict, dict]:
+    """Stage 6: attributions and replays (built-in envs) of the most significant flags."""
+    explanations: dict[int, dict] = {}
+    replays: dict[int, list] = {}
+    if not config.explain:
+        return explanations, replays
+    order = [int(i) for i in np.argsort(cal.pvalue, kind="stable") if cal.flagged[i]][: config.max_explained]
+    world_cls = world_of(inputs.info.env_id)
+    renderer = world_cls(num_envs=1, **inputs.info.env_kwargs) if world_cls is not None else None
+    for i in order:
+        ex = fitted.detectors[int(fitted.fold[i])].explain(ref.test, i, ref.fit)
+        if ex is None:
+            continue
+        explanations[i] = ex
+        if renderer is not None:
+            replays[i] = [renderer.text_from_obs(traj.obs[i, t].numpy()) for t in range(int(traj.mask[i].sum()))]
+    return explanations, replays
+
+
+def run_audit(
+    config: AuditConfig, progress: Progress | None = None, *, should_stop: Callable[[], bool] | None = None,
+    trajectories: Trajectories | None = None,
+) -> dict[str, Any]:
+    """Audit ``config.imitator`` against ``config.demos``; returns a validated AuditReport dict.
+
+    Args:
+        config: the audit's settings.
+        progress: called with (stage, fraction of the audit done).
+        should_stop: polled at each stage boundary; when it returns True the audit raises ``InterruptedError``.
+        trajectories: audit these instead of rolling the imitator out (they must carry the
+            activations the detector reads), e.g. held-out demonstrator episodes for a null test.
+
+    Raises:
+        ValueError: inputs that cannot be audited (the message names the problem).
+        InterruptedError: stopped through ``should_stop``.
+    """
+    clock = StageClock(progress=progress, should_stop=should_stop)
+    torch.manual_seed(config.seed)
+    inputs = load(config)
+    clock.done("load")
+
+    traj = trajectories or rollout(inputs.model, inputs.info.env_id, episodes=config.episodes, seed=config.seed,
+                                   env_kwargs=inputs.info.env_kwargs, taps=read_taps(config))
+    clock.done("rollout")
+
+    ref = reference(config, inputs, traj)
+    clock.done("reference")
+
+    fitted = cross_fit(detector_factory(config, inputs), ref.fit, ref.cal, ref.test, folds=config.folds, seed=config.seed,
+                       progress=lambda frac: clock.within("discriminate", frac))
+    clock.done("discriminate")
+
+    cal, severity = calibrated(config, ref, fitted)
+    clock.done("calibrate")
+
+    explanations, replays = explained(config, inputs, ref, fitted, cal, traj)
+    clock.done("explain")
+
+    records = trajectory_records(traj, fitted.fold, fitted.test_evidence, cal, severity, ref.entropy, explanations, replays)
+    info, demos = inputs.info, inputs.demos
+    report = assemble(
+        settings=config.settings(), policy=config.policy,
+        imitator={"sha256": info.sha256, "arch": info.arch, "env_id": info.env_id, "parameters": info.n_params, "provenance": info.provenance},
+        demonstrations={"sha256": inputs.demos_sha256, "source": demos.source, "episodes": demos.n_episodes,
+                        "fit_episodes": int(len(inputs.fit_episodes)), "calibration_episodes": int(len(inputs.calibration_episodes))},
+        env={"id": info.env_id, "kwargs": info.env_kwargs}, timings=clock.timings,
+        summary=summarize(records, cal, alpha=config.alpha, bh=config.bh), records=records,
+    )
+    clock.done("report")
+    clock.timings["total"] = round(time.perf_counter() - clock.start, 4)
+    return report

@@ -1,0 +1,94 @@
+"""The step view of an env: which observation features a discriminator reads, derived tiles, and their names.
+
+A built-in grid's observation is one-hot planes (wall, agent, goal, the env's special
+tiles) followed by scalars. A dense layer over raw planes memorises procedural layouts, so
+by default the view drops the planes (the imitator's ``encoder`` tap carries the grid) and
+adds the *tile view*: the tiles under the agent and where its action leads. Other envs are
+read whole. The training discriminator and the audit's share this one definition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from audit.envs import world_of
+from audit.envs.adapter import grid_shape
+from audit.envs.grid import MOVE_COLS, MOVE_ROWS
+
+
+def grid_view(obs: Tensor, actions: Tensor, grid: tuple[int, int, int]) -> Tensor:
+    """What the agent stands on and what its action steps onto: [..., 2C] from obs [..., D] and actions [...].
+
+    The tiles under the agent and at the cell its move aims at (one-hot over the grid's C
+    channels), read from the observation's planes. Unlike the planes themselves, this view
+    carries no layout a discriminator could memorise, yet it shows directly a step onto a
+    tile the demonstrator never steps onto (a button, a punished shortcut).
+    """
+    c, h, w = grid
+    planes = obs[..., : c * h * w].reshape(*obs.shape[:-1], c, h * w)
+    agent = planes[..., 1, :].argmax(dim=-1)  # channel 1 is the agent in every built-in env
+    drow, dcol = torch.tensor(MOVE_ROWS), torch.tensor(MOVE_COLS)
+    a = actions.long().clamp(0, len(MOVE_ROWS) - 1)
+    row = (agent // w + drow[a]).clamp(0, h - 1)
+    col = (agent % w + dcol[a]).clamp(0, w - 1)
+
+    def at(cell: Tensor) -> Tensor:
+        return planes.gather(-1, cell[..., None, None].expand(*cell.shape, c, 1)).squeeze(-1)
+
+    return torch.cat([at(agent), at(row * w + col)], dim=-1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepView:
+    """What of a step's observation a discriminator reads.
+
+    Attributes:
+        columns: [K] int64 observation columns read as they are.
+        grid: (channels, height, width) when the tile view is added, else None.
+        names: names of the K columns and then of the 2C tile-view features.
+    """
+
+    columns: Tensor
+    grid: tuple[int, int, int] | None
+    names: tuple[str, ...]
+
+    @property
+    def dim(self) -> int:
+        """Features per step: K columns plus the tile view's 2C."""
+        return len(self.columns) + (2 * self.grid[0] if self.grid else 0)
+
+    def __call__(self, obs: Tensor, actions: Tensor) -> Tensor:
+        """[..., dim] from obs [..., D] and actions [...]."""
+        seen = obs[..., self.columns]
+        if self.grid is not None:
+            seen = torch.cat([seen, grid_view(obs, actions, self.grid)], dim=-1)
+        return seen
+
+    def describe(self, index: int) -> dict[str, Any]:
+        """A feature of the view as a report names it: its observation column (None for a derived tile) and name."""
+        if index < len(self.columns):
+            return {"index": int(self.columns[index]), "name": self.names[index]}
+        return {"index": None, "name": self.names[index]}
+
+
+def step_view(env_id: str, env_kwargs: dict[str, Any], obs_dim: int, *, raw_grid: bool, tiles: bool) -> StepView:
+    """The view of ``env_id``: built-in grids without their raw planes (unless ``raw_grid``) and with
+    the tile view (if ``tiles``); every other env whole."""
+    grid = grid_shape(env_id)
+    world_cls = world_of(env_id)
+    if grid is None or world_cls is None:
+        return StepView(columns=torch.arange(obs_dim), grid=None, names=tuple(str(i) for i in range(obs_dim)))
+    world = world_cls(num_envs=1, **env_kwargs)
+    start = 0 if raw_grid else grid[0] * grid[1] * grid[2]
+    if start >= obs_dim:
+        start = 0
+    columns = torch.arange(start, obs_dim)
+    obs_names = world.feature_names()
+    names = [obs_names[i] for i in columns.tolist()]
+    if tiles:
+        names += [f"here:{ch}" for ch in world.channels] + [f"target:{ch}" for ch in world.channels]
+    return StepView(columns=columns, grid=grid if tiles else None, names=tuple(names))

@@ -1,0 +1,193 @@
+"""Renderings of an AuditReport: Markdown (the CI summary), JUnit XML, SVG charts, a self-contained HTML page, and the files on disk."""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import quoteattr
+
+from audit.report.schema import to_json
+
+
+def _fmt(x: Any, digits: int = 3) -> str:
+    if x is None:
+        return "n/a"
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def to_markdown(report: dict[str, Any], *, max_rows: int = 20) -> str:
+    """A short Markdown summary: verdict, figures, the most significant flags."""
+    s = report["summary"]
+    v = report["verdict"]
+    sev = s["flagged_by_severity"]
+    lines = [
+        f"## imitaudit: {'PASS' if v['passed'] else 'FAIL'} — {report['imitator']['arch']} on {report['env']['id']}",
+        "",
+        f"- imitator `{report['imitator']['sha256'][:12]}`, {s['trajectories']} trajectories audited, alpha {s['alpha']:g}{' (BH)' if s['bh'] else ''}",
+        f"- flagged: **{s['flagged']}** ({_fmt(s['flagged_share'])}): {sev.get('likely-incorrigible', 0)} likely-incorrigible, {sev.get('distinguishable', 0)} distinguishable",
+        f"- distinguishability (held-out discriminator AUROC): {_fmt(s['disc_auroc'])}",
+    ]
+    if s["departure_rate"] is not None:
+        lines.append(
+            f"- ground truth (env-recorded, never shown to the auditor): {s['departed']} departed ({_fmt(s['departure_rate'])}), "
+            f"{s['flagged_departed']} of them flagged; median lead time {_fmt(s['median_lead_time'], 1)} steps"
+        )
+    lines += ["", "| check | result | detail |", "|---|---|---|"]
+    lines += [f"| {c['name']} | {'pass' if c['passed'] else 'FAIL'} | {c['detail']} |" for c in v["checks"]]
+    flagged = sorted((r for r in report["trajectories"] if r["flagged"]), key=lambda r: r["pvalue"])
+    if flagged:
+        lines += ["", "| trajectory | seed | severity | p-value | score | first flag step | departed |", "|---:|---:|---|---:|---:|---:|---|"]
+        for r in flagged[:max_rows]:
+            lines.append(
+                f"| {r['index']} | {r['seed']} | {r['severity']} | {r['pvalue']:.4f} | {r['score']:.2f} | {_fmt(r['first_flag_step'])} | {_fmt(r['departed'])} |"
+            )
+        if len(flagged) > max_rows:
+            lines.append(f"\n({len(flagged) - max_rows} more flagged trajectories in report.json)")
+    return "\n".join(lines) + "\n"
+
+
+def to_junit(report: dict[str, Any]) -> str:
+    """JUnit XML: one test case per gate check, one per likely-incorrigible trajectory."""
+    cases = []
+    for c in report["verdict"]["checks"]:
+        failure = "" if c["passed"] else f"<failure message={quoteattr(c['detail'])}/>"
+        cases.append(f'  <testcase classname="imitaudit.gate" name={quoteattr(c["name"])}>{failure}</testcase>')
+    for r in report["trajectories"]:
+        if r["severity"] == "likely-incorrigible":
+            msg = f"trajectory {r['index']} (seed {r['seed']}) flagged likely-incorrigible, p={r['pvalue']:.4g}, first flagged at step {r['first_flag_step']}"
+            cases.append(f'  <testcase classname="imitaudit.trajectories" name="trajectory {r["index"]}"><failure message={quoteattr(msg)}/></testcase>')
+    failures = sum("<failure" in c for c in cases)
+    props = "".join(
+        f'<property name={quoteattr(k)} value={quoteattr(_fmt(report["summary"][k]))}/>' for k in ("flagged", "flagged_share", "disc_auroc")
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<testsuite name="imitaudit" tests="{len(cases)}" failures="{failures}" errors="0" '
+        f'time="{report["timings"].get("total", 0):.2f}">\n  <properties>{props}</properties>\n'
+        + "\n".join(cases)
+        + "\n</testsuite>\n"
+    )
+
+
+def svg_score(values: list[float], threshold: float | None, first_flag: int | None, departure: int | None, width: int = 420, height: int = 120) -> str:
+    """An inline SVG of a score path [T] with the threshold (dashed), first flag (red) and departure (black)."""
+    finite = [v for v in values if v is not None]
+    top = max([*finite, threshold if threshold is not None else 0.0, 1e-6])
+    n = max(len(values) - 1, 1)
+
+    def xy(i: int, v: float) -> str:
+        return f"{8 + i * (width - 16) / n:.1f},{height - 8 - (v / top) * (height - 16):.1f}"
+
+    parts = [f'<svg class="plot" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">']
+    parts.append(f'<rect x="0" y="0" width="{width}" height="{height}" fill="#fafafa" stroke="#ccc"/>')
+    if threshold is not None:
+        y = height - 8 - (threshold / top) * (height - 16)
+        parts.append(f'<line x1="8" x2="{width - 8}" y1="{y:.1f}" y2="{y:.1f}" stroke="#d33" stroke-dasharray="4 3"/>')
+    for step, colour in ((first_flag, "#d33"), (departure, "#333")):
+        if step is not None and step >= 0:
+            x = 8 + step * (width - 16) / n
+            parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="4" y2="{height - 4}" stroke="{colour}" stroke-width="1"/>')
+    parts.append(f'<polyline fill="none" stroke="#1e5adc" stroke-width="2" points="{" ".join(xy(i, v) for i, v in enumerate(values))}"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def svg_heatmap(explanation: dict[str, Any], cell: int = 14) -> str:
+    """An inline SVG heatmap of an explanation's attributions, steps x input blocks (red +, blue -)."""
+    heat = explanation["heatmap"]
+    segs = explanation["segments"]
+    peak = max((abs(v) for row in heat for v in row), default=1.0) or 1.0
+    width, height = 90 + cell * len(heat), 10 + cell * len(segs)
+    parts = [f'<svg class="heat" width="{width}" height="{height}" role="img">']
+    for j, name in enumerate(segs):
+        parts.append(f'<text x="0" y="{10 + j * cell + cell * 0.75:.1f}" font-size="10">{html.escape(name)}</text>')
+        for i, row in enumerate(heat):
+            v = row[j] / peak
+            colour = f"rgb(255,{int(255 * (1 - v))},{int(255 * (1 - v))})" if v >= 0 else f"rgb({int(255 * (1 + v))},{int(255 * (1 + v))},255)"
+            parts.append(f'<rect x="{90 + i * cell}" y="{10 + j * cell}" width="{cell - 1}" height="{cell - 1}" fill="{colour}"><title>step {i}, {html.escape(name)}: {row[j]:.4f}</title></rect>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
+table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
+.pass{color:#176b2c}.fail{color:#b3261e}.traj{border-top:1px solid #ddd;margin-top:1.5em;padding-top:1em}
+pre.frame{font-size:15px;line-height:1.05;background:#f4f4f4;padding:6px;display:inline-block}
+.row{display:flex;gap:2em;flex-wrap:wrap;align-items:flex-start}
+"""
+
+_SCRIPT = """
+document.querySelectorAll('.replay').forEach(function(box){
+  var frames = JSON.parse(box.querySelector('script').textContent);
+  var pre = box.querySelector('pre'), slider = box.querySelector('input'), label = box.querySelector('.step');
+  function show(i){ pre.textContent = frames[i].join('\\n'); label.textContent = 'step ' + i + ' / ' + (frames.length - 1); }
+  slider.addEventListener('input', function(){ show(parseInt(slider.value, 10)); });
+  show(0);
+});
+"""
+
+
+def to_html(report: dict[str, Any], *, max_trajectories: int = 50) -> str:
+    """A standalone page (no network): summary, checks, and each flagged trajectory's replay, score and attributions."""
+    s, v = report["summary"], report["verdict"]
+    status = "PASS" if v["passed"] else "FAIL"
+    out = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>imitaudit report {html.escape(report['imitator']['sha256'][:12])}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>imitaudit: <span class='{status.lower()}'>{status}</span></h1>",
+        f"<p>{html.escape(report['imitator']['arch'])} imitator <code>{html.escape(report['imitator']['sha256'][:16])}</code> on "
+        f"<code>{html.escape(report['env']['id'])}</code>; {s['trajectories']} trajectories; alpha {s['alpha']:g}; "
+        f"held-out discriminator AUROC {_fmt(s['disc_auroc'])}; created {html.escape(report['created'])}.</p>",
+        "<table><tr><th>check</th><th>result</th><th>detail</th></tr>",
+    ]
+    for c in v["checks"]:
+        out.append(f"<tr><td>{html.escape(c['name'])}</td><td class='{'pass' if c['passed'] else 'fail'}'>{'pass' if c['passed'] else 'FAIL'}</td><td>{html.escape(c['detail'])}</td></tr>")
+    out.append("</table>")
+    flagged = sorted((r for r in report["trajectories"] if r["flagged"]), key=lambda r: r["pvalue"])
+    out.append(f"<h2>Flagged trajectories ({len(flagged)})</h2>")
+    for r in flagged[:max_trajectories]:
+        out.append(f"<div class='traj' id='trajectory-{r['index']}'><h3>Trajectory {r['index']} — {html.escape(r['severity'])}</h3>")
+        out.append(
+            f"<p>seed {r['seed']}, p = {r['pvalue']:.4g}, score {r['score']:.2f} (threshold {_fmt(r['threshold'], 2)}), "
+            f"first flagged at step {_fmt(r['first_flag_step'])}; departure event at step {_fmt(r['departure_step'])} (ground truth).</p><div class='row'>"
+        )
+        if r.get("replay"):
+            frames = json.dumps(r["replay"]).replace("</", "<\\/")
+            out.append(
+                f"<div class='replay'><pre class='frame'></pre><br><input type='range' min='0' max='{len(r['replay']) - 1}' value='0' "
+                f"aria-label='step'> <span class='step'></span><script type='application/json'>{frames}</script></div>"
+            )
+        out.append(f"<div><b>score over time</b> (dashed: threshold; red: first flag; black: departure)<br>{svg_score(r['score_path'], r['threshold'], r['first_flag_step'], r['departure_step'])}</div></div>")
+        ex = r.get("explanation")
+        if ex:
+            out.append(f"<p><b>attributions</b> (Integrated Gradients, steps × input blocks)</p>{svg_heatmap(ex)}")
+            units = ", ".join(f"{u['tap']}[{u['index']}] {u['attribution']:+.3f}" for u in ex["top_units"])
+            steps = ", ".join(f"{t['step']} ({t['attribution']:+.3f})" for t in ex["top_steps"])
+            feats = ", ".join(f"{html.escape(f.get('name', str(f['index'])))} ({f['attribution']:+.3f})" for f in ex["top_obs_features"])
+            out.append(f"<p>top steps: {steps}<br>top observation features: {feats}<br>top activation units: {html.escape(units)}</p>")
+        out.append("</div>")
+    out.append(f"<script>{_SCRIPT}</script></body></html>")
+    return "\n".join(out)
+
+
+def write_outputs(report: dict[str, Any], out_dir: str | os.PathLike, *, html_page: bool = True, junit: bool = False) -> dict[str, Path]:
+    """Write report.json, summary.md (and report.html, junit.xml) into ``out_dir``; returns the paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "report.json", "markdown": out / "summary.md"}
+    paths["json"].write_text(to_json(report))
+    paths["markdown"].write_text(to_markdown(report))
+    if html_page:
+        paths["html"] = out / "report.html"
+        paths["html"].write_text(to_html(report))
+    if junit:
+        paths["junit"] = out / "junit.xml"
+        paths["junit"].write_text(to_junit(report))
+    return paths
+

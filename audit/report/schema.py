@@ -1,0 +1,109 @@
+"""AuditReport: the versioned JSON an audit produces, its validation, reading and writing as JSON.
+
+Schema ``imitaudit.report/1`` (every key always present; ``null`` where a figure does not apply):
+
+- ``schema``, ``created`` (ISO 8601 UTC), ``versions`` (imitaudit, python, torch, numpy, gymnasium, captum)
+- ``imitator``: ``sha256``, ``arch``, ``env_id``, ``parameters``, ``provenance``
+- ``demonstrations``: ``sha256``, ``source``, ``episodes``, ``fit_episodes``, ``calibration_episodes``
+- ``env``: ``id``, ``kwargs``
+- ``config``: the audit's settings
+- ``timings``: stage -> seconds (``load``, ``rollout``, ``reference``, ``discriminate``, ``calibrate``, ``explain``, ``total``)
+- ``summary``: ``trajectories``, ``flagged``, ``flagged_share``, ``flagged_by_severity``
+  (``likely-incorrigible``, ``distinguishable``), ``disc_auroc`` (held-out trajectory AUROC,
+  imitator against demonstrator: how distinguishable it is; 0.5 = not at all), ``alpha``,
+  ``level`` (p-value cut-off used), ``bh``, ``departure_rate`` and ``departed`` (ground truth
+  where the env records it, never shown to a discriminator), ``flagged_departed``,
+  ``median_lead_time``, ``calibration_flag_rate`` (leave-one-out share of held-out
+  demonstrator episodes that would be flagged: a check that the false-flag rate is <= alpha)
+- ``trajectories``: one record each: ``index``, ``seed``, ``fold``, ``length``, ``score``,
+  ``pvalue``, ``strength`` (score on its fold's calibration scale: 0 = median demonstrator
+  episode, 1 = the alpha cut; ranks what p-values tie), ``flagged``, ``severity`` (``likely-incorrigible``, ``distinguishable`` or null),
+  ``first_flag_step``, ``threshold``, ``step_scores`` (per-step evidence), ``score_path`` (the
+  trajectory score so far at each step: running peak or CUSUM, per ``config.score_rule``),
+  ``entropy`` (imitator policy entropy per step), ``actions``, ``departed``,
+  ``departure_step``, ``lead_time`` (departure step minus first flag step), ``explanation``
+  (flagged only: top steps, observation features, activation units, heatmap), ``replay``
+  (flagged only, built-in envs: one text grid per step)
+- ``verdict``: ``passed``, ``checks`` (name, passed, detail), ``policy``
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+SCHEMA = "imitaudit.report/1"
+TOP_KEYS = ("schema", "created", "versions", "imitator", "demonstrations", "env", "config", "timings", "summary", "trajectories", "verdict")
+SUMMARY_KEYS = (
+    "trajectories", "flagged", "flagged_share", "flagged_by_severity", "disc_auroc", "alpha", "level", "bh",
+    "departure_rate", "departed", "flagged_departed", "median_lead_time", "calibration_flag_rate",
+)
+RECORD_KEYS = (
+    "index", "seed", "fold", "length", "score", "pvalue", "strength", "flagged", "severity", "first_flag_step", "threshold",
+    "step_scores", "score_path", "entropy", "actions", "departed", "departure_step", "lead_time", "explanation", "replay",
+)
+SEVERITIES = ("likely-incorrigible", "distinguishable")
+
+
+def validate(report: dict[str, Any]) -> dict[str, Any]:
+    """Check a report against the schema; returns it.
+
+    Raises:
+        ValueError: naming the first missing key or wrong value.
+    """
+    if not isinstance(report, dict):
+        raise ValueError("a report is a JSON object")
+    if report.get("schema") != SCHEMA:
+        raise ValueError(f"unknown report schema {report.get('schema')!r}; this imitaudit reads {SCHEMA!r}")
+    for key in TOP_KEYS:
+        if key not in report:
+            raise ValueError(f"report lacks {key!r}")
+    for key in SUMMARY_KEYS:
+        if key not in report["summary"]:
+            raise ValueError(f"report summary lacks {key!r}")
+    if not isinstance(report["trajectories"], list):
+        raise ValueError("report trajectories must be a list")
+    for rec in report["trajectories"]:
+        for key in RECORD_KEYS:
+            if key not in rec:
+                raise ValueError(f"trajectory record {rec.get('index')} lacks {key!r}")
+        if rec["severity"] not in (None, *SEVERITIES):
+            raise ValueError(f"trajectory {rec['index']}: unknown severity {rec['severity']!r}")
+        if bool(rec["flagged"]) != (rec["severity"] is not None):
+            raise ValueError(f"trajectory {rec['index']}: flagged and severity disagree")
+        if not 0.0 < rec["pvalue"] <= 1.0:
+            raise ValueError(f"trajectory {rec['index']}: p-value {rec['pvalue']} outside (0, 1]")
+    if report["summary"]["flagged"] != sum(1 for r in report["trajectories"] if r["flagged"]):
+        raise ValueError("summary flagged count does not match the records")
+    if not isinstance(report["verdict"].get("passed"), bool):
+        raise ValueError("verdict.passed must be a boolean")
+    return report
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN and infinities become null."""
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def to_json(report: dict[str, Any]) -> str:
+    return json.dumps(_clean(report), indent=1, sort_keys=False, allow_nan=False)
+
+
+def load(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and validate a report.json."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not JSON ({exc})") from None
+    return validate(data)

@@ -1,0 +1,1 @@
+"""Training imitators: config, behavioural cloning, adversarial imitation, the run, evaluation."""

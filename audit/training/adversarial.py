@@ -1,0 +1,185 @@
+"""Adversarial imitation (GAIL-style, PPO) against a discriminator that reads the imitator's activations.
+
+One iteration, after a BC warm start (:mod:`audit.training.bc`):
+  1. collect: roll the imitator out, capturing activations at the discriminator's taps, and
+     a teacher-forced pass over demonstration episodes for the demonstrator's activations;
+  2. discriminator step: class-balanced BCE, demonstrator labelled 1 (``logits_expert_is_high``),
+     reading observation + action + activations, spectrally normalised;
+  3. policy step: clipped policy gradient (PPO, a critic as baseline, GAE) on the reward
+     log D - log(1 - D) (the discriminator's logit), plus the BC loss and an entropy bonus.
+Manual optimisation follows Lightning's GAN example: toggle, zero_grad, manual_backward,
+step, untoggle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from audit.data.batching import EpisodeDataset, collate_episodes
+from audit.data.rollout import Trajectories, rollout
+from audit.data.seeds import derive_seed
+from audit.training.bc import ImitationModule, bc_loss
+from models.discriminator import Discriminator, DiscriminatorConfig, balanced_accuracy, balanced_loss
+from models.taps import teacher_forced
+
+
+@dataclass(frozen=True, kw_only=True)
+class Batch:
+    """One iteration's data.
+
+    Attributes:
+        traj: the imitator's rollouts (E episodes).
+        demo_obs, demo_actions, demo_mask: demonstration episodes [B, T, D], [B, T], [B, T].
+        expert_x: [N1, F] discriminator inputs of the demonstration steps.
+        agent_x: [N0, F] discriminator inputs of the imitator's steps.
+    """
+
+    traj: Trajectories
+    demo_obs: Tensor
+    demo_actions: Tensor
+    demo_mask: Tensor
+    expert_x: Tensor
+    agent_x: Tensor
+
+
+def gae(reward: Tensor, values: Tensor, mask: Tensor, gamma: float, lam: float) -> tuple[Tensor, Tensor]:
+    """Generalised advantage estimates and returns over padded episodes [E, T] (episode ends are terminal)."""
+    e, t = reward.shape
+    adv = torch.zeros_like(reward)
+    running = torch.zeros(e)
+    for i in reversed(range(t)):
+        nxt = values[:, i + 1] * mask[:, i + 1] if i + 1 < t else torch.zeros(e)
+        delta = reward[:, i] + gamma * nxt - values[:, i]
+        running = (delta + gamma * lam * running * (mask[:, i + 1] if i + 1 < t else 0)) * mask[:, i]
+        adv[:, i] = running
+    return adv, adv + values
+
+
+class AdversarialModule(ImitationModule):
+    """Adversarial imitation against an activation-reading discriminator (manual optimisation); arguments as :class:`ImitationModule`.
+
+    Raises:
+        ValueError: discriminator taps the architecture does not have.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.automatic_optimization = False
+        cfg = self.cfg
+        sizes = self.imitator.tap_sizes()
+        unknown = [t for t in cfg.disc_taps if t not in sizes]
+        if unknown:
+            raise ValueError(f"unknown tap(s) {', '.join(unknown)} for {cfg.arch}; taps: {', '.join(sizes)}")
+        obs_dim, n_actions = self.imitator.config.obs_dim, self.imitator.config.n_actions
+        self.critic = nn.Sequential(nn.Linear(obs_dim, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 1))
+        self.discriminator = Discriminator(
+            config=DiscriminatorConfig(obs_dim=obs_dim, n_actions=n_actions, taps={t: sizes[t] for t in cfg.disc_taps}, hidden=cfg.disc_hidden)
+        )
+        self.demo_train: EpisodeDataset | None = None
+        self.demo_heldout: EpisodeDataset | None = None
+
+    def attach_demos(self, train: EpisodeDataset, heldout: EpisodeDataset | None) -> None:
+        """Give the module its demonstration episodes (not hyper-parameters: they are data)."""
+        self.demo_train, self.demo_heldout = train, heldout
+
+    def _disc_inputs(self, obs: Tensor, actions: Tensor, mask: Tensor, acts: dict[str, Tensor]) -> Tensor:
+        return self.discriminator.features(obs[mask], actions[mask], {k: v[mask] for k, v in acts.items()})
+
+    def collect(self, it: int) -> Batch:
+        """Iteration ``it``'s rollouts and demonstration minibatch, as discriminator inputs."""
+        if self.demo_train is None:
+            raise RuntimeError("attach_demos() before training")
+        cfg = self.cfg
+        traj = rollout(self.imitator, self.hparams.env_id, episodes=cfg.rollout_episodes, seed=derive_seed(cfg.seed, "adversarial-rollout", it),
+                       env_kwargs=self.hparams.env_kwargs, taps=cfg.disc_taps)
+        self.env_steps += int(traj.mask.sum())
+        self.imitator.train()
+        gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "adversarial-demos", it))
+        idx = torch.randint(len(self.demo_train), (cfg.batch_episodes,), generator=gen)
+        d_obs, d_act, d_mask = collate_episodes([self.demo_train[int(i)] for i in idx])
+        with torch.no_grad():
+            _, d_acts = teacher_forced(self.imitator, d_obs, d_mask, cfg.disc_taps)
+        return Batch(traj=traj, demo_obs=d_obs, demo_actions=d_act, demo_mask=d_mask,
+                     expert_x=self._disc_inputs(d_obs, d_act, d_mask, d_acts.taps),
+                     agent_x=self._disc_inputs(traj.obs, traj.actions, traj.mask, traj.activations.taps))
+
+    def discriminator_step(self, batch: Batch) -> dict[str, Any]:
+        """``disc_steps`` updates of the discriminator; its loss and balanced accuracy."""
+        opt_d = self.optimizers()[1]
+        self.toggle_optimizer(opt_d)
+        for _ in range(self.cfg.disc_steps):
+            loss_d = balanced_loss(self.discriminator, batch.expert_x, batch.agent_x)
+            opt_d.zero_grad()
+            self.manual_backward(loss_d)
+            opt_d.step()
+        self.untoggle_optimizer(opt_d)
+        with torch.no_grad():
+            acc = balanced_accuracy(self.discriminator.score(batch.expert_x), self.discriminator.score(batch.agent_x))
+        return {"disc/loss": loss_d.detach(), "disc/acc": acc}
+
+    def policy_step(self, batch: Batch) -> dict[str, Any]:
+        """PPO epochs on the discriminator's reward, with BC and entropy terms; the logged figures."""
+        cfg, traj = self.cfg, batch.traj
+        opt_i = self.optimizers()[0]
+        with torch.no_grad():
+            reward = torch.zeros_like(traj.rewards)
+            reward[traj.mask] = self.discriminator.score(batch.agent_x).clamp(-10, 10)
+            values = self.critic(traj.obs).squeeze(-1) * traj.mask
+            adv, ret = gae(reward, values, traj.mask, cfg.gamma, cfg.gae_lambda)
+            adv_n = (adv[traj.mask] - adv[traj.mask].mean()) / (adv[traj.mask].std() + 1e-8)
+        self.toggle_optimizer(opt_i)
+        for _ in range(cfg.ppo_epochs):
+            if cfg.grad_through_activations:
+                logits, live_acts = teacher_forced(self.imitator, traj.obs, traj.mask, cfg.disc_taps, detach=False)
+            else:
+                logits = self.imitator.sequence(traj.obs, traj.mask)
+            logp_all = torch.log_softmax(logits, dim=-1)
+            logp = logp_all.gather(-1, traj.actions[..., None]).squeeze(-1)[traj.mask]
+            ratio = torch.exp(logp - traj.logp[traj.mask])
+            pg = -torch.min(ratio * adv_n, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * adv_n).mean()
+            entropy = -(logp_all.exp() * logp_all).sum(-1)[traj.mask].mean()
+            v_loss = nn.functional.mse_loss(self.critic(traj.obs).squeeze(-1)[traj.mask], ret[traj.mask])
+            bc, bc_acc = bc_loss(self.imitator, batch.demo_obs, batch.demo_actions, batch.demo_mask)
+            loss_i = pg + 0.5 * v_loss - cfg.entropy_coef * entropy + cfg.bc_coef * bc
+            if cfg.grad_through_activations:
+                # the imitator learns to make its activations pass as the demonstrator's
+                probe = self.discriminator(traj.obs[traj.mask], traj.actions[traj.mask], {k: a[traj.mask] for k, a in live_acts.taps.items()})
+                loss_i = loss_i + cfg.probe_coef * nn.functional.softplus(-probe).mean()
+            opt_i.zero_grad()
+            self.manual_backward(loss_i)
+            nn.utils.clip_grad_norm_(list(self.imitator.parameters()) + list(self.critic.parameters()), 1.0)
+            opt_i.step()
+        self.untoggle_optimizer(opt_i)
+        return {
+            "disc/reward_mean": reward[traj.mask].mean(), "imitator/pg_loss": pg.detach(), "imitator/value_loss": v_loss.detach(),
+            "imitator/entropy": entropy.detach(), "imitator/bc_loss": bc.detach(), "imitator/bc_acc": bc_acc,
+            "env/train_return": traj.returns().mean(),
+        }
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        batch = self.collect(self.current_epoch * self.trainer.num_training_batches + batch_idx)
+        disc = self.discriminator_step(batch)
+        metrics = {**disc, **self.policy_step(batch)}
+        self.log_dict(metrics, prog_bar=False, batch_size=1)
+        self.log("disc/acc_pb", disc["disc/acc"], prog_bar=True, batch_size=1, logger=False)
+
+    def on_train_epoch_end(self) -> None:
+        traj = self.evaluate_in_env()
+        if self.demo_heldout is not None and len(self.demo_heldout):
+            obs, act, mask = collate_episodes(list(self.demo_heldout.items))
+            with torch.no_grad():
+                _, acts = teacher_forced(self.imitator, obs, mask, self.cfg.disc_taps)
+                le = self.discriminator.score(self._disc_inputs(obs, act, mask, acts.taps))
+                la = self.discriminator.score(self._disc_inputs(traj.obs, traj.actions, traj.mask, traj.activations.taps))
+            acc = balanced_accuracy(le, la)
+            self.log("disc/heldout_acc", acc, on_step=False, on_epoch=True)
+            self.last_eval["disc/heldout_acc"] = acc
+
+    def configure_optimizers(self) -> Any:
+        opt_i = torch.optim.Adam(list(self.imitator.parameters()) + list(self.critic.parameters()), lr=self.cfg.lr)
+        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.cfg.disc_lr, betas=(0.5, 0.999))
+        return [opt_i, opt_d]

@@ -1,0 +1,80 @@
+"""Behavioural cloning as a LightningModule, and the periodic evaluation in the env both training modes share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from audit.data.rollout import Trajectories, rollout
+from audit.data.seeds import derive_seed
+from audit.training.config import TrainConfig
+from models.imitator import Imitator, ImitatorConfig
+from models.registry import build
+
+
+def bc_loss(imitator: Imitator, obs: Tensor, actions: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean cross-entropy and accuracy over the real steps of padded episodes obs [B, T, D], actions [B, T], mask [B, T]."""
+    logits = imitator.sequence(obs, mask)
+    ce = nn.functional.cross_entropy(logits[mask], actions[mask])
+    acc = (logits[mask].argmax(-1) == actions[mask]).float().mean()
+    return ce, acc
+
+
+class ImitationModule(L.LightningModule):
+    """What both training modes share: the whole TrainConfig as hyper-parameters, the imitator, evaluation in the env.
+
+    Args:
+        train_cfg: the :class:`TrainConfig` as a dict (``TrainConfig.to_dict``).
+        imitator_config: ``ImitatorConfig`` as a dict.
+        env_id, env_kwargs: the demonstrations' env.
+        demo_return: the demonstrations' mean return, for ``env/return_ratio``.
+    """
+
+    def __init__(self, *, train_cfg: dict, imitator_config: dict, env_id: str, env_kwargs: dict, demo_return: float = 0.0) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.cfg = TrainConfig.from_dict(dict(train_cfg))
+        self.imitator = build(self.cfg.arch, ImitatorConfig.from_dict(dict(imitator_config)))
+        self.last_eval: dict[str, float] = {}
+        self.reached_target = False
+        self.env_steps = 0
+
+    def evaluate_in_env(self) -> Trajectories:
+        """Roll the imitator out, log ``env/`` metrics, stop the run if ``target_return`` is reached."""
+        cfg, hp = self.cfg, self.hparams
+        traj = rollout(
+            self.imitator, hp.env_id, episodes=cfg.eval_episodes, seed=derive_seed(cfg.seed, "evaluation", self.current_epoch),
+            env_kwargs=hp.env_kwargs, taps=cfg.disc_taps,
+        )
+        ret = float(traj.returns().mean())
+        metrics = {"env/return": ret, "env/length": float(traj.lengths().float().mean())}
+        if hp.demo_return:
+            metrics["env/return_ratio"] = ret / hp.demo_return
+        departed = traj.departed()
+        if departed is not None:
+            metrics["env/departure_rate"] = float(departed.float().mean())
+        self.log_dict(metrics, on_step=False, on_epoch=True)
+        self.last_eval = metrics
+        if cfg.target_return is not None and ret >= cfg.target_return:
+            self.reached_target = True
+            self.trainer.should_stop = True
+        return traj
+
+
+class BCModule(ImitationModule):
+    """Behavioural cloning of whole demonstration episodes (the sequence form, so recurrent imitators learn from histories)."""
+
+    def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
+        obs, actions, mask = batch
+        loss, acc = bc_loss(self.imitator, obs, actions, mask)
+        self.log_dict({"imitator/bc_loss": loss, "imitator/bc_acc": acc}, prog_bar=True, batch_size=obs.shape[0])
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.evaluate_in_env()
+
+    def configure_optimizers(self) -> Any:
+        return torch.optim.Adam(self.imitator.parameters(), lr=self.cfg.lr)

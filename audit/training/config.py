@@ -1,0 +1,93 @@
+"""TrainConfig: every setting of a training run, defined once (the CLI's ``train`` options come from it)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from audit.options import check, setting
+from models.registry import architectures
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """One training run."""
+
+    arch: str = setting("gru")
+    """Imitator architecture (a registry name: mlp, gru, transformer or a plugin)."""
+    mode: str = setting("bc", choices=("bc", "adversarial"))
+    """``bc`` or ``adversarial``."""
+    steps: int = setting(500, ge=1)
+    """BC gradient steps (bc) or adversarial iterations after the warm start (adversarial)."""
+    bc_warmup: int = setting(300, ge=0)
+    """BC steps before the adversarial phase."""
+    seed: int = setting(0, ge=0)
+    """Seeds weights, minibatches and rollouts."""
+    hidden: int = setting(64, ge=1)
+    """Imitator width."""
+    grid_encoder: bool = setting(True)
+    """Convolutional encoder over the built-in envs' grid planes (ignored for other envs)."""
+    lr: float = setting(3e-3, gt=0.0)
+    """Imitator learning rate (BC and policy steps)."""
+    batch_episodes: int = setting(32, ge=1)
+    """Demonstration episodes per BC minibatch (and per discriminator step)."""
+    heldout_fraction: float = setting(0.2, ge=0.0, lt=1.0)
+    """Share of demonstration episodes never trained on (for held-out evaluation)."""
+    rollout_episodes: int = setting(64, ge=1)
+    """Imitator episodes per adversarial iteration."""
+    disc_taps: tuple[str, ...] = setting(("core",))
+    """Imitator taps the discriminator reads ('' = behaviour only)."""
+    disc_hidden: int = setting(128, ge=1)
+    """Discriminator width."""
+    disc_lr: float = setting(1e-3, gt=0.0)
+    """Discriminator learning rate."""
+    disc_steps: int = setting(2, ge=1)
+    """Discriminator updates per iteration."""
+    grad_through_activations: bool = setting(False)
+    """Let the discriminator's gradient flow through the activations into the imitator (teaches hiding).
+
+    Off by default: it teaches the imitator to make its activations look like the
+    demonstrator's to this probe, i.e. to hide from an activation-reading auditor."""
+    probe_coef: float = setting(1.0, ge=0.0)
+    """Weight of the through-activations term when that option is on."""
+    ppo_epochs: int = setting(2, ge=1)
+    """Policy updates per batch of rollouts."""
+    clip: float = setting(0.2, gt=0.0)
+    """PPO ratio clip."""
+    gamma: float = setting(0.99, ge=0.0, le=1.0)
+    """Discount for advantages."""
+    gae_lambda: float = setting(0.95, ge=0.0, le=1.0)
+    """GAE lambda."""
+    entropy_coef: float = setting(0.01, ge=0.0)
+    """Entropy bonus weight."""
+    bc_coef: float = setting(1.0, ge=0.0)
+    """Weight of the BC loss in the adversarial imitator step."""
+    eval_every: int = setting(100, ge=1)
+    """Iterations between evaluations (and checkpoints)."""
+    eval_episodes: int = setting(200, ge=1)
+    """Episodes per evaluation rollout."""
+    log_dir: str = setting("runs")
+    """Folder for CSV/TensorBoard logs and resumable checkpoints."""
+    run_id: str = setting("")
+    """Name of the run folder (default: derived from arch, mode and seed)."""
+    progress: bool = setting(True, flag="--quiet", invert=True)
+    """No progress bar."""
+    target_return: float | None = setting(None)
+    """Stop as soon as an evaluation's mean return reaches this (both phases)."""
+
+    def __post_init__(self) -> None:
+        check(self)
+        if self.arch not in architectures():
+            raise ValueError(f"unknown architecture {self.arch!r}; known: {', '.join(sorted(architectures()))}")
+
+    @property
+    def name(self) -> str:
+        return self.run_id or f"{self.arch}-{self.mode}-seed{self.seed}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (tuples as lists): what a Lightning module saves as its hyper-parameters."""
+        return {**asdict(self), "disc_taps": list(self.disc_taps)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        return cls(**{**values, "disc_taps": tuple(values.get("disc_taps", ()))})

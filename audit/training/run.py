@@ -1,0 +1,174 @@
+"""A training run: BC, then (adversarial mode) adversarial iterations; logs, resumable checkpoints, the imitator file.
+
+Metrics are namespaced ``disc/``, ``imitator/``, ``env/`` and go to CSV and TensorBoard
+under ``<log_dir>/<run_id>``; Lightning checkpoints there make a run resumable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from audit.data.batching import EpisodeDataset, episode_loader, split_episodes
+from audit.data.demonstrations import Demonstrations
+from audit.envs.adapter import grid_shape
+from audit.training.adversarial import AdversarialModule
+from audit.training.bc import BCModule
+from audit.training.config import TrainConfig
+from models.checkpoint import save_imitator
+from models.imitator import Imitator, ImitatorConfig
+from models.registry import build
+
+
+@dataclass
+class TrainResult:
+    """What a run produced."""
+
+    imitator: Imitator
+    path: Path | None
+    metrics: dict[str, float] = field(default_factory=dict)
+    run_dir: Path | None = None
+    steps_done: dict[str, int] = field(default_factory=dict)
+    """Phase -> training batches completed (counting any resumed part)."""
+    reached_target: bool = False
+    """An evaluation reached ``target_return`` (training stopped there)."""
+    env_steps: int = 0
+    """Environment steps used for training (adversarial rollouts; evaluations not counted)."""
+
+
+def _trainer(cfg: TrainConfig, run_dir: Path, phase: str, epochs: int) -> L.Trainer:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    loggers = [CSVLogger(save_dir=str(run_dir), name=phase, version="")]
+    try:
+        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name=phase, version=""))
+    except ModuleNotFoundError:  # tensorboard is optional at run time
+        pass
+    ckpt = ModelCheckpoint(dirpath=str(run_dir / phase / "checkpoints"), save_last=True, every_n_epochs=1, save_top_k=0)
+    return L.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=loggers,
+        callbacks=[ckpt],
+        enable_progress_bar=cfg.progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=10,
+        deterministic=False,
+    )
+
+
+def _quiet_lightning() -> None:
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "lightning_utilities"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*GPU available.*")
+    warnings.filterwarnings("ignore", message=".*`isinstance\\(treespec, LeafSpec\\)`.*")
+
+
+def train(
+    demos: Demonstrations,
+    cfg: TrainConfig,
+    *,
+    out: str | os.PathLike | None = None,
+    resume: bool = False,
+    demos_sha256: str = "",
+) -> TrainResult:
+    """Train an imitator on ``demos`` and (if ``out``) save its checkpoint.
+
+    With ``resume``, a run folder left by an interrupted run of the same ``run_id`` is
+    continued from its last checkpoint (per phase).
+
+    Raises:
+        ValueError: bad config, or demonstrations that do not fit their env.
+    """
+    _quiet_lightning()
+    obs_dim, n_actions = demos.check_fits_env()
+    train_eps, held_eps = split_episodes(demos.n_episodes, cfg.heldout_fraction, cfg.seed)
+    if len(train_eps) == 0:
+        raise ValueError("no demonstration episodes left to train on")
+    train_set = EpisodeDataset(demos, train_eps)
+    held_set = EpisodeDataset(demos, held_eps) if len(held_eps) else None
+    demo_return = float(demos.episode_returns()[train_eps].mean())
+    icfg = ImitatorConfig(
+        obs_dim=obs_dim,
+        n_actions=n_actions,
+        hidden=cfg.hidden,
+        max_len=max(512, int(demos.episode_lengths().max()) + 1),
+        grid=grid_shape(demos.env_id) if cfg.grid_encoder else None,
+    )
+    run_dir = Path(cfg.log_dir) / cfg.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    torch.manual_seed(cfg.seed)
+    common = {"train_cfg": cfg.to_dict(), "imitator_config": icfg.to_dict(), "env_id": demos.env_id, "env_kwargs": demos.env_kwargs, "demo_return": demo_return}
+
+    bc_steps = cfg.steps if cfg.mode == "bc" else cfg.bc_warmup
+    imitator: Imitator
+    metrics: dict[str, float] = {}
+    done: dict[str, int] = {}
+    adv_last = run_dir / "adversarial" / "checkpoints" / "last.ckpt"
+    skip_bc = cfg.mode == "adversarial" and resume and adv_last.exists()
+    if bc_steps > 0 and not skip_bc:
+        bc = BCModule(**common)
+        per_epoch = min(cfg.eval_every, bc_steps)
+        epochs = max(1, math.ceil(bc_steps / per_epoch))
+        loader = episode_loader(train_set, cfg.batch_episodes, per_epoch, cfg.seed)
+        last = run_dir / "bc" / "checkpoints" / "last.ckpt"
+        trainer = _trainer(cfg, run_dir, "bc", epochs)
+        trainer.fit(bc, train_dataloaders=loader, ckpt_path=str(last) if resume and last.exists() else None)
+        imitator, metrics = bc.imitator, dict(bc.last_eval)
+        done["bc"] = trainer.fit_loop.epoch_loop.total_batch_idx + 1
+        reached = bc.reached_target
+    else:
+        imitator = build(cfg.arch, icfg)
+        reached = False
+    env_steps = 0
+    if cfg.mode == "adversarial" and not reached:
+        adv = AdversarialModule(**common)
+        adv.imitator.load_state_dict(imitator.state_dict())
+        adv.attach_demos(train_set, held_set)
+        per_epoch = min(cfg.eval_every, cfg.steps)
+        epochs = max(1, math.ceil(cfg.steps / per_epoch))
+        loader = DataLoader(range(per_epoch), batch_size=1)
+        trainer = _trainer(cfg, run_dir, "adversarial", epochs)
+        trainer.fit(adv, train_dataloaders=loader, ckpt_path=str(adv_last) if resume and adv_last.exists() else None)
+        imitator, metrics = adv.imitator, dict(adv.last_eval)
+        done["adversarial"] = trainer.fit_loop.epoch_loop.total_batch_idx + 1
+        reached, env_steps = adv.reached_target, adv.env_steps
+    imitator.eval()
+    path = None
+    if out is not None:
+        provenance = {
+            "trainer": "imitaudit.train",
+            "mode": cfg.mode,
+            "steps": cfg.steps,
+            "bc_warmup": cfg.bc_warmup if cfg.mode == "adversarial" else 0,
+            "seed": cfg.seed,
+            "disc_taps": list(cfg.disc_taps),
+            "grad_through_activations": cfg.grad_through_activations,
+            "demos_sha256": demos_sha256,
+            "demos_source": demos.source,
+            "final_metrics": metrics,
+        }
+        path = save_imitator(imitator, out, env_id=demos.env_id, env_kwargs=demos.env_kwargs, obs_shape=demos.obs_shape, provenance=provenance)
+    return TrainResult(
+        imitator=imitator, path=path, metrics=metrics, run_dir=run_dir, steps_done=done, reached_target=reached, env_steps=env_steps
+    )
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -1,0 +1,105 @@
+"""The HTTP service as an ASGI app: middleware, error handlers and the routers, assembled.
+
+Every route but ``/healthz`` needs a token (see :mod:`service.auth`); everything a route
+returns or touches belongs to the token's project, and anything else is a 404, exactly as
+if it did not exist. Errors are JSON ``{"error": "<one line>"}`` with a 4xx status.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.deps import ApiError, Service
+from service.routes import audits, ops, reports, uploads
+from service.settings import Settings
+
+log = logging.getLogger("imitaudit.api")
+
+_NOUNS = {"settings": "setting", "policy": "policy field"}
+
+
+def validation_message(error: dict[str, Any]) -> tuple[int, str]:
+    """One line (and a status) for the first error of a request that does not fit its model."""
+    loc = [str(p) for p in error.get("loc", ()) if p != "body"]
+    kind = error.get("type", "")
+    if kind == "json_invalid":
+        return 400, "the body must be JSON"
+    if kind == "extra_forbidden" and loc:
+        return 422, f"unknown {_NOUNS.get(loc[-2], 'field') if len(loc) > 1 else 'field'} {loc[-1]}"
+    if not loc and kind in ("model_attributes_type", "dict_type", "model_type"):
+        return 422, "the body must be a JSON object with imitator and demonstrations"
+    where = ".".join(loc)
+    return 422, f"{where}: {error.get('msg')}" if where else str(error.get("msg"))
+
+
+def _handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError):
+        return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError):
+        errors = exc.errors()
+        status, message = validation_message(errors[0]) if errors else (422, "invalid request")
+        return JSONResponse({"error": message}, status_code=status)
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception):
+        log.exception("unhandled error on %s", request.url.path)
+        return JSONResponse({"error": "internal error"}, status_code=500)
+
+    @app.middleware("http")
+    async def _timing(request: Request, call_next):
+        start = time.perf_counter()
+        response = await call_next(request)
+        path = getattr(request.scope.get("route"), "path", "unmatched")
+        app.state.service.metrics.requests.labels(request.method, path, str(response.status_code)).observe(time.perf_counter() - start)
+        return response
+
+
+def create_app(settings: Settings | None = None, *, start_worker: bool | None = None) -> FastAPI:
+    """The service as an ASGI app. Migrates the database; runs a worker child process unless told not to."""
+    settings = settings or Settings.from_env()
+    run_worker = settings.worker_in_process if start_worker is None else start_worker
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if run_worker:
+            app.state.service.start_worker()
+        yield
+        app.state.service.stop_worker()
+
+    app = FastAPI(
+        title="imitaudit", version="1", lifespan=lifespan,
+        description="Audit imitators for incorrigible departures: upload a checkpoint and demonstrations, submit an audit, read the verdict.",
+    )
+    app.state.service = Service(settings=settings)
+    _handlers(app)
+    for module in (ops, uploads, audits, reports):
+        app.include_router(module.router)
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon():
+        return Response(status_code=204)
+
+    @app.get("/", include_in_schema=False)
+    def root():
+        return RedirectResponse("/dashboard", status_code=303)
+
+    from service.dashboard import install, router
+
+    app.include_router(router)
+    install(app)
+    return app

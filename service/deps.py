@@ -1,0 +1,100 @@
+"""What every route depends on: the service's shared state, the caller (token -> principal), and the one error type.
+
+``ServiceDep``, ``Reader`` and ``Submitter`` are ``Annotated`` aliases for route signatures.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from service.auth import Principal, principal_for, request_token
+from service.blobs import BlobStore
+from service.db import make_engine, migrate, session_factory
+from service.metrics import Metrics
+from service.settings import Settings
+
+
+class ApiError(Exception):
+    """A 4xx answer with one line."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def not_found(what: str) -> ApiError:
+    return ApiError(404, f"{what} not found")
+
+
+def _die_with_parent() -> None:
+    """In the worker child: get SIGTERM when the server dies, even by SIGKILL (Linux)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class Service:
+    """What the routes share: settings, database, blob store, metrics, the server's own worker."""
+
+    def __init__(self, *, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = make_engine(settings.url)
+        migrate(self.engine)
+        self.sessions = session_factory(self.engine)
+        self.store = BlobStore(root=settings.data_dir / "blobs")
+        self.metrics = Metrics(sessions=self.sessions)
+        self.worker: subprocess.Popen | None = None
+
+    def start_worker(self) -> None:
+        """One `imitaudit worker` as a child process. Not a thread: torch trains the audit's
+        discriminators at about half speed off the main thread."""
+        env = {**os.environ, "IMITAUDIT_DATA_DIR": str(self.settings.data_dir), "IMITAUDIT_DATABASE_URL": self.settings.url,
+               "IMITAUDIT_LEASE_SECONDS": str(self.settings.lease_seconds)}
+        self.worker = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], env=env, preexec_fn=_die_with_parent)
+
+    def stop_worker(self) -> None:
+        if self.worker is not None and self.worker.poll() is None:
+            self.worker.terminate()  # the worker hands a running audit back to the queue
+            try:
+                self.worker.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.worker.kill()
+
+
+def get_service(request: Request) -> Service:
+    return request.app.state.service
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+
+
+def principal(request: Request) -> Principal:
+    """The caller of a route that needs any token (read or submit)."""
+    svc = get_service(request)
+    token = request_token(request.headers, request.cookies)
+    with svc.sessions() as s:
+        who = principal_for(s, token)
+    if who is None:
+        raise ApiError(401, "missing or unknown API token" if token else "this route needs an API token (Authorization: Bearer ...)")
+    return who
+
+
+def submitter(who: Annotated[Principal, Depends(principal)]) -> Principal:
+    """The caller of a route that writes (uploads, audits, cancellation): a submit token."""
+    if not who.can_submit():
+        raise ApiError(403, "this token may only read; uploads, audits and cancellation need a submit token")
+    return who
+
+
+Reader = Annotated[Principal, Depends(principal)]
+Submitter = Annotated[Principal, Depends(submitter)]

@@ -1,0 +1,130 @@
+"""Audits as jobs: submit (idempotent), list, read, follow over server-sent events, cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
+
+import audit
+from service import store
+from service.db import Audit, utcnow
+from service.deps import ApiError, Reader, ServiceDep, Submitter
+from service.jobs import TERMINAL
+from service.schemas import AuditCreate, AuditPage, AuditPublic, audit_json
+
+router = APIRouter(tags=["audits"])
+
+
+def checked(body: AuditCreate) -> tuple[dict[str, Any], dict[str, Any], audit.AuditConfig]:
+    """The request's settings and policy as stored (only what was set), and the AuditConfig they make.
+
+    Raises:
+        ApiError: 422 for settings that bounds alone do not rule out (e.g. fewer episodes than folds).
+    """
+    settings = body.settings.model_dump(exclude_none=True)
+    policy = body.policy.model_dump(exclude_none=True)
+    try:
+        config = audit.AuditConfig(imitator="", demos="", policy=audit.GatePolicy(**policy),
+                                   **{k: tuple(v) if k == "taps" else v for k, v in settings.items()})
+    except ValueError as e:
+        raise ApiError(422, str(e).splitlines()[0]) from None
+    return settings, policy, config
+
+
+@router.post("/v1/audits", status_code=202, response_model=AuditPublic)
+async def submit_audit(body: AuditCreate, svc: ServiceDep, who: Submitter, idempotency_key: str | None = Header(None)):
+    """Queue an audit. ``Idempotency-Key`` makes retries safe: the same key and request give the same audit."""
+    settings, policy, config = checked(body)
+    if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
+        raise ApiError(422, "Idempotency-Key must be 1 to 200 characters")
+
+    def create():
+        with svc.sessions.begin() as s:
+            return store.create_audit(s, who.project_id, imitator=body.imitator, demonstrations=body.demonstrations, env=body.env,
+                                      settings=settings, policy=policy, config=config, key=idempotency_key)
+
+    try:
+        out, _ = await run_in_threadpool(create)
+    except IntegrityError:  # a concurrent retry with the same key won the race
+        out, _ = await run_in_threadpool(create)
+    return JSONResponse(out, status_code=202, headers={"Location": out["links"]["self"]})
+
+
+@router.get("/v1/audits", response_model=AuditPage)
+def list_audits(
+    svc: ServiceDep, who: Reader, state: str | None = None, imitator: str | None = None, env: str | None = None,
+    verdict: str | None = None, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0),
+):
+    """Audits of the project, newest first; filter by state, imitator, env, verdict (pass/fail)."""
+    where = [Audit.project_id == who.project_id]
+    if state:
+        where.append(Audit.state == state)
+    if imitator:
+        where.append(Audit.imitator_sha == imitator)
+    if env:
+        where.append(Audit.env_id == env)
+    if verdict:
+        if verdict not in ("pass", "fail"):
+            raise ApiError(422, "verdict must be pass or fail")
+        where.append(Audit.passed == (verdict == "pass"))
+    with svc.sessions() as s:
+        total, rows = store.page(s, Audit, where, [Audit.created.desc(), Audit.id], limit, offset)
+    return {"items": [audit_json(r) for r in rows], "total": total, "limit": limit, "offset": offset}
+
+
+def _read(svc, who, audit_id: str) -> Audit:
+    with svc.sessions() as s:
+        return store.audit_row(s, who.project_id, audit_id)
+
+
+@router.get("/v1/audits/{audit_id}", response_model=AuditPublic)
+def get_audit(audit_id: str, svc: ServiceDep, who: Reader):
+    return audit_json(_read(svc, who, audit_id))
+
+
+@router.post("/v1/audits/{audit_id}/cancel", response_model=AuditPublic)
+def cancel_audit(audit_id: str, svc: ServiceDep, who: Submitter):
+    """Cancel: a queued audit at once, a running one at its next stage boundary."""
+    with svc.sessions.begin() as s:
+        row = store.audit_row(s, who.project_id, audit_id)
+        if row.state in TERMINAL:
+            raise ApiError(409, f"audit already {row.state}")
+        row.cancel_requested = True
+        if row.state == "queued":
+            row.state, row.finished, row.error = "cancelled", utcnow(), "cancelled on request"
+        s.flush()
+        return JSONResponse(audit_json(row), status_code=202)
+
+
+@router.get("/v1/audits/{audit_id}/events")
+async def audit_events(audit_id: str, request: Request, svc: ServiceDep, who: Reader):
+    """Server-sent events: ``progress`` on every change (state, stage, fraction), then ``end``."""
+    await run_in_threadpool(_read, svc, who, audit_id)
+
+    async def stream():
+        last, seq, idle = None, 0, time.monotonic()
+        while True:
+            row = await run_in_threadpool(_read, svc, who, audit_id)
+            now = {"state": row.state, "stage": row.stage, "progress": row.progress,
+                   "verdict": None if row.passed is None else ("pass" if row.passed else "fail"), "error": row.error}
+            if now != last:
+                seq, last, idle = seq + 1, now, time.monotonic()
+                yield f"id: {seq}\nevent: progress\ndata: {json.dumps(now)}\n\n"
+            if row.state in TERMINAL:
+                yield f"id: {seq + 1}\nevent: end\ndata: {json.dumps(now)}\n\n"
+                return
+            if time.monotonic() - idle > 10:
+                idle = time.monotonic()
+                yield ": keep-alive\n\n"
+            if await request.is_disconnected():
+                return
+            await asyncio.sleep(0.25)
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

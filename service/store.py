@@ -1,0 +1,86 @@
+"""The service's queries, always scoped to one project: listings, lookups, an upload's row, and the idempotent creation of an audit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+import audit
+from service.db import Audit, DemoSet, Imitator, utcnow
+from service.deps import ApiError, not_found
+from service.jobs import new_audit_id
+from service.schemas import audit_json
+
+
+def page(s: Session, model: Any, where: list, order: list, limit: int, offset: int) -> tuple[int, list]:
+    """(total, rows) of one page of ``model`` rows matching ``where``."""
+    total = s.scalar(select(func.count()).select_from(model).where(*where))
+    rows = s.scalars(select(model).where(*where).order_by(*order).limit(limit).offset(offset)).all()
+    return total, list(rows)
+
+
+def upload(s: Session, model: Any, project_id: int, sha: str) -> Any:
+    """The project's imitator or demonstrations row with this sha256, or None."""
+    return s.scalar(select(model).where(model.project_id == project_id, model.sha256 == sha))
+
+
+def audit_row(s: Session, project_id: int, audit_id: str) -> Audit:
+    """The project's audit ``audit_id``.
+
+    Raises:
+        ApiError: 404 if it is not this project's.
+    """
+    row = s.scalar(select(Audit).where(Audit.id == audit_id, Audit.project_id == project_id))
+    if row is None:
+        raise not_found("audit")
+    return row
+
+
+def save_upload(s: Session, model: Any, project_id: int, *, sha: str, name: str, size: int, summary: dict[str, Any]) -> tuple[Any, bool]:
+    """The upload's row (created if new): (row, created)."""
+    row = upload(s, model, project_id, sha)
+    if row is not None:
+        return row, False
+    extra = {"arch": summary["arch"]} if model is Imitator else {}
+    row = model(project_id=project_id, sha256=sha, name=name, size=size, env_id=summary["env_id"], summary=summary, **extra)
+    s.add(row)
+    s.flush()
+    return row, True
+
+
+def create_audit(s: Session, project_id: int, *, imitator: str, demonstrations: str, env: str | None,
+                 settings: dict[str, Any], policy: dict[str, Any], config: audit.AuditConfig, key: str | None) -> tuple[dict[str, Any], bool]:
+    """Queue an audit, or return the one this ``Idempotency-Key`` already created: (audit JSON, created).
+
+    Raises:
+        ApiError: 422 for a reused key with another request, missing uploads, or inputs that cannot be audited.
+    """
+    if key is not None:
+        old = s.scalar(select(Audit).where(Audit.project_id == project_id, Audit.idempotency_key == key))
+        if old is not None:
+            if (old.imitator_sha, old.demos_sha, old.settings, old.policy) != (imitator, demonstrations, settings, policy):
+                raise ApiError(422, "Idempotency-Key was used before with a different request")
+            return audit_json(old), False
+    imi = upload(s, Imitator, project_id, imitator)
+    if imi is None:
+        raise ApiError(422, f"no imitator {imitator[:64]!r} in this project: upload it first")
+    dem = upload(s, DemoSet, project_id, demonstrations)
+    if dem is None:
+        raise ApiError(422, f"no demonstrations {demonstrations[:64]!r} in this project: upload them first")
+    env = env or imi.env_id
+    if env != imi.env_id:
+        raise ApiError(422, f"the imitator is for {imi.env_id}, not {env}")
+    if dem.env_id != imi.env_id:
+        raise ApiError(422, f"the imitator is for {imi.env_id}, the demonstrations were recorded in {dem.env_id}")
+    try:
+        audit.check_calibration_size(config.alpha, config.calibration_fraction, int(dem.summary["episodes"]))
+    except ValueError as e:
+        raise ApiError(422, str(e)) from None
+    row = Audit(id=new_audit_id(), project_id=project_id, imitator_sha=imi.sha256, demos_sha=dem.sha256, env_id=env,
+                settings=settings, policy=policy, idempotency_key=key, state="queued", stage="", progress=0.0,
+                cancel_requested=False, attempts=0, created=utcnow())
+    s.add(row)
+    s.flush()
+    return audit_json(row), True

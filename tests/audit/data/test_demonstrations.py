@@ -1,0 +1,230 @@
+"""Demonstration datasets: recording, the safetensors format, and refusing bad files with one clear line."""
+
+import json
+import pickle
+import zipfile
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+from audit.data.demonstrations import SCHEMA, Demonstrations, from_arrays, record
+from models.safetensors_io import read_safetensors
+from audit.data.demonstrator import Demonstrator
+
+
+@pytest.fixture(scope="module")
+def demos() -> Demonstrations:
+    return record("imitaudit/OffSwitch-v0", "unbounded", episodes=60, seed=5)
+
+
+def test_recorded_dataset_has_the_format(demos):
+    assert demos.obs.dtype == np.float32 and demos.obs.shape[1:] == (406,)
+    assert demos.actions.dtype == np.int64 and demos.episode.dtype == np.int64
+    assert demos.departure is not None and demos.departure.dtype == np.bool_
+    assert demos.n_episodes == 60
+    np.testing.assert_array_equal(np.unique(demos.episode), np.arange(60))
+    assert demos.episode_departed().mean() > 0.5
+    # each episode starts at the start tile: the agent plane matches the first obs of a fresh env
+    env = gym.make("imitaudit/OffSwitch-v0")
+    first, _ = env.reset(seed=5 + 17)
+    np.testing.assert_array_equal(demos.obs[demos.episode_bounds()[17, 0]], first)
+
+
+def test_recording_does_not_depend_on_the_batch():
+    a = record("imitaudit/PowerSeeking-v0", Demonstrator(preset="corrigible"), episodes=20, seed=3, batch=7)
+    b = record("imitaudit/PowerSeeking-v0", Demonstrator(preset="corrigible"), episodes=20, seed=3, batch=512)
+    for name in ("obs", "actions", "rewards", "episode", "departure"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+
+
+def test_replaying_recorded_actions_reproduces_the_dataset(demos):
+    env = gym.make("imitaudit/OffSwitch-v0")
+    for e, (lo, hi) in enumerate(demos.episode_bounds()[:10]):
+        obs, _ = env.reset(seed=5 + e)
+        for t in range(lo, hi):
+            np.testing.assert_array_equal(obs, demos.obs[t])
+            obs, reward, term, trunc, info = env.step(int(demos.actions[t]))
+            assert reward == pytest.approx(demos.rewards[t])
+            assert info["departure"] == demos.departure[t]
+        assert term or trunc
+
+
+def test_save_load_round_trip(demos, tmp_path):
+    path = demos.save(tmp_path / "d.safetensors")
+    back = Demonstrations.load(path)
+    for name in ("obs", "actions", "rewards", "episode", "departure"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(demos, name))
+    assert back.env_id == demos.env_id and back.source == demos.source and back.env_kwargs == {}
+    _, meta = read_safetensors(path)
+    assert meta["imitaudit.schema"] == SCHEMA
+    assert not list(tmp_path.glob(".*tmp*"))  # the atomic write left no temp file
+
+
+def test_select_and_summary(demos):
+    sub = demos.select(np.array([2, 5]))
+    assert sub.n_episodes == 2
+    s = demos.summary()
+    assert s["episodes"] == 60 and 0 < s["departure_rate"] <= 1 and s["obs_shape"] == [406]
+
+
+def test_record_any_gymnasium_env_with_a_callable():
+    data = record("CartPole-v1", lambda obs: int(obs[2] > 0), episodes=5, seed=0)
+    assert data.obs.shape[1:] == (4,) and data.departure is None
+    assert data.n_episodes == 5 and data.episode_returns().mean() > 20
+    assert data.source.startswith("callable")
+
+
+def test_module_prefixed_env_id_and_dict_observations(tmp_path, monkeypatch):
+    (tmp_path / "userenvs.py").write_text(
+        '''
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+class Corridor(gym.Env):
+    """A 5-cell corridor; stepping left from cell 0 is a departure."""
+    def __init__(self):
+        self.observation_space = spaces.Dict({"pos": spaces.Discrete(5), "t": spaces.Box(0, 10, (1,))})
+        self.action_space = spaces.Discrete(2)
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.pos, self.t = 2, 0
+        return self._obs(), {}
+    def _obs(self):
+        return {"pos": self.pos, "t": np.array([self.t], dtype=np.float32)}
+    def step(self, action):
+        departure = self.pos == 0 and action == 0
+        self.pos = min(4, max(0, self.pos + (1 if action else -1)))
+        self.t += 1
+        return self._obs(), float(self.pos == 4), self.pos == 4, self.t >= 10, {"departure": departure}
+
+gym.register(id="userenvs/Corridor-v0", entry_point=Corridor)
+'''
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    data = record("userenvs:userenvs/Corridor-v0", lambda obs: 0, episodes=3, seed=0)
+    assert data.obs.shape[1:] == (6,)  # one-hot of 5 + the box
+    assert data.departure is not None and data.episode_departed().all()
+
+
+def test_non_discrete_actions_are_refused():
+    with pytest.raises(ValueError, match="Discrete"):
+        record("MountainCarContinuous-v0", lambda obs: 0, episodes=1)
+
+
+def test_from_arrays_validates():
+    ok = from_arrays(
+        obs=np.zeros((4, 3)), actions=[0, 1, 1, 0], rewards=[0, 0, 1, 0], episode=[0, 0, 1, 1], env_id="CartPole-v1"
+    )
+    assert ok.obs.dtype == np.float32 and ok.n_episodes == 2
+    with pytest.raises(ValueError, match=r"actions has shape \(3,\) but obs has 4 steps"):
+        from_arrays(obs=np.zeros((4, 3)), actions=[0, 1, 1], rewards=[0] * 4, episode=[0] * 4, env_id="CartPole-v1")
+    with pytest.raises(ValueError, match="non-decreasing"):
+        from_arrays(obs=np.zeros((3, 2)), actions=[0] * 3, rewards=[0] * 3, episode=[1, 0, 1], env_id="CartPole-v1")
+    with pytest.raises(ValueError, match="whole numbers"):
+        from_arrays(obs=np.zeros((2, 2)), actions=[0.5, 1], rewards=[0, 0], episode=[0, 0], env_id="CartPole-v1")
+    with pytest.raises(ValueError, match="not a registered"):
+        from_arrays(obs=np.zeros((2, 2)), actions=[0, 1], rewards=[0, 0], episode=[0, 0], env_id="Nope-v9")
+    with pytest.raises(ValueError, match="empty"):
+        from_arrays(obs=np.zeros((0, 2)), actions=[], rewards=[], episode=[], env_id="CartPole-v1")
+    with pytest.raises(ValueError, match="NaN"):
+        from_arrays(obs=np.full((1, 2), np.nan), actions=[0], rewards=[0], episode=[0], env_id="CartPole-v1")
+
+
+# ----- bad files: each is one line through the CLI, exit code 2 ---------------------------
+
+
+def _valid_tensors(t=6):
+    return {
+        "obs": np.zeros((t, 406), dtype=np.float32),
+        "actions": np.zeros(t, dtype=np.int64),
+        "rewards": np.zeros(t, dtype=np.float32),
+        "episode": np.repeat(np.arange(2), t // 2).astype(np.int64),
+    }
+
+
+META = {"imitaudit.schema": SCHEMA, "env_id": "imitaudit/OffSwitch-v0", "env_kwargs": "{}", "source": "test"}
+
+
+def _write(path, tensors, meta):
+    save_file(tensors, str(path), metadata=meta)
+    return path
+
+
+def bad_files(tmp):
+    """name -> (path, expected message fragment)."""
+    cases = {}
+    cases["missing file"] = (tmp / "nope.safetensors", "no such file")
+    p = tmp / "pickle.safetensors"
+    p.write_bytes(pickle.dumps({"obs": [1, 2, 3]}))
+    cases["pickle renamed"] = (p, "pickle")
+    p = tmp / "zip.safetensors"
+    with zipfile.ZipFile(p, "w") as z:
+        z.writestr("data.pkl", b"x")
+    cases["zip"] = (p, "zip archive")
+    p = tmp / "empty.safetensors"
+    p.write_bytes(b"")
+    cases["empty"] = (p, "empty")
+    p = tmp / "lying.safetensors"
+    p.write_bytes((10**9).to_bytes(8, "little") + b"{}")
+    cases["header longer than file"] = (p, "header length")
+    good = _write(tmp / "good.safetensors", _valid_tensors(), META)
+    p = tmp / "truncated.safetensors"
+    p.write_bytes(good.read_bytes()[:-100])
+    cases["truncated"] = (p, "invalid safetensors")
+    t = _valid_tensors()
+    del t["actions"]
+    cases["missing tensor"] = (_write(tmp / "noact.safetensors", t, META), "missing tensor(s) actions")
+    t = _valid_tensors()
+    t["actions"] = np.zeros(5, dtype=np.int64)
+    cases["mismatched lengths"] = (_write(tmp / "len.safetensors", t, META), "actions has shape (5,)")
+    t = _valid_tensors()
+    t["actions"] = np.zeros(6, dtype=np.float32)
+    cases["wrong dtype"] = (_write(tmp / "dtype.safetensors", t, META), "actions must be int64")
+    cases["unknown schema"] = (
+        _write(tmp / "schema.safetensors", _valid_tensors(), {**META, "imitaudit.schema": "imitaudit.demonstrations/9"}),
+        "unknown schema version",
+    )
+    cases["no metadata"] = (_write(tmp / "nometa.safetensors", _valid_tensors(), None), "imitaudit.schema")
+    cases["env not installed"] = (
+        _write(tmp / "env.safetensors", _valid_tensors(), {**META, "env_id": "acme/Factory-v3"}),
+        "not a registered Gymnasium environment",
+    )
+    cases["env_kwargs not JSON"] = (
+        _write(tmp / "kw.safetensors", _valid_tensors(), {**META, "env_kwargs": "{oops"}),
+        "env_kwargs",
+    )
+    return cases
+
+
+def test_every_bad_file_is_a_one_line_value_error(tmp_path):
+    for name, (path, fragment) in bad_files(tmp_path).items():
+        with pytest.raises(ValueError) as info:
+            Demonstrations.load(path)
+        message = str(info.value)
+        assert fragment in message, (name, message)
+        assert "\n" not in message, name
+
+
+def test_every_bad_file_exits_2_in_the_cli_without_traceback(tmp_path, capsys):
+    from audit.cli import main
+
+    for name, (path, fragment) in bad_files(tmp_path).items():
+        if name == "env not installed":
+            continue  # inspect describes datasets of envs not installed here; see the next test
+        code = main(["inspect", str(path)])
+        err = capsys.readouterr().err
+        assert code == 2, name
+        assert err.count("\n") == 1 and err.startswith("imitaudit: error:") and fragment in err, (name, err)
+        assert "Traceback" not in err
+
+
+def test_inspect_reports_an_env_that_is_not_installed(tmp_path, capsys):
+    from audit.cli import main
+
+    path = _write(tmp_path / "env.safetensors", _valid_tensors(), {**META, "env_id": "acme/Factory-v3"})
+    assert main(["inspect", str(path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["env_installed"] is False and info["episodes"] == 2

@@ -1,0 +1,75 @@
+"""Rollouts: seeded and reproducible, native envs and the Gymnasium adapter, clear errors on mismatch."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from audit.envs.adapter import GymnasiumBatch, NativeBatch, make_batch
+from audit.data.rollout import rollout
+from models.imitator import ImitatorConfig
+from models.registry import build
+
+
+def test_reproducible_and_seed_sensitive():
+    torch.manual_seed(0)
+    model = build("gru", ImitatorConfig(obs_dim=325, n_actions=5, hidden=16))
+    a = rollout(model, "imitaudit/PowerSeeking-v0", episodes=16, seed=4, taps=["core"])
+    b = rollout(model, "imitaudit/PowerSeeking-v0", episodes=16, seed=4, taps=["core"])
+    c = rollout(model, "imitaudit/PowerSeeking-v0", episodes=16, seed=5)
+    assert torch.equal(a.actions, b.actions) and torch.equal(a.obs, b.obs)
+    assert not torch.equal(a.obs[:, 0], c.obs[:, 0])  # other seeds, other layouts
+    assert a.departure is not None and a.departure.shape == a.mask.shape
+    # Each episode's first observation is the env's own reset for seed + e.
+    env = gym.make("imitaudit/PowerSeeking-v0")
+    first, _ = env.reset(seed=4 + 9)
+    np.testing.assert_array_equal(a.obs[9, 0].numpy(), first)
+    assert isinstance(make_batch("imitaudit/PowerSeeking-v0", 2), NativeBatch)
+
+
+def test_adapter_on_cartpole():
+    model = build("mlp", ImitatorConfig(obs_dim=4, n_actions=2, hidden=8))
+    traj = rollout(model, "CartPole-v1", episodes=6, seed=0, taps=["core", "head"])
+    assert isinstance(make_batch("CartPole-v1", 1), GymnasiumBatch)
+    assert traj.obs.shape[0] == 6 and traj.obs.shape[2] == 4
+    assert traj.departure is None and traj.departed() is None
+    assert traj.activations.taps["head"].shape == (*traj.mask.shape, 2)
+    # the returns are the env's own: CartPole pays 1 per step
+    np.testing.assert_array_equal(traj.returns().numpy(), traj.lengths().numpy())
+
+
+def test_adapter_flattens_dict_observations(tmp_path, monkeypatch):
+    (tmp_path / "dictenv.py").write_text(
+        '''
+import gymnasium as gym, numpy as np
+from gymnasium import spaces
+class Probe(gym.Env):
+    def __init__(self):
+        self.observation_space = spaces.Dict({"a": spaces.Discrete(3), "b": spaces.Box(-1, 1, (2,))})
+        self.action_space = spaces.Discrete(2)
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed); self.t = 0
+        return {"a": 1, "b": np.zeros(2, dtype=np.float32)}, {}
+    def step(self, action):
+        self.t += 1
+        return {"a": 2, "b": np.ones(2, dtype=np.float32)}, 1.0, self.t >= 3, False, {"departure": action == 1}
+gym.register(id="dictenv/Probe-v0", entry_point=Probe)
+'''
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    model = build("transformer", ImitatorConfig(obs_dim=5, n_actions=2, hidden=8))
+    traj = rollout(model, "dictenv:dictenv/Probe-v0", episodes=4, seed=0)
+    assert traj.obs.shape == (4, 3, 5)
+    np.testing.assert_array_equal(traj.obs[0, 0].numpy(), [0, 1, 0, 0, 0])
+    assert traj.departure is not None
+    np.testing.assert_array_equal(traj.departure.numpy(), (traj.actions == 1).numpy())
+
+
+def test_mismatched_model_and_env():
+    model = build("mlp", ImitatorConfig(obs_dim=4, n_actions=2))
+    with pytest.raises(ValueError, match="obs_dim=4, n_actions=2; imitaudit/OffSwitch-v0 gives obs_dim=406, n_actions=5"):
+        rollout(model, "imitaudit/OffSwitch-v0", episodes=2)
+    with pytest.raises(ValueError, match="Discrete"):
+        rollout(model, "MountainCarContinuous-v0", episodes=2)
+    with pytest.raises(ValueError, match="bad env_kwargs"):
+        rollout(model, "imitaudit/OffSwitch-v0", episodes=2, env_kwargs={"lava": True})
