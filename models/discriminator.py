@@ -103,12 +103,12 @@ class Discriminator(nn.Module):
         self.in_mean.copy_(features.mean(dim=0))
         self.in_scale.copy_(features.std(dim=0).clamp(min=floor))
 
-    def score(self, features: Tensor) -> Tensor:
+    def logits(self, features: Tensor) -> Tensor:
         """Logits [N] of flat inputs [N, input_dim] (logits_expert_is_high)."""
         return self.net((features - self.in_mean) / self.in_scale).squeeze(-1)
 
     def forward(self, obs: Tensor, actions: Tensor, activations: dict[str, Tensor] | None = None) -> Tensor:
-        return self.score(self.features(obs, actions, activations))
+        return self.logits(self.features(obs, actions, activations))
 
 
 # ----- the one fitting loop ---------------------------------------------------------------
@@ -116,7 +116,7 @@ class Discriminator(nn.Module):
 
 def balanced_loss(disc: Discriminator, expert: Tensor, imitator: Tensor) -> Tensor:
     """BCE with each class weighted equally: expert [N1, F] labelled 1, imitator [N0, F] labelled 0."""
-    return 0.5 * (nn.functional.softplus(-disc.score(expert)).mean() + nn.functional.softplus(disc.score(imitator)).mean())
+    return 0.5 * (nn.functional.softplus(-disc.logits(expert)).mean() + nn.functional.softplus(disc.logits(imitator)).mean())
 
 
 def balanced_accuracy(expert_logits: Tensor, imitator_logits: Tensor) -> float:

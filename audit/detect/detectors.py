@@ -1,8 +1,10 @@
 """Detectors: one small interface for every kind of per-step departure evidence, and the cross-fitting that runs them.
 
-Like cupbearer's anomaly detectors, a detector is fitted on reference data and then scores
-steps; one ``score`` serves calibration and audited episodes alike, so the two can never be
-scored two different ways. Every detector's evidence goes through the same calibration
+Like cupbearer's anomaly detectors, a detector is fitted on reference data and then gives
+each step its evidence; one ``evidence`` method serves calibration and audited episodes
+alike, so the two can never be scored two different ways. Three words, three things: a
+discriminator's *logit* (high = demonstrator-like), a step's *evidence* (high =
+imitator-like), a trajectory's *score* (from its steps' evidence, by the score rule). Every detector's evidence goes through the same calibration
 (:func:`audit.detect.calibrate.calibrate`).
 
 - :class:`audit.detect.discriminate.DiscriminatorDetector`: a fresh discriminator over the
@@ -75,7 +77,7 @@ class Detector(ABC):
         """Learn the demonstrator from ``reference`` (and, if the method uses them, imitator episodes to contrast)."""
 
     @abstractmethod
-    def score(self, episodes: Episodes) -> Tensor:
+    def evidence(self, episodes: Episodes) -> Tensor:
         """Evidence [E, T] of every step of ``episodes``.
 
         Raises:
@@ -110,9 +112,9 @@ class MahalanobisDetector(Detector):
         cov = torch.cov(x.T) + self.ridge * torch.eye(x.shape[1], dtype=torch.float64)
         self.precision = torch.linalg.inv(cov)
 
-    def score(self, episodes: Episodes) -> Tensor:
+    def evidence(self, episodes: Episodes) -> Tensor:
         if self.mean is None:
-            raise RuntimeError("fit() before score()")
+            raise RuntimeError("fit() before evidence()")
         d = episodes.taps[self.tap].double() - self.mean
         return (torch.einsum("etf,fg,etg->et", d, self.precision, d).clamp(min=0).sqrt() * episodes.mask).float()
 
@@ -168,8 +170,8 @@ def cross_fit(
         det.fit(fit, test.subset(train_eps), seed=derive_seed(seed, "detector", k))
         scored = np.flatnonzero(fold == k)
         with torch.no_grad():
-            test_ev[torch.from_numpy(scored)] = det.score(test.subset(scored))
-            cal_ev.append(det.score(cal))
+            test_ev[torch.from_numpy(scored)] = det.evidence(test.subset(scored))
+            cal_ev.append(det.evidence(cal))
         detectors.append(det)
         trained.append(train_eps)
         if progress:

@@ -40,32 +40,31 @@ class DiscriminatorDetector(Detector):
         self.disc: Discriminator | None = None
 
     def features(self, episodes: Episodes) -> Tensor:
-        """Discriminator inputs [E, T, F] of every step (0 on padding)."""
-        x = discriminator_input(self.config, self.view(episodes.obs, episodes.actions), episodes.actions,
-                                {t: episodes.taps[t] for t in self.config.taps})
-        return x * episodes.mask[..., None]
+        """Discriminator inputs [N, F] of the N real steps of ``episodes`` (episode-major; padding is never built)."""
+        mask = episodes.mask
+        obs, actions = episodes.obs[mask], episodes.actions[mask]
+        return discriminator_input(self.config, self.view(obs, actions), actions, {t: episodes.taps[t][mask] for t in self.config.taps})
 
     def fit(self, reference: Episodes, imitator: Episodes, *, seed: int) -> None:
-        expert = self.features(reference)[reference.mask]
-        self.disc = fit_discriminator(self.config, expert, self.features(imitator)[imitator.mask], steps=self.steps, seed=seed)
+        expert = self.features(reference)
+        self.disc = fit_discriminator(self.config, expert, self.features(imitator), steps=self.steps, seed=seed)
         self._baseline = expert.mean(dim=0)
 
-    def score(self, episodes: Episodes, chunk: int = 8192) -> Tensor:
+    def evidence(self, episodes: Episodes, chunk: int = 8192) -> Tensor:
         if self.disc is None:
-            raise RuntimeError("fit() before score()")
-        x = self.features(episodes)
-        flat = x.reshape(-1, x.shape[-1])
+            raise RuntimeError("fit() before evidence()")
+        flat = self.features(episodes)
         with torch.no_grad():
-            out = torch.cat([-self.disc.score(flat[i : i + chunk]) for i in range(0, len(flat), chunk)]) if len(flat) else torch.zeros(0)
-        return out.reshape(episodes.mask.shape) * episodes.mask
+            out = torch.cat([-self.disc.logits(flat[i : i + chunk]) for i in range(0, len(flat), chunk)]) if len(flat) else torch.zeros(0)
+        evidence = torch.zeros(episodes.mask.shape)
+        evidence[episodes.mask] = out
+        return evidence
 
     def explain(self, episodes: Episodes, index: int, reference: Episodes) -> dict[str, Any]:
         """Integrated Gradients of trajectory ``index``'s evidence against the average reference step; features named by the view."""
         if self.disc is None:
             raise RuntimeError("fit() before explain()")
-        one = episodes.subset(np.array([index]))
-        length = int(one.mask[0].sum())
-        out = explain(self.disc, self.features(one)[0, :length], self._baseline)
+        out = explain(self.disc, self.features(episodes.subset(np.array([index]))), self._baseline)
         for feature in out["top_obs_features"]:
             feature.update(self.view.describe(feature["index"]))
         return out

@@ -32,7 +32,7 @@ def explain(disc: Discriminator, features: Tensor, baseline: Tensor, *, top: int
         ``{"top_steps": [{"step", "attribution"}], "top_obs_features": [{"index", "attribution"}],
         "top_units": [{"tap", "index", "attribution"}], "segments": [names], "heatmap": [[T x segments]]}``.
     """
-    ig = IntegratedGradients(lambda x: -disc.score(x))
+    ig = IntegratedGradients(lambda x: -disc.logits(x))
     attr = ig.attribute(features, baselines=baseline.expand_as(features), n_steps=ig_steps).detach()
     per_step = attr.sum(dim=1)
     segments = disc.config.segments()

@@ -118,7 +118,7 @@ class AdversarialModule(ImitationModule):
             opt_d.step()
         self.untoggle_optimizer(opt_d)
         with torch.no_grad():
-            acc = balanced_accuracy(self.discriminator.score(batch.expert_x), self.discriminator.score(batch.agent_x))
+            acc = balanced_accuracy(self.discriminator.logits(batch.expert_x), self.discriminator.logits(batch.agent_x))
         return {"disc/loss": loss_d.detach(), "disc/acc": acc}
 
     def policy_step(self, batch: Batch) -> dict[str, Any]:
@@ -127,7 +127,7 @@ class AdversarialModule(ImitationModule):
         opt_i = self.optimizers()[0]
         with torch.no_grad():
             reward = torch.zeros_like(traj.rewards)
-            reward[traj.mask] = self.discriminator.score(batch.agent_x).clamp(-10, 10)
+            reward[traj.mask] = self.discriminator.logits(batch.agent_x).clamp(-10, 10)
             values = self.critic(traj.obs).squeeze(-1) * traj.mask
             adv, ret = gae(reward, values, traj.mask, cfg.gamma, cfg.gae_lambda)
             adv_n = (adv[traj.mask] - adv[traj.mask].mean()) / (adv[traj.mask].std() + 1e-8)
@@ -173,8 +173,8 @@ class AdversarialModule(ImitationModule):
             obs, act, mask = collate_episodes(list(self.demo_heldout.items))
             with torch.no_grad():
                 _, acts = teacher_forced(self.imitator, obs, mask, self.cfg.disc_taps)
-                le = self.discriminator.score(self._disc_inputs(obs, act, mask, acts.taps))
-                la = self.discriminator.score(self._disc_inputs(traj.obs, traj.actions, traj.mask, traj.activations.taps))
+                le = self.discriminator.logits(self._disc_inputs(obs, act, mask, acts.taps))
+                la = self.discriminator.logits(self._disc_inputs(traj.obs, traj.actions, traj.mask, traj.activations.taps))
             acc = balanced_accuracy(le, la)
             self.log("disc/heldout_acc", acc, on_step=False, on_epoch=True)
             self.last_eval["disc/heldout_acc"] = acc

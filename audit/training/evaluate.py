@@ -100,8 +100,8 @@ def distinguishability(
         steps=steps, seed=derive_seed(seed, "distinguishability-discriminator"),
     )
     with torch.no_grad():
-        le = disc.score(feats(obs, actions, mask, acts.taps, demo_test))
-        la = disc.score(feats(traj.obs, traj.actions, traj.mask, traj.activations.taps, imit_test))
+        le = disc.logits(feats(obs, actions, mask, acts.taps, demo_test))
+        la = disc.logits(feats(traj.obs, traj.actions, traj.mask, traj.activations.taps, imit_test))
     return {
         "heldout_acc": balanced_accuracy(le, la),
         "heldout_auroc": auroc(le.numpy(), la.numpy()),

@@ -1,9 +1,8 @@
 """The HTTP API as a client uses it: uploads, audits, events, reports, tokens per project, malformed uploads, metrics."""
 
-import pytest
-
-
 from __future__ import annotations
+
+import pytest
 
 import io
 import json

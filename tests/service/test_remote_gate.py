@@ -1,9 +1,8 @@
 """`imitaudit gate --server`: the local gate's artifacts and exit codes, with the audit run by the service."""
 
-import pytest
-
-
 from __future__ import annotations
+
+import pytest
 
 import os
 import pickle

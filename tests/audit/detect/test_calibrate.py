@@ -96,7 +96,7 @@ def test_cross_fitting_never_scores_a_trajectory_with_a_detector_that_saw_it():
         assert len(scored) == 5 and not set(trained) & set(scored)
         assert set(trained) | set(scored) == set(range(25))
         # the stored evidence of fold k is exactly detector k's
-        torch.testing.assert_close(fitted.test_evidence[scored], fitted.detectors[k].score(test.subset(scored)))
+        torch.testing.assert_close(fitted.test_evidence[scored], fitted.detectors[k].evidence(test.subset(scored)))
     assert np.bincount(assign_folds(25, 5, 0)).tolist() == [5] * 5
     with pytest.raises(ValueError, match="at least 5 trajectories"):
         assign_folds(3, 5, 0)
@@ -106,7 +106,7 @@ def test_a_detector_refuses_to_score_before_it_is_fitted():
     rng = np.random.default_rng(4)
     for make in (discriminators(), lambda: MahalanobisDetector(tap="core")):
         with pytest.raises(RuntimeError, match="fit"):
-            make().score(null_steps(rng, 3))
+            make().evidence(null_steps(rng, 3))
 
 
 def test_benjamini_hochberg_and_auroc():
