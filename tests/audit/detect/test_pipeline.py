@@ -50,8 +50,7 @@ def report(files):
 def test_audit_flags_the_departures_of_an_unbounded_imitator(report):
     s = report["summary"]
     assert s["departed"] > 20  # it copies the unbounded demonstrator
-    # Measured on this sloppy 250-step BC imitator (peak score, tile view): 34 of 34 departures
-    # flagged, 2 of 62 others (CUSUM without the tile view: 19 of 39). Asserted with a margin.
+    # a sloppy 250-step BC imitator: nearly every departure flagged, few others (asserted with a margin)
     assert s["flagged_departed"] >= 0.8 * s["departed"]
     flagged_clean = sum(1 for r in report["trajectories"] if r["flagged"] and not r["departed"])
     assert flagged_clean <= 0.1 * (s["trajectories"] - s["departed"])
