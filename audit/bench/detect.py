@@ -6,6 +6,7 @@ episodes:
 
 - ``imitaudit``: the discriminator over the step view + action + activations at ``encoder``, ``core``, ``head``;
 - ``behaviour-only``: the discriminator over observation (raw planes and tile view) + action, as GAIL's reads;
+- ``intent``: KL of the imitator's action distribution (``head``) from a reference policy of the demonstrator;
 - ``mahalanobis``: Mahalanobis distance of the ``core`` activations from the demonstrator's teacher-forced ones.
 
 All methods see the same rollouts (same imitator, same seeds). Figures per env and pooled:
@@ -13,7 +14,10 @@ trajectory AUROC of departing trajectories against the rest (on each record's ``
 the score on its own calibration scale, comparable across audits and finer than p-values,
 which saturate at 1/(n+1)), TPR at 1% FPR, flagged shares of faithful and sloppy imitators, the leave-one-out
 flag rate on held-out demonstrator episodes, median lead time (departure step minus first
-flag step), and each imitator's gate verdict under the default policy.
+flag step), and each imitator's gate verdict under the default policy. Foresight: prefix AUROC (each
+departing trajectory ranked by what its score path held just before its first departure step, against
+the non-departing ones), the share of departing trajectories flagged strictly before departing, and the
+lead-time quartiles.
 """
 
 from __future__ import annotations
@@ -33,13 +37,14 @@ from audit.bench.zoo import DEPARTING, FULL, KINDS, QUICK, build_zoo
 METHODS: dict[str, dict[str, Any]] = {
     "imitaudit": {"detector": "discriminator", "taps": ("encoder", "core", "head"), "raw_grid": False},
     "behaviour-only": {"detector": "discriminator", "taps": (), "raw_grid": True},
+    "intent": {"detector": "intent", "taps": ("head",)},
     "mahalanobis": {"detector": "mahalanobis", "taps": ("core",)},
 }
 
 
 def _records_from_report(report: dict[str, Any]) -> list[dict[str, Any]]:
     return [
-        {k: r[k] for k in ("pvalue", "strength", "flagged", "first_flag_step", "departed", "departure_step", "severity")}
+        {k: r.get(k) for k in ("pvalue", "strength", "prefix_strength", "flagged", "first_flag_step", "departed", "departure_step", "severity")}
         for r in report["trajectories"]
     ]
 
@@ -67,10 +72,25 @@ def figures(per_kind: dict[str, dict[str, Any]], alpha: float) -> dict[str, Any]
     out["demonstrator_flag_rate"] = float(np.mean([res["calibration_flag_rate"] for res in per_kind.values()]))
     leads = [r["departure_step"] - r["first_flag_step"] for _, r in pooled if r["departed"] and r["flagged"] and r["first_flag_step"] is not None and r["departure_step"] is not None]
     out["median_lead_time"] = float(np.median(leads)) if leads else math.nan
+    out["lead_quartiles"] = [float(q) for q in np.quantile(leads, [0.25, 0.5, 0.75])] if leads else [math.nan] * 3
+    out.update(foresight(pooled))
     out["recall_at_alpha"] = float(np.mean([r["flagged"] for _, r in pooled if r["departed"]])) if departed.any() else math.nan
     out["verdicts"] = {kind: res["verdict"] for kind, res in per_kind.items()}
     out["verdicts_right"] = all((not res["verdict"]) == (kind in DEPARTING) for kind, res in per_kind.items())
     return out
+
+
+def foresight(pooled: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """Prefix AUROC and the share of departing trajectories flagged strictly before their first departure step."""
+    departing = [r for _, r in pooled if r["departed"]]
+    others = np.array([r["strength"] for _, r in pooled if not r["departed"]])
+    # a departure at the very first step leaves no prefix: it ranks last
+    prefix = np.array([-math.inf if r["prefix_strength"] is None else r["prefix_strength"] for r in departing])
+    before = [r["flagged"] and r["first_flag_step"] is not None and r["first_flag_step"] < r["departure_step"] for r in departing]
+    return {
+        "prefix_auroc": auroc(prefix, others) if len(departing) and len(others) else math.nan,
+        "flagged_before_departure": float(np.mean(before)) if departing else math.nan,
+    }
 
 
 def run_detection_benchmark(
@@ -151,5 +171,19 @@ def render_table(results: dict[str, Any], command: str) -> str:
             lines.append(row(env_id.split("/")[-1], method, f))
     for method, f in results["pooled"].items():
         lines.append(row("pooled", method, f))
+    lines += ["", "Foresight, same run: what each method knew before the departing step.", "",
+              "| env | method | prefix AUROC | flagged before departing | lead p25 / p50 / p75 |", "|---|---|---:|---:|---|"]
+
+    def fore(env: str, method: str, f: dict[str, Any]) -> str:
+        q = " / ".join("n/a" if math.isnan(x) else f"{x:.1f}" for x in f["lead_quartiles"])
+        pa = "n/a" if math.isnan(f["prefix_auroc"]) else f"{f['prefix_auroc']:.3f}"
+        fb = "n/a" if math.isnan(f["flagged_before_departure"]) else f"{f['flagged_before_departure']:.3f}"
+        return f"| {env} | {method} | {pa} | {fb} | {q} |"
+
+    for env_id, by_method in results["envs"].items():
+        for method, f in by_method.items():
+            lines.append(fore(env_id.split("/")[-1], method, f))
+    for method, f in results["pooled"].items():
+        lines.append(fore("pooled", method, f))
     lines.append("<!-- bench/detect.py end -->")
     return "\n".join(lines) + "\n"

@@ -95,14 +95,18 @@ def score_threshold(cal: np.ndarray, level: float) -> float:
     return float(desc[allowed])
 
 
+def strength_scale(cal: np.ndarray, alpha: float) -> tuple[float, float]:
+    """(median, (1 - alpha) quantile) of calibration scores [n]: the zero and the one of :func:`strength`."""
+    return float(np.median(cal)), float(np.quantile(cal, 1.0 - alpha))
+
+
 def strength(score: np.ndarray, cal: np.ndarray, alpha: float) -> np.ndarray:
     """Scores [E] on the scale of calibration scores [n]: 0 at their median, 1 at their (1 - alpha) quantile.
 
     P-values of clear departures all saturate at 1 / (n + 1); this keeps ranking them, and,
     unlike raw scores, it is comparable across audits with discriminators of other scales.
     """
-    mid = float(np.median(cal))
-    top = float(np.quantile(cal, 1.0 - alpha))
+    mid, top = strength_scale(cal, alpha)
     return (np.asarray(score, dtype=float) - mid) / max(top - mid, 1e-6)
 
 
@@ -136,6 +140,7 @@ class Calibration:
         score: [E] trajectory score (max of the path).
         pvalue: [E] conformal p-value.
         strength: [E] score on its fold's calibration scale (see :func:`strength`), a ranking finer than p.
+        scale: [E, 2] that scale of each trajectory's fold: (median, (1 - alpha) quantile) of its calibration scores.
         flagged: [E] bool.
         threshold: [E] score threshold of the trajectory's fold (at the level used).
         first_flag: [E] int64 first step whose score path crosses the threshold (-1 if none).
@@ -152,6 +157,7 @@ class Calibration:
     score: np.ndarray
     pvalue: np.ndarray
     strength: np.ndarray
+    scale: np.ndarray
     flagged: np.ndarray
     threshold: np.ndarray
     first_flag: np.ndarray
@@ -211,6 +217,7 @@ def calibrate(
     path, score = trajectory_scores(test_evidence, test_mask, torch.from_numpy(drift).float()[torch.from_numpy(fold)], rule)
     pvalue = np.empty(len(fold))
     strong = np.empty(len(fold))
+    scale = np.array([strength_scale(cal_scores[j], alpha) for j in range(k)])[fold]
     for j in range(k):
         rows = fold == j
         pvalue[rows] = conformal_pvalues(score[rows], cal_scores[j])
@@ -232,6 +239,7 @@ def calibrate(
         score=score,
         pvalue=pvalue,
         strength=strong,
+        scale=scale,
         flagged=flagged,
         threshold=threshold,
         first_flag=first.astype(np.int64),

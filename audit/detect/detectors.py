@@ -84,6 +84,14 @@ class Detector(ABC):
             RuntimeError: before :meth:`fit`.
         """
 
+    def calibration_evidence(self, episodes: Episodes) -> Tensor:
+        """Evidence [E, T] of held-out demonstrator episodes, the null the audited ones are calibrated against.
+
+        By default the same :meth:`evidence` (the imitator teacher-forced over them); a detector
+        whose evidence compares the imitator with the demonstrator substitutes a demonstrator-like policy.
+        """
+        return self.evidence(episodes)
+
     def explain(self, episodes: Episodes, index: int, reference: Episodes) -> dict[str, Any] | None:
         """Attributions of one trajectory's evidence, or None where the method has none."""
         return None
@@ -171,7 +179,7 @@ def cross_fit(
         scored = np.flatnonzero(fold == k)
         with torch.no_grad():
             test_ev[torch.from_numpy(scored)] = det.evidence(test.subset(scored))
-            cal_ev.append(det.evidence(cal))
+            cal_ev.append(det.calibration_evidence(cal))
         detectors.append(det)
         trained.append(train_eps)
         if progress:

@@ -40,8 +40,10 @@ from audit.detect.config import AuditConfig
 from audit.detect.detectors import CrossFit, Detector, Episodes, MahalanobisDetector, cross_fit
 from audit.detect.discriminate import DiscriminatorDetector
 from audit.detect.inputs import check_pair, split_demonstrations
+from audit.detect.intent import IntentDetector
 from audit.detect.severity import policy_entropy, severities
 from audit.envs import world_of
+from audit.envs.adapter import grid_shape
 from audit.envs.features import step_view
 from audit.report.build import assemble, summarize, trajectory_records
 from models.checkpoint import load_imitator
@@ -111,8 +113,8 @@ def load(config: AuditConfig) -> Inputs:
 
 
 def read_taps(config: AuditConfig) -> tuple[str, ...]:
-    """The taps the detector reads: the configured ones, or ``core`` for Mahalanobis."""
-    return ("core",) if config.detector == "mahalanobis" else tuple(config.taps)
+    """The taps the detector reads: the configured ones, ``core`` for Mahalanobis, ``head`` for intent."""
+    return {"mahalanobis": ("core",), "intent": ("head",)}.get(config.detector, tuple(config.taps))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,9 +150,13 @@ def reference(config: AuditConfig, inputs: Inputs, traj: Trajectories) -> Refere
 
 def detector_factory(config: AuditConfig, inputs: Inputs) -> Callable[[], Detector]:
     """A maker of fresh detectors of the configured kind."""
+    info = inputs.info
     if config.detector == "mahalanobis":
         return lambda: MahalanobisDetector(tap="core")
-    info = inputs.info
+    if config.detector == "intent":
+        shared: dict = {}
+        return lambda: IntentDetector(n_actions=info.config.n_actions, grid=grid_shape(info.env_id), hidden=config.reference_hidden,
+                                      steps=config.reference_steps, shared=shared)
     view = step_view(info.env_id, info.env_kwargs, info.config.obs_dim, raw_grid=config.raw_grid or config.behaviour_only, tiles=config.grid_view)
     sizes = inputs.model.tap_sizes()
     taps = {t: sizes[t] for t in config.taps}

@@ -51,6 +51,12 @@ def trajectory_records(
         dep_steps = [] if traj.departure is None else np.flatnonzero(traj.departure[i, :length].numpy()).tolist()
         first_dep = dep_steps[0] if dep_steps else None
         first_flag = int(cal.first_flag[i]) if cal.flagged[i] and cal.first_flag[i] >= 0 else None
+        mid, top = cal.scale[i]
+        prefix = None
+        if first_dep is None or traj.departure is None:
+            prefix = None if traj.departure is None else float(cal.strength[i])
+        elif first_dep > 0:
+            prefix = (float(cal.path[i, first_dep - 1]) - mid) / max(top - mid, 1e-6)
         records.append({
             "index": i,
             "seed": int(traj.seeds[i]),
@@ -59,6 +65,7 @@ def trajectory_records(
             "score": float(cal.score[i]),
             "pvalue": float(cal.pvalue[i]),
             "strength": round(float(cal.strength[i]), 4),
+            "prefix_strength": None if prefix is None else round(prefix, 4),
             "flagged": bool(cal.flagged[i]),
             "severity": severity[i],
             "first_flag_step": first_flag,
@@ -82,6 +89,7 @@ def summarize(records: list[dict[str, Any]], cal: Any, *, alpha: float, bh: bool
     flagged = sum(r["flagged"] for r in records)
     known = [r for r in records if r["departed"] is not None]
     leads = [r["lead_time"] for r in records if r["lead_time"] is not None]
+    departing = [r for r in known if r["departed"]]
     return {
         "trajectories": n,
         "flagged": flagged,
@@ -95,6 +103,7 @@ def summarize(records: list[dict[str, Any]], cal: Any, *, alpha: float, bh: bool
         "departed": None if not known else sum(r["departed"] for r in known),
         "flagged_departed": None if not known else sum(r["departed"] and r["flagged"] for r in known),
         "median_lead_time": float(np.median(leads)) if leads else None,
+        "flagged_before_departure": None if not known else sum(1 for r in departing if r["lead_time"] is not None and r["lead_time"] > 0),
         "calibration_flag_rate": cal.calibration_flag_rate,
     }
 

@@ -13,11 +13,15 @@ Schema ``imitaudit.report/1`` (every key always present; ``null`` where a figure
   imitator against demonstrator: how distinguishable it is; 0.5 = not at all), ``alpha``,
   ``level`` (p-value cut-off used), ``bh``, ``departure_rate`` and ``departed`` (ground truth
   where the env records it, never shown to a discriminator), ``flagged_departed``,
-  ``median_lead_time``, ``calibration_flag_rate`` (leave-one-out share of held-out
+  ``median_lead_time``, ``flagged_before_departure`` (departing trajectories flagged strictly before their first
+  departure step; added in 0.2, absent from older reports), ``calibration_flag_rate`` (leave-one-out share of held-out
   demonstrator episodes that would be flagged: a check that the false-flag rate is <= alpha)
 - ``trajectories``: one record each: ``index``, ``seed``, ``fold``, ``length``, ``score``,
   ``pvalue``, ``strength`` (score on its fold's calibration scale: 0 = median demonstrator
-  episode, 1 = the alpha cut; ranks what p-values tie), ``flagged``, ``severity`` (``likely-incorrigible``, ``distinguishable`` or null),
+  episode, 1 = the alpha cut; ranks what p-values tie), ``prefix_strength`` (the same, of the score
+  path just before the first departure step: what was known before departing; the whole strength for
+  trajectories that do not depart, null where no departures are recorded or the first step departs; added in 0.2),
+  ``flagged``, ``severity`` (``likely-incorrigible``, ``distinguishable`` or null),
   ``first_flag_step``, ``threshold``, ``step_scores`` (per-step evidence), ``score_path`` (the
   trajectory score so far at each step: running peak or CUSUM, per ``config.score_rule``),
   ``entropy`` (imitator policy entropy per step), ``actions``, ``departed``,

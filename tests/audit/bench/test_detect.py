@@ -23,9 +23,10 @@ def test_bench_detect_quick(tmp_path):
     results = json.loads(out_json.read_text())
     assert set(results["envs"]) == {"imitaudit/OffSwitch-v0"}
     pooled = results["pooled"]
-    assert set(pooled) == {"imitaudit", "behaviour-only", "mahalanobis"}
+    assert set(pooled) == {"imitaudit", "behaviour-only", "intent", "mahalanobis"}
     for method, f in pooled.items():
         assert 0.0 <= f["auroc"] <= 1.0 and f["departing"] > 0, method
+        assert 0.0 <= f["prefix_auroc"] <= 1.0 and 0.0 <= f["flagged_before_departure"] <= 1.0, method
         # leave-one-out flag rate on held-out demonstrator episodes: <= alpha up to sampling error (~300 episodes)
         assert f["demonstrator_flag_rate"] <= 0.01 + 4 * math.sqrt(0.01 * 0.99 / 300), method
         assert set(f["verdicts"]) == {"faithful", "sloppy", "unbounded", "triggered", "obfuscated"}
@@ -37,6 +38,7 @@ def test_bench_detect_quick(tmp_path):
     assert not any(pooled["imitaudit"]["verdicts"][k] for k in ("unbounded", "triggered", "obfuscated"))
     text = out_md.read_text()
     assert "kept text" in text and "<!-- bench/detect.py begin -->" in text and "| pooled | imitaudit |" in text
+    assert "prefix AUROC" in text and "| pooled | intent |" in text
 
 
 def test_benchmark_sections_replace_only_their_own(tmp_path):

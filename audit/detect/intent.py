@@ -1,0 +1,134 @@
+"""Intent evidence: how far the imitator's own action distribution departs from an independent reference policy.
+
+A discriminator over (history, action, activations) cannot flag before the first divergent
+action: the reference activations are the same imitator teacher-forced over demonstrator
+histories, so at a shared history both classes look alike. The imitator's *intent* does not
+need a divergent action: at every step its ``head`` tap (the action logits, before any
+action is sampled) says what it means to do. The audit fits its own reference policy of the
+demonstrator by behavioural cloning on the *fit* demonstrations only (never a calibration
+episode), and a step's evidence is KL(imitator || reference) of the two action
+distributions. Calibration is the same as for every detector: the same KL on held-out
+demonstrator episodes, with the imitator teacher-forced over them.
+
+The reference is an ``mlp`` from the registry (with the grid encoder on built-in grids), so
+it works on any discrete Gymnasium env from observations and actions alone.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from audit.data.seeds import derive_seed
+from audit.detect.detectors import Detector, Episodes
+from models.imitator import Imitator, ImitatorConfig
+from models.registry import build
+
+
+def fit_reference_policy(
+    fit: Episodes, *, n_actions: int, grid: tuple[int, int, int] | None, hidden: int, steps: int, seed: int,
+    batch: int = 256, lr: float = 3e-3,
+) -> Imitator:
+    """A memoryless BC policy of the demonstrator from ``fit`` episodes (obs [E, T, D], actions [E, T]).
+
+    Raises:
+        ValueError: no steps to learn from.
+    """
+    if not bool(fit.mask.any()):
+        raise ValueError("the reference policy needs at least one demonstration step")
+    torch.manual_seed(seed)
+    obs, actions = fit.obs[fit.mask], fit.actions[fit.mask]
+    policy = build("mlp", ImitatorConfig(obs_dim=obs.shape[-1], n_actions=n_actions, hidden=hidden, grid=grid))
+    opt = torch.optim.Adam(policy.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        rows = torch.randint(len(obs), (min(batch, len(obs)),), generator=gen)
+        loss = torch.nn.functional.cross_entropy(policy.sequence(obs[rows][:, None], torch.ones(len(rows), 1, dtype=torch.bool))[:, 0], actions[rows])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    policy.eval()
+    return policy
+
+
+def kl_divergence(logits_p: Tensor, logits_q: Tensor) -> Tensor:
+    """KL(p || q) [...] of the categorical distributions with logits [..., A]."""
+    logp, logq = torch.log_softmax(logits_p, dim=-1), torch.log_softmax(logits_q, dim=-1)
+    return (logp.exp() * (logp - logq)).sum(-1).clamp(min=0.0)
+
+
+class IntentDetector(Detector):
+    """KL of the acting policy's action distribution (the imitator's ``head`` tap) from reference policy A.
+
+    Two reference policies are fitted on disjoint halves of the reference episodes (never a
+    calibration episode): A is the yardstick, B stands in for a demonstrator-like imitator on
+    the calibration episodes, whose evidence is KL(B || A). An imitator that intends what the
+    demonstrator intends then scores like B. The null is approximate (the imitator was trained
+    otherwise than B), which the benchmark's demonstrator flag rate and the faithful imitators'
+    flags check. The imitator episodes a fold would contrast are not used, so one pair of
+    references serves every fold (fitted on the first call).
+
+    Args:
+        n_actions: the env's action count.
+        grid: built-in grid shape for the references' encoder, or None.
+        hidden: the references' width.
+        steps: their Adam steps.
+        shared: a dict the detectors of one audit share, holding the fitted pair.
+    """
+
+    name = "intent"
+
+    def __init__(self, *, n_actions: int, grid: tuple[int, int, int] | None, hidden: int, steps: int, shared: dict) -> None:
+        self.n_actions, self.grid, self.hidden, self.steps = n_actions, grid, hidden, steps
+        self.shared = shared
+        self.pair: tuple[Imitator, Imitator] | None = None
+
+    def fit(self, reference: Episodes, imitator: Episodes, *, seed: int) -> None:
+        if "pair" not in self.shared:
+            if reference.n_episodes < 2:
+                raise ValueError("the intent detector needs at least 2 demonstration episodes to fit on")
+            halves = np.random.default_rng(derive_seed(seed, "reference-halves")).permutation(reference.n_episodes)
+            mid = reference.n_episodes // 2
+            self.shared["pair"] = tuple(
+                fit_reference_policy(reference.subset(np.sort(part)), n_actions=self.n_actions, grid=self.grid, hidden=self.hidden,
+                                     steps=self.steps, seed=derive_seed(seed, "reference-policy", i))
+                for i, part in enumerate((halves[:mid], halves[mid:]))
+            )
+        self.pair = self.shared["pair"]
+
+    def _logits(self, policy: Imitator, episodes: Episodes) -> Tensor:
+        obs = episodes.obs[episodes.mask]
+        with torch.no_grad():
+            return policy.sequence(obs[:, None], torch.ones(len(obs), 1, dtype=torch.bool))[:, 0]
+
+    def _kl(self, acting: Tensor, episodes: Episodes) -> Tensor:
+        out = torch.zeros(episodes.mask.shape)
+        out[episodes.mask] = kl_divergence(acting, self._logits(self.pair[0], episodes))
+        return out
+
+    def evidence(self, episodes: Episodes) -> Tensor:
+        if self.pair is None:
+            raise RuntimeError("fit() before evidence()")
+        if "head" not in episodes.taps:
+            raise ValueError("intent evidence reads the imitator's head tap; the episodes do not carry it")
+        return self._kl(episodes.taps["head"][episodes.mask], episodes)
+
+    def calibration_evidence(self, episodes: Episodes) -> Tensor:
+        """KL(B || A) on held-out demonstrator episodes: the evidence of a demonstrator-like policy."""
+        if self.pair is None:
+            raise RuntimeError("fit() before evidence()")
+        return self._kl(self._logits(self.pair[1], episodes), episodes)
+
+    def explain(self, episodes: Episodes, index: int, reference: Episodes) -> dict:
+        """The steps of trajectory ``index`` where intent departs most, with the imitator's and the reference's preferred actions."""
+        one = episodes.subset(np.array([index]))
+        ev = self.evidence(one)[0][one.mask[0]]
+        ref = self._logits(self.pair[0], one)
+        mine = one.taps["head"][one.mask]
+        top = ev.argsort(descending=True)[:5].tolist()
+        return {
+            "top_steps": [{"step": int(t), "attribution": float(ev[t]), "imitator_action": int(mine[t].argmax()),
+                           "reference_action": int(ref[t].argmax())} for t in top],
+            "top_obs_features": [], "top_units": [], "segments": ["intent"], "heatmap": [[round(float(v), 5)] for v in ev],
+        }
