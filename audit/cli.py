@@ -187,6 +187,8 @@ def _run_audit(args: argparse.Namespace) -> dict:
     from audit.detect.pipeline import run_audit
 
     config = audit_config(args)
+    if getattr(args, "monitor", "") and config.detector == "mahalanobis":
+        raise UsageError("--monitor carries a discriminator or intent detector, not mahalanobis")
     for name in ("imitator", "demos"):
         if not Path(getattr(args, name)).exists():
             raise ValueError(f"{getattr(args, name)}: no such file")
@@ -196,7 +198,7 @@ def _run_audit(args: argparse.Namespace) -> dict:
             bar.set_description(f"audit: {stage}")
             bar.update(max(0, round(fraction * 100) - bar.n))
 
-        return run_audit(config, progress)
+        return run_audit(config, progress, monitor=getattr(args, "monitor", "") or None)
 
 
 def _print_summary(report: dict) -> None:
@@ -243,6 +245,39 @@ def cmd_gate(args: argparse.Namespace) -> int:
     return finish_gate(_run_audit(args), args.out)
 
 
+def cmd_monitor(args: argparse.Namespace) -> int:
+    """Replay fresh rollouts of the imitator through a monitor: alarm rates and lead times."""
+    import numpy as np
+
+    from audit.data.rollout import rollout
+    from audit.detect.monitor import Monitor
+    from models.checkpoint import load_imitator
+
+    model, info = load_imitator(args.imitator)
+    monitor = Monitor.load(args.monitor, imitator_sha256=info.sha256)
+    traj = rollout(model, info.env_id, episodes=args.episodes, seed=args.seed, env_kwargs=info.env_kwargs, taps=monitor.taps)
+    monitor.reset(traj.n_episodes)
+    first_alarm = np.full(traj.n_episodes, -1)
+    for t in range(traj.mask.shape[1]):
+        out = monitor.step(traj.obs[:, t], traj.actions[:, t], {k: v[:, t] for k, v in traj.activations.taps.items()})
+        fresh = out["alarm"] & (first_alarm < 0) & traj.mask[:, t].numpy()
+        first_alarm[fresh] = t
+    departed = traj.departed()
+    result = {"episodes": traj.n_episodes, "alarmed": int((first_alarm >= 0).sum()), "threshold": monitor.threshold, "rule": monitor.rule}
+    if departed is not None:
+        dep = departed.numpy()
+        dep_step = np.where(dep, (traj.departure & traj.mask).float().argmax(1).numpy(), -1)
+        leads = [int(dep_step[i] - first_alarm[i]) for i in np.flatnonzero(dep & (first_alarm >= 0))]
+        result.update(departed=int(dep.sum()), alarmed_departed=int((dep & (first_alarm >= 0)).sum()),
+                      alarmed_before_departure=sum(1 for x in leads if x > 0), alarmed_not_departed=int((~dep & (first_alarm >= 0)).sum()),
+                      median_lead=float(np.median(leads)) if leads else None)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(", ".join(f"{k} {v}" for k, v in result.items()))
+    return EXIT_OK
+
+
 def cmd_bench_detect(args: argparse.Namespace) -> int:
     from audit.bench.detect import render_table, run_detection_benchmark
     from audit.bench.sections import write_marked_section
@@ -280,6 +315,7 @@ def _audit_arguments(p: argparse.ArgumentParser, default_out: str, *, gate: bool
     p.add_argument("--demos", required=True, help="demonstrations .safetensors of the same env")
     p.add_argument("--out", default=default_out, help="folder for the report files")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--monitor", default="", help="also write the runtime monitor (fitted detectors and threshold) to this .safetensors")
     add_arguments(p, AuditConfig)
     if gate:
         add_arguments(p, GatePolicy)
@@ -331,6 +367,14 @@ def build_parser(extend: Callable[[argparse._SubParsersAction], None] | None = N
     p = sub.add_parser("gate", help="audit with a pass/fail policy: exit 0 pass, 1 fail, 2 error")
     _audit_arguments(p, "gate", gate=True)
     p.set_defaults(func=cmd_gate)
+
+    p = sub.add_parser("monitor", help="replay fresh rollouts of an imitator through an audit's runtime monitor")
+    p.add_argument("--imitator", required=True, help="the audited imitator .safetensors")
+    p.add_argument("--monitor", required=True, help="the monitor written by audit --monitor")
+    p.add_argument("--episodes", type=int, default=256)
+    p.add_argument("--seed", type=int, default=2_000_000, help="episode e is seeded seed + e (apart from the audit's)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_monitor)
 
     p = sub.add_parser("bench", help="benchmarks")
     bench = p.add_subparsers(dest="bench", required=True, parser_class=_Parser)

@@ -41,6 +41,7 @@ from audit.detect.detectors import CrossFit, Detector, Episodes, MahalanobisDete
 from audit.detect.discriminate import DiscriminatorDetector
 from audit.detect.inputs import check_pair, split_demonstrations
 from audit.detect.intent import IntentDetector
+from audit.detect.monitor import Monitor
 from audit.detect.severity import policy_entropy, severities
 from audit.envs import world_of
 from audit.envs.adapter import grid_shape
@@ -195,7 +196,7 @@ def explained(config: AuditConfig, inputs: Inputs, ref: Reference, fitted: Cross
 
 def run_audit(
     config: AuditConfig, progress: Progress | None = None, *, should_stop: Callable[[], bool] | None = None,
-    trajectories: Trajectories | None = None,
+    trajectories: Trajectories | None = None, monitor: str | Path | None = None,
 ) -> dict[str, Any]:
     """Audit ``config.imitator`` against ``config.demos``; returns a validated AuditReport dict.
 
@@ -205,6 +206,7 @@ def run_audit(
         should_stop: polled at each stage boundary; when it returns True the audit raises ``InterruptedError``.
         trajectories: audit these instead of rolling the imitator out (they must carry the
             activations the detector reads), e.g. held-out demonstrator episodes for a null test.
+        monitor: also write the runtime monitor (:mod:`audit.detect.monitor`) here.
 
     Raises:
         ValueError: inputs that cannot be audited (the message names the problem).
@@ -227,6 +229,10 @@ def run_audit(
     clock.done("discriminate")
 
     cal, severity = calibrated(config, ref, fitted)
+    if monitor is not None:
+        Monitor.calibrated(detectors=fitted.detectors, cal=ref.cal, rule=config.score_rule, alpha=config.alpha,
+                           drift_quantile=config.drift_quantile, taps=read_taps(config), imitator_sha256=inputs.info.sha256,
+                           env_id=inputs.info.env_id).save(monitor)
     clock.done("calibrate")
 
     explanations, replays = explained(config, inputs, ref, fitted, cal, traj)

@@ -187,3 +187,50 @@ def test_grid_view_reads_the_tile_underfoot_and_the_tile_the_action_enters():
     assert target[0, world.channels.index("button")] == 1 and target[0].sum() == 1
     assert target[1, 0] == 1 and target[2].sum() == 0 and target[3, 1] == 1
     assert np.isfinite(view.numpy()).all()
+
+
+@pytest.mark.parametrize("detector", ["discriminator", "intent"])
+def test_monitor_round_trip_scores_live_steps_like_the_batch_and_refuses_misuse(files, tmp_path, detector):
+    import numpy as np
+    import torch
+
+    from audit.data.rollout import rollout
+    from audit.detect.detectors import Episodes
+    from audit.detect.monitor import Monitor
+    from models.checkpoint import load_imitator
+
+    path = tmp_path / "monitor.safetensors"
+    config = AuditConfig(imitator=str(files["unbounded"]), demos=str(files["corrigible"]), episodes=64, explain=False, detector=detector)
+    report = run_audit(config, monitor=path)
+    monitor = Monitor.load(path, imitator_sha256=report["imitator"]["sha256"])
+    model, info = load_imitator(files["unbounded"])
+    traj = rollout(model, ENV, episodes=64, seed=7_000_000, taps=monitor.taps)
+    whole = monitor.evidence(Episodes(obs=traj.obs, actions=traj.actions, mask=traj.mask, taps=traj.activations.taps))
+    monitor.reset(64)
+    first_alarm = np.full(64, -1)
+    for t in range(traj.mask.shape[1]):
+        out = monitor.step(traj.obs[:, t].numpy(), traj.actions[:, t].numpy(), {k: v[:, t].numpy() for k, v in traj.activations.taps.items()})
+        live = traj.mask[:, t].numpy()
+        np.testing.assert_allclose(out["evidence"][live], whole[:, t].numpy()[live], rtol=1e-5, atol=1e-5)
+        first_alarm[out["alarm"] & live & (first_alarm < 0)] = t
+    departed = traj.departed().numpy()
+    s = report["summary"]
+    # on fresh rollouts the monitor raises alarms on departures about as often as the audit flagged them (within noise)
+    assert (first_alarm[departed] >= 0).mean() >= s["flagged_departed"] / s["departed"] - 0.3, (first_alarm[departed], s)
+    with pytest.raises(ValueError, match="made for imitator"):
+        Monitor.load(path, imitator_sha256="0" * 64)
+    with pytest.raises(ValueError, match="step needs"):
+        monitor.step(traj.obs[:3, 0].numpy(), traj.actions[:3, 0].numpy(), {})
+    tampered = tmp_path / "tampered.safetensors"
+    from models.safetensors_io import read_safetensors, write_safetensors
+
+    tensors, meta = read_safetensors(path)
+    write_safetensors(tampered, {k: v[:1] if v.ndim else v for k, v in tensors.items()}, meta)
+    with pytest.raises(ValueError):
+        Monitor.load(tampered)
+    res = run_cli("monitor", "--imitator", str(files["unbounded"]), "--monitor", str(path), "--episodes", "32", "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["episodes"] == 32
+    other = run_cli("monitor", "--imitator", str(files["misfit"]), "--monitor", str(path), "--episodes", "8")
+    assert other.returncode == 2 and "made for imitator" in other.stderr and "Traceback" not in other.stderr
+    del torch

@@ -1,0 +1,190 @@
+"""The runtime monitor an audit exports: its fitted detectors and calibrated threshold, scoring a live trajectory step by step.
+
+``imitaudit audit ... --monitor monitor.safetensors`` writes it; a team deploys it beside the
+imitator: ``Monitor.load(path).step(obs, actions, activations)`` gives each step's evidence
+(the mean over the audit's cross-fitted detectors), the trajectory's score so far (by the
+audit's score rule) and an alarm when that score crosses the threshold. The threshold is
+calibrated like the audit's, on the held-out demonstrator episodes' mean evidence, so a
+demonstrator-like trajectory raises the alarm with probability at most alpha.
+
+The file is safetensors (weights) with JSON metadata (sizes, view, threshold); it is rebuilt
+from that metadata and code of this package, never unpickled. It names the imitator's sha256,
+and loading it for another imitator is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from audit.detect.calibrate import score_threshold, trajectory_scores
+from audit.detect.detectors import Detector, Episodes
+from audit.detect.discriminate import DiscriminatorDetector
+from audit.detect.intent import IntentDetector
+from audit.envs.features import StepView
+from models.discriminator import Discriminator
+from models.imitator import ImitatorConfig
+from models.registry import build
+from models.safetensors_io import read_safetensors, write_safetensors
+
+SCHEMA = "imitaudit.monitor/1"
+
+
+def _prefixed(prefix: str, state: dict[str, Tensor]) -> dict[str, np.ndarray]:
+    return {f"{prefix}.{k}": v.detach().cpu().numpy() for k, v in state.items()}
+
+
+def _describe(det: Detector) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(metadata, tensors) of one fitted detector."""
+    if isinstance(det, DiscriminatorDetector):
+        c = det.config
+        meta = {"kind": "discriminator", "n_actions": c.n_actions, "taps": c.taps, "hidden": c.hidden,
+                "columns": det.view.columns.tolist(), "grid": det.view.grid, "names": list(det.view.names)}
+        return meta, _prefixed("disc", det.disc.state_dict())
+    if isinstance(det, IntentDetector):
+        ref = det.pair[0]
+        return {"kind": "intent", "n_actions": det.n_actions, "reference": ref.config.to_dict()}, _prefixed("reference", ref.state_dict())
+    raise ValueError(f"a monitor cannot carry a {det.name} detector")
+
+
+def _rebuild(meta: dict[str, Any], tensors: dict[str, Tensor]) -> Detector:
+    """A detector from its metadata and weights (the inverse of :func:`_describe`)."""
+    if meta["kind"] == "discriminator":
+        view = StepView(columns=torch.tensor(meta["columns"], dtype=torch.int64), grid=tuple(meta["grid"]) if meta["grid"] else None,
+                        names=tuple(meta["names"]))
+        det = DiscriminatorDetector(view=view, n_actions=int(meta["n_actions"]), taps={k: int(v) for k, v in meta["taps"].items()},
+                                    hidden=int(meta["hidden"]), steps=0)
+        det.disc = Discriminator(config=det.config)
+        det.disc.load_state_dict({k.removeprefix("disc."): v for k, v in tensors.items() if k.startswith("disc.")})
+        det.disc.eval()
+        return det
+    if meta["kind"] == "intent":
+        ref = build("mlp", ImitatorConfig.from_dict(dict(meta["reference"])))
+        ref.load_state_dict({k.removeprefix("reference."): v for k, v in tensors.items() if k.startswith("reference.")})
+        ref.eval()
+        det = IntentDetector(n_actions=int(meta["n_actions"]), grid=ref.config.grid, hidden=ref.config.hidden, steps=0, shared={})
+        det.pair = (ref, ref)
+        return det
+    raise ValueError(f"unknown detector kind {meta['kind']!r}")
+
+
+class Monitor:
+    """Scores live trajectories of one imitator, a batch of B episodes at a time.
+
+    Args:
+        detectors: the audit's fitted detectors (their evidence is averaged).
+        rule: the score rule (``peak`` or ``cusum``).
+        threshold: the score above which the alarm rises.
+        drift: the CUSUM drift.
+        taps: the imitator taps the detectors read.
+        imitator_sha256: the audited imitator's checkpoint hash.
+        env_id: its env.
+    """
+
+    def __init__(self, *, detectors: list[Detector], rule: str, threshold: float, drift: float, taps: tuple[str, ...],
+                 imitator_sha256: str, env_id: str) -> None:
+        self.detectors, self.rule, self.threshold, self.drift = detectors, rule, float(threshold), float(drift)
+        self.taps, self.imitator_sha256, self.env_id = tuple(taps), imitator_sha256, env_id
+        self._score: Tensor | None = None
+
+    def evidence(self, episodes: Episodes) -> Tensor:
+        """Mean evidence [E, T] of the detectors over whole episodes."""
+        with torch.no_grad():
+            return torch.stack([d.evidence(episodes) for d in self.detectors]).mean(dim=0)
+
+    def reset(self, batch: int = 1) -> None:
+        """Start B new trajectories."""
+        self._score = torch.zeros(batch)
+
+    def step(self, obs: Any, actions: Any, activations: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Score one step of each of the B trajectories.
+
+        Args:
+            obs: [B, D] observations before the actions.
+            actions: [B] the actions taken.
+            activations: tap name -> [B, F] the imitator's activations at this step.
+
+        Returns:
+            ``{"evidence": [B], "score": [B], "alarm": [B] bool}``.
+
+        Raises:
+            RuntimeError: before :meth:`reset`.
+            ValueError: inputs of the wrong shape or a missing tap.
+        """
+        if self._score is None:
+            raise RuntimeError("reset() before step()")
+        obs = torch.as_tensor(np.asarray(obs), dtype=torch.float32)
+        actions = torch.as_tensor(np.asarray(actions), dtype=torch.int64)
+        b = len(self._score)
+        if obs.dim() != 2 or obs.shape[0] != b or actions.shape != (b,):
+            raise ValueError(f"step needs obs [{b}, D] and actions [{b}], got {tuple(obs.shape)} and {tuple(actions.shape)}")
+        missing = [t for t in self.taps if t not in activations]
+        if missing:
+            raise ValueError(f"step needs activations at tap(s) {', '.join(missing)}")
+        taps = {t: torch.as_tensor(np.asarray(activations[t]), dtype=torch.float32)[:, None] for t in self.taps}
+        for t, a in taps.items():
+            if a.dim() != 3 or a.shape[0] != b:
+                raise ValueError(f"activations at tap {t!r} must be [{b}, F], got {tuple(a.shape[::2])}")
+        episodes = Episodes(obs=obs[:, None], actions=actions[:, None], mask=torch.ones(b, 1, dtype=torch.bool), taps=taps)
+        try:
+            ev = self.evidence(episodes)[:, 0]
+        except (RuntimeError, IndexError) as e:
+            raise ValueError(f"inputs do not fit this monitor: {str(e).splitlines()[0]}") from None
+        self._score = torch.maximum(self._score, ev) if self.rule == "peak" else torch.clamp(self._score + ev - self.drift, min=0.0)
+        return {"evidence": ev.numpy(), "score": self._score.numpy().copy(), "alarm": (self._score > self.threshold).numpy()}
+
+    @classmethod
+    def calibrated(cls, *, detectors: list[Detector], cal: Episodes, rule: str, alpha: float, drift_quantile: float, taps: tuple[str, ...],
+                   imitator_sha256: str, env_id: str) -> "Monitor":
+        """A monitor whose threshold is calibrated on held-out demonstrator episodes ``cal``."""
+        with torch.no_grad():
+            ev = torch.stack([d.calibration_evidence(cal) for d in detectors]).mean(dim=0)
+        drift = float(torch.quantile(ev[cal.mask], drift_quantile))
+        _, scores = trajectory_scores(ev, cal.mask, torch.full((cal.n_episodes,), drift), rule)
+        return cls(detectors=detectors, rule=rule, threshold=score_threshold(scores, alpha), drift=drift, taps=taps,
+                   imitator_sha256=imitator_sha256, env_id=env_id)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the monitor (safetensors + JSON metadata), atomically."""
+        metas, tensors = [], {}
+        for k, det in enumerate(self.detectors):
+            meta, weights = _describe(det)
+            metas.append(meta)
+            tensors.update({f"{k}.{name}": w for name, w in weights.items()})
+        metadata = {"imitaudit.schema": SCHEMA, "imitator_sha256": self.imitator_sha256, "env_id": self.env_id, "rule": self.rule,
+                    "threshold": json.dumps(self.threshold), "drift": json.dumps(self.drift), "taps": json.dumps(list(self.taps)),
+                    "detectors": json.dumps(metas)}
+        path = Path(path)
+        part = path.with_name(path.name + ".part")
+        write_safetensors(part, tensors, metadata)
+        os.replace(part, path)  # whole or not at all
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, imitator_sha256: str | None = None) -> "Monitor":
+        """Read a monitor; with ``imitator_sha256``, refuse one made for another imitator.
+
+        Raises:
+            ValueError: one line: not a monitor, another imitator, or weights that do not fit their metadata.
+        """
+        tensors, meta = read_safetensors(path)
+        if meta.get("imitaudit.schema") != SCHEMA:
+            raise ValueError(f"{path}: not an imitaudit monitor (schema {meta.get('imitaudit.schema')!r})")
+        if imitator_sha256 is not None and meta.get("imitator_sha256") != imitator_sha256:
+            raise ValueError(f"{path}: made for imitator {meta.get('imitator_sha256', '')[:12]}, not {imitator_sha256[:12]}")
+        try:
+            metas = json.loads(meta["detectors"])
+            detectors = []
+            for k, m in enumerate(metas):
+                own = {name[len(f"{k}."):]: torch.from_numpy(np.array(t)) for name, t in tensors.items() if name.startswith(f"{k}.")}
+                detectors.append(_rebuild(m, own))
+            return cls(detectors=detectors, rule=meta["rule"], threshold=json.loads(meta["threshold"]), drift=json.loads(meta["drift"]),
+                       taps=tuple(json.loads(meta["taps"])), imitator_sha256=meta["imitator_sha256"], env_id=meta["env_id"])
+        except (KeyError, TypeError, json.JSONDecodeError, RuntimeError) as e:
+            raise ValueError(f"{path}: a damaged monitor ({str(e).splitlines()[0][:200]})") from None
