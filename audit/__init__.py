@@ -7,6 +7,7 @@ from audit.data.demonstrations import Demonstrations, record
 from audit.detect.calibrate import min_calibration_episodes
 from audit.detect.config import AuditConfig
 from audit.detect.inputs import check_calibration_size, check_demonstrations, check_imitator
+from audit.detect.monitor import Monitor
 from audit.detect.pipeline import STAGES, run_audit
 from audit.envs import WORLDS, resolve_env_id
 from audit.options import api_values, request_model
@@ -21,5 +22,5 @@ __all__ = [
     "WORLDS", "resolve_env_id", "GatePolicy", "verdict", "STAGES", "AuditConfig", "check_demonstrations",
     "check_imitator", "check_calibration_size", "run_audit", "REPORT_SCHEMA", "to_html", "to_json", "to_junit", "to_markdown",
     "validate", "write_outputs", "svg_heatmap", "svg_score", "min_calibration_episodes", "Demonstrations", "record",
-    "TrainConfig", "train", "api_values", "request_model",
+    "TrainConfig", "train", "api_values", "request_model", "Monitor",
 ]
