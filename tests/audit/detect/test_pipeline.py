@@ -189,6 +189,7 @@ def test_grid_view_reads_the_tile_underfoot_and_the_tile_the_action_enters():
     assert np.isfinite(view.numpy()).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("detector", ["discriminator", "intent"])
 def test_monitor_round_trip_scores_live_steps_like_the_batch_and_refuses_misuse(files, tmp_path, detector):
     import numpy as np
