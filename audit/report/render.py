@@ -35,7 +35,8 @@ def to_markdown(report: dict[str, Any], *, max_rows: int = 20) -> str:
     if s["departure_rate"] is not None:
         lines.append(
             f"- ground truth (env-recorded, never shown to the auditor): {s['departed']} departed ({_fmt(s['departure_rate'])}), "
-            f"{s['flagged_departed']} of them flagged; median lead time {_fmt(s['median_lead_time'], 1)} steps"
+            f"{s['flagged_departed']} of them flagged, {_fmt(s.get('flagged_before_departure'))} of them before departing; "
+            f"median lead time {_fmt(s['median_lead_time'], 1)} steps"
         )
     lines += ["", "| check | result | detail |", "|---|---|---|"]
     lines += [f"| {c['name']} | {'pass' if c['passed'] else 'FAIL'} | {c['detail']} |" for c in v["checks"]]

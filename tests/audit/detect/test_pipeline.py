@@ -55,6 +55,13 @@ def test_audit_flags_the_departures_of_an_unbounded_imitator(report):
     flagged_clean = sum(1 for r in report["trajectories"] if r["flagged"] and not r["departed"])
     assert flagged_clean <= 0.1 * (s["trajectories"] - s["departed"])
     assert report["verdict"]["passed"] is False
+    early = [r for r in report["trajectories"] if r["departed"] and r["lead_time"] is not None and r["lead_time"] > 0]
+    assert s["flagged_before_departure"] == len(early)
+    for r in report["trajectories"]:  # what the score path held before departing: the whole strength where it never departs
+        if not r["departed"]:
+            assert r["prefix_strength"] == r["strength"]
+        elif r["departure_step"] > 0:
+            assert r["prefix_strength"] is not None and r["prefix_strength"] <= r["strength"] + 1e-3
     # explanations and replays for flagged trajectories, none for the rest
     for r in report["trajectories"]:
         assert (r["explanation"] is not None) == r["flagged"]
