@@ -75,6 +75,7 @@ def test_dashboard_pages_replay_slider_and_filters(service, second_version, brow
         assert page.locator(f".artifacts a:text('{artifact}')").count() == 1
     rows = page.locator("#flagged tbody tr a")
     assert rows.count() >= 1
+    assert page.inner_text("#before").startswith("flagged before departing: ")  # the built-in env records departures
     shot("audit")
 
     rows.first.click()
