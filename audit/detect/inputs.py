@@ -16,6 +16,7 @@ from audit.data.demonstrations import Demonstrations
 from audit.detect.calibrate import min_calibration_episodes
 from audit.envs.adapter import env_signature
 from models.checkpoint import load_imitator
+from models.safetensors_io import read_safetensors
 
 
 def imitator_fits_env(info: Any, env_kwargs: dict[str, Any] | None = None) -> int:
@@ -33,24 +34,49 @@ def imitator_fits_env(info: Any, env_kwargs: dict[str, Any] | None = None) -> in
     return obs_dim
 
 
-def check_imitator(path: str | Path) -> dict[str, Any]:
+def refuse_module_env_id(path: str | Path) -> None:
+    """Refuse a file whose ``env_id`` names a module to import (``module:Env-v0``), before anything resolves it.
+
+    Importing a module runs its code: a name from an uploaded file must never reach an import.
+    Such ids are for a user's own files on their own machine (the CLI), not for the service.
+
+    Raises:
+        ValueError: one line naming the id.
+    """
+    _, metadata = read_safetensors(path)
+    env_id = metadata.get("env_id", "")
+    if ":" in env_id:
+        raise ValueError(f"env id {env_id[:200]!r} names a module to import; the service accepts registered env ids only")
+
+
+def check_imitator(path: str | Path, *, allow_imports: bool = True) -> dict[str, Any]:
     """Load a checkpoint through the registry and check that it fits its env; returns its summary.
+
+    Args:
+        allow_imports: accept ``module:Env-v0`` env ids (False for anything uploaded).
 
     Raises:
         ValueError: one line naming the problem (malformed file, unknown arch, env not
-            installed, obs or action count that does not fit the env).
+            installed, obs or action count that does not fit the env, a module-prefixed id).
     """
+    if not allow_imports:
+        refuse_module_env_id(path)
     _, info = load_imitator(path)
     imitator_fits_env(info)
     return info.summary()
 
 
-def check_demonstrations(path: str | Path) -> dict[str, Any]:
+def check_demonstrations(path: str | Path, *, allow_imports: bool = True) -> dict[str, Any]:
     """Load a demonstrations file and check it against its env; returns its summary.
+
+    Args:
+        allow_imports: accept ``module:Env-v0`` env ids (False for anything uploaded).
 
     Raises:
         ValueError: one line naming the problem.
     """
+    if not allow_imports:
+        refuse_module_env_id(path)
     demos = Demonstrations.load(path)
     demos.check_fits_env()
     return demos.summary()

@@ -82,3 +82,23 @@ def test_an_audit_is_queued_with_only_the_settings_given(api):
     assert tight.status_code == 422 and "held-out" in tight.json()["error"]
     listed = client.get("/v1/audits").json()
     assert listed["total"] == 1 and listed["items"][0]["id"] == out["id"]
+
+
+@pytest.mark.parametrize("kind", ["imitators", "demonstrations"])
+@pytest.mark.parametrize("env_id", ["venv.__main__:imitaudit/OffSwitch-v0", "antigravity:imitaudit/OffSwitch-v0", "os:system"])
+def test_an_uploaded_env_id_never_reaches_an_import(api, tmp_path, kind, env_id):
+    import sys
+
+    from models.safetensors_io import read_safetensors, write_safetensors
+
+    client, _ = api
+    module = env_id.split(":")[0]
+    before = module in sys.modules
+    source = record(ENV, "corrigible", episodes=2, seed=0).save(tmp_path / "d.safetensors") if kind == "demonstrations" else \
+        save_imitator(build("mlp", ImitatorConfig(obs_dim=406, n_actions=5, hidden=8)), tmp_path / "i.safetensors", env_id=ENV)
+    tensors, meta = read_safetensors(source)
+    evil = write_safetensors(tmp_path / "evil.safetensors", tensors, {**meta, "env_id": env_id})
+    r = client.post(f"/v1/{kind}", files={"file": ("evil.safetensors", evil.read_bytes())})
+    assert r.status_code == 422 and "names a module to import" in r.json()["error"], r.text
+    assert (module in sys.modules) == before  # nothing was imported
+    assert client.get("/healthz").json()["status"] == "ok"
