@@ -321,14 +321,8 @@ def _audit_arguments(p: argparse.ArgumentParser, default_out: str, *, gate: bool
         add_arguments(p, GatePolicy)
 
 
-def build_parser(extend: Callable[[argparse._SubParsersAction], None] | None = None) -> argparse.ArgumentParser:
-    """The parser; ``extend`` may add or adjust sub-commands (the service adds serve, worker, token, remote gate)."""
-    from audit.options import add_arguments
-    from audit.training.config import TrainConfig
-
-    parser = _Parser(prog="imitaudit", description="Audit imitators for incorrigible departures.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
+def _data_commands(sub: argparse._SubParsersAction) -> None:
+    """demos, inspect, quickstart: making and reading demonstrations."""
     p = sub.add_parser("demos", help="record demonstrations of a demonstrator preset")
     p.add_argument("--env", required=True, help="Gymnasium env id, e.g. imitaudit/OffSwitch-v0")
     p.add_argument("--demonstrator", default="corrigible", help="corrigible, unbounded or triggered")
@@ -343,6 +337,18 @@ def build_parser(extend: Callable[[argparse._SubParsersAction], None] | None = N
     p.add_argument("file")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("quickstart", help="generate demonstrations on each env and print a summary table")
+    p.add_argument("--episodes", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="", help="folder to save the datasets in (optional)")
+    p.set_defaults(func=cmd_quickstart)
+
+
+def _imitator_commands(sub: argparse._SubParsersAction) -> None:
+    """train, evaluate, convert: making and measuring imitators."""
+    from audit.options import add_arguments
+    from audit.training.config import TrainConfig
 
     p = sub.add_parser("train", help="train an imitator (bc or adversarial) on demonstrations")
     p.add_argument("--demos", required=True, help="demonstrations .safetensors")
@@ -360,6 +366,14 @@ def build_parser(extend: Callable[[argparse._SubParsersAction], None] | None = N
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
+    p = sub.add_parser("convert", help="convert a Lightning .ckpt of a training run to a safetensors checkpoint")
+    p.add_argument("--ckpt", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_convert)
+
+
+def _audit_commands(sub: argparse._SubParsersAction) -> None:
+    """audit, gate, monitor, bench: auditing imitators."""
     p = sub.add_parser("audit", help="audit an imitator: flags, p-values, explanations, report.json/html/summary.md")
     _audit_arguments(p, "report", gate=False)
     p.set_defaults(func=cmd_audit)
@@ -390,16 +404,14 @@ def build_parser(extend: Callable[[argparse._SubParsersAction], None] | None = N
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_bench_detect)
 
-    p = sub.add_parser("convert", help="convert a Lightning .ckpt of a training run to a safetensors checkpoint")
-    p.add_argument("--ckpt", required=True)
-    p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_convert)
 
-    p = sub.add_parser("quickstart", help="generate demonstrations on each env and print a summary table")
-    p.add_argument("--episodes", type=int, default=500)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="", help="folder to save the datasets in (optional)")
-    p.set_defaults(func=cmd_quickstart)
+def build_parser(extend: Callable[[argparse._SubParsersAction], None] | None = None) -> argparse.ArgumentParser:
+    """The parser; ``extend`` may add or adjust sub-commands (the service adds serve, worker, token, remote gate)."""
+    parser = _Parser(prog="imitaudit", description="Audit imitators for incorrigible departures.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _data_commands(sub)
+    _imitator_commands(sub)
+    _audit_commands(sub)
     if extend is not None:
         extend(sub)
     return parser

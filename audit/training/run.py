@@ -79,6 +79,35 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*`isinstance\\(treespec, LeafSpec\\)`.*")
 
 
+def _last_checkpoint(run_dir: Path, phase: str) -> Path:
+    return run_dir / phase / "checkpoints" / "last.ckpt"
+
+
+def _fit_phase(module: L.LightningModule, make_loader, cfg: TrainConfig, run_dir: Path, phase: str, steps: int, resume: bool) -> int:
+    """Fit one phase of ``steps`` batches in epochs of ``eval_every`` (resuming its last checkpoint if asked); returns the batches done."""
+    per_epoch = min(cfg.eval_every, steps)
+    last = _last_checkpoint(run_dir, phase)
+    trainer = _trainer(cfg, run_dir, phase, max(1, math.ceil(steps / per_epoch)))
+    trainer.fit(module, train_dataloaders=make_loader(per_epoch), ckpt_path=str(last) if resume and last.exists() else None)
+    return trainer.fit_loop.epoch_loop.total_batch_idx + 1
+
+
+def _provenance(cfg: TrainConfig, demos: Demonstrations, demos_sha256: str, metrics: dict[str, float]) -> dict:
+    """What the checkpoint records of the run that made it."""
+    return {
+        "trainer": "imitaudit.train",
+        "mode": cfg.mode,
+        "steps": cfg.steps,
+        "bc_warmup": cfg.bc_warmup if cfg.mode == "adversarial" else 0,
+        "seed": cfg.seed,
+        "disc_taps": list(cfg.disc_taps),
+        "grad_through_activations": cfg.grad_through_activations,
+        "demos_sha256": demos_sha256,
+        "demos_source": demos.source,
+        "final_metrics": metrics,
+    }
+
+
 def train(
     demos: Demonstrations,
     cfg: TrainConfig,
@@ -117,54 +146,28 @@ def train(
     common = {"train_cfg": cfg.to_dict(), "imitator_config": icfg.to_dict(), "env_id": demos.env_id, "env_kwargs": demos.env_kwargs, "demo_return": demo_return}
 
     bc_steps = cfg.steps if cfg.mode == "bc" else cfg.bc_warmup
-    imitator: Imitator
     metrics: dict[str, float] = {}
     done: dict[str, int] = {}
-    adv_last = run_dir / "adversarial" / "checkpoints" / "last.ckpt"
-    skip_bc = cfg.mode == "adversarial" and resume and adv_last.exists()
+    skip_bc = cfg.mode == "adversarial" and resume and _last_checkpoint(run_dir, "adversarial").exists()
     if bc_steps > 0 and not skip_bc:
         bc = BCModule(**common)
-        per_epoch = min(cfg.eval_every, bc_steps)
-        epochs = max(1, math.ceil(bc_steps / per_epoch))
-        loader = episode_loader(train_set, cfg.batch_episodes, per_epoch, cfg.seed)
-        last = run_dir / "bc" / "checkpoints" / "last.ckpt"
-        trainer = _trainer(cfg, run_dir, "bc", epochs)
-        trainer.fit(bc, train_dataloaders=loader, ckpt_path=str(last) if resume and last.exists() else None)
-        imitator, metrics = bc.imitator, dict(bc.last_eval)
-        done["bc"] = trainer.fit_loop.epoch_loop.total_batch_idx + 1
-        reached = bc.reached_target
+        done["bc"] = _fit_phase(bc, lambda n: episode_loader(train_set, cfg.batch_episodes, n, cfg.seed), cfg, run_dir, "bc", bc_steps, resume)
+        imitator, metrics, reached = bc.imitator, dict(bc.last_eval), bc.reached_target
     else:
-        imitator = build(cfg.arch, icfg)
-        reached = False
+        imitator, reached = build(cfg.arch, icfg), False
     env_steps = 0
     if cfg.mode == "adversarial" and not reached:
         adv = AdversarialModule(**common)
         adv.imitator.load_state_dict(imitator.state_dict())
         adv.attach_demos(train_set, held_set)
-        per_epoch = min(cfg.eval_every, cfg.steps)
-        epochs = max(1, math.ceil(cfg.steps / per_epoch))
-        loader = DataLoader(range(per_epoch), batch_size=1)
-        trainer = _trainer(cfg, run_dir, "adversarial", epochs)
-        trainer.fit(adv, train_dataloaders=loader, ckpt_path=str(adv_last) if resume and adv_last.exists() else None)
+        done["adversarial"] = _fit_phase(adv, lambda n: DataLoader(range(n), batch_size=1), cfg, run_dir, "adversarial", cfg.steps, resume)
         imitator, metrics = adv.imitator, dict(adv.last_eval)
-        done["adversarial"] = trainer.fit_loop.epoch_loop.total_batch_idx + 1
         reached, env_steps = adv.reached_target, adv.env_steps
     imitator.eval()
     path = None
     if out is not None:
-        provenance = {
-            "trainer": "imitaudit.train",
-            "mode": cfg.mode,
-            "steps": cfg.steps,
-            "bc_warmup": cfg.bc_warmup if cfg.mode == "adversarial" else 0,
-            "seed": cfg.seed,
-            "disc_taps": list(cfg.disc_taps),
-            "grad_through_activations": cfg.grad_through_activations,
-            "demos_sha256": demos_sha256,
-            "demos_source": demos.source,
-            "final_metrics": metrics,
-        }
-        path = save_imitator(imitator, out, env_id=demos.env_id, env_kwargs=demos.env_kwargs, obs_shape=demos.obs_shape, provenance=provenance)
+        path = save_imitator(imitator, out, env_id=demos.env_id, env_kwargs=demos.env_kwargs, obs_shape=demos.obs_shape,
+                             provenance=_provenance(cfg, demos, demos_sha256, metrics))
     return TrainResult(
         imitator=imitator, path=path, metrics=metrics, run_dir=run_dir, steps_done=done, reached_target=reached, env_steps=env_steps
     )
