@@ -30,13 +30,25 @@ import torch
 from torch import Tensor
 
 
+RULES = ("cusum", "peak")
+
+
+def advance(score: Tensor, evidence: Tensor, drift: Tensor | float, rule: str) -> Tensor:
+    """One step of a score path: the score [E] after a step with evidence [E] (the streaming form of :func:`paths`)."""
+    if rule == "cusum":
+        return torch.clamp(score + evidence - drift, min=0.0)
+    if rule == "peak":
+        return torch.maximum(score, evidence)
+    raise ValueError(f"unknown score rule {rule!r}; known: {', '.join(RULES)}")
+
+
 def cusum(evidence: Tensor, mask: Tensor, drift: Tensor) -> Tensor:
     """CUSUM paths [E, T] of evidence [E, T] with per-episode drift [E] (0 on padding)."""
     e, t = evidence.shape
     path = torch.zeros(e, t)
     running = torch.zeros(e)
     for i in range(t):
-        running = torch.clamp(running + evidence[:, i] - drift, min=0.0) * mask[:, i]
+        running = advance(running, evidence[:, i], drift, "cusum") * mask[:, i]
         path[:, i] = running
     return path
 
@@ -48,8 +60,6 @@ def running_peak(evidence: Tensor, mask: Tensor) -> Tensor:
     peak = torch.cummax(torch.where(mask, evidence, torch.full_like(evidence, low)), dim=1).values
     return torch.where(mask, peak, torch.zeros_like(peak))
 
-
-RULES = ("cusum", "peak")
 
 
 def paths(evidence: Tensor, mask: Tensor, drift: Tensor, rule: str) -> Tensor:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from audit.detect.calibrate import score_threshold, trajectory_scores
+from audit.detect.calibrate import advance, score_threshold, trajectory_scores
 from audit.detect.detectors import Detector, Episodes
 from audit.detect.discriminate import DiscriminatorDetector
 from audit.detect.intent import IntentDetector
@@ -136,7 +136,7 @@ class Monitor:
             ev = self.evidence(episodes)[:, 0]
         except (RuntimeError, IndexError) as e:
             raise ValueError(f"inputs do not fit this monitor: {str(e).splitlines()[0]}") from None
-        self._score = torch.maximum(self._score, ev) if self.rule == "peak" else torch.clamp(self._score + ev - self.drift, min=0.0)
+        self._score = advance(self._score, ev, self.drift, self.rule)
         return {"evidence": ev.numpy(), "score": self._score.numpy().copy(), "alarm": (self._score > self.threshold).numpy()}
 
     @classmethod
