@@ -115,6 +115,8 @@ class Imitator(nn.Module):
     arch: ClassVar[str] = ""
     recurrent: ClassVar[bool] = False
     tap_names: ClassVar[tuple[str, ...]] = ("encoder", "core", "head")
+    state_batch_dim: ClassVar[int] = 0
+    """The batch dimension of the stepping state (a GRU's hidden state is [layers, B, H])."""
 
     def __init__(self, *, config: ImitatorConfig) -> None:
         super().__init__()
@@ -139,6 +141,10 @@ class Imitator(nn.Module):
     def initial_state(self, batch: int) -> Tensor | None:
         """State before the first step (None for memoryless policies)."""
         return None
+
+    def select_state(self, state: Tensor | None, rows: Tensor) -> Tensor | None:
+        """The stepping state of batch rows ``rows`` [K] int64 (repeats allowed: counterfactual copies of one episode)."""
+        return None if state is None else state.index_select(self.state_batch_dim, rows)
 
     def _check_obs(self, obs: Tensor, dims: int) -> None:
         if obs.dim() != dims or obs.shape[-1] != self.config.obs_dim:
@@ -187,6 +193,7 @@ class GRUImitator(Imitator):
 
     arch = "gru"
     recurrent = True
+    state_batch_dim = 1
 
     def __init__(self, *, config: ImitatorConfig) -> None:
         super().__init__(config=config)

@@ -7,6 +7,7 @@ episodes:
 - ``imitaudit``: the discriminator over the step view + action + activations at ``encoder``, ``core``, ``head``;
 - ``behaviour-only``: the discriminator over observation (raw planes and tile view) + action, as GAIL's reads;
 - ``intent``: KL of the imitator's action distribution (``head``) from a reference policy of the demonstrator;
+- ``lookahead``: imitaudit's discriminator on the imitator's counterfactual futures from every step (cloned envs);
 - ``mahalanobis``: Mahalanobis distance of the ``core`` activations from the demonstrator's teacher-forced ones.
 
 All methods see the same rollouts (same imitator, same seeds). Figures per env and pooled:
@@ -38,6 +39,7 @@ METHODS: dict[str, dict[str, Any]] = {
     "imitaudit": {"detector": "discriminator", "taps": ("encoder", "core", "head"), "raw_grid": False},
     "behaviour-only": {"detector": "discriminator", "taps": (), "raw_grid": True},
     "intent": {"detector": "intent", "taps": ("head",)},
+    "lookahead": {"detector": "lookahead", "taps": ("encoder", "core", "head"), "raw_grid": False},
     "mahalanobis": {"detector": "mahalanobis", "taps": ("core",)},
 }
 

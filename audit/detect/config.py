@@ -10,7 +10,7 @@ from audit.detect.calibrate import RULES
 from audit.options import check, setting
 from audit.report.gate import GatePolicy
 
-DETECTORS = ("discriminator", "intent", "mahalanobis")
+DETECTORS = ("discriminator", "intent", "lookahead", "mahalanobis")
 """Evidence kinds (:mod:`audit.detect.detectors`)."""
 
 
@@ -33,7 +33,7 @@ class AuditConfig:
     folds: int = setting(4, ge=2, le=20, service_max=10)
     """Cross-fitting folds over the imitator's trajectories."""
     detector: str = setting("discriminator", choices=DETECTORS)
-    """Evidence: a fresh cross-fitted discriminator, the imitator's intent (KL of its head from a reference policy), or Mahalanobis distance of the core activations."""
+    """Evidence: a fresh cross-fitted discriminator, the imitator's intent (KL of its head from a reference policy), the discriminator on the imitator's counterfactual futures (lookahead), or Mahalanobis distance of the core activations."""
     taps: tuple[str, ...] = setting(("encoder", "core", "head"))
     """Imitator taps the discriminator reads besides observation and action ('' = behaviour only)."""
     raw_grid: bool = setting(False)
@@ -46,6 +46,12 @@ class AuditConfig:
     """Width of the intent detector's reference policy of the demonstrator."""
     reference_steps: int = setting(300, ge=1, service_max=5000)
     """Adam steps that fit the reference policy (on the fit demonstrations only)."""
+    lookahead_horizon: int = setting(4, ge=1, service_max=64)
+    """Lookahead: steps each counterfactual future runs ahead."""
+    lookahead_samples: int = setting(1, ge=1, service_max=32)
+    """Lookahead: futures sampled from each branching step (more than 1 averages them; the null is exact for 1)."""
+    lookahead_every: int = setting(1, ge=1, service_max=1000)
+    """Lookahead: branch every this many steps (the forecast carries over in between)."""
     calibration_fraction: float = setting(0.5, ge=0.05, le=0.95)
     """Share of demonstration episodes held out for calibration (never trained on)."""
     max_fit_episodes: int = setting(1000, ge=1, service_max=10_000)

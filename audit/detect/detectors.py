@@ -41,12 +41,14 @@ class Episodes:
         actions: [E, T] int64.
         mask: [E, T] bool, True on real steps.
         taps: tap name -> [E, T, F] float32 activations (zeros on padding).
+        seeds: [E] int64 env seed of each episode, where it can be replayed (the lookahead needs it), else None.
     """
 
     obs: Tensor
     actions: Tensor
     mask: Tensor
     taps: dict[str, Tensor]
+    seeds: Tensor | None = None
 
     def __post_init__(self) -> None:
         e, t = self.mask.shape
@@ -63,7 +65,8 @@ class Episodes:
     def subset(self, episodes: np.ndarray) -> "Episodes":
         """The episodes at positions ``episodes``."""
         sel = torch.from_numpy(np.asarray(episodes, dtype=np.int64))
-        return Episodes(obs=self.obs[sel], actions=self.actions[sel], mask=self.mask[sel], taps={k: v[sel] for k, v in self.taps.items()})
+        return Episodes(obs=self.obs[sel], actions=self.actions[sel], mask=self.mask[sel], taps={k: v[sel] for k, v in self.taps.items()},
+                        seeds=None if self.seeds is None else self.seeds[sel])
 
 
 class Detector(ABC):

@@ -41,6 +41,8 @@ from audit.detect.detectors import CrossFit, Detector, Episodes, MahalanobisDete
 from audit.detect.discriminate import DiscriminatorDetector
 from audit.detect.inputs import check_pair, split_demonstrations
 from audit.detect.intent import IntentDetector
+from audit.detect.lookahead import LookaheadDetector
+from audit.data.futures import Budget
 from audit.detect.monitor import Monitor
 from audit.detect.severity import policy_entropy, severities
 from audit.envs import world_of
@@ -145,7 +147,7 @@ def reference(config: AuditConfig, inputs: Inputs, traj: Trajectories) -> Refere
             _, acts = teacher_forced(inputs.model, obs, mask, taps)
             sets[name] = Episodes(obs=obs, actions=actions, mask=mask, taps=acts.taps)
         own_logits, _ = teacher_forced(inputs.model, traj.obs, traj.mask, ())
-    test = Episodes(obs=traj.obs, actions=traj.actions, mask=traj.mask, taps={t: traj.activations.taps[t] for t in taps})
+    test = Episodes(obs=traj.obs, actions=traj.actions, mask=traj.mask, taps={t: traj.activations.taps[t] for t in taps}, seeds=traj.seeds)
     return Reference(fit=sets["fit"], cal=sets["cal"], test=test, entropy=policy_entropy(own_logits, traj.mask))
 
 
@@ -161,7 +163,12 @@ def detector_factory(config: AuditConfig, inputs: Inputs) -> Callable[[], Detect
     view = step_view(info.env_id, info.env_kwargs, info.config.obs_dim, raw_grid=config.raw_grid or config.behaviour_only, tiles=config.grid_view)
     sizes = inputs.model.tap_sizes()
     taps = {t: sizes[t] for t in config.taps}
-    return lambda: DiscriminatorDetector(view=view, n_actions=info.config.n_actions, taps=taps, hidden=config.disc_hidden, steps=config.disc_steps)
+    disc = lambda: DiscriminatorDetector(view=view, n_actions=info.config.n_actions, taps=taps, hidden=config.disc_hidden, steps=config.disc_steps)  # noqa: E731
+    if config.detector == "lookahead":
+        budget = Budget(horizon=config.lookahead_horizon, samples=config.lookahead_samples, every=config.lookahead_every)
+        return lambda: LookaheadDetector(inner=disc(), model=inputs.model, env_id=info.env_id, env_kwargs=info.env_kwargs, budget=budget,
+                                         seed=config.seed)
+    return disc
 
 
 def calibrated(config: AuditConfig, ref: Reference, fitted: CrossFit) -> tuple[Calibration, list[str | None]]:
@@ -212,6 +219,9 @@ def run_audit(
         ValueError: inputs that cannot be audited (the message names the problem).
         InterruptedError: stopped through ``should_stop``.
     """
+    if monitor is not None and config.detector not in ("discriminator", "intent"):
+        raise ValueError(f"a runtime monitor carries discriminator or intent evidence, not {config.detector} "
+                         "(the lookahead needs the env's simulator, which a deployed imitator does not have)")
     clock = StageClock(progress=progress, should_stop=should_stop)
     torch.manual_seed(config.seed)
     inputs = load(config)

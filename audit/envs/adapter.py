@@ -15,6 +15,7 @@ Departure events come from ``info["departure"]`` where the env reports it (``has
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import gymnasium as gym
@@ -58,6 +59,13 @@ class NativeBatch:
 
     def observe(self) -> np.ndarray:
         return self.engine.observe()
+
+    def branch(self, idx: np.ndarray, copies: int, salt: int) -> "NativeBatch":
+        """Counterfactual copies of rows ``idx`` (see :meth:`audit.envs.grid.GridWorld.branch`), natively and in batch."""
+        twin = copy.copy(self)
+        twin.engine = self.engine.branch(idx, copies, salt)
+        twin.num_envs = twin.engine.num_envs
+        return twin
 
 
 class GymnasiumBatch:
@@ -121,6 +129,29 @@ class GymnasiumBatch:
 
     def observe(self) -> np.ndarray:
         return self._obs.copy()
+
+    def branch(self, idx: np.ndarray, copies: int, salt: int) -> "GymnasiumBatch":
+        """Counterfactual copies of rows ``idx`` by ``copy.deepcopy`` (copy j of ``idx[i]`` in row ``i * copies + j``).
+
+        Each copy's random generator is reseeded from ``salt`` and the copy's position, so a future
+        never reads the draws the real episode will meet. This batch is not touched.
+
+        Raises:
+            ValueError: the env cannot be deep-copied (one line naming it).
+        """
+        twin = copy.copy(self)
+        src = np.repeat(np.asarray(idx, dtype=np.int64), copies)
+        try:
+            twin.envs = [copy.deepcopy(self.envs[i]) for i in src]
+        except Exception as exc:  # noqa: BLE001 - any failure to copy a user's env means it cannot be cloned
+            raise ValueError(f"env {self.envs[0].spec.id if self.envs[0].spec else '?'} cannot be cloned for the lookahead "
+                             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'deepcopy failed'})") from None
+        for j, env in enumerate(twin.envs):
+            env.unwrapped.np_random = np.random.default_rng([int(salt) % 2**63, j])
+        twin.num_envs = len(src)
+        twin._obs = self._obs[src].copy()
+        twin._done = self._done[src].copy()
+        return twin
 
 
 def make_batch(env_id: str, num_envs: int, env_kwargs: dict[str, Any] | None = None) -> NativeBatch | GymnasiumBatch:

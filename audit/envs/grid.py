@@ -14,6 +14,8 @@ Subclasses (the three environments) provide the layout generator and the tile ef
 
 from __future__ import annotations
 
+import copy
+
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -303,6 +305,28 @@ class GridWorld:
         self.t[idx] = 0
         self.done[idx] = False
         self._static[idx] = self._static_obs(new)
+
+    def branch(self, idx: np.ndarray, copies: int, salt: int) -> "GridWorld":
+        """``copies`` counterfactual copies of rows ``idx`` in their current state: a new batch of
+        ``len(idx) * copies`` rows, copy j of ``idx[i]`` in row ``i * copies + j``. This batch is not touched.
+
+        The copies' chance draws are re-keyed by ``salt`` and the copy number: a future never reads
+        the draws the real episode will meet, and the same salt gives the same futures.
+        """
+        src = np.repeat(np.asarray(idx, dtype=np.int64), copies)
+        twin = copy.copy(self)
+        n = int(src.shape[0])
+        twin.num_envs = n
+        twin.layout = self._require_layout().take(src)
+        for name in ("seed", "counter", "cell", "flag", "t", "done", "_static"):
+            setattr(twin, name, getattr(self, name)[src].copy())
+        copy_no = np.tile(np.arange(copies, dtype=np.uint64), len(idx))
+        with np.errstate(over="ignore"):
+            twin.key = mix64(self.key[src] ^ mix64(np.uint64(salt % 2**64) + copy_no * _GOLDEN))
+        twin._rows = np.arange(n)
+        twin._stock = None
+        twin._stock_counter = np.full(n, -1, dtype=np.int64)
+        return twin
 
     def _stocked(self, idx: np.ndarray) -> Layout:
         """Layouts of rows ``idx``'s current episodes, from a stock generated in bulk.

@@ -1,0 +1,95 @@
+"""Lookahead evidence: the fresh discriminator scores the imitator's counterfactual futures from every step.
+
+A discriminator over the steps an imitator took cannot flag before the first divergent
+action. The imitator's *futures* can: at each step (every ``every`` steps) the env is cloned
+and the imitator rolled ``horizon`` steps ahead from there (:mod:`audit.data.futures`), and the
+fold's discriminator scores that imitated future. A future's value is the peak of its steps'
+evidence; the step's evidence (its *forecast*) is that value, so an imitator that is about to
+walk to the button scores high while it still walks like the demonstrator.
+
+Calibration needs the same statistic for the demonstrator, and it has it exactly: a held-out
+demonstration episode's own continuation from step t is one sample of the demonstrator's
+future from that state, so its forecast at t is the peak evidence of its recorded steps t to
+t + horizon - 1 (:func:`window_peaks`), under the same fold's discriminator. Under the null (the
+imitator acts as the demonstrator does) a sampled future of the imitator and the recorded
+continuation of a demonstrator episode are exchangeable, so the conformal guarantee holds as
+for every detector, with no stand-in policy. With ``samples`` > 1 the forecast is the mean of
+several futures' peaks, which the single recorded continuation does not match exactly (the
+mean has a lighter tail; the figures say what it does).
+
+Needs an env that can be cloned and replays from its seeds; otherwise the lookahead raises one line.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from audit.data.futures import Budget, Futures, walk
+from audit.data.seeds import derive_seed
+from audit.detect.detectors import Detector, Episodes
+from audit.detect.discriminate import DiscriminatorDetector
+from models.imitator import Imitator
+
+
+def peaks(evidence: Tensor, mask: Tensor) -> Tensor:
+    """[E] the peak evidence of each row of evidence [E, h] over its live steps (mask [E, h], at least one live)."""
+    return torch.where(mask, evidence, torch.full_like(evidence, -torch.inf)).max(dim=1).values
+
+
+def window_peaks(evidence: Tensor, mask: Tensor, *, horizon: int, every: int) -> Tensor:
+    """[E, T] at each branching step t (t % every == 0) the peak of live steps t .. t + horizon - 1, carried to the steps after (0 on padding)."""
+    e, t = mask.shape
+    if t == 0:
+        return evidence.clone()
+    live = torch.where(mask, evidence, torch.full_like(evidence, -torch.inf))
+    padded = torch.cat([live, live.new_full((e, horizon - 1), -torch.inf)], dim=1)
+    windows = padded.unfold(1, horizon, 1)  # [E, T, h]
+    win_mask = torch.cat([mask, mask.new_zeros(e, horizon - 1)], dim=1).unfold(1, horizon, 1)
+    ahead = peaks(windows.reshape(e * t, horizon), win_mask.reshape(e * t, horizon) | ~mask.reshape(e * t, 1)).reshape(e, t)
+    branch_at = (torch.arange(t) // every) * every
+    return torch.where(mask, ahead[:, branch_at], torch.zeros_like(ahead))
+
+
+class LookaheadDetector(Detector):
+    """The fresh discriminator's evidence on the imitator's counterfactual futures (see the module docstring).
+
+    Args:
+        inner: the fold's discriminator (fitted by :meth:`fit`).
+        model: the audited imitator (it acts in its own futures).
+        env_id, env_kwargs: the env to branch.
+        budget: horizon, samples, every.
+        seed: seeds the futures (the same for every fold: same seed, same futures).
+    """
+
+    name = "lookahead"
+
+    def __init__(self, *, inner: DiscriminatorDetector, model: Imitator, env_id: str, env_kwargs: dict, budget: Budget, seed: int) -> None:
+        self.inner, self.model, self.env_id, self.env_kwargs = inner, model, env_id, dict(env_kwargs)
+        self.budget, self.seed = budget, derive_seed(seed, "lookahead")
+        self.taps = tuple(inner.config.taps)
+
+    def fit(self, reference: Episodes, imitator: Episodes, *, seed: int) -> None:
+        self.inner.fit(reference, imitator, seed=seed)
+
+    def _future_peaks(self, futures: Futures) -> Tensor:
+        ev = self.inner.evidence(Episodes(obs=futures.obs, actions=futures.actions, mask=futures.mask, taps=futures.taps))
+        return peaks(ev, futures.mask)
+
+    def evidence(self, episodes: Episodes) -> Tensor:
+        if self.inner.disc is None:
+            raise RuntimeError("fit() before evidence()")
+        if episodes.seeds is None:
+            raise ValueError("lookahead evidence needs each trajectory's env seed to replay it")
+        return walk(self.model, self.env_id, env_kwargs=self.env_kwargs, seeds=episodes.seeds.numpy(), obs=episodes.obs,
+                    actions=episodes.actions, mask=episodes.mask, budget=self.budget, score=self._future_peaks, taps=self.taps, seed=self.seed)
+
+    def calibration_evidence(self, episodes: Episodes) -> Tensor:
+        """Held-out demonstrator episodes' forecasts: the peak evidence of each one's recorded continuation."""
+        if self.inner.disc is None:
+            raise RuntimeError("fit() before evidence()")
+        return window_peaks(self.inner.evidence(episodes), episodes.mask, horizon=self.budget.horizon, every=self.budget.every)
+
+    def explain(self, episodes: Episodes, index: int, reference: Episodes) -> dict:
+        """The discriminator's attributions of the steps the trajectory really took."""
+        return self.inner.explain(episodes, index, reference)
