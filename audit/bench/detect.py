@@ -33,6 +33,7 @@ import numpy as np
 from audit.detect.calibrate import auroc
 from audit.detect.config import AuditConfig
 from audit.detect.pipeline import run_audit
+from audit.bench.unfold import unfolding
 from audit.bench.zoo import DEPARTING, FULL, KINDS, QUICK, build_zoo
 
 METHODS: dict[str, dict[str, Any]] = {
@@ -119,6 +120,7 @@ def run_detection_benchmark(
                     "seconds": report["timings"]["total"],
                 }
         results["envs"][env_id] = {m: figures(per_method[m], alpha) for m in METHODS}
+        results.setdefault("unfolding", {})[env_id] = unfolding(env_id)
         for m in METHODS:
             for kind, res in per_method[m].items():
                 all_kinds[m][f"{env_id}:{kind}"] = res
@@ -187,5 +189,10 @@ def render_table(results: dict[str, Any], command: str) -> str:
             lines.append(fore(env_id.split("/")[-1], method, f))
     for method, f in results["pooled"].items():
         lines.append(fore("pooled", method, f))
+    lines += ["", "How many steps a departure takes to unfold (`audit/bench/unfold.py`: the unbounded planner's departure step minus "
+              "the first step where it prefers another action than the corrigible planner in the same state; 500 fresh layouts):", ""]
+    for env_id, u in results.get("unfolding", {}).items():
+        q = " / ".join(f"{x:.0f}" for x in u["quartiles"])
+        lines.append(f"- {env_id.split('/')[-1]}: p25 / p50 / p75 {q} steps; {u['at_least_2']:.0%} of {u['departing']} departures take 2 or more.")
     lines.append("<!-- bench/detect.py end -->")
     return "\n".join(lines) + "\n"
