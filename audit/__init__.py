@@ -12,7 +12,7 @@ from audit.detect.pipeline import STAGES, run_audit
 from audit.envs import WORLDS, resolve_env_id
 from audit.options import api_values, request_model
 from audit.report.gate import GatePolicy, verdict
-from audit.report.render import svg_heatmap, svg_score, to_html, to_junit, to_markdown, write_outputs
+from audit.report.render import kind_crossings, svg_heatmap, svg_score, to_html, to_junit, to_markdown, write_outputs
 from audit.report.schema import SCHEMA as REPORT_SCHEMA
 from audit.report.schema import to_json, validate
 from audit.training.config import TrainConfig
@@ -21,6 +21,6 @@ from audit.training.run import train
 __all__ = [
     "WORLDS", "resolve_env_id", "GatePolicy", "verdict", "STAGES", "AuditConfig", "check_demonstrations",
     "check_imitator", "check_calibration_size", "run_audit", "REPORT_SCHEMA", "to_html", "to_json", "to_junit", "to_markdown",
-    "validate", "write_outputs", "svg_heatmap", "svg_score", "min_calibration_episodes", "Demonstrations", "record",
+    "validate", "write_outputs", "svg_heatmap", "svg_score", "kind_crossings", "min_calibration_episodes", "Demonstrations", "record",
     "TrainConfig", "train", "api_values", "request_model", "Monitor",
 ]

@@ -8,6 +8,7 @@ episodes:
 - ``behaviour-only``: the discriminator over observation (raw planes and tile view) + action, as GAIL's reads;
 - ``intent``: KL of the imitator's action distribution (``head``) from a reference policy of the demonstrator;
 - ``lookahead``: imitaudit's discriminator on the imitator's counterfactual futures from every step (cloned envs);
+- ``combined``: imitaudit's and lookahead's evidence, each calibrated at alpha / 2, Bonferroni's p-value;
 - ``mahalanobis``: Mahalanobis distance of the ``core`` activations from the demonstrator's teacher-forced ones.
 
 All methods see the same rollouts (same imitator, same seeds). Figures per env and pooled:
@@ -41,6 +42,7 @@ METHODS: dict[str, dict[str, Any]] = {
     "behaviour-only": {"detector": "discriminator", "taps": (), "raw_grid": True},
     "intent": {"detector": "intent", "taps": ("head",)},
     "lookahead": {"detector": "lookahead", "taps": ("encoder", "core", "head"), "raw_grid": False},
+    "combined": {"detector": "combined", "taps": ("encoder", "core", "head"), "raw_grid": False},
     "mahalanobis": {"detector": "mahalanobis", "taps": ("core",)},
 }
 

@@ -178,11 +178,16 @@ class Calibration:
     calibration_flag_rate: float
 
 
-def leave_one_out_flag_rate(cal: np.ndarray, alpha: float) -> float:
-    """Share of calibration scores flagged at ``alpha`` against the other calibration scores."""
+def leave_one_out_pvalues(cal: np.ndarray) -> np.ndarray:
+    """[n] each calibration score's conformal p-value against the other calibration scores."""
     n = len(cal)
     at_least = n - np.searchsorted(np.sort(cal), cal, side="left") - 1  # others >= own score
-    return float(((1.0 + at_least) / n <= alpha).mean())
+    return (1.0 + at_least) / n
+
+
+def leave_one_out_flag_rate(cal: np.ndarray, alpha: float) -> float:
+    """Share of calibration scores flagged at ``alpha`` against the other calibration scores."""
+    return float((leave_one_out_pvalues(cal) <= alpha).mean())
 
 
 def calibrate(
@@ -259,3 +264,78 @@ def calibrate(
         auroc=dist,
         calibration_flag_rate=float(np.mean([leave_one_out_flag_rate(cal_scores[j], alpha) for j in range(k)])),
     )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Combined:
+    """What each evidence kind of a combined calibration did.
+
+    Attributes:
+        kinds: the kinds' names.
+        first_crossing: kind -> [E] int64 first step its score path crosses its own threshold (-1: never).
+        fired_first: [E] the kind whose path crossed first (None where none did; the first listed on ties).
+        step_scores: [E, T] per step, how far the furthest kind's evidence stands above its own threshold, plus 1
+            (on each kind's strength scale; the combined peak path is its running maximum).
+    """
+
+    kinds: tuple[str, ...]
+    first_crossing: dict[str, np.ndarray]
+    fired_first: list[str | None]
+    step_scores: Tensor
+
+
+def combine(parts: dict[str, Calibration], evidence: Tensor, mask: Tensor, fold: np.ndarray, *, alpha: float, bh: bool) -> tuple[Calibration, Combined]:
+    """One calibration from K evidence kinds, each calibrated by :func:`calibrate` at alpha / K: Bonferroni.
+
+    A trajectory's p-value is min(1, K * min_k p_k), so the share of demonstrator-like
+    trajectories flagged stays at most alpha whatever the kinds' dependence. Kind k's threshold
+    is its own score threshold at level / K; on each kind's strength scale (0 at its calibration
+    median, 1 at its 1 - alpha / K quantile) the combined path is how far the furthest kind
+    stands above its threshold, plus 1, so it crosses 1 at the first step any kind crosses.
+    Strength and the calibration scores are on that scale too.
+
+    Args:
+        parts: kind -> its Calibration (at alpha / K, without BH).
+        evidence: [E, T, K] the kinds' step evidence, in the order of ``parts``.
+        mask: [E, T] live steps.
+        fold: [E] fold of each trajectory.
+        alpha: level; bh: Benjamini-Hochberg over the combined p-values.
+    """
+    names = tuple(parts)
+    k = len(names)
+    pvalue = np.minimum(1.0, k * np.min([parts[n].pvalue for n in names], axis=0))
+    flagged, level = benjamini_hochberg(pvalue, alpha) if bh else (pvalue <= alpha, alpha)
+    n_folds = parts[names[0]].cal_scores.shape[0]
+    live = mask.numpy()
+    paths, steps, cal_scores, firsts = [], [], [], {}
+    for i, n in enumerate(names):
+        c = parts[n]
+        thr = np.array([score_threshold(c.cal_scores[j], level / k) if level > 0 else math.inf for j in range(n_folds)])
+        scale = np.array([strength_scale(c.cal_scores[j], alpha / k) for j in range(n_folds)])
+        mid, span = scale[:, 0], np.maximum(scale[:, 1] - scale[:, 0], 1e-6)
+        z = np.minimum((thr - mid) / span, 1e9)  # the threshold on the strength scale (capped: never crossed)
+        shift = lambda x, rows: (x - mid[rows]) / span[rows] - z[rows] + 1.0  # noqa: E731 - one affine map per fold
+        paths.append(shift(c.path.numpy(), fold[:, None] * np.ones_like(live, dtype=np.int64)))
+        steps.append(shift(evidence[..., i].numpy(), fold[:, None] * np.ones_like(live, dtype=np.int64)))
+        cal_scores.append(np.stack([shift(c.cal_scores[j], np.full(c.cal_scores.shape[1], j)) for j in range(n_folds)]))
+        crossed = (c.path.numpy() > thr[fold][:, None]) & live
+        firsts[n] = np.where(crossed.any(axis=1), crossed.argmax(axis=1), -1).astype(np.int64)
+    path = np.where(live, np.max(paths, axis=0), -np.inf)
+    score = path.max(axis=1) if path.shape[1] else np.zeros(len(fold))
+    crossed = path > 1.0
+    first = np.where(flagged & crossed.any(axis=1), crossed.argmax(axis=1), -1).astype(np.int64)
+    comb_cal = np.max(cal_scores, axis=0)
+    loo = np.minimum(1.0, k * np.min([[leave_one_out_pvalues(parts[n].cal_scores[j]) for j in range(n_folds)] for n in names], axis=0))
+    weights = np.bincount(fold, minlength=n_folds).astype(float)
+    aucs = np.array([auroc(score[fold == j], comb_cal[j]) for j in range(n_folds)])
+    valid = ~np.isnan(aucs)
+    order = [min(((firsts[n][e], i) for i, n in enumerate(names) if firsts[n][e] >= 0), default=(None, None))[1] for e in range(len(fold))]
+    cal = Calibration(
+        path=torch.from_numpy(np.where(live, np.max(paths, axis=0), 0.0)).float(), score=score, pvalue=pvalue, strength=score,
+        scale=np.tile([0.0, 1.0], (len(fold), 1)), flagged=flagged, threshold=np.ones(len(fold)), first_flag=first,
+        drift=parts[names[0]].drift, cal_scores=comb_cal, level=level,
+        auroc=float(np.average(aucs[valid], weights=weights[valid])) if valid.any() else math.nan,
+        calibration_flag_rate=float((loo <= alpha).mean()),
+    )
+    return cal, Combined(kinds=names, first_crossing=firsts, fired_first=[None if o is None else names[o] for o in order],
+                         step_scores=torch.from_numpy(np.where(live, np.max(steps, axis=0), 0.0)).float())

@@ -10,7 +10,7 @@ from audit.detect.calibrate import RULES
 from audit.options import check, setting
 from audit.report.gate import GatePolicy
 
-DETECTORS = ("discriminator", "intent", "lookahead", "mahalanobis")
+DETECTORS = ("combined", "discriminator", "intent", "lookahead", "mahalanobis")
 """Evidence kinds (:mod:`audit.detect.detectors`)."""
 
 
@@ -33,7 +33,7 @@ class AuditConfig:
     folds: int = setting(4, ge=2, le=20, service_max=10)
     """Cross-fitting folds over the imitator's trajectories."""
     detector: str = setting("discriminator", choices=DETECTORS)
-    """Evidence: a fresh cross-fitted discriminator, the imitator's intent (KL of its head from a reference policy), the discriminator on the imitator's counterfactual futures (lookahead), or Mahalanobis distance of the core activations."""
+    """Evidence: a fresh cross-fitted discriminator, the imitator's intent (KL of its head from a reference policy), the discriminator on the imitator's counterfactual futures (lookahead), both of the last two calibrated apart and combined (combined), or Mahalanobis distance of the core activations."""
     taps: tuple[str, ...] = setting(("encoder", "core", "head"))
     """Imitator taps the discriminator reads besides observation and action ('' = behaviour only)."""
     raw_grid: bool = setting(False)

@@ -74,6 +74,8 @@ class Detector(ABC):
 
     name: ClassVar[str]
     """The evidence's name in reports."""
+    kinds: ClassVar[tuple[str, ...]] = ()
+    """Names of the evidence kinds when :meth:`evidence` gives several ([E, T, kinds]); empty for one ([E, T])."""
 
     @abstractmethod
     def fit(self, reference: Episodes, imitator: Episodes, *, seed: int) -> None:
@@ -135,8 +137,9 @@ class CrossFit:
     """Per-step evidence from K cross-fitted detectors.
 
     Attributes:
-        test_evidence: [E_test, T_test] float32 evidence of each audited step under its fold's detector (0 on padding).
-        cal_evidence: [K, E_cal, T_cal] float32 evidence of every calibration step under each detector.
+        test_evidence: [E_test, T_test] float32 evidence of each audited step under its fold's detector (0 on padding);
+            [E_test, T_test, kinds] for a detector with several evidence kinds (its ``kinds``).
+        cal_evidence: [K, E_cal, T_cal] (or [K, E_cal, T_cal, kinds]) float32 evidence of every calibration step under each detector.
         fold: [E_test] int64 fold of each audited trajectory.
         detectors: the K fitted detectors.
         trained_on: per detector, the audited episode indices it was fitted against.
@@ -173,7 +176,7 @@ def cross_fit(
 ) -> CrossFit:
     """Fit ``folds`` fresh detectors from ``make`` and score every audited and calibration step (see the module docstring)."""
     fold = assign_folds(test.n_episodes, folds, seed)
-    test_ev = torch.zeros(test.mask.shape)
+    test_ev: Tensor | None = None
     cal_ev, detectors, trained = [], [], []
     for k in range(folds):
         train_eps = np.flatnonzero(fold != k)
@@ -181,7 +184,10 @@ def cross_fit(
         det.fit(fit, test.subset(train_eps), seed=derive_seed(seed, "detector", k))
         scored = np.flatnonzero(fold == k)
         with torch.no_grad():
-            test_ev[torch.from_numpy(scored)] = det.evidence(test.subset(scored))
+            scores = det.evidence(test.subset(scored))
+            if test_ev is None:  # [E, T], or [E, T, kinds] for a detector with several evidence kinds
+                test_ev = scores.new_zeros(test.n_episodes, *scores.shape[1:])
+            test_ev[torch.from_numpy(scored)] = scores
             cal_ev.append(det.calibration_evidence(cal))
         detectors.append(det)
         trained.append(train_eps)

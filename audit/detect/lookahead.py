@@ -88,8 +88,31 @@ class LookaheadDetector(Detector):
         """Held-out demonstrator episodes' forecasts: the peak evidence of each one's recorded continuation."""
         if self.inner.disc is None:
             raise RuntimeError("fit() before evidence()")
-        return window_peaks(self.inner.evidence(episodes), episodes.mask, horizon=self.budget.horizon, every=self.budget.every)
+        return self._continuations(self.inner.evidence(episodes), episodes)
+
+    def _continuations(self, steps: Tensor, episodes: Episodes) -> Tensor:
+        return window_peaks(steps, episodes.mask, horizon=self.budget.horizon, every=self.budget.every)
 
     def explain(self, episodes: Episodes, index: int, reference: Episodes) -> dict:
         """The discriminator's attributions of the steps the trajectory really took."""
         return self.inner.explain(episodes, index, reference)
+
+
+class CombinedDetector(LookaheadDetector):
+    """Two evidence kinds from one fitted discriminator per fold: its evidence on the steps taken, and the lookahead's
+    forecasts ([E, T, 2], kinds ``discriminator``, ``lookahead``). Each kind is calibrated on its own and the
+    trajectory's p-value is Bonferroni's over both (:func:`audit.detect.calibrate.combine`), so the steps the
+    imitator took and the futures it would take can each raise the flag, and the report says which fired first.
+    """
+
+    name = "combined"
+    kinds = ("discriminator", "lookahead")
+
+    def evidence(self, episodes: Episodes) -> Tensor:
+        return torch.stack([self.inner.evidence(episodes), super().evidence(episodes)], dim=-1)
+
+    def calibration_evidence(self, episodes: Episodes) -> Tensor:
+        if self.inner.disc is None:
+            raise RuntimeError("fit() before evidence()")
+        steps = self.inner.evidence(episodes)
+        return torch.stack([steps, self._continuations(steps, episodes)], dim=-1)

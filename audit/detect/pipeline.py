@@ -35,13 +35,13 @@ from torch import Tensor
 from audit.data.batching import pad_episodes
 from audit.data.demonstrations import Demonstrations
 from audit.data.rollout import Trajectories, rollout
-from audit.detect.calibrate import Calibration, calibrate
+from audit.detect.calibrate import Calibration, Combined, calibrate, combine
 from audit.detect.config import AuditConfig
 from audit.detect.detectors import CrossFit, Detector, Episodes, MahalanobisDetector, cross_fit
 from audit.detect.discriminate import DiscriminatorDetector
 from audit.detect.inputs import check_pair, split_demonstrations
 from audit.detect.intent import IntentDetector
-from audit.detect.lookahead import LookaheadDetector
+from audit.detect.lookahead import CombinedDetector, LookaheadDetector
 from audit.data.futures import Budget
 from audit.detect.monitor import Monitor
 from audit.detect.severity import policy_entropy, severities
@@ -164,22 +164,34 @@ def detector_factory(config: AuditConfig, inputs: Inputs) -> Callable[[], Detect
     sizes = inputs.model.tap_sizes()
     taps = {t: sizes[t] for t in config.taps}
     disc = lambda: DiscriminatorDetector(view=view, n_actions=info.config.n_actions, taps=taps, hidden=config.disc_hidden, steps=config.disc_steps)  # noqa: E731
-    if config.detector == "lookahead":
+    if config.detector in ("lookahead", "combined"):
         budget = Budget(horizon=config.lookahead_horizon, samples=config.lookahead_samples, every=config.lookahead_every)
-        return lambda: LookaheadDetector(inner=disc(), model=inputs.model, env_id=info.env_id, env_kwargs=info.env_kwargs, budget=budget,
+        kind = LookaheadDetector if config.detector == "lookahead" else CombinedDetector
+        return lambda: kind(inner=disc(), model=inputs.model, env_id=info.env_id, env_kwargs=info.env_kwargs, budget=budget,
                                          seed=config.seed)
     return disc
 
 
-def calibrated(config: AuditConfig, ref: Reference, fitted: CrossFit) -> tuple[Calibration, list[str | None]]:
-    """Stage 5: scores, p-values, flags, severities."""
-    cal = calibrate(
-        fitted.test_evidence, ref.test.mask, fitted.cal_evidence, ref.cal.mask, fitted.fold,
-        alpha=config.alpha, drift_quantile=config.drift_quantile, rule=config.score_rule, bh=config.bh,
-    )
-    severity = severities(cal.flagged, fitted.test_evidence, ref.test.mask, cal.drift[fitted.fold], ref.entropy,
+def calibrated(config: AuditConfig, ref: Reference, fitted: CrossFit) -> tuple[Calibration, list[str | None], Combined | None]:
+    """Stage 5: scores, p-values, flags, severities; each evidence kind calibrated on its own where there are several."""
+    kinds = fitted.detectors[0].kinds
+    opts = dict(drift_quantile=config.drift_quantile, rule=config.score_rule)
+    combined = None
+    if not kinds:
+        cal = calibrate(fitted.test_evidence, ref.test.mask, fitted.cal_evidence, ref.cal.mask, fitted.fold, alpha=config.alpha, bh=config.bh, **opts)
+        evidence, drift = fitted.test_evidence, cal.drift[fitted.fold]
+    else:
+        parts = {n: calibrate(fitted.test_evidence[..., i], ref.test.mask, fitted.cal_evidence[..., i], ref.cal.mask, fitted.fold,
+                              alpha=config.alpha / len(kinds), **opts) for i, n in enumerate(kinds)}
+        cal, combined = combine(parts, fitted.test_evidence, ref.test.mask, fitted.fold, alpha=config.alpha, bh=config.bh)
+        # the severity rule reads the kind that fired first (the first kind where none did)
+        pick = np.array([kinds.index(f) if f else 0 for f in combined.fired_first])
+        index = torch.from_numpy(pick)[:, None, None].expand(*ref.test.mask.shape, 1)
+        evidence = fitted.test_evidence.gather(2, index).squeeze(2)
+        drift = np.array([parts[kinds[k]].drift[f] for k, f in zip(pick, fitted.fold)])
+    severity = severities(cal.flagged, evidence, ref.test.mask, drift, ref.entropy,
                           sustained_steps=config.sustained_steps, confident_entropy=config.confident_entropy)
-    return cal, severity
+    return cal, severity, combined
 
 
 def explained(config: AuditConfig, inputs: Inputs, ref: Reference, fitted: CrossFit, cal: Calibration, traj: Trajectories) -> tuple[dict, dict]:
@@ -219,7 +231,7 @@ def run_audit(
         ValueError: inputs that cannot be audited (the message names the problem).
         InterruptedError: stopped through ``should_stop``.
     """
-    if monitor is not None and config.detector not in ("discriminator", "intent"):
+    if monitor is not None and config.detector not in ("discriminator", "intent"):  # the others need the env's simulator
         raise ValueError(f"a runtime monitor carries discriminator or intent evidence, not {config.detector} "
                          "(the lookahead needs the env's simulator, which a deployed imitator does not have)")
     clock = StageClock(progress=progress, should_stop=should_stop)
@@ -238,7 +250,7 @@ def run_audit(
                        progress=lambda frac: clock.within("discriminate", frac))
     clock.done("discriminate")
 
-    cal, severity = calibrated(config, ref, fitted)
+    cal, severity, combined = calibrated(config, ref, fitted)
     if monitor is not None:
         Monitor.calibrated(detectors=fitted.detectors, cal=ref.cal, rule=config.score_rule, alpha=config.alpha,
                            drift_quantile=config.drift_quantile, taps=read_taps(config), imitator_sha256=inputs.info.sha256,
@@ -248,7 +260,7 @@ def run_audit(
     explanations, replays = explained(config, inputs, ref, fitted, cal, traj)
     clock.done("explain")
 
-    records = trajectory_records(traj, fitted.fold, fitted.test_evidence, cal, severity, ref.entropy, explanations, replays)
+    records = trajectory_records(traj, fitted.fold, fitted.test_evidence, cal, severity, ref.entropy, explanations, replays, combined=combined)
     info, demos = inputs.info, inputs.demos
     report = assemble(
         settings=config.settings(), policy=config.policy,

@@ -31,20 +31,22 @@ def _rounded(values: Tensor) -> list[float]:
 
 def trajectory_records(
     traj: Any, fold: np.ndarray, evidence: Tensor, cal: Any, severity: list[str | None], entropy: Tensor,
-    explanations: dict[int, dict], replays: dict[int, list],
+    explanations: dict[int, dict], replays: dict[int, list], *, combined: Any | None = None,
 ) -> list[dict[str, Any]]:
     """One record per audited trajectory (see :mod:`audit.report.schema`).
 
     Args:
         traj: the audited :class:`~audit.data.rollout.Trajectories` (E episodes).
         fold: [E] fold of each.
-        evidence: [E, T] per-step evidence.
+        evidence: [E, T] per-step evidence ([E, T, kinds] with ``combined``).
         cal: the :class:`~audit.detect.calibrate.Calibration`.
         severity: [E] severities (None where not flagged).
         entropy: [E, T] policy entropy.
         explanations, replays: by trajectory index, for the explained flags.
+        combined: the :class:`~audit.detect.calibrate.Combined` of several evidence kinds, or None.
     """
     lengths = traj.lengths().numpy()
+    steps = evidence if combined is None else combined.step_scores
     records = []
     for i in range(traj.n_episodes):
         length = int(lengths[i])
@@ -70,7 +72,7 @@ def trajectory_records(
             "severity": severity[i],
             "first_flag_step": first_flag,
             "threshold": float(cal.threshold[i]),
-            "step_scores": _rounded(evidence[i, :length]),
+            "step_scores": _rounded(steps[i, :length]),
             "score_path": _rounded(cal.path[i, :length]),
             "entropy": _rounded(entropy[i, :length]),
             "actions": [int(a) for a in traj.actions[i, :length]],
@@ -80,6 +82,13 @@ def trajectory_records(
             "explanation": explanations.get(i),
             "replay": replays.get(i),
         })
+        if combined is not None:
+            records[-1]["evidence"] = {
+                kind: {"step_scores": _rounded(evidence[i, :length, k]),
+                       "first_crossing": int(combined.first_crossing[kind][i]) if combined.first_crossing[kind][i] >= 0 else None}
+                for k, kind in enumerate(combined.kinds)
+            }
+            records[-1]["fired_first"] = combined.fired_first[i]
     return records
 
 

@@ -75,27 +75,51 @@ def to_junit(report: dict[str, Any]) -> str:
     )
 
 
-def svg_score(values: list[float], threshold: float | None, first_flag: int | None, departure: int | None, width: int = 420, height: int = 120) -> str:
-    """An inline SVG of a score path [T] with the threshold (dashed), first flag (red) and departure (black)."""
+_KIND_COLOURS = ("#2a9d3a", "#a05ad8", "#e08a00")
+
+
+def svg_score(
+    values: list[float], threshold: float | None, first_flag: int | None, departure: int | None, width: int = 420, height: int = 120,
+    crossings: dict[str, int | None] | None = None,
+) -> str:
+    """An inline SVG of a score path [T] with the threshold (dashed), first flag (red), departure (black) and, with
+    several evidence kinds, the step each kind first crossed its own threshold (dotted, labelled)."""
     finite = [v for v in values if v is not None]
     top = max([*finite, threshold if threshold is not None else 0.0, 1e-6])
+    low = min([*finite, threshold if threshold is not None else 0.0, 0.0])
+    span = max(top - low, 1e-6)
     n = max(len(values) - 1, 1)
 
-    def xy(i: int, v: float) -> str:
-        return f"{8 + i * (width - 16) / n:.1f},{height - 8 - (v / top) * (height - 16):.1f}"
+    def y_of(v: float) -> float:
+        return height - 8 - ((v - low) / span) * (height - 16)
+
+    def x_of(i: int) -> float:
+        return 8 + i * (width - 16) / n
 
     parts = [f'<svg class="plot" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">']
     parts.append(f'<rect x="0" y="0" width="{width}" height="{height}" fill="#fafafa" stroke="#ccc"/>')
     if threshold is not None:
-        y = height - 8 - (threshold / top) * (height - 16)
-        parts.append(f'<line x1="8" x2="{width - 8}" y1="{y:.1f}" y2="{y:.1f}" stroke="#d33" stroke-dasharray="4 3"/>')
+        parts.append(f'<line x1="8" x2="{width - 8}" y1="{y_of(threshold):.1f}" y2="{y_of(threshold):.1f}" stroke="#d33" stroke-dasharray="4 3"/>')
     for step, colour in ((first_flag, "#d33"), (departure, "#333")):
         if step is not None and step >= 0:
-            x = 8 + step * (width - 16) / n
-            parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="4" y2="{height - 4}" stroke="{colour}" stroke-width="1"/>')
-    parts.append(f'<polyline fill="none" stroke="#1e5adc" stroke-width="2" points="{" ".join(xy(i, v) for i, v in enumerate(values))}"/>')
+            parts.append(f'<line x1="{x_of(step):.1f}" x2="{x_of(step):.1f}" y1="4" y2="{height - 4}" stroke="{colour}" stroke-width="1"/>')
+    for j, (kind, step) in enumerate((crossings or {}).items()):
+        colour = _KIND_COLOURS[j % len(_KIND_COLOURS)]
+        parts.append(f'<text x="{width - 8}" y="{14 + 12 * j}" font-size="10" text-anchor="end" fill="{colour}">{html.escape(kind)}: '
+                     f'{"step " + str(step) if step is not None else "never crossed"}</text>')
+        if step is not None:
+            parts.append(f'<line class="crossing" x1="{x_of(step):.1f}" x2="{x_of(step):.1f}" y1="4" y2="{height - 4}" stroke="{colour}" '
+                         f'stroke-dasharray="1 2" stroke-width="2"><title>{html.escape(kind)} crossed its threshold at step {step}</title></line>')
+    parts.append(f'<polyline fill="none" stroke="#1e5adc" stroke-width="2" points="{" ".join(f"{x_of(i):.1f},{y_of(v):.1f}" for i, v in enumerate(values))}"/>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def kind_crossings(record: dict[str, Any]) -> dict[str, int | None] | None:
+    """Kind -> first crossing step of a record with several evidence kinds, else None."""
+    if not record.get("evidence"):
+        return None
+    return {kind: ev.get("first_crossing") for kind, ev in record["evidence"].items()}
 
 
 def svg_heatmap(explanation: dict[str, Any], cell: int = 14) -> str:
@@ -164,7 +188,7 @@ def to_html(report: dict[str, Any], *, max_trajectories: int = 50) -> str:
                 f"<div class='replay'><pre class='frame'></pre><br><input type='range' min='0' max='{len(r['replay']) - 1}' value='0' "
                 f"aria-label='step'> <span class='step'></span><script type='application/json'>{frames}</script></div>"
             )
-        out.append(f"<div><b>score over time</b> (dashed: threshold; red: first flag; black: departure)<br>{svg_score(r['score_path'], r['threshold'], r['first_flag_step'], r['departure_step'])}</div></div>")
+        out.append(f"<div><b>score over time</b> (dashed: threshold; red: first flag; black: departure)<br>{svg_score(r['score_path'], r['threshold'], r['first_flag_step'], r['departure_step'], crossings=kind_crossings(r))}</div></div>")
         ex = r.get("explanation")
         if ex:
             out.append(f"<p><b>attributions</b> (Integrated Gradients, steps × input blocks)</p>{svg_heatmap(ex)}")

@@ -23,7 +23,7 @@ def test_bench_detect_quick(tmp_path):
     results = json.loads(out_json.read_text())
     assert set(results["envs"]) == {"imitaudit/OffSwitch-v0"}
     pooled = results["pooled"]
-    assert set(pooled) == {"imitaudit", "behaviour-only", "intent", "lookahead", "mahalanobis"}
+    assert set(pooled) == {"imitaudit", "behaviour-only", "intent", "lookahead", "combined", "mahalanobis"}
     for method, f in pooled.items():
         assert 0.0 <= f["auroc"] <= 1.0 and f["departing"] > 0, method
         assert 0.0 <= f["prefix_auroc"] <= 1.0 and 0.0 <= f["flagged_before_departure"] <= 1.0, method
