@@ -7,6 +7,10 @@ audit's score rule) and an alarm when that score crosses the threshold. The thre
 calibrated like the audit's, on the held-out demonstrator episodes' mean evidence, so a
 demonstrator-like trajectory raises the alarm with probability at most alpha.
 
+An audit by the ``lookahead`` or ``combined`` detector exports its discriminators' evidence on
+the steps taken: the lookahead clones the env, and a deployed imitator has no simulator
+beside it. Such a monitor alarms at the departing step, not on the approach.
+
 The file is safetensors (weights) with JSON metadata (sizes, view, threshold); it is rebuilt
 from that metadata and code of this package, never unpickled. It names the imitator's sha256,
 and loading it for another imitator is refused.

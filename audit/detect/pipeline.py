@@ -231,9 +231,8 @@ def run_audit(
         ValueError: inputs that cannot be audited (the message names the problem).
         InterruptedError: stopped through ``should_stop``.
     """
-    if monitor is not None and config.detector not in ("discriminator", "intent"):  # the others need the env's simulator
-        raise ValueError(f"a runtime monitor carries discriminator or intent evidence, not {config.detector} "
-                         "(the lookahead needs the env's simulator, which a deployed imitator does not have)")
+    if monitor is not None and config.detector == "mahalanobis":
+        raise ValueError("a runtime monitor carries discriminator, intent or lookahead's step evidence, not mahalanobis")
     clock = StageClock(progress=progress, should_stop=should_stop)
     torch.manual_seed(config.seed)
     inputs = load(config)
@@ -252,7 +251,10 @@ def run_audit(
 
     cal, severity, combined = calibrated(config, ref, fitted)
     if monitor is not None:
-        Monitor.calibrated(detectors=fitted.detectors, cal=ref.cal, rule=config.score_rule, alpha=config.alpha,
+        # the lookahead needs the env's simulator, which a deployed imitator does not have: the monitor
+        # carries its discriminators' step evidence (:mod:`audit.detect.monitor`)
+        steps = [getattr(d, "inner", d) for d in fitted.detectors]
+        Monitor.calibrated(detectors=steps, cal=ref.cal, rule=config.score_rule, alpha=config.alpha,
                            drift_quantile=config.drift_quantile, taps=read_taps(config), imitator_sha256=inputs.info.sha256,
                            env_id=inputs.info.env_id).save(monitor)
     clock.done("calibrate")

@@ -38,3 +38,38 @@ def test_futures_scored_against_recorded_continuations_flag_at_most_alpha_under_
     n = 40 * n_test
     assert flagged <= n * alpha + 4 * np.sqrt(n * alpha * (1 - alpha)), flagged
     assert flagged >= n * alpha - 4 * np.sqrt(n * alpha * (1 - alpha)), flagged  # and the test is not vacuous
+
+
+def test_combined_kinds_keep_alpha_under_the_null_and_say_which_crossed_first():
+    """Two evidence kinds calibrated apart at alpha / 2 and joined by Bonferroni: at most alpha of null trajectories
+    flagged; a trajectory whose second kind rises early is flagged at that step, with that kind named first."""
+    from audit.detect.calibrate import calibrate, combine
+
+    alpha, n_test, n_cal, t = 0.05, 60, 200, 10
+    flagged = 0
+    for seed in range(30):
+        rng = np.random.default_rng(seed)
+        cal_ev = torch.from_numpy(rng.normal(size=(2, n_cal, t, 2)).astype(np.float32))
+        test_ev = torch.from_numpy(rng.normal(size=(n_test, t, 2)).astype(np.float32))
+        if seed == 0:  # one departing trajectory: the second kind (a forecast) rises at step 3, the first at step 7
+            test_ev[0, 3:, 1] += 8.0
+            test_ev[0, 7:, 0] += 8.0
+        cal_mask, test_mask = torch.ones(n_cal, t, dtype=torch.bool), torch.ones(n_test, t, dtype=torch.bool)
+        fold = np.arange(n_test) % 2
+        parts = {kind: calibrate(test_ev[..., i], test_mask, cal_ev[..., i], cal_mask, fold, alpha=alpha / 2, rule="peak")
+                 for i, kind in enumerate(("discriminator", "lookahead"))}
+        cal, combined = combine(parts, test_ev, test_mask, fold, alpha=alpha, bh=False)
+        np.testing.assert_array_equal(cal.pvalue, np.minimum(1, 2 * np.minimum(parts["discriminator"].pvalue, parts["lookahead"].pvalue)))
+        np.testing.assert_array_equal(cal.flagged, cal.pvalue <= alpha)
+        crossed = cal.path.numpy() > 1.0
+        assert ((cal.first_flag >= 0) == cal.flagged).all()
+        for i in np.flatnonzero(cal.flagged):
+            assert cal.first_flag[i] == crossed[i].argmax() == min(f[i] for f in combined.first_crossing.values() if f[i] >= 0)
+        if seed == 0:
+            assert cal.flagged[0] and cal.first_flag[0] == 3 and combined.fired_first[0] == "lookahead"
+            assert combined.first_crossing["discriminator"][0] == 7
+            flagged -= 1
+        flagged += int(cal.flagged.sum())
+        assert 0.0 <= cal.calibration_flag_rate <= alpha + 4 * np.sqrt(alpha * (1 - alpha) / n_cal)
+    n = 30 * n_test - 1
+    assert 0 < flagged <= n * alpha + 4 * np.sqrt(n * alpha * (1 - alpha)), flagged
