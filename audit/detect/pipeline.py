@@ -107,10 +107,16 @@ def load(config: AuditConfig) -> Inputs:
     model, info = load_imitator(config.imitator)
     demos = Demonstrations.load(config.demos)
     check_pair(model, info, demos, config.taps)
-    fit, cal = split_demonstrations(
-        demos.n_episodes, calibration_fraction=config.calibration_fraction, alpha=config.alpha, seed=config.seed,
-        max_fit=config.max_fit_episodes, max_calibration=config.max_calibration_episodes,
-    )
+    kinds = 2 if config.detector == "combined" else 1  # each kind is calibrated at alpha / kinds
+    try:
+        fit, cal = split_demonstrations(
+            demos.n_episodes, calibration_fraction=config.calibration_fraction, alpha=config.alpha / kinds, seed=config.seed,
+            max_fit=config.max_fit_episodes, max_calibration=config.max_calibration_episodes,
+        )
+    except ValueError as exc:
+        if kinds == 1:
+            raise
+        raise ValueError(f"the combined detector calibrates each of its {kinds} evidence kinds at alpha/{kinds}: {exc}") from None
     sha = hashlib.sha256(Path(config.demos).read_bytes()).hexdigest()
     return Inputs(model=model, info=info, demos=demos, demos_sha256=sha, fit_episodes=fit, calibration_episodes=cal)
 
