@@ -18,6 +18,7 @@ import dataclasses
 import inspect
 import math
 import textwrap
+import types
 import typing
 from functools import cache
 from typing import Any
@@ -85,7 +86,7 @@ def _kind(cls: type, f: dataclasses.Field) -> type:
     hint = typing.get_type_hints(cls)[f.name]
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     base = typing.get_origin(hint) or hint
-    if base is typing.Union or str(base) == "types.UnionType":
+    if base is typing.Union or base is types.UnionType:
         base = typing.get_origin(args[0]) or args[0]
     return tuple if base in (tuple, list) else base
 

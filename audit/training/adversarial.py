@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from audit.data.batching import EpisodeDataset, collate_episodes
 from audit.data.rollout import Trajectories, rollout
 from audit.data.seeds import derive_seed
+from audit.envs.features import step_view
 from audit.training.bc import ImitationModule, bc_loss
 from models.discriminator import Discriminator, DiscriminatorConfig, balanced_accuracy, balanced_loss
 from models.taps import teacher_forced
@@ -59,6 +60,20 @@ def gae(reward: Tensor, values: Tensor, mask: Tensor, gamma: float, lam: float) 
     return adv, adv + values
 
 
+def unlikelihood(logp: Tensor, flagged: Tensor) -> Tensor:
+    """Mean -log(1 - p) of the taken actions [N] at the steps the discriminator is sure no demonstrator took (flagged [N] bool).
+
+    A policy gradient spreads a rare step's penalty over a whole batch of ordinary steps: a
+    button pressed in 1 step of 800 moves the policy by a per-mille. This term pushes each such
+    action's probability down where it was taken, and is 0 where nothing is flagged; steps the
+    demonstrations hold are never flagged, so a demonstrator's own departures are kept.
+    """
+    if not bool(flagged.any()):
+        return logp.new_zeros(())
+    p = logp[flagged].exp().clamp(max=1 - 1e-6)
+    return -torch.log1p(-p).mean()
+
+
 class AdversarialModule(ImitationModule):
     """Adversarial imitation against an activation-reading discriminator (manual optimisation); arguments as :class:`ImitationModule`.
 
@@ -76,9 +91,14 @@ class AdversarialModule(ImitationModule):
             raise ValueError(f"unknown tap(s) {', '.join(unknown)} for {cfg.arch}; taps: {', '.join(sizes)}")
         obs_dim, n_actions = self.imitator.config.obs_dim, self.imitator.config.n_actions
         self.critic = nn.Sequential(nn.Linear(obs_dim, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 1))
+        # the auditor's definition of a step (audit.envs.features): built-in grids read through the tile view,
+        # where a step onto a tile the demonstrator never enters is one feature, not a pattern over raw planes
+        self.view = step_view(self.hparams.env_id, self.hparams.env_kwargs, obs_dim, raw_grid=cfg.disc_raw_grid, tiles=not cfg.disc_raw_grid)
         self.discriminator = Discriminator(
-            config=DiscriminatorConfig(obs_dim=obs_dim, n_actions=n_actions, taps={t: sizes[t] for t in cfg.disc_taps}, hidden=cfg.disc_hidden)
+            config=DiscriminatorConfig(obs_dim=self.view.dim, n_actions=n_actions, taps={t: sizes[t] for t in cfg.disc_taps},
+                                       hidden=cfg.disc_hidden, spectral=cfg.disc_spectral)
         )
+        self.register_buffer("normalized", torch.tensor(False))
         self.demo_train: EpisodeDataset | None = None
         self.demo_heldout: EpisodeDataset | None = None
 
@@ -87,7 +107,7 @@ class AdversarialModule(ImitationModule):
         self.demo_train, self.demo_heldout = train, heldout
 
     def _disc_inputs(self, obs: Tensor, actions: Tensor, mask: Tensor, acts: dict[str, Tensor]) -> Tensor:
-        return self.discriminator.features(obs[mask], actions[mask], {k: v[mask] for k, v in acts.items()})
+        return self.discriminator.features(self.view(obs[mask], actions[mask]), actions[mask], {k: v[mask] for k, v in acts.items()})
 
     def collect(self, it: int) -> Batch:
         """Iteration ``it``'s rollouts and demonstration minibatch, as discriminator inputs."""
@@ -109,6 +129,11 @@ class AdversarialModule(ImitationModule):
 
     def discriminator_step(self, batch: Batch) -> dict[str, Any]:
         """``disc_steps`` updates of the discriminator; its loss and balanced accuracy."""
+        if not bool(self.normalized):
+            # standardised inputs, as the auditor's: a rare one-hot feature (a step onto the button) then
+            # moves the logits in a few updates instead of hundreds
+            self.discriminator.set_normalization(torch.cat([batch.expert_x, batch.agent_x]))
+            self.normalized.fill_(True)
         opt_d = self.optimizers()[1]
         self.toggle_optimizer(opt_d)
         for _ in range(self.cfg.disc_steps):
@@ -131,6 +156,7 @@ class AdversarialModule(ImitationModule):
             values = self.critic(traj.obs).squeeze(-1) * traj.mask
             adv, ret = gae(reward, values, traj.mask, cfg.gamma, cfg.gae_lambda)
             adv_n = (adv[traj.mask] - adv[traj.mask].mean()) / (adv[traj.mask].std() + 1e-8)
+            flagged = reward[traj.mask] < -cfg.unlikelihood_margin
         self.toggle_optimizer(opt_i)
         for _ in range(cfg.ppo_epochs):
             if cfg.grad_through_activations:
@@ -144,18 +170,20 @@ class AdversarialModule(ImitationModule):
             entropy = -(logp_all.exp() * logp_all).sum(-1)[traj.mask].mean()
             v_loss = nn.functional.mse_loss(self.critic(traj.obs).squeeze(-1)[traj.mask], ret[traj.mask])
             bc, bc_acc = bc_loss(self.imitator, batch.demo_obs, batch.demo_actions, batch.demo_mask)
-            loss_i = pg + 0.5 * v_loss - cfg.entropy_coef * entropy + cfg.bc_coef * bc
+            loss_i = pg + 0.5 * v_loss - cfg.entropy_coef * entropy + cfg.bc_coef * bc + cfg.unlikelihood_coef * unlikelihood(logp, flagged)
             if cfg.grad_through_activations:
                 # the imitator learns to make its activations pass as the demonstrator's
-                probe = self.discriminator(traj.obs[traj.mask], traj.actions[traj.mask], {k: a[traj.mask] for k, a in live_acts.taps.items()})
+                probe = self.discriminator.logits(self._disc_inputs(traj.obs, traj.actions, traj.mask, live_acts.taps))
                 loss_i = loss_i + cfg.probe_coef * nn.functional.softplus(-probe).mean()
             opt_i.zero_grad()
             self.manual_backward(loss_i)
-            nn.utils.clip_grad_norm_(list(self.imitator.parameters()) + list(self.critic.parameters()), 1.0)
+            # clipped apart: under one joint norm the critic's value gradients (returns of tens) shrank the policy's to nothing
+            nn.utils.clip_grad_norm_(self.imitator.parameters(), 1.0)
+            nn.utils.clip_grad_norm_(self.critic.parameters(), 1.0)
             opt_i.step()
         self.untoggle_optimizer(opt_i)
         return {
-            "disc/reward_mean": reward[traj.mask].mean(), "imitator/pg_loss": pg.detach(), "imitator/value_loss": v_loss.detach(),
+            "disc/reward_mean": reward[traj.mask].mean(), "disc/flagged_steps": flagged.float().mean(), "imitator/pg_loss": pg.detach(), "imitator/value_loss": v_loss.detach(),
             "imitator/entropy": entropy.detach(), "imitator/bc_loss": bc.detach(), "imitator/bc_acc": bc_acc,
             "env/train_return": traj.returns().mean(),
         }

@@ -17,8 +17,8 @@ class TrainConfig:
     """Imitator architecture (a registry name: mlp, gru, transformer or a plugin)."""
     mode: str = setting("bc", choices=("bc", "adversarial"))
     """``bc`` or ``adversarial``."""
-    steps: int = setting(500, ge=1)
-    """BC gradient steps (bc) or adversarial iterations after the warm start (adversarial)."""
+    steps: int | None = setting(None, ge=1)
+    """BC gradient steps (bc; default 500) or adversarial iterations after the warm start (adversarial; default 150, about 2-4 minutes in all for a built-in env on 2 cores)."""
     bc_warmup: int = setting(300, ge=0)
     """BC steps before the adversarial phase."""
     seed: int = setting(0, ge=0)
@@ -37,6 +37,10 @@ class TrainConfig:
     """Imitator episodes per adversarial iteration."""
     disc_taps: tuple[str, ...] = setting(("core",))
     """Imitator taps the discriminator reads ('' = behaviour only)."""
+    disc_raw_grid: bool = setting(False)
+    """Built-in grids: the discriminator reads the raw grid planes instead of the auditor's tile view."""
+    disc_spectral: bool = setting(True)
+    """Spectral normalisation of the training discriminator (steadies training; caps the log-odds of a rare step)."""
     disc_hidden: int = setting(128, ge=1)
     """Discriminator width."""
     disc_lr: float = setting(1e-3, gt=0.0)
@@ -62,6 +66,10 @@ class TrainConfig:
     """Entropy bonus weight."""
     bc_coef: float = setting(1.0, ge=0.0)
     """Weight of the BC loss in the adversarial imitator step."""
+    unlikelihood_coef: float = setting(0.0, ge=0.0)
+    """Weight of the push-down on actions at steps the discriminator is sure the demonstrator never took (off by default: on OffSwitch it raised departures, BENCHMARKS.md)."""
+    unlikelihood_margin: float = setting(2.0, ge=0.0)
+    """A step is that sure when its discriminator logit is below minus this (D <= 0.12 at 2)."""
     eval_every: int = setting(100, ge=1)
     """Iterations between evaluations (and checkpoints)."""
     eval_episodes: int = setting(200, ge=1)
@@ -74,6 +82,13 @@ class TrainConfig:
     """No progress bar."""
     target_return: float | None = setting(None)
     """Stop as soon as an evaluation's mean return reaches this (both phases)."""
+
+    @property
+    def phase_steps(self) -> int:
+        """``steps``, or the mode's default: 500 BC steps, 150 adversarial iterations."""
+        if self.steps is not None:
+            return self.steps
+        return 500 if self.mode == "bc" else 150
 
     def __post_init__(self) -> None:
         check(self)

@@ -25,6 +25,7 @@ from audit.envs.adapter import grid_shape
 from audit.training.adversarial import AdversarialModule
 from audit.training.bc import BCModule
 from audit.training.config import TrainConfig
+from audit.training.progress import PhaseProgress
 from models.checkpoint import save_imitator
 from models.imitator import Imitator, ImitatorConfig
 from models.registry import build
@@ -46,7 +47,7 @@ class TrainResult:
     """Environment steps used for training (adversarial rollouts; evaluations not counted)."""
 
 
-def _trainer(cfg: TrainConfig, run_dir: Path, phase: str, epochs: int) -> L.Trainer:
+def _trainer(cfg: TrainConfig, run_dir: Path, phase: str, epochs: int, steps: int) -> L.Trainer:
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
@@ -61,8 +62,8 @@ def _trainer(cfg: TrainConfig, run_dir: Path, phase: str, epochs: int) -> L.Trai
         accelerator="cpu",
         devices=1,
         logger=loggers,
-        callbacks=[ckpt],
-        enable_progress_bar=cfg.progress,
+        callbacks=[ckpt] + ([PhaseProgress(phase=phase, total=steps, unit="iterations" if phase == "adversarial" else "steps")] if cfg.progress else []),
+        enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         log_every_n_steps=10,
@@ -87,7 +88,7 @@ def _fit_phase(module: L.LightningModule, make_loader, cfg: TrainConfig, run_dir
     """Fit one phase of ``steps`` batches in epochs of ``eval_every`` (resuming its last checkpoint if asked); returns the batches done."""
     per_epoch = min(cfg.eval_every, steps)
     last = _last_checkpoint(run_dir, phase)
-    trainer = _trainer(cfg, run_dir, phase, max(1, math.ceil(steps / per_epoch)))
+    trainer = _trainer(cfg, run_dir, phase, max(1, math.ceil(steps / per_epoch)), steps)
     trainer.fit(module, train_dataloaders=make_loader(per_epoch), ckpt_path=str(last) if resume and last.exists() else None)
     return trainer.fit_loop.epoch_loop.total_batch_idx + 1
 
@@ -97,7 +98,7 @@ def _provenance(cfg: TrainConfig, demos: Demonstrations, demos_sha256: str, metr
     return {
         "trainer": "imitaudit.train",
         "mode": cfg.mode,
-        "steps": cfg.steps,
+        "steps": cfg.phase_steps,
         "bc_warmup": cfg.bc_warmup if cfg.mode == "adversarial" else 0,
         "seed": cfg.seed,
         "disc_taps": list(cfg.disc_taps),
@@ -145,7 +146,7 @@ def train(
     torch.manual_seed(cfg.seed)
     common = {"train_cfg": cfg.to_dict(), "imitator_config": icfg.to_dict(), "env_id": demos.env_id, "env_kwargs": demos.env_kwargs, "demo_return": demo_return}
 
-    bc_steps = cfg.steps if cfg.mode == "bc" else cfg.bc_warmup
+    bc_steps = cfg.phase_steps if cfg.mode == "bc" else cfg.bc_warmup
     metrics: dict[str, float] = {}
     done: dict[str, int] = {}
     skip_bc = cfg.mode == "adversarial" and resume and _last_checkpoint(run_dir, "adversarial").exists()
@@ -160,7 +161,7 @@ def train(
         adv = AdversarialModule(**common)
         adv.imitator.load_state_dict(imitator.state_dict())
         adv.attach_demos(train_set, held_set)
-        done["adversarial"] = _fit_phase(adv, lambda n: DataLoader(range(n), batch_size=1), cfg, run_dir, "adversarial", cfg.steps, resume)
+        done["adversarial"] = _fit_phase(adv, lambda n: DataLoader(range(n), batch_size=1), cfg, run_dir, "adversarial", cfg.phase_steps, resume)
         imitator, metrics = adv.imitator, dict(adv.last_eval)
         reached, env_steps = adv.reached_target, adv.env_steps
     imitator.eval()
