@@ -21,6 +21,7 @@ from audit.data.demonstrations import Demonstrations
 from audit.data.rollout import Trajectories, rollout
 from audit.data.seeds import derive_seed
 from audit.detect.calibrate import auroc
+from audit.envs.features import step_view
 from models.discriminator import DiscriminatorConfig, balanced_accuracy, discriminator_input, fit_discriminator
 from models.imitator import Imitator
 from models.taps import teacher_forced
@@ -89,11 +90,13 @@ def distinguishability(
     demo_train, demo_test = split_episodes(obs.shape[0], 1.0 - train_fraction, seed)
     imit_train, imit_test = split_episodes(traj.n_episodes, 1.0 - train_fraction, derive_seed(seed, "distinguishability-split"))
     sizes = model.tap_sizes()
-    config = DiscriminatorConfig(obs_dim=model.config.obs_dim, n_actions=model.config.n_actions, taps={t: sizes[t] for t in taps}, hidden=hidden)
+    # the auditor's step view and discriminator (no spectral norm), so this figure is the audit's notion of distinguishable
+    view = step_view(demos.env_id, demos.env_kwargs, model.config.obs_dim, raw_grid=False, tiles=True)
+    config = DiscriminatorConfig(obs_dim=view.dim, n_actions=model.config.n_actions, taps={t: sizes[t] for t in taps}, hidden=hidden, spectral=False)
 
     def feats(o, a, m, act, rows):
         sel = m & torch.isin(torch.arange(m.shape[0]), torch.from_numpy(rows))[:, None]
-        return discriminator_input(config, o[sel], a[sel], {k: v[sel] for k, v in act.items()})
+        return discriminator_input(config, view(o[sel], a[sel]), a[sel], {k: v[sel] for k, v in act.items()})
 
     disc = fit_discriminator(
         config, feats(obs, actions, mask, acts.taps, demo_train), feats(traj.obs, traj.actions, traj.mask, traj.activations.taps, imit_train),
