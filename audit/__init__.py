@@ -6,13 +6,13 @@ Importing ``audit`` registers the built-in Gymnasium environments.
 from audit.data.demonstrations import Demonstrations, record
 from audit.detect.calibrate import min_calibration_episodes
 from audit.detect.config import AuditConfig
-from audit.detect.inputs import check_calibration_size, check_demonstrations, check_imitator
+from audit.detect.inputs import check_calibration_size, check_demonstrations, check_imitator, check_uploaded_env
 from audit.detect.monitor import Monitor
 from audit.detect.pipeline import STAGES, run_audit
 from audit.envs import WORLDS, resolve_env_id
 from audit.options import api_values, request_model
 from audit.report.gate import GatePolicy, verdict
-from audit.report.render import kind_crossings, svg_heatmap, svg_score, to_html, to_junit, to_markdown, write_outputs
+from audit.report.render import kind_crossings, report_script_hash, svg_heatmap, svg_score, to_html, to_junit, to_markdown, write_outputs
 from audit.report.schema import SCHEMA as REPORT_SCHEMA
 from audit.report.schema import to_json, validate
 from audit.training.config import TrainConfig
@@ -20,7 +20,7 @@ from audit.training.run import train
 
 __all__ = [
     "WORLDS", "resolve_env_id", "GatePolicy", "verdict", "STAGES", "AuditConfig", "check_demonstrations",
-    "check_imitator", "check_calibration_size", "run_audit", "REPORT_SCHEMA", "to_html", "to_json", "to_junit", "to_markdown",
-    "validate", "write_outputs", "svg_heatmap", "svg_score", "kind_crossings", "min_calibration_episodes", "Demonstrations", "record",
+    "check_imitator", "check_uploaded_env", "check_calibration_size", "run_audit", "REPORT_SCHEMA", "to_html", "to_json", "to_junit", "to_markdown",
+    "validate", "write_outputs", "svg_heatmap", "svg_score", "kind_crossings", "report_script_hash", "min_calibration_episodes", "Demonstrations", "record",
     "TrainConfig", "train", "api_values", "request_model", "Monitor",
 ]

@@ -22,7 +22,7 @@ import torch
 
 from models.imitator import Imitator, ImitatorConfig
 from models.registry import build
-from models.safetensors_io import parse_safetensors, write_safetensors
+from models.safetensors_io import strict_json, parse_safetensors, write_safetensors
 
 SCHEMA = "imitaudit.imitator/1"
 _REQUIRED = ("imitaudit.schema", "arch", "config", "env_id", "obs_shape", "n_actions")
@@ -86,6 +86,10 @@ def save_imitator(
     return write_safetensors(path, tensors, metadata)
 
 
+MAX_WEIGHT = 1e6
+"""Weights past this magnitude overflow float32 arithmetic within a few layers: refused at load."""
+
+
 def load_imitator(path: str | os.PathLike) -> tuple[Imitator, CheckpointInfo]:
     """Rebuild an imitator from a checkpoint file (in eval mode).
 
@@ -111,12 +115,12 @@ def load_imitator_bytes(data: bytes, name: str = "upload") -> tuple[Imitator, Ch
     if missing:
         raise ValueError(f"{name}: metadata lacks {', '.join(missing)}")
     try:
-        config_dict = json.loads(meta["config"])
-        env_kwargs = json.loads(meta.get("env_kwargs", "{}"))
-        obs_shape = json.loads(meta["obs_shape"])
-        provenance = json.loads(meta.get("provenance", "{}"))
+        config_dict = strict_json(meta["config"])
+        env_kwargs = strict_json(meta.get("env_kwargs", "{}"))
+        obs_shape = strict_json(meta["obs_shape"])
+        provenance = strict_json(meta.get("provenance", "{}"))
         n_actions = int(meta["n_actions"])
-    except (json.JSONDecodeError, ValueError) as exc:
+    except ValueError as exc:
         raise ValueError(f"{name}: malformed metadata ({str(exc).splitlines()[0]})") from None
     if not isinstance(obs_shape, list) or not obs_shape or not all(isinstance(d, int) and d > 0 for d in obs_shape):
         raise ValueError(f"{name}: obs_shape must be a list of positive integers, got {meta['obs_shape']!r}")
@@ -131,10 +135,11 @@ def load_imitator_bytes(data: bytes, name: str = "upload") -> tuple[Imitator, Ch
     if n_actions != config.n_actions:
         raise ValueError(f"{name}: n_actions={n_actions} does not fit config n_actions={config.n_actions}")
     try:
-        model = build(meta["arch"], config)
-    except ValueError as exc:
+        with torch.device("meta"):  # shapes only: a config of any size allocates nothing until it matches the weights stored
+            skeleton = build(meta["arch"], config)
+    except (ValueError, RuntimeError) as exc:
         raise ValueError(f"{name}: {exc}") from None
-    expected = model.state_dict()
+    expected = skeleton.state_dict()
     absent = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))
     if absent:
@@ -150,7 +155,10 @@ def load_imitator_bytes(data: bytes, name: str = "upload") -> tuple[Imitator, Ch
             raise ValueError(f"{name}: tensor {key} has dtype {arr.dtype}; weights must be floating point")
         if not np.isfinite(arr).all():
             raise ValueError(f"{name}: tensor {key} holds NaN or infinite values")
+        if arr.size and float(np.abs(arr).max()) > MAX_WEIGHT:
+            raise ValueError(f"{name}: tensor {key} holds values of magnitude {float(np.abs(arr).max()):.3g}; weights past {MAX_WEIGHT:g} are refused")
         state[key] = torch.from_numpy(arr.astype(np.float32))
+    model = build(meta["arch"], config)
     model.load_state_dict(state)
     model.eval()
     info = CheckpointInfo(

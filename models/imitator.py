@@ -24,6 +24,10 @@ import torch
 from torch import Tensor, nn
 
 
+LIMITS = {"obs_dim": 2**24, "n_actions": 2**16, "hidden": 2**16, "layers": 64, "heads": 256, "max_len": 2**20}
+"""Ceilings of an imitator's sizes: far above any real policy, low enough that no size is a memory bomb by itself."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class ImitatorConfig:
     """Everything needed to rebuild an imitator (stored in its checkpoint)."""
@@ -49,6 +53,8 @@ class ImitatorConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            if value > LIMITS[name]:
+                raise ValueError(f"{name} must be at most {LIMITS[name]}, got {value}")
         if self.grid is not None:
             grid = tuple(self.grid)
             if len(grid) != 3 or not all(isinstance(g, int) and g > 0 for g in grid):

@@ -7,8 +7,10 @@ are recognised by their first bytes and refused. Every problem is a one-line ``V
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,6 +29,14 @@ def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], di
     return parse_safetensors(path.read_bytes(), str(path))
 
 
+MAX_HEADER_BYTES = 16 * 1024 * 1024
+"""A safetensors JSON header past this is refused before it is parsed."""
+MAX_METADATA_VALUE = 256 * 1024
+"""Characters of one metadata value (provenance, env_kwargs, ...)."""
+DTYPES = ("F64", "F32", "F16", "I64", "I32", "I16", "I8", "U8", "BOOL")
+"""Tensor dtypes imitaudit reads (numpy has no bfloat16 or float8)."""
+
+
 def parse_safetensors(data: bytes, name: str = "upload") -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Like :func:`read_safetensors`, on bytes already in memory (``name`` labels messages)."""
     from safetensors import SafetensorError
@@ -43,24 +53,63 @@ def parse_safetensors(data: bytes, name: str = "upload") -> tuple[dict[str, np.n
         if len(data) < 9:
             raise ValueError(f"{name}: truncated file ({len(data)} bytes): not safetensors")
     header_len = int.from_bytes(data[:8], "little")
+    if header_len > MAX_HEADER_BYTES:
+        raise ValueError(f"{name}: safetensors header of {header_len} bytes is over the limit of {MAX_HEADER_BYTES}")
     if header_len > len(data) - 8:
         if not looks_safetensors:
             raise ValueError(f"{name}: not a safetensors file (no JSON header)")
         raise ValueError(f"{name}: not safetensors: header length {header_len} exceeds the file's {len(data)} bytes")
     try:
-        header = json.loads(data[8 : 8 + header_len])
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ValueError(f"{name}: not safetensors: its header is not JSON") from None
+        header = strict_json(data[8 : 8 + header_len])
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{name}: not safetensors: its header is not valid JSON ({str(exc).splitlines()[0][:200]})") from None
     if not isinstance(header, dict):
         raise ValueError(f"{name}: not safetensors: its header is not a JSON object")
     metadata = header.get("__metadata__") or {}
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise ValueError(f"{name}: safetensors metadata must map strings to strings")
+    for key, value in metadata.items():
+        if len(value) > MAX_METADATA_VALUE:
+            raise ValueError(f"{name}: metadata {key[:100]!r} is {len(value)} characters, over the limit of {MAX_METADATA_VALUE}")
+    for key, entry in header.items():
+        if key != "__metadata__" and isinstance(entry, dict) and entry.get("dtype") not in DTYPES:
+            raise ValueError(f"{name}: tensor {key[:100]!r} has dtype {str(entry.get('dtype'))[:20]}, which imitaudit does not read "
+                             f"(it reads {', '.join(DTYPES)}; save weights as float32)")
     try:
         tensors = load_bytes(data)
-    except (SafetensorError, ValueError, TypeError) as exc:
-        raise ValueError(f"{name}: invalid safetensors file ({str(exc).splitlines()[0]})") from None
+    except (SafetensorError, ValueError, TypeError, KeyError) as exc:
+        raise ValueError(f"{name}: invalid safetensors file ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
     return tensors, metadata
+
+
+def strict_json(text: str | bytes) -> Any:
+    """JSON as an untrusted file holds it: no NaN or infinities, no duplicate keys, no nesting deep enough to exhaust the stack.
+
+    Raises:
+        ValueError: the first of those, in one line.
+    """
+
+    def no_constants(word: str) -> Any:
+        raise ValueError(f"non-finite number {word} is not allowed")
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in out:
+                raise ValueError(f"duplicate key {key[:100]!r}")
+            out[key] = value
+        return out
+
+    def finite(word: str) -> float:
+        value = float(word)
+        if not math.isfinite(value):
+            raise ValueError(f"number {word[:30]} overflows to infinity")
+        return value
+
+    try:
+        return json.loads(text, parse_constant=no_constants, parse_float=finite, object_pairs_hook=unique)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def write_safetensors(path: str | os.PathLike, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> Path:

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.deps import ApiError, Service
+from service.guard import guard
 from service.routes import audits, ops, reports, uploads
 from service.settings import Settings
 
@@ -59,6 +60,10 @@ def _handlers(app: FastAPI) -> None:
     async def _internal(request: Request, exc: Exception):
         log.exception("unhandled error on %s", request.url.path)
         return JSONResponse({"error": "internal error"}, status_code=500)
+
+    @app.middleware("http")
+    async def _guard(request: Request, call_next):
+        return await guard(request, call_next, max_json_bytes=app.state.service.settings.max_json_bytes)
 
     @app.middleware("http")
     async def _timing(request: Request, call_next):

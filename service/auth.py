@@ -60,6 +60,25 @@ def create_token(session: Session, *, project: str, role: str, name: str = "") -
     return secret
 
 
+def list_tokens(session: Session) -> list[dict]:
+    """Every token's id, project, role, name, creation time and whether it is revoked (never the secret)."""
+    rows = session.execute(select(Token, Project).join(Project, Project.id == Token.project_id).order_by(Token.id)).all()
+    return [{"id": t.id, "project": p.name, "role": t.role, "name": t.name, "created": t.created.isoformat(timespec="seconds"),
+             "revoked": t.revoked} for t, p in rows]
+
+
+def revoke_token(session: Session, token_id: int) -> None:
+    """Revoke token ``token_id``: from the next request on it is unknown.
+
+    Raises:
+        ValueError: no such token.
+    """
+    row = session.get(Token, token_id)
+    if row is None:
+        raise ValueError(f"no token with id {token_id} (imitaudit token list shows them)")
+    row.revoked = True
+
+
 def principal_for(session: Session, token: str | None) -> Principal | None:
     """The principal of a token, or None if it is unknown or revoked."""
     if not token:

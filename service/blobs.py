@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -31,6 +32,21 @@ class BlobStore:
         """A fresh temp file (fd, path) on the store's file system, for streaming into."""
         fd, name = tempfile.mkstemp(dir=self.root / "tmp", suffix=".part")
         return fd, Path(name)
+
+    def sweep_temp(self, *, idle_seconds: float = 60.0) -> int:
+        """Remove temp files nobody has written to for ``idle_seconds`` (left by a killed upload); returns how many.
+
+        A live upload writes its temp file continuously, so an idle one is an orphan.
+        """
+        now, removed = time.time(), 0
+        for temp in (self.root / "tmp").glob("*.part"):
+            try:
+                if now - temp.stat().st_mtime >= idle_seconds:
+                    temp.unlink()
+                    removed += 1
+            except FileNotFoundError:  # finished or swept by another process meanwhile
+                continue
+        return removed
 
     def adopt(self, temp: Path, sha256: str) -> Path:
         """Move a finished temp file to its content address (fsynced); returns the blob path."""

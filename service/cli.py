@@ -70,7 +70,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     engine = make_engine(settings.url)
     migrate(engine)
     worker = Worker(sessions=session_factory(engine), store=BlobStore(root=settings.data_dir / "blobs"),
-                    lease_seconds=settings.lease_seconds, max_attempts=settings.max_attempts, poll_seconds=settings.poll_seconds)
+                    lease_seconds=settings.lease_seconds, max_attempts=settings.max_attempts, poll_seconds=settings.poll_seconds,
+                    allowed_envs=settings.allowed_envs)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: worker.stop.set())
     worker.run_forever()
@@ -87,6 +88,34 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     with session_factory(engine).begin() as s:
         token = create_token(s, project=args.project, role=args.role, name=args.name)
     print(token)
+    return audit_cli.EXIT_OK
+
+
+def cmd_token_list(args: argparse.Namespace) -> int:
+    from service.auth import list_tokens
+    from service.db import make_engine, migrate, session_factory
+
+    engine = make_engine(_settings(args).url)
+    migrate(engine)
+    with session_factory(engine)() as s:
+        for t in list_tokens(s):
+            print(f"{t['id']}\t{t['project']}\t{t['role']}\t{'revoked' if t['revoked'] else 'active'}\t{t['created']}\t{t['name']}")
+    return audit_cli.EXIT_OK
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    from service.auth import revoke_token
+    from service.db import make_engine, migrate, session_factory
+
+    engine = make_engine(_settings(args).url)
+    migrate(engine)
+    try:
+        with session_factory(engine).begin() as s:
+            revoke_token(s, args.id)
+    except ValueError as e:
+        print(f"imitaudit: {e}", file=sys.stderr)
+        return audit_cli.EXIT_ERROR
+    print(f"revoked token {args.id}")
     return audit_cli.EXIT_OK
 
 
@@ -175,6 +204,13 @@ def extend(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--role", required=True, choices=("submit", "read"))
     p.add_argument("--name", default="")
     p.set_defaults(func=cmd_token_create)
+    p = tok.add_parser("list", help="every token: id, project, role, state, created, name (never the secret)")
+    _service_arguments(p)
+    p.set_defaults(func=cmd_token_list)
+    p = tok.add_parser("revoke", help="revoke a token by its id (from token list); it stops working at once")
+    _service_arguments(p)
+    p.add_argument("id", type=int)
+    p.set_defaults(func=cmd_token_revoke)
 
     gate = sub.choices["gate"]
     gate.add_argument("--server", default=os.environ.get("IMITAUDIT_SERVER", ""), help="audit on this imitaudit service instead of locally")

@@ -5,10 +5,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -18,6 +20,9 @@ from service.blobs import BlobStore
 from service.db import make_engine, migrate, session_factory
 from service.metrics import Metrics
 from service.settings import Settings
+
+
+log = logging.getLogger("imitaudit.api")
 
 
 class ApiError(Exception):
@@ -53,16 +58,43 @@ class Service:
         self.sessions = session_factory(self.engine)
         self.store = BlobStore(root=settings.data_dir / "blobs")
         self.metrics = Metrics(sessions=self.sessions)
+        swept = self.store.sweep_temp()
+        if swept:
+            log.info("removed %d temp file(s) left by interrupted uploads", swept)
         self.worker: subprocess.Popen | None = None
+        self.worker_restarts = 0
+        self._stopping = threading.Event()
+
+    def _spawn(self) -> subprocess.Popen:
+        env = {**os.environ, "IMITAUDIT_DATA_DIR": str(self.settings.data_dir), "IMITAUDIT_DATABASE_URL": self.settings.url,
+               "IMITAUDIT_LEASE_SECONDS": str(self.settings.lease_seconds), "IMITAUDIT_ENVS": self.settings.envs}
+        return subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], env=env, preexec_fn=_die_with_parent)
 
     def start_worker(self) -> None:
-        """One `imitaudit worker` as a child process. Not a thread: torch trains the audit's
-        discriminators at about half speed off the main thread."""
-        env = {**os.environ, "IMITAUDIT_DATA_DIR": str(self.settings.data_dir), "IMITAUDIT_DATABASE_URL": self.settings.url,
-               "IMITAUDIT_LEASE_SECONDS": str(self.settings.lease_seconds)}
-        self.worker = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], env=env, preexec_fn=_die_with_parent)
+        """One `imitaudit worker` as a child process, restarted (with backoff) whenever it dies. Not a thread:
+        torch trains the audit's discriminators at about half speed off the main thread."""
+        self.worker = self._spawn()
+        threading.Thread(target=self._supervise, daemon=True, name="worker-supervisor").start()
+
+    def _supervise(self) -> None:
+        backoff = 1.0
+        while not self._stopping.wait(0.5):
+            if self.worker is None or self.worker.poll() is None:
+                continue
+            log.warning("worker child exited with %s; restarting in %.0f s", self.worker.returncode, backoff)
+            if self._stopping.wait(backoff):
+                return
+            self.worker = self._spawn()
+            self.worker_restarts += 1
+            backoff = min(backoff * 2, 30.0)
+
+    @property
+    def worker_alive(self) -> bool | None:
+        """Whether the worker child runs (None: this server runs none)."""
+        return None if self.worker is None else self.worker.poll() is None
 
     def stop_worker(self) -> None:
+        self._stopping.set()
         if self.worker is not None and self.worker.poll() is None:
             self.worker.terminate()  # the worker hands a running audit back to the queue
             try:

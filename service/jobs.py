@@ -140,8 +140,9 @@ class Worker:
     """Runs queued audits one at a time until ``stop`` is set."""
 
     def __init__(self, *, sessions: sessionmaker, store: BlobStore, lease_seconds: float = 30.0,
-                 max_attempts: int = 3, poll_seconds: float = 0.5) -> None:
+                 max_attempts: int = 3, poll_seconds: float = 0.5, allowed_envs: tuple[str, ...] = ()) -> None:
         self.sessions = sessions
+        self.allowed_envs = allowed_envs
         self.store = store
         self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
@@ -185,7 +186,7 @@ class Worker:
 
         def progress(stage: str, fraction: float) -> None:
             now = time.monotonic()
-            if now - last[0] > 0.25 or fraction >= 1.0 or stage != "discriminate":
+            if now - last[0] > 0.25 or fraction >= 1.0 or stage not in ("discriminate", "rollout"):
                 last[0] = now
                 if not set_progress(self.sessions, job.audit_id, self.owner, stage, fraction):
                     flags["lost"] = True
@@ -197,7 +198,10 @@ class Worker:
 
         started = time.monotonic()
         try:
-            report = audit.run_audit(audit_config(job, self.store), progress, should_stop=should_stop)
+            config = audit_config(job, self.store)
+            for path in (config.imitator, config.demos):  # rows stored before a rule existed are held to it too
+                audit.check_uploaded_env(path, self.allowed_envs)
+            report = audit.run_audit(config, progress, should_stop=should_stop)
             sha = self.store.put_bytes(audit.to_json(report).encode())
             ok = finish(self.sessions, job.audit_id, self.owner, state="succeeded", report=report, report_sha=sha)
             outcome = "succeeded" if ok else "lost"

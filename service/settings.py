@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     """SQLAlchemy URL; empty = a SQLite file in ``data_dir``. PostgreSQL: ``postgresql+psycopg://...``."""
     max_upload_bytes: int = Field(256 * 1024 * 1024, gt=0)
     """Uploads past this many bytes are refused with 413 (counted while streaming)."""
+    max_json_bytes: int = Field(1024 * 1024, gt=0)
+    """JSON request bodies (``POST /v1/audits``) past this many bytes are refused with 413."""
+    envs: str = ""
+    """Comma-separated Gymnasium env ids uploads may name besides the built-in envs (each must be installed where workers run)."""
     lease_seconds: float = Field(30.0, gt=0)
     """A claimed job whose worker has not renewed its lease for this long is requeued."""
     max_attempts: int = Field(3, ge=1)
@@ -35,6 +39,11 @@ class Settings(BaseSettings):
     """``imitaudit serve`` also runs one worker (a child process)."""
     secure_cookies: bool = False
     """Mark the dashboard's cookie Secure (behind TLS)."""
+
+    @property
+    def allowed_envs(self) -> tuple[str, ...]:
+        """The env ids uploads may name besides the built-ins (from ``envs``)."""
+        return tuple(e.strip() for e in self.envs.split(",") if e.strip())
 
     @property
     def url(self) -> str:

@@ -24,7 +24,7 @@ from gymnasium import spaces
 from audit.data.demonstrator import Demonstrator
 from audit.envs import resolve_env_id, world_of
 from audit.envs.adapter import env_signature
-from models.safetensors_io import read_safetensors, write_safetensors
+from models.safetensors_io import read_safetensors, strict_json, write_safetensors
 
 SCHEMA = "imitaudit.demonstrations/1"
 _REQUIRED = ("obs", "actions", "rewards", "episode")
@@ -217,9 +217,11 @@ class Demonstrations:
             if key not in metadata:
                 raise ValueError(f"{path}: metadata has no {key!r}")
         try:
-            env_kwargs = json.loads(metadata.get("env_kwargs", "{}"))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: metadata 'env_kwargs' is not JSON ({exc})") from None
+            env_kwargs = strict_json(metadata.get("env_kwargs", "{}"))
+        except ValueError as exc:
+            raise ValueError(f"{path}: metadata 'env_kwargs' is not valid JSON ({str(exc).splitlines()[0][:200]})") from None
+        if not isinstance(env_kwargs, dict):
+            raise ValueError(f"{path}: metadata 'env_kwargs' must be a JSON object")
         if require_env:
             resolve_env_id(metadata["env_id"])
         try:

@@ -6,6 +6,8 @@ functions, so an input is refused the same way, with the same one line, wherever
 
 from __future__ import annotations
 
+import inspect
+import math
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +16,10 @@ import numpy as np
 from audit.data.batching import split_episodes
 from audit.data.demonstrations import Demonstrations
 from audit.detect.calibrate import min_calibration_episodes
+from audit.envs import WORLDS
 from audit.envs.adapter import env_signature
 from models.checkpoint import load_imitator
-from models.safetensors_io import read_safetensors
+from models.safetensors_io import read_safetensors, strict_json
 
 
 def imitator_fits_env(info: Any, env_kwargs: dict[str, Any] | None = None) -> int:
@@ -34,49 +37,81 @@ def imitator_fits_env(info: Any, env_kwargs: dict[str, Any] | None = None) -> in
     return obs_dim
 
 
-def refuse_module_env_id(path: str | Path) -> None:
-    """Refuse a file whose ``env_id`` names a module to import (``module:Env-v0``), before anything resolves it.
+MAX_ENV_STEPS = 10_000
+"""The longest episode an uploaded file may ask a built-in env for (``max_steps``)."""
+MAX_ENV_NUMBER = 1e6
 
-    Importing a module runs its code: a name from an uploaded file must never reach an import.
-    Such ids are for a user's own files on their own machine (the CLI), not for the service.
+
+def check_uploaded_env(path: str | Path, allowed_envs: tuple[str, ...] = ()) -> None:
+    """Refuse an uploaded file whose env could run code or work without bound, before anything resolves or builds it.
+
+    - an id naming a module (``module:Env-v0``): importing it runs its code;
+    - an id that is neither built in nor enabled by the operator (``allowed_envs``, the
+      service's ``IMITAUDIT_ENVS``): building an installed env with uploaded arguments can
+      allocate without bound;
+    - ``env_kwargs`` of a built-in env outside its constructor's arguments or bounds
+      (``max_steps`` <= 10,000, finite numbers of magnitude <= 1e6); any for another env (an
+      enabled env is made with its own defaults).
 
     Raises:
-        ValueError: one line naming the id.
+        ValueError: one line naming the problem.
     """
     _, metadata = read_safetensors(path)
     env_id = metadata.get("env_id", "")
     if ":" in env_id:
         raise ValueError(f"env id {env_id[:200]!r} names a module to import; the service accepts registered env ids only")
+    world = WORLDS.get(env_id)  # a plain lookup: nothing is resolved, imported or made
+    if world is None and env_id not in allowed_envs:
+        enabled = ", ".join(allowed_envs) or "none"
+        raise ValueError(f"env {env_id[:200]!r} is not enabled on this service (built-in envs, and those the operator enables "
+                         f"with IMITAUDIT_ENVS: {enabled})")
+    kwargs = strict_json(metadata.get("env_kwargs", "{}"))
+    if not isinstance(kwargs, dict):
+        raise ValueError("env_kwargs must be a JSON object")
+    if world is None:
+        if kwargs:
+            raise ValueError(f"env_kwargs are not accepted for {env_id}: the service makes enabled envs with their defaults")
+        return
+    known = set(inspect.signature(world.__init__).parameters) - {"self", "num_envs"}
+    for key, value in kwargs.items():
+        if key not in known:
+            raise ValueError(f"env_kwargs: {world.name} has no argument {key[:100]!r} (it takes {', '.join(sorted(known))})")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or abs(value) > MAX_ENV_NUMBER:
+            raise ValueError(f"env_kwargs: {key} must be a finite number of magnitude <= {MAX_ENV_NUMBER:g}, got {str(value)[:50]}")
+    steps = kwargs.get("max_steps", 1)
+    if not isinstance(steps, int) or not 1 <= steps <= MAX_ENV_STEPS:
+        raise ValueError(f"env_kwargs: max_steps must be an integer in [1, {MAX_ENV_STEPS}], got {steps}")
 
 
-def check_imitator(path: str | Path, *, allow_imports: bool = True) -> dict[str, Any]:
+def check_imitator(path: str | Path, *, allow_imports: bool = True, allowed_envs: tuple[str, ...] = ()) -> dict[str, Any]:
     """Load a checkpoint through the registry and check that it fits its env; returns its summary.
 
     Args:
-        allow_imports: accept ``module:Env-v0`` env ids (False for anything uploaded).
+        allow_imports: accept ``module:Env-v0`` env ids and any installed env (False for anything
+            uploaded: then only built-in envs and ``allowed_envs``, see :func:`check_uploaded_env`).
 
     Raises:
         ValueError: one line naming the problem (malformed file, unknown arch, env not
-            installed, obs or action count that does not fit the env, a module-prefixed id).
+            installed or not enabled, obs or action count that does not fit the env).
     """
     if not allow_imports:
-        refuse_module_env_id(path)
+        check_uploaded_env(path, allowed_envs)
     _, info = load_imitator(path)
     imitator_fits_env(info)
     return info.summary()
 
 
-def check_demonstrations(path: str | Path, *, allow_imports: bool = True) -> dict[str, Any]:
+def check_demonstrations(path: str | Path, *, allow_imports: bool = True, allowed_envs: tuple[str, ...] = ()) -> dict[str, Any]:
     """Load a demonstrations file and check it against its env; returns its summary.
 
     Args:
-        allow_imports: accept ``module:Env-v0`` env ids (False for anything uploaded).
+        allow_imports: as for :func:`check_imitator`.
 
     Raises:
         ValueError: one line naming the problem.
     """
     if not allow_imports:
-        refuse_module_env_id(path)
+        check_uploaded_env(path, allowed_envs)
     demos = Demonstrations.load(path)
     demos.check_fits_env()
     return demos.summary()

@@ -65,12 +65,21 @@ class StageClock:
     def __init__(self, *, progress: Progress | None, should_stop: Callable[[], bool] | None) -> None:
         self.progress, self.should_stop = progress, should_stop
         self.timings: dict[str, float] = {}
-        self.start = self.last = time.perf_counter()
+        self.start = self.last = self.polled = time.perf_counter()
 
     def within(self, stage: str, fraction: float) -> None:
-        """Progress part-way through ``stage``."""
+        """Progress part-way through ``stage``; also where a stop request is noticed inside a stage (at most every second).
+
+        Raises:
+            InterruptedError: ``should_stop`` said so.
+        """
         if self.progress:
             self.progress(stage, sum(_WEIGHTS[s] for s in STAGES[: STAGES.index(stage)]) + _WEIGHTS[stage] * fraction)
+        now = time.perf_counter()
+        if self.should_stop and fraction < 1.0 and now - self.polled >= 1.0:
+            self.polled = now
+            if self.should_stop():
+                raise InterruptedError(f"audit stopped during stage {stage}")
 
     def done(self, stage: str) -> None:
         """``stage`` finished.
@@ -245,7 +254,8 @@ def run_audit(
     clock.done("load")
 
     traj = trajectories or rollout(inputs.model, inputs.info.env_id, episodes=config.episodes, seed=config.seed,
-                                   env_kwargs=inputs.info.env_kwargs, taps=read_taps(config))
+                                   env_kwargs=inputs.info.env_kwargs, taps=read_taps(config),
+                                   on_step=lambda t: clock.within("rollout", t / (t + 50.0)))  # length unknown: a fraction that grows
     clock.done("rollout")
 
     ref = reference(config, inputs, traj)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import json
 import os
@@ -156,6 +158,11 @@ document.querySelectorAll('.replay').forEach(function(box){
   show(0);
 });
 """
+
+
+def report_script_hash() -> str:
+    """The CSP source of report.html's one inline script (``sha256-<base64>``), so a server can allow exactly it."""
+    return "sha256-" + base64.b64encode(hashlib.sha256(_SCRIPT.encode()).digest()).decode()
 
 
 def to_html(report: dict[str, Any], *, max_trajectories: int = 50) -> str:

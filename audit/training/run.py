@@ -88,7 +88,8 @@ def _fit_phase(module: L.LightningModule, make_loader, cfg: TrainConfig, run_dir
     """Fit one phase of ``steps`` batches in epochs of ``eval_every`` (resuming its last checkpoint if asked); returns the batches done."""
     per_epoch = min(cfg.eval_every, steps)
     last = _last_checkpoint(run_dir, phase)
-    trainer = _trainer(cfg, run_dir, phase, max(1, math.ceil(steps / per_epoch)), steps)
+    epochs = max(1, math.ceil(steps / per_epoch))
+    trainer = _trainer(cfg, run_dir, phase, epochs, epochs * per_epoch)  # whole epochs: the batches that really run
     trainer.fit(module, train_dataloaders=make_loader(per_epoch), ckpt_path=str(last) if resume and last.exists() else None)
     return trainer.fit_loop.epoch_loop.total_batch_idx + 1
 

@@ -60,7 +60,7 @@ async def submit_audit(body: AuditCreate, svc: ServiceDep, who: Submitter, idemp
 @router.get("/v1/audits", response_model=AuditPage)
 def list_audits(
     svc: ServiceDep, who: Reader, state: str | None = None, imitator: str | None = None, env: str | None = None,
-    verdict: str | None = None, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0),
+    verdict: str | None = None, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=1_000_000_000),
 ):
     """Audits of the project, newest first; filter by state, imitator, env, verdict (pass/fail)."""
     where = [Audit.project_id == who.project_id]

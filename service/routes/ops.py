@@ -13,13 +13,19 @@ router = APIRouter(tags=["ops"])
 
 @router.get("/healthz")
 def healthz(svc: ServiceDep):
-    """Liveness and database reachability (no token needed)."""
+    """Liveness, database reachability and, where this server runs one, its worker child (no token needed)."""
     try:
         with svc.sessions() as s:
             s.execute(select(1))
     except Exception as e:
         return JSONResponse({"status": "unhealthy", "database": type(e).__name__}, status_code=503)
-    return {"status": "ok", "database": svc.engine.dialect.name}
+    if svc.worker_alive is False:  # this server runs a worker and it is down (the supervisor restarts it)
+        return JSONResponse({"status": "unhealthy", "database": svc.engine.dialect.name, "worker": "down",
+                             "worker_restarts": svc.worker_restarts}, status_code=503)
+    out = {"status": "ok", "database": svc.engine.dialect.name}
+    if svc.worker_alive:
+        out.update(worker="up", worker_restarts=svc.worker_restarts)
+    return out
 
 
 @router.get("/metrics", response_class=PlainTextResponse)

@@ -29,9 +29,15 @@ def get_report(audit_id: str, svc: ServiceDep, who: Reader):
     return Response(svc.store.read_bytes(_report_sha(svc, who, audit_id)), media_type="application/json")
 
 
+REPORT_CSP = (f"default-src 'none'; script-src '{audit.report_script_hash()}'; style-src 'unsafe-inline'; img-src data:; "
+              "frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+
+
 @router.get("/v1/audits/{audit_id}/report.html")
 def get_report_html(audit_id: str, svc: ServiceDep, who: Reader):
-    return Response(audit.to_html(load_report(svc.store, _report_sha(svc, who, audit_id))), media_type="text/html")
+    # the report is one self-contained file with one inline script: allowed by its hash, nothing else inline
+    return Response(audit.to_html(load_report(svc.store, _report_sha(svc, who, audit_id))), media_type="text/html",
+                    headers={"Content-Security-Policy": REPORT_CSP})
 
 
 @router.get("/v1/audits/{audit_id}/junit.xml")
@@ -47,7 +53,7 @@ def get_markdown(audit_id: str, svc: ServiceDep, who: Reader):
 @router.get("/v1/audits/{audit_id}/trajectories")
 def list_trajectories(
     audit_id: str, svc: ServiceDep, who: Reader, flagged: bool | None = None, severity: str | None = None,
-    departed: bool | None = None, limit: int = Query(100, ge=1, le=5000), offset: int = Query(0, ge=0),
+    departed: bool | None = None, limit: int = Query(100, ge=1, le=5000), offset: int = Query(0, ge=0, le=1_000_000_000),
 ):
     """Trajectory records without their per-step arrays; filter by flagged, severity, departed."""
     if severity is not None and severity not in ("likely-incorrigible", "distinguishable"):

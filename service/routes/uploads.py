@@ -37,9 +37,12 @@ async def _upload(request: Request, svc, who, kind: str) -> JSONResponse:
         raise ApiError(413, str(e)) from None
     except ValueError as e:
         raise ApiError(400, f"malformed upload: {str(e).splitlines()[0]}") from None
+    if any(ord(c) < 32 or ord(c) == 127 for c in up.name):
+        up.temp.unlink(missing_ok=True)
+        raise ApiError(422, "control characters are not allowed in an upload's name")
     try:
         try:
-            summary = await run_in_threadpool(partial(check, allow_imports=False), up.temp)
+            summary = await run_in_threadpool(partial(check, allow_imports=False, allowed_envs=svc.settings.allowed_envs), up.temp)
         except ValueError as e:
             raise ApiError(422, str(e).splitlines()[0].replace(str(up.temp), up.name or "upload")) from None
         except Exception as e:  # a file the readers did not foresee: still the uploader's problem
@@ -91,7 +94,7 @@ async def upload_demonstrations(request: Request, svc: ServiceDep, who: Submitte
 
 
 @router.get("/v1/imitators", response_model=ImitatorPage)
-def list_imitators(svc: ServiceDep, who: Reader, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)):
+def list_imitators(svc: ServiceDep, who: Reader, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=1_000_000_000)):
     return _listing(svc, who, "imitator", limit, offset)
 
 
@@ -101,7 +104,7 @@ def get_imitator(sha: str, svc: ServiceDep, who: Reader):
 
 
 @router.get("/v1/demonstrations", response_model=DemonstrationsPage)
-def list_demonstrations(svc: ServiceDep, who: Reader, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)):
+def list_demonstrations(svc: ServiceDep, who: Reader, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=1_000_000_000)):
     return _listing(svc, who, "demonstrations", limit, offset)
 
 

@@ -6,6 +6,7 @@ import re
 import time
 from collections import Counter
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -140,3 +141,47 @@ def test_two_workers_run_twenty_audits_exactly_once_on_postgres(postgres, inputs
         runs.update(found)
     assert sorted(runs) == sorted(ids) and set(runs.values()) == {1}  # every audit ran, none twice
     assert all(n > 0 for n in per_worker)  # both workers took part
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def test_serve_restarts_a_killed_worker_and_sweeps_orphan_uploads(inputs, launch, tmp_path):
+    """kill -9 the server's worker child: /healthz says so, the supervisor starts another, audits still complete;
+    temp files of uploads killed mid-way are swept when the server starts."""
+    import os
+    import signal
+
+    database_url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    token = make_token(database_url, "p", "submit")
+    orphan = tmp_path / "data" / "blobs" / "tmp" / "killed-upload.part"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(b"\0" * 1000)
+    os.utime(orphan, (time.time() - 3600, time.time() - 3600))
+    api = launch("serve", database_url=database_url)
+    assert not orphan.exists()
+    health = httpx.get(f"{api.url}/healthz").json()
+    assert health["worker"] == "up" and health["worker_restarts"] == 0
+    [worker] = [c for c in _children(api.popen.pid) if "worker" in Path(f"/proc/{c}/cmdline").read_bytes().decode(errors="replace")]
+    os.kill(worker, signal.SIGKILL)
+    deadline, seen_down = time.monotonic() + 60, False
+    while True:
+        r = httpx.get(f"{api.url}/healthz")
+        seen_down |= r.status_code == 503 and r.json().get("worker") == "down"
+        if r.status_code == 200 and r.json()["worker_restarts"] >= 1:
+            break
+        assert time.monotonic() < deadline, r.text
+        time.sleep(0.1)
+    assert seen_down  # the supervisor waits a second before restarting: /healthz said so meanwhile
+    client = httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    final = wait_for(client, _submit(client, inputs, FAST))
+    assert final["state"] == "succeeded" and final["attempts"] == 1
