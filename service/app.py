@@ -1,6 +1,6 @@
 """The HTTP service as an ASGI app: middleware, error handlers and the routers, assembled.
 
-Every route but ``/healthz`` needs a token (see :mod:`service.auth`); everything a route
+Every route but ``/healthz`` (and the OpenAPI pages, unless ``IMITAUDIT_DOCS=false``) needs a token (see :mod:`service.auth`); everything a route
 returns or touches belongs to the token's project, and anything else is a 404, exactly as
 if it did not exist. Errors are JSON ``{"error": "<one line>"}`` with a 4xx status.
 """
@@ -86,8 +86,9 @@ def create_app(settings: Settings | None = None, *, start_worker: bool | None = 
         yield
         app.state.service.stop_worker()
 
+    docs = {} if settings.docs else {"openapi_url": None, "docs_url": None, "redoc_url": None}
     app = FastAPI(
-        title="imitaudit", version="1", lifespan=lifespan,
+        title="imitaudit", version="1", lifespan=lifespan, **docs,
         description="Audit imitators for incorrigible departures: upload a checkpoint and demonstrations, submit an audit, read the verdict.",
     )
     app.state.service = Service(settings=settings)

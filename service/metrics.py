@@ -1,4 +1,4 @@
-"""Prometheus metrics: request latencies, upload sizes, and, read from the database, jobs by state and audit durations.
+"""Prometheus metrics: request latencies, upload sizes, and, read from the database, the caller's project's jobs by state and audit durations.
 
 Jobs by state and audit durations are read from the database at scrape time, so they are
 right whichever worker process ran the audits.
@@ -16,14 +16,17 @@ from service.jobs import STATES
 
 
 class _JobCollector:
-    def __init__(self, sessions: sessionmaker) -> None:
-        self.sessions = sessions
+    """Jobs by state and audit durations of one project (a token sees its own project's work only)."""
+
+    def __init__(self, sessions: sessionmaker, project_id: int) -> None:
+        self.sessions, self.project_id = sessions, project_id
 
     def collect(self):
-        jobs = GaugeMetricFamily("imitaudit_jobs", "Audit jobs by state", labels=["state"])
+        jobs = GaugeMetricFamily("imitaudit_jobs", "Audit jobs of the token's project by state", labels=["state"])
+        mine = Audit.project_id == self.project_id
         with self.sessions() as s:
-            counts = dict(s.execute(select(Audit.state, func.count()).group_by(Audit.state)).all())
-            rows = s.execute(select(Audit.started, Audit.finished).where(Audit.state == "succeeded")).all()
+            counts = dict(s.execute(select(Audit.state, func.count()).where(mine).group_by(Audit.state)).all())
+            rows = s.execute(select(Audit.started, Audit.finished).where(mine, Audit.state == "succeeded")).all()
         for state in STATES:
             jobs.add_metric([state], counts.get(state, 0))
         yield jobs
@@ -46,7 +49,10 @@ class Metrics:
             "imitaudit_upload_bytes", "Accepted upload sizes", ["kind"], registry=self.registry,
             buckets=tuple(2 ** k for k in range(10, 31, 2)),
         )
-        self.registry.register(_JobCollector(sessions))
+        self.sessions = sessions
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+    def render(self, project_id: int) -> bytes:
+        """The server's request and upload figures, and the jobs of project ``project_id``."""
+        jobs = CollectorRegistry()
+        jobs.register(_JobCollector(self.sessions, project_id))
+        return generate_latest(self.registry) + generate_latest(jobs)

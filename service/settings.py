@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     """How often an idle worker looks for queued jobs."""
     worker_in_process: bool = True
     """``imitaudit serve`` also runs one worker (a child process)."""
+    docs: bool = True
+    """Serve the OpenAPI spec and its pages (``/openapi.json``, ``/docs``, ``/redoc``) without a token; off to hide them."""
     secure_cookies: bool = False
     """Mark the dashboard's cookie Secure (behind TLS)."""
 

@@ -30,5 +30,5 @@ def healthz(svc: ServiceDep):
 
 @router.get("/metrics", response_class=PlainTextResponse)
 def metrics(svc: ServiceDep, who: Reader):
-    """Prometheus metrics (any token)."""
-    return Response(svc.metrics.render(), media_type="text/plain; version=0.0.4")
+    """Prometheus metrics (any token): the server's request figures and the token's project's jobs, no other project's."""
+    return Response(svc.metrics.render(who.project_id), media_type="text/plain; version=0.0.4")

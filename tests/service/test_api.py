@@ -260,6 +260,9 @@ def test_metrics_count_jobs_uploads_and_requests(service):
     assert 'imitaudit_jobs{state="succeeded"}' in text
     assert "imitaudit_upload_bytes_count" in text and 'imitaudit_http_request_seconds_count{method="GET"' in text
     assert "imitaudit_audit_wall_seconds_count" in text
+    # project beta has run no audit: it sees no job of alpha's
+    other = service["clients"]["b_read"].get("/metrics").text
+    assert 'imitaudit_jobs{state="succeeded"} 0.0' in other and "imitaudit_audit_wall_seconds_count 0.0" in other
 
 
 def test_openapi_documents_the_routes(service):

@@ -205,3 +205,9 @@ def test_a_revoked_token_stops_working_at_once(tmp_path):
     assert "revoked" in run("list").stdout
     missing = run("revoke", "999")
     assert missing.returncode == 2 and "no token with id 999" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_the_api_pages_can_be_hidden(tmp_path):
+    client = TestClient(create_app(Settings(data_dir=tmp_path / "data", docs=False), start_worker=False))
+    for path in ("/openapi.json", "/docs", "/redoc"):
+        assert client.get(path).status_code == 404, path
