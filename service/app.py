@@ -7,6 +7,7 @@ if it did not exist. Errors are JSON ``{"error": "<one line>"}`` with a 4xx stat
 
 from __future__ import annotations
 
+import errno
 import logging
 import time
 from contextlib import asynccontextmanager
@@ -41,6 +42,22 @@ def validation_message(error: dict[str, Any]) -> tuple[int, str]:
     return 422, f"{where}: {error.get('msg')}" if where else str(error.get("msg"))
 
 
+def fault_message(exc: BaseException) -> tuple[int, str]:
+    """A status and one line for a fault of the server's own resources: a full disk (507), an unreachable database (503)."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    cause = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
+            return 507, "the server's disk is full; nothing was stored; try again later"
+        if isinstance(cause, (OperationalError, DBAPIError)) and "disk" in str(cause).lower() and "full" in str(cause).lower():
+            return 507, "the server's database disk is full; nothing was stored; try again later"
+        if isinstance(cause, OperationalError):
+            return 503, "the database is unavailable; try again later"
+        cause = cause.__cause__ or cause.__context__
+    return 500, "internal error"
+
+
 def _handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):
@@ -58,8 +75,12 @@ def _handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception):
-        log.exception("unhandled error on %s", request.url.path)
-        return JSONResponse({"error": "internal error"}, status_code=500)
+        status, message = fault_message(exc)
+        if status == 500:
+            log.exception("unhandled error on %s", request.url.path)
+        else:
+            log.warning("%s on %s: %s", status, request.url.path, message)
+        return JSONResponse({"error": message}, status_code=status)
 
     @app.middleware("http")
     async def _guard(request: Request, call_next):

@@ -71,7 +71,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     migrate(engine)
     worker = Worker(sessions=session_factory(engine), store=BlobStore(root=settings.data_dir / "blobs"),
                     lease_seconds=settings.lease_seconds, max_attempts=settings.max_attempts, poll_seconds=settings.poll_seconds,
-                    allowed_envs=settings.allowed_envs)
+                    allowed_envs=settings.allowed_envs, job_seconds=settings.job_seconds)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: worker.stop.set())
     worker.run_forever()

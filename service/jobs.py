@@ -140,8 +140,9 @@ class Worker:
     """Runs queued audits one at a time until ``stop`` is set."""
 
     def __init__(self, *, sessions: sessionmaker, store: BlobStore, lease_seconds: float = 30.0,
-                 max_attempts: int = 3, poll_seconds: float = 0.5, allowed_envs: tuple[str, ...] = ()) -> None:
+                 max_attempts: int = 3, poll_seconds: float = 0.5, allowed_envs: tuple[str, ...] = (), job_seconds: float = 3600.0) -> None:
         self.sessions = sessions
+        self.job_seconds = job_seconds
         self.allowed_envs = allowed_envs
         self.store = store
         self.lease_seconds = lease_seconds
@@ -194,7 +195,8 @@ class Worker:
         def should_stop() -> bool:
             owned, cancel = renew(self.sessions, job.audit_id, self.owner, lease_seconds=self.lease_seconds)
             flags["lost"] = flags["lost"] or not owned
-            return flags["lost"] or cancel or self.stop.is_set()
+            flags["overtime"] = time.monotonic() - started > self.job_seconds
+            return flags["lost"] or cancel or self.stop.is_set() or flags["overtime"]
 
         started = time.monotonic()
         try:
@@ -208,6 +210,10 @@ class Worker:
         except InterruptedError:
             if flags["lost"]:
                 outcome = "lost"
+            elif flags.get("overtime") and not flags["cancel"]:
+                finish(self.sessions, job.audit_id, self.owner, state="failed",
+                       error=f"the audit ran past its time budget of {self.job_seconds:g} s (IMITAUDIT_JOB_SECONDS)")
+                outcome = "failed"
             elif self.stop.is_set() and not flags["cancel"]:
                 # shutting down: hand the job back to the queue at once
                 with self.sessions.begin() as s:

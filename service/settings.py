@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     """Comma-separated Gymnasium env ids uploads may name besides the built-in envs (each must be installed where workers run)."""
     lease_seconds: float = Field(30.0, gt=0)
     """A claimed job whose worker has not renewed its lease for this long is requeued."""
+    job_seconds: float = Field(3600.0, gt=0)
+    """An audit still running after this many seconds fails with a line that says so (checked inside its stages)."""
     max_attempts: int = Field(3, ge=1)
     """A job requeued this many times (its workers kept dying) fails instead."""
     poll_seconds: float = Field(0.5, gt=0)

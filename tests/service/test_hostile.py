@@ -211,3 +211,30 @@ def test_the_api_pages_can_be_hidden(tmp_path):
     client = TestClient(create_app(Settings(data_dir=tmp_path / "data", docs=False), start_worker=False))
     for path in ("/openapi.json", "/docs", "/redoc"):
         assert client.get(path).status_code == 404, path
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MiB tmpfs (root only): the blob store's disk, to fill."""
+    import subprocess
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs needs root (CI and `make test` run as root here)")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_full_disk_is_507_with_nothing_half_written_and_recovers(small_disk, tmp_path, api):
+    app = create_app(Settings(data_dir=small_disk / "data", database_url=f"sqlite:///{tmp_path / 'db.sqlite'}"), start_worker=False)
+    with app.state.service.sessions.begin() as s:
+        token = create_token(s, project="p", role="submit")
+    client = TestClient(app, raise_server_exceptions=False)
+    client.headers["Authorization"] = f"Bearer {token}"
+    big = client.post("/v1/imitators", content=os.urandom(6 * 1024 * 1024), headers={"Content-Type": "application/octet-stream"})
+    assert big.status_code == 507 and "disk is full" in big.json()["error"], big.text[:300]
+    assert not list((small_disk / "data" / "blobs" / "tmp").glob("*.part"))
+    ok = client.post("/v1/imitators", files={"file": ("imi.safetensors", open(api["imitator"], "rb").read())})
+    assert ok.status_code == 201, ok.text  # space came back with the refused upload's temp file
+    assert client.get("/v1/imitators").json()["total"] == 1

@@ -185,3 +185,13 @@ def test_serve_restarts_a_killed_worker_and_sweeps_orphan_uploads(inputs, launch
     client = httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
     final = wait_for(client, _submit(client, inputs, FAST))
     assert final["state"] == "succeeded" and final["attempts"] == 1
+
+
+def test_an_audit_past_its_time_budget_fails_with_a_line_that_says_so(inputs, launch, tmp_path):
+    database_url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    token = make_token(database_url, "p", "submit")
+    api = launch("serve", database_url=database_url, args=("--no-worker",))
+    launch("worker", database_url=database_url, extra_env={"IMITAUDIT_JOB_SECONDS": "3"})
+    client = httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    final = wait_for(client, _submit(client, inputs, {"episodes": 512, "folds": 4, "disc_steps": 3000}))
+    assert final["state"] == "failed" and "time budget of 3 s" in final["error"], final
