@@ -195,3 +195,31 @@ def test_an_audit_past_its_time_budget_fails_with_a_line_that_says_so(inputs, la
     client = httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
     final = wait_for(client, _submit(client, inputs, {"episodes": 512, "folds": 4, "disc_steps": 3000}))
     assert final["state"] == "failed" and "time budget of 3 s" in final["error"], final
+
+
+def test_when_serve_dies_its_worker_hands_the_audit_back_and_exits(inputs, launch, tmp_path):
+    import os
+    import signal
+
+    database_url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    token = make_token(database_url, "p", "submit")
+    api = launch("serve", database_url=database_url)
+    client = httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    audit_id = _submit(client, inputs, {"episodes": 512, "folds": 10, "disc_steps": 400})
+    deadline = time.monotonic() + 120
+    while client.get(f"/v1/audits/{audit_id}").json()["state"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    [worker] = [c for c in _children(api.popen.pid) if "worker" in Path(f"/proc/{c}/cmdline").read_bytes().decode(errors="replace")]
+    os.kill(api.popen.pid, signal.SIGKILL)  # serve only: its worker child is told by the kernel (PDEATHSIG)
+    engine = make_engine(database_url)
+    deadline = time.monotonic() + 60
+    while True:
+        with session_factory(engine)() as s:
+            row = s.get(Audit, audit_id)
+            state, owner = row.state, row.lease_owner
+        if state == "queued" and owner is None and not Path(f"/proc/{worker}").exists():
+            break
+        assert time.monotonic() < deadline, (state, owner)
+        time.sleep(0.2)
+    engine.dispose()
