@@ -106,6 +106,7 @@ def create_app(settings: Settings | None = None, *, start_worker: bool | None = 
             app.state.service.start_worker()
         yield
         app.state.service.stop_worker()
+        app.state.service.validator.close()
 
     docs = {} if settings.docs else {"openapi_url": None, "docs_url": None, "redoc_url": None}
     app = FastAPI(

@@ -20,6 +20,7 @@ from service.blobs import BlobStore
 from service.db import make_engine, migrate, session_factory
 from service.metrics import Metrics
 from service.settings import Settings
+from service.validate import Validator
 
 
 log = logging.getLogger("imitaudit.api")
@@ -61,6 +62,8 @@ class Service:
         swept = self.store.sweep_temp()
         if swept:
             log.info("removed %d temp file(s) left by interrupted uploads", swept)
+        self.validator = Validator(memory_bytes=settings.validate_memory_bytes, seconds=settings.validate_seconds,
+                                   allowed_envs=settings.allowed_envs)
         self.worker: subprocess.Popen | None = None
         self.worker_restarts = 0
         self._stopping = threading.Event()

@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     """SQLAlchemy URL; empty = a SQLite file in ``data_dir``. PostgreSQL: ``postgresql+psycopg://...``."""
     max_upload_bytes: int = Field(256 * 1024 * 1024, gt=0)
     """Uploads past this many bytes are refused with 413 (counted while streaming)."""
+    validate_memory_bytes: int = Field(2 * 1024**3, ge=512 * 1024**2)
+    """Address-space cap of the process that validates uploads (a file needing more is refused)."""
+    validate_seconds: float = Field(120.0, gt=0)
+    """The longest one upload's validation may take before its process is killed and the upload refused."""
     max_json_bytes: int = Field(1024 * 1024, gt=0)
     """JSON request bodies (``POST /v1/audits``) past this many bytes are refused with 413."""
     envs: str = ""

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
-import audit
 from service import store
 from service.db import DemoSet, Imitator
 from service.deps import ApiError, Reader, ServiceDep, Submitter, not_found
@@ -19,13 +16,13 @@ from service.uploads import TooLarge, receive
 router = APIRouter(tags=["uploads"])
 
 KINDS = {
-    "imitator": (Imitator, imitator_json, audit.check_imitator, "imitators"),
-    "demonstrations": (DemoSet, demos_json, audit.check_demonstrations, "demonstrations"),
+    "imitator": (Imitator, imitator_json, "imitators"),
+    "demonstrations": (DemoSet, demos_json, "demonstrations"),
 }
 
 
 async def _upload(request: Request, svc, who, kind: str) -> JSONResponse:
-    model, render, check, plural = KINDS[kind]
+    model, render, plural = KINDS[kind]
     limit = svc.settings.max_upload_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit + 64 * 1024:
@@ -42,11 +39,9 @@ async def _upload(request: Request, svc, who, kind: str) -> JSONResponse:
         raise ApiError(422, "control characters are not allowed in an upload's name")
     try:
         try:
-            summary = await run_in_threadpool(partial(check, allow_imports=False, allowed_envs=svc.settings.allowed_envs), up.temp)
-        except ValueError as e:
+            summary = await run_in_threadpool(svc.validator.check, kind, up.temp)
+        except ValueError as e:  # refused, or a limit of the validator's process hit
             raise ApiError(422, str(e).splitlines()[0].replace(str(up.temp), up.name or "upload")) from None
-        except Exception as e:  # a file the readers did not foresee: still the uploader's problem
-            raise ApiError(422, f"{up.name or 'upload'}: unreadable {kind}: {type(e).__name__}") from None
         summary["sha256"] = up.sha256
         svc.store.adopt(up.temp, up.sha256)
     finally:
@@ -66,14 +61,14 @@ async def _upload(request: Request, svc, who, kind: str) -> JSONResponse:
 
 
 def _listing(svc, who, kind: str, limit: int, offset: int) -> dict:
-    model, render, _, _ = KINDS[kind]
+    model, render, _ = KINDS[kind]
     with svc.sessions() as s:
         total, rows = store.page(s, model, [model.project_id == who.project_id], [model.created.desc(), model.id.desc()], limit, offset)
     return {"items": [render(r) for r in rows], "total": total, "limit": limit, "offset": offset}
 
 
 def _one(svc, who, kind: str, sha: str) -> dict:
-    model, render, _, _ = KINDS[kind]
+    model, render, _ = KINDS[kind]
     with svc.sessions() as s:
         row = store.upload(s, model, who.project_id, sha)
     if row is None:

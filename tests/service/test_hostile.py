@@ -238,3 +238,20 @@ def test_a_full_disk_is_507_with_nothing_half_written_and_recovers(small_disk, t
     ok = client.post("/v1/imitators", files={"file": ("imi.safetensors", open(api["imitator"], "rb").read())})
     assert ok.status_code == 201, ok.text  # space came back with the refused upload's temp file
     assert client.get("/v1/imitators").json()["total"] == 1
+
+
+def test_the_validator_process_takes_the_hits(api):
+    """Out of memory or out of time, the validating process is replaced and the upload refused in one line;
+    the next validation works."""
+    from service.validate import ValidationRefused, Validator
+
+    starved = Validator(memory_bytes=64 * 1024**2, seconds=120, allowed_envs=())
+    with pytest.raises(ValidationRefused, match="memory"):
+        starved.check("imitator", api["imitator"])
+    slow = Validator(memory_bytes=2 * 1024**3, seconds=0.001, allowed_envs=())
+    with pytest.raises(ValidationRefused, match="took longer than"):
+        slow.check("imitator", api["imitator"])
+    slow.seconds = 120
+    assert slow.check("imitator", api["imitator"])["arch"] == "mlp"  # a fresh process after the killed one
+    for v in (starved, slow):
+        v.close()
