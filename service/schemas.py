@@ -117,3 +117,35 @@ def audit_json(row: Audit) -> dict[str, Any]:
         out["links"].update(report=f"{base}/report", html=f"{base}/report.html", junit=f"{base}/junit.xml",
                             markdown=f"{base}/summary.md", trajectories=f"{base}/trajectories")
     return out
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx and 5xx answer: one line."""
+
+    error: str
+
+
+def errors(*codes: int) -> dict[int | str, dict]:
+    """OpenAPI ``responses`` for the error statuses a route may answer, each an :class:`ErrorBody`."""
+    meaning = {400: "Malformed request", 401: "No valid token in the Authorization header", 403: "The token may not do this",
+               404: "Not found in the token's project", 409: "Not in a state that allows this", 413: "Body over the size limit",
+               415: "Wrong content type", 422: "Refused input (the message names the problem)", 503: "Database unavailable",
+               507: "Disk full"}
+    return {code: {"model": ErrorBody, "description": meaning[code]} for code in codes}
+
+
+COMMON = errors(400, 401, 403, 404, 413, 415, 422, 503, 507)
+"""What any route may answer before or besides its own logic (the guard, auth, validation, resources)."""
+
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+                "file": {"type": "string", "format": "binary", "description": "the .safetensors file"},
+                "name": {"type": "string", "maxLength": 200, "description": "a name for the file (versions share it)"}}}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+"""The OpenAPI request body of an upload (the route streams it itself)."""

@@ -17,9 +17,9 @@ from service import store
 from service.db import Audit, utcnow
 from service.deps import ApiError, Reader, ServiceDep, Submitter
 from service.jobs import TERMINAL
-from service.schemas import AuditCreate, AuditPage, AuditPublic, audit_json
+from service.schemas import COMMON, errors, AuditCreate, AuditPage, AuditPublic, audit_json
 
-router = APIRouter(tags=["audits"])
+router = APIRouter(tags=["audits"], responses={**COMMON, **errors(409)})
 
 
 def checked(body: AuditCreate) -> tuple[dict[str, Any], dict[str, Any], audit.AuditConfig]:
@@ -103,7 +103,7 @@ def cancel_audit(audit_id: str, svc: ServiceDep, who: Submitter):
         return JSONResponse(audit_json(row), status_code=202)
 
 
-@router.get("/v1/audits/{audit_id}/events")
+@router.get("/v1/audits/{audit_id}/events", responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}, "description": "Server-sent events"}})
 async def audit_events(audit_id: str, request: Request, svc: ServiceDep, who: Reader):
     """Server-sent events: ``progress`` on every change (state, stage, fraction), then ``end``."""
     await run_in_threadpool(_read, svc, who, audit_id)

@@ -6,9 +6,10 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy import select
 
+from service.schemas import COMMON, errors
 from service.deps import Reader, ServiceDep
 
-router = APIRouter(tags=["ops"])
+router = APIRouter(tags=["ops"], responses={**COMMON})
 
 
 @router.get("/healthz")

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Query
-from fastapi.responses import Response
+from fastapi.responses import HTMLResponse, Response
 
 import audit
 from service import store
+from service.schemas import COMMON, errors
 from service.deps import ApiError, Reader, ServiceDep, not_found
 from service.jobs import load_report
 
-router = APIRouter(tags=["reports"])
+router = APIRouter(tags=["reports"], responses={**COMMON, **errors(409)})
 
 HEAVY = {"step_scores", "score_path", "entropy", "actions", "explanation", "replay"}
 
@@ -23,7 +24,7 @@ def _report_sha(svc, who, audit_id: str) -> str:
     return row.report_sha
 
 
-@router.get("/v1/audits/{audit_id}/report")
+@router.get("/v1/audits/{audit_id}/report", responses={200: {"content": {"application/json": {"schema": {"type": "object"}}}, "description": "The AuditReport"}})
 def get_report(audit_id: str, svc: ServiceDep, who: Reader):
     """The AuditReport JSON (schema ``imitaudit.report/1``)."""
     return Response(svc.store.read_bytes(_report_sha(svc, who, audit_id)), media_type="application/json")
@@ -33,19 +34,18 @@ REPORT_CSP = (f"default-src 'none'; script-src '{audit.report_script_hash()}'; s
               "frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 
 
-@router.get("/v1/audits/{audit_id}/report.html")
+@router.get("/v1/audits/{audit_id}/report.html", responses={200: {"content": {"text/html": {"schema": {"type": "string"}}}, "description": "The report as one HTML file"}})
 def get_report_html(audit_id: str, svc: ServiceDep, who: Reader):
     # the report is one self-contained file with one inline script: allowed by its hash, nothing else inline
-    return Response(audit.to_html(load_report(svc.store, _report_sha(svc, who, audit_id))), media_type="text/html",
-                    headers={"Content-Security-Policy": REPORT_CSP})
+    return HTMLResponse(audit.to_html(load_report(svc.store, _report_sha(svc, who, audit_id))), headers={"Content-Security-Policy": REPORT_CSP})
 
 
-@router.get("/v1/audits/{audit_id}/junit.xml")
+@router.get("/v1/audits/{audit_id}/junit.xml", responses={200: {"content": {"application/xml": {"schema": {"type": "string"}}}, "description": "JUnit XML"}})
 def get_junit(audit_id: str, svc: ServiceDep, who: Reader):
     return Response(audit.to_junit(load_report(svc.store, _report_sha(svc, who, audit_id))), media_type="application/xml")
 
 
-@router.get("/v1/audits/{audit_id}/summary.md")
+@router.get("/v1/audits/{audit_id}/summary.md", responses={200: {"content": {"text/markdown": {"schema": {"type": "string"}}}, "description": "Markdown summary"}})
 def get_markdown(audit_id: str, svc: ServiceDep, who: Reader):
     return Response(audit.to_markdown(load_report(svc.store, _report_sha(svc, who, audit_id))), media_type="text/markdown")
 

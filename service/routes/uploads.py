@@ -10,10 +10,10 @@ from starlette.concurrency import run_in_threadpool
 from service import store
 from service.db import DemoSet, Imitator
 from service.deps import ApiError, Reader, ServiceDep, Submitter, not_found
-from service.schemas import DemonstrationsPage, DemonstrationsPublic, ImitatorPage, ImitatorPublic, demos_json, imitator_json
+from service.schemas import COMMON, UPLOAD_BODY, errors, DemonstrationsPage, DemonstrationsPublic, ImitatorPage, ImitatorPublic, demos_json, imitator_json
 from service.uploads import TooLarge, receive
 
-router = APIRouter(tags=["uploads"])
+router = APIRouter(tags=["uploads"], responses={**COMMON})
 
 KINDS = {
     "imitator": (Imitator, imitator_json, "imitators"),
@@ -76,13 +76,15 @@ def _one(svc, who, kind: str, sha: str) -> dict:
     return render(row)
 
 
-@router.post("/v1/imitators", status_code=201, response_model=ImitatorPublic)
+@router.post("/v1/imitators", status_code=201, response_model=ImitatorPublic, openapi_extra=UPLOAD_BODY,
+             responses={200: {"model": ImitatorPublic, "description": "The same bytes were uploaded before"}})
 async def upload_imitator(request: Request, svc: ServiceDep, who: Submitter):
     """Upload a checkpoint (safetensors, multipart field ``file`` or raw body). Same bytes, same resource."""
     return await _upload(request, svc, who, "imitator")
 
 
-@router.post("/v1/demonstrations", status_code=201, response_model=DemonstrationsPublic)
+@router.post("/v1/demonstrations", status_code=201, response_model=DemonstrationsPublic, openapi_extra=UPLOAD_BODY,
+             responses={200: {"model": DemonstrationsPublic, "description": "The same bytes were uploaded before"}})
 async def upload_demonstrations(request: Request, svc: ServiceDep, who: Submitter):
     """Upload demonstrations (safetensors). Same bytes, same resource."""
     return await _upload(request, svc, who, "demonstrations")
