@@ -13,6 +13,20 @@ import time
 from pathlib import Path
 
 
+def _writer_alive(name: str) -> bool:
+    """Whether the process a temp file is named after still runs (True when the name carries no pid)."""
+    pid = name.split("-", 1)[0]
+    if not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class BlobStore:
     """Blobs under ``root``."""
 
@@ -30,18 +44,20 @@ class BlobStore:
 
     def temp_file(self) -> tuple[int, Path]:
         """A fresh temp file (fd, path) on the store's file system, for streaming into."""
-        fd, name = tempfile.mkstemp(dir=self.root / "tmp", suffix=".part")
+        fd, name = tempfile.mkstemp(dir=self.root / "tmp", prefix=f"{os.getpid()}-", suffix=".part")
         return fd, Path(name)
 
-    def sweep_temp(self, *, idle_seconds: float = 60.0) -> int:
-        """Remove temp files nobody has written to for ``idle_seconds`` (left by a killed upload); returns how many.
+    def sweep_temp(self, *, idle_seconds: float = 3600.0) -> int:
+        """Remove temp files left by killed uploads; returns how many.
 
-        A live upload writes its temp file continuously, so an idle one is an orphan.
+        A temp file is named after the process writing it: one whose process is gone (on this
+        host) is an orphan at once; one of another host's process, once nobody has written to it
+        for ``idle_seconds``.
         """
         now, removed = time.time(), 0
         for temp in (self.root / "tmp").glob("*.part"):
             try:
-                if now - temp.stat().st_mtime >= idle_seconds:
+                if not _writer_alive(temp.name) or now - temp.stat().st_mtime >= idle_seconds:
                     temp.unlink()
                     removed += 1
             except FileNotFoundError:  # finished or swept by another process meanwhile

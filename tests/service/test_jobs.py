@@ -166,7 +166,7 @@ def test_serve_restarts_a_killed_worker_and_sweeps_orphan_uploads(inputs, launch
     orphan = tmp_path / "data" / "blobs" / "tmp" / "killed-upload.part"
     orphan.parent.mkdir(parents=True)
     orphan.write_bytes(b"\0" * 1000)
-    os.utime(orphan, (time.time() - 3600, time.time() - 3600))
+    os.utime(orphan, (time.time() - 7200, time.time() - 7200))
     api = launch("serve", database_url=database_url)
     assert not orphan.exists()
     health = httpx.get(f"{api.url}/healthz").json()
@@ -223,3 +223,28 @@ def test_when_serve_dies_its_worker_hands_the_audit_back_and_exits(inputs, launc
         assert time.monotonic() < deadline, (state, owner)
         time.sleep(0.2)
     engine.dispose()
+
+
+def test_kill_serve_mid_upload_leaves_no_temp_file_after_restart(launch, tmp_path):
+    import os
+    import signal
+    import socket
+
+    database_url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    token = make_token(database_url, "p", "submit")
+    api = launch("serve", database_url=database_url, args=("--no-worker",))
+    host, port = api.url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)))
+    sock.sendall((f"POST /v1/imitators HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+                  "Content-Type: application/octet-stream\r\nContent-Length: 50000000\r\n\r\n").encode() + b"\0" * 2_000_000)
+    temps = tmp_path / "data" / "blobs" / "tmp"
+    deadline = time.monotonic() + 30
+    while not list(temps.glob("*.part")):
+        assert time.monotonic() < deadline, "the upload never reached a temp file"
+        time.sleep(0.05)
+    os.kill(api.popen.pid, signal.SIGKILL)
+    api.popen.wait(timeout=30)
+    sock.close()
+    assert list(temps.glob("*.part"))  # the killed server left its half upload behind
+    launch("serve", database_url=database_url, args=("--no-worker",))
+    assert not list(temps.glob("*.part"))
