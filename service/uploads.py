@@ -2,7 +2,7 @@
 
 Accepted bodies: ``multipart/form-data`` with the file in a part named ``file`` (and an
 optional ``name`` field), or the raw bytes (``application/octet-stream``, name from the
-``X-Imitaudit-Name`` header). Past ``limit`` bytes the upload is abandoned with
+``X-Imitaudit-Name`` header, percent-encoded UTF-8). Past ``limit`` bytes the upload is abandoned with
 :class:`TooLarge` (the API answers 413); the temp file is removed on every failure.
 """
 
@@ -17,6 +17,14 @@ from pathlib import Path
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from service.blobs import BlobStore
+
+
+def _text(raw: bytes) -> str:
+    """A multipart header value as text: UTF-8 (what browsers send), else Latin-1."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
 
 
 class TooLarge(ValueError):
@@ -77,7 +85,7 @@ async def receive(stream: AsyncIterator[bytes], content_type: str, *, store: Blo
                     if state["found"]:
                         raise ValueError("more than one 'file' part")
                     state["found"] = True
-                    state["filename"] = disp.get(b"filename", b"").decode("latin-1")
+                    state["filename"] = _text(disp.get(b"filename", b""))
 
             def on_part_data(data, start, end):
                 if state["part"] == "file":

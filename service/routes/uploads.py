@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
@@ -29,7 +31,7 @@ async def _upload(request: Request, svc, who, kind: str) -> JSONResponse:
         raise ApiError(413, f"upload of {declared} bytes is over the limit of {limit} bytes")
     try:
         up = await receive(request.stream(), request.headers.get("content-type", ""), store=svc.store, limit=limit,
-                           name=request.headers.get("x-imitaudit-name", ""))
+                           name=unquote(request.headers.get("x-imitaudit-name", "")))
     except TooLarge as e:
         raise ApiError(413, str(e)) from None
     except ValueError as e:

@@ -169,7 +169,12 @@ def test_browser_and_request_hygiene(api):
     named = client.post("/v1/imitators", content=open(api["imitator"], "rb").read(),
                         headers={"Content-Type": "application/octet-stream", "X-Imitaudit-Name": "a\x00b"})
     assert named.status_code == 422
+    encoded = client.post("/v1/imitators", content=open(api["imitator"], "rb").read(),
+                          headers={"Content-Type": "application/octet-stream", "X-Imitaudit-Name": "a%00b"})
+    assert encoded.status_code == 422
     assert client.get("/v1/imitators").json()["total"] == 0
+    utf8 = client.post("/v1/imitators", files={"file": ("démos-ü.safetensors", open(api["imitator"], "rb").read())})
+    assert utf8.status_code == 201 and utf8.json()["name"] == "démos-ü.safetensors"
 
 
 def test_an_enabled_env_is_made_with_its_defaults_only(api, tmp_path):
