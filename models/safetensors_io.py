@@ -53,12 +53,12 @@ def parse_safetensors(data: bytes, name: str = "upload") -> tuple[dict[str, np.n
         if len(data) < 9:
             raise ValueError(f"{name}: truncated file ({len(data)} bytes): not safetensors")
     header_len = int.from_bytes(data[:8], "little")
-    if header_len > MAX_HEADER_BYTES:
-        raise ValueError(f"{name}: safetensors header of {header_len} bytes is over the limit of {MAX_HEADER_BYTES}")
     if header_len > len(data) - 8:
         if not looks_safetensors:
             raise ValueError(f"{name}: not a safetensors file (no JSON header)")
         raise ValueError(f"{name}: not safetensors: header length {header_len} exceeds the file's {len(data)} bytes")
+    if header_len > MAX_HEADER_BYTES:
+        raise ValueError(f"{name}: safetensors header of {header_len} bytes is over the limit of {MAX_HEADER_BYTES}")
     try:
         header = strict_json(data[8 : 8 + header_len])
     except (ValueError, UnicodeDecodeError) as exc:
