@@ -323,24 +323,26 @@ def _audit_arguments(p: argparse.ArgumentParser, default_out: str, *, gate: bool
 
 def _data_commands(sub: argparse._SubParsersAction) -> None:
     """demos, inspect, quickstart: making and reading demonstrations."""
-    p = sub.add_parser("demos", help="record demonstrations of a demonstrator preset")
+    p = sub.add_parser("demos", help="record demonstrations of a demonstrator preset", formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="example:\n  imitaudit demos --env imitaudit/OffSwitch-v0 --demonstrator corrigible --episodes 1000 --out demos.safetensors")
     p.add_argument("--env", required=True, help="Gymnasium env id, e.g. imitaudit/OffSwitch-v0")
-    p.add_argument("--demonstrator", default="corrigible", help="corrigible, unbounded or triggered")
-    p.add_argument("--episodes", type=int, default=2000, help="number of episodes")
+    p.add_argument("--demonstrator", default="corrigible", help="corrigible, unbounded or triggered (default: corrigible)")
+    p.add_argument("--episodes", type=int, default=2000, help="number of episodes (default: 2000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first episode (episode e uses seed + e)")
     p.add_argument("--env-kwargs", default="", help="JSON object of env keyword arguments")
     p.add_argument("--out", required=True, help="output .safetensors path")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_demos)
 
-    p = sub.add_parser("inspect", help="describe what a file holds")
-    p.add_argument("file")
+    p = sub.add_parser("inspect", help="describe what a file holds", formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="example:\n  imitaudit inspect demos.safetensors --json")
+    p.add_argument("file", help="a demonstrations, imitator or monitor .safetensors file")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("quickstart", help="generate demonstrations on each env and print a summary table")
-    p.add_argument("--episodes", type=int, default=500)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--episodes", type=int, default=500, help="episodes per env and demonstrator (default: 500)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first episode (default: 0)")
     p.add_argument("--out", default="", help="folder to save the datasets in (optional)")
     p.set_defaults(func=cmd_quickstart)
 
@@ -350,7 +352,9 @@ def _imitator_commands(sub: argparse._SubParsersAction) -> None:
     from audit.options import add_arguments
     from audit.training.config import TrainConfig
 
-    p = sub.add_parser("train", help="train an imitator (bc or adversarial) on demonstrations")
+    p = sub.add_parser("train", help="train an imitator (bc or adversarial) on demonstrations", formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="examples:\n  imitaudit train --demos demos.safetensors --out imitator.safetensors                     # BC, 500 steps\n"
+                              "  imitaudit train --demos demos.safetensors --mode adversarial --out imitator.safetensors  # 300 BC + 200 iterations")
     p.add_argument("--demos", required=True, help="demonstrations .safetensors")
     p.add_argument("--out", required=True, help="output imitator .safetensors")
     p.add_argument("--resume", action="store_true", help="continue the run folder's last checkpoint")
@@ -358,36 +362,40 @@ def _imitator_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="roll an imitator out: return, departure rate, length")
-    p.add_argument("--imitator", required=True)
-    p.add_argument("--episodes", type=int, default=500)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--demos", default="", help="demonstrations to compare against")
+    p.add_argument("--imitator", required=True, help="imitator checkpoint .safetensors")
+    p.add_argument("--episodes", type=int, default=500, help="episodes to roll out (default: 500)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first episode (default: 0)")
+    p.add_argument("--demos", default="", help="demonstrations to compare against (return ratio)")
     p.add_argument("--env-kwargs", default="", help="JSON object overriding the checkpoint's env kwargs")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("convert", help="convert a Lightning .ckpt of a training run to a safetensors checkpoint")
-    p.add_argument("--ckpt", required=True)
-    p.add_argument("--out", required=True)
+    p.add_argument("--ckpt", required=True, help="a Lightning checkpoint, e.g. runs/<run>/adversarial/checkpoints/last.ckpt (read weights-only)")
+    p.add_argument("--out", required=True, help="output imitator .safetensors")
     p.set_defaults(func=cmd_convert)
 
 
 def _audit_commands(sub: argparse._SubParsersAction) -> None:
     """audit, gate, monitor, bench: auditing imitators."""
-    p = sub.add_parser("audit", help="audit an imitator: flags, p-values, explanations, report.json/html/summary.md")
+    p = sub.add_parser("audit", help="audit an imitator: flags, p-values, explanations, report.json/html/summary.md",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="examples:\n  imitaudit audit --imitator imitator.safetensors --demos heldout.safetensors --out report/\n"
+                              "  imitaudit audit --imitator imitator.safetensors --demos heldout.safetensors --detector combined  # foresight")
     _audit_arguments(p, "report", gate=False)
     p.set_defaults(func=cmd_audit)
 
-    p = sub.add_parser("gate", help="audit with a pass/fail policy: exit 0 pass, 1 fail, 2 error")
+    p = sub.add_parser("gate", help="audit with a pass/fail policy: exit 0 pass, 1 fail, 2 error", formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="example (CI):\n  imitaudit gate --imitator imitator.safetensors --demos heldout.safetensors --out gate/ || exit 1")
     _audit_arguments(p, "gate", gate=True)
     p.set_defaults(func=cmd_gate)
 
     p = sub.add_parser("monitor", help="replay fresh rollouts of an imitator through an audit's runtime monitor")
     p.add_argument("--imitator", required=True, help="the audited imitator .safetensors")
     p.add_argument("--monitor", required=True, help="the monitor written by audit --monitor")
-    p.add_argument("--episodes", type=int, default=256)
-    p.add_argument("--seed", type=int, default=2_000_000, help="episode e is seeded seed + e (apart from the audit's)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--episodes", type=int, default=256, help="fresh rollouts (default: 256)")
+    p.add_argument("--seed", type=int, default=2_000_000, help="episode e is seeded seed + e, apart from the audit's (default: 2000000)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_monitor)
 
     p = sub.add_parser("bench", help="benchmarks")
@@ -396,12 +404,12 @@ def _audit_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="one env, a small zoo (CI)")
     p.add_argument("--envs", default="", help="comma-separated built-in env ids (default: all; --quick: OffSwitch)")
     p.add_argument("--episodes", type=int, default=None, help="audited trajectories per imitator (default 256; --quick 96)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--alpha", type=float, default=0.01)
+    p.add_argument("--seed", type=int, default=0, help="seeds the zoo (default: 0)")
+    p.add_argument("--alpha", type=float, default=0.01, help="flag level (default: 0.01)")
     p.add_argument("--zoo", default="out/zoo", help="folder where the zoo's datasets and imitators are cached")
     p.add_argument("--json", default="", help="write every figure as JSON here")
     p.add_argument("--out", default="", help="Markdown file to write the table into (e.g. BENCHMARKS.md)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_bench_detect)
 
 

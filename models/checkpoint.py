@@ -110,6 +110,8 @@ def load_imitator_bytes(data: bytes, name: str = "upload") -> tuple[Imitator, Ch
     missing = [k for k in _REQUIRED if k not in meta]
     if "imitaudit.schema" in missing:
         raise ValueError(f"{name}: metadata has no 'imitaudit.schema': not an imitaudit checkpoint")
+    if meta["imitaudit.schema"] == "imitaudit.demonstrations/1":
+        raise ValueError(f"{name}: this is a demonstrations file, not an imitator checkpoint (--imitator and --demos swapped?)")
     if meta["imitaudit.schema"] != SCHEMA:
         raise ValueError(f"{name}: unknown schema {meta['imitaudit.schema']!r}; this imitaudit reads {SCHEMA!r}")
     if missing:

@@ -112,3 +112,22 @@ def test_train_and_evaluate_refuse_bad_input(tmp_path):
         res = run(*args, check=False)
         assert res.returncode == 2, (args, res.stderr)
         assert res.stderr.strip().count("\n") == 0 and res.stderr.startswith("imitaudit: error:"), (args, res.stderr)
+
+
+def test_swapped_imitator_and_demos_are_named_as_such(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from audit.data.demonstrations import record
+    from models.checkpoint import save_imitator
+    from models.imitator import ImitatorConfig
+    from models.registry import build
+
+    demos = record("imitaudit/OffSwitch-v0", "corrigible", episodes=4, seed=0).save(tmp_path / "d.safetensors")
+    imitator = save_imitator(build("mlp", ImitatorConfig(obs_dim=406, n_actions=5, hidden=8)), tmp_path / "i.safetensors", env_id="imitaudit/OffSwitch-v0")
+    res = subprocess.run([str(Path(sys.executable).with_name("imitaudit")), "audit", "--imitator", str(demos), "--demos", str(imitator), "--quiet"],
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "swapped?" in res.stderr and res.stderr.count("\n") == 1, res.stderr
+    help_text = subprocess.run([str(Path(sys.executable).with_name("imitaudit")), "evaluate", "--help"], capture_output=True, text=True).stdout
+    assert "(default: 500)" in help_text and "imitator checkpoint" in help_text

@@ -27,6 +27,8 @@ from audit.envs.adapter import env_signature
 from models.safetensors_io import read_safetensors, strict_json, write_safetensors
 
 SCHEMA = "imitaudit.demonstrations/1"
+CHECKPOINT_SCHEMA = "imitaudit.imitator/1"
+"""An imitator's schema (:mod:`models.checkpoint`), named to say what a swapped file is."""
 _REQUIRED = ("obs", "actions", "rewards", "episode")
 _DTYPES = {"obs": np.float32, "actions": np.int64, "rewards": np.float32, "episode": np.int64, "departure": np.bool_}
 
@@ -205,6 +207,8 @@ class Demonstrations:
         schema = metadata.get("imitaudit.schema")
         if schema is None:
             raise ValueError(f"{path}: metadata has no 'imitaudit.schema': not an imitaudit demonstrations file")
+        if schema == CHECKPOINT_SCHEMA:
+            raise ValueError(f"{path}: this is an imitator checkpoint, not demonstrations (--imitator and --demos swapped?)")
         if schema != SCHEMA:
             raise ValueError(f"{path}: unknown schema version {schema!r}; this imitaudit reads {SCHEMA!r}")
         missing = [name for name in _REQUIRED if name not in tensors]
