@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -425,9 +426,27 @@ def build_parser(extend: Callable[[argparse._SubParsersAction], None] | None = N
     return parser
 
 
+def set_threads() -> int:
+    """torch's threads for this process, set deliberately: ``IMITAUDIT_THREADS`` if given (the service's worker
+    child inherits it), else every core this process may run on. Returns the count.
+
+    Raises:
+        UsageError: a value that is not a positive integer.
+    """
+    import torch
+
+    raw = os.environ.get("IMITAUDIT_THREADS", "")
+    if raw and (not raw.isdigit() or int(raw) < 1):
+        raise UsageError(f"IMITAUDIT_THREADS must be a positive integer, got {raw!r}")
+    threads = int(raw) if raw else max(1, len(os.sched_getaffinity(0)))
+    torch.set_num_threads(threads)
+    return threads
+
+
 def main(argv: Sequence[str] | None = None, *, extend: Callable[[argparse._SubParsersAction], None] | None = None) -> int:
     try:
         args = build_parser(extend).parse_args(argv)
+        set_threads()
         for name in ("episodes", "steps"):
             value = getattr(args, name, None)
             if value is not None and value < 1:
