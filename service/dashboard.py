@@ -181,7 +181,9 @@ def trajectory_page(audit_id: str, n: int, request: Request, who: Principal = De
     score = Markup(audit.svg_score(r["score_path"], r["threshold"], r["first_flag_step"], r["departure_step"], width=640, height=180,
                                    crossings=audit.kind_crossings(r)))
     heat = Markup(audit.svg_heatmap(r["explanation"])) if r.get("explanation") else None
-    return page("trajectory.html", who=who, audit=row, r=r, score=score, heat=heat, frames=r.get("replay"))
+    world = audit.WORLDS.get(report["env"]["id"])
+    legend = world.legend() if world is not None else []
+    return page("trajectory.html", who=who, audit=row, r=r, score=score, heat=heat, frames=r.get("replay"), legend=legend)
 
 
 def install(app) -> None:

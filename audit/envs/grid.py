@@ -465,6 +465,12 @@ class GridWorld:
 
     # ----- rendering ------------------------------------------------------------------
 
+    @classmethod
+    def legend(cls) -> list[tuple[str, str]]:
+        """What each letter of a text frame means: (glyph, tile name)."""
+        tiles = [(cls.glyphs.get(name, name[0].upper()), name.replace("_", " ")) for name in ("goal", *cls.special_tiles)]
+        return [("A", "agent"), ("#", "wall"), (".", "floor"), *tiles]
+
     def _glyph_grid(self, i: int) -> list[list[str]]:
         layout = self._require_layout()
         grid = [["#" if layout.walls[i, r * self.width + c] else "." for c in range(self.width)] for r in range(self.height)]

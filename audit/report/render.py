@@ -84,33 +84,41 @@ def svg_score(
     values: list[float], threshold: float | None, first_flag: int | None, departure: int | None, width: int = 420, height: int = 120,
     crossings: dict[str, int | None] | None = None,
 ) -> str:
-    """An inline SVG of a score path [T] with the threshold (dashed), first flag (red), departure (black) and, with
-    several evidence kinds, the step each kind first crossed its own threshold (dotted, labelled)."""
+    """An inline SVG of a score path [T] on labelled axes (score against step), with the threshold (dashed), first flag
+    (red), departure (black) and, with several evidence kinds, the step each kind first crossed its own threshold."""
     finite = [v for v in values if v is not None]
     top = max([*finite, threshold if threshold is not None else 0.0, 1e-6])
     low = min([*finite, threshold if threshold is not None else 0.0, 0.0])
     span = max(top - low, 1e-6)
     n = max(len(values) - 1, 1)
+    left, right, top_pad, bottom = 44, 8, 8, 22
 
     def y_of(v: float) -> float:
-        return height - 8 - ((v - low) / span) * (height - 16)
+        return height - bottom - ((v - low) / span) * (height - bottom - top_pad)
 
     def x_of(i: int) -> float:
-        return 8 + i * (width - 16) / n
+        return left + i * (width - left - right) / n
 
     parts = [f'<svg class="plot" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">']
-    parts.append(f'<rect x="0" y="0" width="{width}" height="{height}" fill="#fafafa" stroke="#ccc"/>')
+    parts.append(f'<rect x="{left}" y="{top_pad}" width="{width - left - right}" height="{height - top_pad - bottom}" fill="#fafafa" stroke="#ccc"/>')
+    for v in sorted({round(low, 6), round(top, 6), *([round(threshold, 6)] if threshold is not None else [])}):
+        parts.append(f'<text class="tick" x="{left - 4}" y="{y_of(v) + 3:.1f}" font-size="9" text-anchor="end">{v:.3g}</text>')
+    for i in sorted({0, n // 2, n} if len(values) > 1 else {0}):
+        parts.append(f'<text class="tick" x="{x_of(i):.1f}" y="{height - bottom + 11}" font-size="9" text-anchor="middle">{i}</text>')
+    parts.append(f'<text x="{(left + width - right) / 2:.0f}" y="{height - 2}" font-size="9" text-anchor="middle">step</text>')
+    parts.append(f'<text x="9" y="{(top_pad + height - bottom) / 2:.0f}" font-size="9" text-anchor="middle" '
+                 f'transform="rotate(-90 9 {(top_pad + height - bottom) / 2:.0f})">score</text>')
     if threshold is not None:
-        parts.append(f'<line x1="8" x2="{width - 8}" y1="{y_of(threshold):.1f}" y2="{y_of(threshold):.1f}" stroke="#d33" stroke-dasharray="4 3"/>')
+        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y_of(threshold):.1f}" y2="{y_of(threshold):.1f}" stroke="#d33" stroke-dasharray="4 3"/>')
     for step, colour in ((first_flag, "#d33"), (departure, "#333")):
         if step is not None and step >= 0:
-            parts.append(f'<line x1="{x_of(step):.1f}" x2="{x_of(step):.1f}" y1="4" y2="{height - 4}" stroke="{colour}" stroke-width="1"/>')
+            parts.append(f'<line x1="{x_of(step):.1f}" x2="{x_of(step):.1f}" y1="{top_pad}" y2="{height - bottom}" stroke="{colour}" stroke-width="1"/>')
     for j, (kind, step) in enumerate((crossings or {}).items()):
         colour = _KIND_COLOURS[j % len(_KIND_COLOURS)]
-        parts.append(f'<text x="{width - 8}" y="{14 + 12 * j}" font-size="10" text-anchor="end" fill="{colour}">{html.escape(kind)}: '
+        parts.append(f'<text x="{width - right - 4}" y="{top_pad + 12 + 12 * j}" font-size="10" text-anchor="end" fill="{colour}">{html.escape(kind)}: '
                      f'{"step " + str(step) if step is not None else "never crossed"}</text>')
         if step is not None:
-            parts.append(f'<line class="crossing" x1="{x_of(step):.1f}" x2="{x_of(step):.1f}" y1="4" y2="{height - 4}" stroke="{colour}" '
+            parts.append(f'<line class="crossing" x1="{x_of(step):.1f}" x2="{x_of(step):.1f}" y1="{top_pad}" y2="{height - bottom}" stroke="{colour}" '
                          f'stroke-dasharray="1 2" stroke-width="2"><title>{html.escape(kind)} crossed its threshold at step {step}</title></line>')
     parts.append(f'<polyline fill="none" stroke="#1e5adc" stroke-width="2" points="{" ".join(f"{x_of(i):.1f},{y_of(v):.1f}" for i, v in enumerate(values))}"/>')
     parts.append("</svg>")

@@ -81,8 +81,10 @@ def test_dashboard_pages_replay_slider_and_filters(service, second_version, brow
     rows.first.click()
     page.wait_for_selector("#frame")
     assert page.locator("svg.plot").count() == 1 and page.locator("svg.heat").count() == 1
+    assert page.locator("svg.plot text.tick").count() >= 4  # labelled axes: score values and steps
     first = page.inner_text("#frame")
     assert "A" in first and "step 0" in page.inner_text("#step-label")
+    assert "B button" in page.inner_text("#legend") and "A agent" in page.inner_text("#legend")  # what the letters mean
     page.focus("#slider")
     for _ in range(3):
         page.keyboard.press("ArrowRight")
