@@ -19,6 +19,7 @@ from markupsafe import Markup
 from sqlalchemy import select
 
 import audit
+from service import store
 from service.auth import COOKIE, Principal, principal_for, request_token
 from service.db import Audit, Flag, Imitator
 from service.jobs import load_report
@@ -165,7 +166,9 @@ def audit_page(audit_id: str, request: Request, who: Principal = Depends(_who)):
         return page("missing.html", status=404, who=who, what="audit")
     report = load_report(svc.store, row.report_sha) if row.state == "succeeded" else None
     flagged = sorted((r for r in report["trajectories"] if r["flagged"]), key=lambda r: (r["pvalue"], -r["strength"])) if report else []
-    return page("audit.html", who=who, audit=row, report=report, flagged=flagged)
+    with svc.sessions() as s:
+        uploaded = store.upload(s, Imitator, who.project_id, row.imitator_sha)
+    return page("audit.html", who=who, audit=row, report=report, flagged=flagged, imitator_name=uploaded.name if uploaded else "")
 
 
 @router.get("/dashboard/audits/{audit_id}/trajectories/{n}")

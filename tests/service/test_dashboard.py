@@ -76,6 +76,7 @@ def test_dashboard_pages_replay_slider_and_filters(service, second_version, brow
     rows = page.locator("#flagged tbody tr a")
     assert rows.count() >= 1
     assert page.inner_text("#before").startswith("flagged before departing: ")  # the built-in env records departures
+    assert page.inner_text("#imitator-name").startswith("unbounded")  # named as in the list, not by hash alone
     shot("audit")
 
     rows.first.click()

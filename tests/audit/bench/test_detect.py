@@ -17,7 +17,7 @@ def test_bench_detect_quick(tmp_path):
     out_md.write_text("# Benchmarks\n\nkept text\n")
     res = subprocess.run(
         [BIN, "bench", "detect", "--quick", "--zoo", str(tmp_path / "zoo"), "--json", str(out_json), "--out", str(out_md), "--quiet"],
-        capture_output=True, text=True, timeout=1500,
+        capture_output=True, text=True,  # no time limit: a loaded machine must not fail it (CI bounds the whole run)
     )
     assert res.returncode == 0, res.stderr[-2000:]
     results = json.loads(out_json.read_text())
