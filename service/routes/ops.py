@@ -6,8 +6,8 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy import select
 
-from service.schemas import COMMON, errors
 from service.deps import Reader, ServiceDep
+from service.schemas import COMMON
 
 router = APIRouter(tags=["ops"], responses={**COMMON})
 

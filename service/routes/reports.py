@@ -7,9 +7,9 @@ from fastapi.responses import HTMLResponse, Response
 
 import audit
 from service import store
-from service.schemas import COMMON, errors
 from service.deps import ApiError, Reader, ServiceDep, not_found
 from service.jobs import load_report
+from service.schemas import COMMON, errors
 
 router = APIRouter(tags=["reports"], responses={**COMMON, **errors(409)})
 

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from service import store
 from service.db import DemoSet, Imitator
 from service.deps import ApiError, Reader, ServiceDep, Submitter, not_found
-from service.schemas import COMMON, UPLOAD_BODY, errors, DemonstrationsPage, DemonstrationsPublic, ImitatorPage, ImitatorPublic, demos_json, imitator_json
+from service.schemas import COMMON, UPLOAD_BODY, DemonstrationsPage, DemonstrationsPublic, ImitatorPage, ImitatorPublic, demos_json, imitator_json
 from service.uploads import TooLarge, receive
 
 router = APIRouter(tags=["uploads"], responses={**COMMON})

@@ -100,6 +100,21 @@ def database_url(request, tmp_path):
     return fresh_database(request.getfixturevalue("postgres"))
 
 
+def in_process(settings, *, role: str = "submit", **client_options):
+    """The app in-process (no worker) with a fresh token of ``role``: (TestClient carrying the token, the token, the app)."""
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.auth import create_token
+
+    app = create_app(settings, start_worker=False)
+    with app.state.service.sessions.begin() as s:
+        token = create_token(s, project="p", role=role)
+    client = TestClient(app, **client_options)
+    client.headers["Authorization"] = f"Bearer {token}"
+    return client, token, app
+
+
 def make_token(database_url: str, project: str, role: str) -> str:
     from service.auth import create_token
     from service.db import make_engine, migrate, session_factory

@@ -1,15 +1,14 @@
 """The API in-process (FastAPI's TestClient, a real SQLite file, no worker): request schema, one-line errors, uploads, queueing."""
 
 import pytest
-from fastapi.testclient import TestClient
 
 from audit.data.demonstrations import record
 from models.checkpoint import save_imitator
 from models.imitator import ImitatorConfig
 from models.registry import build
-from service.app import create_app
-from service.auth import create_token
 from service.settings import Settings
+
+from .conftest import in_process
 
 ENV = "imitaudit/OffSwitch-v0"
 
@@ -17,11 +16,7 @@ ENV = "imitaudit/OffSwitch-v0"
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
     root = tmp_path_factory.mktemp("app")
-    app = create_app(Settings(data_dir=root / "data"), start_worker=False)
-    with app.state.service.sessions.begin() as s:
-        token = create_token(s, project="p", role="submit")
-    client = TestClient(app)
-    client.headers["Authorization"] = f"Bearer {token}"
+    client, _, _ = in_process(Settings(data_dir=root / "data"))
     imitator = save_imitator(build("mlp", ImitatorConfig(obs_dim=406, n_actions=5, hidden=8)), root / "imi.safetensors", env_id=ENV)
     demos = record(ENV, "corrigible", episodes=220, seed=0).save(root / "demos.safetensors")
     shas = {}

@@ -19,8 +19,10 @@ from models.imitator import ImitatorConfig
 from models.registry import build
 from models.safetensors_io import read_safetensors, write_safetensors
 from service.app import create_app
-from service.auth import COOKIE, create_token
+from service.auth import COOKIE
 from service.settings import Settings
+
+from .conftest import in_process
 
 ENV = "imitaudit/OffSwitch-v0"
 
@@ -36,11 +38,7 @@ def rss_mib() -> float:
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
-    app = create_app(Settings(data_dir=root / "data", envs="FrozenLake-v1"), start_worker=False)
-    with app.state.service.sessions.begin() as s:
-        token = create_token(s, project="p", role="submit")
-    client = TestClient(app)
-    client.headers["Authorization"] = f"Bearer {token}"
+    client, token, app = in_process(Settings(data_dir=root / "data", envs="FrozenLake-v1"))
     imitator = save_imitator(build("mlp", ImitatorConfig(obs_dim=406, n_actions=5, hidden=8)), root / "imi.safetensors", env_id=ENV)
     demos = record(ENV, "corrigible", episodes=4, seed=0).save(root / "demos.safetensors")
     return {"client": client, "root": root, "imitator": imitator, "demos": demos, "token": token, "app": app}
@@ -232,11 +230,8 @@ def small_disk(tmp_path):
 
 
 def test_a_full_disk_is_507_with_nothing_half_written_and_recovers(small_disk, tmp_path, api):
-    app = create_app(Settings(data_dir=small_disk / "data", database_url=f"sqlite:///{tmp_path / 'db.sqlite'}"), start_worker=False)
-    with app.state.service.sessions.begin() as s:
-        token = create_token(s, project="p", role="submit")
-    client = TestClient(app, raise_server_exceptions=False)
-    client.headers["Authorization"] = f"Bearer {token}"
+    client, _, _ = in_process(Settings(data_dir=small_disk / "data", database_url=f"sqlite:///{tmp_path / 'db.sqlite'}"),
+                              raise_server_exceptions=False)
     big = client.post("/v1/imitators", content=os.urandom(6 * 1024 * 1024), headers={"Content-Type": "application/octet-stream"})
     assert big.status_code == 507 and "disk is full" in big.json()["error"], big.text[:300]
     assert not list((small_disk / "data" / "blobs" / "tmp").glob("*.part"))
