@@ -72,6 +72,25 @@ class Trajectories:
         return None if self.departure is None else (self.departure & self.mask).any(dim=1)
 
 
+def _act(logits: Tensor, gen: torch.Generator, greedy: bool) -> tuple[Tensor, Tensor]:
+    """Actions [B] (argmax, or sampled with ``gen``) and their log-probabilities [B] from logits [B, A]."""
+    logp_all = torch.log_softmax(logits, dim=-1)
+    action = logits.argmax(dim=-1) if greedy else torch.multinomial(logp_all.exp(), 1, generator=gen).squeeze(-1)
+    return action, logp_all.gather(1, action[:, None]).squeeze(1)
+
+
+def _env_step(batch: Any, action: Tensor, live: np.ndarray) -> dict[str, Tensor]:
+    """Step the live rows of ``batch``; the step's actions, rewards, departures and mask as [B] tensors (0 where done)."""
+    idx = np.flatnonzero(live)
+    out = batch.step(action.numpy()[idx], idx)
+    reward = np.zeros(len(live), dtype=np.float32)
+    departure = np.zeros(len(live), dtype=bool)
+    reward[idx] = out["reward"]
+    departure[idx] = out["departure"]
+    return {"actions": action, "rewards": torch.from_numpy(reward), "mask": torch.from_numpy(live.copy()),
+            "departure": torch.from_numpy(departure)}
+
+
 def rollout(
     model: Imitator,
     env_id: str,
@@ -123,23 +142,11 @@ def rollout(
                     break
                 obs = torch.from_numpy(obs_np)
                 logits, state = model(obs, state)
-                logp_all = torch.log_softmax(logits, dim=-1)
-                if greedy:
-                    action = logits.argmax(dim=-1)
-                else:
-                    action = torch.multinomial(logp_all.exp(), 1, generator=gen).squeeze(-1)
-                idx = np.flatnonzero(live)
-                out = batch.step(action.numpy()[idx], idx)
-                reward = np.zeros(episodes, dtype=np.float32)
-                departure = np.zeros(episodes, dtype=bool)
-                reward[idx] = out["reward"]
-                departure[idx] = out["departure"]
+                action, logp = _act(logits, gen, greedy)
+                for key, value in _env_step(batch, action, live).items():
+                    cols[key].append(value)
                 cols["obs"].append(obs)
-                cols["actions"].append(action)
-                cols["rewards"].append(torch.from_numpy(reward))
-                cols["logp"].append(logp_all.gather(1, action[:, None]).squeeze(1))
-                cols["mask"].append(torch.from_numpy(live.copy()))
-                cols["departure"].append(torch.from_numpy(departure))
+                cols["logp"].append(logp)
                 for n, rows in rec.take().items():
                     tap_steps[n].append(rows[-1])
                 obs_np = batch.observe()
