@@ -38,7 +38,9 @@ bench: $(STAMP)
 	$(PY) -m bench.rollout --out BENCHMARKS.md
 	$(PY) -m bench.train --out BENCHMARKS.md --adv-steps 200
 	$(PY) -m bench.peer_gail --out BENCHMARKS.md
+	$(PY) -m bench.train_causes --out BENCHMARKS.md
 	$(PY) -m bench.detect --out BENCHMARKS.md
+	$(PY) -m bench.validate --out BENCHMARKS.md
 	$(PY) -m bench.service --out BENCHMARKS.md
 
 clean:
