@@ -87,6 +87,9 @@ async def guard(request: Request, call_next: Callable[[Request], Awaitable[Respo
                 return _error(413, f"request body over the limit of {max_json_bytes} bytes")
             chunks.append(chunk)
         request._body = b"".join(chunks)  # noqa: SLF001 - what Request.body() caches, replayed to the route
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if request._body and ctype != "application/json":  # noqa: SLF001 - a chunked body declared no length above
+            return _error(415, f"send the body as application/json, not {ctype or 'no content type'}")
     response = await call_next(request)
     for key, value in HEADERS.items():
         response.headers.setdefault(key, value)

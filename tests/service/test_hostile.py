@@ -148,6 +148,8 @@ def test_browser_and_request_hygiene(api):
 
     streamed = client.post("/v1/audits", content=chunks(), headers={"Content-Type": "application/json"})
     assert streamed.status_code == 413, streamed.text[:200]
+    chunked_plain = client.post("/v1/audits", content=iter([json.dumps(body).encode()]), headers={"Content-Type": "text/plain"})
+    assert chunked_plain.status_code == 415, chunked_plain.text[:200]
     # the dashboard's cookie reads, it never writes through the API (no CSRF)
     jar = TestClient(api["app"])
     jar.cookies.set(COOKIE, token)
