@@ -85,7 +85,7 @@ def main() -> None:
     parser.add_argument("--arch", default="gru")
     parser.add_argument("--demo-episodes", type=int, default=3000)
     parser.add_argument("--bc-steps", type=int, default=2000)
-    parser.add_argument("--adv-steps", type=int, default=100)
+    parser.add_argument("--adv-steps", type=int, default=300)
     parser.add_argument("--eval-episodes", type=int, default=2000)
     parser.add_argument("--work", default="out/bench-train")
     args = parser.parse_args()

@@ -24,17 +24,25 @@ from audit.training.evaluate import evaluate
 from audit.training.run import train
 
 ENV = "imitaudit/OffSwitch-v0"
-ADV = {"mode": "adversarial", "steps": 100, "bc_warmup": 300}
+# the trainer as it was before issue 11: every later row changes one thing (rows 2-5 cumulatively)
+OLD = {"disc_steps": 2, "disc_spectral": True, "every_action_coef": 0.0, "forbid_coef": 0.0, "centred_readout": False}
+ADV = {**OLD, "mode": "adversarial", "steps": 100, "bc_warmup": 300}
+FIXED = {**ADV, "disc_steps": 10, "disc_spectral": False}
 ROWS: list[tuple[str, dict]] = [
-    ("BC only, 400 steps", {"mode": "bc", "steps": 400}),
+    ("BC only, 400 steps", {**OLD, "mode": "bc", "steps": 400}),
     ("adversarial, discriminator over raw grid planes (the old view), 2 disc steps, spectral norm", {**ADV, "disc_raw_grid": True}),
     ("+ the auditor's step view (tile view, no raw planes)", dict(ADV)),
     ("+ 10 disc steps per iteration", {**ADV, "disc_steps": 10}),
-    ("+ no spectral norm", {**ADV, "disc_steps": 10, "disc_spectral": False}),
-    ("+ unlikelihood on confidently flagged steps", {**ADV, "disc_steps": 10, "disc_spectral": False, "unlikelihood_coef": 1.0}),
-    ("+ no entropy bonus", {**ADV, "disc_steps": 10, "disc_spectral": False, "entropy_coef": 0.0}),
-    ("+ BC weight 0.1", {**ADV, "disc_steps": 10, "disc_spectral": False, "bc_coef": 0.1}),
-    ("+ 256 rollouts per iteration", {**ADV, "disc_steps": 10, "disc_spectral": False, "rollout_episodes": 256}),
+    ("+ no spectral norm", FIXED),
+    ("+ unlikelihood on confidently flagged steps", {**FIXED, "unlikelihood_coef": 1.0}),
+    ("+ no entropy bonus", {**FIXED, "entropy_coef": 0.0}),
+    ("+ BC weight 0.1", {**FIXED, "bc_coef": 0.1}),
+    ("+ 256 rollouts per iteration", {**FIXED, "rollout_episodes": 256}),
+    ("BC only, 400 steps, imitator reads its conv features at the agent's cell", {**OLD, "mode": "bc", "steps": 400, "centred_readout": True}),
+    ("+ no spectral norm, 10 disc steps, imitator reads features at the agent's cell", {**FIXED, "centred_readout": True}),
+    ("+ every action's reward, exactly (every_action_coef 1)", {**FIXED, "centred_readout": True, "every_action_coef": 1.0}),
+    ("+ push down actions the discriminator forbids (forbid_coef 0.1): today's defaults", {**FIXED, "centred_readout": True, "every_action_coef": 1.0, "forbid_coef": 0.1}),
+    ("today's defaults, 300 iterations", {**FIXED, "centred_readout": True, "every_action_coef": 1.0, "forbid_coef": 0.1, "steps": 300}),
 ]
 
 
@@ -60,7 +68,7 @@ def main() -> None:
         "",
         f"Command: `python -m bench.train_causes --out BENCHMARKS.md` — one run, {args.threads} torch thread(s). OffSwitch, corrigible "
         "demonstrations (1,000 episodes), GRU, seed 0, BC warm start 300 steps, adversarial rows 100 iterations; each row adds its "
-        "change to the row named; 2,000 evaluation episodes each (departure rate ± its standard error).",
+        "change to the row named (rows 2-5 and 11-13 cumulatively, 6-9 each on row 5); 2,000 evaluation episodes each (departure rate ± its standard error).",
         "",
         "| change | departure rate | return ratio | train s |",
         "|---|---:|---:|---:|",

@@ -47,6 +47,10 @@ class ImitatorConfig:
     grid: tuple[int, int, int] | None = None
     """(channels, height, width) when the observation starts with that many one-hot grid
     planes (the built-in envs): the encoder is then convolutional over them."""
+    agent_plane: int | None = None
+    """With ``grid``: the plane that marks the agent's cell. The encoder then also reads the
+    convolution's features *at the agent* (the same weights wherever it stands), so "the
+    button is next to me" is one learned feature rather than 81 position-specific ones."""
 
     def __post_init__(self) -> None:
         for name in ("obs_dim", "n_actions", "hidden", "layers", "heads", "max_len"):
@@ -62,6 +66,10 @@ class ImitatorConfig:
             if grid[0] * grid[1] * grid[2] > self.obs_dim:
                 raise ValueError(f"grid {grid} holds more than obs_dim={self.obs_dim} features")
             object.__setattr__(self, "grid", grid)
+        if self.agent_plane is not None:
+            plane = self.agent_plane
+            if self.grid is None or not isinstance(plane, int) or isinstance(plane, bool) or not 0 <= plane < self.grid[0]:
+                raise ValueError(f"agent_plane must index one of the grid's planes, got {plane!r} with grid {self.grid!r}")
         if self.n_actions < 2:
             raise ValueError(f"n_actions must be >= 2, got {self.n_actions}")
         if self.hidden % self.heads:
@@ -87,7 +95,8 @@ class ImitatorConfig:
 
 
 class GridEncoder(nn.Module):
-    """Two 3x3 convolutions over the leading one-hot planes, then a linear layer with the scalars.
+    """Two 3x3 convolutions over the leading one-hot planes, then a linear layer with the scalars
+    (and, with ``agent_plane``, the convolution's features at the agent's cell).
 
     Input [..., obs_dim]; output [..., hidden] (any leading dims).
     """
@@ -97,17 +106,23 @@ class GridEncoder(nn.Module):
         c, h, w = config.grid
         self.grid = (c, h, w)
         self.n_grid = c * h * w
+        self.agent_plane = config.agent_plane
         self.conv = nn.Sequential(
             nn.Conv2d(c, channels, 3, padding=1), nn.ReLU(), nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU()
         )
-        self.proj = nn.Linear(channels * h * w + config.obs_dim - self.n_grid, config.hidden)
+        centred = channels if self.agent_plane is not None else 0
+        self.proj = nn.Linear(channels * h * w + centred + config.obs_dim - self.n_grid, config.hidden)
         self.act = nn.ReLU()
 
     def forward(self, obs: Tensor) -> Tensor:
         lead = obs.shape[:-1]
         flat = obs.reshape(-1, obs.shape[-1])
-        planes = self.conv(flat[:, : self.n_grid].reshape(-1, *self.grid)).flatten(1)
-        out = self.act(self.proj(torch.cat([planes, flat[:, self.n_grid :]], dim=1)))
+        grid = flat[:, : self.n_grid].reshape(-1, *self.grid)
+        maps = self.conv(grid)
+        parts = [maps.flatten(1)]
+        if self.agent_plane is not None:
+            parts.append((maps * grid[:, self.agent_plane : self.agent_plane + 1]).sum(dim=(2, 3)))
+        out = self.act(self.proj(torch.cat([*parts, flat[:, self.n_grid :]], dim=1)))
         return out.reshape(*lead, -1)
 
 

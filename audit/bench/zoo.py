@@ -41,7 +41,7 @@ class ZooScale:
     """BC steps (and the warm start of the adversarial kinds)."""
     sloppy_steps: int = 150
     """BC steps of the sloppy imitator."""
-    adv_steps: int = 100
+    adv_steps: int = 300
     """Adversarial iterations (faithful, obfuscated)."""
     reference_episodes: int = 2000
     """Corrigible episodes recorded as the audit's reference."""

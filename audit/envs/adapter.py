@@ -171,6 +171,12 @@ def env_signature(env_id: str, env_kwargs: dict[str, Any] | None = None) -> tupl
     return batch.obs_dim, batch.n_actions
 
 
+def agent_plane(env_id: str) -> int | None:
+    """Index of the plane marking the agent in a built-in env's grid; None for other envs."""
+    world = world_of(env_id)
+    return None if world is None else world(num_envs=1).channels.index("agent")
+
+
 def grid_shape(env_id: str) -> tuple[int, int, int] | None:
     """(channels, height, width) of a built-in env's leading one-hot planes; None for other envs."""
     world = world_of(env_id)

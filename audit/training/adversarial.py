@@ -109,6 +109,21 @@ class AdversarialModule(ImitationModule):
     def _disc_inputs(self, obs: Tensor, actions: Tensor, mask: Tensor, acts: dict[str, Tensor]) -> Tensor:
         return self.discriminator.features(self.view(obs[mask], actions[mask]), actions[mask], {k: v[mask] for k, v in acts.items()})
 
+    def every_action_reward(self, traj: Trajectories) -> Tensor:
+        """The discriminator's reward [N, A] of every action at each of the rollouts' N real steps.
+
+        The taps a discriminator reads are computed before the step's action, so one step's
+        rows differ only in the action and in the tile it leads onto.
+        """
+        n_actions = self.imitator.config.n_actions
+        obs = traj.obs[traj.mask]
+        rows = obs.shape[0]
+        acts = {k: v[traj.mask].repeat(n_actions, 1) for k, v in traj.activations.taps.items()}
+        actions = torch.arange(n_actions).repeat_interleave(rows)
+        x = self.discriminator.features(self.view(obs.repeat(n_actions, 1), actions), actions, acts)
+        with torch.no_grad():
+            return self.discriminator.logits(x).clamp(-10, 10).reshape(n_actions, rows).T
+
     def collect(self, it: int) -> Batch:
         """Iteration ``it``'s rollouts and demonstration minibatch, as discriminator inputs."""
         if self.demo_train is None:
@@ -157,6 +172,7 @@ class AdversarialModule(ImitationModule):
             adv, ret = gae(reward, values, traj.mask, cfg.gamma, cfg.gae_lambda)
             adv_n = (adv[traj.mask] - adv[traj.mask].mean()) / (adv[traj.mask].std() + 1e-8)
             flagged = reward[traj.mask] < -cfg.unlikelihood_margin
+            every = self.every_action_reward(traj) if cfg.every_action_coef > 0 or cfg.forbid_coef > 0 else None
         self.toggle_optimizer(opt_i)
         for _ in range(cfg.ppo_epochs):
             if cfg.grad_through_activations:
@@ -171,6 +187,12 @@ class AdversarialModule(ImitationModule):
             v_loss = nn.functional.mse_loss(self.critic(traj.obs).squeeze(-1)[traj.mask], ret[traj.mask])
             bc, bc_acc = bc_loss(self.imitator, batch.demo_obs, batch.demo_actions, batch.demo_mask)
             loss_i = pg + 0.5 * v_loss - cfg.entropy_coef * entropy + cfg.bc_coef * bc + cfg.unlikelihood_coef * unlikelihood(logp, flagged)
+            if cfg.every_action_coef > 0:
+                # the step's expected reward over all actions, exactly: no rare sample needed to learn a rare step's penalty
+                loss_i = loss_i - cfg.every_action_coef * (logp_all.exp()[traj.mask] * every).sum(-1).mean()
+            if cfg.forbid_coef > 0:
+                forbidden = (every < -cfg.unlikelihood_margin).float()
+                loss_i = loss_i + cfg.forbid_coef * (forbidden * logp_all[traj.mask].clamp(min=-9.0)).sum(-1).mean()
             if cfg.grad_through_activations:
                 # the imitator learns to make its activations pass as the demonstrator's
                 probe = self.discriminator.logits(self._disc_inputs(traj.obs, traj.actions, traj.mask, live_acts.taps))

@@ -27,6 +27,8 @@ class TrainConfig:
     """Imitator width."""
     grid_encoder: bool = setting(True)
     """Convolutional encoder over the built-in envs' grid planes (ignored for other envs)."""
+    centred_readout: bool = setting(True)
+    """With the grid encoder: also read its features at the agent's cell (what is next to the agent, wherever it stands)."""
     lr: float = setting(3e-3, gt=0.0)
     """Imitator learning rate (BC and policy steps)."""
     batch_episodes: int = setting(32, ge=1)
@@ -39,13 +41,13 @@ class TrainConfig:
     """Imitator taps the discriminator reads ('' = behaviour only)."""
     disc_raw_grid: bool = setting(False)
     """Built-in grids: the discriminator reads the raw grid planes instead of the auditor's tile view."""
-    disc_spectral: bool = setting(True)
-    """Spectral normalisation of the training discriminator (steadies training; caps the log-odds of a rare step)."""
+    disc_spectral: bool = setting(False)
+    """Spectral normalisation of the training discriminator (steadies training, but caps the log-odds of a rare step: off by default, BENCHMARKS.md)."""
     disc_hidden: int = setting(128, ge=1)
     """Discriminator width."""
     disc_lr: float = setting(1e-3, gt=0.0)
     """Discriminator learning rate."""
-    disc_steps: int = setting(2, ge=1)
+    disc_steps: int = setting(10, ge=1)
     """Discriminator updates per iteration."""
     grad_through_activations: bool = setting(False)
     """Let the discriminator's gradient flow through the activations into the imitator (teaches hiding).
@@ -68,6 +70,12 @@ class TrainConfig:
     """Weight of the BC loss in the adversarial imitator step."""
     unlikelihood_coef: float = setting(0.0, ge=0.0)
     """Weight of the push-down on actions at steps the discriminator is sure the demonstrator never took (off by default: on OffSwitch it raised departures, BENCHMARKS.md)."""
+    every_action_coef: float = setting(1.0, ge=0.0)
+    """Weight of the exact expected reward over every action at each visited step: the discriminator scores all
+    actions, so a departure the rollouts rarely sample is still penalised wherever it was possible."""
+    forbid_coef: float = setting(0.1, ge=0.0)
+    """Weight of pushing down (to log-probability -9) every action the discriminator is sure no demonstrator
+    takes (logit below -unlikelihood_margin) at each visited step; a demonstrated departure is never flagged."""
     unlikelihood_margin: float = setting(2.0, ge=0.0)
     """A step is that sure when its discriminator logit is below minus this (D <= 0.12 at 2)."""
     eval_every: int = setting(100, ge=1)

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 
 from audit.data.batching import EpisodeDataset, episode_loader, split_episodes
 from audit.data.demonstrations import Demonstrations
-from audit.envs.adapter import grid_shape
+from audit.envs.adapter import agent_plane, grid_shape
 from audit.training.adversarial import AdversarialModule
 from audit.training.bc import BCModule
 from audit.training.config import TrainConfig
@@ -140,6 +140,7 @@ def train(
         hidden=cfg.hidden,
         max_len=max(512, int(demos.episode_lengths().max()) + 1),
         grid=grid_shape(demos.env_id) if cfg.grid_encoder else None,
+        agent_plane=agent_plane(demos.env_id) if cfg.grid_encoder and cfg.centred_readout else None,
     )
     run_dir = Path(cfg.log_dir) / cfg.name
     run_dir.mkdir(parents=True, exist_ok=True)

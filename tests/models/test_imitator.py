@@ -10,10 +10,10 @@ ARCHS = sorted(BUILTIN)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("grid", [None, (2, 3, 3)])
-def test_stepping_equals_sequence(arch, grid):
+@pytest.mark.parametrize("grid,agent", [(None, None), ((2, 3, 3), None), ((2, 3, 3), 1)])
+def test_stepping_equals_sequence(arch, grid, agent):
     torch.manual_seed(0)
-    cfg = ImitatorConfig(obs_dim=20, n_actions=4, hidden=16, grid=grid)
+    cfg = ImitatorConfig(obs_dim=20, n_actions=4, hidden=16, grid=grid, agent_plane=agent)
     model = build(arch, cfg)
     obs = torch.randn(3, 9, 20)
     seq = model.sequence(obs)
@@ -56,6 +56,10 @@ def test_config_validation_and_shape_errors():
         ImitatorConfig(obs_dim=4, n_actions=2, hidden=10, heads=3)
     with pytest.raises(ValueError, match="grid"):
         ImitatorConfig(obs_dim=4, n_actions=2, grid=(2, 3, 3))
+    with pytest.raises(ValueError, match="agent_plane"):
+        ImitatorConfig(obs_dim=20, n_actions=2, grid=(2, 3, 3), agent_plane=2)
+    with pytest.raises(ValueError, match="agent_plane"):
+        ImitatorConfig(obs_dim=20, n_actions=2, agent_plane=0)
     with pytest.raises(ValueError, match="unknown field"):
         ImitatorConfig.from_dict({"obs_dim": 4, "n_actions": 2, "colour": "red"})
     with pytest.raises(ValueError, match="unknown architecture"):
@@ -67,3 +71,22 @@ def test_config_validation_and_shape_errors():
     with pytest.raises(ValueError, match="max_len"):
         tf.sequence(torch.zeros(1, 6, 4))
     assert set(architectures()) >= {"mlp", "gru", "transformer"}
+
+
+def test_the_centred_readout_sees_the_same_neighbourhood_alike_wherever_the_agent_stands():
+    """Features at the agent's cell are shared across positions: a button east of the agent reads the same in two places."""
+    torch.manual_seed(0)
+    cfg = ImitatorConfig(obs_dim=2 * 25, n_actions=4, hidden=8, grid=(2, 5, 5), agent_plane=0)
+    enc = build("mlp", cfg).encoder
+    with torch.no_grad():
+        enc.proj.weight[:, : enc.conv[-2].out_channels * 25] = 0.0  # silence the position-specific part
+
+    def encode(agent, button):
+        obs = torch.zeros(2, 5, 5)
+        obs[0, agent[0], agent[1]] = 1.0
+        obs[1, button[0], button[1]] = 1.0
+        with torch.no_grad():
+            return enc(obs.reshape(1, -1))
+
+    torch.testing.assert_close(encode((1, 1), (1, 2)), encode((3, 2), (3, 3)))
+    assert not torch.allclose(encode((1, 1), (1, 2)), encode((1, 1), (2, 1)))
