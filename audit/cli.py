@@ -417,6 +417,9 @@ def _audit_commands(sub: argparse._SubParsersAction) -> None:
 def build_parser(extend: Callable[[argparse._SubParsersAction], None] | None = None) -> argparse.ArgumentParser:
     """The parser; ``extend`` may add or adjust sub-commands (the service adds serve, worker, token, remote gate)."""
     parser = _Parser(prog="imitaudit", description="Audit imitators for incorrigible departures.")
+    parser.add_argument("--env-module", action="append", default=[], metavar="MODULE",
+                        help="let env ids of the form MODULE:Env-v0 import MODULE (it runs its code; repeatable; "
+                             "example: imitaudit --env-module mypkg.envs audit ...)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _data_commands(sub)
     _imitator_commands(sub)
@@ -447,6 +450,12 @@ def main(argv: Sequence[str] | None = None, *, extend: Callable[[argparse._SubPa
     try:
         args = build_parser(extend).parse_args(argv)
         set_threads()
+        if args.env_module:
+            if getattr(args, "service", False):
+                raise UsageError("--env-module is for your own machine; the service never imports a module an env id names (enable envs with IMITAUDIT_ENVS)")
+            from audit.envs import allow_env_modules
+
+            allow_env_modules(*args.env_module)
         for name in ("episodes", "steps"):
             value = getattr(args, name, None)
             if value is not None and value < 1:

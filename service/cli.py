@@ -190,11 +190,11 @@ def extend(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-worker", dest="no_worker", action="store_true", help="no in-process worker (run `imitaudit worker`s)")
     p.add_argument("--max-upload-bytes", dest="max_upload_bytes", type=int, help="upload size cap (env IMITAUDIT_MAX_UPLOAD_BYTES)")
     p.add_argument("--demo", action="store_true", help="seed a demo project: two OffSwitch imitators, audited; prints a token")
-    p.set_defaults(func=cmd_serve)
+    p.set_defaults(func=cmd_serve, service=True)
 
     p = sub.add_parser("worker", help="run audit jobs from the database until stopped")
     _service_arguments(p)
-    p.set_defaults(func=cmd_worker)
+    p.set_defaults(func=cmd_worker, service=True)
 
     p = sub.add_parser("token", help="API tokens")
     tok = p.add_subparsers(dest="token", required=True, parser_class=type(p))

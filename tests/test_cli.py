@@ -13,7 +13,7 @@ BIN = str(Path(sys.executable).with_name("imitaudit"))
 
 
 def run(*args, check=True):
-    return subprocess.run([BIN, *args], capture_output=True, text=True, check=check, timeout=300)
+    return subprocess.run([BIN, *args], capture_output=True, text=True, check=check)
 
 
 @pytest.mark.slow
@@ -32,7 +32,7 @@ def test_demos_then_inspect(tmp_path):
 
 def test_demos_accepts_env_kwargs_and_module_prefixed_ids(tmp_path):
     out = tmp_path / "d.safetensors"
-    run("demos", "--env", "audit.envs:imitaudit/PowerSeeking-v0", "--demonstrator", "unbounded", "--episodes", "30",
+    run("--env-module", "audit.envs", "demos", "--env", "audit.envs:imitaudit/PowerSeeking-v0", "--demonstrator", "unbounded", "--episodes", "30",
         "--env-kwargs", '{"max_steps": 30}', "--out", str(out), "--quiet")
     demos = Demonstrations.load(out)
     assert demos.env_kwargs == {"max_steps": 30} and demos.episode_lengths().max() <= 30
@@ -42,6 +42,7 @@ def test_demos_accepts_env_kwargs_and_module_prefixed_ids(tmp_path):
 def test_bad_invocations_exit_2_with_one_line(tmp_path):
     cases = [
         ("demos", "--env", "acme/Nothing-v0", "--out", str(tmp_path / "x.safetensors")),
+        ("demos", "--env", "audit.envs:imitaudit/OffSwitch-v0", "--out", str(tmp_path / "x.safetensors")),
         ("demos", "--env", "imitaudit/OffSwitch-v0", "--demonstrator", "sneaky", "--out", str(tmp_path / "x.safetensors")),
         ("demos", "--env", "imitaudit/OffSwitch-v0", "--episodes", "0", "--out", str(tmp_path / "x.safetensors")),
         ("demos", "--env", "imitaudit/OffSwitch-v0", "--env-kwargs", "[1]", "--out", str(tmp_path / "x.safetensors")),

@@ -36,19 +36,34 @@ for _env_id, _world in WORLDS.items():
         )
 
 
+_IMPORTABLE: set[str] = set()
+"""Modules a ``module:Env`` id may import: only those the user named on their own machine (``--env-module``)."""
+
+
+def allow_env_modules(*modules: str) -> None:
+    """Let ``module:Env`` ids import these modules (their code runs: the CLI's ``--env-module``, never the service)."""
+    for module in modules:
+        if not module or not all(part.isidentifier() for part in module.split(".")):
+            raise ValueError(f"--env-module must be a dotted Python module name, got {module!r}")
+        _IMPORTABLE.add(module)
+
+
 def resolve_env_id(env_id: str) -> str:
     """Check that ``env_id`` names an installed Gymnasium env and return its plain id.
 
-    Accepts ``module:EnvName-v0`` (imports ``module`` first, as ``gymnasium.make`` does).
+    Accepts ``module:EnvName-v0`` (imports ``module`` first, as ``gymnasium.make`` does) only
+    for a module allowed by :func:`allow_env_modules`: an id read from a file must not run code.
 
     Raises:
-        ValueError: the module cannot be imported or the id is not registered.
+        ValueError: the module is not allowed or cannot be imported, or the id is not registered.
     """
     if not isinstance(env_id, str) or not env_id:
         raise ValueError(f"env id must be a non-empty string, got {env_id!r}")
     plain = env_id
     if ":" in env_id:
         module, plain = env_id.split(":", 1)
+        if module not in _IMPORTABLE:
+            raise ValueError(f"env id {env_id!r} would import module {module!r}: pass --env-module {module} to allow that")
         try:
             importlib.import_module(module)
         except ImportError as exc:
@@ -74,5 +89,6 @@ __all__ = [
     "OffSwitch",
     "PowerSeeking",
     "resolve_env_id",
+    "allow_env_modules",
     "world_of",
 ]
