@@ -9,6 +9,7 @@ Spectral normalisation on every linear layer keeps it Lipschitz, for stable adve
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -134,6 +135,7 @@ def fit_discriminator(
     batch: int = 2048,
     lr: float = 2e-3,
     weight_decay: float = 1e-2,
+    on_step: Callable[[int], None] | None = None,
 ) -> Discriminator:
     """A fresh discriminator trained on expert [N1, F] (label 1) against imitator [N0, F] (label 0).
 
@@ -141,6 +143,9 @@ def fit_discriminator(
     an imitator are not drowned by the demonstrator's majority. Weight decay: a fresh
     discriminator that memorises its demonstrator episodes calls every unseen demonstrator
     state imitator-like, which inflates the calibration scores.
+
+    ``on_step`` is called with the number of updates done after every 20th: a caller's progress
+    report and the place a long fit is stopped (an exception raised there ends the fit).
 
     Raises:
         ValueError: an empty class, or features that do not match ``config``.
@@ -155,12 +160,14 @@ def fit_discriminator(
     opt = torch.optim.AdamW(disc.parameters(), lr=lr, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
     half = batch // 2
-    for _ in range(steps):
+    for step in range(steps):
         e = expert[torch.randint(len(expert), (min(half, len(expert)),), generator=gen)]
         i = imitator[torch.randint(len(imitator), (min(half, len(imitator)),), generator=gen)]
         loss = balanced_loss(disc, e, i)
         opt.zero_grad()
         loss.backward()
         opt.step()
+        if on_step is not None and (step + 1) % 20 == 0:
+            on_step(step + 1)
     disc.eval()
     return disc

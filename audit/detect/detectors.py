@@ -76,6 +76,9 @@ class Detector(ABC):
     """The evidence's name in reports."""
     kinds: ClassVar[tuple[str, ...]] = ()
     """Names of the evidence kinds when :meth:`evidence` gives several ([E, T, kinds]); empty for one ([E, T])."""
+    fit_progress: Callable[[float], None] | None = None
+    """Set by :func:`cross_fit`: a detector whose fit is long reports the fraction done here, and
+    an exception raised by it (a cancelled audit) ends the fit."""
 
     @abstractmethod
     def fit(self, reference: Episodes, imitator: Episodes, *, seed: int) -> None:
@@ -181,6 +184,8 @@ def cross_fit(
     for k in range(folds):
         train_eps = np.flatnonzero(fold != k)
         det = make()
+        if progress:
+            det.fit_progress = lambda frac, k=k: progress((k + min(frac, 1.0)) / folds)
         det.fit(fit, test.subset(train_eps), seed=derive_seed(seed, "detector", k))
         scored = np.flatnonzero(fold == k)
         with torch.no_grad():

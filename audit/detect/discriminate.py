@@ -47,7 +47,9 @@ class DiscriminatorDetector(Detector):
 
     def fit(self, reference: Episodes, imitator: Episodes, *, seed: int) -> None:
         expert = self.features(reference)
-        self.disc = fit_discriminator(self.config, expert, self.features(imitator), steps=self.steps, seed=seed)
+        tick = self.fit_progress
+        self.disc = fit_discriminator(self.config, expert, self.features(imitator), steps=self.steps, seed=seed,
+                                      on_step=None if tick is None else lambda done: tick(done / self.steps))
         self._baseline = expert.mean(dim=0)
 
     def evidence(self, episodes: Episodes, chunk: int = 8192) -> Tensor:

@@ -70,6 +70,7 @@ class LookaheadDetector(Detector):
         self.taps = tuple(inner.config.taps)
 
     def fit(self, reference: Episodes, imitator: Episodes, *, seed: int) -> None:
+        self.inner.fit_progress = self.fit_progress
         self.inner.fit(reference, imitator, seed=seed)
 
     def _future_peaks(self, futures: Futures) -> Tensor:

@@ -269,3 +269,16 @@ def test_monitor_round_trip_scores_live_steps_like_the_batch_and_refuses_misuse(
     other = run_cli("monitor", "--imitator", str(files["misfit"]), "--monitor", str(path), "--episodes", "8")
     assert other.returncode == 2 and "made for imitator" in other.stderr and "Traceback" not in other.stderr
     del torch
+
+
+def test_a_stop_request_ends_the_audit_inside_a_discriminator_fit(files):
+    """Cancellation is noticed inside one fold's fit, not after it: this fit would take hours."""
+    stages = []
+
+    def should_stop():
+        return bool(stages) and stages[-1][0] == "discriminate" and stages[-1][1] > 0.0
+
+    config = AuditConfig(imitator=str(files["unbounded"]), demos=str(files["corrigible"]), episodes=32, folds=2, disc_steps=10**7, explain=False)
+    with pytest.raises(InterruptedError, match="during stage discriminate"):
+        run_audit(config, progress=lambda stage, frac: stages.append((stage, frac)), should_stop=should_stop)
+    assert not any(stage in ("calibrate", "explain") for stage, _ in stages)
