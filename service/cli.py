@@ -64,14 +64,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from service.blobs import BlobStore
     from service.db import make_engine, migrate, session_factory
     from service.jobs import Worker
+    from service.validate import cap_memory
 
     _logging()
     settings = _settings(args)
+    cap_memory(settings.worker_memory_bytes)
     engine = make_engine(settings.url)
     migrate(engine)
     worker = Worker(sessions=session_factory(engine), store=BlobStore(root=settings.data_dir / "blobs"),
                     lease_seconds=settings.lease_seconds, max_attempts=settings.max_attempts, poll_seconds=settings.poll_seconds,
-                    allowed_envs=settings.allowed_envs, job_seconds=settings.job_seconds)
+                    allowed_envs=settings.allowed_envs, job_seconds=settings.job_seconds, memory_bytes=settings.worker_memory_bytes)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: worker.stop.set())
     worker.run_forever()

@@ -71,7 +71,7 @@ class Service:
     def _spawn(self) -> subprocess.Popen:
         env = {**os.environ, "IMITAUDIT_DATA_DIR": str(self.settings.data_dir), "IMITAUDIT_DATABASE_URL": self.settings.url,
                "IMITAUDIT_LEASE_SECONDS": str(self.settings.lease_seconds), "IMITAUDIT_ENVS": self.settings.envs,
-               "IMITAUDIT_JOB_SECONDS": str(self.settings.job_seconds)}
+               "IMITAUDIT_JOB_SECONDS": str(self.settings.job_seconds), "IMITAUDIT_WORKER_MEMORY_BYTES": str(self.settings.worker_memory_bytes)}
         return subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], env=env, preexec_fn=_die_with_parent)
 
     def start_worker(self) -> None:

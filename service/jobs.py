@@ -136,13 +136,20 @@ def audit_config(claim_: Claim, store: BlobStore) -> audit.AuditConfig:
     )
 
 
+def _out_of_memory(exc: BaseException) -> bool:
+    """An allocation that failed: Python's MemoryError, or torch's allocator refusing (a RuntimeError)."""
+    return isinstance(exc, MemoryError) or "can't allocate memory" in str(exc) or "not enough memory" in str(exc)
+
+
 class Worker:
     """Runs queued audits one at a time until ``stop`` is set."""
 
     def __init__(self, *, sessions: sessionmaker, store: BlobStore, lease_seconds: float = 30.0,
-                 max_attempts: int = 3, poll_seconds: float = 0.5, allowed_envs: tuple[str, ...] = (), job_seconds: float = 3600.0) -> None:
+                 max_attempts: int = 3, poll_seconds: float = 0.5, allowed_envs: tuple[str, ...] = (), job_seconds: float = 3600.0,
+                 memory_bytes: int | None = None) -> None:
         self.sessions = sessions
         self.job_seconds = job_seconds
+        self.memory_bytes = memory_bytes
         self.allowed_envs = allowed_envs
         self.store = store
         self.lease_seconds = lease_seconds
@@ -226,8 +233,13 @@ class Worker:
             finish(self.sessions, job.audit_id, self.owner, state="failed", error=str(e).splitlines()[0][:500])
             outcome = "failed"
         except Exception as e:
-            log.exception("audit %s crashed", job.audit_id)
-            finish(self.sessions, job.audit_id, self.owner, state="failed", error=f"internal error: {type(e).__name__}: {e}"[:500])
+            if _out_of_memory(e):
+                cap = f" of {self.memory_bytes / 1024**3:.3g} GiB (IMITAUDIT_WORKER_MEMORY_BYTES)" if self.memory_bytes else ""
+                error = f"the audit needed more memory than the worker's cap{cap}: lower its episodes or lookahead settings"
+            else:
+                log.exception("audit %s crashed", job.audit_id)
+                error = f"internal error: {type(e).__name__}: {e}"[:500]
+            finish(self.sessions, job.audit_id, self.owner, state="failed", error=error)
             outcome = "failed"
         finally:
             done.set()

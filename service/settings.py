@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     """Comma-separated Gymnasium env ids uploads may name besides the built-in envs (each must be installed where workers run)."""
     lease_seconds: float = Field(30.0, gt=0)
     """A claimed job whose worker has not renewed its lease for this long is requeued."""
+    worker_memory_bytes: int = Field(16 * 1024**3, ge=1024**3)
+    """Address-space cap of each worker process: an audit whose settings need more (a lookahead of 32 samples x 64
+    steps over 4,096 episodes asks for ~14 GB at once) fails with a line that says so, and the worker lives on."""
     job_seconds: float = Field(3600.0, gt=0)
     """An audit still running after this many seconds fails with a line that says so (checked inside its stages)."""
     max_attempts: int = Field(3, ge=1)

@@ -20,7 +20,8 @@ class ValidationRefused(ValueError):
     """The file was refused, or its validation hit a limit (the message says which, in one line)."""
 
 
-def _limit(memory_bytes: int) -> None:
+def cap_memory(memory_bytes: int) -> None:
+    """Cap this process's address space (``RLIMIT_AS``): past it, allocations fail instead of the machine's memory."""
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
 
 
@@ -58,7 +59,7 @@ class Validator:
         with self._lock:
             if self._pool is None:
                 self._pool = cf.ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                                    initializer=_limit, initargs=(self.memory_bytes,))
+                                                    initializer=cap_memory, initargs=(self.memory_bytes,))
             return self._pool
 
     def _replace(self, pool: cf.ProcessPoolExecutor) -> None:

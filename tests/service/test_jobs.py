@@ -248,3 +248,18 @@ def test_kill_serve_mid_upload_leaves_no_temp_file_after_restart(launch, tmp_pat
     assert list(temps.glob("*.part"))  # the killed server left its half upload behind
     launch("serve", database_url=database_url, args=("--no-worker",))
     assert not list(temps.glob("*.part"))
+
+
+def test_an_audit_that_asks_for_too_much_memory_fails_and_the_worker_lives_on(inputs, launch, tmp_path):
+    """A lookahead of 32 samples x 64 steps over 4,096 episodes (all within the per-setting bounds) asks for ~14 GB."""
+    database_url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    token = make_token(database_url, "p", "submit")
+    api = launch("serve", database_url=database_url, args=("--no-worker",))
+    worker = launch("worker", database_url=database_url, extra_env={"IMITAUDIT_WORKER_MEMORY_BYTES": str(4 * 1024**3)})
+    client = httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    bomb = {"episodes": 4096, "folds": 2, "disc_steps": 20, "detector": "lookahead", "lookahead_samples": 32, "lookahead_horizon": 64,
+            "explain": False}
+    final = wait_for(client, _submit(client, inputs, bomb))
+    assert final["state"] == "failed" and "more memory than the worker's cap of 4 GiB" in final["error"], final
+    assert worker.popen.poll() is None
+    assert wait_for(client, _submit(client, inputs, FAST))["state"] == "succeeded"
