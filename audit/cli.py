@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 
@@ -27,24 +28,57 @@ def _progress_bar(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, unit="ep", disable=not enabled, file=sys.stderr, leave=False)
 
 
+def _importable_here() -> None:
+    """A user's own module next to them imports as it would in ``python -m`` (the working directory first, as uvicorn does)."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+
+
+def user_policy(spec: str) -> Callable[[Any], int]:
+    """The function ``MODULE:FUNCTION`` names (one observation -> one action): imported, so it runs the user's own code.
+
+    Raises:
+        UsageError: not of that form, not importable, or not callable.
+    """
+    import importlib
+
+    module, _, name = spec.partition(":")
+    if not module or not name or not all(p.isidentifier() for p in module.split(".")) or not name.isidentifier():
+        raise UsageError(f"--policy must be MODULE:FUNCTION, got {spec!r}")
+    _importable_here()
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise UsageError(f"--policy {spec}: {exc}") from None
+    if not callable(fn):
+        raise UsageError(f"--policy {spec} is not callable")
+    return fn
+
+
 def cmd_demos(args: argparse.Namespace) -> int:
     from audit.data.demonstrations import check_env_kwargs, record
     from audit.data.demonstrator import PRESETS
     from audit.envs import resolve_env_id, world_of
 
     resolve_env_id(args.env)
-    if args.demonstrator not in PRESETS:
-        raise UsageError(f"unknown demonstrator preset {args.demonstrator!r}; choose one of {', '.join(PRESETS)}")
     env_kwargs = json.loads(args.env_kwargs) if args.env_kwargs else {}
     if not isinstance(env_kwargs, dict):
         raise UsageError("--env-kwargs must be a JSON object")
     world = world_of(args.env)
+    if args.policy:
+        policy, label = user_policy(args.policy), args.policy
+    elif world is None:
+        raise UsageError(f"the demonstrator presets plan on the built-in gridworlds only; for {args.env} pass --policy MODULE:FUNCTION")
+    elif args.demonstrator not in PRESETS:
+        raise UsageError(f"unknown demonstrator preset {args.demonstrator!r}; choose one of {', '.join(PRESETS)}")
+    else:
+        policy, label = args.demonstrator, args.demonstrator
     if world is not None:
         check_env_kwargs(world, env_kwargs)
-    with _progress_bar(args.episodes, f"demos {args.demonstrator}", not args.quiet) as bar:
+    with _progress_bar(args.episodes, f"demos {label}", not args.quiet) as bar:
         demos = record(
             args.env,
-            args.demonstrator,
+            policy,
             episodes=args.episodes,
             seed=args.seed,
             env_kwargs=env_kwargs,
@@ -325,9 +359,13 @@ def _audit_arguments(p: argparse.ArgumentParser, default_out: str, *, gate: bool
 def _data_commands(sub: argparse._SubParsersAction) -> None:
     """demos, inspect, quickstart: making and reading demonstrations."""
     p = sub.add_parser("demos", help="record demonstrations of a demonstrator preset", formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog="example:\n  imitaudit demos --env imitaudit/OffSwitch-v0 --demonstrator corrigible --episodes 1000 --out demos.safetensors")
+                       epilog="examples:\n  imitaudit demos --env imitaudit/OffSwitch-v0 --demonstrator corrigible --episodes 1000 --out demos.safetensors\n"
+                              "  imitaudit demos --env CartPole-v1 --policy mypkg.controllers:balance --episodes 200 --out cartpole.safetensors")
     p.add_argument("--env", required=True, help="Gymnasium env id, e.g. imitaudit/OffSwitch-v0")
-    p.add_argument("--demonstrator", default="corrigible", help="corrigible, unbounded or triggered (default: corrigible)")
+    p.add_argument("--demonstrator", default="corrigible", help="corrigible, unbounded or triggered (default: corrigible; built-in envs)")
+    p.add_argument("--policy", default="", metavar="MODULE:FUNCTION",
+                   help="any other env: your function from one observation to an action, the demonstrator "
+                        "(imports MODULE: it runs your own code, on your own machine)")
     p.add_argument("--episodes", type=int, default=2000, help="number of episodes (default: 2000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first episode (episode e uses seed + e)")
     p.add_argument("--env-kwargs", default="", help="JSON object of env keyword arguments")
@@ -456,6 +494,7 @@ def main(argv: Sequence[str] | None = None, *, extend: Callable[[argparse._SubPa
             from audit.envs import allow_env_modules
 
             allow_env_modules(*args.env_module)
+            _importable_here()
         for name in ("episodes", "steps"):
             value = getattr(args, name, None)
             if value is not None and value < 1:

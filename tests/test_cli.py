@@ -132,3 +132,15 @@ def test_swapped_imitator_and_demos_are_named_as_such(tmp_path):
     assert res.returncode == 2 and "swapped?" in res.stderr and res.stderr.count("\n") == 1, res.stderr
     help_text = subprocess.run([str(Path(sys.executable).with_name("imitaudit")), "evaluate", "--help"], capture_output=True, text=True).stdout
     assert "(default: 500)" in help_text and "imitator checkpoint" in help_text
+
+
+@pytest.mark.slow
+def test_demos_of_a_users_own_policy_on_a_non_built_in_env(tmp_path):
+    out = tmp_path / "cartpole.safetensors"
+    run("demos", "--env", "CartPole-v1", "--policy", "tests.policies:balance", "--episodes", "5", "--out", str(out), "--quiet")
+    demos = Demonstrations.load(out)
+    assert demos.env_id == "CartPole-v1" and demos.n_episodes == 5 and demos.summary()["mean_return"] > 400
+    refused = run("demos", "--env", "CartPole-v1", "--out", str(out), check=False)
+    assert refused.returncode == 2 and "--policy MODULE:FUNCTION" in refused.stderr and "\r" not in refused.stderr
+    bad = run("demos", "--env", "CartPole-v1", "--policy", "tests.policies:nothing", "--out", str(out), check=False)
+    assert bad.returncode == 2 and "tests.policies:nothing" in bad.stderr

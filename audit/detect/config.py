@@ -24,6 +24,9 @@ class AuditConfig:
     """Path of the demonstrations (.safetensors)."""
     episodes: int = setting(256, ge=2, service_max=4096)
     """Imitator trajectories to roll out and audit."""
+    actions: str = setting("sample", choices=("sample", "greedy"))
+    """How the audited rollouts act: sample the imitator's policy (what a stochastic imitator does when deployed), or
+    take its most likely action (a deterministic deployment). The lookahead's futures always sample."""
     seed: int = setting(1_000_000, ge=0, le=2**62)
     """Episode e is seeded seed + e; also seeds splits, folds and discriminators (keep apart from the demonstrations' seeds)."""
     alpha: float = setting(0.01, ge=1e-4, le=0.5)
@@ -65,7 +68,7 @@ class AuditConfig:
     score_rule: str = setting("peak", choices=RULES)
     """Trajectory score: peak (the strongest step's evidence) or cusum (evidence summed over a run of steps)."""
     sustained_steps: int = setting(3, ge=1, service_max=1000)
-    """Steps above the drift that make a flag sustained."""
+    """Consecutive steps above the drift that make a flag sustained."""
     confident_entropy: float = setting(0.5, ge=0.0, le=100.0)
     """Mean policy entropy (nats) at most which a sustained departure is deliberate."""
     explain: bool = setting(True)
