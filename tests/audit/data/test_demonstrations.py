@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
+import audit.envs
+
 from audit.data.demonstrations import SCHEMA, Demonstrations, from_arrays, record
 from models.safetensors_io import read_safetensors
 from audit.data.demonstrator import Demonstrator
@@ -104,6 +106,7 @@ gym.register(id="userenvs/Corridor-v0", entry_point=Corridor)
 '''
     )
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(audit.envs, "_IMPORTABLE", {"userenvs"})  # as `imitaudit --env-module userenvs` allows it
     data = record("userenvs:userenvs/Corridor-v0", lambda obs: 0, episodes=3, seed=0)
     assert data.obs.shape[1:] == (6,)  # one-hot of 5 + the box
     assert data.departure is not None and data.episode_departed().all()

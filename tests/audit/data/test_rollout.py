@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+import audit.envs
 from audit.envs.adapter import GymnasiumBatch, NativeBatch, make_batch
 from audit.data.rollout import rollout
 from models.imitator import ImitatorConfig
@@ -57,6 +58,7 @@ gym.register(id="dictenv/Probe-v0", entry_point=Probe)
 '''
     )
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(audit.envs, "_IMPORTABLE", {"dictenv"})  # as `imitaudit --env-module dictenv` allows it
     model = build("transformer", ImitatorConfig(obs_dim=5, n_actions=2, hidden=8))
     traj = rollout(model, "dictenv:dictenv/Probe-v0", episodes=4, seed=0)
     assert traj.obs.shape == (4, 3, 5)
