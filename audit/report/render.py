@@ -132,19 +132,45 @@ def kind_crossings(record: dict[str, Any]) -> dict[str, int | None] | None:
     return {kind: ev.get("first_crossing") for kind, ev in record["evidence"].items()}
 
 
-def svg_heatmap(explanation: dict[str, Any], cell: int = 14) -> str:
-    """An inline SVG heatmap of an explanation's attributions, steps x input blocks (red +, blue -)."""
+def _heat_colour(v: float) -> str:
+    """Red for positive attribution, blue for negative, white at 0 (v in [-1, 1])."""
+    return f"rgb(255,{int(255 * (1 - v))},{int(255 * (1 - v))})" if v >= 0 else f"rgb({int(255 * (1 + v))},{int(255 * (1 + v))},255)"
+
+
+def _heat_legend(x: float, y: float, peak: float) -> list[str]:
+    """A colour bar from -peak to +peak with its three labels."""
+    parts = [f'<text x="{x}" y="{y - 4}" font-size="10">attribution</text>']
+    for k in range(21):
+        parts.append(f'<rect x="{x + k * 6}" y="{y}" width="6" height="10" fill="{_heat_colour(k / 10 - 1)}"/>')
+    for k, label in ((0, f"{-peak:.3g}"), (10, "0"), (20, f"+{peak:.3g}")):
+        parts.append(f'<text x="{x + k * 6 + 3}" y="{y + 22}" font-size="9" text-anchor="middle">{label}</text>')
+    return parts
+
+
+def svg_heatmap(explanation: dict[str, Any], cell: int = 14, width: int = 900) -> str:
+    """An inline SVG heatmap of an explanation's attributions, steps x input blocks (red +, blue -), with a step axis
+    and a colour scale; a long episode's steps narrow so the map fits ``width`` pixels (and the SVG scales down further)."""
     heat = explanation["heatmap"]
     segs = explanation["segments"]
     peak = max((abs(v) for row in heat for v in row), default=1.0) or 1.0
-    width, height = 90 + cell * len(heat), 10 + cell * len(segs)
-    parts = [f'<svg class="heat" width="{width}" height="{height}" role="img">']
+    left, top = 90, 10
+    step_w = max(1.0, min(float(cell), (width - left - 20) / max(1, len(heat))))
+    map_w, map_h = step_w * len(heat), cell * len(segs)
+    total_w, total_h = left + map_w + 20, top + map_h + 70
+    parts = [f'<svg class="heat" viewBox="0 0 {total_w:.0f} {total_h}" width="{total_w:.0f}" height="{total_h}" '
+             f'style="max-width:100%;height:auto" role="img" aria-label="attributions, steps by input block">']
     for j, name in enumerate(segs):
-        parts.append(f'<text x="0" y="{10 + j * cell + cell * 0.75:.1f}" font-size="10">{html.escape(name)}</text>')
+        parts.append(f'<text x="0" y="{top + j * cell + cell * 0.75:.1f}" font-size="10">{html.escape(name)}</text>')
         for i, row in enumerate(heat):
-            v = row[j] / peak
-            colour = f"rgb(255,{int(255 * (1 - v))},{int(255 * (1 - v))})" if v >= 0 else f"rgb({int(255 * (1 + v))},{int(255 * (1 + v))},255)"
-            parts.append(f'<rect x="{90 + i * cell}" y="{10 + j * cell}" width="{cell - 1}" height="{cell - 1}" fill="{colour}"><title>step {i}, {html.escape(name)}: {row[j]:.4f}</title></rect>')
+            parts.append(f'<rect x="{left + i * step_w:.2f}" y="{top + j * cell}" width="{max(step_w - (1 if step_w > 3 else 0), 0.5):.2f}" '
+                         f'height="{cell - 1}" fill="{_heat_colour(row[j] / peak)}"><title>step {i}, {html.escape(name)}: {row[j]:.4f}</title></rect>')
+    every = max(1, int(round(len(heat) / 10 / 5)) * 5) if len(heat) > 10 else 1
+    for i in range(0, len(heat), every):
+        x = left + (i + 0.5) * step_w
+        parts.append(f'<line x1="{x:.1f}" y1="{top + map_h}" x2="{x:.1f}" y2="{top + map_h + 4}" stroke="#555"/>'
+                     f'<text x="{x:.1f}" y="{top + map_h + 14}" font-size="9" text-anchor="middle">{i}</text>')
+    parts.append(f'<text x="{left + map_w / 2:.1f}" y="{top + map_h + 27}" font-size="10" text-anchor="middle">step</text>')
+    parts += _heat_legend(left, top + map_h + 40, peak)
     parts.append("</svg>")
     return "".join(parts)
 
