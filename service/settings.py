@@ -63,7 +63,8 @@ class Settings(BaseSettings):
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
         """Settings from the environment (``IMITAUDIT_DATA_DIR``, ``IMITAUDIT_DATABASE_URL``, ``IMITAUDIT_MAX_UPLOAD_BYTES``,
-        ``IMITAUDIT_LEASE_SECONDS``, ``IMITAUDIT_WORKER_IN_PROCESS``, ``IMITAUDIT_SECURE_COOKIES``, ...), with
+        ``IMITAUDIT_LEASE_SECONDS``, ``IMITAUDIT_WORKER_IN_PROCESS``, ``IMITAUDIT_SECURE_COOKIES``,
+        ``IMITAUDIT_WORKER_MEMORY_BYTES``, ``IMITAUDIT_JOB_SECONDS``, ...), with
         ``overrides`` that are not None on top.
 
         Raises:
