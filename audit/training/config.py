@@ -18,8 +18,10 @@ class TrainConfig:
     mode: str = setting("bc", choices=("bc", "adversarial"))
     """``bc`` or ``adversarial``."""
     steps: int | None = setting(None, ge=1)
-    """BC gradient steps (bc; default 500) or adversarial iterations after the warm start (adversarial; default 200, about 2-3 minutes in all for a built-in env on 2 cores). Rounded up to whole multiples of eval_every."""
-    bc_warmup: int = setting(300, ge=0)
+    """BC gradient steps (bc; default 500) or adversarial iterations after the warm start (adversarial; default 300:
+    with the warm start, 1.5-2 minutes for a built-in env's 1,000 demonstrations on a quiet 2-core machine). Rounded up
+    to whole multiples of eval_every."""
+    bc_warmup: int = setting(1500, ge=0)
     """BC steps before the adversarial phase."""
     seed: int = setting(0, ge=0)
     """Seeds weights, minibatches and rollouts."""
@@ -93,10 +95,10 @@ class TrainConfig:
 
     @property
     def phase_steps(self) -> int:
-        """``steps``, or the mode's default: 500 BC steps, 200 adversarial iterations."""
+        """``steps``, or the mode's default: 500 BC steps, 300 adversarial iterations."""
         if self.steps is not None:
             return self.steps
-        return 500 if self.mode == "bc" else 200
+        return 500 if self.mode == "bc" else 300
 
     def __post_init__(self) -> None:
         check(self)
