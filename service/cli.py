@@ -150,7 +150,7 @@ def prepare_demo(settings) -> dict[str, Path]:
             print(f"imitaudit: training the demo's {kind} imitator (first run only; progress and ETA below)", flush=True)
             cfg = audit.TrainConfig(mode=mode, steps=20 if mode == "adversarial" else 500, bc_warmup=500, seed=0,
                                     eval_every=10_000, eval_episodes=20, log_dir=str(folder / "runs"), run_id=kind, progress=True)
-            audit.training.run(audit.Demonstrations.load(files[demos]), cfg, out=path)
+            audit.train(audit.Demonstrations.load(files[demos]), cfg, out=path)
         files[kind] = path
     return files
 

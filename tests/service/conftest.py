@@ -167,7 +167,8 @@ def launch(tmp_path):
     """Start service processes; all are stopped at the end of the test."""
     procs: list[Proc] = []
 
-    def start(kind: str, *, database_url: str, data_dir: Path | None = None, extra_env: dict | None = None, args: tuple = ()) -> Proc:
+    def start(kind: str, *, database_url: str, data_dir: Path | None = None, extra_env: dict | None = None, args: tuple = (),
+              healthy_within: float = 60.0) -> Proc:
         data_dir = data_dir or tmp_path / "data"
         env = {**os.environ, "IMITAUDIT_DATA_DIR": str(data_dir), "IMITAUDIT_DATABASE_URL": database_url,
                "OMP_NUM_THREADS": "1", **(extra_env or {})}
@@ -176,7 +177,7 @@ def launch(tmp_path):
             port = free_port()
             proc = Proc(["serve", "--port", str(port), *args], env, log, url=f"http://127.0.0.1:{port}")
             procs.append(proc)
-            proc.wait_healthy()
+            proc.wait_healthy(healthy_within)
         else:
             proc = Proc(["worker", *args], env, log)
             procs.append(proc)
