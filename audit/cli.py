@@ -22,10 +22,15 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message if self.prog == "imitaudit" else f"{self.prog}: {message}")
 
 
+def _bar_interval() -> float:
+    """Seconds between a progress bar's redraws: live on a terminal, a line every 10 s in a log (a CI job's stderr)."""
+    return 0.1 if sys.stderr.isatty() else 10.0
+
+
 def _progress_bar(total: int, desc: str, enabled: bool):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="ep", disable=not enabled, file=sys.stderr, leave=False)
+    return tqdm(total=total, desc=desc, unit="ep", disable=not enabled, file=sys.stderr, leave=False, mininterval=_bar_interval())
 
 
 def _importable_here() -> None:
@@ -227,10 +232,10 @@ def _run_audit(args: argparse.Namespace) -> dict:
     for name in ("imitator", "demos"):
         if not Path(getattr(args, name)).exists():
             raise ValueError(f"{getattr(args, name)}: no such file")
-    with tqdm(total=100, desc="audit", unit="%", disable=args.quiet, file=sys.stderr, leave=False) as bar:
+    with tqdm(total=100, desc="audit", unit="%", disable=args.quiet, file=sys.stderr, leave=False, mininterval=_bar_interval()) as bar:
 
         def progress(stage: str, fraction: float) -> None:
-            bar.set_description(f"audit: {stage}")
+            bar.set_description(f"audit: {stage}", refresh=False)
             bar.update(max(0, round(fraction * 100) - bar.n))
 
         return run_audit(config, progress, monitor=getattr(args, "monitor", "") or None)
