@@ -58,6 +58,8 @@ def sparkline(values: list[float | None], *, width: int = 160, height: int = 36,
     pts = [(i, v) for i, v in enumerate(values) if v is not None]
     if not pts:
         return Markup("<span class='muted'>no audits</span>")
+    if len(values) == 1:  # one version: its figure, not a lone dot on an empty chart
+        return Markup(f"<span class='spark-one'>{pts[0][1]:.3f} <span class='muted'>(one version)</span></span>")
     n = max(len(values) - 1, 1)
     coords = " ".join(f"{4 + i * (width - 8) / n:.1f},{height - 4 - min(v, top) / top * (height - 8):.1f}" for i, v in pts)
     dots = "".join(f"<circle cx='{4 + i * (width - 8) / n:.1f}' cy='{height - 4 - min(v, top) / top * (height - 8):.1f}' r='2.5'/>" for i, v in pts)
