@@ -115,3 +115,10 @@ def test_dashboard_pages_replay_slider_and_filters(service, second_version, brow
     assert "Not found" in page.inner_text("h1")
     assert len(shots) == 5
     context.close()
+
+
+def test_a_sparkline_of_one_version_is_its_figure_and_of_two_a_line():
+    from service.dashboard import sparkline
+
+    assert "0.500" in sparkline([0.5]) and "<svg" not in sparkline([0.5])
+    assert "<polyline" in sparkline([0.5, 0.25])
