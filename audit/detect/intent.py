@@ -16,6 +16,8 @@ it works on any discrete Gymnasium env from observations and actions alone.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -28,9 +30,12 @@ from models.registry import build
 
 def fit_reference_policy(
     fit: Episodes, *, n_actions: int, grid: tuple[int, int, int] | None, hidden: int, steps: int, seed: int,
-    batch: int = 256, lr: float = 3e-3,
+    batch: int = 256, lr: float = 3e-3, on_step: Callable[[int], None] | None = None,
 ) -> Imitator:
     """A memoryless BC policy of the demonstrator from ``fit`` episodes (obs [E, T, D], actions [E, T]).
+
+    ``on_step`` is called with the number of finished steps after each one (progress, and where a
+    cancelled audit stops: it may raise).
 
     Raises:
         ValueError: no steps to learn from.
@@ -42,12 +47,14 @@ def fit_reference_policy(
     policy = build("mlp", ImitatorConfig(obs_dim=obs.shape[-1], n_actions=n_actions, hidden=hidden, grid=grid))
     opt = torch.optim.Adam(policy.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
-    for _ in range(steps):
+    for step in range(steps):
         rows = torch.randint(len(obs), (min(batch, len(obs)),), generator=gen)
         loss = torch.nn.functional.cross_entropy(policy.sequence(obs[rows][:, None], torch.ones(len(rows), 1, dtype=torch.bool))[:, 0], actions[rows])
         opt.zero_grad()
         loss.backward()
         opt.step()
+        if on_step is not None:
+            on_step(step + 1)
     policy.eval()
     return policy
 
@@ -90,9 +97,11 @@ class IntentDetector(Detector):
                 raise ValueError("the intent detector needs at least 2 demonstration episodes to fit on")
             halves = np.random.default_rng(derive_seed(seed, "reference-halves")).permutation(reference.n_episodes)
             mid = reference.n_episodes // 2
+            tick = self.fit_progress
             self.shared["pair"] = tuple(
                 fit_reference_policy(reference.subset(np.sort(part)), n_actions=self.n_actions, grid=self.grid, hidden=self.hidden,
-                                     steps=self.steps, seed=derive_seed(seed, "reference-policy", i))
+                                     steps=self.steps, seed=derive_seed(seed, "reference-policy", i),
+                                     on_step=None if tick is None else lambda done, i=i: tick((i + done / self.steps) / 2))
                 for i, part in enumerate((halves[:mid], halves[mid:]))
             )
         self.pair = self.shared["pair"]

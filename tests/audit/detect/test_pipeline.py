@@ -282,3 +282,17 @@ def test_a_stop_request_ends_the_audit_inside_a_discriminator_fit(files):
     with pytest.raises(InterruptedError, match="during stage discriminate"):
         run_audit(config, progress=lambda stage, frac: stages.append((stage, frac)), should_stop=should_stop)
     assert not any(stage in ("calibrate", "explain") for stage, _ in stages)
+
+
+def test_a_stop_request_ends_the_audit_inside_the_intent_reference_fit(files):
+    """The intent detector's reference policies are fitted inside the discriminate stage; a stop is noticed there too."""
+    stages = []
+
+    def should_stop():
+        return bool(stages) and stages[-1][0] == "discriminate" and stages[-1][1] > 0.0
+
+    config = AuditConfig(imitator=str(files["unbounded"]), demos=str(files["corrigible"]), episodes=32, folds=2, detector="intent",
+                         reference_steps=10**7, explain=False)
+    with pytest.raises(InterruptedError, match="during stage discriminate"):
+        run_audit(config, progress=lambda stage, frac: stages.append((stage, frac)), should_stop=should_stop)
+    assert not any(stage in ("calibrate", "explain") for stage, _ in stages)
