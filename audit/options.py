@@ -81,9 +81,14 @@ def _meta(f: dataclasses.Field) -> dict[str, Any] | None:
     return f.metadata.get("imitaudit")
 
 
+@cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)  # evaluating string annotations is slow: once per class, not per field per check
+
+
 def _kind(cls: type, f: dataclasses.Field) -> type:
     """The field's value type: bool, int, float, str, or tuple (of str)."""
-    hint = typing.get_type_hints(cls)[f.name]
+    hint = _hints(cls)[f.name]
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     base = typing.get_origin(hint) or hint
     if base is typing.Union or base is types.UnionType:

@@ -95,9 +95,12 @@ async def load(url: str, tok: str, make_request, *, clients: int, requests: int,
             if time.perf_counter() > deadline:
                 return
             t0 = time.perf_counter()
-            resp = await make_request(client, i)
+            try:
+                failed = (await make_request(client, i)).status_code >= 400
+            except httpx.TransportError:  # a dropped connection is an error of the run, counted, not its end
+                failed = True
             latencies.append(time.perf_counter() - t0)
-            errors += resp.status_code >= 400
+            errors += failed
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {tok}"}, timeout=60, limits=limits) as client:
@@ -200,6 +203,10 @@ def main() -> None:
 
         cli_report = json.loads((root / "cli" / "report.json").read_text())
         cli_verdict = "pass" if cli_report["verdict"]["passed"] else "fail"
+    except BaseException:
+        for log in sorted(root.glob("*.log")):  # the server's side of a failed run
+            sys.stderr.write(f"--- {log.name} (last lines)\n" + "\n".join(log.read_text(errors="replace").splitlines()[-40:]) + "\n")
+        raise
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -102,6 +102,7 @@ def create_app(settings: Settings | None = None, *, start_worker: bool | None = 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        app.state.service.validator.warm()
         if run_worker:
             app.state.service.start_worker()
         yield

@@ -16,6 +16,12 @@ import threading
 from typing import Any
 
 
+def _ready() -> bool:
+    import audit  # noqa: F401 - the import is the warm-up: torch and the registry, paid before the first upload
+
+    return True
+
+
 class ValidationRefused(ValueError):
     """The file was refused, or its validation hit a limit (the message says which, in one line)."""
 
@@ -69,6 +75,10 @@ class Validator:
         for proc in list(getattr(pool, "_processes", {}).values()):  # a stuck validation: kill it
             proc.kill()
         pool.shutdown(wait=False, cancel_futures=True)
+
+    def warm(self) -> None:
+        """Start the validator process and its imports now, without waiting, so the first upload does not pay for them."""
+        self._executor().submit(_ready)
 
     def check(self, kind: str, path: str) -> dict[str, Any]:
         """The file's summary, or :class:`ValidationRefused` with one line."""
