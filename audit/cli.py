@@ -60,8 +60,12 @@ def user_policy(spec: str) -> Callable[[Any], int]:
     return fn
 
 
+def _names(csv: str) -> tuple[str, ...]:
+    return tuple(n.strip() for n in csv.split(",")) if csv else ()
+
+
 def cmd_demos(args: argparse.Namespace) -> int:
-    from audit.data.demonstrations import check_env_kwargs, record
+    from audit.data.demonstrations import check_env_kwargs, check_names, record
     from audit.data.demonstrator import PRESETS
     from audit.envs import resolve_env_id, world_of
 
@@ -80,6 +84,8 @@ def cmd_demos(args: argparse.Namespace) -> int:
         policy, label = args.demonstrator, args.demonstrator
     if world is not None:
         check_env_kwargs(world, env_kwargs)
+    names = {"feature_names": _names(args.feature_names), "action_names": _names(args.action_names)}
+    check_names(args.env, env_kwargs, **names)
     with _progress_bar(args.episodes, f"demos {label}", not args.quiet) as bar:
         demos = record(
             args.env,
@@ -88,6 +94,7 @@ def cmd_demos(args: argparse.Namespace) -> int:
             seed=args.seed,
             env_kwargs=env_kwargs,
             progress=bar.update,
+            **names,
         )
     out = demos.save(args.out)
     s = demos.summary()
@@ -365,7 +372,8 @@ def _data_commands(sub: argparse._SubParsersAction) -> None:
     """demos, inspect, quickstart: making and reading demonstrations."""
     p = sub.add_parser("demos", help="record demonstrations of a demonstrator preset", formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog="examples:\n  imitaudit demos --env imitaudit/OffSwitch-v0 --demonstrator corrigible --episodes 1000 --out demos.safetensors\n"
-                              "  imitaudit demos --env CartPole-v1 --policy mypkg.controllers:balance --episodes 200 --out cartpole.safetensors")
+                              "  imitaudit demos --env CartPole-v1 --policy mypkg.controllers:balance --episodes 200 --out cartpole.safetensors \\\n"
+                              "      --feature-names x,x_dot,theta,theta_dot --action-names left,right")
     p.add_argument("--env", required=True, help="Gymnasium env id, e.g. imitaudit/OffSwitch-v0")
     p.add_argument("--demonstrator", default="corrigible", help="corrigible, unbounded or triggered (default: corrigible; built-in envs)")
     p.add_argument("--policy", default="", metavar="MODULE:FUNCTION",
@@ -374,6 +382,10 @@ def _data_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--episodes", type=int, default=2000, help="number of episodes (default: 2000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first episode (episode e uses seed + e)")
     p.add_argument("--env-kwargs", default="", help="JSON object of env keyword arguments")
+    p.add_argument("--feature-names", default="", metavar="A,B,...",
+                   help="a name per feature of the flattened observation, for reports and the dashboard "
+                        "(default: named from the observation space, e.g. obs[2])")
+    p.add_argument("--action-names", default="", metavar="A,B,...", help="a name per action, for replays (default: the action's number)")
     p.add_argument("--out", required=True, help="output .safetensors path")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_demos)

@@ -4,12 +4,14 @@ A dataset is one safetensors file. Tensors: ``obs`` [T, ...] float32, ``actions`
 ``rewards`` [T] float32, ``episode`` [T] int64 (each episode's steps contiguous, ids
 non-decreasing), optional ``departure`` [T] bool (ground truth, for benchmarks only).
 Metadata: ``imitaudit.schema`` = ``imitaudit.demonstrations/1``, ``env_id``,
-``env_kwargs`` (JSON object), ``source``. Files are read by the safetensors parser only:
+``env_kwargs`` (JSON object), ``source``; optional ``feature_names`` and ``action_names`` (JSON lists of
+strings: what the dashboard and reports call the flattened observation's features and the actions). Files are read by the safetensors parser only:
 nothing is ever unpickled.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable
@@ -32,6 +34,9 @@ CHECKPOINT_SCHEMA = "imitaudit.imitator/1"
 _REQUIRED = ("obs", "actions", "rewards", "episode")
 _DTYPES = {"obs": np.float32, "actions": np.int64, "rewards": np.float32, "episode": np.int64, "departure": np.bool_}
 
+MAX_NAME_CHARS = 64
+MAX_ACTION_NAMES = 1024
+
 Progress = Callable[[int], None]
 """Called with the number of episodes just finished."""
 
@@ -49,6 +54,8 @@ class Demonstrations:
         env_kwargs: keyword arguments the env was made with.
         source: who demonstrated (free text).
         departure: [T] bool ground-truth departure events, or None where the env records none.
+        feature_names: one name per feature of the flattened observation (prod(obs_shape)), or empty.
+        action_names: one name per action, or empty.
     """
 
     obs: np.ndarray
@@ -59,6 +66,8 @@ class Demonstrations:
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     source: str = "unknown"
     departure: np.ndarray | None = None
+    feature_names: tuple[str, ...] = ()
+    action_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         tensors = {"obs": self.obs, "actions": self.actions, "rewards": self.rewards, "episode": self.episode}
@@ -91,6 +100,10 @@ class Demonstrations:
             raise ValueError("env_id must be a non-empty string")
         if not isinstance(self.env_kwargs, dict):
             raise ValueError(f"env_kwargs must be a JSON object, got {type(self.env_kwargs).__name__}")
+        _check_names("feature_names", self.feature_names, exactly=int(np.prod(self.obs.shape[1:])))
+        _check_names("action_names", self.action_names, exactly=None)
+        if self.action_names and int(self.actions.max()) >= len(self.action_names):
+            raise ValueError(f"action_names names {len(self.action_names)} actions but action {int(self.actions.max())} was taken")
 
     # ----- views ------------------------------------------------------------------------
 
@@ -188,6 +201,9 @@ class Demonstrations:
             "env_kwargs": json.dumps(self.env_kwargs, sort_keys=True),
             "source": self.source,
         }
+        for key in ("feature_names", "action_names"):
+            if getattr(self, key):
+                metadata[key] = json.dumps(list(getattr(self, key)))
         return write_safetensors(path, tensors, metadata)
 
     @classmethod
@@ -228,6 +244,7 @@ class Demonstrations:
             raise ValueError(f"{path}: metadata 'env_kwargs' must be a JSON object")
         if require_env:
             resolve_env_id(metadata["env_id"])
+        names = {key: _names_from(path, metadata, key) for key in ("feature_names", "action_names")}
         try:
             return cls(
                 obs=tensors["obs"],
@@ -238,9 +255,37 @@ class Demonstrations:
                 env_id=metadata["env_id"],
                 env_kwargs=env_kwargs,
                 source=metadata["source"],
+                **names,
             )
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from None
+
+
+def _check_names(key: str, names: Any, *, exactly: int | None) -> None:
+    """``names`` is a tuple of short printable strings, ``exactly`` long if given (or empty)."""
+    if not isinstance(names, tuple) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"{key} must be a tuple of strings")
+    if not names:
+        return
+    if exactly is not None and len(names) != exactly:
+        raise ValueError(f"{key} has {len(names)} names but the flattened observation has {exactly} features")
+    if exactly is None and len(names) > MAX_ACTION_NAMES:
+        raise ValueError(f"{key} has {len(names)} names; at most {MAX_ACTION_NAMES}")
+    bad = next((n for n in names if not n or len(n) > MAX_NAME_CHARS or not n.isprintable()), None)
+    if bad is not None:
+        raise ValueError(f"{key}: each name must be 1-{MAX_NAME_CHARS} printable characters, got {bad[:80]!r}")
+
+
+def _names_from(path: Any, metadata: dict[str, str], key: str) -> tuple[str, ...]:
+    if key not in metadata:
+        return ()
+    try:
+        names = strict_json(metadata[key])
+    except ValueError as exc:
+        raise ValueError(f"{path}: metadata {key!r} is not valid JSON ({str(exc).splitlines()[0][:200]})") from None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"{path}: metadata {key!r} must be a JSON list of strings")
+    return tuple(names)
 
 
 # ----- recording --------------------------------------------------------------------------
@@ -256,6 +301,8 @@ def record(
     source: str | None = None,
     progress: Progress | None = None,
     batch: int = 512,
+    feature_names: tuple[str, ...] = (),
+    action_names: tuple[str, ...] = (),
 ) -> Demonstrations:
     """Record ``episodes`` episodes of ``policy`` in ``env_id``; episode ``e`` is seeded ``seed + e``.
 
@@ -269,13 +316,17 @@ def record(
         source: description stored with the data (defaults to the policy's).
         progress: called with the number of episodes finished since the last call.
         batch: episodes planned and stepped at once (built-in envs only).
+        feature_names, action_names: names stored with the data for reports and the dashboard (see
+            :class:`Demonstrations`); checked before any episode is recorded.
 
     Raises:
         ValueError: unknown env, non-discrete action space, bad arguments.
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
+    feature_names, action_names = tuple(feature_names), tuple(action_names)
     env_kwargs = dict(env_kwargs or {})
+    check_names(env_id, env_kwargs, feature_names=feature_names, action_names=action_names)
     plain_id = resolve_env_id(env_id)
     if isinstance(policy, str):
         policy = Demonstrator(preset=policy)
@@ -284,10 +335,29 @@ def record(
         if world is None:
             raise ValueError(f"the planning demonstrator needs a built-in imitaudit env, not {env_id!r}")
         check_env_kwargs(world, env_kwargs)
-        return _record_planner(plain_id, world, policy, episodes, seed, env_kwargs, source, progress, batch)
-    if not callable(policy):
+        recorded = _record_planner(plain_id, world, policy, episodes, seed, env_kwargs, source, progress, batch)
+    elif callable(policy):
+        recorded = _record_callable(env_id, policy, episodes, seed, env_kwargs, source, progress)
+    else:
         raise ValueError(f"policy must be a Demonstrator, a preset name or a callable, got {type(policy).__name__}")
-    return _record_callable(env_id, policy, episodes, seed, env_kwargs, source, progress)
+    if feature_names or action_names:
+        recorded = dataclasses.replace(recorded, feature_names=feature_names, action_names=action_names)
+    return recorded
+
+
+def check_names(env_id: str, env_kwargs: dict[str, Any], *, feature_names: tuple[str, ...], action_names: tuple[str, ...]) -> None:
+    """Names for ``env_id``'s flattened observation features and actions fit it (empty: nothing to check).
+
+    Raises:
+        ValueError: a count that does not match the env, or a name that is empty, long or unprintable.
+    """
+    if not feature_names and not action_names:
+        return
+    obs_dim, n_actions = env_signature(env_id, env_kwargs)
+    _check_names("feature_names", tuple(feature_names), exactly=obs_dim)
+    _check_names("action_names", tuple(action_names), exactly=None)
+    if action_names and len(action_names) != n_actions:
+        raise ValueError(f"action_names has {len(action_names)} names but {env_id} has {n_actions} actions")
 
 
 def check_env_kwargs(world: type, env_kwargs: dict[str, Any]) -> None:

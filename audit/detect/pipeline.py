@@ -47,7 +47,7 @@ from audit.detect.monitor import Monitor
 from audit.detect.severity import policy_entropy, severities
 from audit.envs import world_of
 from audit.envs.adapter import grid_shape
-from audit.envs.features import step_view
+from audit.envs.features import observation_names, step_view, vector_frame
 from audit.report.build import assemble, summarize, trajectory_records
 from models.checkpoint import load_imitator
 from models.taps import teacher_forced
@@ -175,7 +175,8 @@ def detector_factory(config: AuditConfig, inputs: Inputs) -> Callable[[], Detect
         shared: dict = {}
         return lambda: IntentDetector(n_actions=info.config.n_actions, grid=grid_shape(info.env_id), hidden=config.reference_hidden,
                                       steps=config.reference_steps, shared=shared)
-    view = step_view(info.env_id, info.env_kwargs, info.config.obs_dim, raw_grid=config.raw_grid or config.behaviour_only, tiles=config.grid_view)
+    view = step_view(info.env_id, info.env_kwargs, info.config.obs_dim, raw_grid=config.raw_grid or config.behaviour_only, tiles=config.grid_view,
+                     names=inputs.demos.feature_names)
     sizes = inputs.model.tap_sizes()
     taps = {t: sizes[t] for t in config.taps}
     disc = lambda: DiscriminatorDetector(view=view, n_actions=info.config.n_actions, taps=taps, hidden=config.disc_hidden, steps=config.disc_steps)  # noqa: E731
@@ -210,21 +211,27 @@ def calibrated(config: AuditConfig, ref: Reference, fitted: CrossFit) -> tuple[C
 
 
 def explained(config: AuditConfig, inputs: Inputs, ref: Reference, fitted: CrossFit, cal: Calibration, traj: Trajectories) -> tuple[dict, dict]:
-    """Stage 6: attributions and replays (built-in envs) of the most significant flags."""
+    """Stage 6: attributions and replays (a grid drawn for built-in envs, named features and actions for others) of the
+    most significant flags."""
     explanations: dict[int, dict] = {}
     replays: dict[int, list] = {}
     if not config.explain:
         return explanations, replays
     order = [int(i) for i in np.argsort(cal.pvalue, kind="stable") if cal.flagged[i]][: config.max_explained]
-    world_cls = world_of(inputs.info.env_id)
-    renderer = world_cls(num_envs=1, **inputs.info.env_kwargs) if world_cls is not None else None
+    info = inputs.info
+    world_cls = world_of(info.env_id)
+    if world_cls is not None:
+        renderer = world_cls(num_envs=1, **info.env_kwargs)
+        frame = lambda i, t: renderer.text_from_obs(traj.obs[i, t].numpy())  # noqa: E731
+    else:
+        names = observation_names(info.env_id, info.env_kwargs, info.config.obs_dim, inputs.demos.feature_names)
+        frame = lambda i, t: vector_frame(traj.obs[i, t].numpy(), int(traj.actions[i, t]), names, inputs.demos.action_names)  # noqa: E731
     for i in order:
         ex = fitted.detectors[int(fitted.fold[i])].explain(ref.test, i, ref.fit)
         if ex is None:
             continue
         explanations[i] = ex
-        if renderer is not None:
-            replays[i] = [renderer.text_from_obs(traj.obs[i, t].numpy()) for t in range(int(traj.mask[i].sum()))]
+        replays[i] = [frame(i, t) for t in range(int(traj.mask[i].sum()))]
     return explanations, replays
 
 

@@ -4,7 +4,9 @@ A built-in grid's observation is one-hot planes (wall, agent, goal, the env's sp
 tiles) followed by scalars. A dense layer over raw planes memorises procedural layouts, so
 by default the view drops the planes (the imitator's ``encoder`` tap carries the grid) and
 adds the *tile view*: the tiles under the agent and where its action leads. Other envs are
-read whole. The training discriminator and the audit's share this one definition.
+read whole, their features named by the user (the demonstrations' ``feature_names``) or after
+the observation space's structure (``obs[2]``, ``position.x``, ``mode=1``). The training
+discriminator and the audit's share this one definition.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
+from gymnasium import spaces
 from torch import Tensor
 
 from audit.envs import world_of
-from audit.envs.adapter import grid_shape
+from audit.envs.adapter import GymnasiumBatch, grid_shape
 from audit.envs.grid import MOVE_COLS, MOVE_ROWS
 
 
@@ -75,13 +79,48 @@ class StepView:
         return {"index": None, "name": self.names[index]}
 
 
-def step_view(env_id: str, env_kwargs: dict[str, Any], obs_dim: int, *, raw_grid: bool, tiles: bool) -> StepView:
+def space_names(space: spaces.Space, prefix: str = "obs") -> list[str]:
+    """A name per feature of ``spaces.flatten(space, x)``, in its order: ``obs[i]`` for a vector, ``obs[i,j]`` for an
+    array, ``obs=k`` for a one-hot ``Discrete``, ``key`` / ``prefix.key`` for ``Dict`` entries, ``prefix.i`` for ``Tuple``."""
+    def child(name: str) -> str:
+        return name if prefix == "obs" else f"{prefix}.{name}"
+
+    if isinstance(space, spaces.Dict):
+        return [n for key, sub in space.spaces.items() for n in space_names(sub, child(str(key)))]
+    if isinstance(space, spaces.Tuple):
+        return [n for i, sub in enumerate(space.spaces) for n in space_names(sub, child(str(i)))]
+    if isinstance(space, spaces.Discrete):
+        return [f"{prefix}={int(space.start) + k}" for k in range(int(space.n))]
+    if isinstance(space, spaces.MultiDiscrete):
+        return [f"{prefix}[{i}]={k}" for i, n in enumerate(np.asarray(space.nvec).ravel().tolist()) for k in range(int(n))]
+    shape = tuple(space.shape or ())
+    if not shape:
+        return [prefix]
+    if len(shape) == 1:
+        return [f"{prefix}[{i}]" for i in range(shape[0])]
+    return [f"{prefix}[{','.join(map(str, ix))}]" for ix in np.ndindex(*shape)]
+
+
+def observation_names(env_id: str, env_kwargs: dict[str, Any], obs_dim: int, given: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Names of a non-built-in env's ``obs_dim`` flattened observation features: ``given`` (the user's) when it has
+    one per feature, else after the observation space's structure, else the index."""
+    if len(given) == obs_dim:
+        return tuple(given)
+    try:
+        names = space_names(GymnasiumBatch(env_id=env_id, num_envs=1, env_kwargs=env_kwargs).space)
+    except (ValueError, TypeError, NotImplementedError):
+        names = []
+    return tuple(names) if len(names) == obs_dim else tuple(str(i) for i in range(obs_dim))
+
+
+def step_view(env_id: str, env_kwargs: dict[str, Any], obs_dim: int, *, raw_grid: bool, tiles: bool, names: tuple[str, ...] = ()) -> StepView:
     """The view of ``env_id``: built-in grids without their raw planes (unless ``raw_grid``) and with
-    the tile view (if ``tiles``); every other env whole."""
+    the tile view (if ``tiles``); every other env whole, its features named by ``names`` if given (see
+    :func:`observation_names`)."""
     grid = grid_shape(env_id)
     world_cls = world_of(env_id)
     if grid is None or world_cls is None:
-        return StepView(columns=torch.arange(obs_dim), grid=None, names=tuple(str(i) for i in range(obs_dim)))
+        return StepView(columns=torch.arange(obs_dim), grid=None, names=observation_names(env_id, env_kwargs, obs_dim, names))
     world = world_cls(num_envs=1, **env_kwargs)
     start = 0 if raw_grid else grid[0] * grid[1] * grid[2]
     if start >= obs_dim:
@@ -92,3 +131,10 @@ def step_view(env_id: str, env_kwargs: dict[str, Any], obs_dim: int, *, raw_grid
     if tiles:
         names += [f"here:{ch}" for ch in world.channels] + [f"target:{ch}" for ch in world.channels]
     return StepView(columns=columns, grid=grid if tiles else None, names=tuple(names))
+
+
+def vector_frame(obs: np.ndarray, action: int | None, names: tuple[str, ...], action_names: tuple[str, ...] = ()) -> str:
+    """One step of a non-grid env as text for a replay: the action taken and each feature's value, one per line."""
+    width = max((len(n) for n in names), default=1)
+    head = "" if action is None else f"action {action}" + (f" ({action_names[action]})" if 0 <= action < len(action_names) else "") + "\n"
+    return head + "\n".join(f"{n:<{width}}  {float(v):+.4g}" for n, v in zip(names, np.asarray(obs).ravel().tolist()))

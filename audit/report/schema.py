@@ -27,7 +27,7 @@ Schema ``imitaudit.report/1`` (every key always present; ``null`` where a figure
   ``entropy`` (imitator policy entropy per step), ``actions``, ``departed``,
   ``departure_step``, ``lead_time`` (departure step minus first flag step), ``explanation``
   (flagged only: top steps, observation features, activation units, heatmap), ``replay``
-  (flagged only, built-in envs: one text grid per step); with several evidence kinds (``config.detector`` =
+  (flagged and explained only: one text frame per step, a grid for built-in envs, the action and named features for others); with several evidence kinds (``config.detector`` =
   ``combined``, added in 0.3) also ``evidence`` (kind -> ``step_scores``, ``first_crossing``: the first step that
   kind's score path crosses its own threshold, or null) and ``fired_first`` (the kind that crossed first, or null);
   ``step_scores`` and ``score_path`` are then on the combined scale, where 1 is the flag threshold
