@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
 from .conftest import FAST, upload, wait_for
 
 pytestmark = pytest.mark.slow  # real servers and subprocesses; `make test-fast` leaves them to `make test`
+
+SHOTS = Path(__file__).resolve().parents[2] / "out" / "screenshots"
+"""Where the screenshots are kept after a run, to look at (the repo's test output; not committed)."""
+NARROW = {"width": 390, "height": 844}
 
 
 def chromium() -> str:
@@ -39,7 +44,7 @@ def second_version(service, inputs):
     return sha
 
 
-def test_dashboard_pages_replay_slider_and_filters(service, second_version, browser, tmp_path):
+def test_dashboard_pages_replay_slider_and_filters(service, second_version, browser):
     url, token = service["url"], service["tokens"]["a_read"]
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
@@ -48,8 +53,10 @@ def test_dashboard_pages_replay_slider_and_filters(service, second_version, brow
     page.on("pageerror", lambda e: errors.append(str(e)))
     shots = []
 
+    SHOTS.mkdir(parents=True, exist_ok=True)
+
     def shot(name: str) -> None:
-        path = tmp_path / f"{name}.png"
+        path = SHOTS / f"desktop-{name}.png"
         page.screenshot(path=str(path), full_page=True)
         assert path.stat().st_size > 5000
         shots.append(path)
@@ -114,6 +121,32 @@ def test_dashboard_pages_replay_slider_and_filters(service, second_version, brow
     page.goto(f"{url}/dashboard/audits/{'0' * 32}")
     assert "Not found" in page.inner_text("h1")
     assert len(shots) == 5
+    context.close()
+
+
+def test_dashboard_pages_fit_a_phone_screen(service, second_version, browser):
+    """At 390 px wide no page scrolls sideways as a whole: wide tables and the heatmap scroll inside their own boxes."""
+    context = browser.new_context(viewport=NARROW)
+    page = context.new_page()
+    page.goto(f"{service['url']}/dashboard")
+    page.fill("#token", service["tokens"]["a_read"])
+    page.click("#signin")
+    page.wait_for_url(f"{service['url']}/dashboard")
+    first_flag = page.locator("a[href*='/trajectories/']")
+    pages = {"audits": "/dashboard", "audit": f"/dashboard/audits/{service['audit']}", "flagged": "/dashboard/flagged",
+             "imitator": f"/dashboard/imitators/{second_version}"}
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for name, path in [*pages.items(), ("trajectory", None)]:
+        if path is None:
+            page.goto(f"{service['url']}{pages['audit']}")
+            first_flag.first.click()
+            page.wait_for_selector("#frame")
+        else:
+            page.goto(f"{service['url']}{path}")
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        page.screenshot(path=str(SHOTS / f"narrow-{name}.png"), full_page=True)
+        assert overflow <= 1, f"{name} page is {overflow} px wider than a {NARROW['width']} px screen"
+    assert page.locator("svg.plot").bounding_box()["width"] <= NARROW["width"]
     context.close()
 
 
