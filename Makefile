@@ -36,12 +36,13 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench.envs --out BENCHMARKS.md
 	$(PY) -m bench.rollout --out BENCHMARKS.md
-	$(PY) -m bench.train --out BENCHMARKS.md --adv-steps 200
+	$(PY) -m bench.train --out BENCHMARKS.md --adv-steps 300
 	$(PY) -m bench.peer_gail --out BENCHMARKS.md
 	$(PY) -m bench.train_causes --out BENCHMARKS.md
 	$(PY) -m bench.detect --out BENCHMARKS.md
 	$(PY) -m bench.validate --out BENCHMARKS.md
 	$(PY) -m bench.service --out BENCHMARKS.md
+	$(PY) -m bench.threads --out BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) out .pytest_cache
