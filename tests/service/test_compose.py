@@ -21,10 +21,13 @@ def test_compose_file_declares_the_three_services_without_secrets():
     env = services["api"]["environment"]
     assert env["IMITAUDIT_DATABASE_URL"].startswith("postgresql+psycopg://") and "${IMITAUDIT_DB_PASSWORD:?" in env["IMITAUDIT_DATABASE_URL"]
     assert services["postgres"]["environment"]["POSTGRES_PASSWORD"].startswith("${IMITAUDIT_DB_PASSWORD:?")
-    # every setting the service reads is one the compose file can pass
+    # every variable the compose file passes is one the service's settings or every process's thread setting read
+    import inspect
+
+    from audit.cli import set_threads
     from service.settings import Settings
 
-    doc = Settings.from_env.__doc__
+    doc = Settings.from_env.__doc__ + inspect.getsource(set_threads)
     for key in env:
         assert key in doc, key
     assert (ROOT / "Dockerfile").exists()
