@@ -108,7 +108,16 @@ def describe_file(path: Path) -> dict:
     from audit.data.demonstrations import Demonstrations
     from models.safetensors_io import read_safetensors
     from audit.envs import resolve_env_id
+    from models.onnx_imitator import is_onnx
 
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if is_onnx(head):
+        from models.checkpoint import load_imitator
+
+        return load_imitator(path)[1].summary()
     _, metadata = read_safetensors(path)
     if "imitaudit.schema" not in metadata:
         raise ValueError(f"{path}: metadata has no 'imitaudit.schema': not an imitaudit file")
@@ -211,10 +220,54 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_convert(args: argparse.Namespace) -> int:
-    from models.checkpoint import convert_lightning_checkpoint
+def _tap_map(spec: str) -> dict[str, str]:
+    pairs = [p.split("=", 1) for p in spec.split(",") if p]
+    if any(len(p) != 2 or not p[0] or not p[1] for p in pairs):
+        raise UsageError(f"--taps must be TAP=TENSOR pairs separated by commas, got {spec!r}")
+    return dict(pairs)
 
-    out = convert_lightning_checkpoint(args.ckpt, args.out)
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from models.checkpoint import convert_lightning_checkpoint, load_imitator
+    from models.onnx_export import export_imitator, stamp
+
+    kind = args.source_format or ("lightning" if args.ckpt else "")
+    source = args.source or args.ckpt
+    if not kind or not source:
+        raise UsageError("name what to convert: --from lightning|imitaudit|onnx|sb3 SOURCE (or --ckpt FILE)")
+    if not Path(source).is_file():
+        raise UsageError(f"{source}: no such file")
+    to_onnx = args.out.endswith(".onnx")
+    env_kwargs = json.loads(args.env_kwargs) if args.env_kwargs else {}
+    if not isinstance(env_kwargs, dict):
+        raise UsageError("--env-kwargs must be a JSON object")
+    if kind == "onnx":
+        if not args.env or not to_onnx:
+            raise UsageError("--from onnx stamps the env onto the graph: give --env ID and an --out ending in .onnx")
+        out = stamp(source, args.out, env_id=args.env, env_kwargs=env_kwargs, taps=_tap_map(args.taps),
+                    state_inputs=tuple(filter(None, args.state_inputs.split(","))), state_outputs=tuple(filter(None, args.state_outputs.split(","))),
+                    logits=args.logits)
+        load_imitator(out)  # what the audit will read: refuse now, not there
+    elif kind == "sb3":
+        from models.sb3 import convert_sb3
+
+        if not args.env:
+            raise UsageError("--from sb3 needs --env ID (the env the policy acts in)")
+        out = convert_sb3(source, args.out, env_id=args.env, env_kwargs=env_kwargs, net_arch=args.net_arch, activation=args.activation)
+    elif kind in ("lightning", "imitaudit"):
+        if kind == "lightning":
+            safetensors = args.out if not to_onnx else args.out + ".safetensors"
+            out = convert_lightning_checkpoint(source, safetensors)
+        else:
+            out = Path(source)
+        if to_onnx:
+            model, info = load_imitator(out)
+            export_imitator(model, args.out, env_id=info.env_id, env_kwargs=info.env_kwargs)
+            if kind == "lightning":
+                Path(out).unlink()
+            out = Path(args.out)
+    else:
+        raise UsageError(f"unknown --from {kind!r}; choose lightning, imitaudit, onnx or sb3")
     print(f"wrote {out}")
     return EXIT_OK
 
@@ -426,9 +479,29 @@ def _imitator_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("convert", help="convert a Lightning .ckpt of a training run to a safetensors checkpoint")
-    p.add_argument("--ckpt", required=True, help="a Lightning checkpoint, e.g. runs/<run>/adversarial/checkpoints/last.ckpt (read weights-only)")
-    p.add_argument("--out", required=True, help="output imitator .safetensors")
+    p = sub.add_parser("convert", help="make an imitator imitaudit can audit: from a training run, an SB3 policy, or an ONNX graph",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="examples:\n  imitaudit convert --from lightning runs/<run>/adversarial/checkpoints/last.ckpt --out imitator.safetensors\n"
+                              "  imitaudit convert --from imitaudit imitator.safetensors --out imitator.onnx\n"
+                              "  imitaudit convert --from onnx my_policy.onnx --env CartPole-v1 --out imitator.onnx\n"
+                              "  imitaudit convert --from sb3 ppo_cartpole.zip --env CartPole-v1 --out imitator.onnx")
+    p.add_argument("--from", dest="source_format", default="", choices=("lightning", "imitaudit", "onnx", "sb3"),
+                   help="what SOURCE is: a Lightning .ckpt of an imitaudit run, an imitaudit .safetensors imitator, an ONNX "
+                        "policy exported elsewhere (obs [B, ...] -> logits [B, A]), or a Stable-Baselines3 .zip (read without unpickling)")
+    p.add_argument("source", nargs="?", default="", help="the file to convert")
+    p.add_argument("--ckpt", default="", help="same as --from lightning CKPT (read weights-only)")
+    p.add_argument("--out", required=True, help="output: .safetensors (registry imitator) or .onnx (run by onnxruntime)")
+    p.add_argument("--env", default="", help="env id the policy acts in (--from onnx and sb3)")
+    p.add_argument("--env-kwargs", default="", help="JSON object of env keyword arguments (--from onnx and sb3)")
+    p.add_argument("--taps", default="", metavar="TAP=TENSOR,...",
+                   help="--from onnx: graph tensors to read as taps, e.g. core=/pi/h2 (default: the inputs of the last two MatMul/Gemm nodes, and the logits as head)")
+    p.add_argument("--state-inputs", default="", metavar="A,B", help="--from onnx: recurrent state inputs, paired in order with --state-outputs")
+    p.add_argument("--state-outputs", default="", metavar="A,B", help="--from onnx: the next-state outputs")
+    p.add_argument("--logits", default="", metavar="TENSOR", help="--from onnx: the logits output (default: the graph's first output)")
+    p.add_argument("--net-arch", default="", metavar="64,64",
+                   help="--from sb3: the policy network's hidden widths when the zip does not say them in plain JSON")
+    p.add_argument("--activation", default="", choices=("", "tanh", "relu"),
+                   help="--from sb3: the hidden activation when the zip does not say it in plain JSON (SB3's default: tanh)")
     p.set_defaults(func=cmd_convert)
 
 

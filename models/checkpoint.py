@@ -4,7 +4,8 @@ Metadata (string -> string): ``imitaudit.schema`` = ``imitaudit.imitator/1``, ``
 name in :mod:`models.registry`), ``config`` (JSON of :class:`ImitatorConfig`), ``env_id``,
 ``env_kwargs`` (JSON), ``obs_shape`` (JSON list), ``n_actions``, and optionally
 ``provenance`` (JSON: how it was trained). Loading rebuilds the architecture from the
-registry and refuses any tensor that does not fit it.
+registry and refuses any tensor that does not fit it. Loading also accepts an ONNX model
+(:mod:`models.onnx_imitator`): a policy trained elsewhere, run by onnxruntime.
 """
 
 from __future__ import annotations
@@ -105,7 +106,12 @@ def load_imitator(path: str | os.PathLike) -> tuple[Imitator, CheckpointInfo]:
 
 
 def load_imitator_bytes(data: bytes, name: str = "upload") -> tuple[Imitator, CheckpointInfo]:
-    """:func:`load_imitator` on bytes in memory (``name`` labels the messages)."""
+    """:func:`load_imitator` on bytes in memory (``name`` labels the messages); an ONNX model is read by
+    :mod:`models.onnx_imitator`."""
+    from models.onnx_imitator import is_onnx, load_onnx_bytes
+
+    if is_onnx(data):
+        return load_onnx_bytes(data, name)
     tensors, meta = parse_safetensors(data, name)
     missing = [k for k in _REQUIRED if k not in meta]
     if "imitaudit.schema" in missing:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +105,9 @@ class Inputs:
     demos_sha256: str
     fit_episodes: np.ndarray
     calibration_episodes: np.ndarray
+    taps: tuple[str, ...]
+    """The taps read: the configured ones, or, for the default, those of them the imitator has (an ONNX policy of one
+    hidden layer has no ``encoder``)."""
 
 
 def load(config: AuditConfig) -> Inputs:
@@ -115,7 +118,10 @@ def load(config: AuditConfig) -> Inputs:
     """
     model, info = load_imitator(config.imitator)
     demos = Demonstrations.load(config.demos)
-    check_pair(model, info, demos, config.taps)
+    taps = config.taps
+    if taps == next(f.default for f in fields(AuditConfig) if f.name == "taps"):
+        taps = tuple(t for t in taps if t in model.taps)
+    check_pair(model, info, demos, taps)
     kinds = 2 if config.detector == "combined" else 1  # each kind is calibrated at alpha / kinds
     try:
         fit, cal = split_demonstrations(
@@ -127,7 +133,7 @@ def load(config: AuditConfig) -> Inputs:
             raise
         raise ValueError(f"the combined detector calibrates each of its {kinds} evidence kinds at alpha/{kinds}: {exc}") from None
     sha = hashlib.sha256(Path(config.demos).read_bytes()).hexdigest()
-    return Inputs(model=model, info=info, demos=demos, demos_sha256=sha, fit_episodes=fit, calibration_episodes=cal)
+    return Inputs(model=model, info=info, demos=demos, demos_sha256=sha, fit_episodes=fit, calibration_episodes=cal, taps=taps)
 
 
 def read_taps(config: AuditConfig) -> tuple[str, ...]:
@@ -258,6 +264,8 @@ def run_audit(
     clock = StageClock(progress=progress, should_stop=should_stop)
     torch.manual_seed(config.seed)
     inputs = load(config)
+    if inputs.taps != config.taps:
+        config = replace(config, taps=inputs.taps)
     clock.done("load")
 
     traj = trajectories or rollout(inputs.model, inputs.info.env_id, episodes=config.episodes, seed=config.seed,

@@ -1,0 +1,303 @@
+"""ONNX imitators: a policy trained elsewhere (Stable-Baselines3, CleanRL, any torch module) audited from its graph alone.
+
+An ONNX file carries the whole network and runs in onnxruntime without its author's code, so
+nothing a user names is imported or executed in Python. Taps are graph tensors exposed as extra
+outputs at load time:
+
+- ``head``: the logits output (metadata ``imitaudit.logits``, else the graph's first output), [B, A]:
+  unnormalised log-probabilities of the ``A`` discrete actions (softmax gives the policy);
+- ``core``: the input of the last MatMul/Gemm node (the features the action layer reads);
+- ``encoder``: the input of the MatMul/Gemm before it, unless that is the observation itself.
+
+``imitaudit.taps`` (a JSON object, tap -> tensor name) overrides any of these. The observation
+input is the graph input that is not a state, float32 [B, *obs_shape]. A recurrent policy names
+its state tensors in ``imitaudit.state_inputs`` / ``imitaudit.state_outputs`` (comma-separated,
+paired in order); each state input has one symbolic (batch) dimension and starts at zeros. The
+env the policy acts in is ``imitaudit.env_id`` (and ``imitaudit.env_kwargs``, a JSON object).
+
+Refused with one line, before a session is made: not an ONNX model, external data files,
+operators outside the standard domains, more than :data:`MAX_PARAMS` weights, a declared
+intermediate tensor over :data:`MAX_TENSOR` elements, oversized metadata, taps that do not exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from models.checkpoint import CheckpointInfo
+from models.imitator import Imitator, ImitatorConfig
+from models.safetensors_io import strict_json
+
+MAX_PARAMS = 50_000_000
+"""Weights an ONNX imitator may hold (float32: 200 MB)."""
+MAX_TENSOR = 50_000_000
+"""Elements of any one declared tensor shape (symbolic dimensions counted as 1)."""
+MAX_META_CHARS = 256 * 1024
+STANDARD_DOMAINS = ("", "ai.onnx", "ai.onnx.ml")
+ARCH = "onnx"
+
+
+class _Tap(nn.Module):
+    """Where a tap's activations are handed over: its forward hook fires as a registry imitator's tap module's does."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+
+def _meta(model: Any) -> dict[str, str]:
+    out = {p.key: p.value for p in model.metadata_props}
+    if sum(len(k) + len(v) for k, v in out.items()) > MAX_META_CHARS:
+        raise ValueError(f"metadata_props exceed {MAX_META_CHARS} characters")
+    return out
+
+
+def _dims(value_info: Any) -> list[int | str]:
+    shape = value_info.type.tensor_type.shape
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in shape.dim]
+
+
+def _check_graph(model: Any) -> None:
+    """Refuse what cannot run safely or at a bounded size (no session is made yet)."""
+    from onnx import TensorProto, shape_inference
+
+    graph = model.graph
+    domains = sorted({n.domain for n in graph.node if n.domain not in STANDARD_DOMAINS} | {f.domain for f in model.functions})
+    if domains:
+        raise ValueError(f"operators outside the standard ONNX domains ({', '.join(d or '?' for d in domains)[:200]}) are refused")
+    for init in graph.initializer:
+        if init.data_location == TensorProto.EXTERNAL or init.external_data:
+            raise ValueError(f"initializer {init.name[:80]!r} lives in an external data file; export with the weights inside the .onnx")
+    params = sum(math.prod(init.dims) for init in graph.initializer)
+    if params > MAX_PARAMS:
+        raise ValueError(f"{params:,} weights; ONNX imitators may hold at most {MAX_PARAMS:,}")
+    try:
+        inferred = shape_inference.infer_shapes(model).graph
+    except Exception as exc:  # noqa: BLE001 - a graph shape inference rejects is malformed input
+        raise ValueError(f"shape inference failed ({str(exc).splitlines()[0][:200]})") from None
+    for vi in [*inferred.input, *inferred.value_info, *inferred.output]:
+        size = math.prod(d if isinstance(d, int) and d > 0 else 1 for d in _dims(vi))
+        if size > MAX_TENSOR:
+            raise ValueError(f"tensor {vi.name[:80]!r} is declared with {size:,} elements; at most {MAX_TENSOR:,}")
+
+
+def default_taps(model: Any, obs_input: str, logits: str) -> dict[str, str]:
+    """Tap -> tensor: ``head`` the logits, ``core`` / ``encoder`` the inputs of the last two MatMul/Gemm nodes."""
+    inits = {i.name for i in model.graph.initializer}
+    read = [n.input[0] for n in model.graph.node if n.op_type in ("MatMul", "Gemm") and n.input and n.input[0] not in inits]
+    taps = {"head": logits}
+    if read and read[-1] != obs_input:
+        taps["core"] = read[-1]
+    if len(read) > 1 and read[-2] != obs_input and read[-2] != read[-1]:
+        taps["encoder"] = read[-2]
+    return taps
+
+
+class OnnxImitator(Imitator):
+    """An ONNX policy behind the imitator interface (see the module docstring for what the graph must hold).
+
+    Stepping runs the session once per step; ``sequence`` runs a memoryless graph once over every real step
+    and steps a recurrent one through time. Taps are the tensors ``tap_tensors`` names.
+
+    Args:
+        session: the onnxruntime session over the graph with the taps added as outputs.
+        config: obs_dim and n_actions (``hidden``: the ``core`` tap's width, for reports).
+        obs_input: the observation input's name; obs_shape: its per-step shape.
+        logits: the logits output's name.
+        tap_tensors: tap name -> tensor name; tap_widths: tap name -> features per step.
+        states: (input name, output name, batch dimension, per-row shape) of each recurrent state.
+    """
+
+    arch = ARCH
+
+    def __init__(self, *, session: Any, config: ImitatorConfig, obs_input: str, obs_shape: tuple[int, ...], logits: str,
+                 tap_tensors: dict[str, str], tap_widths: dict[str, int], states: list[tuple[str, str, int, tuple[int, ...]]]) -> None:
+        nn.Module.__init__(self)
+        self.config, self.session = config, session
+        self.obs_input, self.obs_shape, self.logits_name = obs_input, obs_shape, logits
+        self.tap_tensors, self.tap_widths, self.states = dict(tap_tensors), dict(tap_widths), states
+        self.tap_names = tuple(tap_tensors)
+        self.recurrent = bool(states)
+        for name in self.tap_names:
+            self.add_module(name, _Tap())
+        self._outputs = [logits, *[s[1] for s in states], *tap_tensors.values()]
+
+    def tap_sizes(self) -> dict[str, int]:
+        return dict(self.tap_widths)
+
+    def initial_state(self, batch: int) -> tuple[Tensor, ...] | None:
+        if not self.states:
+            return None
+        out = []
+        for _, _, dim, rest in self.states:
+            shape = list(rest)
+            shape.insert(dim, batch)
+            out.append(torch.zeros(shape))
+        return tuple(out)
+
+    def select_state(self, state: Any, rows: Tensor) -> Any:
+        if state is None:
+            return None
+        return tuple(s.index_select(dim, rows) for s, (_, _, dim, _) in zip(state, self.states))
+
+    def _run(self, obs: Tensor, state: tuple[Tensor, ...] | None) -> tuple[Tensor, tuple[Tensor, ...] | None, dict[str, Tensor]]:
+        feeds = {self.obs_input: obs.detach().reshape(len(obs), *self.obs_shape).numpy().astype(np.float32, copy=False)}
+        for s, (name, _, _, _) in zip(state or (), self.states):
+            feeds[name] = s.numpy().astype(np.float32, copy=False)
+        got = self.session.run(self._outputs, feeds)
+        logits = torch.from_numpy(np.asarray(got[0], dtype=np.float32)).reshape(len(obs), -1)
+        k = len(self.states)
+        new_state = tuple(torch.from_numpy(np.asarray(g, dtype=np.float32)) for g in got[1 : 1 + k]) if k else None
+        taps = {n: torch.from_numpy(np.asarray(g, dtype=np.float32)).reshape(len(obs), -1) for n, g in zip(self.tap_tensors, got[1 + k :])}
+        return logits, new_state, taps
+
+    def forward(self, obs: Tensor, state: Any = None) -> tuple[Tensor, Any]:
+        self._check_obs(obs, 2)
+        if self.states and state is None:
+            state = self.initial_state(len(obs))
+        logits, state, taps = self._run(obs, state)
+        for name, value in taps.items():
+            getattr(self, name)(value)
+        return logits, state
+
+    def sequence(self, obs: Tensor, mask: Tensor | None = None) -> Tensor:
+        self._check_obs(obs, 3)
+        b, t, _ = obs.shape
+        if not self.states:
+            rows = obs[mask] if mask is not None else obs.reshape(b * t, -1)
+            logits, _, taps = self._run(rows, None) if len(rows) else (torch.zeros(0, self.config.n_actions), None, {})
+            for name in self.tap_names:  # [N_real, F] with a mask (scattered back by the caller), else [B, T, F]
+                value = taps.get(name, torch.zeros(0, self.tap_widths[name]))
+                getattr(self, name)(value if mask is not None else value.reshape(b, t, -1))
+            if mask is None:
+                return logits.reshape(b, t, -1)
+            out = obs.new_zeros(b, t, self.config.n_actions)
+            out[mask] = logits
+            return out
+        state, steps, per_tap = self.initial_state(b), [], {n: [] for n in self.tap_names}
+        for i in range(t):
+            logits, state, taps = self._run(obs[:, i], state)
+            steps.append(logits)
+            for name, value in taps.items():
+                per_tap[name].append(value)
+        for name, values in per_tap.items():
+            getattr(self, name)(torch.stack(values, dim=1))
+        return torch.stack(steps, dim=1)
+
+
+def is_onnx(data: bytes) -> bool:
+    """Whether ``data`` starts like a serialized ONNX ModelProto (field 1, ir_version, a varint) rather than safetensors."""
+    return len(data) > 2 and data[0] == 0x08 and not (len(data) >= 9 and data[8:9] == b"{")
+
+
+def _state_specs(graph: Any, meta: dict[str, str], name: str) -> list[tuple[str, str, int, tuple[int, ...]]]:
+    ins = [s for s in meta.get("imitaudit.state_inputs", "").split(",") if s]
+    outs = [s for s in meta.get("imitaudit.state_outputs", "").split(",") if s]
+    if len(ins) != len(outs):
+        raise ValueError(f"{name}: imitaudit.state_inputs names {len(ins)} tensors but imitaudit.state_outputs {len(outs)}")
+    inputs = {i.name: i for i in graph.input}
+    outputs = {o.name for o in graph.output}
+    specs = []
+    for i, o in zip(ins, outs):
+        if i not in inputs or o not in outputs:
+            raise ValueError(f"{name}: state {i[:80]!r} -> {o[:80]!r} is not a graph input -> output pair")
+        dims = _dims(inputs[i])
+        symbolic = [k for k, d in enumerate(dims) if not isinstance(d, int) or d <= 0]
+        if len(symbolic) != 1:
+            raise ValueError(f"{name}: state input {i[:80]!r} needs exactly one symbolic (batch) dimension, has shape {dims}")
+        specs.append((i, o, symbolic[0], tuple(int(d) for k, d in enumerate(dims) if k != symbolic[0])))
+    return specs
+
+
+def load_onnx_bytes(data: bytes, name: str = "upload", *, threads: int | None = None) -> tuple[OnnxImitator, CheckpointInfo]:
+    """An ONNX imitator from the bytes of a ``.onnx`` file.
+
+    Raises:
+        ValueError: one line naming the problem (see the module docstring).
+    """
+    import onnx
+    from onnx import helper
+
+    try:
+        model = onnx.load_model_from_string(data)
+    except Exception as exc:  # noqa: BLE001 - protobuf's decode errors have no common base
+        raise ValueError(f"{name}: not a valid ONNX model ({str(exc).splitlines()[0][:200]})") from None
+    graph = model.graph
+    if not graph.node or not graph.output:
+        raise ValueError(f"{name}: not a valid ONNX model (no graph nodes or outputs)")
+    try:
+        meta = _meta(model)
+        _check_graph(model)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+    env_id = meta.get("imitaudit.env_id", "")
+    if not env_id:
+        raise ValueError(f"{name}: metadata_props lack imitaudit.env_id (stamp it: imitaudit convert --from onnx {name} --env ID --out X.onnx)")
+    try:
+        env_kwargs = strict_json(meta.get("imitaudit.env_kwargs", "{}"))
+        named_taps = strict_json(meta.get("imitaudit.taps", "{}"))
+    except ValueError as exc:
+        raise ValueError(f"{name}: malformed metadata ({str(exc).splitlines()[0][:200]})") from None
+    if not isinstance(env_kwargs, dict) or not isinstance(named_taps, dict) or not all(isinstance(v, str) for v in named_taps.values()):
+        raise ValueError(f"{name}: imitaudit.env_kwargs and imitaudit.taps must be JSON objects (taps: name -> tensor name)")
+    states = _state_specs(graph, meta, name)
+    inits = {i.name for i in graph.initializer}
+    obs_inputs = [i for i in graph.input if i.name not in inits and i.name not in {s[0] for s in states}]
+    if len(obs_inputs) != 1:
+        raise ValueError(f"{name}: needs exactly one observation input besides the states, found {len(obs_inputs)}")
+    obs_vi = obs_inputs[0]
+    obs_dims = _dims(obs_vi)
+    if len(obs_dims) < 2 or not all(isinstance(d, int) and d > 0 for d in obs_dims[1:]):
+        raise ValueError(f"{name}: observation input {obs_vi.name[:80]!r} must be [batch, *obs_shape] with a fixed obs_shape, got {obs_dims}")
+    obs_shape = tuple(int(d) for d in obs_dims[1:])
+    logits = meta.get("imitaudit.logits") or graph.output[0].name
+    produced = {o for n in graph.node for o in n.output}
+    taps = {**default_taps(model, obs_vi.name, logits), **named_taps}
+    missing = sorted(f"{tap}={tensor}" for tap, tensor in taps.items() if tensor not in produced)
+    if logits not in produced:
+        raise ValueError(f"{name}: the logits output {logits[:80]!r} is not computed by the graph")
+    if missing:
+        raise ValueError(f"{name}: tap tensor(s) not in the graph: {', '.join(missing)[:300]}")
+    have = {o.name for o in graph.output}
+    for tensor in dict.fromkeys(taps.values()):
+        if tensor not in have:
+            graph.output.append(helper.make_empty_tensor_value_info(tensor))
+            have.add(tensor)
+    session = _session(model, name, threads)
+    probe = {obs_vi.name: np.zeros((1, *obs_shape), dtype=np.float32)}
+    for i, _, dim, rest in states:
+        shape = list(rest)
+        shape.insert(dim, 1)
+        probe[i] = np.zeros(shape, dtype=np.float32)
+    try:
+        got = session.run([logits, *taps.values()], probe)
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types for a graph that cannot run
+        raise ValueError(f"{name}: the graph does not run on one observation ({str(exc).splitlines()[0][:200]})") from None
+    n_actions = int(np.asarray(got[0]).size)
+    widths = {tap: int(np.asarray(g).size) for tap, g in zip(taps, got[1:])}
+    config = ImitatorConfig(obs_dim=math.prod(obs_shape), n_actions=n_actions, hidden=max(1, widths.get("core", n_actions)), heads=1)
+    imitator = OnnxImitator(session=session, config=config, obs_input=obs_vi.name, obs_shape=obs_shape, logits=logits,
+                            tap_tensors=taps, tap_widths=widths, states=states)
+    info = CheckpointInfo(arch=ARCH, config=config, env_id=env_id, env_kwargs=env_kwargs, obs_shape=obs_shape, n_actions=n_actions,
+                          provenance={"onnx": {"producer": model.producer_name[:100], "opset": [o.version for o in model.opset_import][:4],
+                                               "taps": taps, "recurrent": bool(states)}},
+                          n_params=sum(math.prod(i.dims) for i in graph.initializer), sha256=hashlib.sha256(data).hexdigest())
+    return imitator, info
+
+
+def _session(model: Any, name: str, threads: int | None) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or torch.get_num_threads()
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    try:
+        return ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001
+        raise ValueError(f"{name}: onnxruntime cannot load the graph ({str(exc).splitlines()[0][:200]})") from None

@@ -1,0 +1,137 @@
+"""ONNX imitators: exports of registry imitators act and tap exactly as the originals; hostile graphs get one line."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper
+
+from models.checkpoint import load_imitator
+from models.imitator import ImitatorConfig
+from models.onnx_export import export_imitator, export_module, stamp
+from models.onnx_imitator import MAX_TENSOR
+from models.registry import build
+from models.taps import TapRecorder, teacher_forced
+
+TAPS = ("encoder", "core", "head")
+
+
+@pytest.mark.parametrize("arch,config", [
+    ("mlp", ImitatorConfig(obs_dim=4, n_actions=2)),
+    ("gru", ImitatorConfig(obs_dim=4, n_actions=3, hidden=16)),
+    ("gru", ImitatorConfig(obs_dim=2 * 3 * 3 + 1, n_actions=5, grid=(2, 3, 3), agent_plane=1, hidden=8)),
+], ids=["mlp", "gru", "grid-gru"])
+def test_an_exported_registry_imitator_steps_and_taps_as_the_original(arch, config, tmp_path):
+    torch.manual_seed(0)
+    model = build(arch, config).eval()
+    onnx_model, info = load_imitator(export_imitator(model, tmp_path / "m.onnx", env_id="CartPole-v1"))
+    assert info.arch == "onnx" and info.env_id == "CartPole-v1" and info.n_actions == config.n_actions
+    assert onnx_model.tap_sizes() == model.tap_sizes()
+    obs = torch.rand(3, 6, config.obs_dim)
+    mask = torch.ones(3, 6, dtype=torch.bool)
+    mask[0, 4:] = False
+    with torch.no_grad():
+        want, want_acts = teacher_forced(model, obs, mask, TAPS)
+        got, got_acts = teacher_forced(onnx_model, obs, mask, TAPS)
+    assert torch.allclose(got[mask], want[mask], atol=1e-5)
+    for tap in TAPS:
+        assert torch.allclose(got_acts.taps[tap], want_acts.taps[tap], atol=1e-5), tap
+    # stepping: the same logits and taps one step at a time
+    state_a, state_b = model.initial_state(3), onnx_model.initial_state(3)
+    for t in range(3):
+        with torch.no_grad(), TapRecorder(model=onnx_model, names=TAPS) as rec:
+            (la, state_a), (lb, state_b) = model(obs[:, t], state_a), onnx_model(obs[:, t], state_b)
+        assert torch.allclose(la, lb, atol=1e-5)
+        assert set(rec.take()) == set(TAPS)
+    rows = torch.tensor([2, 2, 0])
+    if state_b is not None:
+        assert onnx_model.select_state(state_b, rows)[0].shape[model.state_batch_dim] == 3
+
+
+def _graph(tmp_path, *, nodes=None, inits=None, outputs=None, inputs=None, props=None, domain_opsets=()):
+    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 2], np.ones(8, dtype=np.float32))
+    nodes = nodes or [helper.make_node("Relu", ["obs"], ["h"]), helper.make_node("MatMul", ["h", "w"], ["logits"])]
+    graph = helper.make_graph(nodes, "g", inputs or [helper.make_tensor_value_info("obs", TensorProto.FLOAT, ["batch", 4])],
+                              outputs or [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2])],
+                              initializer=[w, *(inits or [])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), *domain_opsets])
+    helper.set_model_props(model, {"imitaudit.env_id": "CartPole-v1", **(props or {})})
+    path = tmp_path / "g.onnx"
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def test_a_hand_built_graph_loads_with_the_taps_it_has(tmp_path):
+    model, info = load_imitator(_graph(tmp_path))
+    assert set(model.taps) == {"head", "core"}  # core: the input of the last MatMul; no second layer, no encoder
+    logits, _ = model(torch.ones(2, 4))
+    assert torch.allclose(logits, torch.full((2, 2), 4.0))
+
+
+HOSTILE = {
+    "truncated": lambda p: p.write_bytes(p.read_bytes()[:40]),
+    "no env id": lambda p: p.write_bytes(_strip_env(p)),
+}
+
+
+def _strip_env(path):
+    m = onnx.load_model(str(path))
+    del m.metadata_props[:]
+    return m.SerializeToString()
+
+
+@pytest.mark.parametrize("case,expect", [
+    ("truncated", "not a valid ONNX model"),
+    ("no env id", "imitaudit.env_id"),
+    ("external data", "external data file"),
+    ("custom domain", "outside the standard ONNX domains"),
+    ("missing tap", "tap tensor(s) not in the graph: core=nowhere"),
+    ("giant declared shape", "declared with"),
+    ("huge metadata", "metadata_props exceed"),
+    ("two observation inputs", "exactly one observation input"),
+    ("bad taps json", "malformed metadata"),
+    ("state without output", "not a graph input -> output pair"),
+])
+def test_hostile_graphs_are_refused_with_one_line(case, expect, tmp_path):
+    if case == "external data":
+        ext = helper.make_tensor("e", TensorProto.FLOAT, [1], [1.0])
+        ext.data_location = TensorProto.EXTERNAL
+        ext.ClearField("float_data")
+        entry = ext.external_data.add()
+        entry.key, entry.value = "location", "/etc/passwd"
+        path = _graph(tmp_path, inits=[ext])
+    elif case == "custom domain":
+        path = _graph(tmp_path, nodes=[helper.make_node("Relu", ["obs"], ["h"]), helper.make_node("Evil", ["h", "w"], ["logits"], domain="com.evil")],
+                      domain_opsets=[helper.make_opsetid("com.evil", 1)])
+    elif case == "missing tap":
+        path = _graph(tmp_path, props={"imitaudit.taps": json.dumps({"core": "nowhere"})})
+    elif case == "giant declared shape":
+        path = _graph(tmp_path, inputs=[helper.make_tensor_value_info("obs", TensorProto.FLOAT, ["batch", MAX_TENSOR + 1])])
+    elif case == "huge metadata":
+        path = _graph(tmp_path, props={"x": "y" * 300_000})
+    elif case == "two observation inputs":
+        path = _graph(tmp_path, inputs=[helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", 4]) for n in ("obs", "obs2")])
+    elif case == "bad taps json":
+        path = _graph(tmp_path, props={"imitaudit.taps": "{NaN"})
+    elif case == "state without output":
+        path = _graph(tmp_path, props={"imitaudit.state_inputs": "obs", "imitaudit.state_outputs": "nope"})
+    else:
+        path = _graph(tmp_path)
+        HOSTILE[case](path)
+    with pytest.raises(ValueError) as err:
+        load_imitator(path)
+    message = str(err.value)
+    assert expect in message and "\n" not in message and len(message) < 500, message
+
+
+def test_a_torch_module_of_one_s_own_exports_and_stamps(tmp_path):
+    net = torch.nn.Sequential(torch.nn.Linear(4, 32), torch.nn.Tanh(), torch.nn.Linear(32, 32), torch.nn.Tanh(), torch.nn.Linear(32, 2))
+    path = export_module(net, tmp_path / "own.onnx", obs_shape=(4,), env_id="CartPole-v1")
+    model, info = load_imitator(path)
+    assert set(model.taps) == set(TAPS) and model.tap_sizes() == {"head": 2, "core": 32, "encoder": 32}
+    x = torch.randn(5, 4)
+    assert torch.allclose(model(x)[0], net(x), atol=1e-5)
+    again = stamp(path, tmp_path / "again.onnx", env_id="imitaudit/OffSwitch-v0", env_kwargs={"max_steps": 50})
+    assert load_imitator(again)[1].env_kwargs == {"max_steps": 50}
