@@ -214,19 +214,36 @@ def _state_specs(graph: Any, meta: dict[str, str], name: str) -> list[tuple[str,
     return specs
 
 
+def _parse(data: bytes, name: str) -> Any:
+    import onnx
+
+    try:
+        return onnx.load_model_from_string(data)
+    except Exception as exc:  # noqa: BLE001 - protobuf's decode errors have no common base
+        raise ValueError(f"{name}: not a valid ONNX model ({str(exc).splitlines()[0][:200]})") from None
+
+
+def onnx_metadata(data: bytes, name: str = "upload") -> dict[str, str]:
+    """The model's metadata_props (bounded), without checking or running its graph.
+
+    Raises:
+        ValueError: not an ONNX model, or metadata over the bound.
+    """
+    try:
+        return _meta(_parse(data, name))
+    except ValueError as exc:
+        raise ValueError(str(exc) if str(exc).startswith(name) else f"{name}: {exc}") from None
+
+
 def load_onnx_bytes(data: bytes, name: str = "upload", *, threads: int | None = None) -> tuple[OnnxImitator, CheckpointInfo]:
     """An ONNX imitator from the bytes of a ``.onnx`` file.
 
     Raises:
         ValueError: one line naming the problem (see the module docstring).
     """
-    import onnx
     from onnx import helper
 
-    try:
-        model = onnx.load_model_from_string(data)
-    except Exception as exc:  # noqa: BLE001 - protobuf's decode errors have no common base
-        raise ValueError(f"{name}: not a valid ONNX model ({str(exc).splitlines()[0][:200]})") from None
+    model = _parse(data, name)
     graph = model.graph
     if not graph.node or not graph.output:
         raise ValueError(f"{name}: not a valid ONNX model (no graph nodes or outputs)")

@@ -19,6 +19,7 @@ from audit.detect.calibrate import min_calibration_episodes
 from audit.envs import WORLDS
 from audit.envs.adapter import env_signature
 from models.checkpoint import load_imitator
+from models.onnx_imitator import is_onnx, onnx_metadata
 from models.safetensors_io import read_safetensors, strict_json
 
 
@@ -42,6 +43,17 @@ MAX_ENV_STEPS = 10_000
 MAX_ENV_NUMBER = 1e6
 
 
+def _declared_env(path: str | Path) -> tuple[str, str]:
+    """(env id, env_kwargs JSON) a file declares, read from its metadata alone: nothing is built or run."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if is_onnx(head):
+        meta = onnx_metadata(Path(path).read_bytes(), str(path))
+        return meta.get("imitaudit.env_id", ""), meta.get("imitaudit.env_kwargs", "{}")
+    _, metadata = read_safetensors(path)
+    return metadata.get("env_id", ""), metadata.get("env_kwargs", "{}")
+
+
 def check_uploaded_env(path: str | Path, allowed_envs: tuple[str, ...] = ()) -> None:
     """Refuse an uploaded file whose env could run code or work without bound, before anything resolves or builds it.
 
@@ -56,8 +68,7 @@ def check_uploaded_env(path: str | Path, allowed_envs: tuple[str, ...] = ()) -> 
     Raises:
         ValueError: one line naming the problem.
     """
-    _, metadata = read_safetensors(path)
-    env_id = metadata.get("env_id", "")
+    env_id, raw_kwargs = _declared_env(path)
     if ":" in env_id:
         raise ValueError(f"env id {env_id[:200]!r} names a module to import; the service accepts registered env ids only")
     world = WORLDS.get(env_id)  # a plain lookup: nothing is resolved, imported or made
@@ -65,7 +76,7 @@ def check_uploaded_env(path: str | Path, allowed_envs: tuple[str, ...] = ()) -> 
         enabled = ", ".join(allowed_envs) or "none"
         raise ValueError(f"env {env_id[:200]!r} is not enabled on this service (built-in envs, and those the operator enables "
                          f"with IMITAUDIT_ENVS: {enabled})")
-    kwargs = strict_json(metadata.get("env_kwargs", "{}"))
+    kwargs = strict_json(raw_kwargs)
     if not isinstance(kwargs, dict):
         raise ValueError("env_kwargs must be a JSON object")
     if world is None:
