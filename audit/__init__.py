@@ -10,6 +10,7 @@ from audit.detect.inputs import check_calibration_size, check_demonstrations, ch
 from audit.detect.monitor import Monitor
 from audit.detect.pipeline import STAGES, run_audit
 from audit.envs import WORLDS, resolve_env_id
+from audit.notebook import AuditResult, audit
 from audit.options import api_values, request_model
 from audit.report.gate import GatePolicy, verdict
 from audit.report.render import kind_crossings, report_script_hash, svg_heatmap, svg_score, to_html, to_junit, to_markdown, write_outputs
@@ -22,5 +23,5 @@ __all__ = [
     "WORLDS", "resolve_env_id", "GatePolicy", "verdict", "STAGES", "AuditConfig", "check_demonstrations",
     "check_imitator", "check_uploaded_env", "check_calibration_size", "run_audit", "REPORT_SCHEMA", "to_html", "to_json", "to_junit", "to_markdown",
     "validate", "write_outputs", "svg_heatmap", "svg_score", "kind_crossings", "report_script_hash", "min_calibration_episodes", "Demonstrations", "record",
-    "TrainConfig", "train", "api_values", "request_model", "Monitor",
+    "TrainConfig", "train", "api_values", "request_model", "Monitor", "audit", "AuditResult",
 ]
