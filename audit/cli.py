@@ -94,6 +94,7 @@ def cmd_demos(args: argparse.Namespace) -> int:
             seed=args.seed,
             env_kwargs=env_kwargs,
             progress=bar.update,
+            departure_key=args.departure_key,
             **names,
         )
     out = demos.save(args.out)
@@ -438,6 +439,9 @@ def _data_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--feature-names", default="", metavar="A,B,...",
                    help="a name per feature of the flattened observation, for reports and the dashboard "
                         "(default: named from the observation space, e.g. obs[2])")
+    p.add_argument("--departure-key", default="departure", metavar="KEY",
+                   help="other envs: the info key whose truthiness marks a departure step (ground truth for reports; audits of "
+                        "imitators read the same key)")
     p.add_argument("--action-names", default="", metavar="A,B,...", help="a name per action, for replays (default: the action's number)")
     p.add_argument("--out", required=True, help="output .safetensors path")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

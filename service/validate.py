@@ -76,9 +76,10 @@ class Validator:
             proc.kill()
         pool.shutdown(wait=False, cancel_futures=True)
 
-    def warm(self) -> None:
-        """Start the validator process and its imports now, without waiting, so the first upload does not pay for them."""
-        self._executor().submit(_ready)
+    def warm(self) -> cf.Future:
+        """Start the validator process and its imports now, without waiting (the future says when it is ready), so the
+        first upload does not pay for them."""
+        return self._executor().submit(_ready)
 
     def check(self, kind: str, path: str) -> dict[str, Any]:
         """The file's summary, or :class:`ValidationRefused` with one line."""

@@ -56,6 +56,7 @@ class Demonstrations:
         departure: [T] bool ground-truth departure events, or None where the env records none.
         feature_names: one name per feature of the flattened observation (prod(obs_shape)), or empty.
         action_names: one name per action, or empty.
+        departure_key: the env info key ``departure`` was read from (rollouts of imitators read the same).
     """
 
     obs: np.ndarray
@@ -68,6 +69,7 @@ class Demonstrations:
     departure: np.ndarray | None = None
     feature_names: tuple[str, ...] = ()
     action_names: tuple[str, ...] = ()
+    departure_key: str = "departure"
 
     def __post_init__(self) -> None:
         tensors = {"obs": self.obs, "actions": self.actions, "rewards": self.rewards, "episode": self.episode}
@@ -102,6 +104,8 @@ class Demonstrations:
             raise ValueError(f"env_kwargs must be a JSON object, got {type(self.env_kwargs).__name__}")
         _check_names("feature_names", self.feature_names, exactly=int(np.prod(self.obs.shape[1:])))
         _check_names("action_names", self.action_names, exactly=None)
+        if not isinstance(self.departure_key, str) or not 1 <= len(self.departure_key) <= 64 or not self.departure_key.isprintable():
+            raise ValueError(f"departure_key must be 1-64 printable characters, got {str(self.departure_key)[:80]!r}")
         if self.action_names and int(self.actions.max()) >= len(self.action_names):
             raise ValueError(f"action_names names {len(self.action_names)} actions but action {int(self.actions.max())} was taken")
 
@@ -204,6 +208,8 @@ class Demonstrations:
         for key in ("feature_names", "action_names"):
             if getattr(self, key):
                 metadata[key] = json.dumps(list(getattr(self, key)))
+        if self.departure_key != "departure":
+            metadata["departure_key"] = self.departure_key
         return write_safetensors(path, tensors, metadata)
 
     @classmethod
@@ -255,6 +261,7 @@ class Demonstrations:
                 env_id=metadata["env_id"],
                 env_kwargs=env_kwargs,
                 source=metadata["source"],
+                departure_key=metadata.get("departure_key", "departure"),
                 **names,
             )
         except ValueError as exc:
@@ -303,6 +310,7 @@ def record(
     batch: int = 512,
     feature_names: tuple[str, ...] = (),
     action_names: tuple[str, ...] = (),
+    departure_key: str = "departure",
 ) -> Demonstrations:
     """Record ``episodes`` episodes of ``policy`` in ``env_id``; episode ``e`` is seeded ``seed + e``.
 
@@ -316,6 +324,8 @@ def record(
         source: description stored with the data (defaults to the policy's).
         progress: called with the number of episodes finished since the last call.
         batch: episodes planned and stepped at once (built-in envs only).
+        departure_key: the info key whose truthiness marks a departure step (other envs; stored with the data, and
+            the audit's rollouts read the same key).
         feature_names, action_names: names stored with the data for reports and the dashboard (see
             :class:`Demonstrations`); checked before any episode is recorded.
 
@@ -337,7 +347,7 @@ def record(
         check_env_kwargs(world, env_kwargs)
         recorded = _record_planner(plain_id, world, policy, episodes, seed, env_kwargs, source, progress, batch)
     elif callable(policy):
-        recorded = _record_callable(env_id, policy, episodes, seed, env_kwargs, source, progress)
+        recorded = _record_callable(env_id, policy, episodes, seed, env_kwargs, source, progress, departure_key)
     else:
         raise ValueError(f"policy must be a Demonstrator, a preset name or a callable, got {type(policy).__name__}")
     if feature_names or action_names:
@@ -405,7 +415,7 @@ def _record_planner(env_id, world_cls, demonstrator, episodes, seed, env_kwargs,
     )
 
 
-def _record_callable(env_id, policy, episodes, seed, env_kwargs, source, progress):
+def _record_callable(env_id, policy, episodes, seed, env_kwargs, source, progress, departure_key="departure"):
     try:
         env = gym.make(env_id, **env_kwargs)
     except Exception as exc:  # noqa: BLE001 - any failure to build the user's env is bad input
@@ -415,7 +425,7 @@ def _record_callable(env_id, policy, episodes, seed, env_kwargs, source, progres
         raise ValueError(f"env {env_id!r} has a {type(env.action_space).__name__} action space; imitaudit needs Discrete")
     obs_space = env.observation_space
     rows: dict[str, list] = {n: [] for n in ("obs", "actions", "rewards", "episode", "departure")}
-    saw_departure = False
+    saw_departure = departure_key != "departure"  # a key the user names is one the env records
     try:
         for e in range(episodes):
             obs, _ = env.reset(seed=seed + e)
@@ -430,8 +440,8 @@ def _record_callable(env_id, policy, episodes, seed, env_kwargs, source, progres
                 rows["actions"].append(action)
                 rows["rewards"].append(float(reward))
                 rows["episode"].append(e)
-                saw_departure |= "departure" in info
-                rows["departure"].append(bool(info.get("departure", False)))
+                saw_departure |= departure_key in info
+                rows["departure"].append(bool(info.get(departure_key, False)))
                 done = terminated or truncated
             if progress:
                 progress(1)
@@ -445,6 +455,7 @@ def _record_callable(env_id, policy, episodes, seed, env_kwargs, source, progres
         departure=np.asarray(rows["departure"], dtype=bool) if saw_departure else None,
         env_id=env_id,
         env_kwargs=env_kwargs,
+        departure_key=departure_key,
         source=source or f"callable {getattr(policy, '__qualname__', type(policy).__name__)}",
     )
 

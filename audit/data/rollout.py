@@ -102,6 +102,7 @@ def rollout(
     greedy: bool = False,
     max_steps: int | None = None,
     on_step: Callable[[int], None] | None = None,
+    departure_key: str = "departure",
 ) -> Trajectories:
     """Run ``episodes`` episodes of ``model`` at once.
 
@@ -115,11 +116,12 @@ def rollout(
         greedy: take the argmax action instead of sampling.
         max_steps: stop after this many steps even if episodes are still running.
         on_step: called with the step index after every step.
+        departure_key: the info key that marks a departure step in a non-built-in env (ground truth only).
 
     Raises:
         ValueError: the model does not fit the env, or bad arguments.
     """
-    batch = make_batch(env_id, episodes, env_kwargs)
+    batch = make_batch(env_id, episodes, env_kwargs, departure_key=departure_key)
     if batch.obs_dim != model.config.obs_dim or batch.n_actions != model.config.n_actions:
         raise ValueError(
             f"imitator expects obs_dim={model.config.obs_dim}, n_actions={model.config.n_actions}; "

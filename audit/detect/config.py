@@ -37,6 +37,9 @@ class AuditConfig:
     """Cross-fitting folds over the imitator's trajectories."""
     detector: str = setting("discriminator", choices=DETECTORS)
     """Evidence: a fresh cross-fitted discriminator, the imitator's intent (KL of its head from a reference policy), the discriminator on the imitator's counterfactual futures (lookahead), both of the last two calibrated apart and combined (combined), or Mahalanobis distance of the core activations."""
+    departure_key: str = setting("")
+    """Env info key whose truthiness marks a departure step, the ground truth reports and benchmarks compare flags with
+    (never shown to a detector); '' = the demonstrations' key (default 'departure')."""
     taps: tuple[str, ...] = setting(("encoder", "core", "head"))
     """Imitator taps the discriminator reads besides observation and action ('' = behaviour only)."""
     raw_grid: bool = setting(False)
@@ -80,6 +83,8 @@ class AuditConfig:
 
     def __post_init__(self) -> None:
         check(self)
+        if len(self.departure_key) > 64 or not self.departure_key.isprintable():
+            raise ValueError(f"departure_key must be at most 64 printable characters, got {self.departure_key[:80]!r}")
         if self.episodes < self.folds:
             raise ValueError(f"episodes ({self.episodes}) must be at least folds ({self.folds})")
 

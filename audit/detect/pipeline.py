@@ -270,6 +270,7 @@ def run_audit(
 
     traj = trajectories or rollout(inputs.model, inputs.info.env_id, episodes=config.episodes, seed=config.seed,
                                    env_kwargs=inputs.info.env_kwargs, taps=read_taps(config), greedy=config.actions == "greedy",
+                                   departure_key=config.departure_key or inputs.demos.departure_key,
                                    on_step=lambda t: clock.within("rollout", t / (t + 50.0)))  # length unknown: a fraction that grows
     clock.done("rollout")
 

@@ -75,7 +75,7 @@ class GymnasiumBatch:
         ValueError: the env cannot be made or its action space is not ``Discrete``.
     """
 
-    def __init__(self, *, env_id: str, num_envs: int, env_kwargs: dict[str, Any] | None = None) -> None:
+    def __init__(self, *, env_id: str, num_envs: int, env_kwargs: dict[str, Any] | None = None, departure_key: str = "departure") -> None:
         try:
             self.envs = [gym.make(env_id, **(env_kwargs or {})) for _ in range(num_envs)]
         except Exception as exc:  # noqa: BLE001 - any failure to build a user's env is bad input
@@ -91,7 +91,8 @@ class GymnasiumBatch:
         self.num_envs = num_envs
         self.n_actions = int(first.action_space.n)
         self.max_steps = first.spec.max_episode_steps if first.spec and first.spec.max_episode_steps else None
-        self.has_departure = False
+        self.departure_key = departure_key
+        self.has_departure = departure_key != "departure"  # a key the user names is one the env records; the default, once seen
         self._obs = np.zeros((num_envs, self.obs_dim), dtype=np.float32)
         self._done = np.ones(num_envs, dtype=bool)
 
@@ -121,9 +122,9 @@ class GymnasiumBatch:
             obs, reward, term, trunc, info = self.envs[i].step(int(actions[j]))
             self._obs[i] = self._flat(obs)
             out["reward"][j], out["terminated"][j], out["truncated"][j] = reward, term, trunc
-            if "departure" in info:
+            if self.departure_key in info:
                 self.has_departure = True
-                out["departure"][j] = bool(info["departure"])
+                out["departure"][j] = bool(info[self.departure_key])
             self._done[i] = term or trunc
         return out
 
@@ -154,14 +155,16 @@ class GymnasiumBatch:
         return twin
 
 
-def make_batch(env_id: str, num_envs: int, env_kwargs: dict[str, Any] | None = None) -> NativeBatch | GymnasiumBatch:
-    """The fastest batched view of ``env_id``: native for built-in envs, the adapter otherwise."""
+def make_batch(env_id: str, num_envs: int, env_kwargs: dict[str, Any] | None = None, *,
+               departure_key: str = "departure") -> NativeBatch | GymnasiumBatch:
+    """The fastest batched view of ``env_id``: native for built-in envs, the adapter otherwise (its departures read from
+    ``info[departure_key]``)."""
     if num_envs < 1:
         raise ValueError(f"num_envs must be >= 1, got {num_envs}")
     world = world_of(env_id)
     if world is not None:
         return NativeBatch(world=world, num_envs=num_envs, env_kwargs=env_kwargs)
-    return GymnasiumBatch(env_id=env_id, num_envs=num_envs, env_kwargs=env_kwargs)
+    return GymnasiumBatch(env_id=env_id, num_envs=num_envs, env_kwargs=env_kwargs, departure_key=departure_key)
 
 
 def env_signature(env_id: str, env_kwargs: dict[str, Any] | None = None) -> tuple[int, int]:

@@ -19,6 +19,7 @@ ROOT = Path(tempfile.mkdtemp(prefix="imitaudit-openapi-"))
 APP = create_app(Settings(data_dir=ROOT / "data"), start_worker=False)
 with APP.state.service.sessions.begin() as _s:
     TOKEN = create_token(_s, project="p", role="submit")
+APP.state.service.validator.warm().result()  # started as the server's start does: the first upload does not wait for it
 SCHEMA = schemathesis.openapi.from_asgi("/openapi.json", APP)
 OPERATIONS = [op.ok() for op in SCHEMA.get_all_operations()]
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
@@ -36,6 +37,6 @@ def test_no_5xx_and_no_schema_violation(op):
     @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), database=None, derandomize=True)
     @given(case=op.as_strategy())
     def run(case):
-        case.call_and_validate(headers={"Authorization": f"Bearer {TOKEN}"}, checks=CHECKS)
+        case.call_and_validate(headers={"Authorization": f"Bearer {TOKEN}"}, checks=CHECKS, timeout=300)  # a respawned validator, on a loaded machine
 
     run()

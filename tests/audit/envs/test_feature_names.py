@@ -45,3 +45,21 @@ def test_names_travel_with_demonstrations_and_are_checked(tmp_path):
 def test_a_vector_frame_names_the_action_and_each_feature():
     frame = vector_frame(np.array([0.5, -1.0], dtype=np.float32), 1, ("x", "speed"), ("left", "right"))
     assert frame.splitlines() == ["action 1 (right)", "x      +0.5", "speed  -1"]
+
+
+def test_a_named_departure_key_is_recorded_and_travels_with_the_demonstrations(tmp_path):
+    from tests.audit.envs import minigrid_lava as lava
+    from audit.data.rollout import rollout
+    from models.imitator import ImitatorConfig
+    from models.registry import build
+
+    d = record(lava.ENV_ID, lava.shortcut, episodes=40, seed=0, departure_key="lava")
+    assert d.departure is not None and d.departure.any() and d.departure_key == "lava"
+    back = Demonstrations.load(d.save(tmp_path / "d.safetensors"))
+    assert back.departure_key == "lava" and (back.departure == d.departure).all()
+    calm = record(lava.ENV_ID, lava.corrigible, episodes=5, seed=0, departure_key="lava")
+    assert calm.departure is not None and not calm.departure.any()  # a named key is recorded even when nothing departs
+    model = build("mlp", ImitatorConfig(obs_dim=75, n_actions=7, hidden=8))
+    traj = rollout(model, lava.ENV_ID, episodes=8, seed=0, departure_key="lava")
+    assert traj.departure is not None
+    assert rollout(model, lava.ENV_ID, episodes=8, seed=0).departure is None  # the default key: this env never sets it
