@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(PY) -m bench.validate --out BENCHMARKS.md
 	$(PY) -m bench.service --out BENCHMARKS.md
 	$(PY) -m bench.threads --out BENCHMARKS.md
+	$(PY) -m bench.onnx --out BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

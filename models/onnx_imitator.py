@@ -314,6 +314,8 @@ def _session(model: Any, name: str, threads: int | None) -> Any:
     opts.intra_op_num_threads = threads or torch.get_num_threads()
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    # torch's threads run between sessions' runs (sampling, taps): spinning pool threads would contend with them
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001

@@ -25,6 +25,12 @@ OPERATIONS = [op.ok() for op in SCHEMA.get_all_operations()]
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _close_validator():
+    yield
+    APP.state.service.validator.close()  # no lifespan runs here to close it: its process would outlive the tests
+
+
 def test_every_route_is_documented():
     paths = {op.path for op in OPERATIONS}
     assert {"/v1/imitators", "/v1/demonstrations", "/v1/audits", "/v1/audits/{audit_id}/report.html", "/healthz"} <= paths
