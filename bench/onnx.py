@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from audit.bench.sections import write_marked_section
+from audit.bench.sections import publish
 from audit.data.rollout import rollout
 from audit.envs.adapter import env_signature, grid_shape, agent_plane
 from models.checkpoint import load_imitator
@@ -69,10 +69,7 @@ def main() -> None:
     ]
     lines += [f"| {e} | {a} (hidden 64) | {t:,.0f} | {o:,.0f} | {t / o:.2f}x |" for e, a, t, o in rows]
     lines += ["", "Goal: within 2x of torch at batch 1,024.", END]
-    section = "\n".join(lines) + "\n"
-    print(section)
-    if args.out:
-        write_marked_section(args.out, section)
+    publish(lines, args.out)
 
 
 if __name__ == "__main__":

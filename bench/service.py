@@ -113,7 +113,7 @@ async def load(url: str, tok: str, make_request, *, clients: int, requests: int,
 
 
 def main() -> None:
-    from audit.bench.sections import write_marked_section
+    from audit.bench.sections import publish
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="BENCHMARKS.md")
@@ -236,10 +236,7 @@ def main() -> None:
         f"/ CLI in-process audit = {api_s / cli_report['timings']['total']:.2f}x.",
         PG_END if db_kind == "PostgreSQL" else END,
     ]
-    section = "\n".join(lines) + "\n"
-    print(section)
-    if args.out:
-        write_marked_section(args.out, section)
+    publish(lines, args.out)
 
 
 if __name__ == "__main__":

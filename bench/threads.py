@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from audit.bench.sections import write_marked_section
+from audit.bench.sections import publish
 from bench.service import inputs
 
 BEGIN, END = "<!-- bench/threads.py begin -->", "<!-- bench/threads.py end -->"
@@ -73,10 +73,7 @@ def main() -> None:
     ]
     lines += [f"| {c} | {t} | {w:.1f} | {a:.1f} | {a / alone:.2f}x |" for c, t, w, a in rows]
     lines += [END]
-    section = "\n".join(lines) + "\n"
-    print(section)
-    if args.out:
-        write_marked_section(args.out, section)
+    publish(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -24,3 +24,12 @@ def write_marked_section(path: str | Path, section: str) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + body + "\n"
     path.write_text(text)
+
+
+def publish(lines: list[str], out: str | Path | None) -> str:
+    """A benchmark's section from its ``lines`` (markers included): printed, and written into ``out`` when given."""
+    section = "\n".join(lines) + "\n"
+    print(section)
+    if out:
+        write_marked_section(out, section)
+    return section
