@@ -293,13 +293,21 @@ def _run_audit(args: argparse.Namespace) -> dict:
     for name in ("imitator", "demos"):
         if not Path(getattr(args, name)).exists():
             raise ValueError(f"{getattr(args, name)}: no such file")
+    cluster = None
+    if args.ray:  # connected before any progress is drawn: an unreachable cluster is the only line
+        from audit.cluster import Cluster
+
+        cluster = Cluster(address=args.ray)
     with tqdm(total=100, desc="audit", unit="%", disable=args.quiet, file=sys.stderr, leave=False, mininterval=_bar_interval()) as bar:
 
         def progress(stage: str, fraction: float) -> None:
             bar.set_description(f"audit: {stage}", refresh=False)
             bar.update(max(0, round(fraction * 100) - bar.n))
 
-        return run_audit(config, progress, monitor=getattr(args, "monitor", "") or None)
+        report = run_audit(config, progress, monitor=getattr(args, "monitor", "") or None, cluster=cluster)
+    if cluster is not None and not args.quiet:
+        print(f"ray: {config.folds} detector fits ran as tasks on {len(cluster.nodes)} node(s)", file=sys.stderr)
+    return report
 
 
 def _print_summary(report: dict) -> None:
@@ -412,11 +420,14 @@ def _audit_arguments(p: argparse.ArgumentParser, default_out: str, *, gate: bool
     from audit.options import add_arguments
     from audit.report.gate import GatePolicy
 
-    p.add_argument("--imitator", required=True, help="imitator checkpoint .safetensors")
+    p.add_argument("--imitator", required=True, help="imitator checkpoint: .safetensors, or .onnx (see docs/interop.md)")
     p.add_argument("--demos", required=True, help="demonstrations .safetensors of the same env")
     p.add_argument("--out", default=default_out, help="folder for the report files")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--monitor", default="", help="also write the runtime monitor (fitted detectors and threshold) to this .safetensors")
+    p.add_argument("--ray", default=os.environ.get("RAY_ADDRESS", ""), metavar="ADDRESS",
+                   help="fit the cross-fitted detectors as Ray tasks on the cluster at HOST:PORT, or 'auto' (default: $RAY_ADDRESS; "
+                        "none: here; a remote gate's audit runs on its server). Same seeds, same report")
     add_arguments(p, AuditConfig)
     if gate:
         add_arguments(p, GatePolicy)
@@ -475,7 +486,7 @@ def _imitator_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="roll an imitator out: return, departure rate, length")
-    p.add_argument("--imitator", required=True, help="imitator checkpoint .safetensors")
+    p.add_argument("--imitator", required=True, help="imitator checkpoint: .safetensors, or .onnx (see docs/interop.md)")
     p.add_argument("--episodes", type=int, default=500, help="episodes to roll out (default: 500)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first episode (default: 0)")
     p.add_argument("--demos", default="", help="demonstrations to compare against (return ratio)")

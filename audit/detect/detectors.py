@@ -167,6 +167,17 @@ def assign_folds(n: int, k: int, seed: int) -> np.ndarray:
     return fold
 
 
+def fit_fold(make: Callable[[], Detector], fit: Episodes, cal: Episodes, test: Episodes, fold: np.ndarray, seed: int, k: int,
+             progress: Callable[[float], None] | None = None) -> tuple[Detector, Tensor, Tensor]:
+    """Fold ``k`` of :func:`cross_fit`: a fresh detector fitted on the other folds' episodes; its evidence on fold ``k``'s
+    episodes [E_k, T(, kinds)] and on the calibration episodes. A pure function of its arguments (a Ray task runs it)."""
+    det = make()
+    det.fit_progress = progress
+    det.fit(fit, test.subset(np.flatnonzero(fold != k)), seed=derive_seed(seed, "detector", k))
+    with torch.no_grad():
+        return det, det.evidence(test.subset(np.flatnonzero(fold == k))), det.calibration_evidence(cal)
+
+
 def cross_fit(
     make: Callable[[], Detector],
     fit: Episodes,
@@ -176,26 +187,23 @@ def cross_fit(
     folds: int,
     seed: int,
     progress: Callable[[float], None] | None = None,
+    cluster: Any | None = None,
 ) -> CrossFit:
-    """Fit ``folds`` fresh detectors from ``make`` and score every audited and calibration step (see the module docstring)."""
+    """Fit ``folds`` fresh detectors from ``make`` and score every audited and calibration step (see the module docstring).
+
+    With a :class:`audit.cluster.Cluster` the folds run as its tasks (same seeds, same result); ``progress`` then moves
+    as folds finish.
+    """
     fold = assign_folds(test.n_episodes, folds, seed)
+    if cluster is not None:
+        outs = cluster.map(fit_fold, range(folds), common=(make, fit, cal, test, fold, seed), progress=progress)
+    else:
+        outs = [fit_fold(make, fit, cal, test, fold, seed, k, None if progress is None else
+                         (lambda frac, k=k: progress((k + min(frac, 1.0)) / folds))) for k in range(folds)]
     test_ev: Tensor | None = None
-    cal_ev, detectors, trained = [], [], []
-    for k in range(folds):
-        train_eps = np.flatnonzero(fold != k)
-        det = make()
-        if progress:
-            det.fit_progress = lambda frac, k=k: progress((k + min(frac, 1.0)) / folds)
-        det.fit(fit, test.subset(train_eps), seed=derive_seed(seed, "detector", k))
-        scored = np.flatnonzero(fold == k)
-        with torch.no_grad():
-            scores = det.evidence(test.subset(scored))
-            if test_ev is None:  # [E, T], or [E, T, kinds] for a detector with several evidence kinds
-                test_ev = scores.new_zeros(test.n_episodes, *scores.shape[1:])
-            test_ev[torch.from_numpy(scored)] = scores
-            cal_ev.append(det.calibration_evidence(cal))
-        detectors.append(det)
-        trained.append(train_eps)
-        if progress:
-            progress((k + 1) / folds)
-    return CrossFit(test_evidence=test_ev, cal_evidence=torch.stack(cal_ev), fold=fold, detectors=detectors, trained_on=trained)
+    for k, (_, scores, _) in enumerate(outs):
+        if test_ev is None:  # [E, T], or [E, T, kinds] for a detector with several evidence kinds
+            test_ev = scores.new_zeros(test.n_episodes, *scores.shape[1:])
+        test_ev[torch.from_numpy(np.flatnonzero(fold == k))] = scores
+    return CrossFit(test_evidence=test_ev, cal_evidence=torch.stack([c for _, _, c in outs]), fold=fold,
+                    detectors=[d for d, _, _ in outs], trained_on=[np.flatnonzero(fold != k) for k in range(folds)])

@@ -243,7 +243,7 @@ def explained(config: AuditConfig, inputs: Inputs, ref: Reference, fitted: Cross
 
 def run_audit(
     config: AuditConfig, progress: Progress | None = None, *, should_stop: Callable[[], bool] | None = None,
-    trajectories: Trajectories | None = None, monitor: str | Path | None = None,
+    trajectories: Trajectories | None = None, monitor: str | Path | None = None, cluster: Any | None = None,
 ) -> dict[str, Any]:
     """Audit ``config.imitator`` against ``config.demos``; returns a validated AuditReport dict.
 
@@ -254,6 +254,7 @@ def run_audit(
         trajectories: audit these instead of rolling the imitator out (they must carry the
             activations the detector reads), e.g. held-out demonstrator episodes for a null test.
         monitor: also write the runtime monitor (:mod:`audit.detect.monitor`) here.
+        cluster: an :class:`audit.cluster.Cluster` to fit the cross-fitted detectors on, one task per fold (same report).
 
     Raises:
         ValueError: inputs that cannot be audited (the message names the problem).
@@ -263,7 +264,12 @@ def run_audit(
         raise ValueError("a runtime monitor carries discriminator, intent or lookahead's step evidence, not mahalanobis")
     clock = StageClock(progress=progress, should_stop=should_stop)
     torch.manual_seed(config.seed)
+    if cluster is not None and config.detector == "intent":
+        raise ValueError("--ray fits discriminator, lookahead, combined and mahalanobis audits; the intent detector's shared "
+                         "reference policies run locally (drop --ray)")
     inputs = load(config)
+    if cluster is not None and config.detector in ("lookahead", "combined") and inputs.info.arch == "onnx":
+        raise ValueError("--ray cannot ship an ONNX imitator's session to the lookahead's tasks; run this audit locally")
     if inputs.taps != config.taps:
         config = replace(config, taps=inputs.taps)
     clock.done("load")
@@ -278,7 +284,7 @@ def run_audit(
     clock.done("reference")
 
     fitted = cross_fit(detector_factory(config, inputs), ref.fit, ref.cal, ref.test, folds=config.folds, seed=config.seed,
-                       progress=lambda frac: clock.within("discriminate", frac))
+                       progress=lambda frac: clock.within("discriminate", frac), cluster=cluster)
     clock.done("discriminate")
 
     cal, severity, combined = calibrated(config, ref, fitted)
