@@ -248,7 +248,11 @@ def cmd_convert(args: argparse.Namespace) -> int:
         out = stamp(source, args.out, env_id=args.env, env_kwargs=env_kwargs, taps=_tap_map(args.taps),
                     state_inputs=tuple(filter(None, args.state_inputs.split(","))), state_outputs=tuple(filter(None, args.state_outputs.split(","))),
                     logits=args.logits)
-        load_imitator(out)  # what the audit will read: refuse now, not there
+        try:
+            load_imitator(out)  # what the audit will read: refuse now, not there, and leave no file that would be refused
+        except ValueError:
+            out.unlink(missing_ok=True)
+            raise
     elif kind == "sb3":
         from models.sb3 import convert_sb3
 

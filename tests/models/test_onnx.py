@@ -135,3 +135,13 @@ def test_a_torch_module_of_one_s_own_exports_and_stamps(tmp_path):
     assert torch.allclose(model(x)[0], net(x), atol=1e-5)
     again = stamp(path, tmp_path / "again.onnx", env_id="imitaudit/OffSwitch-v0", env_kwargs={"max_steps": 50})
     assert load_imitator(again)[1].env_kwargs == {"max_steps": 50}
+
+
+def test_convert_from_onnx_refuses_a_graph_it_cannot_audit_and_writes_nothing(tmp_path):
+    from audit.cli import main
+
+    bad = _graph(tmp_path, props={"imitaudit.taps": json.dumps({"core": "nowhere"})})
+    assert main(["convert", "--from", "onnx", str(bad), "--env", "CartPole-v1", "--out", str(tmp_path / "out.onnx")]) == 2
+    assert not (tmp_path / "out.onnx").exists()
+    assert main(["convert", "--from", "onnx", str(_graph(tmp_path)), "--env", "CartPole-v1", "--out", str(tmp_path / "ok.onnx")]) == 0
+    assert load_imitator(tmp_path / "ok.onnx")[1].env_id == "CartPole-v1"
