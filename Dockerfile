@@ -1,4 +1,4 @@
-# One image for the api and the worker (docker-compose.yml). CPU torch first, as on the dev machines.
+# One image for the api, the workers and the Ray nodes (docker-compose.yml). CPU torch first, as on the dev machines.
 FROM python:3.11-slim
 WORKDIR /app
 RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
@@ -6,7 +6,7 @@ COPY pyproject.toml README.md ./
 COPY audit ./audit
 COPY models ./models
 COPY service ./service
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir '.[ray]'
 ENV IMITAUDIT_DATA_DIR=/data
 VOLUME /data
 EXPOSE 8000

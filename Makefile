@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(PY) -m bench.service --out BENCHMARKS.md
 	$(PY) -m bench.threads --out BENCHMARKS.md
 	$(PY) -m bench.onnx --out BENCHMARKS.md
+	$(PY) -m bench.scale --out BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

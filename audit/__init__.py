@@ -3,6 +3,7 @@
 Importing ``audit`` registers the built-in Gymnasium environments.
 """
 
+from audit.cluster import Cluster
 from audit.data.demonstrations import Demonstrations, record
 from audit.detect.calibrate import min_calibration_episodes
 from audit.detect.config import AuditConfig
@@ -23,5 +24,5 @@ __all__ = [
     "WORLDS", "resolve_env_id", "GatePolicy", "verdict", "STAGES", "AuditConfig", "check_demonstrations",
     "check_imitator", "check_uploaded_env", "check_calibration_size", "run_audit", "REPORT_SCHEMA", "to_html", "to_json", "to_junit", "to_markdown",
     "validate", "write_outputs", "svg_heatmap", "svg_score", "kind_crossings", "report_script_hash", "min_calibration_episodes", "Demonstrations", "record",
-    "TrainConfig", "train", "api_values", "request_model", "Monitor", "audit", "AuditResult",
+    "TrainConfig", "train", "api_values", "request_model", "Monitor", "audit", "AuditResult", "Cluster",
 ]

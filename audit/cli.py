@@ -297,11 +297,7 @@ def _run_audit(args: argparse.Namespace) -> dict:
     for name in ("imitator", "demos"):
         if not Path(getattr(args, name)).exists():
             raise ValueError(f"{getattr(args, name)}: no such file")
-    cluster = None
-    if args.ray:  # connected before any progress is drawn: an unreachable cluster is the only line
-        from audit.cluster import Cluster
-
-        cluster = Cluster(address=args.ray)
+    cluster = _connect(args)
     with tqdm(total=100, desc="audit", unit="%", disable=args.quiet, file=sys.stderr, leave=False, mininterval=_bar_interval()) as bar:
 
         def progress(stage: str, fraction: float) -> None:
@@ -310,8 +306,23 @@ def _run_audit(args: argparse.Namespace) -> dict:
 
         report = run_audit(config, progress, monitor=getattr(args, "monitor", "") or None, cluster=cluster)
     if cluster is not None and not args.quiet:
-        print(f"ray: {config.folds} detector fits ran as tasks on {len(cluster.nodes)} node(s)", file=sys.stderr)
+        print(cluster.summary(), file=sys.stderr)
     return report
+
+
+def _connect(args: argparse.Namespace) -> Any:
+    """The Ray cluster ``--ray`` names, connected before any progress is drawn (an unreachable one is the only line), or None."""
+    if not args.ray:
+        return None
+    from audit.cluster import Cluster
+
+    return Cluster(address=args.ray)
+
+
+def _ray_argument(p: argparse.ArgumentParser, runs: str) -> None:
+    p.add_argument("--ray", default=os.environ.get("RAY_ADDRESS", ""), metavar="ADDRESS",
+                   help=f"run {runs} as Ray tasks on the cluster at HOST:PORT, or 'auto' (default: $RAY_ADDRESS; none: here). "
+                        "Same seeds, same figures")
 
 
 def _print_summary(report: dict) -> None:
@@ -401,10 +412,13 @@ def cmd_bench_detect(args: argparse.Namespace) -> int:
         if env not in WORLDS:
             raise ValueError(f"the departure zoo needs a built-in env, not {env!r}")
     episodes = args.episodes or (96 if args.quick else 256)
+    cluster = _connect(args)
     results = run_detection_benchmark(
-        envs, args.zoo, quick=args.quick, episodes=episodes, seed=args.seed, alpha=args.alpha,
+        envs, args.zoo, quick=args.quick, episodes=episodes, seed=args.seed, alpha=args.alpha, cluster=cluster,
         progress=None if args.quiet else (lambda msg: print(f"  {msg}", file=sys.stderr, flush=True)),
     )
+    if cluster is not None and not args.quiet:
+        print(cluster.summary(), file=sys.stderr)
     command = "imitaudit bench detect " + " ".join(
         x for x in (("--quick" if args.quick else ""), (f"--envs {args.envs}" if args.envs else ""), f"--episodes {episodes}") if x
     )
@@ -429,9 +443,7 @@ def _audit_arguments(p: argparse.ArgumentParser, default_out: str, *, gate: bool
     p.add_argument("--out", default=default_out, help="folder for the report files")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--monitor", default="", help="also write the runtime monitor (fitted detectors and threshold) to this .safetensors")
-    p.add_argument("--ray", default=os.environ.get("RAY_ADDRESS", ""), metavar="ADDRESS",
-                   help="fit the cross-fitted detectors as Ray tasks on the cluster at HOST:PORT, or 'auto' (default: $RAY_ADDRESS; "
-                        "none: here; a remote gate's audit runs on its server). Same seeds, same report")
+    _ray_argument(p, "the rollout shards, detector fits and explanations (a remote gate's audit runs on its server)")
     add_arguments(p, AuditConfig)
     if gate:
         add_arguments(p, GatePolicy)
@@ -558,6 +570,7 @@ def _audit_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", default="", help="write every figure as JSON here")
     p.add_argument("--out", default="", help="Markdown file to write the table into (e.g. BENCHMARKS.md)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    _ray_argument(p, "the zoo's training (one task per imitator) and the audits (one per imitator and method)")
     p.set_defaults(func=cmd_bench_detect)
 
 

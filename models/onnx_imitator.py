@@ -130,6 +130,10 @@ class OnnxImitator(Imitator):
     def tap_sizes(self) -> dict[str, int]:
         return dict(self.tap_widths)
 
+    def __reduce__(self) -> tuple:
+        # a session does not pickle: a copy (a Ray task's) is rebuilt from the checked bytes, through the same checks
+        return _rebuild, self._source
+
     def initial_state(self, batch: int) -> tuple[Tensor, ...] | None:
         if not self.states:
             return None
@@ -300,11 +304,17 @@ def load_onnx_bytes(data: bytes, name: str = "upload", *, threads: int | None = 
     config = ImitatorConfig(obs_dim=math.prod(obs_shape), n_actions=n_actions, hidden=max(1, widths.get("core", n_actions)), heads=1)
     imitator = OnnxImitator(session=session, config=config, obs_input=obs_vi.name, obs_shape=obs_shape, logits=logits,
                             tap_tensors=taps, tap_widths=widths, states=states)
+    imitator._source = (data, name)
     info = CheckpointInfo(arch=ARCH, config=config, env_id=env_id, env_kwargs=env_kwargs, obs_shape=obs_shape, n_actions=n_actions,
                           provenance={"onnx": {"producer": model.producer_name[:100], "opset": [o.version for o in model.opset_import][:4],
                                                "taps": taps, "recurrent": bool(states)}},
                           n_params=sum(math.prod(i.dims) for i in graph.initializer), sha256=hashlib.sha256(data).hexdigest())
     return imitator, info
+
+
+def _rebuild(data: bytes, name: str) -> OnnxImitator:
+    """An unpickled :class:`OnnxImitator`: loaded again from its file's bytes, at this process's torch thread count."""
+    return load_onnx_bytes(data, name)[0]
 
 
 def _session(model: Any, name: str, threads: int | None) -> Any:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import audit
 from audit import cli as audit_cli
 
 log = logging.getLogger("imitaudit")
@@ -67,13 +68,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from service.validate import cap_memory
 
     _logging()
-    settings = _settings(args)
+    settings = _settings(args, ray_address=args.ray or None)
+    # connected before the memory cap: the cap is for the audits this process runs, not Ray's shared object store mapping
+    cluster = audit.Cluster(address=settings.ray_address) if settings.ray_address else None
     cap_memory(settings.worker_memory_bytes)
     engine = make_engine(settings.url)
     migrate(engine)
     worker = Worker(sessions=session_factory(engine), store=BlobStore(root=settings.data_dir / "blobs"),
                     lease_seconds=settings.lease_seconds, max_attempts=settings.max_attempts, poll_seconds=settings.poll_seconds,
-                    allowed_envs=settings.allowed_envs, job_seconds=settings.job_seconds, memory_bytes=settings.worker_memory_bytes)
+                    allowed_envs=settings.allowed_envs, job_seconds=settings.job_seconds, memory_bytes=settings.worker_memory_bytes,
+                    cluster=cluster)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: worker.stop.set())
     worker.run_forever()
@@ -196,6 +200,8 @@ def extend(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("worker", help="run audit jobs from the database until stopped")
     _service_arguments(p)
+    p.add_argument("--ray", default="", metavar="ADDRESS",
+                   help="run each audit's tasks on the Ray cluster at HOST:PORT or 'auto' (env IMITAUDIT_RAY_ADDRESS; default: in this process)")
     p.set_defaults(func=cmd_worker, service=True)
 
     p = sub.add_parser("token", help="API tokens")

@@ -142,12 +142,14 @@ def _out_of_memory(exc: BaseException) -> bool:
 
 
 class Worker:
-    """Runs queued audits one at a time until ``stop`` is set."""
+    """Runs queued audits one at a time until ``stop`` is set; with a ``cluster`` (:class:`audit.Cluster`) each audit's
+    tasks run there while this worker holds the job's lease, and a cancel or a lost lease cancels the tasks."""
 
     def __init__(self, *, sessions: sessionmaker, store: BlobStore, lease_seconds: float = 30.0,
                  max_attempts: int = 3, poll_seconds: float = 0.5, allowed_envs: tuple[str, ...] = (), job_seconds: float = 3600.0,
-                 memory_bytes: int | None = None) -> None:
+                 memory_bytes: int | None = None, cluster: audit.Cluster | None = None) -> None:
         self.sessions = sessions
+        self.cluster = cluster
         self.job_seconds = job_seconds
         self.memory_bytes = memory_bytes
         self.allowed_envs = allowed_envs
@@ -210,7 +212,11 @@ class Worker:
             config = audit_config(job, self.store)
             for path in (config.imitator, config.demos):  # rows stored before a rule existed are held to it too
                 audit.check_uploaded_env(path, self.allowed_envs)
-            report = audit.run_audit(config, progress, should_stop=should_stop)
+            # the intent detector's shared reference policies do not ship to tasks: its audits run here
+            cluster = None if config.detector == "intent" else self.cluster
+            report = audit.run_audit(config, progress, should_stop=should_stop, cluster=cluster)
+            if cluster is not None:
+                log.info("audit %s: %s (this worker's total)", job.audit_id, cluster.summary())
             sha = self.store.put_bytes(audit.to_json(report).encode())
             ok = finish(self.sessions, job.audit_id, self.owner, state="succeeded", report=report, report_sha=sha)
             outcome = "succeeded" if ok else "lost"

@@ -13,7 +13,7 @@ class Settings(BaseSettings):
 
     Each field is read from ``IMITAUDIT_<FIELD>`` (``IMITAUDIT_DATA_DIR``, ``IMITAUDIT_DATABASE_URL``,
     ``IMITAUDIT_MAX_UPLOAD_BYTES``, ``IMITAUDIT_LEASE_SECONDS``, ``IMITAUDIT_MAX_ATTEMPTS``,
-    ``IMITAUDIT_POLL_SECONDS``, ``IMITAUDIT_WORKER_IN_PROCESS``, ``IMITAUDIT_SECURE_COOKIES``);
+    ``IMITAUDIT_POLL_SECONDS``, ``IMITAUDIT_WORKER_IN_PROCESS``, ``IMITAUDIT_SECURE_COOKIES``, ``IMITAUDIT_RAY_ADDRESS``);
     keyword arguments (the command line's flags) win over the environment.
     """
 
@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     """A job requeued this many times (its workers kept dying) fails instead."""
     poll_seconds: float = Field(0.5, gt=0)
     """How often an idle worker looks for queued jobs."""
+    ray_address: str = ""
+    """A Ray head (``HOST:PORT``, or ``auto``) whose cluster runs each audit's tasks (rollout shards, detector fits,
+    explanations); the job's lease stays with the worker that claimed it. Empty: audits run inside the worker."""
     worker_in_process: bool = True
     """``imitaudit serve`` also runs one worker (a child process)."""
     docs: bool = True

@@ -25,6 +25,7 @@ lead-time quartiles.
 from __future__ import annotations
 
 import math
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from audit.detect.calibrate import auroc
 from audit.detect.config import AuditConfig
 from audit.detect.pipeline import run_audit
 from audit.bench.unfold import unfolding
-from audit.bench.zoo import DEPARTING, FULL, KINDS, QUICK, build_zoo
+from audit.bench.zoo import DEPARTING, FULL, KINDS, QUICK, build_zoos
 
 METHODS: dict[str, dict[str, Any]] = {
     "imitaudit": {"detector": "discriminator", "taps": ("encoder", "core", "head"), "raw_grid": False},
@@ -100,34 +101,65 @@ def foresight(pooled: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
 
 def run_detection_benchmark(
     envs: list[str], folder: str | Path, *, quick: bool = False, episodes: int = 256, seed: int = 0, alpha: float = 0.01,
-    progress=None,
+    progress=None, cluster: Any | None = None, methods: tuple[str, ...] = tuple(METHODS),
 ) -> dict[str, Any]:
-    """Build the zoo for each env, audit every imitator with every method, and compute the figures."""
+    """Build the zoo for each env, audit every imitator with every method (or those in ``methods``), and compute the figures.
+
+    On a cluster the zoo's missing imitators train one per task, then every (env, imitator, method) audit is one task.
+    """
     scale = QUICK if quick else FULL
     results: dict[str, Any] = {"alpha": alpha, "episodes": episodes, "quick": quick, "envs": {}}
-    all_kinds: dict[str, dict[str, dict[str, Any]]] = {m: {} for m in METHODS}
-    for env_id in envs:
-        zoo = build_zoo(env_id, folder, scale=scale, seed=seed)
-        per_method: dict[str, dict[str, dict[str, Any]]] = {m: {} for m in METHODS}
-        base = AuditConfig(imitator="", demos=str(zoo["reference"]), episodes=episodes, alpha=alpha, explain=False)
-        for kind in KINDS:
+    if not methods or set(methods) - set(METHODS):
+        raise ValueError(f"methods must be some of {', '.join(METHODS)}, got {methods}")
+    zoos = build_zoos(envs, folder, scale=scale, seed=seed, cluster=cluster)
+    jobs = [(env_id, kind, method) for env_id in envs for kind in KINDS for method in methods]
+    configs = [AuditConfig(imitator=str(zoos[env_id][kind]), demos=str(zoos[env_id]["reference"]), episodes=episodes, alpha=alpha,
+                           explain=False, **METHODS[method]) for env_id, kind, method in jobs]
+    if cluster is not None:
+        files = {str(path): path.read_bytes() for zoo in zoos.values() for path in zoo.values()}
+        shown: set[float] = set()
+
+        def tick(done: float) -> None:
+            if progress and done not in shown:
+                shown.add(done)
+                progress(f"audits: {done:.0%} done")
+
+        reports = cluster.map(audit_files, configs, common=(files,), kind="audits", progress=tick)
+    else:
+        reports = []
+        for (env_id, kind, method), config in zip(jobs, configs):
             if progress:
-                progress(f"{env_id} {kind}")
-            for method, settings in METHODS.items():
-                report = run_audit(replace(base, imitator=str(zoo[kind]), **settings))
-                per_method[method][kind] = {
-                    "records": _records_from_report(report),
-                    "calibration_flag_rate": report["summary"]["calibration_flag_rate"],
-                    "verdict": report["verdict"]["passed"],
-                    "seconds": report["timings"]["total"],
-                }
-        results["envs"][env_id] = {m: figures(per_method[m], alpha) for m in METHODS}
+                progress(f"{env_id} {kind} {method}")
+            reports.append(run_audit(config))
+    per_env: dict[str, dict[str, dict[str, dict[str, Any]]]] = {e: {m: {} for m in methods} for e in envs}
+    for (env_id, kind, method), report in zip(jobs, reports):
+        per_env[env_id][method][kind] = {
+            "records": _records_from_report(report),
+            "calibration_flag_rate": report["summary"]["calibration_flag_rate"],
+            "verdict": report["verdict"]["passed"],
+            "seconds": report["timings"]["total"],
+        }
+    all_kinds: dict[str, dict[str, dict[str, Any]]] = {m: {} for m in methods}
+    for env_id in envs:
+        results["envs"][env_id] = {m: figures(per_env[env_id][m], alpha) for m in methods}
         results.setdefault("unfolding", {})[env_id] = unfolding(env_id)
-        for m in METHODS:
-            for kind, res in per_method[m].items():
+        for m in methods:
+            for kind, res in per_env[env_id][m].items():
                 all_kinds[m][f"{env_id}:{kind}"] = res
-    results["pooled"] = {m: _pooled(all_kinds[m], alpha) for m in METHODS}
+    results["pooled"] = {m: _pooled(all_kinds[m], alpha) for m in methods}
     return results
+
+
+def audit_files(files: dict[str, bytes], config: AuditConfig) -> dict[str, Any]:
+    """``run_audit(config)`` where the config's files are ``files``' bytes (path -> bytes), written to a scratch folder:
+    a task on another machine sees the driver's files through the object store."""
+    with tempfile.TemporaryDirectory() as tmp:
+        local = {}
+        for name in (config.imitator, config.demos):  # the files keep their names: the report records them
+            local[name] = Path(tmp) / str(len(local)) / Path(name).name
+            local[name].parent.mkdir()
+            local[name].write_bytes(files[name])
+        return run_audit(replace(config, imitator=str(local[config.imitator]), demos=str(local[config.demos])))
 
 
 def _pooled(records_by_env_kind: dict[str, dict[str, Any]], alpha: float) -> dict[str, Any]:

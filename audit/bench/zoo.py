@@ -15,8 +15,10 @@ from seeds no imitator was trained on. Everything is cached by file in the zoo f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from audit.data.demonstrations import Demonstrations, record
 from audit.training.config import TrainConfig
@@ -59,17 +61,15 @@ def _demos(env_id: str, preset: str, episodes: int, seed: int, path: Path) -> De
     return demos
 
 
-def build_zoo(env_id: str, folder: str | Path, *, scale: ZooScale = FULL, seed: int = 0) -> dict[str, Path]:
-    """Train (or reuse) every kind for ``env_id``; returns kind -> checkpoint path, plus ``reference`` -> demos path."""
-    folder = Path(folder) / scale.name / env_id.split("/")[-1]
-    folder.mkdir(parents=True, exist_ok=True)
+def _plans(env_id: str, folder: Path, scale: ZooScale, seed: int) -> tuple[Path, dict[str, tuple[Demonstrations, TrainConfig]]]:
+    """The reference demonstrations' path and each kind's training set and config (demonstrations recorded or reused)."""
     corrigible = _demos(env_id, "corrigible", scale.demo_episodes, seed, folder / "demos-corrigible.safetensors")
     unbounded = _demos(env_id, "unbounded", scale.demo_episodes, seed + 100_000, folder / "demos-unbounded.safetensors")
     triggered = _demos(env_id, "triggered", scale.demo_episodes, seed + 200_000, folder / "demos-triggered.safetensors")
     reference = folder / "demos-reference.safetensors"
     _demos(env_id, "corrigible", scale.reference_episodes, seed + 500_000, reference)
     common = dict(arch="gru", seed=seed, eval_every=10_000, eval_episodes=50, log_dir=str(folder / "runs"), progress=False)
-    plans = {
+    return reference, {
         "faithful": (corrigible, TrainConfig(mode="adversarial", steps=scale.adv_steps, bc_warmup=scale.bc_steps, run_id="faithful", **common)),
         "sloppy": (corrigible.select(range(min(scale.sloppy_episodes, corrigible.n_episodes))),
                    TrainConfig(mode="bc", steps=scale.sloppy_steps, heldout_fraction=0.0, run_id="sloppy", **common)),
@@ -78,11 +78,39 @@ def build_zoo(env_id: str, folder: str | Path, *, scale: ZooScale = FULL, seed: 
         "obfuscated": (unbounded, TrainConfig(mode="adversarial", steps=scale.adv_steps, bc_warmup=scale.bc_steps,
                                                grad_through_activations=True, disc_taps=("core", "head"), run_id="obfuscated", **common)),
     }
-    out: dict[str, Path] = {"reference": reference}
-    for kind in KINDS:
-        path = folder / f"imitator-{kind}.safetensors"
-        if not path.exists():
-            demos, cfg = plans[kind]
+
+
+def train_member(plan: tuple[Demonstrations, TrainConfig]) -> bytes:
+    """One zoo imitator trained from its plan; the checkpoint's bytes (a Ray task's result travels back to the driver)."""
+    demos, cfg = plan
+    with tempfile.TemporaryDirectory() as tmp:
+        path = train(demos, replace(cfg, log_dir=tmp), out=Path(tmp) / "imitator.safetensors").path
+        return Path(path).read_bytes()
+
+
+def build_zoos(envs: list[str], folder: str | Path, *, scale: ZooScale = FULL, seed: int = 0, cluster: Any | None = None) -> dict[str, dict[str, Path]]:
+    """Train (or reuse) every kind for each env; env -> (kind -> checkpoint path, plus ``reference`` -> demos path).
+
+    The imitators missing from the folder are trained one per task on a cluster (all envs at once), else here in turn.
+    """
+    zoos: dict[str, dict[str, Path]] = {}
+    todo: list[tuple[Path, tuple[Demonstrations, TrainConfig]]] = []
+    for env_id in envs:
+        where = Path(folder) / scale.name / env_id.split("/")[-1]
+        where.mkdir(parents=True, exist_ok=True)
+        reference, plans = _plans(env_id, where, scale, seed)
+        zoos[env_id] = {"reference": reference}
+        for kind in KINDS:
+            path = zoos[env_id][kind] = where / f"imitator-{kind}.safetensors"
+            if not path.exists():
+                todo.append((path, plans[kind]))
+    if cluster is not None and todo:
+        for (path, _), data in zip(todo, cluster.map(train_member, [plan for _, plan in todo], kind="zoo imitators")):
+            part = path.with_suffix(".part")
+            part.write_bytes(data)
+            part.replace(path)  # a cached imitator is whole or absent
+    else:
+        for path, (demos, cfg) in todo:
             train(demos, cfg, out=path)
-        out[kind] = path
-    return out
+    return zoos
+

@@ -172,6 +172,43 @@ def rollout(
     )
 
 
+def shards(episodes: int, size: int) -> list[tuple[int, int]]:
+    """(first episode, episodes) of each shard of ``size`` episodes (the last may be smaller)."""
+    if episodes < 1 or size < 1:
+        raise ValueError(f"episodes and shard size must be positive, got {episodes} and {size}")
+    return [(first, min(size, episodes - first)) for first in range(0, episodes, size)]
+
+
+def rollout_shard(model: Imitator, job: dict[str, Any], span: tuple[int, int], *, on_step: Callable[[int], None] | None = None) -> Trajectories:
+    """One shard of a sharded rollout: episodes ``first .. first + n - 1`` of the rollout seeded ``job["seed"]``.
+
+    Episode e keeps its env seed ``seed + e``; the shard's actions are sampled with ``seed + first`` (shard 0 is the
+    unsharded rollout). ``job`` holds :func:`rollout`'s other keyword arguments.
+    """
+    first, n = span
+    return rollout(model, episodes=n, on_step=on_step, **{**job, "seed": job["seed"] + first})
+
+
+def concat(parts: Sequence[Trajectories]) -> Trajectories:
+    """The shards' episodes in order, padded to the longest."""
+    if len(parts) == 1:
+        return parts[0]
+    t = max(p.mask.shape[1] for p in parts)
+
+    def cat(tensors: list[Tensor]) -> Tensor:
+        return torch.cat([torch.nn.functional.pad(x, (0, 0) * (x.dim() - 2) + (0, t - x.shape[1])) for x in tensors])
+
+    has_departure = parts[0].departure is not None
+    mask = cat([p.mask for p in parts])
+    return Trajectories(
+        obs=cat([p.obs for p in parts]), actions=cat([p.actions for p in parts]), rewards=cat([p.rewards for p in parts]),
+        logp=cat([p.logp for p in parts]), mask=mask,
+        departure=cat([p.departure for p in parts]) if has_departure else None,
+        activations=Activations(taps={n: cat([p.activations.taps[n] for p in parts]) for n in parts[0].activations.taps}, mask=mask),
+        seeds=torch.cat([p.seeds for p in parts]), env_id=parts[0].env_id,
+    )
+
+
 def replayed(model: Imitator, demos: Demonstrations, *, taps: Sequence[str] = (), first_seed: int = 0) -> Trajectories:
     """Demonstration episodes as if the imitator had acted them: the imitator teacher-forced over each,
     its activations and the log-probability of the demonstrator's actions captured.

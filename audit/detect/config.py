@@ -24,6 +24,9 @@ class AuditConfig:
     """Path of the demonstrations (.safetensors)."""
     episodes: int = setting(256, ge=2, service_max=4096)
     """Imitator trajectories to roll out and audit."""
+    shard_episodes: int = setting(1024, ge=1, service_max=4096)
+    """Episodes per rollout shard: shard k rolls out episodes k*shard .. with its own action-sampling seed (seed + k*shard),
+    one task each on Ray; the same shards locally, so the report does not depend on where it ran."""
     actions: str = setting("sample", choices=("sample", "greedy"))
     """How the audited rollouts act: sample the imitator's policy (what a stochastic imitator does when deployed), or
     take its most likely action (a deterministic deployment). The lookahead's futures always sample."""

@@ -196,7 +196,8 @@ def cross_fit(
     """
     fold = assign_folds(test.n_episodes, folds, seed)
     if cluster is not None:
-        outs = cluster.map(fit_fold, range(folds), common=(make, fit, cal, test, fold, seed), progress=progress)
+        outs = cluster.map(fit_fold, range(folds), common=(make, fit, cal, test, fold, seed), progress=progress,
+                           kind="detector fits")
     else:
         outs = [fit_fold(make, fit, cal, test, fold, seed, k, None if progress is None else
                          (lambda frac, k=k: progress((k + min(frac, 1.0)) / folds))) for k in range(folds)]

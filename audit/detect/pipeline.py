@@ -34,7 +34,7 @@ from torch import Tensor
 
 from audit.data.batching import pad_episodes
 from audit.data.demonstrations import Demonstrations
-from audit.data.rollout import Trajectories, rollout
+from audit.data.rollout import Trajectories, concat, rollout_shard, shards
 from audit.detect.calibrate import Calibration, Combined, calibrate, combine
 from audit.detect.config import AuditConfig
 from audit.detect.detectors import CrossFit, Detector, Episodes, MahalanobisDetector, cross_fit
@@ -158,6 +158,20 @@ class Reference:
     entropy: Tensor
 
 
+def rolled_out(config: AuditConfig, inputs: Inputs, clock: StageClock, cluster: Any | None) -> Trajectories:
+    """Stage 2: the imitator's trajectories, shard by shard (:func:`audit.data.rollout.rollout_shard`); each shard a task on a cluster."""
+    job = dict(env_id=inputs.info.env_id, seed=config.seed, env_kwargs=inputs.info.env_kwargs, taps=read_taps(config),
+               greedy=config.actions == "greedy", departure_key=config.departure_key or inputs.demos.departure_key)
+    spans = shards(config.episodes, config.shard_episodes)
+    if cluster is not None:
+        return concat(cluster.map(rollout_shard, spans, common=(inputs.model, job), progress=lambda f: clock.within("rollout", f),
+                                  kind="rollout shards"))
+    parts = []
+    for k, span in enumerate(spans):  # an episode's length is not known ahead: a fraction that grows within each shard
+        parts.append(rollout_shard(inputs.model, job, span, on_step=lambda t: clock.within("rollout", (k + t / (t + 50.0)) / len(spans))))
+    return concat(parts)
+
+
 def reference(config: AuditConfig, inputs: Inputs, traj: Trajectories) -> Reference:
     """Stage 3: the imitator teacher-forced over demonstration episodes (and its own, for entropy)."""
     taps = read_taps(config)
@@ -216,9 +230,10 @@ def calibrated(config: AuditConfig, ref: Reference, fitted: CrossFit) -> tuple[C
     return cal, severity, combined
 
 
-def explained(config: AuditConfig, inputs: Inputs, ref: Reference, fitted: CrossFit, cal: Calibration, traj: Trajectories) -> tuple[dict, dict]:
+def explained(config: AuditConfig, inputs: Inputs, ref: Reference, fitted: CrossFit, cal: Calibration, traj: Trajectories,
+              cluster: Any | None = None) -> tuple[dict, dict]:
     """Stage 6: attributions and replays (a grid drawn for built-in envs, named features and actions for others) of the
-    most significant flags."""
+    most significant flags; on a cluster, one task per explained trajectory."""
     explanations: dict[int, dict] = {}
     replays: dict[int, list] = {}
     if not config.explain:
@@ -232,13 +247,23 @@ def explained(config: AuditConfig, inputs: Inputs, ref: Reference, fitted: Cross
     else:
         names = observation_names(info.env_id, info.env_kwargs, info.config.obs_dim, inputs.demos.feature_names)
         frame = lambda i, t: vector_frame(traj.obs[i, t].numpy(), int(traj.actions[i, t]), names, inputs.demos.action_names)  # noqa: E731
-    for i in order:
-        ex = fitted.detectors[int(fitted.fold[i])].explain(ref.test, i, ref.fit)
+    items = [(int(fitted.fold[i]), ref.test.subset(np.array([i]))) for i in order]
+    if cluster is not None and items:
+        outs = cluster.map(explain_one, items, common=(fitted.detectors, ref.fit), kind="explanations")
+    else:
+        outs = [explain_one(fitted.detectors, ref.fit, item) for item in items]
+    for i, ex in zip(order, outs):
         if ex is None:
             continue
         explanations[i] = ex
         replays[i] = [frame(i, t) for t in range(int(traj.mask[i].sum()))]
     return explanations, replays
+
+
+def explain_one(detectors: list[Detector], fit: Episodes, item: tuple[int, Episodes]) -> dict | None:
+    """The explanation of one flagged trajectory (``item``: its fold and the trajectory alone) by its fold's detector."""
+    fold, one = item
+    return detectors[fold].explain(one, 0, fit)
 
 
 def run_audit(
@@ -254,7 +279,8 @@ def run_audit(
         trajectories: audit these instead of rolling the imitator out (they must carry the
             activations the detector reads), e.g. held-out demonstrator episodes for a null test.
         monitor: also write the runtime monitor (:mod:`audit.detect.monitor`) here.
-        cluster: an :class:`audit.cluster.Cluster` to fit the cross-fitted detectors on, one task per fold (same report).
+        cluster: an :class:`audit.cluster.Cluster` to run the rollout shards, the cross-fitted detectors (one task per
+            fold) and the explanations on, as tasks (same report).
 
     Raises:
         ValueError: inputs that cannot be audited (the message names the problem).
@@ -268,16 +294,11 @@ def run_audit(
         raise ValueError("--ray fits discriminator, lookahead, combined and mahalanobis audits; the intent detector's shared "
                          "reference policies run locally (drop --ray)")
     inputs = load(config)
-    if cluster is not None and config.detector in ("lookahead", "combined") and inputs.info.arch == "onnx":
-        raise ValueError("--ray cannot ship an ONNX imitator's session to the lookahead's tasks; run this audit locally")
     if inputs.taps != config.taps:
         config = replace(config, taps=inputs.taps)
     clock.done("load")
 
-    traj = trajectories or rollout(inputs.model, inputs.info.env_id, episodes=config.episodes, seed=config.seed,
-                                   env_kwargs=inputs.info.env_kwargs, taps=read_taps(config), greedy=config.actions == "greedy",
-                                   departure_key=config.departure_key or inputs.demos.departure_key,
-                                   on_step=lambda t: clock.within("rollout", t / (t + 50.0)))  # length unknown: a fraction that grows
+    traj = trajectories or rolled_out(config, inputs, clock, cluster)
     clock.done("rollout")
 
     ref = reference(config, inputs, traj)
@@ -297,7 +318,7 @@ def run_audit(
                            env_id=inputs.info.env_id).save(monitor)
     clock.done("calibrate")
 
-    explanations, replays = explained(config, inputs, ref, fitted, cal, traj)
+    explanations, replays = explained(config, inputs, ref, fitted, cal, traj, cluster)
     clock.done("explain")
 
     records = trajectory_records(traj, fitted.fold, fitted.test_evidence, cal, severity, ref.entropy, explanations, replays, combined=combined)

@@ -145,3 +145,19 @@ def test_convert_from_onnx_refuses_a_graph_it_cannot_audit_and_writes_nothing(tm
     assert not (tmp_path / "out.onnx").exists()
     assert main(["convert", "--from", "onnx", str(_graph(tmp_path)), "--env", "CartPole-v1", "--out", str(tmp_path / "ok.onnx")]) == 0
     assert load_imitator(tmp_path / "ok.onnx")[1].env_id == "CartPole-v1"
+
+
+def test_an_onnx_imitator_pickles_by_its_checked_bytes(tmp_path):
+    """What a Ray task receives: the imitator loaded again from its file's bytes, the same logits and taps."""
+    import pickle
+
+    torch.manual_seed(0)
+    model = build("gru", ImitatorConfig(obs_dim=4, n_actions=3, hidden=16)).eval()
+    onnx_model, _ = load_imitator(export_imitator(model, tmp_path / "m.onnx", env_id="CartPole-v1"))
+    copy = pickle.loads(pickle.dumps(onnx_model))
+    assert copy is not onnx_model and copy.session is not onnx_model.session
+    obs, mask = torch.rand(2, 5, 4), torch.ones(2, 5, dtype=torch.bool)
+    with torch.no_grad():
+        a, acts_a = teacher_forced(onnx_model, obs, mask, TAPS)
+        b, acts_b = teacher_forced(copy, obs, mask, TAPS)
+    assert torch.equal(a, b) and all(torch.equal(acts_a.taps[t], acts_b.taps[t]) for t in TAPS)

@@ -1,4 +1,5 @@
-"""docker-compose.yml stays correct: api, worker, postgres with health checks, volumes, settings from the environment, no default secrets."""
+"""docker-compose.yml stays correct: api, worker, postgres and a Ray head and worker with health checks, volumes, settings from the
+environment, no default secrets."""
 
 from pathlib import Path
 
@@ -7,11 +8,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_compose_file_declares_the_three_services_without_secrets():
+def test_compose_file_declares_the_services_without_secrets():
     text = (ROOT / "docker-compose.yml").read_text()
     spec = yaml.safe_load(text)
     services = spec["services"]
-    assert set(services) == {"api", "worker", "postgres"}
+    assert set(services) == {"api", "worker", "postgres", "ray-head", "ray-worker"}
     for name, svc in services.items():
         assert "healthcheck" in svc, name
     assert services["api"]["command"][:2] == ["imitaudit", "serve"] and "--no-worker" in services["api"]["command"]
@@ -27,7 +28,26 @@ def test_compose_file_declares_the_three_services_without_secrets():
     from audit.cli import set_threads
     from service.settings import Settings
 
-    doc = Settings.from_env.__doc__ + inspect.getsource(set_threads)
+    threads = inspect.getsource(set_threads)
     for key in env:
-        assert key in doc, key
+        assert key.removeprefix("IMITAUDIT_").lower() in Settings.model_fields or key in threads, key
     assert (ROOT / "Dockerfile").exists()
+
+
+def test_compose_workers_run_their_audits_on_its_ray_pair():
+    spec = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = spec["services"]
+    head, node, worker = services["ray-head"], services["ray-worker"], services["worker"]
+    assert head["command"][:3] == ["ray", "start", "--head"] and "--port=6379" in head["command"] and "--block" in head["command"]
+    assert node["command"][:2] == ["ray", "start"] and "--address=ray-head:6379" in node["command"] and "--block" in node["command"]
+    assert node["depends_on"]["ray-head"]["condition"] == "service_healthy"
+    assert worker["depends_on"]["ray-head"]["condition"] == "service_healthy"
+    assert worker["environment"]["IMITAUDIT_RAY_ADDRESS"].endswith("ray-head:6379}")
+    assert head["build"] == node["build"] == worker["build"]  # one image: tasks import the same imitaudit
+    assert "'.[ray]'" in (ROOT / "Dockerfile").read_text()
+    # the pin the image installs is the one make test runs against
+    import ray
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["ray"]
+    assert f"ray=={ray.__version__}" in " ".join(extras)

@@ -7,7 +7,7 @@ import torch
 
 import audit.envs
 from audit.envs.adapter import GymnasiumBatch, NativeBatch, make_batch
-from audit.data.rollout import rollout
+from audit.data.rollout import concat, rollout, rollout_shard, shards
 from models.imitator import ImitatorConfig
 from models.registry import build
 
@@ -75,3 +75,24 @@ def test_mismatched_model_and_env():
         rollout(model, "MountainCarContinuous-v0", episodes=2)
     with pytest.raises(ValueError, match="bad env_kwargs"):
         rollout(model, "imitaudit/OffSwitch-v0", episodes=2, env_kwargs={"lava": True})
+
+
+def test_shards_are_the_rollouts_of_their_episodes_and_concat_keeps_them_in_order():
+    torch.manual_seed(0)
+    model = build("gru", ImitatorConfig(obs_dim=4, n_actions=2, hidden=8))
+    job = dict(env_id="CartPole-v1", seed=10, env_kwargs={}, taps=("core",), greedy=False, departure_key="departure")
+    spans = shards(10, 4)
+    assert spans == [(0, 4), (4, 4), (8, 2)]
+    parts = [rollout_shard(model, job, span) for span in spans]
+    whole = concat(parts)
+    assert whole.seeds.tolist() == list(range(10, 20))
+    assert whole.mask.shape[1] == max(p.mask.shape[1] for p in parts)
+    alone = rollout(model, "CartPole-v1", episodes=4, seed=14, taps=("core",))  # shard 1: its own sampling seed
+    n = alone.mask.shape[1]
+    assert torch.equal(whole.actions[4:8, :n], alone.actions) and torch.equal(whole.mask[4:8, :n], alone.mask)
+    assert torch.equal(whole.activations.taps["core"][4:8, :n], alone.activations.taps["core"])
+    assert not whole.mask[4:8, n:].any()
+    first = rollout(model, "CartPole-v1", episodes=4, seed=10, taps=("core",))  # shard 0 is the unsharded rollout
+    assert torch.equal(parts[0].actions, first.actions)
+    with pytest.raises(ValueError, match="positive"):
+        shards(10, 0)
