@@ -2,8 +2,8 @@
 
 Ray is optional (``pip install imitaudit[ray]``) and imported only when a cluster is asked for.
 An audit's rollout shards, its cross-fitted detectors (one task per fold, the lookahead's futures
-inside them) and its explanations run there; the detection benchmark's zoo training and audits
-too. Each task gets its inputs from the object store (put there once per stage), runs the function
+inside them) and its explanations (one batch per fold) run there; the detection benchmark's zoo
+training and audits too. Each task gets its inputs from the object store (put there once per stage), runs the function
 the local path runs with the same seeds and the driver's torch thread count, and returns its
 result, so the report is the one the local path writes. A task whose worker dies is retried by Ray
 (``max_retries``); a cluster that cannot be reached is one line, not a hang.
@@ -36,14 +36,12 @@ class Cluster:
 
     Args:
         address: ``HOST:PORT`` of a running head, or ``auto`` (this machine's cluster, or ``RAY_ADDRESS``).
-        measure: also record each task's seconds and the bytes it moved through the object store (its pickled
-            inputs, once per map for the shared ones, and its result), for ``bench/scale.py``; costs a pickling each.
 
     Raises:
         ValueError: Ray is not installed, or the cluster cannot be reached (one line).
     """
 
-    def __init__(self, *, address: str, measure: bool = False) -> None:
+    def __init__(self, *, address: str) -> None:
         try:
             import ray
         except ImportError:
@@ -62,12 +60,11 @@ class Cluster:
         """Ids of the nodes tasks ran on (for the caller's report line)."""
         self.tasks: dict[str, int] = {}
         """Tasks submitted, by kind."""
-        self.measure = measure
         self.seconds: dict[str, list[float]] = {}
-        """With ``measure``: each finished task's seconds inside the task, by kind."""
+        """Each finished task's seconds inside its worker (fetching its inputs included), by kind."""
         self.bytes: dict[str, dict[str, int]] = {}
-        """With ``measure``: bytes through the object store by kind: ``shared`` (inputs put once per map) and
-        ``per_task`` (each task's item and result)."""
+        """Object-store bytes by kind: ``shared`` (the inputs put once per map) and ``results`` (what the tasks
+        returned); items travel inline with each task and are not counted (an index, a span, one trajectory, a config)."""
 
     def map(self, fn: Callable[..., Any], items: Sequence[Any], *, common: Sequence[Any] = (), kind: str = "tasks",
             progress: Callable[[float], None] | None = None) -> list[Any]:
@@ -82,16 +79,14 @@ class Cluster:
 
         ray = self.ray
         refs_common = [ray.put(c) for c in common]
-        if self.measure:
-            moved = self.bytes.setdefault(kind, {"shared": 0, "per_task": 0})
-            moved["shared"] += sum(_size(c) for c in common)
-            moved["per_task"] += sum(_size(x) for x in items)
+        moved = self.bytes.setdefault(kind, {"shared": 0, "results": 0})
+        moved["shared"] += _sizes(ray, refs_common)
         # one CPU per task: imitaudit's training and audits run on CPU (the trainer asks for accelerator="cpu")
         task = ray.remote(max_retries=RETRIES, num_cpus=1)(_run)
         threads = torch.get_num_threads()
         # the common refs travel inside a list, so the task resolves them after it has set its threads (an ONNX
         # session is built as it is unpickled)
-        pending = [task.remote(fn, threads, item, refs_common, self.measure) for item in items]
+        pending = [task.remote(fn, threads, item, refs_common) for item in items]
         self.tasks[kind] = self.tasks.get(kind, 0) + len(pending)
         order = {ref: i for i, ref in enumerate(pending)}
         results: list[Any] = [None] * len(pending)
@@ -99,13 +94,12 @@ class Cluster:
         try:
             while waiting:
                 done, waiting = ray.wait(waiting, num_returns=1, timeout=1.0)
+                moved["results"] += _sizes(ray, done)
                 for ref in done:
-                    node, seconds, size, value = ray.get(ref)
+                    node, seconds, value = ray.get(ref)
                     self.nodes.add(node)
+                    self.seconds.setdefault(kind, []).append(seconds)
                     results[order[ref]] = value
-                    if self.measure:
-                        self.seconds.setdefault(kind, []).append(seconds)
-                        self.bytes[kind]["per_task"] += size
                 if progress:
                     progress((len(pending) - len(waiting)) / len(pending))
         except BaseException:
@@ -113,6 +107,24 @@ class Cluster:
                 ray.cancel(ref, force=True)
             raise
         return results
+
+    @property
+    def slots(self) -> int:
+        """The cluster's CPU slots: tasks that can run at once (each asks for one)."""
+        return max(1, int(self.ray.cluster_resources().get("CPU", 1)))
+
+    def warm(self) -> float:
+        """Start a worker process in every CPU slot of the cluster and import imitaudit there; returns the seconds it took.
+
+        A fresh worker pays for importing torch and imitaudit once (seconds); a long-lived cluster keeps its workers.
+        """
+        import time
+
+        start = time.perf_counter()
+        self.map(_warm, range(self.slots), kind="warm-ups")
+        for counts in (self.tasks, self.seconds, self.bytes):  # not the work the caller reports
+            counts.pop("warm-ups", None)
+        return time.perf_counter() - start
 
     def close(self) -> None:
         """Disconnect this process from the cluster (a later :class:`Cluster` may connect to another)."""
@@ -124,10 +136,10 @@ class Cluster:
         return f"ray: {kinds or 'no tasks'} ran as tasks on {len(self.nodes)} node(s)"
 
 
-def _run(fn: Callable[..., Any], threads: int, item: Any, common: list[Any], measure: bool) -> tuple[str, float, int, Any]:
+def _run(fn: Callable[..., Any], threads: int, item: Any, common: list[Any]) -> tuple[str, float, Any]:
     """One task: ``fn(*common, item)`` at the driver's torch thread count (equal threads give equal floats).
 
-    Returns (node id, seconds, result bytes if ``measure`` else 0, result)."""
+    Returns (node id, seconds, result)."""
     import time
 
     import ray
@@ -136,12 +148,23 @@ def _run(fn: Callable[..., Any], threads: int, item: Any, common: list[Any], mea
     torch.set_num_threads(threads)
     start = time.perf_counter()
     value = fn(*ray.get(common), item)
-    seconds = time.perf_counter() - start
-    return ray.get_runtime_context().get_node_id(), seconds, _size(value) if measure else 0, value
+    return ray.get_runtime_context().get_node_id(), time.perf_counter() - start, value
 
 
-def _size(obj: Any) -> int:
-    """Pickled bytes of ``obj`` (what Ray's serializer moves, up to its framing)."""
-    import ray.cloudpickle
+def _sizes(ray: Any, refs: list[Any]) -> int:
+    """Bytes of the objects ``refs`` name, as the object store holds them (0 for the small ones kept inline)."""
+    from ray.experimental import get_object_locations
 
-    return len(ray.cloudpickle.dumps(obj))
+    return sum(loc.get("object_size") or 0 for loc in get_object_locations(refs).values()) if refs else 0
+
+
+def _warm(_: int) -> int:
+    """Import what audits' tasks run (torch, the detectors, captum) into a worker process."""
+    import os
+    import time
+
+    import audit.bench.detect  # noqa: F401 - the import is the warm-up
+    import audit.detect.pipeline  # noqa: F401
+
+    time.sleep(1.0)  # hold the slot, so each of the cluster's slots gets one warm-up
+    return os.getpid()

@@ -127,32 +127,44 @@ def measure(name: str, work: Any, slots: tuple[int, ...], root: Path) -> dict[st
     print(f"{name}: local {local:.1f} s", flush=True)
     for w in slots:
         with LocalCluster(w, root) as head:
-            cluster = Cluster(address=head.address, measure=w == 1)
+            cluster = Cluster(address=head.address)
+            row.setdefault("warm", {})[w] = cluster.warm()
             seconds, got = work(cluster)
             cluster.close()
         if got != want:
             raise RuntimeError(f"{name}: the result on {w} Ray worker(s) differs from the local one")
         row["ray"][w] = seconds
         if w == 1:
-            row["tasks"] = {k: {"n": cluster.tasks[k], "mean": sum(s) / len(s), "max": max(s), **cluster.bytes.get(k, {})}
+            row["tasks"] = {k: {"n": cluster.tasks[k], "mean": sum(s) / len(s), "max": max(s), **cluster.bytes[k]}
                             for k, s in cluster.seconds.items()}
-        print(f"{name}: {w} worker(s) {seconds:.1f} s", flush=True)
+        print(f"{name}: {w} worker(s) {seconds:.1f} s (warm-up {row['warm'][w]:.1f} s, not counted)", flush=True)
     return row
+
+
+def resharded(row: dict[str, Any], shards: int) -> dict[str, Any]:
+    """``row`` as if its rollout had been cut into ``shards`` shards: each shard's seconds and bytes scaled by its share
+    of the episodes (a rollout's cost is linear in its episodes; an assumption, not a measurement)."""
+    tasks = dict(row["tasks"])
+    if "rollout shards" in tasks:
+        t = tasks["rollout shards"]
+        scale = t["n"] / shards
+        tasks["rollout shards"] = {**t, "n": shards, "mean": t["mean"] * scale, "max": t["max"] * scale}
+    return {**row, "tasks": tasks}
 
 
 def project(row: dict[str, Any], workers: int, machines: int) -> tuple[float, float]:
     """Projected seconds on ``workers`` slots over ``machines`` machines, and the driver's serial part.
 
-    T(W) = S + sum_k ceil(n_k / W) * t_k + sum_k (m_k * shared_k + per_task_k) / bandwidth, where for each task kind k
-    (rollout shards, detector fits, explanations, audits) n_k tasks took t_k seconds each (their mean; their max when
-    one wave holds them all), shared_k bytes of shared inputs travel to m_k = min(machines, n_k) machines and
-    per_task_k bytes of items and results travel once; S is the 1-worker run's wall time less its tasks' seconds
-    (loading, teacher forcing, calibration, the report, and Ray's scheduling), which does not shrink with W.
+    T(W) = S + sum_k ceil(n_k / W) * t_k + sum_k (m_k * shared_k + results_k) / bandwidth, where for each task kind k
+    (rollout shards, detector fits, explanation batches, audits) n_k tasks took t_k seconds each (their mean; their max
+    when one wave holds them all), shared_k bytes of shared inputs travel to m_k = min(machines, n_k) machines and
+    results_k bytes of results travel once; S is the 1-worker run's wall time less its tasks' seconds (loading, teacher
+    forcing, calibration, the report, and Ray's scheduling), which does not shrink with W.
     """
     tasks = row["tasks"]
     serial = row["ray"][1] - sum(t["n"] * t["mean"] for t in tasks.values())
     compute = sum(math.ceil(t["n"] / workers) * (t["max"] if t["n"] <= workers else t["mean"]) for t in tasks.values())
-    moved = sum(min(machines, t["n"]) * t.get("shared", 0) + t.get("per_task", 0) for t in tasks.values())
+    moved = sum(min(machines, t["n"]) * t["shared"] + t["results"] for t in tasks.values())
     return serial + compute + moved / BANDWIDTH, serial
 
 
@@ -161,8 +173,9 @@ def render(rows: list[dict[str, Any]], slots: tuple[int, ...]) -> list[str]:
     lines = [
         BEGIN, "## Scale-out on Ray (`bench/scale.py`)", "",
         f"Command: `python -m bench.scale --out BENCHMARKS.md` — on this {cores}-core machine, one torch thread per process "
-        "and per task; a fresh local Ray head with W task slots per column; every Ray result checked identical to the local one. "
-        f"With {cores} cores the curve must flatten at {cores} workers.", "",
+        "and per task; a fresh local Ray head with W task slots per column, warmed first (each worker process imports "
+        "imitaudit once: " + ", ".join(f"{rows[0]['warm'][w]:.1f} s at {w}" for w in slots) + ", not counted); every Ray "
+        f"result checked identical to the local one. With {cores} cores the curve must flatten at {cores} workers.", "",
         "| workload | local s | " + " | ".join(f"Ray {w} worker{'s' if w > 1 else ''} s (speedup)" for w in slots) + " | Ray overhead at 1 worker |",
         "|---|---:|" + "---:|" * len(slots) + "---:|",
     ]
@@ -170,19 +183,24 @@ def render(rows: list[dict[str, Any]], slots: tuple[int, ...]) -> list[str]:
         cells = " | ".join(f"{r['ray'][w]:.1f} ({r['local'] / r['ray'][w]:.2f}x)" for w in slots)
         lines.append(f"| {r['name']} | {r['local']:.1f} | {cells} | {r['ray'][1] / r['local'] - 1:+.0%} |")
     lines += ["", f"### Per-task costs (1-worker run) and a projection to {MACHINES} machines x {CORES} cores", "",
-              "| workload | task kind | tasks | mean s | max s | shared MB | per-task MB (items + results) |",
+              "| workload | task kind | tasks | mean s | max s | shared inputs MB | results MB |",
               "|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         for kind, t in r["tasks"].items():
-            lines.append(f"| {r['name']} | {kind} | {t['n']} | {t['mean']:.2f} | {t['max']:.2f} | {t.get('shared', 0) / 1e6:.1f} | "
-                         f"{t.get('per_task', 0) / 1e6:.1f} |")
+            lines.append(f"| {r['name']} | {kind} | {t['n']} | {t['mean']:.2f} | {t['max']:.2f} | {t['shared'] / 1e6:.1f} | "
+                         f"{t['results'] / 1e6:.1f} |")
     lines += ["", "| workload | driver serial s (S) | projected at 2 workers s (measured) | projected at "
               f"{MACHINES * CORES} workers on {MACHINES} machines s | projected speedup vs local |", "|---|---:|---:|---:|---:|"]
+    slots = MACHINES * CORES
     for r in rows:
         two, serial = project(r, 2, 1)
-        big, _ = project(r, MACHINES * CORES, MACHINES)
+        big, _ = project(r, slots, MACHINES)
         measured = f" ({r['ray'][2]:.1f})" if 2 in r["ray"] else ""
         lines.append(f"| {r['name']} | {serial:.1f} | {two:.1f}{measured} | {big:.1f} | {r['local'] / big:.1f}x |")
+        if "rollout shards" in r["tasks"]:
+            wide, _ = project(resharded(r, slots), slots, MACHINES)
+            lines.append(f"| {r['name']}, `--shard-episodes {4096 // slots}` ({slots} shards, cost scaled by episodes) | {serial:.1f} | | "
+                         f"{wide:.1f} | {r['local'] / wide:.1f}x |")
     lines += ["", "Formula (`bench/scale.py: project`): " + " ".join(project.__doc__.split("\n\n")[1].split()) +
               f" Bandwidth assumed {BANDWIDTH * 8 / 1e9:.0f} Gbit/s; no stragglers, no GPU.", END]
     return lines
@@ -194,11 +212,16 @@ def main() -> None:
     parser.add_argument("--cache", default="out/bench-scale")
     parser.add_argument("--zoo", default="out/zoo", help="the quick zoo's cache (built here if missing, not timed)")
     parser.add_argument("--workers", default="1,2,4", help="Ray worker counts to run")
+    parser.add_argument("--rendered-from", default="", help="write the section from this run's saved scale.json instead of running")
     args = parser.parse_args()
+    slots = tuple(int(w) for w in args.workers.split(","))
+    if args.rendered_from:
+        rows = json.loads(Path(args.rendered_from).read_text(), object_hook=lambda d: {int(k) if k.isdigit() else k: v for k, v in d.items()})
+        publish(render(rows, slots), args.out)
+        return
     from audit.bench.zoo import QUICK, build_zoos
 
     torch.set_num_threads(1)
-    slots = tuple(int(w) for w in args.workers.split(","))
     root = Path(args.cache)
     imi, held = inputs(root)
     build_zoos([ENV], args.zoo, scale=QUICK)

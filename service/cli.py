@@ -71,6 +71,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = _settings(args, ray_address=args.ray or None)
     # connected before the memory cap: the cap is for the audits this process runs, not Ray's shared object store mapping
     cluster = audit.Cluster(address=settings.ray_address) if settings.ray_address else None
+    if cluster is not None:
+        log.info("ray: %d task slots warmed in %.1f s", cluster.slots, cluster.warm())
     cap_memory(settings.worker_memory_bytes)
     engine = make_engine(settings.url)
     migrate(engine)

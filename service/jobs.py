@@ -212,11 +212,9 @@ class Worker:
             config = audit_config(job, self.store)
             for path in (config.imitator, config.demos):  # rows stored before a rule existed are held to it too
                 audit.check_uploaded_env(path, self.allowed_envs)
-            # the intent detector's shared reference policies do not ship to tasks: its audits run here
-            cluster = None if config.detector == "intent" else self.cluster
-            report = audit.run_audit(config, progress, should_stop=should_stop, cluster=cluster)
-            if cluster is not None:
-                log.info("audit %s: %s (this worker's total)", job.audit_id, cluster.summary())
+            report = audit.run_audit(config, progress, should_stop=should_stop, cluster=self.cluster)
+            if self.cluster is not None:
+                log.info("audit %s: %s (this worker's total)", job.audit_id, self.cluster.summary())
             sha = self.store.put_bytes(audit.to_json(report).encode())
             ok = finish(self.sessions, job.audit_id, self.owner, state="succeeded", report=report, report_sha=sha)
             outcome = "succeeded" if ok else "lost"

@@ -112,9 +112,9 @@ def test_an_audit_on_ray_writes_the_local_report_from_tasks_on_both_nodes(cluste
     on_ray = _audit(files, "ray", "--ray", cluster, *shards)
     assert on_ray.returncode == local.returncode, on_ray.stderr[-2000:]
     report = _report(files, "ray")
-    explained = sum(1 for r in report["trajectories"] if r.get("explanation"))
-    assert explained > 0, "the unbounded imitator should have flagged, explained trajectories"
-    line = f"ray: 4 rollout shards, 4 detector fits, {explained} explanations ran as tasks on 2 node(s)"
+    folds = {r["fold"] for r in report["trajectories"] if r.get("explanation")}
+    assert folds, "the unbounded imitator should have flagged, explained trajectories"
+    line = f"ray: 4 rollout shards, 4 detector fits, {len(folds)} explanation batches ran as tasks on 2 node(s)"
     assert line in on_ray.stderr, on_ray.stderr[-2000:]
     assert report == _report(files, "local")
 
@@ -130,6 +130,15 @@ def test_an_onnx_imitator_s_lookahead_runs_on_ray_with_the_local_report(cluster,
     assert local.returncode in (0, 1) and on_ray.returncode == local.returncode, local.stderr[-1000:] + on_ray.stderr[-2000:]
     assert "2 detector fits" in on_ray.stderr
     assert _report(files, "onnx-ray") == _report(files, "onnx-local")
+
+
+def test_an_intent_audit_shares_fold_0_s_reference_policies_across_its_fold_tasks(cluster, files):
+    small = ("--detector", "intent", "--episodes", "32", "--folds", "3", "--reference-steps", "80")
+    local = _audit(files, "intent-local", "--quiet", *small)
+    on_ray = _audit(files, "intent-ray", "--ray", cluster, *small)
+    assert local.returncode in (0, 1) and on_ray.returncode == local.returncode, local.stderr[-1000:] + on_ray.stderr[-2000:]
+    assert "3 detector fits" in on_ray.stderr
+    assert _report(files, "intent-ray") == _report(files, "intent-local")
 
 
 def test_a_killed_ray_worker_is_retried_and_the_audit_completes_once(cluster, files):

@@ -195,8 +195,13 @@ def concat(parts: Sequence[Trajectories]) -> Trajectories:
         return parts[0]
     t = max(p.mask.shape[1] for p in parts)
 
-    def cat(tensors: list[Tensor]) -> Tensor:
-        return torch.cat([torch.nn.functional.pad(x, (0, 0) * (x.dim() - 2) + (0, t - x.shape[1])) for x in tensors])
+    def cat(tensors: list[Tensor]) -> Tensor:  # one copy into zeros, not a padded copy of each shard and then another
+        out = tensors[0].new_zeros(sum(x.shape[0] for x in tensors), t, *tensors[0].shape[2:])
+        first = 0
+        for x in tensors:
+            out[first : first + x.shape[0], : x.shape[1]] = x
+            first += x.shape[0]
+        return out
 
     has_departure = parts[0].departure is not None
     mask = cat([p.mask for p in parts])

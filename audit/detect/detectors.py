@@ -79,6 +79,9 @@ class Detector(ABC):
     fit_progress: Callable[[float], None] | None = None
     """Set by :func:`cross_fit`: a detector whose fit is long reports the fraction done here, and
     an exception raised by it (a cancelled audit) ends the fit."""
+    shared: dict | None = None
+    """State the folds of one audit share, filled by the first fold's fit (the intent detector's reference policies);
+    None where each fold fits alone."""
 
     @abstractmethod
     def fit(self, reference: Episodes, imitator: Episodes, *, seed: int) -> None:
@@ -192,12 +195,17 @@ def cross_fit(
     """Fit ``folds`` fresh detectors from ``make`` and score every audited and calibration step (see the module docstring).
 
     With a :class:`audit.cluster.Cluster` the folds run as its tasks (same seeds, same result); ``progress`` then moves
-    as folds finish.
+    as folds finish. Folds that share a first fit (:attr:`Detector.shared`) wait for fold 0's task, then run together.
     """
     fold = assign_folds(test.n_episodes, folds, seed)
     if cluster is not None:
-        outs = cluster.map(fit_fold, range(folds), common=(make, fit, cal, test, fold, seed), progress=progress,
-                           kind="detector fits")
+        inputs = (make, fit, cal, test, fold, seed)
+        shared, outs = make().shared, []
+        if shared is not None:  # a task's copy of the shared state does not come back by itself: fold 0 first, its state shared
+            outs = cluster.map(fit_fold, [0], common=inputs, progress=progress and (lambda f: progress(f / folds)), kind="detector fits")
+            shared.update(outs[0][0].shared)
+        outs += cluster.map(fit_fold, range(len(outs), folds), common=inputs, kind="detector fits",
+                            progress=progress and (lambda f: progress((len(outs) + f * (folds - len(outs))) / folds)))
     else:
         outs = [fit_fold(make, fit, cal, test, fold, seed, k, None if progress is None else
                          (lambda frac, k=k: progress((k + min(frac, 1.0)) / folds))) for k in range(folds)]

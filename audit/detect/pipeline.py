@@ -233,7 +233,7 @@ def calibrated(config: AuditConfig, ref: Reference, fitted: CrossFit) -> tuple[C
 def explained(config: AuditConfig, inputs: Inputs, ref: Reference, fitted: CrossFit, cal: Calibration, traj: Trajectories,
               cluster: Any | None = None) -> tuple[dict, dict]:
     """Stage 6: attributions and replays (a grid drawn for built-in envs, named features and actions for others) of the
-    most significant flags; on a cluster, one task per explained trajectory."""
+    most significant flags; on a cluster, one task per fold."""
     explanations: dict[int, dict] = {}
     replays: dict[int, list] = {}
     if not config.explain:
@@ -247,12 +247,15 @@ def explained(config: AuditConfig, inputs: Inputs, ref: Reference, fitted: Cross
     else:
         names = observation_names(info.env_id, info.env_kwargs, info.config.obs_dim, inputs.demos.feature_names)
         frame = lambda i, t: vector_frame(traj.obs[i, t].numpy(), int(traj.actions[i, t]), names, inputs.demos.action_names)  # noqa: E731
-    items = [(int(fitted.fold[i]), ref.test.subset(np.array([i]))) for i in order]
-    if cluster is not None and items:
-        outs = cluster.map(explain_one, items, common=(fitted.detectors, ref.fit), kind="explanations")
+    by_fold = {int(k): [i for i in order if fitted.fold[i] == k] for k in np.unique(fitted.fold[order])} if order else {}
+    items = [(k, ref.test.subset(np.array(rows))) for k, rows in by_fold.items()]
+    if cluster is not None and items:  # one task per fold: a task per trajectory would cost more than its attributions
+        outs = cluster.map(explain_fold, items, common=(fitted.detectors, ref.fit), kind="explanation batches")
     else:
-        outs = [explain_one(fitted.detectors, ref.fit, item) for item in items]
-    for i, ex in zip(order, outs):
+        outs = [explain_fold(fitted.detectors, ref.fit, item) for item in items]
+    found = {i: ex for rows, exs in zip(by_fold.values(), outs) for i, ex in zip(rows, exs)}
+    for i in order:
+        ex = found[i]
         if ex is None:
             continue
         explanations[i] = ex
@@ -260,10 +263,10 @@ def explained(config: AuditConfig, inputs: Inputs, ref: Reference, fitted: Cross
     return explanations, replays
 
 
-def explain_one(detectors: list[Detector], fit: Episodes, item: tuple[int, Episodes]) -> dict | None:
-    """The explanation of one flagged trajectory (``item``: its fold and the trajectory alone) by its fold's detector."""
-    fold, one = item
-    return detectors[fold].explain(one, 0, fit)
+def explain_fold(detectors: list[Detector], fit: Episodes, item: tuple[int, Episodes]) -> list[dict | None]:
+    """The explanations of flagged trajectories of one fold (``item``: the fold, and those trajectories) by its detector."""
+    fold, episodes = item
+    return [detectors[fold].explain(episodes, j, fit) for j in range(episodes.n_episodes)]
 
 
 def run_audit(
@@ -290,9 +293,6 @@ def run_audit(
         raise ValueError("a runtime monitor carries discriminator, intent or lookahead's step evidence, not mahalanobis")
     clock = StageClock(progress=progress, should_stop=should_stop)
     torch.manual_seed(config.seed)
-    if cluster is not None and config.detector == "intent":
-        raise ValueError("--ray fits discriminator, lookahead, combined and mahalanobis audits; the intent detector's shared "
-                         "reference policies run locally (drop --ray)")
     inputs = load(config)
     if inputs.taps != config.taps:
         config = replace(config, taps=inputs.taps)
