@@ -30,31 +30,13 @@ from typing import Any
 import torch
 
 from audit.bench.sections import publish
+from bench.service import inputs
 
 BEGIN, END = "<!-- bench/scale.py begin -->", "<!-- bench/scale.py end -->"
 ENV = "imitaudit/OffSwitch-v0"
 MACHINES, CORES = 8, 16
 BANDWIDTH = 1.25e9
 """Bytes/s between machines assumed by the projection (10 Gbit/s Ethernet)."""
-
-
-def inputs(folder: Path) -> tuple[Path, Path]:
-    """A BC transformer imitator of corrigible OffSwitch demonstrations, and 600 held-out demonstrations (cached)."""
-    from audit.data.demonstrations import Demonstrations, record
-    from audit.training.config import TrainConfig
-    from audit.training.run import train
-
-    folder.mkdir(parents=True, exist_ok=True)
-    demos, held, imi = folder / "train.safetensors", folder / "heldout.safetensors", folder / "transformer.safetensors"
-    if not demos.exists():
-        record(ENV, "corrigible", episodes=1000, seed=0).save(demos)
-    if not held.exists():
-        record(ENV, "corrigible", episodes=600, seed=500_000).save(held)
-    if not imi.exists():
-        cfg = TrainConfig(arch="transformer", mode="bc", steps=300, seed=0, eval_every=10_000, eval_episodes=20,
-                          log_dir=str(folder / "runs"), progress=False)
-        train(Demonstrations.load(demos), cfg, out=imi)
-    return imi, held
 
 
 class LocalCluster:
@@ -223,7 +205,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     root = Path(args.cache)
-    imi, held = inputs(root)
+    imi, held = inputs(root, arch="transformer", steps=300)  # the same demonstrations as bench/service.py's
     build_zoos([ENV], args.zoo, scale=QUICK)
     rows = [measure("audit, 4,096 episodes, transformer", large_audit(imi, held), slots, root),
             measure("bench detect --quick (30 audits)", quick_detect(Path(args.zoo)), slots, root)]

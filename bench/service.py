@@ -38,20 +38,21 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def inputs(folder: Path) -> tuple[Path, Path]:
-    """A BC GRU imitator of corrigible OffSwitch demonstrations and held-out demonstrations (cached)."""
+def inputs(folder: Path, *, arch: str = "gru", steps: int = 400) -> tuple[Path, Path]:
+    """A BC imitator (GRU by default) of corrigible OffSwitch demonstrations and held-out demonstrations (cached)."""
     from audit.data.demonstrations import Demonstrations, record
     from audit.training.config import TrainConfig
     from audit.training.run import train
 
     folder.mkdir(parents=True, exist_ok=True)
-    demos, held, imi = folder / "train.safetensors", folder / "heldout.safetensors", folder / "imitator.safetensors"
+    demos, held = folder / "train.safetensors", folder / "heldout.safetensors"
+    imi = folder / ("imitator.safetensors" if arch == "gru" else f"{arch}.safetensors")
     if not demos.exists():
         record(ENV, "corrigible", episodes=1000, seed=0).save(demos)
     if not held.exists():
         record(ENV, "corrigible", episodes=600, seed=500_000).save(held)
     if not imi.exists():
-        cfg = TrainConfig(arch="gru", mode="bc", steps=400, seed=0, eval_every=10_000, eval_episodes=20, log_dir=str(folder / "runs"), progress=False)
+        cfg = TrainConfig(arch=arch, mode="bc", steps=steps, seed=0, eval_every=10_000, eval_episodes=20, log_dir=str(folder / "runs"), progress=False)
         train(Demonstrations.load(demos), cfg, out=imi)
     return imi, held
 

@@ -155,7 +155,7 @@ def test_a_killed_ray_worker_is_retried_and_the_audit_completes_once(cluster, fi
 
     thread = threading.Thread(target=kill_a_fold_task)
     thread.start()
-    res = _audit(files, "ray-killed", "--ray", cluster, "--disc-steps", "3000")
+    res = _audit(files, "ray-killed", "--ray", cluster, "--disc-steps", "1500")
     thread.join()
     assert killed, "no fold task was seen running"
     assert res.returncode in (0, 1), res.stderr[-2000:]

@@ -44,7 +44,11 @@ def test_compose_workers_run_their_audits_on_its_ray_pair():
     assert worker["depends_on"]["ray-head"]["condition"] == "service_healthy"
     assert worker["environment"]["IMITAUDIT_RAY_ADDRESS"].endswith("ray-head:6379}")
     assert head["build"] == node["build"] == worker["build"]  # one image: tasks import the same imitaudit
-    assert "'.[ray]'" in (ROOT / "Dockerfile").read_text()
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "'.[ray]'" in dockerfile
+    for name, svc in services.items():  # a health check that runs pgrep needs it in the image
+        if "pgrep" in " ".join(svc["healthcheck"]["test"]):
+            assert "procps" in dockerfile, name
     # the pin the image installs is the one make test runs against
     import ray
     import tomllib
