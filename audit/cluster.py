@@ -31,6 +31,22 @@ def _reachable(address: str, seconds: float = 5.0) -> None:
         raise ValueError(f"cannot reach the Ray cluster at {address} ({exc.strerror or type(exc).__name__})") from None
 
 
+def _auto_address() -> str:
+    """``auto``'s HOST:PORT: ``RAY_ADDRESS``, else the cluster the last ``ray start`` on this machine recorded.
+
+    Resolved here so that a dead cluster's record is one line, not ``ray.init`` retrying it for ever.
+    """
+    if os.environ.get("RAY_ADDRESS"):
+        return os.environ["RAY_ADDRESS"]
+    from ray._private.services import canonicalize_bootstrap_address_or_die  # the ray pin keeps this private helper
+
+    try:
+        return canonicalize_bootstrap_address_or_die("auto")
+    except Exception as exc:  # noqa: BLE001 - Ray raises ConnectionError or its own errors here
+        raise ValueError(f"--ray auto found no Ray cluster on this machine ({str(exc).splitlines()[0][:160]}); "
+                         "start one with `ray start --head` or give HOST:PORT") from None
+
+
 class Cluster:
     """A connection to a Ray cluster that runs functions of this package as tasks.
 
@@ -46,10 +62,9 @@ class Cluster:
             import ray
         except ImportError:
             raise ValueError("--ray needs Ray: pip install 'imitaudit[ray]'") from None
-        if address == "auto" and os.environ.get("RAY_ADDRESS"):
-            address = os.environ["RAY_ADDRESS"]
-        if address != "auto":
-            _reachable(address)
+        if address == "auto":
+            address = _auto_address()
+        _reachable(address)
         try:
             if not ray.is_initialized():
                 ray.init(address=address, logging_level="ERROR", log_to_driver=False, configure_logging=False)

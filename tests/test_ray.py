@@ -245,3 +245,21 @@ def test_a_service_worker_runs_its_audits_on_ray_and_a_cancel_kills_their_tasks(
     while _ray_tasks_running():  # force-cancelled: their worker processes are killed, not left fitting
         assert time.monotonic() < deadline, "the cancelled audit's tasks are still running"
         time.sleep(0.5)
+
+
+def test_auto_with_a_dead_cluster_s_record_is_one_line_not_ray_retrying_for_ever(tmp_path, monkeypatch):
+    """`--ray auto` reads the record the last `ray start` left; a dead cluster's record used to hang in ray.init."""
+    from audit.cluster import Cluster
+
+    (tmp_path / "ray").mkdir()
+    port = _port()
+    (tmp_path / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{port}")
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    # this machine's running clusters (the module's own, while it lives) would win over the record: none here
+    monkeypatch.setattr("ray._private.services.find_gcs_addresses", lambda: [])
+    with pytest.raises(ValueError, match=f"cannot reach the Ray cluster at .*:{port} "):  # Ray names localhost by its IP
+        Cluster(address="auto")
+    (tmp_path / "ray" / "ray_current_cluster").unlink()
+    with pytest.raises(ValueError, match="found no Ray cluster on this machine"):
+        Cluster(address="auto")
