@@ -314,6 +314,8 @@ def _connect(args: argparse.Namespace) -> Any:
     """The Ray cluster ``--ray`` names, connected before any progress is drawn (an unreachable one is the only line), or None."""
     if not args.ray:
         return None
+    if getattr(args, "env_module", None):  # tasks run in Ray's worker processes, which never imported the module
+        raise UsageError("--env-module envs run here, not on Ray: Ray's workers would not import your module (drop --ray)")
     from audit.cluster import Cluster
 
     return Cluster(address=args.ray)

@@ -50,11 +50,16 @@ def test_bad_invocations_exit_2_with_one_line(tmp_path):
         ("demos", "--env", "imitaudit/OffSwitch-v0"),
         ("inspect", str(tmp_path / "missing.safetensors")),
         ("frobnicate",),
+        ("--env-module", "json", "audit", "--imitator", str(tmp_path / "i.safetensors"), "--demos", str(tmp_path / "d.safetensors"),
+         "--ray", "127.0.0.1:1"),
     ]
+    (tmp_path / "i.safetensors").write_bytes(b"x")
+    (tmp_path / "d.safetensors").write_bytes(b"x")
     for args in cases:
         res = run(*args, check=False)
         assert res.returncode == 2, (args, res.stderr)
         assert res.stderr.strip().count("\n") == 0 and res.stderr.startswith("imitaudit: error:"), (args, res.stderr)
+    assert "not on Ray" in res.stderr  # the last case: refused before any connection, not a task failing far away
     assert not (tmp_path / "x.safetensors").exists()
 
 
