@@ -16,7 +16,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import audit
 from audit import cli as audit_cli
 
 log = logging.getLogger("imitaudit")
@@ -62,6 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    import audit
     from service.blobs import BlobStore
     from service.db import make_engine, migrate, session_factory
     from service.jobs import Worker
