@@ -19,10 +19,13 @@ from audit.report.schema import SCHEMA as REPORT_SCHEMA
 from audit.report.schema import to_json, validate
 from audit.training.config import TrainConfig
 from audit.training.run import train
+from models.onnx_imitator import allow_runs as allow_imitator_runs
+from models.onnx_imitator import stop_runs as stop_imitator_runs
 
 __all__ = [
     "WORLDS", "resolve_env_id", "GatePolicy", "verdict", "STAGES", "AuditConfig", "check_demonstrations",
     "check_imitator", "check_uploaded_env", "check_calibration_size", "run_audit", "REPORT_SCHEMA", "to_html", "to_json", "to_junit", "to_markdown",
     "validate", "write_outputs", "svg_heatmap", "svg_score", "kind_crossings", "report_script_hash", "min_calibration_episodes", "Demonstrations", "record",
     "TrainConfig", "train", "api_values", "request_model", "Monitor", "audit", "AuditResult", "Cluster",
+    "stop_imitator_runs", "allow_imitator_runs",
 ]

@@ -24,6 +24,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
+import tempfile
+import threading
 from typing import Any
 
 import numpy as np
@@ -41,6 +44,70 @@ MAX_TENSOR = 50_000_000
 MAX_META_CHARS = 256 * 1024
 STANDARD_DOMAINS = ("", "ai.onnx", "ai.onnx.ml")
 ARCH = "onnx"
+
+
+class _Runs:
+    """Every onnxruntime run in flight in this process, so that another thread (a job's watchdog) can end them.
+
+    onnxruntime checks a run's ``RunOptions.terminate`` between kernels, Loop and Scan iterations included, so a graph
+    that would run for ever stops within one kernel of the call. While stopped, new runs are refused at once.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.active: set[Any] = set()
+        self.stopped = False
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stopped = True
+            for options in self.active:
+                options.terminate = True
+
+    def allow(self) -> None:
+        with self.lock:
+            self.stopped = False
+
+    def run(self, session: Any, outputs: list[str], feeds: dict[str, np.ndarray]) -> list[Any]:
+        import onnxruntime as ort
+
+        options = ort.RunOptions()
+        options.log_severity_level = 4
+        with self.lock:
+            if self.stopped:
+                raise InterruptedError("the imitator's ONNX graph was stopped")
+            self.active.add(options)
+        try:
+            return session.run(outputs, feeds, options)
+        except Exception:
+            if options.terminate:
+                raise InterruptedError("the imitator's ONNX graph was stopped mid-run") from None
+            raise
+        finally:
+            with self.lock:
+                self.active.discard(options)
+
+
+RUNS = _Runs()
+
+
+def stop_runs() -> None:
+    """End every ONNX imitator's run in flight in this process, and refuse new ones until :func:`allow_runs`
+    (they raise ``InterruptedError``). Safe to call from any thread."""
+    RUNS.stop()
+
+
+def allow_runs() -> None:
+    """Let ONNX imitators run again after :func:`stop_runs`."""
+    RUNS.allow()
+
+
+def _run_failure(exc: Exception) -> str:
+    """What went wrong in a run, in words the uploader can act on, without any value the graph computed: onnxruntime's
+    messages quote shapes and sizes, which a graph can make out of anything it reads."""
+    text = str(exc)
+    node = re.search(r"running (\w+) node", text)
+    return f"its {node.group(1)} node failed" if node else "onnxruntime stopped it"
 
 
 class _Tap(nn.Module):
@@ -62,24 +129,68 @@ def _dims(value_info: Any) -> list[int | str]:
     return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in shape.dim]
 
 
+def _subgraphs(attr: Any) -> list[Any]:
+    return [attr.g] if attr.HasField("g") else list(attr.graphs)
+
+
+def _graphs(model: Any) -> list[Any]:
+    """Every graph of the model: the main graph and each If/Loop/Scan body, at any depth (functions' bodies included)."""
+    todo, out = [model.graph], []
+    nodes_of_functions = [n for f in model.functions for n in f.node]
+    for node in nodes_of_functions:
+        for attr in node.attribute:
+            todo.extend(_subgraphs(attr))
+    while todo:
+        graph = todo.pop()
+        out.append(graph)
+        for node in graph.node:
+            for attr in node.attribute:
+                todo.extend(_subgraphs(attr))
+    return out
+
+
+def _tensors(model: Any, graphs: list[Any]) -> list[tuple[Any, int]]:
+    """Every tensor the model stores, each with the elements it stands for: dense and sparse initializers of every graph,
+    and tensor attributes (Constant nodes' among them) of every node, in graphs and in functions."""
+    nodes = [n for g in graphs for n in g.node] + [n for f in model.functions for n in f.node]
+    out: list[tuple[Any, int]] = []
+    for graph in graphs:
+        out += [(t, math.prod(t.dims)) for t in graph.initializer]
+        for sparse in graph.sparse_initializer:  # onnxruntime makes these dense: they weigh their full shape
+            out += [(sparse.values, math.prod(sparse.dims)), (sparse.indices, 0)]
+    for node in nodes:
+        for attr in node.attribute:
+            tensors = ([attr.t] if attr.HasField("t") else []) + list(attr.tensors)
+            sparse = ([attr.sparse_tensor] if attr.HasField("sparse_tensor") else []) + list(attr.sparse_tensors)
+            out += [(t, math.prod(t.dims)) for t in tensors]
+            out += [pair for sp in sparse for pair in ((sp.values, math.prod(sp.dims)), (sp.indices, 0))]
+    return out
+
+
 def _check_graph(model: Any) -> None:
-    """Refuse what cannot run safely or at a bounded size (no session is made yet)."""
+    """Refuse what cannot run safely or at a bounded size (no session is made yet).
+
+    Every graph (subgraphs and functions included) and every stored tensor is looked at: a tensor in an external file
+    anywhere would let the graph read the server's files (onnxruntime resolves relative locations itself).
+    """
     from onnx import TensorProto, shape_inference
 
-    graph = model.graph
-    domains = sorted({n.domain for n in graph.node if n.domain not in STANDARD_DOMAINS} | {f.domain for f in model.functions})
+    graphs = _graphs(model)
+    nodes = [n for g in graphs for n in g.node] + [n for f in model.functions for n in f.node]
+    domains = sorted({n.domain for n in nodes if n.domain not in STANDARD_DOMAINS} | {f.domain for f in model.functions})
     if domains:
         raise ValueError(f"operators outside the standard ONNX domains ({', '.join(d or '?' for d in domains)[:200]}) are refused")
-    for init in graph.initializer:
-        if init.data_location == TensorProto.EXTERNAL or init.external_data:
-            raise ValueError(f"initializer {init.name[:80]!r} lives in an external data file; export with the weights inside the .onnx")
-    params = sum(math.prod(init.dims) for init in graph.initializer)
+    tensors = _tensors(model, graphs)
+    for tensor, _ in tensors:
+        if tensor.data_location == TensorProto.EXTERNAL or tensor.external_data:
+            raise ValueError(f"tensor {tensor.name[:80]!r} lives in an external data file; export with the weights inside the .onnx")
+    params = sum(size for _, size in tensors)
     if params > MAX_PARAMS:
         raise ValueError(f"{params:,} weights; ONNX imitators may hold at most {MAX_PARAMS:,}")
     try:
         inferred = shape_inference.infer_shapes(model).graph
-    except Exception as exc:  # noqa: BLE001 - a graph shape inference rejects is malformed input
-        raise ValueError(f"shape inference failed ({str(exc).splitlines()[0][:200]})") from None
+    except Exception:  # noqa: BLE001 - a graph shape inference rejects is malformed input
+        raise ValueError("shape inference failed: the graph is malformed (onnx.shape_inference.infer_shapes shows where)") from None
     for vi in [*inferred.input, *inferred.value_info, *inferred.output]:
         size = math.prod(d if isinstance(d, int) and d > 0 else 1 for d in _dims(vi))
         if size > MAX_TENSOR:
@@ -153,7 +264,12 @@ class OnnxImitator(Imitator):
         feeds = {self.obs_input: obs.detach().reshape(len(obs), *self.obs_shape).numpy().astype(np.float32, copy=False)}
         for s, (name, _, _, _) in zip(state or (), self.states):
             feeds[name] = s.numpy().astype(np.float32, copy=False)
-        got = self.session.run(self._outputs, feeds)
+        try:
+            got = RUNS.run(self.session, self._outputs, feeds)
+        except InterruptedError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's own types; the message must not quote the graph's values
+            raise ValueError(f"the imitator's ONNX graph failed on a batch of {len(obs)} observation(s): {_run_failure(exc)}") from None
         logits = torch.from_numpy(np.asarray(got[0], dtype=np.float32)).reshape(len(obs), -1)
         k = len(self.states)
         new_state = tuple(torch.from_numpy(np.asarray(g, dtype=np.float32)) for g in got[1 : 1 + k]) if k else None
@@ -290,17 +406,7 @@ def load_onnx_bytes(data: bytes, name: str = "upload", *, threads: int | None = 
             graph.output.append(helper.make_empty_tensor_value_info(tensor))
             have.add(tensor)
     session = _session(model, name, threads)
-    probe = {obs_vi.name: np.zeros((1, *obs_shape), dtype=np.float32)}
-    for i, _, dim, rest in states:
-        shape = list(rest)
-        shape.insert(dim, 1)
-        probe[i] = np.zeros(shape, dtype=np.float32)
-    try:
-        got = session.run([logits, *taps.values()], probe)
-    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types for a graph that cannot run
-        raise ValueError(f"{name}: the graph does not run on one observation ({str(exc).splitlines()[0][:200]})") from None
-    n_actions = int(np.asarray(got[0]).size)
-    widths = {tap: int(np.asarray(g).size) for tap, g in zip(taps, got[1:])}
+    n_actions, widths = _probe(session, name, obs_vi.name, obs_shape, states, logits, taps)
     config = ImitatorConfig(obs_dim=math.prod(obs_shape), n_actions=n_actions, hidden=max(1, widths.get("core", n_actions)), heads=1)
     imitator = OnnxImitator(session=session, config=config, obs_input=obs_vi.name, obs_shape=obs_shape, logits=logits,
                             tap_tensors=taps, tap_widths=widths, states=states)
@@ -310,6 +416,51 @@ def load_onnx_bytes(data: bytes, name: str = "upload", *, threads: int | None = 
                                                "taps": taps, "recurrent": bool(states)}},
                           n_params=sum(math.prod(i.dims) for i in graph.initializer), sha256=hashlib.sha256(data).hexdigest())
     return imitator, info
+
+
+PROBE_ROWS = (1, 256)
+"""Batch sizes a graph is run at before it is accepted: one observation, and an audit's batch of episodes (a graph whose
+cost grows with the batch shows it here rather than in a job)."""
+
+
+def _probe(session: Any, name: str, obs_input: str, obs_shape: tuple[int, ...], states: list, logits: str,
+           taps: dict[str, str]) -> tuple[int, dict[str, int]]:
+    """Run the graph on zeros at each of :data:`PROBE_ROWS`; the number of actions and each tap's width per row.
+
+    The logits must be finite floats of shape [rows, A] at every batch size, with A within the imitator limits.
+    """
+    from models.imitator import LIMITS
+
+    seen: tuple[int, dict[str, int]] | None = None
+    for rows in PROBE_ROWS:
+        feeds = {obs_input: np.zeros((rows, *obs_shape), dtype=np.float32)}
+        for i, _, dim, rest in states:
+            shape = list(rest)
+            shape.insert(dim, rows)
+            feeds[i] = np.zeros(shape, dtype=np.float32)
+        try:
+            got = RUNS.run(session, [logits, *taps.values()], feeds)
+        except InterruptedError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types for a graph that cannot run
+            raise ValueError(f"{name}: the graph does not run on a batch of {rows} observation(s): {_run_failure(exc)}") from None
+        out = [np.asarray(g) for g in got]
+        if out[0].dtype.kind != "f":
+            raise ValueError(f"{name}: the graph's logits are not floating-point numbers")
+        if out[0].ndim < 1 or out[0].shape[0] != rows or out[0].size == 0 or out[0].size % rows:
+            raise ValueError(f"{name}: the graph's logits do not have one row per observation (they must be [batch, actions])")
+        if not np.isfinite(out[0]).all():
+            raise ValueError(f"{name}: the graph's logits are not finite on an all-zeros observation")
+        n_actions = out[0].size // rows
+        if n_actions > LIMITS["n_actions"] or any(g.size % rows or g.size // rows > LIMITS["hidden"] or g.dtype.kind != "f" for g in out[1:]):
+            raise ValueError(f"{name}: the graph's logits or taps have the wrong width (at most {LIMITS['n_actions']:,} "
+                             f"actions and {LIMITS['hidden']:,} floats per tap and row)")
+        widths = {tap: g.size // rows for tap, g in zip(taps, out[1:])}
+        if seen is not None and seen != (n_actions, widths):
+            raise ValueError(f"{name}: the graph's logits or taps change width with the batch size")
+        seen = (n_actions, widths)
+    assert seen is not None
+    return seen
 
 
 def _rebuild(data: bytes, name: str) -> OnnxImitator:
@@ -326,7 +477,10 @@ def _session(model: Any, name: str, threads: int | None) -> Any:
     opts.log_severity_level = 3
     # torch's threads run between sessions' runs (sampling, taps): spinning pool threads would contend with them
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    try:
-        return ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # noqa: BLE001
-        raise ValueError(f"{name}: onnxruntime cannot load the graph ({str(exc).splitlines()[0][:200]})") from None
+    with tempfile.TemporaryDirectory(prefix="imitaudit-onnx-") as empty:
+        # a second wall behind _check_graph: whatever names a file resolves it in a fresh empty folder, not the cwd
+        opts.add_session_config_entry("session.model_external_initializers_file_folder_path", empty)
+        try:
+            return ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception:  # noqa: BLE001 - its message may quote values the graph's constants computed
+            raise ValueError(f"{name}: onnxruntime cannot load the graph (onnx.checker.check_model(..., full_check=True) shows why)") from None

@@ -27,12 +27,13 @@ log = logging.getLogger("imitaudit.api")
 
 
 class ApiError(Exception):
-    """A 4xx answer with one line."""
+    """A 4xx (or 503) answer with one line."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers
 
 
 def not_found(what: str) -> ApiError:
@@ -63,7 +64,7 @@ class Service:
         if swept:
             log.info("removed %d temp file(s) left by interrupted uploads", swept)
         self.validator = Validator(memory_bytes=settings.validate_memory_bytes, seconds=settings.validate_seconds,
-                                   allowed_envs=settings.allowed_envs)
+                                   allowed_envs=settings.allowed_envs, slots=settings.validate_slots)
         self.worker: subprocess.Popen | None = None
         self.worker_restarts = 0
         self._stopping = threading.Event()

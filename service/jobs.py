@@ -177,79 +177,113 @@ class Worker:
         if job is None:
             return False
         log.info("audit %s: attempt %d on %s", job.audit_id, job.attempt, self.owner)
-        flags = {"lost": False, "cancel": False}
-        done = threading.Event()
+        watch = _Watch(worker=self, audit_id=job.audit_id)
+        watch.start()
+        try:
+            outcome = self._run(job, watch)
+        finally:
+            watch.close()
+        log.info("audit %s: %s in %.1f s", job.audit_id, outcome, watch.elapsed())
+        return True
 
-        def heartbeat() -> None:
-            while not done.wait(self.lease_seconds / 3):
-                try:
-                    owned, cancel = renew(self.sessions, job.audit_id, self.owner, lease_seconds=self.lease_seconds)
-                except Exception:
-                    log.exception("heartbeat failed")
-                    continue
-                flags["lost"] = flags["lost"] or not owned
-                flags["cancel"] = cancel
-
-        beat = threading.Thread(target=heartbeat, daemon=True, name=f"heartbeat-{job.audit_id}")
-        beat.start()
-        last = [0.0]
-
-        def progress(stage: str, fraction: float) -> None:
-            now = time.monotonic()
-            if now - last[0] > 0.25 or fraction >= 1.0 or stage not in ("discriminate", "rollout"):
-                last[0] = now
-                if not set_progress(self.sessions, job.audit_id, self.owner, stage, fraction):
-                    flags["lost"] = True
-
-        def should_stop() -> bool:
-            owned, cancel = renew(self.sessions, job.audit_id, self.owner, lease_seconds=self.lease_seconds)
-            flags["lost"] = flags["lost"] or not owned
-            flags["overtime"] = time.monotonic() - started > self.job_seconds
-            return flags["lost"] or cancel or self.stop.is_set() or flags["overtime"]
-
-        started = time.monotonic()
+    def _run(self, job: Claim, watch: "_Watch") -> str:
+        """Run the claimed job to its end; the outcome's name."""
         try:
             config = audit_config(job, self.store)
             for path in (config.imitator, config.demos):  # rows stored before a rule existed are held to it too
                 audit.check_uploaded_env(path, self.allowed_envs)
-            report = audit.run_audit(config, progress, should_stop=should_stop, cluster=self.cluster)
+            report = audit.run_audit(config, watch.progress, should_stop=watch.should_stop, cluster=self.cluster)
             if self.cluster is not None:
                 log.info("audit %s: %s (this worker's total)", job.audit_id, self.cluster.summary())
             sha = self.store.put_bytes(audit.to_json(report).encode())
             ok = finish(self.sessions, job.audit_id, self.owner, state="succeeded", report=report, report_sha=sha)
-            outcome = "succeeded" if ok else "lost"
-        except InterruptedError:
-            if flags["lost"]:
-                outcome = "lost"
-            elif flags.get("overtime") and not flags["cancel"]:
-                finish(self.sessions, job.audit_id, self.owner, state="failed",
-                       error=f"the audit ran past its time budget of {self.job_seconds:g} s (IMITAUDIT_JOB_SECONDS)")
-                outcome = "failed"
-            elif self.stop.is_set() and not flags["cancel"]:
-                # shutting down: hand the job back to the queue at once
-                with self.sessions.begin() as s:
-                    s.execute(update(Audit).where(_owned(job.audit_id, self.owner)).values(state="queued", lease_owner=None, lease_expires=None))
-                outcome = "requeued"
-            else:
-                finish(self.sessions, job.audit_id, self.owner, state="cancelled", error="cancelled on request")
-                outcome = "cancelled"
+            return "succeeded" if ok else "lost"
+        except InterruptedError as e:
+            return self._stopped(job, watch, str(e))
         except (ValueError, TypeError) as e:
-            finish(self.sessions, job.audit_id, self.owner, state="failed", error=str(e).splitlines()[0][:500])
-            outcome = "failed"
+            return self._fail(job, str(e).splitlines()[0][:500])
         except Exception as e:
             if _out_of_memory(e):
                 cap = f" of {self.memory_bytes / 1024**3:.3g} GiB (IMITAUDIT_WORKER_MEMORY_BYTES)" if self.memory_bytes else ""
-                error = f"the audit needed more memory than the worker's cap{cap}: lower its episodes or lookahead settings"
-            else:
-                log.exception("audit %s crashed", job.audit_id)
-                error = f"internal error: {type(e).__name__}: {e}"[:500]
-            finish(self.sessions, job.audit_id, self.owner, state="failed", error=error)
-            outcome = "failed"
-        finally:
-            done.set()
-            beat.join(timeout=5)
-        log.info("audit %s: %s in %.1f s", job.audit_id, outcome, time.monotonic() - started)
-        return True
+                return self._fail(job, f"the audit needed more memory than the worker's cap{cap}: lower its episodes or lookahead settings")
+            log.exception("audit %s crashed", job.audit_id)
+            return self._fail(job, f"internal error: {type(e).__name__}: {e}"[:500])
+
+    def _fail(self, job: Claim, error: str) -> str:
+        finish(self.sessions, job.audit_id, self.owner, state="failed", error=error)
+        return "failed"
+
+    def _stopped(self, job: Claim, watch: "_Watch", why: str) -> str:
+        """The audit was interrupted: by a lost lease, its time budget, shutdown or cancel (in that order of precedence)."""
+        if watch.lost:
+            return "lost"
+        if watch.overtime and not watch.cancel:
+            inside = "; its imitator's ONNX graph was still running and was stopped" if "ONNX graph" in why else ""
+            return self._fail(job, f"the audit ran past its time budget of {self.job_seconds:g} s (IMITAUDIT_JOB_SECONDS){inside}")
+        if self.stop.is_set() and not watch.cancel:
+            requeue(self.sessions, job.audit_id, self.owner)  # shutting down: hand the job back to the queue at once
+            return "requeued"
+        finish(self.sessions, job.audit_id, self.owner, state="cancelled", error="cancelled on request")
+        return "cancelled"
+
+
+class _Watch:
+    """One running job's watchdog: renews its lease, notices a cancel, a lost lease, the time budget or shutdown, and then
+    ends any imitator run in flight (an ONNX graph can run for ever inside one call, where no stage boundary is reached)."""
+
+    def __init__(self, *, worker: Worker, audit_id: str) -> None:
+        self.worker, self.audit_id = worker, audit_id
+        self.lost = self.cancel = self.overtime = False
+        self.started = time.monotonic()
+        self._last_progress = 0.0
+        self._done = threading.Event()
+        self._beat = threading.Thread(target=self._heartbeat, daemon=True, name=f"heartbeat-{audit_id}")
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def start(self) -> None:
+        audit.allow_imitator_runs()
+        self._beat.start()
+
+    def close(self) -> None:
+        self._done.set()
+        self._beat.join(timeout=5)
+
+    def _renew(self) -> bool:
+        """Renew the lease and read the job's flags; whether the audit must stop."""
+        w = self.worker
+        owned, cancel = renew(w.sessions, self.audit_id, w.owner, lease_seconds=w.lease_seconds)
+        self.lost = self.lost or not owned
+        self.cancel = self.cancel or cancel
+        self.overtime = self.elapsed() > w.job_seconds
+        return self.lost or self.cancel or self.overtime or w.stop.is_set()
+
+    def _heartbeat(self) -> None:
+        w = self.worker
+        # wake at the budget's end too, so a run stuck inside one call is stopped on time, not a beat later
+        while not self._done.wait(max(0.05, min(w.lease_seconds / 3, w.job_seconds - self.elapsed() + 0.05))):
+            try:
+                if self._renew():
+                    audit.stop_imitator_runs()
+            except Exception:
+                log.exception("heartbeat failed")
+
+    def progress(self, stage: str, fraction: float) -> None:
+        now = time.monotonic()
+        if now - self._last_progress > 0.25 or fraction >= 1.0 or stage not in ("discriminate", "rollout"):
+            self._last_progress = now
+            if not set_progress(self.worker.sessions, self.audit_id, self.worker.owner, stage, fraction):
+                self.lost = True
+
+    def should_stop(self) -> bool:
+        return self._renew()
+
+
+def requeue(sessions: sessionmaker, audit_id: str, owner: str) -> bool:
+    """Hand a job this worker owns back to the queue (the worker is shutting down); returns whether it did."""
+    with sessions.begin() as s:
+        return s.execute(update(Audit).where(_owned(audit_id, owner)).values(state="queued", lease_owner=None, lease_expires=None)).rowcount == 1
 
 
 def new_audit_id() -> str:

@@ -129,7 +129,7 @@ def errors(*codes: int) -> dict[int | str, dict]:
     """OpenAPI ``responses`` for the error statuses a route may answer, each an :class:`ErrorBody`."""
     meaning = {400: "Malformed request", 401: "No valid token in the Authorization header", 403: "The token may not do this",
                404: "Not found in the token's project", 409: "Not in a state that allows this", 413: "Body over the size limit",
-               415: "Wrong content type", 422: "Refused input (the message names the problem)", 503: "Database unavailable",
+               415: "Wrong content type", 422: "Refused input (the message names the problem)", 503: "Database unavailable, or every upload validation slot busy (Retry-After)",
                507: "Disk full"}
     return {code: {"model": ErrorBody, "description": meaning[code]} for code in codes}
 

@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     """Address-space cap of the process that validates uploads (a file needing more is refused)."""
     validate_seconds: float = Field(120.0, gt=0)
     """The longest one upload's validation may take before its process is killed and the upload refused."""
+    validate_slots: int = Field(2, ge=1, le=16)
+    """Uploads validated at once, each in its own process; one project may hold all but one of them."""
     max_json_bytes: int = Field(1024 * 1024, gt=0)
     """JSON request bodies (``POST /v1/audits``) past this many bytes are refused with 413."""
     envs: str = ""

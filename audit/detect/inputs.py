@@ -27,14 +27,14 @@ def imitator_fits_env(info: Any, env_kwargs: dict[str, Any] | None = None) -> in
     """Refuse an imitator whose obs or action count does not fit its env (with ``env_kwargs`` if given); returns the obs size.
 
     Raises:
-        ValueError: one line with both signatures.
+        ValueError: one line naming what does not fit.
     """
     obs_dim, n_actions = env_signature(info.env_id, info.env_kwargs if env_kwargs is None else env_kwargs)
-    if (info.config.obs_dim, info.config.n_actions) != (obs_dim, n_actions):
-        raise ValueError(
-            f"the imitator expects obs of {info.config.obs_dim} features and {info.config.n_actions} actions; "
-            f"{info.env_id} gives {obs_dim} and {n_actions}"
-        )
+    if info.config.obs_dim != obs_dim:
+        raise ValueError(f"the imitator expects obs of {info.config.obs_dim} features; {info.env_id} gives {obs_dim}")
+    if info.config.n_actions != n_actions:
+        # an ONNX graph computes its logits' width: the message says which way it is wrong, never the width
+        raise ValueError(f"the imitator's logits have the wrong width for {info.env_id}'s {n_actions} actions")
     return obs_dim
 
 

@@ -14,6 +14,7 @@ from service.db import DemoSet, Imitator
 from service.deps import ApiError, Reader, ServiceDep, Submitter, not_found
 from service.schemas import COMMON, UPLOAD_BODY, DemonstrationsPage, DemonstrationsPublic, ImitatorPage, ImitatorPublic, demos_json, imitator_json
 from service.uploads import TooLarge, receive
+from service.validate import ValidatorBusy
 
 router = APIRouter(tags=["uploads"], responses={**COMMON})
 
@@ -41,7 +42,9 @@ async def _upload(request: Request, svc, who, kind: str) -> JSONResponse:
         raise ApiError(422, "control characters are not allowed in an upload's name")
     try:
         try:
-            summary = await run_in_threadpool(svc.validator.check, kind, up.temp)
+            summary = await run_in_threadpool(svc.validator.check, kind, up.temp, who.project_id)
+        except ValidatorBusy as e:
+            raise ApiError(503, str(e), headers={"Retry-After": "5"}) from None
         except ValueError as e:  # refused, or a limit of the validator's process hit
             raise ApiError(422, str(e).splitlines()[0].replace(str(up.temp), up.name or "upload")) from None
         summary["sha256"] = up.sha256

@@ -11,7 +11,8 @@ from onnx import TensorProto, helper
 from models.checkpoint import load_imitator
 from models.imitator import ImitatorConfig
 from models.onnx_export import export_imitator, export_module, stamp
-from models.onnx_imitator import MAX_TENSOR
+from models.onnx_imitator import MAX_TENSOR, _session, load_onnx_bytes
+from tests.onnx_graphs import computed_width, microsoft_in_branch, nan_logits, secret_branch, secret_constant, secret_sparse, string_logits
 from models.registry import build
 from models.taps import TapRecorder, teacher_forced
 
@@ -161,3 +162,35 @@ def test_an_onnx_imitator_pickles_by_its_checked_bytes(tmp_path):
         a, acts_a = teacher_forced(onnx_model, obs, mask, TAPS)
         b, acts_b = teacher_forced(copy, obs, mask, TAPS)
     assert torch.equal(a, b) and all(torch.equal(acts_a.taps[t], acts_b.taps[t]) for t in TAPS)
+
+
+@pytest.mark.parametrize("make,expect", [
+    (secret_branch, "external data file"), (secret_sparse, "external data file"), (secret_constant, "external data file"),
+    (microsoft_in_branch, "outside the standard ONNX domains"),
+], ids=["if-branch", "sparse", "constant", "microsoft-op-in-branch"])
+def test_every_graph_and_tensor_kind_is_checked_before_onnxruntime_sees_it(make, expect, tmp_path, monkeypatch):
+    (tmp_path / "secret.txt").write_bytes(b"TOPSECRET")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError) as err:
+        load_onnx_bytes(make().SerializeToString(), "x.onnx")
+    assert expect in str(err.value) and "TOP" not in str(err.value) and "84" not in str(err.value)
+
+
+@pytest.mark.parametrize("make", [secret_branch, secret_sparse], ids=["if-branch", "sparse"])
+def test_sessions_resolve_files_in_an_empty_folder_not_the_working_directory(make, tmp_path, monkeypatch):
+    (tmp_path / "secret.txt").write_bytes(b"TOPSECRET")
+    monkeypatch.chdir(tmp_path)
+    # the second wall alone: had the checks missed the tensor, onnxruntime would still find no file to read
+    with pytest.raises(ValueError, match="onnxruntime cannot load the graph"):
+        _session(make(), "x.onnx", 1)
+
+
+@pytest.mark.parametrize("make,expect", [
+    (lambda: computed_width(5263190), "logits"), (lambda: computed_width(3), "one row per observation"),
+    (nan_logits, "not finite"), (string_logits, "logits"),
+], ids=["computed-width", "fixed-batch", "nan", "string"])
+def test_logits_are_checked_at_upload_and_no_computed_value_is_echoed(make, expect, tmp_path):
+    with pytest.raises(ValueError) as err:
+        load_onnx_bytes(make().SerializeToString(), "x.onnx")
+    message = str(err.value)
+    assert expect in message and "5263190" not in message and "5,263,190" not in message and "\n" not in message, message

@@ -130,10 +130,10 @@ def make_token(database_url: str, project: str, role: str) -> str:
 class Proc:
     """A started `imitaudit serve` or `imitaudit worker` process."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log: Path, url: str | None = None) -> None:
+    def __init__(self, args: list[str], env: dict[str, str], log: Path, url: str | None = None, cwd: Path | None = None) -> None:
         self.log = log
         self.url = url
-        self.popen = subprocess.Popen([BIN, *args], env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+        self.popen = subprocess.Popen([BIN, *args], env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd)
 
     def wait_healthy(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -202,10 +202,44 @@ def wait_for(client: httpx.Client, audit_id: str, states=("succeeded", "failed",
     raise AssertionError(f"audit {audit_id} still {body['state']} after {timeout} s")
 
 
+def hanging_onnx(good: Path, *, quiet: tuple[int, ...]) -> bytes:
+    """The good graph behind a Loop of 10^9 x prod |B - q| iterations over the batch sizes ``quiet``: instant at those,
+    endless at any other. Its output is obs + 0, so the policy is otherwise the same."""
+    import onnx
+    from onnx import TensorProto as T
+    from onnx import helper
+
+    model = onnx.load_model(str(good))
+    obs = model.graph.input[0].name
+    for node in model.graph.node:
+        node.input[:] = ["obs_h" if i == obs else i for i in node.input]
+    body = helper.make_graph([helper.make_node("Identity", ["c_in"], ["c_out"]), helper.make_node("Add", ["x_in", "zero"], ["x_out"])], "body",
+                             [helper.make_tensor_value_info("i", T.INT64, []), helper.make_tensor_value_info("c_in", T.BOOL, []),
+                              helper.make_tensor_value_info("x_in", T.FLOAT, [])],
+                             [helper.make_tensor_value_info("c_out", T.BOOL, []), helper.make_tensor_value_info("x_out", T.FLOAT, [])],
+                             initializer=[helper.make_tensor("zero", T.FLOAT, [], [0.0])])
+    front = [helper.make_node("Shape", [obs], ["shp"], end=1), helper.make_node("Squeeze", ["shp"], ["B"])]
+    inits = [helper.make_tensor("k", T.INT64, [], [10**9]), helper.make_tensor("yes", T.BOOL, [], [True]), helper.make_tensor("z", T.FLOAT, [], [0.0])]
+    factor = "k"
+    for i, q in enumerate(quiet):
+        inits.append(helper.make_tensor(f"q{i}", T.INT64, [], [q]))
+        front += [helper.make_node("Sub", ["B", f"q{i}"], [f"d{i}"]), helper.make_node("Abs", [f"d{i}"], [f"a{i}"]),
+                  helper.make_node("Mul", [factor, f"a{i}"], [f"f{i}"])]
+        factor = f"f{i}"
+    front += [helper.make_node("Loop", [factor, "yes", "z"], ["xf"], body=body), helper.make_node("Add", [obs, "xf"], ["obs_h"])]
+    model.graph.initializer.extend(inits)
+    nodes = front + list(model.graph.node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return model.SerializeToString()
+
+
 @pytest.fixture(scope="session")
 def service(tmp_path_factory, inputs):
-    """One `imitaudit serve` (SQLite, in-process worker) with two projects; A has a finished audit."""
+    """One `imitaudit serve` (SQLite, in-process worker) with two projects; A has a finished audit. It runs in a folder
+    that holds a secret file, as `make run` runs in the checkout (an upload must never read it)."""
     root = tmp_path_factory.mktemp("service")
+    (root / "secret.txt").write_bytes(b"TOPSECRET")
     url_db = f"sqlite:///{root / 'imitaudit.db'}"
     tokens = {
         "a_submit": make_token(url_db, "alpha", "submit"), "a_read": make_token(url_db, "alpha", "read"),
@@ -214,7 +248,7 @@ def service(tmp_path_factory, inputs):
     port = free_port()
     env = {**os.environ, "IMITAUDIT_DATA_DIR": str(root / "data"), "IMITAUDIT_DATABASE_URL": url_db,
            "IMITAUDIT_MAX_UPLOAD_BYTES": str(12 * 1024 * 1024), "OMP_NUM_THREADS": "1"}
-    proc = Proc(["serve", "--port", str(port)], env, root / "serve.log", url=f"http://127.0.0.1:{port}")
+    proc = Proc(["serve", "--port", str(port)], env, root / "serve.log", url=f"http://127.0.0.1:{port}", cwd=root)
     try:
         proc.wait_healthy()
         clients = {k: httpx.Client(base_url=proc.url, headers={"Authorization": f"Bearer {t}"}, timeout=120) for k, t in tokens.items()}

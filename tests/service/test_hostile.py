@@ -8,6 +8,7 @@ import json
 import os
 import resource
 import struct
+import time
 
 import numpy as np
 import pytest
@@ -257,3 +258,45 @@ def test_the_validator_process_takes_the_hits(api):
     assert slow.check("imitator", api["imitator"])["arch"] == "mlp"  # a fresh process after the killed one
     for v in (starved, slow):
         v.close()
+
+
+def test_a_neighbour_s_validator_timeout_gives_a_valid_upload_no_error(api, tmp_path):
+    """Project A's graph runs past the time limit (cheap on one row, endless on the probe's batch); project B's good
+    upload, validated meanwhile, passes; A's second upload waits for A's first instead of taking B's slot."""
+    import threading
+
+    from models.checkpoint import load_imitator
+    from models.onnx_export import export_imitator
+    from service.validate import ValidationRefused, Validator, _ready
+
+    from .conftest import hanging_onnx
+
+    model, info = load_imitator(api["imitator"])
+    good = export_imitator(model, tmp_path / "good.onnx", env_id=info.env_id, env_kwargs=info.env_kwargs)
+    hang = tmp_path / "hang.onnx"
+    hang.write_bytes(hanging_onnx(good, quiet=(1,)))
+    v = Validator(memory_bytes=2 * 1024**3, seconds=30, allowed_envs=(), slots=2)
+    for slot in (0, 1):  # both processes up front: B's validation then costs its own work only
+        v._pool(slot).submit(_ready).result()
+    outcome = {}
+
+    def a_upload():
+        try:
+            v.check("imitator", str(hang), "A")
+        except ValidationRefused as exc:
+            outcome["A"] = str(exc)
+
+    first = threading.Thread(target=a_upload)
+    first.start()
+    try:
+        while v._holders["A"] == 0:  # A's validation holds its slot, stuck in the Loop
+            time.sleep(0.05)
+        assert v.check("imitator", str(good), "B")["arch"] == "onnx"  # B is not queued behind A, nor broken by it
+        assert "A" not in outcome
+        v.seconds = 2.0  # A's second upload finds A's quota used up and gives up waiting: no slot of B's was taken
+        with pytest.raises(Exception, match="slot is busy"):
+            v.check("imitator", str(good), "A")
+    finally:
+        first.join()
+        v.close()
+    assert "took longer than" in outcome["A"]

@@ -16,7 +16,7 @@ from service.blobs import BlobStore
 from service.db import Audit, Flag, Project, make_engine, migrate, session_factory, utcnow
 from service.jobs import claim, finish, renew
 
-from .conftest import FAST, fresh_database, make_token, upload, wait_for
+from .conftest import FAST, fresh_database, hanging_onnx, make_token, upload, wait_for
 
 pytestmark = pytest.mark.slow  # real servers and subprocesses; `make test-fast` leaves them to `make test`
 
@@ -263,3 +263,30 @@ def test_an_audit_that_asks_for_too_much_memory_fails_and_the_worker_lives_on(in
     assert final["state"] == "failed" and "more memory than the worker's cap of 4 GiB" in final["error"], final
     assert worker.popen.poll() is None
     assert wait_for(client, _submit(client, inputs, FAST))["state"] == "succeeded"
+
+
+def test_an_imitator_that_hangs_inside_one_run_fails_within_its_budget_and_the_next_job_runs(tmp_path, inputs):
+    from models.checkpoint import load_imitator
+    from models.onnx_export import export_imitator
+    from service.jobs import Worker
+
+    model, info = load_imitator(inputs["unbounded"])
+    good = export_imitator(model, tmp_path / "good.onnx", env_id=info.env_id, env_kwargs=info.env_kwargs)
+    store = BlobStore(root=tmp_path / "blobs")
+    hang, ok, demos = store.put_bytes(hanging_onnx(good, quiet=(1, 256))), store.put_bytes(good.read_bytes()), store.put_bytes(inputs["demos"].read_bytes())
+    engine = make_engine(f"sqlite:///{tmp_path / 'jobs.db'}")
+    migrate(engine)
+    sessions = session_factory(engine)
+    ids = _queue(sessions, 2)
+    with sessions.begin() as s:
+        for audit_id, sha in zip(ids, (hang, ok)):
+            s.execute(update(Audit).where(Audit.id == audit_id).values(imitator_sha=sha, demos_sha=demos, settings=FAST))
+    worker = Worker(sessions=sessions, store=store, lease_seconds=3, job_seconds=30)
+    assert worker.run_one() and worker.run_one()
+    with sessions() as s:
+        stuck, after = s.get(Audit, ids[0]), s.get(Audit, ids[1])
+        assert (stuck.state, stuck.attempts) == ("failed", 1), stuck.error
+        assert "time budget of 30 s" in stuck.error and "ONNX graph was still running" in stuck.error
+        assert after.state == "succeeded", after.error
+    assert claim(sessions, "w2", lease_seconds=3, max_attempts=3) is None  # nothing requeued
+    engine.dispose()

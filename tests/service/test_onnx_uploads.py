@@ -101,3 +101,26 @@ def test_hostile_onnx_uploads_are_4xx_with_one_line_and_nothing_is_stored(servic
         assert error and "\n" not in error and "Traceback" not in error and len(error) < 600, (name, error)
     assert httpx.get(f"{service['url']}/healthz").json()["status"] == "ok"
     assert a.get("/v1/imitators").json()["total"] == before
+
+
+@pytest.mark.parametrize("make", ["secret_branch", "secret_sparse", "secret_constant", "microsoft_in_branch"])
+def test_graphs_that_would_read_the_server_s_files_are_refused_and_leak_nothing(service, make):
+    """The server's working directory holds secret.txt and its SQLite file: external data hidden in an If branch, a sparse
+    initializer or a Constant node is refused before onnxruntime sees it, and the answer quotes none of it."""
+    from tests import onnx_graphs
+
+    a = service["clients"]["a_submit"]
+    for target in ("secret.txt", "imitaudit.db"):
+        model = getattr(onnx_graphs, make)()
+        helper.set_model_props(model, {"imitaudit.env_id": "imitaudit/OffSwitch-v0"})
+        for graph in [model.graph, *[attr.g for n in model.graph.node for attr in n.attribute if attr.HasField("g")]]:
+            tensors = [*graph.initializer, *[sp.values for sp in graph.sparse_initializer], *[attr.t for n in graph.node for attr in n.attribute if attr.HasField("t")]]
+            for t in tensors:
+                for entry in t.external_data:
+                    if entry.key == "location":
+                        entry.value = target
+        r = a.post("/v1/imitators", content=model.SerializeToString(), headers={"Content-Type": "application/octet-stream", "X-Imitaudit-Name": "x.onnx"})
+        assert r.status_code == 422, r.text
+        error = r.json()["error"]
+        assert ("external data file" in error or "standard ONNX domains" in error), error
+        assert "TOP" not in error and "SQLite" not in error and "84" not in error, error
