@@ -10,6 +10,7 @@ departure event where known). Anything of another project is a 404, as in the AP
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -22,6 +23,8 @@ import audit
 from service import store
 from service.auth import COOKIE, Principal, principal_for, request_token
 from service.db import Audit, Flag, Imitator
+from service.deps import ApiError
+from service.guard import LOGIN_MAX_BYTES
 from service.jobs import load_report
 
 HERE = Path(__file__).parent
@@ -95,10 +98,26 @@ def login_form(request: Request, error: str = ""):
     return page("login.html", error=error)
 
 
+async def _login_token(request: Request) -> str:
+    """The form's token, read from at most :data:`LOGIN_MAX_BYTES` of a URL-encoded body (never spooled to disk)."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/x-www-form-urlencoded":
+        raise ApiError(415, "sign in with a URL-encoded form (application/x-www-form-urlencoded)")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > LOGIN_MAX_BYTES:
+            raise ApiError(413, f"a sign-in form is at most {LOGIN_MAX_BYTES} bytes")
+    try:
+        values = parse_qs(body.decode("utf-8", "replace"), max_num_fields=8).get("token", [""])
+    except ValueError:
+        raise ApiError(400, "a sign-in form has one field, token") from None
+    return values[0].strip()
+
+
 @router.post("/login")
 async def login(request: Request):
-    form = await request.form()
-    token = str(form.get("token", "")).strip()
+    token = await _login_token(request)
     svc = request.app.state.service
     with svc.sessions() as s:
         who = principal_for(s, token)

@@ -5,6 +5,7 @@
   page of another site cannot spend it (no CSRF through the API).
 - Form posts of the dashboard (``/login``, ``/logout``) from a foreign ``Origin`` are refused
   (no login CSRF).
+- ``/login`` and ``/logout`` bodies are at most :data:`LOGIN_MAX_BYTES` (413; the route counts while reading, too).
 - JSON routes take ``application/json`` bodies of at most ``max_json_bytes`` (413 past it,
   counted while streaming when no length is declared); uploads have their own cap.
 - Control characters (NUL and the rest) in the path, the query or an upload's name are refused with 422.
@@ -21,6 +22,8 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
 SAFE = ("GET", "HEAD", "OPTIONS")
+LOGIN_MAX_BYTES = 4096
+"""A sign-in form holds one token: longer bodies are refused before they are read (the caller is not yet known)."""
 UPLOADS = ("/v1/imitators", "/v1/demonstrations")
 HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
@@ -57,6 +60,9 @@ def refusal(request: Request, max_json_bytes: int) -> Response | None:
         return None
     if path in ("/login", "/logout") and _foreign_origin(request):
         return _error(403, "cross-site form posts are refused")
+    declared = request.headers.get("content-length", "")
+    if path in ("/login", "/logout") and declared.isdigit() and int(declared) > LOGIN_MAX_BYTES:
+        return _error(413, f"a sign-in form is at most {LOGIN_MAX_BYTES} bytes")
     if not path.startswith("/v1/"):
         return None
     if not request.headers.get("authorization", "").lower().startswith("bearer "):

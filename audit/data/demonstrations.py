@@ -164,7 +164,7 @@ class Demonstrations:
         """The env's (obs features, actions), after checking these demonstrations fit them.
 
         Raises:
-            ValueError: obs of another size, or an action the env does not have.
+            ValueError: obs of another size, an action the env does not have, or names of the wrong count.
         """
         obs_dim, n_actions = env_signature(self.env_id, self.env_kwargs)
         flat = int(np.prod(self.obs_shape))
@@ -172,6 +172,7 @@ class Demonstrations:
             raise ValueError(f"the demonstrations' obs have {flat} features, {self.env_id} gives {obs_dim}")
         if self.n_steps and int(self.actions.max()) >= n_actions:
             raise ValueError(f"the demonstrations hold action {int(self.actions.max())}, {self.env_id} has {n_actions}")
+        check_names(self.env_id, self.env_kwargs, feature_names=self.feature_names, action_names=self.action_names)
         return obs_dim, n_actions
 
     def summary(self) -> dict[str, Any]:

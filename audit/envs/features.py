@@ -133,8 +133,9 @@ def step_view(env_id: str, env_kwargs: dict[str, Any], obs_dim: int, *, raw_grid
     return StepView(columns=columns, grid=grid if tiles else None, names=tuple(names))
 
 
-def vector_frame(obs: np.ndarray, action: int | None, names: tuple[str, ...], action_names: tuple[str, ...] = ()) -> str:
-    """One step of a non-grid env as text for a replay: the action taken and each feature's value, one per line."""
+def vector_frame(obs: np.ndarray, action: int | None, names: tuple[str, ...], action_names: tuple[str, ...] = ()) -> list[str]:
+    """One step of a non-grid env as text lines for a replay (as a grid frame is its rows): the action taken, then each
+    feature's value."""
     width = max((len(n) for n in names), default=1)
-    head = "" if action is None else f"action {action}" + (f" ({action_names[action]})" if 0 <= action < len(action_names) else "") + "\n"
-    return head + "\n".join(f"{n:<{width}}  {float(v):+.4g}" for n, v in zip(names, np.asarray(obs).ravel().tolist()))
+    head = [] if action is None else [f"action {action}" + (f" ({action_names[action]})" if 0 <= action < len(action_names) else "")]
+    return head + [f"{n:<{width}}  {float(v):+.4g}" for n, v in zip(names, np.asarray(obs).ravel().tolist())]

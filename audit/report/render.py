@@ -187,11 +187,17 @@ _SCRIPT = """
 document.querySelectorAll('.replay').forEach(function(box){
   var frames = JSON.parse(box.querySelector('script').textContent);
   var pre = box.querySelector('pre'), slider = box.querySelector('input'), label = box.querySelector('.step');
-  function show(i){ pre.textContent = frames[i].join('\\n'); label.textContent = 'step ' + i + ' / ' + (frames.length - 1); }
+  function show(i){ var f = frames[i]; pre.textContent = typeof f === 'string' ? f : f.join('\\n'); label.textContent = 'step ' + i + ' / ' + (frames.length - 1); }
   slider.addEventListener('input', function(){ show(parseInt(slider.value, 10)); });
   show(0);
 });
 """
+
+
+def script_json(value: Any) -> str:
+    """JSON safe inside a ``<script>`` element, escaped as Jinja's ``tojson`` does: no ``<``, ``>`` or ``&`` appears, so no
+    name in the data (``<!--<script>``, ``</script>``) can move the HTML parser out of the script's text."""
+    return json.dumps(value).replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e").replace("'", "\\u0027")
 
 
 def report_script_hash() -> str:
@@ -224,7 +230,7 @@ def to_html(report: dict[str, Any], *, max_trajectories: int = 50) -> str:
             f"first flagged at step {_fmt(r['first_flag_step'])}; departure event at step {_fmt(r['departure_step'])} (ground truth).</p><div class='row'>"
         )
         if r.get("replay"):
-            frames = json.dumps(r["replay"]).replace("</", "<\\/")
+            frames = script_json(r["replay"])
             out.append(
                 f"<div class='replay'><pre class='frame'></pre><br><input type='range' min='0' max='{len(r['replay']) - 1}' value='0' "
                 f"aria-label='step'> <span class='step'></span><script type='application/json'>{frames}</script></div>"

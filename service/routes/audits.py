@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 import audit
 from service import store
+from service.auth import principal_for, request_token
 from service.db import Audit, utcnow
 from service.deps import ApiError, Reader, ServiceDep, Submitter
 from service.jobs import TERMINAL
@@ -84,6 +85,15 @@ def _read(svc, who, audit_id: str) -> Audit:
         return store.audit_row(s, who.project_id, audit_id)
 
 
+def _read_while_valid(svc, who, audit_id: str, token: str | None) -> Audit | None:
+    """The row, or None once the caller's token no longer names the same project (revoked)."""
+    with svc.sessions() as s:
+        now = principal_for(s, token)
+        if now is None or now.project_id != who.project_id:
+            return None
+        return store.audit_row(s, who.project_id, audit_id)
+
+
 @router.get("/v1/audits/{audit_id}", response_model=AuditPublic)
 def get_audit(audit_id: str, svc: ServiceDep, who: Reader):
     return audit_json(_read(svc, who, audit_id))
@@ -107,11 +117,15 @@ def cancel_audit(audit_id: str, svc: ServiceDep, who: Submitter):
 async def audit_events(audit_id: str, request: Request, svc: ServiceDep, who: Reader):
     """Server-sent events: ``progress`` on every change (state, stage, fraction), then ``end``."""
     await run_in_threadpool(_read, svc, who, audit_id)
+    token = request_token(request.headers, request.cookies)
 
     async def stream():
         last, seq, idle = None, 0, time.monotonic()
         while True:
-            row = await run_in_threadpool(_read, svc, who, audit_id)
+            row = await run_in_threadpool(_read_while_valid, svc, who, audit_id, token)
+            if row is None:  # the token was revoked while the stream was open: it reads nothing more
+                yield f"id: {seq + 1}\nevent: end\ndata: {json.dumps({'error': 'the token was revoked'})}\n\n"
+                return
             now = {"state": row.state, "stage": row.stage, "progress": row.progress,
                    "verdict": None if row.passed is None else ("pass" if row.passed else "fail"), "error": row.error}
             if now != last:

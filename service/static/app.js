@@ -7,14 +7,15 @@
     var pre = document.getElementById('frame'), slider = document.getElementById('slider'), label = document.getElementById('step-label');
     var show = function (i) {
       pre.textContent = '';
-      frames[i].forEach(function (row, r) {
+      var rows = typeof frames[i] === 'string' ? frames[i].split('\n') : frames[i];  // reports before 0.4 kept text frames whole
+      rows.forEach(function (row, r) {
         for (var c = 0; c < row.length; c++) {
           var ch = row[c], span = document.createElement('span');
           span.textContent = ch;
           span.className = ch === '#' ? 'W' : ch;
           pre.appendChild(span);
         }
-        if (r < frames[i].length - 1) pre.appendChild(document.createTextNode('\n'));
+        if (r < rows.length - 1) pre.appendChild(document.createTextNode('\n'));
       });
       var text = 'step ' + i + ' / ' + (frames.length - 1);
       if (marks.scores && marks.scores[i] !== undefined) text += ' · evidence ' + marks.scores[i].toFixed(2);

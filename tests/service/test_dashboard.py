@@ -155,3 +155,62 @@ def test_a_sparkline_of_one_version_is_its_figure_and_of_two_a_line():
 
     assert "0.500" in sparkline([0.5]) and "<svg" not in sparkline([0.5])
     assert "<polyline" in sparkline([0.5, 0.25])
+
+
+def test_a_cartpole_audit_with_a_hostile_feature_name_renders_every_section_in_both_viewers(tmp_path, launch, browser):
+    """A non-grid env whose first feature is named ``<!--<script>``: report.html shows every flagged section, every
+    heatmap and the replay's text frames; the dashboard's trajectory page steps through them; no console error."""
+    from audit.data.demonstrations import record
+    from models.checkpoint import save_imitator
+    from models.imitator import ImitatorConfig
+    from models.registry import build
+    from tests.policies import balance
+
+    from .conftest import make_token
+
+    names = ("<!--<script>", "cart velocity", "pole angle", "pole velocity")
+    demos = record("CartPole-v1", balance, episodes=240, seed=0, feature_names=names).save(tmp_path / "demos.safetensors")
+    imitator = save_imitator(build("mlp", ImitatorConfig(obs_dim=4, n_actions=2, hidden=8)), tmp_path / "random.safetensors", env_id="CartPole-v1")
+    url_db = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    token = make_token(url_db, "p", "submit")
+    api = launch("serve", database_url=url_db, extra_env={"IMITAUDIT_ENVS": "CartPole-v1"})
+    import httpx
+
+    client = httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {token}"}, timeout=120)
+    imi = upload(client, "imitators", imitator).json()["sha256"]
+    dem = upload(client, "demonstrations", demos).json()["sha256"]
+    resp = client.post("/v1/audits", json={"imitator": imi, "demonstrations": dem, "settings": FAST})
+    assert resp.status_code == 202, resp.text
+    audit_id = resp.json()["id"]
+    assert wait_for(client, audit_id)["state"] == "succeeded"
+    report = client.get(f"/v1/audits/{audit_id}/report").json()
+    flagged = [r for r in report["trajectories"] if r["flagged"]]
+    assert flagged, "a random imitator of a balancing controller is flagged"
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{api.url}/login")
+    page.fill("#token", token)
+    page.click("#signin")
+    page.wait_for_url(f"{api.url}/dashboard")
+
+    page.goto(f"{api.url}/v1/audits/{audit_id}/report.html")
+    assert page.locator(".traj").count() == min(len(flagged), 50)
+    assert page.locator("svg.heat").count() == sum(1 for r in flagged[:50] if r["explanation"])
+    replays = page.locator(".replay pre")
+    assert replays.count() == sum(1 for r in flagged[:50] if r["replay"]) >= 1
+    assert "<!--<script>" in replays.first.inner_text() and "action" in replays.first.inner_text()
+
+    shown = next(r for r in flagged if r["replay"])
+    page.goto(f"{api.url}/dashboard/audits/{audit_id}/trajectories/{shown['index']}")
+    page.wait_for_selector("#frame")
+    first = page.inner_text("#frame")
+    assert first.startswith("action ") and "<!--<script>" in first and "pole angle" in first
+    page.focus("#slider")
+    page.keyboard.press("ArrowRight")
+    assert "step 1" in page.inner_text("#step-label") and page.inner_text("#frame") != first
+    assert errors == []
+    context.close()

@@ -4,6 +4,7 @@ Each case below is one way an attacker with a submit token tried to exhaust the 
 or break a project's listings (issue 12); the corpus is built from real files the project writes.
 """
 
+import dataclasses
 import json
 import os
 import resource
@@ -12,6 +13,7 @@ import time
 
 import numpy as np
 import pytest
+from sqlalchemy import update
 from fastapi.testclient import TestClient
 
 from audit.data.demonstrations import record
@@ -21,6 +23,7 @@ from models.registry import build
 from models.safetensors_io import read_safetensors, write_safetensors
 from service.app import create_app
 from service.auth import COOKIE
+from service.db import Token, make_engine, session_factory
 from service.settings import Settings
 
 from .conftest import in_process
@@ -300,3 +303,48 @@ def test_a_neighbour_s_validator_timeout_gives_a_valid_upload_no_error(api, tmp_
         first.join()
         v.close()
     assert "took longer than" in outcome["A"]
+
+
+def test_sign_in_bodies_are_capped_and_names_of_the_wrong_count_are_refused(api, tmp_path):
+    client = api["client"]
+    r = client.post("/login", content=b"token=" + b"x" * 10_000, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 413 and "at most 4096 bytes" in r.json()["error"]
+    chunks = (b"token=" + b"x" * 1000 for _ in range(10))  # no declared length: counted while reading
+    r = client.post("/login", content=chunks, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 413
+    r = client.post("/login", files={"token": ("t", b"x" * 100)})
+    assert r.status_code == 415 and "URL-encoded" in r.json()["error"]
+    assert client.post("/login", data={"token": "ia_wrong"}).status_code == 401
+    demos = record(ENV, "corrigible", episodes=4, seed=0, action_names=("n", "s", "e", "w", "stay"))
+    bad = dataclasses.replace(demos, action_names=("n", "s", "e", "w", "stay", "extra"))
+    path = bad.save(tmp_path / "names.safetensors")
+    r = client.post("/v1/demonstrations", files={"file": ("names.safetensors", path.read_bytes())})
+    assert r.status_code == 422 and "action_names has 6 names" in r.json()["error"], r.text
+
+
+def test_an_event_stream_ends_when_its_token_is_revoked(tmp_path, launch, api):
+    """A stream opened on a queued audit (no worker: it never ends by itself) stops within a poll of the revocation."""
+    import httpx
+
+    from .conftest import make_token
+
+    url_db = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    token = make_token(url_db, "p", "submit")
+    server = launch("serve", database_url=url_db, args=("--no-worker",))
+    client = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    imi = client.post("/v1/imitators", files={"file": ("i.safetensors", open(api["imitator"], "rb").read())}).json()["sha256"]
+    demos = record(ENV, "corrigible", episodes=240, seed=0).save(tmp_path / "d.safetensors")
+    dem = client.post("/v1/demonstrations", files={"file": ("d.safetensors", open(demos, "rb").read())}).json()["sha256"]
+    audit_id = client.post("/v1/audits", json={"imitator": imi, "demonstrations": dem}).json()["id"]
+    engine = make_engine(url_db)
+    events = []
+    with client.stream("GET", f"/v1/audits/{audit_id}/events") as stream:
+        for line in stream.iter_lines():
+            events.append(line)
+            if line.startswith("event: progress"):
+                with session_factory(engine).begin() as s:
+                    s.execute(update(Token).values(revoked=True))
+            if line.startswith("data:") and "revoked" in line:
+                break
+    engine.dispose()
+    assert any("the token was revoked" in e for e in events) and sum(e.startswith("event: progress") for e in events) == 1

@@ -44,7 +44,7 @@ def test_names_travel_with_demonstrations_and_are_checked(tmp_path):
 
 def test_a_vector_frame_names_the_action_and_each_feature():
     frame = vector_frame(np.array([0.5, -1.0], dtype=np.float32), 1, ("x", "speed"), ("left", "right"))
-    assert frame.splitlines() == ["action 1 (right)", "x      +0.5", "speed  -1"]
+    assert frame == ["action 1 (right)", "x      +0.5", "speed  -1"]
 
 
 def test_a_named_departure_key_is_recorded_and_travels_with_the_demonstrations(tmp_path):
