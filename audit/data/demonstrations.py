@@ -25,7 +25,7 @@ from gymnasium import spaces
 
 from audit.data.demonstrator import Demonstrator
 from audit.envs import resolve_env_id, world_of
-from audit.envs.adapter import env_signature
+from audit.envs.adapter import env_signature, reset_env
 from models.safetensors_io import read_safetensors, strict_json, write_safetensors
 
 SCHEMA = "imitaudit.demonstrations/1"
@@ -429,7 +429,7 @@ def _record_callable(env_id, policy, episodes, seed, env_kwargs, source, progres
     saw_departure = departure_key != "departure"  # a key the user names is one the env records
     try:
         for e in range(episodes):
-            obs, _ = env.reset(seed=seed + e)
+            obs, _ = reset_env(env, seed + e)
             done = False
             while not done:
                 flat = np.asarray(spaces.flatten(obs_space, obs), dtype=np.float32)

@@ -4,7 +4,8 @@ Like the grid engine's counter-based episode keys, a derived seed is a hash (spl
 of the seed and the stream's name and counters, so streams never overlap by accident
 (``seed * 1000 + k`` collides with ``(seed + 1) * 1000 + k - 1000``) and adding a stream
 changes no other. Env episode seeds stay ranges (episode e is seeded ``seed + e``): that is
-a documented contract with the user, not a derivation.
+a documented contract with the user, not a derivation. A seed handed to a third-party env's
+``reset`` passes through :func:`audit.envs.adapter.env_seed` (numpy's legacy range).
 """
 
 from __future__ import annotations

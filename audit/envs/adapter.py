@@ -68,6 +68,35 @@ class NativeBatch:
         return twin
 
 
+ENV_SEED_LIMIT = 2**32
+"""Seeds handed to a third-party env's ``reset`` lie in [0, ENV_SEED_LIMIT): many wrappers of older envs seed numpy's
+legacy generator there (``np.random.seed``), which takes no others."""
+
+
+def env_seed(seed: int) -> int:
+    """The seed a third-party env's ``reset`` gets for ``seed``: itself below 2**31 (the user's seeds and the audit's
+    episode seeds from 1,000,000 on keep their meaning), otherwise folded into [2**31, 2**32) by its low 31 bits, so a
+    run of consecutive derived seeds stays a run of distinct ones, apart from the user's range."""
+    seed = int(seed)
+    if 0 <= seed < 2**31:
+        return seed
+    return 2**31 + seed % 2**31
+
+
+def reset_env(env: gym.Env, seed: int) -> tuple[Any, dict]:
+    """``env.reset`` with ``seed`` made one any env takes (:func:`audit.data.seeds.env_seed`).
+
+    Raises:
+        ValueError: the env refused the seed anyway (one line naming the env and the seed).
+    """
+    seed = env_seed(seed)
+    try:
+        return env.reset(seed=seed)
+    except (ValueError, TypeError, OverflowError) as exc:
+        name = env.spec.id if env.spec else type(env.unwrapped).__name__
+        raise ValueError(f"env {name} refused seed {seed} in reset ({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__})") from None
+
+
 class GymnasiumBatch:
     """``num_envs`` episodes of any discrete-action Gymnasium env, one env object each.
 
@@ -105,7 +134,7 @@ class GymnasiumBatch:
 
     def reset(self, seeds: np.ndarray) -> np.ndarray:
         for i, env in enumerate(self.envs):
-            obs, _ = env.reset(seed=int(seeds[i]))
+            obs, _ = reset_env(env, int(seeds[i]))
             self._obs[i] = self._flat(obs)
         self._done[:] = False
         return self._obs.copy()

@@ -99,9 +99,10 @@ def get_audit(audit_id: str, svc: ServiceDep, who: Reader):
     return audit_json(_read(svc, who, audit_id))
 
 
-@router.post("/v1/audits/{audit_id}/cancel", response_model=AuditPublic)
+@router.post("/v1/audits/{audit_id}/cancel", response_model=AuditPublic,
+             responses={202: {"model": AuditPublic, "description": "Cancel requested: the running audit stops shortly"}})
 def cancel_audit(audit_id: str, svc: ServiceDep, who: Submitter):
-    """Cancel: a queued audit at once, a running one at its next stage boundary."""
+    """Cancel: a queued audit at once (200), a running one within a heartbeat (202), an imitator's run in flight included."""
     with svc.sessions.begin() as s:
         row = store.audit_row(s, who.project_id, audit_id)
         if row.state in TERMINAL:
