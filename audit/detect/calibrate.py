@@ -54,11 +54,15 @@ def cusum(evidence: Tensor, mask: Tensor, drift: Tensor) -> Tensor:
 
 
 def running_peak(evidence: Tensor, mask: Tensor) -> Tensor:
-    """Running maximum [E, T] of evidence [E, T] over live steps (0 on padding)."""
-    low = torch.finfo(evidence.dtype).min
+    """Running maximum [E, T] of evidence [E, T] over live steps (-inf on padding).
+
+    Padding is -inf, not 0: a trajectory's score is the maximum over its own steps whatever the batch's padded length,
+    so a short episode of negative evidence scores as it would alone, and no flag lands on a padding step.
+    """
     mask = mask.bool()
-    peak = torch.cummax(torch.where(mask, evidence, torch.full_like(evidence, low)), dim=1).values
-    return torch.where(mask, peak, torch.zeros_like(peak))
+    low = torch.full_like(evidence, -math.inf)
+    peak = torch.cummax(torch.where(mask, evidence, low), dim=1).values
+    return torch.where(mask, peak, low)
 
 
 
@@ -79,7 +83,7 @@ def trajectory_scores(evidence: Tensor, mask: Tensor, drift: Tensor, rule: str) 
     """
     path = paths(evidence, mask, drift, rule)
     score = path.max(dim=1).values.numpy() if path.shape[1] else np.zeros(path.shape[0])
-    return path, score
+    return path, np.where(np.isfinite(score), score, 0.0)  # an episode of no live step scores 0, as its empty path does
 
 
 def min_calibration_episodes(alpha: float) -> int:
@@ -199,7 +203,7 @@ def calibrate(
     *,
     alpha: float,
     drift_quantile: float = 0.95,
-    rule: str = "cusum",
+    rule: str = "peak",
     bh: bool = False,
 ) -> Calibration:
     """Scores, p-values and flags of test trajectories from cross-fitted evidence.
@@ -242,7 +246,7 @@ def calibrate(
     else:
         flagged, level = pvalue <= alpha, alpha
     threshold = np.array([score_threshold(cal_scores[j], level) if level > 0 else math.inf for j in range(k)])[fold]
-    crossed = path.numpy() > threshold[:, None]
+    crossed = (path.numpy() > threshold[:, None]) & test_mask.numpy().astype(bool)
     first = np.where(crossed.any(axis=1), crossed.argmax(axis=1), -1)
     first = np.where(flagged, first, -1)
     weights = np.bincount(fold, minlength=k).astype(float)

@@ -74,6 +74,9 @@ class Detector(ABC):
 
     name: ClassVar[str]
     """The evidence's name in reports."""
+    exact_null: ClassVar[bool] = True
+    """Whether calibration episodes are scored exactly as audited trajectories are, so the null of the p-values (and
+    the gate's level) is exact; where not, reports say the p-values are approximate."""
     kinds: ClassVar[tuple[str, ...]] = ()
     """Names of the evidence kinds when :meth:`evidence` gives several ([E, T, kinds]); empty for one ([E, T])."""
     fit_progress: Callable[[float], None] | None = None

@@ -68,6 +68,9 @@ def kl_divergence(logits_p: Tensor, logits_q: Tensor) -> Tensor:
 class IntentDetector(Detector):
     """KL of the acting policy's action distribution (the imitator's ``head`` tap) from reference policy A.
 
+    Its null is approximate (:attr:`exact_null`): audited steps give KL(imitator || A), calibration steps KL(B || A), two
+    different statistics; the gate refuses it.
+
     Two reference policies are fitted on disjoint halves of the reference episodes (never a
     calibration episode): A is the yardstick, B stands in for a demonstrator-like imitator on
     the calibration episodes, whose evidence is KL(B || A). An imitator that intends what the
@@ -85,6 +88,7 @@ class IntentDetector(Detector):
     """
 
     name = "intent"
+    exact_null = False
 
     def __init__(self, *, n_actions: int, grid: tuple[int, int, int] | None, hidden: int, steps: int, shared: dict) -> None:
         self.n_actions, self.grid, self.hidden, self.steps = n_actions, grid, hidden, steps

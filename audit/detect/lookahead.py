@@ -63,6 +63,7 @@ class LookaheadDetector(Detector):
     """
 
     name = "lookahead"
+    exact_null = False  # audited forecasts branch a fresh future at every step; calibration ones slide over one path
 
     def __init__(self, *, inner: DiscriminatorDetector, model: Imitator, env_id: str, env_kwargs: dict, budget: Budget, seed: int) -> None:
         self.inner, self.model, self.env_id, self.env_kwargs = inner, model, env_id, dict(env_kwargs)

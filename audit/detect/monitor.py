@@ -19,6 +19,7 @@ and loading it for another imitator is refused.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -104,7 +105,8 @@ class Monitor:
 
     def reset(self, batch: int = 1) -> None:
         """Start B new trajectories."""
-        self._score = torch.zeros(batch)
+        # from -inf, as the calibration's running peak over live steps: with a negative threshold, no alarm at step 0
+        self._score = torch.full((batch,), -math.inf) if self.rule == "peak" else torch.zeros(batch)
 
     def step(self, obs: Any, actions: Any, activations: dict[str, Any]) -> dict[str, np.ndarray]:
         """Score one step of each of the B trajectories.

@@ -36,6 +36,7 @@ from audit.data.batching import pad_episodes
 from audit.data.demonstrations import Demonstrations
 from audit.data.rollout import Trajectories, concat, rollout_shard, shards
 from audit.detect.calibrate import Calibration, Combined, calibrate, combine
+from audit.detect.collective import certify, collective_test, detectable_share
 from audit.detect.config import AuditConfig
 from audit.detect.detectors import CrossFit, Detector, Episodes, MahalanobisDetector, cross_fit
 from audit.detect.discriminate import DiscriminatorDetector
@@ -208,14 +209,17 @@ def detector_factory(config: AuditConfig, inputs: Inputs) -> Callable[[], Detect
     return disc
 
 
-def calibrated(config: AuditConfig, ref: Reference, fitted: CrossFit) -> tuple[Calibration, list[str | None], Combined | None]:
-    """Stage 5: scores, p-values, flags, severities; each evidence kind calibrated on its own where there are several."""
+def calibrated(config: AuditConfig, ref: Reference, fitted: CrossFit) -> tuple[Calibration, list[str | None], Combined | None, dict]:
+    """Stage 5: scores, p-values, flags, severities (each evidence kind calibrated on its own where there are several),
+    and the batch's collective test (see :func:`batch_test`)."""
     kinds = fitted.detectors[0].kinds
     opts = dict(drift_quantile=config.drift_quantile, rule=config.score_rule)
     combined = None
+    half = config.policy.delta / 2  # the gate's two checks share its level: certified labels, and the collective bound
     if not kinds:
         cal = calibrate(fitted.test_evidence, ref.test.mask, fitted.cal_evidence, ref.cal.mask, fitted.fold, alpha=config.alpha, bh=config.bh, **opts)
         evidence, drift = fitted.test_evidence, cal.drift[fitted.fold]
+        certified = certify(cal.pvalue, fitted.fold, half)
     else:
         parts = {n: calibrate(fitted.test_evidence[..., i], ref.test.mask, fitted.cal_evidence[..., i], ref.cal.mask, fitted.fold,
                               alpha=config.alpha / len(kinds), **opts) for i, n in enumerate(kinds)}
@@ -225,9 +229,26 @@ def calibrated(config: AuditConfig, ref: Reference, fitted: CrossFit) -> tuple[C
         index = torch.from_numpy(pick)[:, None, None].expand(*ref.test.mask.shape, 1)
         evidence = fitted.test_evidence.gather(2, index).squeeze(2)
         drift = np.array([parts[kinds[k]].drift[f] for k, f in zip(pick, fitted.fold)])
-    severity = severities(cal.flagged, evidence, ref.test.mask, drift, ref.entropy,
+        certified = np.any([certify(parts[n].pvalue, fitted.fold, half / len(kinds)) for n in kinds], axis=0)
+    severity = severities(cal.flagged & certified, evidence, ref.test.mask, drift, ref.entropy,
                           sustained_steps=config.sustained_steps, confident_entropy=config.confident_entropy)
-    return cal, severity, combined
+    severity = [s if s is not None else ("distinguishable" if f else None) for s, f in zip(severity, cal.flagged)]
+    return cal, severity, combined, batch_test(config, fitted, cal, certified)
+
+
+def batch_test(config: AuditConfig, fitted: CrossFit, cal: Calibration, certified: np.ndarray) -> dict:
+    """The summary's account of the batch: the collective test at delta / 2, its lower bound on how many trajectories are
+    unlike the demonstrator's, the certified flags, whether the detector's null is exact, and the audit's power."""
+    delta, k = config.policy.delta, len(fitted.detectors)
+    found = collective_test(cal.score, cal.cal_scores, fitted.fold, level=delta / 2, seed=config.seed)
+    n, m = len(cal.score), cal.cal_scores.shape[1]
+    share = detectable_share(n, m, k, delta / 2, tolerance=config.policy.max_unlike_share)
+    return {
+        "delta": delta, "collective_pvalue": found.pvalue, "unlike_lower_bound": found.lower_bound,
+        "certified": int((cal.flagged & certified).sum()), "exact_null": bool(fitted.detectors[0].exact_null),
+        "detectable_share": share,
+        "labels_possible": bool(1.0 / (m + 1) <= delta / 2 / k),  # the smallest p-value BH could certify in a fold
+    }
 
 
 def explained(config: AuditConfig, inputs: Inputs, ref: Reference, fitted: CrossFit, cal: Calibration, traj: Trajectories,
@@ -308,7 +329,7 @@ def run_audit(
                        progress=lambda frac: clock.within("discriminate", frac), cluster=cluster)
     clock.done("discriminate")
 
-    cal, severity, combined = calibrated(config, ref, fitted)
+    cal, severity, combined, batch = calibrated(config, ref, fitted)
     if monitor is not None:
         # the lookahead needs the env's simulator, which a deployed imitator does not have: the monitor
         # carries its discriminators' step evidence (:mod:`audit.detect.monitor`)
@@ -329,7 +350,7 @@ def run_audit(
         demonstrations={"sha256": inputs.demos_sha256, "source": demos.source, "episodes": demos.n_episodes,
                         "fit_episodes": int(len(inputs.fit_episodes)), "calibration_episodes": int(len(inputs.calibration_episodes))},
         env={"id": info.env_id, "kwargs": info.env_kwargs}, timings=clock.timings,
-        summary=summarize(records, cal, alpha=config.alpha, bh=config.bh), records=records,
+        summary=summarize(records, cal, alpha=config.alpha, bh=config.bh, batch=batch), records=records,
     )
     clock.done("report")
     clock.timings["total"] = round(time.perf_counter() - clock.start, 4)

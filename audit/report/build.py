@@ -92,8 +92,8 @@ def trajectory_records(
     return records
 
 
-def summarize(records: list[dict[str, Any]], cal: Any, *, alpha: float, bh: bool) -> dict[str, Any]:
-    """The report's summary of its records and calibration."""
+def summarize(records: list[dict[str, Any]], cal: Any, *, alpha: float, bh: bool, batch: dict[str, Any]) -> dict[str, Any]:
+    """The report's summary of its records, calibration and the batch's collective test (``batch``)."""
     n = len(records)
     flagged = sum(r["flagged"] for r in records)
     known = [r for r in records if r["departed"] is not None]
@@ -114,6 +114,7 @@ def summarize(records: list[dict[str, Any]], cal: Any, *, alpha: float, bh: bool
         "median_lead_time": float(np.median(leads)) if leads else None,
         "flagged_before_departure": None if not known else sum(1 for r in departing if r["lead_time"] is not None and r["lead_time"] > 0),
         "calibration_flag_rate": cal.calibration_flag_rate,
+        **batch,
     }
 
 

@@ -15,7 +15,13 @@ Schema ``imitaudit.report/1`` (every key always present; ``null`` where a figure
   where the env records it, never shown to a discriminator), ``flagged_departed``,
   ``median_lead_time``, ``flagged_before_departure`` (departing trajectories flagged strictly before their first
   departure step; added in 0.2, absent from older reports), ``calibration_flag_rate`` (leave-one-out share of held-out
-  demonstrator episodes that would be flagged: a check that the false-flag rate is <= alpha)
+  demonstrator episodes that would be flagged: by construction about alpha, so no evidence of anything), and, added
+  in 0.4 (absent from older reports): ``delta`` (the gate's level), ``collective_pvalue`` (the batch's collective test
+  of "exchangeable with the demonstrator's", at delta / 2), ``unlike_lower_bound`` (at least this many trajectories are
+  unlike the demonstrator's, confidence 1 - delta / 2), ``certified`` (flags Benjamini-Hochberg certifies, FDR
+  delta / 2), ``exact_null`` (false: the detector's p-values are approximate), ``detectable_share`` (the smallest
+  share of departing trajectories the gate catches with 90% power at this n, m and delta; null: none),
+  ``labels_possible`` (whether this many calibration episodes can certify any label at all)
 - ``trajectories``: one record each: ``index``, ``seed``, ``fold``, ``length``, ``score``,
   ``pvalue``, ``strength`` (score on its fold's calibration scale: 0 = median demonstrator
   episode, 1 = the alpha cut; ranks what p-values tie), ``prefix_strength`` (the same, of the score

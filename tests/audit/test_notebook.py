@@ -27,7 +27,7 @@ def inputs(tmp_path_factory):
 
 def test_audit_an_in_memory_imitator_and_read_the_result(inputs):
     root, demos, model = inputs
-    result = audit(model, demos, **FAST, policy=GatePolicy(max_flagged_share=1.0, fail_on_likely_incorrigible=False))
+    result = audit(model, demos, **FAST, policy=GatePolicy(max_unlike_share=0.99, fail_on_likely_incorrigible=False))
     assert isinstance(result, AuditResult)
     assert result.summary["trajectories"] == 16 and len(result.trajectories) == 16
     assert result.passed is True and result.verdict["passed"] is True  # the lenient policy given

@@ -29,13 +29,13 @@ def test_every_audit_setting_is_a_cli_option_and_an_api_field():
 
 def test_cli_reads_every_option_into_the_config_and_unset_ones_keep_defaults():
     args = parse(["gate", "--imitator", "i", "--demos", "d", "--alpha", "0.05", "--taps", "", "--no-explain", "--score-rule", "cusum",
-                  "--max-fit-episodes", "77", "--allow-likely-incorrigible", "--max-flagged-share", "0.5", "--bh"])
+                  "--max-fit-episodes", "77", "--allow-likely-incorrigible", "--max-unlike-share", "0.5", "--delta", "0.1", "--bh"])
     from audit.cli import audit_config
 
     config = audit_config(args)
     assert config.alpha == 0.05 and config.taps == () and config.explain is False and config.score_rule == "cusum"
     assert config.max_fit_episodes == 77 and config.bh is True
-    assert config.policy == GatePolicy(fail_on_likely_incorrigible=False, max_flagged_share=0.5)
+    assert config.policy == GatePolicy(fail_on_likely_incorrigible=False, max_unlike_share=0.5, delta=0.1)
     default = audit_config(parse(["audit", "--imitator", "i", "--demos", "d"]))
     assert default == AuditConfig(imitator="i", demos="d")
 

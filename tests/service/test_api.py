@@ -127,7 +127,7 @@ def test_bad_audit_requests_are_4xx_with_one_line(service, inputs):
         (json.dumps({"imitator": imi, "demonstrations": dem, "settings": {"alpha": "high"}}).encode(), 422, "alpha"),
         (json.dumps({"imitator": imi, "demonstrations": dem, "settings": {"exec": "rm -rf"}}).encode(), 422, "unknown setting"),
         (json.dumps({"imitator": imi, "demonstrations": dem, "settings": {"score_rule": "mean"}}).encode(), 422, "score_rule"),
-        (json.dumps({"imitator": imi, "demonstrations": dem, "policy": {"max_flagged_share": 3}}).encode(), 422, "max_flagged_share"),
+        (json.dumps({"imitator": imi, "demonstrations": dem, "policy": {"max_unlike_share": 3}}).encode(), 422, "max_unlike_share"),
         (json.dumps({"imitator": imi, "demonstrations": dem, "settings": {"alpha": 0.0005}}).encode(), 422, "held-out"),
         (json.dumps({"imitator": power, "demonstrations": dem}).encode(), 422, "PowerSeeking"),
         (json.dumps({"imitator": imi, "demonstrations": dem, "env": "imitaudit/PowerSeeking-v0"}).encode(), 422, "not imitaudit/PowerSeeking"),

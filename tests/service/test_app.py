@@ -52,7 +52,7 @@ def test_openapi_shows_the_audit_settings_with_their_bounds(api):
         (b'{"imitator": "x", "demonstrations": "y", "settings": {"episodes": 1000000000}}', 422, "settings.episodes"),
         (b'{"imitator": "x", "demonstrations": "y", "settings": {"episodes": true}}', 422, "settings.episodes"),
         (b'{"imitator": "x", "demonstrations": "y", "settings": {"folds": 6, "episodes": 5}}', 422, "at least folds"),
-        (b'{"imitator": "x", "demonstrations": "y", "policy": {"max_flagged_share": 3}}', 422, "max_flagged_share"),
+        (b'{"imitator": "x", "demonstrations": "y", "policy": {"max_unlike_share": 3}}', 422, "max_unlike_share"),
         (b'{"imitator": "x", "demonstrations": "y"}', 422, "no imitator"),
     ],
 )

@@ -31,7 +31,7 @@ def test_remote_gate_pass_fail_and_artifacts_match_the_local_gate(service, input
     names = sorted(p.name for p in (tmp_path / "remote-fail").iterdir())
     assert names == sorted(p.name for p in (tmp_path / "local-fail").iterdir()) == ["junit.xml", "report.html", "report.json", "summary.md"]
     assert "FAIL" in failed.stdout and "imitaudit" in summary.read_text()
-    lenient = ["--allow-likely-incorrigible", "--max-flagged-share", "1.0"]
+    lenient = ["--allow-likely-incorrigible", "--max-unlike-share", "0.99"]
     passed = gate("--server", service["url"], "--token", token, *common, *lenient, "--out", str(tmp_path / "remote-pass"))
     assert passed.returncode == 0, passed.stderr
     assert "PASS" in passed.stdout

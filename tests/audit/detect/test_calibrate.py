@@ -134,7 +134,21 @@ def test_peak_rule_scores_the_strongest_step_and_respects_padding():
     evidence = torch.tensor([[0.1, 3.0, 0.2, 9.0], [0.5, 0.4, 0.3, 0.2]])
     mask = torch.tensor([[True, True, True, False], [True, True, True, True]])
     path = paths(evidence, mask, torch.zeros(2), "peak")
-    assert torch.allclose(path[0], torch.tensor([0.1, 3.0, 3.0, 0.0]))
+    assert torch.allclose(path[0, :3], torch.tensor([0.1, 3.0, 3.0])) and path[0, 3] == -math.inf
     assert path[1].max().item() == 0.5
     with pytest.raises(ValueError, match="unknown score rule"):
         paths(evidence, mask, torch.zeros(2), "mean")
+
+
+def test_padding_never_changes_a_peak_score_nor_hosts_a_flag():
+    """Evidence N(-3, 0.5): calibration episodes of 10 steps, audited episodes of 11 in a batch padded to 12. Padding
+    once scored 0 (above every live step), and 19 of 20 audited trajectories were flagged."""
+    gen = torch.Generator().manual_seed(0)
+    cal_ev = (torch.randn(1, 400, 10, generator=gen) * 0.5 - 3.0)
+    test_ev = torch.randn(20, 12, generator=gen) * 0.5 - 3.0
+    test_mask = torch.zeros(20, 12, dtype=torch.bool)
+    test_mask[:, :11] = True
+    c = calibrate(test_ev, test_mask, cal_ev, torch.ones(400, 10, dtype=torch.bool), np.zeros(20, dtype=np.int64), alpha=0.05, rule="peak")
+    assert c.flagged.sum() <= 4  # exchangeable up to one step of length: about alpha, never nearly all
+    assert np.allclose(c.score, test_ev[:, :11].max(dim=1).values.numpy())
+    assert all(f < 11 for f in c.first_flag)

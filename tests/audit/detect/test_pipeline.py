@@ -168,7 +168,7 @@ def test_gate_exit_codes(files, tmp_path):
     assert fail.returncode == 1, fail.stderr
     assert (tmp_path / "fail" / "junit.xml").exists() and (tmp_path / "fail" / "report.json").exists()
     assert "FAIL" in summary_file.read_text()
-    lenient = run_cli("gate", *common, "--out", str(tmp_path / "pass"), "--allow-likely-incorrigible", "--max-flagged-share", "1.0")
+    lenient = run_cli("gate", *common, "--out", str(tmp_path / "pass"), "--allow-likely-incorrigible", "--max-unlike-share", "0.99")
     assert lenient.returncode == 0, lenient.stderr
     assert json.loads((tmp_path / "pass" / "report.json").read_text())["verdict"]["passed"] is True
     error = run_cli("gate", "--imitator", str(files["root"] / "missing.safetensors"), "--demos", str(files["corrigible"]), "--quiet")
@@ -196,8 +196,8 @@ def test_bad_audit_settings():
         AuditConfig(imitator="a", demos="b", alpha=1.5)
     with pytest.raises(ValueError, match="folds"):
         AuditConfig(imitator="a", demos="b", folds=1)
-    with pytest.raises(ValueError, match="max_flagged_share"):
-        GatePolicy(max_flagged_share=2)
+    with pytest.raises(ValueError, match="max_unlike_share"):
+        GatePolicy(max_unlike_share=2)
 
 
 def test_grid_view_reads_the_tile_underfoot_and_the_tile_the_action_enters():
