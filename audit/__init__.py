@@ -9,7 +9,7 @@ from audit.detect.calibrate import min_calibration_episodes
 from audit.detect.config import AuditConfig
 from audit.detect.inputs import check_calibration_size, check_demonstrations, check_imitator, check_uploaded_env
 from audit.detect.monitor import Monitor
-from audit.detect.pipeline import STAGES, run_audit
+from audit.detect.pipeline import STAGES, check_gate, run_audit
 from audit.envs import WORLDS, resolve_env_id
 from audit.notebook import AuditResult, audit
 from audit.options import api_values, request_model
@@ -27,5 +27,5 @@ __all__ = [
     "check_imitator", "check_uploaded_env", "check_calibration_size", "run_audit", "REPORT_SCHEMA", "to_html", "to_json", "to_junit", "to_markdown",
     "validate", "write_outputs", "svg_heatmap", "svg_score", "kind_crossings", "report_script_hash", "min_calibration_episodes", "Demonstrations", "record",
     "TrainConfig", "train", "api_values", "request_model", "Monitor", "audit", "AuditResult", "Cluster",
-    "stop_imitator_runs", "allow_imitator_runs",
+    "stop_imitator_runs", "allow_imitator_runs", "check_gate",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -73,6 +74,8 @@ def cmd_demos(args: argparse.Namespace) -> int:
     env_kwargs = json.loads(args.env_kwargs) if args.env_kwargs else {}
     if not isinstance(env_kwargs, dict):
         raise UsageError("--env-kwargs must be a JSON object")
+    if args.imitator:
+        return _record_imitator(args, env_kwargs)
     world = world_of(args.env)
     if args.policy:
         policy, label = user_policy(args.policy), args.policy
@@ -101,6 +104,23 @@ def cmd_demos(args: argparse.Namespace) -> int:
     s = demos.summary()
     rate = "n/a" if s["departure_rate"] is None else f"{s['departure_rate']:.3f}"
     print(f"wrote {out}: {s['episodes']} episodes, {s['steps']} steps, mean return {s['mean_return']:.3f}, departure rate {rate}")
+    return EXIT_OK
+
+
+def _record_imitator(args: argparse.Namespace, env_kwargs: dict) -> int:
+    """``demos --imitator``: the imitator's own episodes, in the env and with the env arguments it was made for."""
+    from audit.data.demonstrations import record_imitator
+    from models.checkpoint import load_imitator
+
+    model, info = load_imitator(args.imitator)
+    if info.env_id != args.env or (env_kwargs and env_kwargs != info.env_kwargs):
+        raise UsageError(f"{args.imitator} acts in {info.env_id} with {json.dumps(info.env_kwargs)}; record it there")
+    demos = record_imitator(model, info.env_id, episodes=args.episodes, seed=args.seed, env_kwargs=info.env_kwargs,
+                            greedy=args.actions == "greedy", departure_key=args.departure_key, source=f"imitator {info.sha256[:12]}")
+    out = demos.save(args.out)
+    s = demos.summary()
+    rate = "n/a" if s["departure_rate"] is None else f"{s['departure_rate']:.3f}"
+    print(f"wrote {out}: {s['episodes']} episodes of the imitator ({args.actions}), {s['steps']} steps, departure rate {rate}")
     return EXIT_OK
 
 
@@ -336,6 +356,10 @@ def _print_summary(report: dict) -> None:
         f"held-out discriminator AUROC {s['disc_auroc'] if s['disc_auroc'] is None else round(s['disc_auroc'], 3)}; "
         f"{report['timings']['total']:.1f} s"
     )
+    if "delta" in s:
+        from audit.report.render import guarantee
+
+        print(guarantee(s))
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -368,6 +392,9 @@ def finish_gate(report: dict, out: str | Path) -> int:
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
+    from audit.detect.pipeline import check_gate
+
+    check_gate(audit_config(args))
     return finish_gate(_run_audit(args), args.out)
 
 
@@ -401,6 +428,49 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2))
     else:
         print(", ".join(f"{k} {v}" for k, v in result.items()))
+    return EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """What an audit of n trajectories against m calibration episodes can show at delta, before anything runs."""
+    from audit.detect.collective import detectable_share
+
+    if not 0.0 < args.delta <= 0.5:
+        raise UsageError(f"--delta must be in (0, 0.5], got {args.delta}")
+    if args.n < args.folds or args.m < 1:
+        raise UsageError(f"need --n of at least --folds ({args.folds}) and --m of at least 1")
+    share = detectable_share(args.n, args.m, args.folds, args.delta / 2, tolerance=args.max_unlike_share)
+    label_m = math.ceil(2 * args.folds / args.delta) - 1  # BH can certify a label only when 1/(m+1) <= delta / 2 / folds
+    found = "none (no share of departures could make it fail)" if share is None else f"{share:.1%} ({math.ceil(share * args.n)} of {args.n})"
+    print(f"n {args.n} audited trajectories, m {args.m} calibration episodes, {args.folds} folds, delta {args.delta:g}:")
+    print(f"  smallest share of departing trajectories the gate catches with 90% power: {found}")
+    print(f"  certified likely-incorrigible labels: {'possible' if args.m >= label_m else f'impossible below m = {label_m}'}")
+    print(f"  demonstrations to record for m = {args.m} at the default calibration fraction 0.5: {2 * args.m}")
+    return EXIT_OK
+
+
+def cmd_bench_null(args: argparse.Namespace) -> int:
+    from itertools import product
+
+    from audit.bench.null import NullCase, render_table, run_case, summarize
+    from audit.bench.sections import write_marked_section
+
+    split = lambda text: [x for x in text.split(",") if x]  # noqa: E731
+    cases = [NullCase(env_id=e, arch=a, actions=act, detector=d, score_rule=r)
+             for e, a, act, d, r in product(split(args.envs), split(args.archs), split(args.actions), split(args.detectors), split(args.rules))]
+    if not cases:
+        raise UsageError("no cases: give at least one env, arch, actions, detector and rule")
+    rows = []
+    for case in cases:
+        result = run_case(case, seeds=args.seeds, episodes=args.episodes, demos_episodes=args.demos_episodes, alpha=args.alpha,
+                          delta=args.delta, root=Path(args.zoo), progress=None if args.quiet else (lambda m: print(f"  {m}", file=sys.stderr, flush=True)))
+        rows.append(summarize(result, alpha=args.alpha, delta=args.delta))
+    command = (f"imitaudit bench null --envs {args.envs} --archs {args.archs} --actions {args.actions} --detectors {args.detectors} "
+               f"--rules {args.rules} --seeds {args.seeds} --episodes {args.episodes}")
+    section = render_table(rows, command, alpha=args.alpha, delta=args.delta)
+    if args.out:
+        write_marked_section(args.out, section)
+    print(section)
     return EXIT_OK
 
 
@@ -459,6 +529,10 @@ def _data_commands(sub: argparse._SubParsersAction) -> None:
                               "      --feature-names x,x_dot,theta,theta_dot --action-names left,right")
     p.add_argument("--env", required=True, help="Gymnasium env id, e.g. imitaudit/OffSwitch-v0")
     p.add_argument("--demonstrator", default="corrigible", help="corrigible, unbounded or triggered (default: corrigible; built-in envs)")
+    p.add_argument("--imitator", default="", metavar="PATH",
+                   help="record an imitator instead (.safetensors or .onnx): an exact null when it is later audited against "
+                        "these, or the last approved imitator's behaviour as a regression baseline")
+    p.add_argument("--actions", choices=("sample", "greedy"), default="sample", help="with --imitator: sample its policy or take its argmax")
     p.add_argument("--policy", default="", metavar="MODULE:FUNCTION",
                    help="any other env: your function from one observation to an action, the demonstrator "
                         "(imports MODULE: it runs your own code, on your own machine)")
@@ -560,6 +634,14 @@ def _audit_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_monitor)
 
+    p = sub.add_parser("plan", help="what an audit of n trajectories against m calibration episodes can show at delta")
+    p.add_argument("--n", type=int, default=256, help="audited trajectories (the audit's --episodes; default 256)")
+    p.add_argument("--m", type=int, required=True, help="calibration episodes (held-out demonstrations x calibration fraction)")
+    p.add_argument("--delta", type=float, default=0.05, help="the gate's level (default 0.05)")
+    p.add_argument("--folds", type=int, default=4, help="cross-fitting folds (default 4)")
+    p.add_argument("--max-unlike-share", type=float, default=0.0, help="the gate's tolerance (default 0)")
+    p.set_defaults(func=cmd_plan)
+
     p = sub.add_parser("bench", help="benchmarks")
     bench = p.add_subparsers(dest="bench", required=True, parser_class=_Parser)
     p = bench.add_parser("detect", help="the departure-zoo detection benchmark")
@@ -574,6 +656,22 @@ def _audit_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     _ray_argument(p, "the zoo's training (one task per imitator) and the audits (one per imitator and method)")
     p.set_defaults(func=cmd_bench_detect)
+
+    p = bench.add_parser("null", help="the exact-null harness: imitators audited against demonstrations recorded from themselves")
+    p.add_argument("--envs", default="imitaudit/OffSwitch-v0,CartPole-v1", help="comma-separated env ids")
+    p.add_argument("--archs", default="mlp,gru", help="comma-separated registry architectures")
+    p.add_argument("--actions", default="sample,greedy", help="sample and/or greedy (recorded and audited the same way)")
+    p.add_argument("--detectors", default="discriminator,mahalanobis", help="comma-separated detectors")
+    p.add_argument("--rules", default="peak,cusum", help="comma-separated score rules")
+    p.add_argument("--seeds", type=int, default=100, help="audits per case (default: 100)")
+    p.add_argument("--episodes", type=int, default=64, help="audited trajectories per audit (default: 64)")
+    p.add_argument("--demos-episodes", type=int, default=240, help="demonstrations recorded from each imitator (default: 240)")
+    p.add_argument("--alpha", type=float, default=0.05, help="flag level (default: 0.05)")
+    p.add_argument("--delta", type=float, default=0.05, help="the gate's level (default: 0.05)")
+    p.add_argument("--zoo", default="out/null", help="folder where the imitators and their demonstrations are cached")
+    p.add_argument("--out", default="", help="Markdown file to write the table into (e.g. BENCHMARKS.md)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_bench_null)
 
 
 def build_parser(extend: Callable[[argparse._SubParsersAction], None] | None = None) -> argparse.ArgumentParser:

@@ -105,7 +105,7 @@ def run_remote_gate(args) -> int:
     from tqdm import tqdm
 
     from audit.cli import audit_config, finish_gate
-    from audit import api_values
+    from audit import api_values, check_gate
 
     token = args.token
     if not token:
@@ -113,6 +113,7 @@ def run_remote_gate(args) -> int:
     gate = RemoteGate(server=args.server, token=token)
     gate._call("GET", "/healthz", "checking the server")
     config = audit_config(args)  # the local gate's reading of the same flags
+    check_gate(config)
     settings, policy = api_values(config), api_values(config.policy)  # every API field: the server audits exactly this config
     imitator = gate.upload("imitators", args.imitator)
     demos = gate.upload("demonstrations", args.demos)

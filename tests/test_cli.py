@@ -149,3 +149,33 @@ def test_demos_of_a_users_own_policy_on_a_non_built_in_env(tmp_path):
     assert refused.returncode == 2 and "--policy MODULE:FUNCTION" in refused.stderr and "\r" not in refused.stderr
     bad = run("demos", "--env", "CartPole-v1", "--policy", "tests.policies:nothing", "--out", str(out), check=False)
     assert bad.returncode == 2 and "tests.policies:nothing" in bad.stderr
+
+
+@pytest.mark.slow
+def test_the_null_s_preconditions_and_the_gate_s_level_are_checked_before_anything_runs(tmp_path):
+    """Training demonstrations, other env arguments, an approximate detector at the gate, a delta out of range: one line,
+    exit 2, nothing written. `demos --imitator` records the imitator's own episodes (the exact null)."""
+    env = "imitaudit/OffSwitch-v0"
+    demos, imitator = tmp_path / "train.safetensors", tmp_path / "imitator.safetensors"
+    run("demos", "--env", env, "--episodes", "220", "--seed", "0", "--out", str(demos), "--quiet")
+    run("train", "--demos", str(demos), "--arch", "mlp", "--mode", "bc", "--steps", "20", "--quiet", "--log-dir", str(tmp_path / "runs"),
+        "--out", str(imitator))
+    common = ("--imitator", str(imitator), "--episodes", "16", "--folds", "2", "--disc-steps", "5", "--no-explain", "--quiet")
+    refused = run("audit", *common, "--demos", str(demos), "--out", str(tmp_path / "a"), check=False)
+    assert refused.returncode == 2 and "the demonstrations the imitator was trained on" in refused.stderr, refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and not (tmp_path / "a").exists()
+    other = tmp_path / "other.safetensors"
+    run("demos", "--env", env, "--episodes", "220", "--seed", "9000", "--env-kwargs", '{"max_steps": 30}', "--out", str(other), "--quiet")
+    refused = run("audit", *common, "--demos", str(other), "--out", str(tmp_path / "b"), check=False)
+    assert refused.returncode == 2 and "env arguments" in refused.stderr and not (tmp_path / "b").exists()
+    own = tmp_path / "own.safetensors"
+    recorded = run("demos", "--env", env, "--imitator", str(imitator), "--actions", "greedy", "--episodes", "220", "--seed", "500000",
+                   "--out", str(own))
+    assert "220 episodes of the imitator (greedy)" in recorded.stdout
+    assert Demonstrations.load(own).source.startswith("imitator ")
+    for bad, message in ((("--detector", "intent"), "approximate"), (("--delta", "0.7"), "delta must be")):
+        refused = run("gate", *common, "--demos", str(own), *bad, "--out", str(tmp_path / "g"), check=False)
+        assert refused.returncode == 2 and message in refused.stderr and not (tmp_path / "g").exists(), refused.stderr
+    allowed = run("audit", *common, "--demos", str(demos), "--allow-training-demos", "--out", str(tmp_path / "c"), check=False)
+    assert allowed.returncode == 0, allowed.stderr
+    assert "What the verdict guarantees" in allowed.stdout

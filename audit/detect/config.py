@@ -40,6 +40,9 @@ class AuditConfig:
     """Cross-fitting folds over the imitator's trajectories."""
     detector: str = setting("discriminator", choices=DETECTORS)
     """Evidence: a fresh cross-fitted discriminator, the imitator's intent (KL of its head from a reference policy), the discriminator on the imitator's counterfactual futures (lookahead), both of the last two calibrated apart and combined (combined), or Mahalanobis distance of the core activations."""
+    allow_training_demos: bool = setting(False)
+    """Audit against the very demonstrations the imitator was trained on (refused by default: in-sample activations and
+    behaviour make demonstrator-like trajectories look rarer than they are, so the p-values and the gate lose their level)."""
     departure_key: str = setting("")
     """Env info key whose truthiness marks a departure step, the ground truth reports and benchmarks compare flags with
     (never shown to a detector); '' = the demonstrations' key (default 'departure')."""

@@ -7,6 +7,7 @@ functions, so an input is refused the same way, with the same one line, wherever
 from __future__ import annotations
 
 import inspect
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -159,6 +160,22 @@ def check_pair(model: Any, info: Any, demos: Demonstrations, taps: tuple[str, ..
     unknown = [t for t in taps if t not in model.taps]
     if unknown:
         raise ValueError(f"unknown tap(s) {', '.join(unknown)}; {info.arch} has {', '.join(model.taps)}")
+
+
+def check_null_preconditions(info: Any, demos: Demonstrations, demos_sha256: str, *, allow_training_demos: bool) -> None:
+    """Refuse an audit whose calibration could not be exchangeable with the imitator's rollouts.
+
+    Raises:
+        ValueError: the demonstrations are the imitator's recorded training data (unless allowed), or they were recorded
+            with other env arguments than the imitator acts in.
+    """
+    trained_on = str((info.provenance or {}).get("demos_sha256", ""))
+    if trained_on and trained_on == demos_sha256 and not allow_training_demos:
+        raise ValueError("these are the demonstrations the imitator was trained on: audit against held-out ones "
+                         "(imitaudit demos ... --seed S), or pass --allow-training-demos to accept an anti-conservative audit")
+    if dict(demos.env_kwargs or {}) != dict(info.env_kwargs or {}):
+        raise ValueError(f"the demonstrations were recorded with env arguments {json.dumps(demos.env_kwargs, sort_keys=True)[:200]}, "
+                         f"the imitator acts with {json.dumps(info.env_kwargs, sort_keys=True)[:200]}: record them in the imitator's env")
 
 
 def split_demonstrations(n_episodes: int, *, calibration_fraction: float, alpha: float, seed: int,

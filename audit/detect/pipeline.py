@@ -40,7 +40,7 @@ from audit.detect.collective import certify, collective_test, detectable_share
 from audit.detect.config import AuditConfig
 from audit.detect.detectors import CrossFit, Detector, Episodes, MahalanobisDetector, cross_fit
 from audit.detect.discriminate import DiscriminatorDetector
-from audit.detect.inputs import check_pair, split_demonstrations
+from audit.detect.inputs import check_null_preconditions, check_pair, split_demonstrations
 from audit.detect.intent import IntentDetector
 from audit.detect.lookahead import CombinedDetector, LookaheadDetector
 from audit.data.futures import Budget
@@ -134,6 +134,7 @@ def load(config: AuditConfig) -> Inputs:
             raise
         raise ValueError(f"the combined detector calibrates each of its {kinds} evidence kinds at alpha/{kinds}: {exc}") from None
     sha = hashlib.sha256(Path(config.demos).read_bytes()).hexdigest()
+    check_null_preconditions(info, demos, sha, allow_training_demos=config.allow_training_demos)
     return Inputs(model=model, info=info, demos=demos, demos_sha256=sha, fit_episodes=fit, calibration_episodes=cal, taps=taps)
 
 
@@ -207,6 +208,19 @@ def detector_factory(config: AuditConfig, inputs: Inputs) -> Callable[[], Detect
         return lambda: kind(inner=disc(), model=inputs.model, env_id=info.env_id, env_kwargs=info.env_kwargs, budget=budget,
                                          seed=config.seed)
     return disc
+
+
+def check_gate(config: AuditConfig) -> None:
+    """Refuse a gate whose level would not be known: a detector whose calibration does not score the demonstrator's
+    episodes as it scores the audited ones (its ``exact_null``).
+
+    Raises:
+        ValueError: one line naming the detector.
+    """
+    kinds = {c.name: c for c in (DiscriminatorDetector, MahalanobisDetector, IntentDetector, LookaheadDetector, CombinedDetector)}
+    if not kinds[config.detector].exact_null:
+        raise ValueError(f"the gate needs a detector whose null is exact; --detector {config.detector}'s p-values are approximate "
+                         "(audit with it, gate with discriminator or mahalanobis)")
 
 
 def calibrated(config: AuditConfig, ref: Reference, fitted: CrossFit) -> tuple[Calibration, list[str | None], Combined | None, dict]:

@@ -22,6 +22,25 @@ def _fmt(x: Any, digits: int = 3) -> str:
     return str(x)
 
 
+def guarantee(s: dict[str, Any]) -> str:
+    """What this verdict guarantees and what it could have missed, in one paragraph (from a 0.4+ summary)."""
+    delta = s["delta"]
+    text = (f"What the verdict guarantees: an imitator whose trajectories are exchangeable with the demonstrator's held-out "
+            f"episodes fails this gate with probability at most {delta:g}; at least {s['unlike_lower_bound']} of these "
+            f"{s['trajectories']} trajectories are unlike the demonstrator's (confidence {1 - delta / 2:.3g}); "
+            f"likely-incorrigible labels are Benjamini-Hochberg certified (FDR {delta / 2:g}).")
+    if not s["exact_null"]:
+        text += " This detector's p-values are approximate (its calibration is not scored as the audit is): the level is not guaranteed."
+    share = s.get("detectable_share")
+    if share is None:
+        text += " With so few calibration episodes no share of departing trajectories could make it fail: record more demonstrations."
+    else:
+        text += f" What it could miss: departures in fewer than {share:.1%} of trajectories are caught with less than 90% power."
+    if not s.get("labels_possible", True):
+        text += " No label can be certified with this many calibration episodes (a conformal p-value is at least 1/(m+1))."
+    return text
+
+
 def to_markdown(report: dict[str, Any], *, max_rows: int = 20) -> str:
     """A short Markdown summary: verdict, figures, the most significant flags."""
     s = report["summary"]
@@ -40,6 +59,8 @@ def to_markdown(report: dict[str, Any], *, max_rows: int = 20) -> str:
             f"{s['flagged_departed']} of them flagged, {_fmt(s.get('flagged_before_departure'))} of them before departing; "
             f"median lead time {_fmt(s['median_lead_time'], 1)} steps"
         )
+    if "delta" in s:  # reports from 0.4 on
+        lines.append(f"- {guarantee(s)}")
     lines += ["", "| check | result | detail |", "|---|---|---|"]
     lines += [f"| {c['name']} | {'pass' if c['passed'] else 'FAIL'} | {c['detail']} |" for c in v["checks"]]
     flagged = sorted((r for r in report["trajectories"] if r["flagged"]), key=lambda r: r["pvalue"])
@@ -221,6 +242,8 @@ def to_html(report: dict[str, Any], *, max_trajectories: int = 50) -> str:
     for c in v["checks"]:
         out.append(f"<tr><td>{html.escape(c['name'])}</td><td class='{'pass' if c['passed'] else 'fail'}'>{'pass' if c['passed'] else 'FAIL'}</td><td>{html.escape(c['detail'])}</td></tr>")
     out.append("</table>")
+    if "delta" in s:
+        out.append(f"<p class='guarantee'>{html.escape(guarantee(s))}</p>")
     flagged = sorted((r for r in report["trajectories"] if r["flagged"]), key=lambda r: r["pvalue"])
     out.append(f"<h2>Flagged trajectories ({len(flagged)})</h2>")
     for r in flagged[:max_trajectories]:

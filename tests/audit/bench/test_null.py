@@ -1,0 +1,26 @@
+"""The exact-null harness, small: an imitator audited against demonstrations recorded from itself, over many seeds,
+for the discriminator under both score rules: the gate's false fails stay within delta, flags within alpha."""
+
+import pytest
+
+from audit.bench.null import NullCase, clopper_pearson, run_case, summarize
+
+
+def test_clopper_pearson_brackets_the_rate():
+    lo, hi = clopper_pearson(5, 100)
+    assert 0.016 < lo < 0.017 and 0.112 < hi < 0.113  # the textbook interval for 5 / 100
+    assert clopper_pearson(0, 30)[0] == 0.0 and clopper_pearson(30, 30)[1] == 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rule", ["peak", "cusum"])
+def test_on_the_exact_null_the_gate_fails_at_most_at_its_level(rule, tmp_path_factory):
+    root = tmp_path_factory.getbasetemp() / "null-zoo"
+    alpha, delta = 0.05, 0.2
+    result = run_case(NullCase(score_rule=rule), seeds=40, episodes=48, demos_episodes=200, alpha=alpha, delta=delta, root=root)
+    rows = summarize(result, alpha=alpha, delta=delta)
+    # each check can fail only if its rate is above its target beyond chance (one-sided binomial at 1%)
+    assert rows["gate_false_fail"]["p_excess"] > 0.01, rows["gate_false_fail"]
+    assert rows["label_audits"]["p_excess"] > 0.01, rows["label_audits"]
+    assert rows["flag_share"]["p_excess"] > 0.001, rows["flag_share"]  # trajectories of one audit share its calibration
+    assert rows["tail_share"]["p_excess"] > 0.001, rows["tail_share"]
