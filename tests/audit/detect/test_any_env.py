@@ -52,5 +52,5 @@ def test_flags_on_any_env_come_with_a_replay_and_the_user_s_feature_names(audite
     for t in explained:
         assert {f["name"] for f in t["explanation"]["top_obs_features"]} <= set(NAMES)
         assert len(t["replay"]) == t["length"]
-        first = t["replay"][0].splitlines()
+        first = t["replay"][0]  # the frame's lines, as a grid frame is its rows
         assert first[0] in ("action 0 (left)", "action 1 (right)") and [line.split()[0] for line in first[1:]] == list(NAMES)
