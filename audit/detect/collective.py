@@ -77,10 +77,16 @@ def _top_counts(is_test_sorted: np.ndarray, radii: np.ndarray) -> np.ndarray:
 def _null(n_test: int, m: int) -> np.ndarray:
     """Sorted null draws [DRAWS] of T for n_test audited among n_test + m (seeded: the same everywhere)."""
     total = n_test + m
+    radii = _radii(total)
     rng = np.random.default_rng([n_test, m, 20231])
-    keys = rng.random((DRAWS, total))
-    is_test = np.argsort(keys, axis=1) < n_test  # a uniformly random rank set of size n_test, as indicators by rank
-    return np.sort(_statistic(_top_counts(is_test, _radii(total)), total, n_test))
+    # the top ranks of a uniformly random rank set, drawn one rank at a time without replacement (only the ranks the
+    # statistic reads): rank i is audited with probability (audited left) / (ranks left)
+    left = np.full(DRAWS, float(n_test))
+    is_test = np.empty((DRAWS, int(radii[-1])), dtype=bool)
+    for i, u in enumerate(rng.random((int(radii[-1]), DRAWS))):
+        is_test[:, i] = u * (total - i) < left
+        left -= is_test[:, i]
+    return np.sort(_statistic(_top_counts(is_test, radii), total, n_test))
 
 
 def fold_pvalue(test: np.ndarray, cal: np.ndarray, *, rng: np.random.Generator) -> float:
