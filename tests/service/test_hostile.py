@@ -348,3 +348,29 @@ def test_an_event_stream_ends_when_its_token_is_revoked(tmp_path, launch, api):
                 break
     engine.dispose()
     assert any("the token was revoked" in e for e in events) and sum(e.startswith("event: progress") for e in events) == 1
+
+
+def test_the_validator_s_children_exit_when_their_server_is_killed(tmp_path):
+    """A server killed with SIGKILL leaves no validator process behind (each child watches its parent)."""
+    import signal
+    import subprocess
+    import sys
+
+    script = ("import sys, time\nfrom service.validate import Validator\n"
+              "v = Validator(memory_bytes=2 * 1024**3, seconds=60, allowed_envs=(), slots=1)\n"
+              "v.warm().result()\nprint(*v._pools[0]._processes, flush=True)\ntime.sleep(600)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline().split()[0])
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 120  # a liveness bound, generous for a loaded machine: the child polls every 0.5 s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        with open(f"/proc/{child}/stat") as f:
+            if f.read().split()[2] == "Z":  # exited; only its reaping is left
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"validator child {child} outlived its killed server")
