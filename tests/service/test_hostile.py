@@ -278,7 +278,7 @@ def test_a_neighbour_s_validator_timeout_gives_a_valid_upload_no_error(api, tmp_
     good = export_imitator(model, tmp_path / "good.onnx", env_id=info.env_id, env_kwargs=info.env_kwargs)
     hang = tmp_path / "hang.onnx"
     hang.write_bytes(hanging_onnx(good, quiet=(1,)))
-    v = Validator(memory_bytes=2 * 1024**3, seconds=30, allowed_envs=(), slots=2)
+    v = Validator(memory_bytes=2 * 1024**3, seconds=15, allowed_envs=(), slots=2)
     for slot in (0, 1):  # both processes up front: B's validation then costs its own work only
         v._pool(slot).submit(_ready).result()
     outcome = {}

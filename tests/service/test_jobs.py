@@ -281,12 +281,12 @@ def test_an_imitator_that_hangs_inside_one_run_fails_within_its_budget_and_the_n
     with sessions.begin() as s:
         for audit_id, sha in zip(ids, (hang, ok)):
             s.execute(update(Audit).where(Audit.id == audit_id).values(imitator_sha=sha, demos_sha=demos, settings=FAST))
-    worker = Worker(sessions=sessions, store=store, lease_seconds=3, job_seconds=30)
+    worker = Worker(sessions=sessions, store=store, lease_seconds=3, job_seconds=20)
     assert worker.run_one() and worker.run_one()
     with sessions() as s:
         stuck, after = s.get(Audit, ids[0]), s.get(Audit, ids[1])
         assert (stuck.state, stuck.attempts) == ("failed", 1), stuck.error
-        assert "time budget of 30 s" in stuck.error and "ONNX graph was still running" in stuck.error
+        assert "time budget of 20 s" in stuck.error and "ONNX graph was still running" in stuck.error
         assert after.state == "succeeded", after.error
     assert claim(sessions, "w2", lease_seconds=3, max_attempts=3) is None  # nothing requeued
     engine.dispose()
