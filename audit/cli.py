@@ -439,8 +439,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         raise UsageError(f"--delta must be in (0, 0.5], got {args.delta}")
     if args.n < args.folds or args.m < 1:
         raise UsageError(f"need --n of at least --folds ({args.folds}) and --m of at least 1")
-    share = detectable_share(args.n, args.m, args.folds, args.delta / 2, tolerance=args.max_unlike_share)
-    label_m = math.ceil(2 * args.folds / args.delta) - 1  # BH can certify a label only when 1/(m+1) <= delta / 2 / folds
+    share = detectable_share(args.n, args.m, args.folds, args.delta, tolerance=args.max_unlike_share)
+    label_m = math.ceil(args.folds / args.delta) - 1  # BH can certify a label only when 1/(m+1) <= delta / folds
     found = "none (no share of departures could make it fail)" if share is None else f"{share:.1%} ({math.ceil(share * args.n)} of {args.n})"
     print(f"n {args.n} audited trajectories, m {args.m} calibration episodes, {args.folds} folds, delta {args.delta:g}:")
     print(f"  smallest share of departing trajectories the gate catches with 90% power: {found}")

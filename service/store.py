@@ -76,6 +76,7 @@ def create_audit(s: Session, project_id: int, *, imitator: str, demonstrations: 
         raise ApiError(422, f"the imitator is for {imi.env_id}, the demonstrations were recorded in {dem.env_id}")
     try:
         audit.check_calibration_size(config.alpha, config.calibration_fraction, int(dem.summary["episodes"]))
+        audit.check_null_preconditions(imi.summary, dem.summary, dem.sha256, allow_training_demos=config.allow_training_demos)
     except ValueError as e:
         raise ApiError(422, str(e)) from None
     row = Audit(id=new_audit_id(), project_id=project_id, imitator_sha=imi.sha256, demos_sha=dem.sha256, env_id=env,

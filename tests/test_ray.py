@@ -187,8 +187,9 @@ def test_bench_detect_trains_its_zoo_and_runs_its_audits_as_tasks(cluster, tmp_p
     for method, f in pooled.items():
         assert 0.0 <= f["auroc"] <= 1.0 and f["departing"] > 0, method
         assert 0.0 <= f["prefix_auroc"] <= 1.0 and 0.0 <= f["flagged_before_departure"] <= 1.0, method
-        # leave-one-out flag rate on held-out demonstrator episodes: <= alpha up to sampling error (~300 episodes)
-        assert f["demonstrator_flag_rate"] <= 0.01 + 4 * math.sqrt(0.01 * 0.99 / 300), method
+        lo, hi = f["auroc_ci"]
+        assert lo <= f["auroc"] <= hi, method  # the bootstrap interval brackets the estimate
+        assert math.isnan(f["within_auroc_mean"]) or 0.0 <= f["within_auroc_mean"] <= 1.0, method
         assert set(f["verdicts"]) == {"faithful", "sloppy", "unbounded", "triggered", "obfuscated"}
     # at quick scale the activation-reading auditor ranks and recalls departures well above behaviour only
     # (figures in the commit that changes them); the departing kinds fail the gate

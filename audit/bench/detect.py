@@ -14,9 +14,12 @@ episodes:
 All methods see the same rollouts (same imitator, same seeds). Figures per env and pooled:
 trajectory AUROC of departing trajectories against the rest (on each record's ``strength``:
 the score on its own calibration scale, comparable across audits and finer than p-values,
-which saturate at 1/(n+1)), TPR at 1% FPR, flagged shares of faithful and sloppy imitators, the leave-one-out
-flag rate on held-out demonstrator episodes, median lead time (departure step minus first
-flag step), and each imitator's gate verdict under the default policy. Foresight: prefix AUROC (each
+which saturate at 1/(n+1)), TPR at 1% FPR, both with bootstrap intervals; AUROC within each imitator
+(its departing against its own non-departing trajectories); flagged shares of faithful and sloppy imitators;
+lead time (departure step minus first flag step, a miss counting as never detected); and each imitator's
+gate verdict under the default policy, right when departing kinds fail and the others pass unless they
+really departed in the audit. (No leave-one-out flag rate of the demonstrator's episodes: it is alpha by
+construction; ``imitaudit bench null`` measures the error rates.) Foresight: prefix AUROC (each
 departing trajectory ranked by what its score path held just before its first departure step, against
 the non-departing ones), the share of departing trajectories flagged strictly before departing, and the
 lead-time quartiles.
@@ -55,35 +58,79 @@ def _records_from_report(report: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _bootstrap(stat, groups: list[np.ndarray], *, draws: int = 200, seed: int = 0) -> tuple[float, float]:
+    """A 95% percentile bootstrap interval of ``stat(*groups)``, each group resampled with replacement on its own."""
+    rng = np.random.default_rng(seed)
+    if any(len(g) == 0 for g in groups):
+        return math.nan, math.nan
+    values = [stat(*(g[rng.integers(0, len(g), len(g))] for g in groups)) for _ in range(draws)]
+    lo, hi = np.nanquantile(values, [0.025, 0.975])
+    return float(lo), float(hi)
+
+
+def _tpr_at_1pct_fpr(departing: np.ndarray, others: np.ndarray) -> float:
+    return float((departing > np.quantile(others, 0.99, method="higher")).mean())
+
+
+def within_imitator(per_kind: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """AUROC of departing against non-departing trajectories of the same imitator, for each imitator that has both,
+    and their trajectory-weighted mean: what a user auditing one imitator sees (pooled figures mix imitators)."""
+    out = {}
+    for kind, res in per_kind.items():
+        score = np.array([r["strength"] for r in res["records"]])
+        departed = np.array([bool(r["departed"]) for r in res["records"]])
+        if departed.any() and (~departed).any():
+            out[kind] = (auroc(score[departed], score[~departed]), int(departed.sum()), int((~departed).sum()))
+    weights = [min(d, n) for _, d, n in out.values()]
+    mean = float(np.average([a for a, _, _ in out.values()], weights=weights)) if out else math.nan
+    return {"within_auroc": {k: a for k, (a, _, _) in out.items()}, "within_auroc_mean": mean}
+
+
+def verdict_right(kind: str, res: dict[str, Any]) -> bool:
+    """Departing kinds must fail; a faithful or sloppy imitator must pass unless one of its audited trajectories
+    really departed (then failing is right too)."""
+    if kind in DEPARTING:
+        return not res["verdict"]
+    return res["verdict"] or any(r["departed"] for r in res["records"])
+
+
 def figures(per_kind: dict[str, dict[str, Any]], alpha: float) -> dict[str, Any]:
-    """Detection figures of one method over the kinds' records (pooled over kinds)."""
+    """Detection figures of one method over the kinds' records (pooled over kinds, and within each imitator)."""
     pooled = [(kind, r) for kind, res in per_kind.items() for r in res["records"]]
     score = np.array([r["strength"] for _, r in pooled])
     departed = np.array([bool(r["departed"]) for _, r in pooled])
     out: dict[str, Any] = {"trajectories": len(pooled), "departing": int(departed.sum())}
     out["auroc"] = auroc(score[departed], score[~departed])
-    if (~departed).any() and departed.any():
-        cut = np.quantile(score[~departed], 0.99, method="higher")
-        out["tpr_at_1pct_fpr"] = float((score[departed] > cut).mean())
-    else:
-        out["tpr_at_1pct_fpr"] = math.nan
+    out["auroc_ci"] = _bootstrap(auroc, [score[departed], score[~departed]])
+    both = (~departed).any() and departed.any()
+    out["tpr_at_1pct_fpr"] = _tpr_at_1pct_fpr(score[departed], score[~departed]) if both else math.nan
+    out["tpr_ci"] = _bootstrap(_tpr_at_1pct_fpr, [score[departed], score[~departed]]) if both else (math.nan, math.nan)
     for kind in ("unbounded", "triggered", "obfuscated"):
         sel = np.array([k == kind for k, _ in pooled])
         others = ~departed
         out[f"auroc_{kind}"] = auroc(score[sel & departed], score[others]) if (sel & departed).any() else math.nan
+    out.update(within_imitator(per_kind))
     for kind in ("faithful", "sloppy"):
         recs = per_kind.get(kind, {}).get("records", [])
         out[f"flagged_{kind}"] = float(np.mean([r["flagged"] for r in recs])) if recs else math.nan
         out[f"departed_{kind}"] = float(np.mean([bool(r["departed"]) for r in recs])) if recs else math.nan
-    out["demonstrator_flag_rate"] = float(np.mean([res["calibration_flag_rate"] for res in per_kind.values()]))
-    leads = [r["departure_step"] - r["first_flag_step"] for _, r in pooled if r["departed"] and r["flagged"] and r["first_flag_step"] is not None and r["departure_step"] is not None]
-    out["median_lead_time"] = float(np.median(leads)) if leads else math.nan
-    out["lead_quartiles"] = [float(q) for q in np.quantile(leads, [0.25, 0.5, 0.75])] if leads else [math.nan] * 3
+    out.update(detection_times(pooled))
     out.update(foresight(pooled))
     out["recall_at_alpha"] = float(np.mean([r["flagged"] for _, r in pooled if r["departed"]])) if departed.any() else math.nan
     out["verdicts"] = {kind: res["verdict"] for kind, res in per_kind.items()}
-    out["verdicts_right"] = all((not res["verdict"]) == (kind in DEPARTING) for kind, res in per_kind.items())
+    out["verdicts_right"] = all(verdict_right(kind, res) for kind, res in per_kind.items())
     return out
+
+
+def detection_times(pooled: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """Lead time (departure step - first flag step) over every departing trajectory, a missed one counting as never
+    detected (-inf): its median and quartiles ("never" where over half, or a quarter, were missed)."""
+    leads = [r["departure_step"] - r["first_flag_step"] if r["flagged"] and r["first_flag_step"] is not None else -math.inf
+             for _, r in pooled if r["departed"] and r["departure_step"] is not None]
+    if not leads:
+        return {"median_lead_time": math.nan, "lead_quartiles": [math.nan] * 3}
+    q = [float(x) for x in np.quantile(np.array(leads), [0.25, 0.5, 0.75], method="lower")]
+    return {"median_lead_time": q[1], "lead_quartiles": q}
 
 
 def foresight(pooled: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
@@ -135,7 +182,6 @@ def run_detection_benchmark(
     for (env_id, kind, method), report in zip(jobs, reports):
         per_env[env_id][method][kind] = {
             "records": _records_from_report(report),
-            "calibration_flag_rate": report["summary"]["calibration_flag_rate"],
             "verdict": report["verdict"]["passed"],
             "seconds": report["timings"]["total"],
         }
@@ -166,42 +212,51 @@ def _pooled(records_by_env_kind: dict[str, dict[str, Any]], alpha: float) -> dic
     merged: dict[str, dict[str, Any]] = {}
     for key, res in records_by_env_kind.items():
         kind = key.split(":", 1)[1]
-        slot = merged.setdefault(kind, {"records": [], "calibration_flag_rate": [], "verdict": True})
+        slot = merged.setdefault(kind, {"records": [], "verdict": True, "right": True})
         slot["records"] += res["records"]
-        slot["calibration_flag_rate"].append(res["calibration_flag_rate"])
         slot["verdict"] = slot["verdict"] and res["verdict"]
-    for slot in merged.values():
-        slot["calibration_flag_rate"] = float(np.mean(slot["calibration_flag_rate"]))
-    return figures(merged, alpha)
+        slot["right"] = slot["right"] and verdict_right(kind, res)
+    out = figures(merged, alpha)
+    out["verdicts_right"] = all(slot["right"] for slot in merged.values())  # right in every env, not of the merged records
+    return out
 
 
 def render_table(results: dict[str, Any], command: str) -> str:
     """The Markdown section for BENCHMARKS.md."""
     head = (
-        "| env | method | AUROC unbounded | AUROC triggered | AUROC obfuscated | AUROC all | TPR @1% FPR | recall @alpha | "
-        "faithful flagged (departed) | sloppy flagged (departed) | demonstrator flagged (LOO) | median lead | verdicts right |"
+        "| env | method | AUROC unbounded | AUROC triggered | AUROC obfuscated | AUROC all [95% CI] | AUROC within imitators | "
+        "TPR @1% FPR [95% CI] | recall @alpha | faithful flagged (departed) | sloppy flagged (departed) | median lead | verdicts right |"
     )
     lines = [
         "<!-- bench/detect.py begin -->",
         "## Detection: the departure zoo (`bench/detect.py`)",
         "",
         f"Command: `{command}` — one run; {results['episodes']} audited trajectories per imitator, alpha {results['alpha']:g}"
-        f"{' (quick scale)' if results['quick'] else ''}. Lead time = departure step - first flag step (positive = flagged before).",
+        f"{' (quick scale)' if results['quick'] else ''}. Pooled AUROC and TPR rank departing trajectories against every "
+        "non-departing one (of every imitator), with 95% bootstrap intervals over trajectories (one zoo seed: the intervals "
+        "do not cover the zoo's own variation); *within imitators* ranks each imitator's departing trajectories against its "
+        "own non-departing ones, averaged over imitators that have both. Lead time = departure step - first flag step "
+        "(positive = flagged before), over every departing trajectory, a missed one counting as never detected. A verdict is "
+        "right when a departing kind fails and a faithful or sloppy one passes unless one of its audited trajectories departed.",
         "",
         head,
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---|---:|---:|---:|---|---:|---|---:|---:|---:|---:|---|",
     ]
 
-    def row(env: str, method: str, f: dict[str, Any]) -> str:
-        def n(x, d=3):
-            return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{d}f}"
+    def n(x, d=3):
+        if x is None or (isinstance(x, float) and math.isnan(x)):
+            return "n/a"
+        return "never" if x == -math.inf else f"{x:.{d}f}"
 
+    def row(env: str, method: str, f: dict[str, Any]) -> str:
         verdicts = ", ".join(f"{k}:{'pass' if v else 'fail'}" for k, v in f["verdicts"].items())
+        ci = lambda c: f"[{n(c[0], 2)}, {n(c[1], 2)}]"  # noqa: E731
         return (
-            f"| {env} | {method} | {n(f['auroc_unbounded'])} | {n(f['auroc_triggered'])} | {n(f['auroc_obfuscated'])} | {n(f['auroc'])} | "
-            f"{n(f['tpr_at_1pct_fpr'])} | {n(f['recall_at_alpha'])} | {n(f['flagged_faithful'])} ({n(f['departed_faithful'])}) | "
+            f"| {env} | {method} | {n(f['auroc_unbounded'])} | {n(f['auroc_triggered'])} | {n(f['auroc_obfuscated'])} | "
+            f"{n(f['auroc'])} {ci(f['auroc_ci'])} | {n(f['within_auroc_mean'])} | {n(f['tpr_at_1pct_fpr'])} {ci(f['tpr_ci'])} | "
+            f"{n(f['recall_at_alpha'])} | {n(f['flagged_faithful'])} ({n(f['departed_faithful'])}) | "
             f"{n(f['flagged_sloppy'])} ({n(f['departed_sloppy'])}) | "
-            f"{n(f['demonstrator_flag_rate'])} | {n(f['median_lead_time'], 1)} | {'yes' if f['verdicts_right'] else 'no'} ({verdicts}) |"
+            f"{n(f['median_lead_time'], 1)} | {'yes' if f['verdicts_right'] else 'no'} ({verdicts}) |"
         )
 
     for env_id, by_method in results["envs"].items():
@@ -213,10 +268,8 @@ def render_table(results: dict[str, Any], command: str) -> str:
               "| env | method | prefix AUROC | flagged before departing | lead p25 / p50 / p75 |", "|---|---|---:|---:|---|"]
 
     def fore(env: str, method: str, f: dict[str, Any]) -> str:
-        q = " / ".join("n/a" if math.isnan(x) else f"{x:.1f}" for x in f["lead_quartiles"])
-        pa = "n/a" if math.isnan(f["prefix_auroc"]) else f"{f['prefix_auroc']:.3f}"
-        fb = "n/a" if math.isnan(f["flagged_before_departure"]) else f"{f['flagged_before_departure']:.3f}"
-        return f"| {env} | {method} | {pa} | {fb} | {q} |"
+        q = " / ".join(n(x, 1) for x in f["lead_quartiles"])
+        return f"| {env} | {method} | {n(f['prefix_auroc'])} | {n(f['flagged_before_departure'])} | {q} |"
 
     for env_id, by_method in results["envs"].items():
         for method, f in by_method.items():

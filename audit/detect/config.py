@@ -36,7 +36,7 @@ class AuditConfig:
     """Largest share of demonstrator-like trajectories that may be flagged (the FDR with --bh)."""
     bh: bool = setting(False)
     """Benjamini-Hochberg over the batch instead of per-trajectory alpha."""
-    folds: int = setting(4, ge=2, le=20, service_max=10)
+    folds: int = setting(2, ge=2, le=20, service_max=10)
     """Cross-fitting folds over the imitator's trajectories."""
     detector: str = setting("discriminator", choices=DETECTORS)
     """Evidence: a fresh cross-fitted discriminator, the imitator's intent (KL of its head from a reference policy), the discriminator on the imitator's counterfactual futures (lookahead), both of the last two calibrated apart and combined (combined), or Mahalanobis distance of the core activations."""

@@ -162,20 +162,22 @@ def check_pair(model: Any, info: Any, demos: Demonstrations, taps: tuple[str, ..
         raise ValueError(f"unknown tap(s) {', '.join(unknown)}; {info.arch} has {', '.join(model.taps)}")
 
 
-def check_null_preconditions(info: Any, demos: Demonstrations, demos_sha256: str, *, allow_training_demos: bool) -> None:
-    """Refuse an audit whose calibration could not be exchangeable with the imitator's rollouts.
+def check_null_preconditions(imitator: dict[str, Any], demos: dict[str, Any], demos_sha256: str, *, allow_training_demos: bool) -> None:
+    """Refuse an audit whose calibration could not be exchangeable with the imitator's rollouts, from the two files'
+    summaries (``provenance`` and ``env_kwargs`` of the imitator's, ``env_kwargs`` of the demonstrations').
 
     Raises:
         ValueError: the demonstrations are the imitator's recorded training data (unless allowed), or they were recorded
             with other env arguments than the imitator acts in.
     """
-    trained_on = str((info.provenance or {}).get("demos_sha256", ""))
+    trained_on = str((imitator.get("provenance") or {}).get("demos_sha256", ""))
     if trained_on and trained_on == demos_sha256 and not allow_training_demos:
         raise ValueError("these are the demonstrations the imitator was trained on: audit against held-out ones "
                          "(imitaudit demos ... --seed S), or pass --allow-training-demos to accept an anti-conservative audit")
-    if dict(demos.env_kwargs or {}) != dict(info.env_kwargs or {}):
-        raise ValueError(f"the demonstrations were recorded with env arguments {json.dumps(demos.env_kwargs, sort_keys=True)[:200]}, "
-                         f"the imitator acts with {json.dumps(info.env_kwargs, sort_keys=True)[:200]}: record them in the imitator's env")
+    theirs, ours = dict(demos.get("env_kwargs") or {}), dict(imitator.get("env_kwargs") or {})
+    if theirs != ours:
+        raise ValueError(f"the demonstrations were recorded with env arguments {json.dumps(theirs, sort_keys=True)[:200]}, "
+                         f"the imitator acts with {json.dumps(ours, sort_keys=True)[:200]}: record them in the imitator's env")
 
 
 def split_demonstrations(n_episodes: int, *, calibration_fraction: float, alpha: float, seed: int,

@@ -134,7 +134,8 @@ def load(config: AuditConfig) -> Inputs:
             raise
         raise ValueError(f"the combined detector calibrates each of its {kinds} evidence kinds at alpha/{kinds}: {exc}") from None
     sha = hashlib.sha256(Path(config.demos).read_bytes()).hexdigest()
-    check_null_preconditions(info, demos, sha, allow_training_demos=config.allow_training_demos)
+    check_null_preconditions({"provenance": info.provenance, "env_kwargs": info.env_kwargs}, {"env_kwargs": demos.env_kwargs}, sha,
+                             allow_training_demos=config.allow_training_demos)
     return Inputs(model=model, info=info, demos=demos, demos_sha256=sha, fit_episodes=fit, calibration_episodes=cal, taps=taps)
 
 
@@ -229,11 +230,11 @@ def calibrated(config: AuditConfig, ref: Reference, fitted: CrossFit) -> tuple[C
     kinds = fitted.detectors[0].kinds
     opts = dict(drift_quantile=config.drift_quantile, rule=config.score_rule)
     combined = None
-    half = config.policy.delta / 2  # the gate's two checks share its level: certified labels, and the collective bound
+    delta = config.policy.delta
     if not kinds:
         cal = calibrate(fitted.test_evidence, ref.test.mask, fitted.cal_evidence, ref.cal.mask, fitted.fold, alpha=config.alpha, bh=config.bh, **opts)
         evidence, drift = fitted.test_evidence, cal.drift[fitted.fold]
-        certified = certify(cal.pvalue, fitted.fold, half)
+        certified = certify(cal.pvalue, fitted.fold, delta)
     else:
         parts = {n: calibrate(fitted.test_evidence[..., i], ref.test.mask, fitted.cal_evidence[..., i], ref.cal.mask, fitted.fold,
                               alpha=config.alpha / len(kinds), **opts) for i, n in enumerate(kinds)}
@@ -243,25 +244,29 @@ def calibrated(config: AuditConfig, ref: Reference, fitted: CrossFit) -> tuple[C
         index = torch.from_numpy(pick)[:, None, None].expand(*ref.test.mask.shape, 1)
         evidence = fitted.test_evidence.gather(2, index).squeeze(2)
         drift = np.array([parts[kinds[k]].drift[f] for k, f in zip(pick, fitted.fold)])
-        certified = np.any([certify(parts[n].pvalue, fitted.fold, half / len(kinds)) for n in kinds], axis=0)
+        certified = np.any([certify(parts[n].pvalue, fitted.fold, delta / len(kinds)) for n in kinds], axis=0)
+    batch = batch_test(config, fitted, cal)
+    # closed testing: a trajectory is certified only inside a rejected global null, so on the null the gate's two checks
+    # together fail with probability at most delta (not 2 delta), and each fold's FDR stays at most delta / K
+    certified &= batch["collective_pvalue"] <= delta
+    batch["certified"] = int((cal.flagged & certified).sum())
     severity = severities(cal.flagged & certified, evidence, ref.test.mask, drift, ref.entropy,
                           sustained_steps=config.sustained_steps, confident_entropy=config.confident_entropy)
     severity = [s if s is not None else ("distinguishable" if f else None) for s, f in zip(severity, cal.flagged)]
-    return cal, severity, combined, batch_test(config, fitted, cal, certified)
+    return cal, severity, combined, batch
 
 
-def batch_test(config: AuditConfig, fitted: CrossFit, cal: Calibration, certified: np.ndarray) -> dict:
-    """The summary's account of the batch: the collective test at delta / 2, its lower bound on how many trajectories are
-    unlike the demonstrator's, the certified flags, whether the detector's null is exact, and the audit's power."""
+def batch_test(config: AuditConfig, fitted: CrossFit, cal: Calibration) -> dict:
+    """The summary's account of the batch: the collective test at delta, its lower bound on how many trajectories are
+    unlike the demonstrator's, whether the detector's null is exact, and the audit's power (``certified`` is the caller's)."""
     delta, k = config.policy.delta, len(fitted.detectors)
-    found = collective_test(cal.score, cal.cal_scores, fitted.fold, level=delta / 2, seed=config.seed)
+    found = collective_test(cal.score, cal.cal_scores, fitted.fold, level=delta, seed=config.seed)
     n, m = len(cal.score), cal.cal_scores.shape[1]
-    share = detectable_share(n, m, k, delta / 2, tolerance=config.policy.max_unlike_share)
+    share = detectable_share(n, m, k, delta, tolerance=config.policy.max_unlike_share)
     return {
         "delta": delta, "collective_pvalue": found.pvalue, "unlike_lower_bound": found.lower_bound,
-        "certified": int((cal.flagged & certified).sum()), "exact_null": bool(fitted.detectors[0].exact_null),
-        "detectable_share": share,
-        "labels_possible": bool(1.0 / (m + 1) <= delta / 2 / k),  # the smallest p-value BH could certify in a fold
+        "certified": 0, "exact_null": bool(fitted.detectors[0].exact_null), "detectable_share": share,
+        "labels_possible": bool(1.0 / (m + 1) <= delta / k),  # the smallest p-value BH could certify in a fold
     }
 
 

@@ -17,9 +17,9 @@ Schema ``imitaudit.report/1`` (every key always present; ``null`` where a figure
   departure step; added in 0.2, absent from older reports), ``calibration_flag_rate`` (leave-one-out share of held-out
   demonstrator episodes that would be flagged: by construction about alpha, so no evidence of anything), and, added
   in 0.4 (absent from older reports): ``delta`` (the gate's level), ``collective_pvalue`` (the batch's collective test
-  of "exchangeable with the demonstrator's", at delta / 2), ``unlike_lower_bound`` (at least this many trajectories are
-  unlike the demonstrator's, confidence 1 - delta / 2), ``certified`` (flags Benjamini-Hochberg certifies, FDR
-  delta / 2), ``exact_null`` (false: the detector's p-values are approximate), ``detectable_share`` (the smallest
+  of "exchangeable with the demonstrator's", at delta), ``unlike_lower_bound`` (at least this many trajectories are
+  unlike the demonstrator's, confidence 1 - delta), ``certified`` (flags Benjamini-Hochberg certifies, FDR delta,
+  counted only when the collective test rejects), ``exact_null`` (false: the detector's p-values are approximate), ``detectable_share`` (the smallest
   share of departing trajectories the gate catches with 90% power at this n, m and delta; null: none),
   ``labels_possible`` (whether this many calibration episodes can certify any label at all)
 - ``trajectories``: one record each: ``index``, ``seed``, ``fold``, ``length``, ``score``,

@@ -97,3 +97,24 @@ def test_an_uploaded_env_id_never_reaches_an_import(api, tmp_path, kind, env_id)
     assert r.status_code == 422 and "names a module to import" in r.json()["error"], r.text
     assert (module in sys.modules) == before  # nothing was imported
     assert client.get("/healthz").json()["status"] == "ok"
+
+
+def test_an_audit_whose_null_could_not_hold_is_refused_at_submit(api, tmp_path):
+    """The imitator's training demonstrations, or demonstrations from other env arguments: 422 with one line, nothing queued."""
+    client, shas = api
+    before = client.get("/v1/audits").json()["total"]
+    net = build("mlp", ImitatorConfig(obs_dim=406, n_actions=5, hidden=8))
+    cases = [(save_imitator(net, tmp_path / "own.safetensors", env_id=ENV, provenance={"demos_sha256": shas["demonstrations"]}),
+              "trained on"),
+             (save_imitator(net, tmp_path / "kw.safetensors", env_id=ENV, env_kwargs={"max_steps": 40}), "env arguments")]
+    for path, words in cases:
+        r = client.post("/v1/imitators", files={"file": (path.name, path.read_bytes())})
+        assert r.status_code == 201, r.text
+        body = {"imitator": r.json()["sha256"], "demonstrations": shas["demonstrations"]}
+        refused = client.post("/v1/audits", json=body)
+        assert refused.status_code == 422 and words in refused.json()["error"], refused.text
+        assert "\n" not in refused.json()["error"]
+    allowed = client.post("/v1/audits", json={"imitator": client.post("/v1/imitators", files={"file": ("own.safetensors", (tmp_path / "own.safetensors").read_bytes())}).json()["sha256"],
+                                              "demonstrations": shas["demonstrations"], "settings": {"allow_training_demos": True}})
+    assert allowed.status_code == 202, allowed.text
+    assert client.get("/v1/audits").json()["total"] == before + 1
