@@ -309,11 +309,11 @@ def audit_config(args: argparse.Namespace):
 def _run_audit(args: argparse.Namespace) -> dict:
     from tqdm import tqdm
 
-    from audit.detect.pipeline import run_audit
+    from audit.detect.pipeline import check_monitorable, run_audit
 
     config = audit_config(args)
-    if getattr(args, "monitor", "") and config.detector == "mahalanobis":
-        raise UsageError("--monitor carries a discriminator or intent detector, not mahalanobis")
+    if getattr(args, "monitor", ""):
+        check_monitorable(config)
     for name in ("imitator", "demos"):
         if not Path(getattr(args, name)).exists():
             raise ValueError(f"{getattr(args, name)}: no such file")

@@ -20,6 +20,7 @@ import math
 import textwrap
 import types
 import typing
+from collections.abc import Collection
 from functools import cache
 from typing import Any
 
@@ -35,7 +36,7 @@ def setting(
     lt: float | None = None,
     le: float | None = None,
     service_max: float | None = None,
-    choices: tuple[str, ...] | None = None,
+    choices: Collection[str] | None = None,
     cli: bool = True,
     api: bool = True,
     flag: str | None = None,
@@ -48,7 +49,7 @@ def setting(
         gt, ge, lt, le: bounds every caller must respect.
         service_max: a tighter upper bound the service applies, so that one request cannot
             take it down (the CLI runs on the user's own machine and is not capped).
-        choices: allowed values of a string field.
+        choices: allowed values of a string field (a live view, such as a registry's keys, is read where it is used).
         cli, api: exposed as a command-line option / an API request field.
         flag: the command-line flag, if not ``--<name-with-dashes>``.
         invert: a boolean whose flag sets it False (``--allow-x`` for ``fail_on_x``).
@@ -124,7 +125,7 @@ def check(obj: Any) -> None:
             if bound is not None and kind in (int, float) and not _holds(value, op, bound):
                 raise ValueError(f"{f.name} must be {_describe(meta)}, got {value}")
         if meta["choices"] and value not in meta["choices"]:
-            raise ValueError(f"{f.name} must be one of {', '.join(meta['choices'])}, got {value!r}")
+            raise ValueError(f"{f.name} must be one of {', '.join(sorted(meta['choices']))}, got {value!r}")
 
 
 def _holds(value: float, op: str, bound: float) -> bool:
@@ -187,7 +188,7 @@ def request_model(cls: type, name: str) -> type:
         meta, kind = _meta(f), _kind(cls, f)
         py = list[str] if kind is tuple else kind
         if meta["choices"]:
-            py = typing.Literal[meta["choices"]]
+            py = typing.Literal[tuple(sorted(meta["choices"]))]
         le = meta["le"]
         if meta["service_max"] is not None:
             le = meta["service_max"] if le is None else min(le, meta["service_max"])

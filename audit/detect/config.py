@@ -7,11 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from audit.detect.calibrate import RULES
+from audit.detect.registry import REGISTRY
 from audit.options import check, setting
 from audit.report.gate import GatePolicy
-
-DETECTORS = ("combined", "discriminator", "intent", "lookahead", "mahalanobis")
-"""Evidence kinds (:mod:`audit.detect.detectors`)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,7 +36,7 @@ class AuditConfig:
     """Benjamini-Hochberg over the batch instead of per-trajectory alpha."""
     folds: int = setting(2, ge=2, le=20, service_max=10)
     """Cross-fitting folds over the imitator's trajectories."""
-    detector: str = setting("discriminator", choices=DETECTORS)
+    detector: str = setting("discriminator", choices=REGISTRY.keys())
     """Evidence: a fresh cross-fitted discriminator, the imitator's intent (KL of its head from a reference policy), the discriminator on the imitator's counterfactual futures (lookahead), both of the last two calibrated apart and combined (combined), or Mahalanobis distance of the core activations."""
     allow_training_demos: bool = setting(False)
     """Audit against the very demonstrations the imitator was trained on (refused by default: in-sample activations and

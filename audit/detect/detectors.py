@@ -85,6 +85,36 @@ class Detector(ABC):
     shared: dict | None = None
     """State the folds of one audit share, filled by the first fold's fit (the intent detector's reference policies);
     None where each fold fits alone."""
+    monitorable: ClassVar[bool] = False
+    """Whether a runtime monitor (:mod:`audit.detect.monitor`) can carry this detector's step evidence."""
+
+    @classmethod
+    def reads_taps(cls, config: Any) -> tuple[str, ...]:
+        """The imitator taps this detector reads under an :class:`~audit.detect.config.AuditConfig` (default: its ``taps``)."""
+        return tuple(config.taps)
+
+    @classmethod
+    @abstractmethod
+    def factory(cls, config: Any, inputs: Any) -> Callable[[], "Detector"]:
+        """A maker of fresh, unfitted detectors for one audit (``config``: its AuditConfig; ``inputs``: the loaded
+        imitator, its info and the demonstrations, :class:`audit.detect.pipeline.Inputs`); one per fold."""
+
+    def step_detector(self) -> "Detector":
+        """The detector a runtime monitor carries: its evidence on the steps taken (itself, by default)."""
+        return self
+
+    def monitor_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(JSON metadata, name -> array) that :meth:`from_monitor_state` rebuilds this fitted detector from.
+
+        Raises:
+            ValueError: the detector cannot be carried by a monitor.
+        """
+        raise ValueError(f"a monitor cannot carry a {self.name} detector")
+
+    @classmethod
+    def from_monitor_state(cls, meta: dict[str, Any], tensors: dict[str, Tensor]) -> "Detector":
+        """The fitted detector :meth:`monitor_state` described (built from this package's code, never unpickled)."""
+        raise ValueError(f"a monitor cannot carry a {cls.name} detector")
 
     @abstractmethod
     def fit(self, reference: Episodes, imitator: Episodes, *, seed: int) -> None:
@@ -120,6 +150,14 @@ class MahalanobisDetector(Detector):
     """
 
     name = "mahalanobis"
+
+    @classmethod
+    def reads_taps(cls, config: Any) -> tuple[str, ...]:
+        return ("core",)
+
+    @classmethod
+    def factory(cls, config: Any, inputs: Any) -> Callable[[], Detector]:
+        return lambda: cls(tap="core")
 
     def __init__(self, *, tap: str = "core", ridge: float = 1e-3) -> None:
         self.tap, self.ridge = tap, ridge

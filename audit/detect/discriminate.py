@@ -8,6 +8,7 @@ adversarial training but caps the log-odds a rare, perfectly separable departure
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,7 @@ from torch import Tensor
 
 from audit.detect.detectors import Detector, Episodes
 from audit.detect.explain import explain
-from audit.envs.features import StepView
+from audit.envs.features import StepView, step_view
 from models.discriminator import Discriminator, DiscriminatorConfig, discriminator_input, fit_discriminator
 
 
@@ -32,6 +33,35 @@ class DiscriminatorDetector(Detector):
     """
 
     name = "discriminator"
+    monitorable = True
+
+    @classmethod
+    def factory(cls, config: Any, inputs: Any) -> Callable[[], "DiscriminatorDetector"]:
+        info = inputs.info
+        view = step_view(info.env_id, info.env_kwargs, info.config.obs_dim, raw_grid=config.raw_grid or config.behaviour_only,
+                         tiles=config.grid_view, names=inputs.demos.feature_names)
+        sizes = inputs.model.tap_sizes()
+        taps = {t: sizes[t] for t in config.taps}
+        return lambda: cls(view=view, n_actions=info.config.n_actions, taps=taps, hidden=config.disc_hidden, steps=config.disc_steps)
+
+    def monitor_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        if self.disc is None:
+            raise RuntimeError("fit() before monitor_state()")
+        c = self.config
+        meta = {"n_actions": c.n_actions, "taps": c.taps, "hidden": c.hidden, "columns": self.view.columns.tolist(), "grid": self.view.grid,
+                "names": list(self.view.names)}
+        return meta, {f"disc.{k}": v.detach().cpu().numpy() for k, v in self.disc.state_dict().items()}
+
+    @classmethod
+    def from_monitor_state(cls, meta: dict[str, Any], tensors: dict[str, Tensor]) -> "DiscriminatorDetector":
+        view = StepView(columns=torch.tensor(meta["columns"], dtype=torch.int64), grid=tuple(meta["grid"]) if meta["grid"] else None,
+                        names=tuple(meta["names"]))
+        det = cls(view=view, n_actions=int(meta["n_actions"]), taps={k: int(v) for k, v in meta["taps"].items()}, hidden=int(meta["hidden"]),
+                  steps=0)
+        det.disc = Discriminator(config=det.config)
+        det.disc.load_state_dict({k.removeprefix("disc."): v for k, v in tensors.items() if k.startswith("disc.")})
+        det.disc.eval()
+        return det
 
     def __init__(self, *, view: StepView, n_actions: int, taps: dict[str, int], hidden: int, steps: int) -> None:
         self.view = view

@@ -17,6 +17,7 @@ it works on any discrete Gymnasium env from observations and actions alone.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -89,6 +90,35 @@ class IntentDetector(Detector):
 
     name = "intent"
     exact_null = False
+    monitorable = True
+
+    @classmethod
+    def reads_taps(cls, config: Any) -> tuple[str, ...]:
+        return ("head",)
+
+    @classmethod
+    def factory(cls, config: Any, inputs: Any) -> Callable[[], "IntentDetector"]:
+        from audit.envs.adapter import grid_shape
+
+        shared: dict = {}
+        n_actions, grid = inputs.info.config.n_actions, grid_shape(inputs.info.env_id)
+        return lambda: cls(n_actions=n_actions, grid=grid, hidden=config.reference_hidden, steps=config.reference_steps, shared=shared)
+
+    def monitor_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        if self.pair is None:
+            raise RuntimeError("fit() before monitor_state()")
+        ref = self.pair[0]
+        return ({"n_actions": self.n_actions, "reference": ref.config.to_dict()},
+                {f"reference.{k}": v.detach().cpu().numpy() for k, v in ref.state_dict().items()})
+
+    @classmethod
+    def from_monitor_state(cls, meta: dict[str, Any], tensors: dict[str, Tensor]) -> "IntentDetector":
+        ref = build("mlp", ImitatorConfig.from_dict(dict(meta["reference"])))
+        ref.load_state_dict({k.removeprefix("reference."): v for k, v in tensors.items() if k.startswith("reference.")})
+        ref.eval()
+        det = cls(n_actions=int(meta["n_actions"]), grid=ref.config.grid, hidden=ref.config.hidden, steps=0, shared={})
+        det.pair = (ref, ref)
+        return det
 
     def __init__(self, *, n_actions: int, grid: tuple[int, int, int] | None, hidden: int, steps: int, shared: dict) -> None:
         self.n_actions, self.grid, self.hidden, self.steps = n_actions, grid, hidden, steps

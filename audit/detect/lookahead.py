@@ -22,6 +22,9 @@ Needs an env that can be cloned and replays from its seeds; otherwise the lookah
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -64,6 +67,17 @@ class LookaheadDetector(Detector):
 
     name = "lookahead"
     exact_null = False  # audited forecasts branch a fresh future at every step; calibration ones slide over one path
+    monitorable = True  # the monitor carries its discriminator: a deployed imitator has no simulator to branch
+
+    @classmethod
+    def factory(cls, config: Any, inputs: Any) -> Callable[[], "LookaheadDetector"]:
+        disc = DiscriminatorDetector.factory(config, inputs)
+        budget = Budget(horizon=config.lookahead_horizon, samples=config.lookahead_samples, every=config.lookahead_every)
+        info = inputs.info
+        return lambda: cls(inner=disc(), model=inputs.model, env_id=info.env_id, env_kwargs=info.env_kwargs, budget=budget, seed=config.seed)
+
+    def step_detector(self) -> Detector:
+        return self.inner
 
     def __init__(self, *, inner: DiscriminatorDetector, model: Imitator, env_id: str, env_kwargs: dict, budget: Budget, seed: int) -> None:
         self.inner, self.model, self.env_id, self.env_kwargs = inner, model, env_id, dict(env_kwargs)

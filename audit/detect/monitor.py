@@ -30,53 +30,24 @@ from torch import Tensor
 
 from audit.detect.calibrate import advance, score_threshold, trajectory_scores
 from audit.detect.detectors import Detector, Episodes
-from audit.detect.discriminate import DiscriminatorDetector
-from audit.detect.intent import IntentDetector
-from audit.envs.features import StepView
-from models.discriminator import Discriminator
-from models.imitator import ImitatorConfig
-from models.registry import build
+from audit.detect.registry import REGISTRY
 from models.safetensors_io import read_safetensors, write_safetensors
 
 SCHEMA = "imitaudit.monitor/1"
 
 
-def _prefixed(prefix: str, state: dict[str, Tensor]) -> dict[str, np.ndarray]:
-    return {f"{prefix}.{k}": v.detach().cpu().numpy() for k, v in state.items()}
-
-
 def _describe(det: Detector) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """(metadata, tensors) of one fitted detector."""
-    if isinstance(det, DiscriminatorDetector):
-        c = det.config
-        meta = {"kind": "discriminator", "n_actions": c.n_actions, "taps": c.taps, "hidden": c.hidden,
-                "columns": det.view.columns.tolist(), "grid": det.view.grid, "names": list(det.view.names)}
-        return meta, _prefixed("disc", det.disc.state_dict())
-    if isinstance(det, IntentDetector):
-        ref = det.pair[0]
-        return {"kind": "intent", "n_actions": det.n_actions, "reference": ref.config.to_dict()}, _prefixed("reference", ref.state_dict())
-    raise ValueError(f"a monitor cannot carry a {det.name} detector")
+    """(metadata, tensors) of one fitted detector, its kind named in the metadata."""
+    meta, tensors = det.monitor_state()
+    return {"kind": det.name, **meta}, tensors
 
 
 def _rebuild(meta: dict[str, Any], tensors: dict[str, Tensor]) -> Detector:
-    """A detector from its metadata and weights (the inverse of :func:`_describe`)."""
-    if meta["kind"] == "discriminator":
-        view = StepView(columns=torch.tensor(meta["columns"], dtype=torch.int64), grid=tuple(meta["grid"]) if meta["grid"] else None,
-                        names=tuple(meta["names"]))
-        det = DiscriminatorDetector(view=view, n_actions=int(meta["n_actions"]), taps={k: int(v) for k, v in meta["taps"].items()},
-                                    hidden=int(meta["hidden"]), steps=0)
-        det.disc = Discriminator(config=det.config)
-        det.disc.load_state_dict({k.removeprefix("disc."): v for k, v in tensors.items() if k.startswith("disc.")})
-        det.disc.eval()
-        return det
-    if meta["kind"] == "intent":
-        ref = build("mlp", ImitatorConfig.from_dict(dict(meta["reference"])))
-        ref.load_state_dict({k.removeprefix("reference."): v for k, v in tensors.items() if k.startswith("reference.")})
-        ref.eval()
-        det = IntentDetector(n_actions=int(meta["n_actions"]), grid=ref.config.grid, hidden=ref.config.hidden, steps=0, shared={})
-        det.pair = (ref, ref)
-        return det
-    raise ValueError(f"unknown detector kind {meta['kind']!r}")
+    """A detector from its metadata and weights (the inverse of :func:`_describe`), by a registered class's name."""
+    cls = REGISTRY.get(str(meta.get("kind")))
+    if cls is None or not cls.monitorable:
+        raise ValueError("the monitor names a detector kind this package cannot rebuild")
+    return cls.from_monitor_state(meta, tensors)
 
 
 class Monitor:

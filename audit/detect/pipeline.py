@@ -38,17 +38,13 @@ from audit.data.rollout import Trajectories, concat, rollout_shard, shards
 from audit.detect.calibrate import Calibration, Combined, calibrate, combine
 from audit.detect.collective import certify, collective_test, detectable_share
 from audit.detect.config import AuditConfig
-from audit.detect.detectors import CrossFit, Detector, Episodes, MahalanobisDetector, cross_fit
-from audit.detect.discriminate import DiscriminatorDetector
+from audit.detect.detectors import CrossFit, Detector, Episodes, cross_fit
 from audit.detect.inputs import check_null_preconditions, check_pair, split_demonstrations
-from audit.detect.intent import IntentDetector
-from audit.detect.lookahead import CombinedDetector, LookaheadDetector
-from audit.data.futures import Budget
+from audit.detect.registry import REGISTRY, detector_class
 from audit.detect.monitor import Monitor
 from audit.detect.severity import policy_entropy, severities
 from audit.envs import world_of
-from audit.envs.adapter import grid_shape
-from audit.envs.features import observation_names, step_view, vector_frame
+from audit.envs.features import observation_names, vector_frame
 from audit.report.build import assemble, summarize, trajectory_records
 from models.checkpoint import load_imitator
 from models.taps import teacher_forced
@@ -123,7 +119,7 @@ def load(config: AuditConfig) -> Inputs:
     if taps == next(f.default for f in fields(AuditConfig) if f.name == "taps"):
         taps = tuple(t for t in taps if t in model.taps)
     check_pair(model, info, demos, taps)
-    kinds = 2 if config.detector == "combined" else 1  # each kind is calibrated at alpha / kinds
+    kinds = len(detector_class(config.detector).kinds) or 1  # each kind is calibrated at alpha / kinds
     try:
         fit, cal = split_demonstrations(
             demos.n_episodes, calibration_fraction=config.calibration_fraction, alpha=config.alpha / kinds, seed=config.seed,
@@ -141,7 +137,7 @@ def load(config: AuditConfig) -> Inputs:
 
 def read_taps(config: AuditConfig) -> tuple[str, ...]:
     """The taps the detector reads: the configured ones, ``core`` for Mahalanobis, ``head`` for intent."""
-    return {"mahalanobis": ("core",), "intent": ("head",)}.get(config.detector, tuple(config.taps))
+    return detector_class(config.detector).reads_taps(config)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -191,24 +187,18 @@ def reference(config: AuditConfig, inputs: Inputs, traj: Trajectories) -> Refere
 
 def detector_factory(config: AuditConfig, inputs: Inputs) -> Callable[[], Detector]:
     """A maker of fresh detectors of the configured kind."""
-    info = inputs.info
-    if config.detector == "mahalanobis":
-        return lambda: MahalanobisDetector(tap="core")
-    if config.detector == "intent":
-        shared: dict = {}
-        return lambda: IntentDetector(n_actions=info.config.n_actions, grid=grid_shape(info.env_id), hidden=config.reference_hidden,
-                                      steps=config.reference_steps, shared=shared)
-    view = step_view(info.env_id, info.env_kwargs, info.config.obs_dim, raw_grid=config.raw_grid or config.behaviour_only, tiles=config.grid_view,
-                     names=inputs.demos.feature_names)
-    sizes = inputs.model.tap_sizes()
-    taps = {t: sizes[t] for t in config.taps}
-    disc = lambda: DiscriminatorDetector(view=view, n_actions=info.config.n_actions, taps=taps, hidden=config.disc_hidden, steps=config.disc_steps)  # noqa: E731
-    if config.detector in ("lookahead", "combined"):
-        budget = Budget(horizon=config.lookahead_horizon, samples=config.lookahead_samples, every=config.lookahead_every)
-        kind = LookaheadDetector if config.detector == "lookahead" else CombinedDetector
-        return lambda: kind(inner=disc(), model=inputs.model, env_id=info.env_id, env_kwargs=info.env_kwargs, budget=budget,
-                                         seed=config.seed)
-    return disc
+    return detector_class(config.detector).factory(config, inputs)
+
+
+def check_monitorable(config: AuditConfig) -> None:
+    """Refuse a runtime monitor for a detector a monitor cannot carry.
+
+    Raises:
+        ValueError: one line naming the detector.
+    """
+    if not detector_class(config.detector).monitorable:
+        monitorable = sorted(name for name, cls in REGISTRY.items() if cls.monitorable)
+        raise ValueError(f"a runtime monitor carries {', '.join(monitorable)} step evidence, not {config.detector}")
 
 
 def check_gate(config: AuditConfig) -> None:
@@ -218,8 +208,7 @@ def check_gate(config: AuditConfig) -> None:
     Raises:
         ValueError: one line naming the detector.
     """
-    kinds = {c.name: c for c in (DiscriminatorDetector, MahalanobisDetector, IntentDetector, LookaheadDetector, CombinedDetector)}
-    if not kinds[config.detector].exact_null:
+    if not detector_class(config.detector).exact_null:
         raise ValueError(f"the gate needs a detector whose null is exact; --detector {config.detector}'s p-values are approximate "
                          "(audit with it, gate with discriminator or mahalanobis)")
 
@@ -329,8 +318,8 @@ def run_audit(
         ValueError: inputs that cannot be audited (the message names the problem).
         InterruptedError: stopped through ``should_stop``.
     """
-    if monitor is not None and config.detector == "mahalanobis":
-        raise ValueError("a runtime monitor carries discriminator, intent or lookahead's step evidence, not mahalanobis")
+    if monitor is not None:
+        check_monitorable(config)
     clock = StageClock(progress=progress, should_stop=should_stop)
     torch.manual_seed(config.seed)
     inputs = load(config)
@@ -352,7 +341,7 @@ def run_audit(
     if monitor is not None:
         # the lookahead needs the env's simulator, which a deployed imitator does not have: the monitor
         # carries its discriminators' step evidence (:mod:`audit.detect.monitor`)
-        steps = [getattr(d, "inner", d) for d in fitted.detectors]
+        steps = [d.step_detector() for d in fitted.detectors]
         Monitor.calibrated(detectors=steps, cal=ref.cal, rule=config.score_rule, alpha=config.alpha,
                            drift_quantile=config.drift_quantile, taps=read_taps(config), imitator_sha256=inputs.info.sha256,
                            env_id=inputs.info.env_id).save(monitor)
