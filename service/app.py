@@ -18,7 +18,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.deps import ApiError, Service
+from service.deps import ApiError
+from service.errors import Conflict, Invalid, NotFound, ServiceError
+from service.runtime import Service
 from service.guard import guard
 from service.routes import audits, ops, reports, uploads
 from service.settings import Settings
@@ -27,6 +29,9 @@ log = logging.getLogger("imitaudit.api")
 
 _NOUNS = {"settings": "setting", "policy": "policy field"}
 
+
+DOMAIN_STATUS = ((NotFound, 404), (Conflict, 409), (Invalid, 422), (ServiceError, 400))
+"""How the data layer's refusals (:mod:`service.errors`) are answered."""
 
 def validation_message(error: dict[str, Any]) -> tuple[int, str]:
     """One line (and a status) for the first error of a request that does not fit its model."""
@@ -62,6 +67,11 @@ def _handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):
         return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(ServiceError)
+    async def _domain_error(request: Request, exc: ServiceError):
+        status = next(code for kind, code in DOMAIN_STATUS if isinstance(exc, kind))
+        return JSONResponse({"error": exc.message}, status_code=status)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):

@@ -176,7 +176,7 @@ def flagged_page(request: Request, env: str = "", severity: str = "", imitator: 
 
 def _audit_row(svc, who: Principal, audit_id: str):
     with svc.sessions() as s:
-        return s.scalar(select(Audit).where(Audit.id == audit_id, Audit.project_id == who.project_id))
+        return store.find_audit(s, who.project_id, audit_id)
 
 
 @router.get("/dashboard/audits/{audit_id}")

@@ -31,14 +31,11 @@ from sqlalchemy.orm import sessionmaker
 import audit
 from service.blobs import BlobStore
 from service.db import Audit, Flag, utcnow
+from service.errors import Conflict, Invalid
 
 log = logging.getLogger("imitaudit.worker")
 TERMINAL = ("succeeded", "failed", "cancelled")
 STATES = ("queued", "running", *TERMINAL)
-
-
-class LeaseLost(RuntimeError):
-    """This worker no longer owns the job it was running."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,15 +122,35 @@ def finish(sessions: sessionmaker, audit_id: str, owner: str, *, state: str, rep
         return True
 
 
+def config_of(settings: dict[str, Any], policy: dict[str, Any], *, imitator: str = "", demos: str = "") -> audit.AuditConfig:
+    """The AuditConfig that stored settings and policy (JSON: only what was set) make, for these files.
+
+    Raises:
+        Invalid: settings that bounds alone do not rule out (e.g. fewer episodes than folds); one line.
+    """
+    try:
+        return audit.AuditConfig(imitator=imitator, demos=demos, policy=audit.GatePolicy(**policy),
+                                 **{k: tuple(v) if k == "taps" else v for k, v in settings.items()})
+    except ValueError as e:
+        raise Invalid(str(e).splitlines()[0]) from None
+
+
 def audit_config(claim_: Claim, store: BlobStore) -> audit.AuditConfig:
     """The audit's settings as submitted, with the blobs' paths."""
-    settings = dict(claim_.settings)
-    if "taps" in settings:
-        settings["taps"] = tuple(settings["taps"])
-    return audit.AuditConfig(
-        imitator=str(store.path(claim_.imitator_sha)), demos=str(store.path(claim_.demos_sha)),
-        policy=audit.GatePolicy(**claim_.policy), **settings,
-    )
+    return config_of(claim_.settings, claim_.policy, imitator=str(store.path(claim_.imitator_sha)), demos=str(store.path(claim_.demos_sha)))
+
+
+def request_cancel(job: Audit) -> None:
+    """Cancel a job (a row in the caller's transaction): a queued one at once, a running one at its next heartbeat.
+
+    Raises:
+        Conflict: the job has already ended.
+    """
+    if job.state in TERMINAL:
+        raise Conflict(f"audit already {job.state}")
+    job.cancel_requested = True
+    if job.state == "queued":
+        job.state, job.finished, job.error = "cancelled", utcnow(), "cancelled on request"
 
 
 def _out_of_memory(exc: BaseException) -> bool:
@@ -200,7 +217,7 @@ class Worker:
             return "succeeded" if ok else "lost"
         except InterruptedError as e:
             return self._stopped(job, watch, str(e))
-        except (ValueError, TypeError) as e:
+        except (ValueError, TypeError, Invalid) as e:
             return self._fail(job, str(e).splitlines()[0][:500])
         except Exception as e:
             if _out_of_memory(e):

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 import audit
 from service.db import Audit, DemoSet, Imitator, utcnow
-from service.deps import ApiError, not_found
+from service.errors import Invalid, NotFound
 from service.jobs import new_audit_id
 from service.schemas import audit_json
 
@@ -26,15 +26,20 @@ def upload(s: Session, model: Any, project_id: int, sha: str) -> Any:
     return s.scalar(select(model).where(model.project_id == project_id, model.sha256 == sha))
 
 
+def find_audit(s: Session, project_id: int, audit_id: str) -> Audit | None:
+    """The project's audit ``audit_id``, or None."""
+    return s.scalar(select(Audit).where(Audit.id == audit_id, Audit.project_id == project_id))
+
+
 def audit_row(s: Session, project_id: int, audit_id: str) -> Audit:
     """The project's audit ``audit_id``.
 
     Raises:
-        ApiError: 404 if it is not this project's.
+        NotFound: it is not this project's.
     """
-    row = s.scalar(select(Audit).where(Audit.id == audit_id, Audit.project_id == project_id))
+    row = find_audit(s, project_id, audit_id)
     if row is None:
-        raise not_found("audit")
+        raise NotFound("audit not found")
     return row
 
 
@@ -55,30 +60,30 @@ def create_audit(s: Session, project_id: int, *, imitator: str, demonstrations: 
     """Queue an audit, or return the one this ``Idempotency-Key`` already created: (audit JSON, created).
 
     Raises:
-        ApiError: 422 for a reused key with another request, missing uploads, or inputs that cannot be audited.
+        Invalid: a reused key with another request, missing uploads, or inputs that cannot be audited together.
     """
     if key is not None:
         old = s.scalar(select(Audit).where(Audit.project_id == project_id, Audit.idempotency_key == key))
         if old is not None:
             if (old.imitator_sha, old.demos_sha, old.settings, old.policy) != (imitator, demonstrations, settings, policy):
-                raise ApiError(422, "Idempotency-Key was used before with a different request")
+                raise Invalid("Idempotency-Key was used before with a different request")
             return audit_json(old), False
     imi = upload(s, Imitator, project_id, imitator)
     if imi is None:
-        raise ApiError(422, f"no imitator {imitator[:64]!r} in this project: upload it first")
+        raise Invalid(f"no imitator {imitator[:64]!r} in this project: upload it first")
     dem = upload(s, DemoSet, project_id, demonstrations)
     if dem is None:
-        raise ApiError(422, f"no demonstrations {demonstrations[:64]!r} in this project: upload them first")
+        raise Invalid(f"no demonstrations {demonstrations[:64]!r} in this project: upload them first")
     env = env or imi.env_id
     if env != imi.env_id:
-        raise ApiError(422, f"the imitator is for {imi.env_id}, not {env}")
+        raise Invalid(f"the imitator is for {imi.env_id}, not {env}")
     if dem.env_id != imi.env_id:
-        raise ApiError(422, f"the imitator is for {imi.env_id}, the demonstrations were recorded in {dem.env_id}")
+        raise Invalid(f"the imitator is for {imi.env_id}, the demonstrations were recorded in {dem.env_id}")
     try:
         audit.check_calibration_size(config.alpha, config.calibration_fraction, int(dem.summary["episodes"]))
         audit.check_null_preconditions(imi.summary, dem.summary, dem.sha256, allow_training_demos=config.allow_training_demos)
     except ValueError as e:
-        raise ApiError(422, str(e)) from None
+        raise Invalid(str(e)) from None
     row = Audit(id=new_audit_id(), project_id=project_id, imitator_sha=imi.sha256, demos_sha=dem.sha256, env_id=env,
                 settings=settings, policy=policy, idempotency_key=key, state="queued", stage="", progress=0.0,
                 cancel_requested=False, attempts=0, created=utcnow())

@@ -51,3 +51,16 @@ def test_every_module_starts_with_a_docstring():
                 continue  # virtualenvs a benchmark makes for its peer
             tree = ast.parse(path.read_text())
             assert ast.get_docstring(tree), f"{path.relative_to(ROOT)} has no module docstring"
+
+
+def test_the_service_data_layer_knows_no_http():
+    """The store, the job states, the running service and its errors import neither the web framework nor the routes'
+    error type: the dashboard, the CLI and the worker use them as the API does (app.py maps their errors to HTTP)."""
+    for name in ("store", "jobs", "errors", "runtime", "db", "blobs"):
+        path = ROOT / "service" / f"{name}.py"
+        tree = ast.parse(path.read_text())
+        modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        web = {m for m in modules if m.split(".")[0] in ("fastapi", "starlette") or m in ("service.deps", "service.app")
+               or m.startswith("service.routes")}
+        assert not web, f"service/{name}.py imports {web}"

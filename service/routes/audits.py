@@ -15,9 +15,9 @@ from starlette.concurrency import run_in_threadpool
 import audit
 from service import store
 from service.auth import principal_for, request_token
-from service.db import Audit, utcnow
+from service.db import Audit
 from service.deps import ApiError, Reader, ServiceDep, Submitter
-from service.jobs import TERMINAL
+from service.jobs import TERMINAL, config_of, request_cancel
 from service.schemas import COMMON, errors, AuditCreate, AuditPage, AuditPublic, audit_json
 
 router = APIRouter(tags=["audits"], responses={**COMMON, **errors(409)})
@@ -27,16 +27,11 @@ def checked(body: AuditCreate) -> tuple[dict[str, Any], dict[str, Any], audit.Au
     """The request's settings and policy as stored (only what was set), and the AuditConfig they make.
 
     Raises:
-        ApiError: 422 for settings that bounds alone do not rule out (e.g. fewer episodes than folds).
+        Invalid: settings that bounds alone do not rule out (e.g. fewer episodes than folds).
     """
     settings = body.settings.model_dump(exclude_none=True)
     policy = body.policy.model_dump(exclude_none=True)
-    try:
-        config = audit.AuditConfig(imitator="", demos="", policy=audit.GatePolicy(**policy),
-                                   **{k: tuple(v) if k == "taps" else v for k, v in settings.items()})
-    except ValueError as e:
-        raise ApiError(422, str(e).splitlines()[0]) from None
-    return settings, policy, config
+    return settings, policy, config_of(settings, policy)
 
 
 @router.post("/v1/audits", status_code=202, response_model=AuditPublic)
@@ -105,11 +100,7 @@ def cancel_audit(audit_id: str, svc: ServiceDep, who: Submitter):
     """Cancel: a queued audit at once (200), a running one within a heartbeat (202), an imitator's run in flight included."""
     with svc.sessions.begin() as s:
         row = store.audit_row(s, who.project_id, audit_id)
-        if row.state in TERMINAL:
-            raise ApiError(409, f"audit already {row.state}")
-        row.cancel_requested = True
-        if row.state == "queued":
-            row.state, row.finished, row.error = "cancelled", utcnow(), "cancelled on request"
+        request_cancel(row)
         s.flush()
         return JSONResponse(audit_json(row), status_code=202)
 
