@@ -110,7 +110,7 @@ def cmd_demos(args: argparse.Namespace) -> int:
 def _record_imitator(args: argparse.Namespace, env_kwargs: dict) -> int:
     """``demos --imitator``: the imitator's own episodes, in the env and with the env arguments it was made for."""
     from audit.data.demonstrations import record_imitator
-    from models.checkpoint import load_imitator
+    from models.load import load_imitator
 
     model, info = load_imitator(args.imitator)
     if info.env_id != args.env or (env_kwargs and env_kwargs != info.env_kwargs):
@@ -125,39 +125,25 @@ def _record_imitator(args: argparse.Namespace, env_kwargs: dict) -> int:
 
 
 def describe_file(path: Path) -> dict:
-    """What a file holds, for ``inspect`` (demonstrations now; checkpoints and reports as they arrive)."""
+    """What a file holds, for ``inspect``: an imitator's (checkpoint or ONNX) or demonstrations' summary."""
     from audit.data.demonstrations import Demonstrations
-    from models.safetensors_io import read_safetensors
     from audit.envs import resolve_env_id
-    from models.onnx_imitator import is_onnx
+    from models.formats import sniff
+    from models.load import load_imitator
 
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file")
-    with open(path, "rb") as f:
-        head = f.read(16)
-    if is_onnx(head):
-        from models.checkpoint import load_imitator
-
+    kind = sniff(path)
+    if kind in ("onnx", "imitator"):
         return load_imitator(path)[1].summary()
-    _, metadata = read_safetensors(path)
-    if "imitaudit.schema" not in metadata:
-        raise ValueError(f"{path}: metadata has no 'imitaudit.schema': not an imitaudit file")
-    schema = metadata["imitaudit.schema"]
-    if schema.startswith("imitaudit.demonstrations/"):
-        demos = Demonstrations.load(path, require_env=False)
-        info = demos.summary()
-        try:
-            resolve_env_id(demos.env_id)
-            info["env_installed"] = True
-        except ValueError:
-            info["env_installed"] = False
-        return info
-    if schema.startswith("imitaudit.imitator/"):
-        from models.checkpoint import load_imitator
-
-        _, ckpt = load_imitator(path)
-        return ckpt.summary()
-    raise ValueError(f"{path}: safetensors file with unknown imitaudit schema {schema!r}")
+    if kind != "demonstrations":
+        raise ValueError(f"{path}: a {kind} file; inspect reads imitators and demonstrations")
+    demos = Demonstrations.load(path, require_env=False)
+    info = demos.summary()
+    try:
+        resolve_env_id(demos.env_id)
+        info["env_installed"] = True
+    except ValueError:
+        info["env_installed"] = False
+    return info
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -211,7 +197,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from audit.data.demonstrations import Demonstrations
     from audit.detect.inputs import imitator_fits_env
     from audit.training.evaluate import evaluate
-    from models.checkpoint import load_imitator
+    from models.load import load_imitator
 
     model, info = load_imitator(args.imitator)
     env_kwargs = json.loads(args.env_kwargs) if args.env_kwargs else info.env_kwargs
@@ -249,7 +235,8 @@ def _tap_map(spec: str) -> dict[str, str]:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from models.checkpoint import convert_lightning_checkpoint, load_imitator
+    from models.checkpoint import convert_lightning_checkpoint
+    from models.load import load_imitator
     from models.onnx_export import export_imitator, stamp
 
     kind = args.source_format or ("lightning" if args.ckpt else "")
@@ -404,7 +391,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
     from audit.data.rollout import rollout
     from audit.detect.monitor import Monitor
-    from models.checkpoint import load_imitator
+    from models.load import load_imitator
 
     model, info = load_imitator(args.imitator)
     monitor = Monitor.load(args.monitor, imitator_sha256=info.sha256)

@@ -18,7 +18,7 @@ import torch
 from audit.bench.sections import publish
 from audit.data.rollout import rollout
 from audit.envs.adapter import env_signature, grid_shape, agent_plane
-from models.checkpoint import load_imitator
+from models.load import load_imitator
 from models.imitator import ImitatorConfig
 from models.onnx_export import export_imitator
 from models.registry import build

@@ -4,8 +4,8 @@ Metadata (string -> string): ``imitaudit.schema`` = ``imitaudit.imitator/1``, ``
 name in :mod:`models.registry`), ``config`` (JSON of :class:`ImitatorConfig`), ``env_id``,
 ``env_kwargs`` (JSON), ``obs_shape`` (JSON list), ``n_actions``, and optionally
 ``provenance`` (JSON: how it was trained). Loading rebuilds the architecture from the
-registry and refuses any tensor that does not fit it. Loading also accepts an ONNX model
-(:mod:`models.onnx_imitator`): a policy trained elsewhere, run by onnxruntime.
+registry and refuses any tensor that does not fit it. :mod:`models.load` loads any imitator file (this format or
+ONNX) by what the file is.
 """
 
 from __future__ import annotations
@@ -21,42 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from models.formats import IMITATOR_SCHEMA, CheckpointInfo, kind_of
 from models.imitator import Imitator, ImitatorConfig
 from models.registry import build
 from models.safetensors_io import strict_json, parse_safetensors, write_safetensors
 
-SCHEMA = "imitaudit.imitator/1"
 _REQUIRED = ("imitaudit.schema", "arch", "config", "env_id", "obs_shape", "n_actions")
-
-
-@dataclass(frozen=True, kw_only=True)
-class CheckpointInfo:
-    """What a checkpoint says about itself."""
-
-    arch: str
-    config: ImitatorConfig
-    env_id: str
-    env_kwargs: dict[str, Any] = field(default_factory=dict)
-    obs_shape: tuple[int, ...] = ()
-    n_actions: int = 0
-    provenance: dict[str, Any] = field(default_factory=dict)
-    n_params: int = 0
-    sha256: str = ""
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "kind": "imitator",
-            "schema": SCHEMA,
-            "arch": self.arch,
-            "config": self.config.to_dict(),
-            "env_id": self.env_id,
-            "env_kwargs": self.env_kwargs,
-            "obs_shape": list(self.obs_shape),
-            "n_actions": self.n_actions,
-            "parameters": self.n_params,
-            "provenance": self.provenance,
-            "sha256": self.sha256,
-        }
 
 
 def save_imitator(
@@ -75,7 +45,7 @@ def save_imitator(
         raise ValueError(f"obs_shape {obs_shape} does not hold obs_dim={config.obs_dim} features")
     tensors = {k: v.detach().cpu().contiguous().numpy() for k, v in model.state_dict().items()}
     metadata = {
-        "imitaudit.schema": SCHEMA,
+        "imitaudit.schema": IMITATOR_SCHEMA,
         "arch": model.arch,
         "config": json.dumps(config.to_dict(), sort_keys=True),
         "env_id": env_id,
@@ -91,35 +61,23 @@ MAX_WEIGHT = 1e6
 """Weights past this magnitude overflow float32 arithmetic within a few layers: refused at load."""
 
 
-def load_imitator(path: str | os.PathLike) -> tuple[Imitator, CheckpointInfo]:
-    """Rebuild an imitator from a checkpoint file (in eval mode).
+def load_checkpoint_bytes(data: bytes, name: str = "upload") -> tuple[Imitator, CheckpointInfo]:
+    """Rebuild an imitator from a safetensors checkpoint's bytes (in eval mode); ``name`` labels the messages.
 
     Raises:
         ValueError: one line naming the problem: not safetensors (a pickle, a zip, truncated),
-            missing or malformed metadata, unknown schema or architecture, a config that does
+            missing or malformed metadata, another kind of imitaudit file, unknown architecture, a config that does
             not fit the obs shape, or tensors missing, unexpected or of the wrong shape.
     """
-    path = Path(path)
-    if not path.exists():
-        raise ValueError(f"{path}: no such file")
-    return load_imitator_bytes(path.read_bytes(), str(path))
-
-
-def load_imitator_bytes(data: bytes, name: str = "upload") -> tuple[Imitator, CheckpointInfo]:
-    """:func:`load_imitator` on bytes in memory (``name`` labels the messages); an ONNX model is read by
-    :mod:`models.onnx_imitator`."""
-    from models.onnx_imitator import is_onnx, load_onnx_bytes
-
-    if is_onnx(data):
-        return load_onnx_bytes(data, name)
     tensors, meta = parse_safetensors(data, name)
     missing = [k for k in _REQUIRED if k not in meta]
     if "imitaudit.schema" in missing:
         raise ValueError(f"{name}: metadata has no 'imitaudit.schema': not an imitaudit checkpoint")
-    if meta["imitaudit.schema"] == "imitaudit.demonstrations/1":
+    kind = kind_of(meta, name)
+    if kind == "demonstrations":
         raise ValueError(f"{name}: this is a demonstrations file, not an imitator checkpoint (--imitator and --demos swapped?)")
-    if meta["imitaudit.schema"] != SCHEMA:
-        raise ValueError(f"{name}: unknown schema {meta['imitaudit.schema']!r}; this imitaudit reads {SCHEMA!r}")
+    if kind != "imitator":
+        raise ValueError(f"{name}: this is a {kind} file, not an imitator checkpoint")
     if missing:
         raise ValueError(f"{name}: metadata lacks {', '.join(missing)}")
     try:

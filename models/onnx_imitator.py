@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from models.checkpoint import CheckpointInfo
+from models.formats import CheckpointInfo, is_onnx
 from models.imitator import Imitator, ImitatorConfig
 from models.safetensors_io import strict_json
 
@@ -222,13 +222,16 @@ class OnnxImitator(Imitator):
         logits: the logits output's name.
         tap_tensors: tap name -> tensor name; tap_widths: tap name -> features per step.
         states: (input name, output name, batch dimension, per-row shape) of each recurrent state.
+        source: the file's bytes and name, that a copy in another process (a Ray task's) is loaded again from.
     """
 
     arch = ARCH
 
     def __init__(self, *, session: Any, config: ImitatorConfig, obs_input: str, obs_shape: tuple[int, ...], logits: str,
-                 tap_tensors: dict[str, str], tap_widths: dict[str, int], states: list[tuple[str, str, int, tuple[int, ...]]]) -> None:
+                 tap_tensors: dict[str, str], tap_widths: dict[str, int], states: list[tuple[str, str, int, tuple[int, ...]]],
+                 source: tuple[bytes, str]) -> None:
         nn.Module.__init__(self)
+        self._source = source  # the checked file's bytes and name: a copy in another process is loaded again from them
         self.config, self.session = config, session
         self.obs_input, self.obs_shape, self.logits_name = obs_input, obs_shape, logits
         self.tap_tensors, self.tap_widths, self.states = dict(tap_tensors), dict(tap_widths), states
@@ -308,11 +311,6 @@ class OnnxImitator(Imitator):
         for name, values in per_tap.items():
             getattr(self, name)(torch.stack(values, dim=1))
         return torch.stack(steps, dim=1)
-
-
-def is_onnx(data: bytes) -> bool:
-    """Whether ``data`` starts like a serialized ONNX ModelProto (field 1, ir_version, a varint) rather than safetensors."""
-    return len(data) > 2 and data[0] == 0x08 and not (len(data) >= 9 and data[8:9] == b"{")
 
 
 def _state_specs(graph: Any, meta: dict[str, str], name: str) -> list[tuple[str, str, int, tuple[int, ...]]]:
@@ -409,8 +407,7 @@ def load_onnx_bytes(data: bytes, name: str = "upload", *, threads: int | None = 
     n_actions, widths = _probe(session, name, obs_vi.name, obs_shape, states, logits, taps)
     config = ImitatorConfig(obs_dim=math.prod(obs_shape), n_actions=n_actions, hidden=max(1, widths.get("core", n_actions)), heads=1)
     imitator = OnnxImitator(session=session, config=config, obs_input=obs_vi.name, obs_shape=obs_shape, logits=logits,
-                            tap_tensors=taps, tap_widths=widths, states=states)
-    imitator._source = (data, name)
+                            tap_tensors=taps, tap_widths=widths, states=states, source=(data, name))
     info = CheckpointInfo(arch=ARCH, config=config, env_id=env_id, env_kwargs=env_kwargs, obs_shape=obs_shape, n_actions=n_actions,
                           provenance={"onnx": {"producer": model.producer_name[:100], "opset": [o.version for o in model.opset_import][:4],
                                                "taps": taps, "recurrent": bool(states)}},

@@ -64,3 +64,26 @@ def test_the_service_data_layer_knows_no_http():
         web = {m for m in modules if m.split(".")[0] in ("fastapi", "starlette") or m in ("service.deps", "service.app")
                or m.startswith("service.routes")}
         assert not web, f"service/{name}.py imports {web}"
+
+
+def test_models_import_graph_has_no_cycle():
+    """models/ modules import each other one way (function-level imports included): formats and the network below,
+    the file readers above them, models/load.py on top."""
+    graph = {}
+    for path in (ROOT / "models").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        graph[path.stem] = {n.module.split(".")[1] for n in ast.walk(tree)
+                            if isinstance(n, ast.ImportFrom) and n.module and n.module.startswith("models.")}
+    state: dict[str, int] = {}
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for nxt in graph.get(node, ()):
+            assert state.get(nxt) != 1, f"import cycle: {' -> '.join(trail + [node, nxt])}"
+            if nxt not in state:
+                visit(nxt, trail + [node])
+        state[node] = 2
+
+    for module in graph:
+        if module not in state:
+            visit(module, [])

@@ -113,7 +113,7 @@ def run_case(case: NullCase, *, seeds: int, episodes: int, demos_episodes: int, 
     from audit.detect.config import AuditConfig
     from audit.detect.pipeline import run_audit
     from audit.report.gate import GatePolicy
-    from models.checkpoint import load_imitator
+    from models.load import load_imitator
 
     root.mkdir(parents=True, exist_ok=True)
     path = _imitator(case, root, seed)

@@ -26,10 +26,10 @@ from gymnasium import spaces
 from audit.data.demonstrator import Demonstrator
 from audit.envs import resolve_env_id, world_of
 from audit.envs.adapter import env_signature, reset_env
+from models.formats import DEMONSTRATIONS_SCHEMA, IMITATOR_SCHEMA
 from models.safetensors_io import read_safetensors, strict_json, write_safetensors
 
-SCHEMA = "imitaudit.demonstrations/1"
-CHECKPOINT_SCHEMA = "imitaudit.imitator/1"
+SCHEMA = DEMONSTRATIONS_SCHEMA
 """An imitator's schema (:mod:`models.checkpoint`), named to say what a swapped file is."""
 _REQUIRED = ("obs", "actions", "rewards", "episode")
 _DTYPES = {"obs": np.float32, "actions": np.int64, "rewards": np.float32, "episode": np.int64, "departure": np.bool_}
@@ -230,7 +230,7 @@ class Demonstrations:
         schema = metadata.get("imitaudit.schema")
         if schema is None:
             raise ValueError(f"{path}: metadata has no 'imitaudit.schema': not an imitaudit demonstrations file")
-        if schema == CHECKPOINT_SCHEMA:
+        if schema == IMITATOR_SCHEMA:
             raise ValueError(f"{path}: this is an imitator checkpoint, not demonstrations (--imitator and --demos swapped?)")
         if schema != SCHEMA:
             raise ValueError(f"{path}: unknown schema version {schema!r}; this imitaudit reads {SCHEMA!r}")

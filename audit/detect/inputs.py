@@ -19,8 +19,9 @@ from audit.data.demonstrations import Demonstrations
 from audit.detect.calibrate import min_calibration_episodes
 from audit.envs import WORLDS
 from audit.envs.adapter import env_signature
-from models.checkpoint import load_imitator
-from models.onnx_imitator import is_onnx, onnx_metadata
+from models.load import load_imitator
+from models.onnx_imitator import onnx_metadata
+from models.formats import is_onnx
 from models.safetensors_io import read_safetensors, strict_json
 
 

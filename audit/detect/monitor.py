@@ -31,9 +31,10 @@ from torch import Tensor
 from audit.detect.calibrate import advance, score_threshold, trajectory_scores
 from audit.detect.detectors import Detector, Episodes
 from audit.detect.registry import REGISTRY
+from models.formats import MONITOR_SCHEMA
 from models.safetensors_io import read_safetensors, write_safetensors
 
-SCHEMA = "imitaudit.monitor/1"
+SCHEMA = MONITOR_SCHEMA
 
 
 def _describe(det: Detector) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

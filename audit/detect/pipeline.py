@@ -46,7 +46,7 @@ from audit.detect.severity import policy_entropy, severities
 from audit.envs import world_of
 from audit.envs.features import observation_names, vector_frame
 from audit.report.build import assemble, summarize, trajectory_records
-from models.checkpoint import load_imitator
+from models.load import load_imitator
 from models.taps import teacher_forced
 
 Progress = Callable[[str, float], None]

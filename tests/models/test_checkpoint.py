@@ -10,7 +10,8 @@ import pytest
 import torch
 from safetensors.numpy import save_file
 
-from models.checkpoint import convert_lightning_checkpoint, load_imitator, save_imitator
+from models.checkpoint import convert_lightning_checkpoint, save_imitator
+from models.load import load_imitator
 from models.imitator import ImitatorConfig
 from models.registry import BUILTIN, architectures, build
 

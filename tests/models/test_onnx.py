@@ -8,7 +8,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from models.checkpoint import load_imitator
+from models.load import load_imitator
 from models.imitator import ImitatorConfig
 from models.onnx_export import export_imitator, export_module, stamp
 from models.onnx_imitator import MAX_TENSOR, _session, load_onnx_bytes

@@ -10,7 +10,7 @@ import pytest
 import stable_baselines3 as sb3
 import torch
 
-from models.checkpoint import load_imitator
+from models.load import load_imitator
 from models.sb3 import convert_sb3
 
 BIN = str(Path(sys.executable).with_name("imitaudit"))

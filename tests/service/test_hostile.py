@@ -268,7 +268,7 @@ def test_a_neighbour_s_validator_timeout_gives_a_valid_upload_no_error(api, tmp_
     upload, validated meanwhile, passes; A's second upload waits for A's first instead of taking B's slot."""
     import threading
 
-    from models.checkpoint import load_imitator
+    from models.load import load_imitator
     from models.onnx_export import export_imitator
     from service.validate import ValidationRefused, Validator, _ready
 

@@ -266,7 +266,7 @@ def test_an_audit_that_asks_for_too_much_memory_fails_and_the_worker_lives_on(in
 
 
 def test_an_imitator_that_hangs_inside_one_run_fails_within_its_budget_and_the_next_job_runs(tmp_path, inputs):
-    from models.checkpoint import load_imitator
+    from models.load import load_imitator
     from models.onnx_export import export_imitator
     from service.jobs import Worker
 

@@ -10,7 +10,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from models.checkpoint import load_imitator
+from models.load import load_imitator
 from models.onnx_export import export_imitator
 from models.onnx_imitator import MAX_TENSOR
 

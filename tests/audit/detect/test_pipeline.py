@@ -82,7 +82,7 @@ def test_audit_of_held_out_demonstrator_episodes_flags_at_most_alpha(files, rule
     import numpy as np
 
     from audit.data.rollout import replayed
-    from models.checkpoint import load_imitator
+    from models.load import load_imitator
 
     alpha, n = 0.05, 300
     model, _ = load_imitator(files["unbounded"])
@@ -232,7 +232,7 @@ def test_monitor_round_trip_scores_live_steps_like_the_batch_and_refuses_misuse(
     from audit.data.rollout import rollout
     from audit.detect.detectors import Episodes
     from audit.detect.monitor import Monitor
-    from models.checkpoint import load_imitator
+    from models.load import load_imitator
 
     path = tmp_path / "monitor.safetensors"
     config = AuditConfig(imitator=str(files["unbounded"]), demos=str(files["corrigible"]), episodes=64, explain=False, detector=detector)

@@ -10,7 +10,8 @@ from audit.data.demonstrations import record
 from audit.training.evaluate import distinguishability
 from audit.training.config import TrainConfig
 from audit.training.run import train
-from models.checkpoint import convert_lightning_checkpoint, load_imitator
+from models.checkpoint import convert_lightning_checkpoint
+from models.load import load_imitator
 
 ENV = "imitaudit/OffSwitch-v0"
 
