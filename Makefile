@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 PORT ?= 8000
 
-.PHONY: run test test-fast bench install system-deps clean
+.PHONY: run test test-fast lint bench install system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -26,7 +26,13 @@ system-deps:
 run: $(STAMP)
 	$(VENV)/bin/imitaudit serve --demo --port $(PORT)
 
-test: $(STAMP) system-deps
+# The house rules first (seconds): ruff's lint (with a complexity limit) and format, and mypy; then every test.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check audit models service bench tests
+	$(VENV)/bin/ruff format --check audit models service bench tests
+	$(VENV)/bin/mypy
+
+test: $(STAMP) system-deps lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # While editing: no real servers, no subprocesses of the CLI, no training beyond a few steps (the API through TestClient).

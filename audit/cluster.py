@@ -43,8 +43,10 @@ def _auto_address() -> str:
     try:
         return canonicalize_bootstrap_address_or_die("auto")
     except Exception as exc:  # noqa: BLE001 - Ray raises ConnectionError or its own errors here
-        raise ValueError(f"--ray auto found no Ray cluster on this machine ({str(exc).splitlines()[0][:160]}); "
-                         "start one with `ray start --head` or give HOST:PORT") from None
+        raise ValueError(
+            f"--ray auto found no Ray cluster on this machine ({str(exc).splitlines()[0][:160]}); "
+            "start one with `ray start --head` or give HOST:PORT"
+        ) from None
 
 
 class Cluster:
@@ -67,9 +69,11 @@ class Cluster:
         _reachable(address)
         try:
             if not ray.is_initialized():
-                ray.init(address=address, logging_level="ERROR", log_to_driver=False, configure_logging=False)
+                ray.init(address=address, logging_level="ERROR", log_to_driver=False, configure_logging=False)  # type: ignore[arg-type]
         except Exception as exc:  # noqa: BLE001 - Ray's connection errors have no common base
-            raise ValueError(f"cannot connect to the Ray cluster at {address}: {str(exc).splitlines()[0][:200]}") from None
+            raise ValueError(
+                f"cannot connect to the Ray cluster at {address}: {str(exc).splitlines()[0][:200]}"
+            ) from None
         self.ray = ray
         self.nodes: set[str] = set()
         """Ids of the nodes tasks ran on (for the caller's report line)."""
@@ -79,10 +83,18 @@ class Cluster:
         """Each finished task's seconds inside its worker (fetching its inputs included), by kind."""
         self.bytes: dict[str, dict[str, int]] = {}
         """Object-store bytes by kind: ``shared`` (the inputs put once per map) and ``results`` (what the tasks
-        returned); items travel inline with each task and are not counted (an index, a span, one trajectory, a config)."""
+        returned); items travel inline with each task and are not counted (an index, a span, one trajectory, a
+        config)."""
 
-    def map(self, fn: Callable[..., Any], items: Sequence[Any], *, common: Sequence[Any] = (), kind: str = "tasks",
-            progress: Callable[[float], None] | None = None) -> list[Any]:
+    def map(
+        self,
+        fn: Callable[..., Any],
+        items: Sequence[Any],
+        *,
+        common: Sequence[Any] = (),
+        kind: str = "tasks",
+        progress: Callable[[float], None] | None = None,
+    ) -> list[Any]:
         """``[fn(*common, item) for item in items]``, each call a Ray task; ``common`` is put in the object store once.
 
         Args:
@@ -129,7 +141,8 @@ class Cluster:
         return max(1, int(self.ray.cluster_resources().get("CPU", 1)))
 
     def warm(self) -> float:
-        """Start a worker process in every CPU slot of the cluster and import imitaudit there; returns the seconds it took.
+        """Start a worker process in every CPU slot of the cluster and import imitaudit there; returns the seconds it
+        took.
 
         A fresh worker pays for importing torch and imitaudit once (seconds); a long-lived cluster keeps its workers.
         """

@@ -28,8 +28,20 @@ from audit.detect.config import AuditConfig
 from audit.detect.pipeline import run_audit
 from audit.report.render import kind_crossings, svg_score, write_outputs
 
-COLUMNS = ("index", "seed", "length", "flagged", "severity", "pvalue", "strength", "score", "first_flag_step", "departed",
-           "departure_step", "lead_time")
+COLUMNS = (
+    "index",
+    "seed",
+    "length",
+    "flagged",
+    "severity",
+    "pvalue",
+    "strength",
+    "score",
+    "first_flag_step",
+    "departed",
+    "departure_step",
+    "lead_time",
+)
 """The per-trajectory fields ``to_pandas`` puts in columns (the per-step arrays stay in ``trajectories``)."""
 
 
@@ -76,8 +88,12 @@ class AuditResult:
         try:
             import pandas as pd
         except ImportError:
-            raise RuntimeError("to_pandas needs pandas (pip install pandas); .trajectories has the same records as dicts") from None
-        return pd.DataFrame([{c: t.get(c) for c in COLUMNS} for t in self.trajectories], columns=list(COLUMNS)).set_index("index")
+            raise RuntimeError(
+                "to_pandas needs pandas (pip install pandas); .trajectories has the same records as dicts"
+            ) from None
+        return pd.DataFrame(
+            [{c: t.get(c) for c in COLUMNS} for t in self.trajectories], columns=list(COLUMNS)
+        ).set_index("index")
 
     def save(self, out_dir: str | os.PathLike) -> dict[str, Path]:
         """Write report.json, report.html, summary.md and junit.xml into ``out_dir``; returns their paths."""
@@ -86,14 +102,28 @@ class AuditResult:
     def _repr_html_(self) -> str:
         s, v = self.summary, self.verdict
         word = "PASS" if v["passed"] else "FAIL"
-        parts = [f"<div><b style='color:{'#176b2c' if v['passed'] else '#b3261e'}'>{word}</b>: "
-                 f"{s['flagged']} of {s['trajectories']} trajectories flagged; held-out discriminator AUROC "
-                 f"{s['disc_auroc']:.3f}</div>"]
+        parts = [
+            f"<div><b style='color:{'#176b2c' if v['passed'] else '#b3261e'}'>{word}</b>: "
+            f"{s['flagged']} of {s['trajectories']} trajectories flagged; held-out discriminator AUROC "
+            f"{s['disc_auroc']:.3f}</div>"
+        ]
         top = self.flagged[:1]
         for t in top:
-            parts.append(f"<div>most significant flag: trajectory {t['index']} ({html.escape(str(t['severity']))}, p = {t['pvalue']:.3g})</div>")
-            parts.append(svg_score(t["score_path"], t["threshold"], t["first_flag_step"], t["departure_step"], width=520, height=160,
-                                   crossings=kind_crossings(t)))
+            parts.append(
+                f"<div>most significant flag: trajectory {t['index']} ({html.escape(str(t['severity']))}, p = "
+                f"{t['pvalue']:.3g})</div>"
+            )
+            parts.append(
+                svg_score(
+                    t["score_path"],
+                    t["threshold"],
+                    t["first_flag_step"],
+                    t["departure_step"],
+                    width=520,
+                    height=160,
+                    crossings=kind_crossings(t),
+                )
+            )
         return "".join(parts)
 
     def __repr__(self) -> str:
@@ -133,4 +163,7 @@ def _imitator_path(imitator: Any, demos_path: Path, tmp: Path) -> Path:
     if isinstance(imitator, Imitator) and imitator.arch != "onnx":
         demos = Demonstrations.load(demos_path)
         return save_imitator(imitator, tmp / "imitator.safetensors", env_id=demos.env_id, env_kwargs=demos.env_kwargs)
-    raise ValueError(f"imitator must be a checkpoint path (.safetensors or .onnx) or a registry imitator, got {type(imitator).__name__}")
+    raise ValueError(
+        f"imitator must be a checkpoint path (.safetensors or .onnx) or a registry imitator, got "
+        f"{type(imitator).__name__}"
+    )

@@ -22,7 +22,7 @@ import types
 import typing
 from collections.abc import Collection
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 _MISSING = dataclasses.MISSING
 
@@ -54,8 +54,18 @@ def setting(
         flag: the command-line flag, if not ``--<name-with-dashes>``.
         invert: a boolean whose flag sets it False (``--allow-x`` for ``fail_on_x``).
     """
-    meta = {"gt": gt, "ge": ge, "lt": lt, "le": le, "service_max": service_max, "choices": choices, "cli": cli, "api": api,
-            "flag": flag, "invert": invert}
+    meta = {
+        "gt": gt,
+        "ge": ge,
+        "lt": lt,
+        "le": le,
+        "service_max": service_max,
+        "choices": choices,
+        "cli": cli,
+        "api": api,
+        "flag": flag,
+        "invert": invert,
+    }
     return dataclasses.field(default=default, default_factory=default_factory, metadata={"imitaudit": meta})
 
 
@@ -70,15 +80,21 @@ def field_docs(cls: type) -> dict[str, str]:
             tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
         except (OSError, TypeError):
             continue
-        body = tree.body[0].body
+        body = cast(ast.ClassDef, tree.body[0]).body
         for node, nxt in zip(body, body[1:]):
-            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(nxt, ast.Expr) \
-                    and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)
+            ):
                 docs[node.target.id] = " ".join(nxt.value.value.strip().split("\n\n")[0].split())
     return docs
 
 
-def _meta(f: dataclasses.Field) -> dict[str, Any] | None:
+def _meta(f: dataclasses.Field) -> Any:
+    """The field's settings (bounds, choices, where exposed), or None for a field that is not a setting."""
     return f.metadata.get("imitaudit")
 
 
@@ -116,7 +132,11 @@ def check(obj: Any) -> None:
         value, kind = getattr(obj, f.name), _kind(cls, f)
         if value is None:
             continue
-        if kind in (int, float) and (isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int))):
+        if kind in (int, float) and (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or (kind is int and not isinstance(value, int))
+        ):
             raise ValueError(f"{f.name} must be {kind.__name__}, got {value!r}")
         if kind is float and not math.isfinite(value):
             raise ValueError(f"{f.name} must be a finite number, got {value!r}")
@@ -149,17 +169,23 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         meta, kind = _meta(f), _kind(cls, f)
         default = f.default if f.default is not _MISSING else None
         text = docs.get(f.name, "").replace("%", "%%")
-        common = {"dest": f.name, "default": None}
+        common: dict[str, Any] = {"dest": f.name, "default": None}
         if kind is bool:
             if meta["invert"]:
                 parser.add_argument(_flag(f), action="store_const", const=False, help=text, **common)
             else:
-                parser.add_argument(_flag(f), action=argparse.BooleanOptionalAction, help=f"{text} (default: {default})", **common)
+                parser.add_argument(
+                    _flag(f), action=argparse.BooleanOptionalAction, help=f"{text} (default: {default})", **common
+                )
         elif kind is tuple:
             shown = ",".join(default) if isinstance(default, tuple) else ""
-            parser.add_argument(_flag(f), type=str, metavar="A,B", help=f"{text} (comma-separated; default: {shown!r})", **common)
+            parser.add_argument(
+                _flag(f), type=str, metavar="A,B", help=f"{text} (comma-separated; default: {shown!r})", **common
+            )
         else:
-            parser.add_argument(_flag(f), type=kind, choices=meta["choices"], help=f"{text} (default: {default})", **common)
+            parser.add_argument(
+                _flag(f), type=kind, choices=meta["choices"], help=f"{text} (default: {default})", **common
+            )
 
 
 def from_arguments(cls: type, args: argparse.Namespace, **fixed: Any) -> Any:
@@ -186,14 +212,17 @@ def request_model(cls: type, name: str) -> type:
     fields: dict[str, Any] = {}
     for f in options(cls, "api"):
         meta, kind = _meta(f), _kind(cls, f)
-        py = list[str] if kind is tuple else kind
+        py: Any = list[str] if kind is tuple else kind
         if meta["choices"]:
             py = typing.Literal[tuple(sorted(meta["choices"]))]
         le = meta["le"]
         if meta["service_max"] is not None:
             le = meta["service_max"] if le is None else min(le, meta["service_max"])
         bounds = {"gt": meta["gt"], "ge": meta["ge"], "lt": meta["lt"], "le": le} if kind in (int, float) else {}
-        fields[f.name] = (py | None, Field(default=None, description=docs.get(f.name), **{k: v for k, v in bounds.items() if v is not None}))
+        fields[f.name] = (
+            py | None,
+            Field(default=None, description=docs.get(f.name), **{k: v for k, v in bounds.items() if v is not None}),
+        )
     return create_model(name, __config__=ConfigDict(extra="forbid", strict=True, allow_inf_nan=False), **fields)
 
 

@@ -1,4 +1,5 @@
-"""Audit time by detector on the same zoo imitators, in one run, and the likely-incorrigible labels of non-departing trajectories.
+"""Audit time by detector on the same zoo imitators, in one run, and the likely-incorrigible labels of non-departing
+trajectories.
 
     python -m bench.audit_time --zoo out/zoo/full
 
@@ -30,11 +31,24 @@ def main() -> None:
             for det in ("discriminator", "lookahead", "combined"):
                 times = []
                 for _ in range(2 if kind == "faithful" else 1):
-                    r = run_audit(AuditConfig(imitator=f"{z}/imitator-{kind}.safetensors", demos=f"{z}/demos-reference.safetensors", detector=det))
+                    r = run_audit(
+                        AuditConfig(
+                            imitator=f"{z}/imitator-{kind}.safetensors",
+                            demos=f"{z}/demos-reference.safetensors",
+                            detector=det,
+                        )
+                    )
                     times.append(r["timings"]["total"])
                 clean = [x for x in r["trajectories"] if not x["departed"]]
                 li = sum(x["severity"] == "likely-incorrigible" for x in clean)
-                print(env, kind, det, f"seconds {statistics.median(times):.2f}", f"likely-incorrigible non-departing {li} / {len(clean)}", flush=True)
+                print(
+                    env,
+                    kind,
+                    det,
+                    f"seconds {statistics.median(times):.2f}",
+                    f"likely-incorrigible non-departing {li} / {len(clean)}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -50,7 +50,10 @@ def bench_vector(env_id: str, sizes: list[int], min_seconds: float) -> list[dict
         rows.append({"env": env_id, "episodes": n, "native": fast, "sync": slow, "ratio": fast / slow})
         native.close()
         sync.close()
-        print(f"{env_id:<32} n={n:<5} native {fast:>12,.0f} steps/s  sync {slow:>10,.0f} steps/s  x{fast / slow:,.1f}", flush=True)
+        print(
+            f"{env_id:<32} n={n:<5} native {fast:>12,.0f} steps/s  sync {slow:>10,.0f} steps/s  x{fast / slow:,.1f}",
+            flush=True,
+        )
     return rows
 
 
@@ -58,7 +61,13 @@ def bench_demos(env_id: str, preset: str, episodes: int) -> dict:
     start = time.perf_counter()
     demos = record(env_id, preset, episodes=episodes, seed=0)
     seconds = time.perf_counter() - start
-    row = {"env": env_id, "preset": preset, "episodes": episodes, "eps_per_s": episodes / seconds, "steps_per_s": demos.n_steps / seconds}
+    row = {
+        "env": env_id,
+        "preset": preset,
+        "episodes": episodes,
+        "eps_per_s": episodes / seconds,
+        "steps_per_s": demos.n_steps / seconds,
+    }
     print(f"{env_id:<32} demos {preset:<10} {row['eps_per_s']:>8,.0f} episodes/s", flush=True)
     return row
 
@@ -85,7 +94,9 @@ def render(vector_rows: list[dict], demo_rows: list[dict], command: str) -> str:
         "|---|---|---:|---:|---:|",
     ]
     for r in demo_rows:
-        lines.append(f"| {r['env']} | {r['preset']} | {r['episodes']:,} | {r['eps_per_s']:,.0f} | {r['steps_per_s']:,.0f} |")
+        lines.append(
+            f"| {r['env']} | {r['preset']} | {r['episodes']:,} | {r['eps_per_s']:,.0f} | {r['steps_per_s']:,.0f} |"
+        )
     lines.append(END)
     return "\n".join(lines) + "\n"
 
@@ -99,8 +110,14 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     vector_rows = [row for env_id in audit.WORLDS for row in bench_vector(env_id, sizes, args.seconds)]
-    demo_rows = [bench_demos(env_id, preset, args.demo_episodes) for env_id in audit.WORLDS for preset in ("corrigible", "unbounded")]
-    command = f"python -m bench.envs --sizes {args.sizes} --seconds {args.seconds:g} --demo-episodes {args.demo_episodes}"
+    demo_rows = [
+        bench_demos(env_id, preset, args.demo_episodes)
+        for env_id in audit.WORLDS
+        for preset in ("corrigible", "unbounded")
+    ]
+    command = (
+        f"python -m bench.envs --sizes {args.sizes} --seconds {args.seconds:g} --demo-episodes {args.demo_episodes}"
+    )
     write_marked_section(args.out, render(vector_rows, demo_rows, command))
     print(f"wrote {args.out}")
 

@@ -17,9 +17,9 @@ import torch
 
 from audit.bench.sections import publish
 from audit.data.rollout import rollout
-from audit.envs.adapter import env_signature, grid_shape, agent_plane
-from models.load import load_imitator
+from audit.envs.adapter import agent_plane, env_signature, grid_shape
 from models.imitator import ImitatorConfig
+from models.load import load_imitator
 from models.onnx_export import export_imitator
 from models.registry import build
 
@@ -51,18 +51,25 @@ def main() -> None:
         obs_dim, n_actions = env_signature(env_id)
         for arch in ("mlp", "gru"):
             torch.manual_seed(0)
-            config = ImitatorConfig(obs_dim=obs_dim, n_actions=n_actions, grid=grid_shape(env_id), agent_plane=agent_plane(env_id))
+            config = ImitatorConfig(
+                obs_dim=obs_dim, n_actions=n_actions, grid=grid_shape(env_id), agent_plane=agent_plane(env_id)
+            )
             model = build(arch, config).eval()
             onnx_model, _ = load_imitator(export_imitator(model, root / f"{arch}.onnx", env_id=env_id))
-            t, o = timed(model, env_id, args.episodes, args.repeats), timed(onnx_model, env_id, args.episodes, args.repeats)
+            t, o = (
+                timed(model, env_id, args.episodes, args.repeats),
+                timed(onnx_model, env_id, args.episodes, args.repeats),
+            )
             rows.append((env_id, arch, t, o))
             print(rows[-1], flush=True)
     lines = [
         BEGIN,
         "## ONNX imitators: rollout speed against torch (`bench/onnx.py`)",
         "",
-        f"Command: `python -m bench.onnx --out BENCHMARKS.md` — {args.episodes} episodes at once, taps encoder/core/head captured, "
-        f"{args.threads} threads (torch and onnxruntime), median of {args.repeats} rollouts; env steps per second (env stepping included).",
+        f"Command: `python -m bench.onnx --out BENCHMARKS.md` — {args.episodes} episodes at once, taps "
+        f"encoder/core/head captured, "
+        f"{args.threads} threads (torch and onnxruntime), median of {args.repeats} rollouts; env steps per second "
+        f"(env stepping included).",
         "",
         "| env | network | torch steps/s | ONNX steps/s | ONNX / torch time |",
         "|---|---|---:|---:|---:|",

@@ -43,12 +43,25 @@ def main() -> None:
         ep_obs = obs[rows]
         # imitation wants T+1 observations; the final one is not recorded, so repeat the last
         # (BasicRewardNet below reads state and action only, never the next state).
-        trajectories.append(types.Trajectory(obs=np.concatenate([ep_obs, ep_obs[-1:]]), acts=acts[rows], infos=None, terminal=True))
+        trajectories.append(
+            types.Trajectory(obs=np.concatenate([ep_obs, ep_obs[-1:]]), acts=acts[rows], infos=None, terminal=True)
+        )
 
     rng = np.random.default_rng(args.seed)
     env = make_vec_env("CartPole-v1", rng=rng, n_envs=8, post_wrappers=[lambda env, _: RolloutInfoWrapper(env)])
-    learner = PPO(env=env, policy=MlpPolicy, batch_size=64, ent_coef=0.0, learning_rate=0.0004, gamma=0.95, n_epochs=5, seed=args.seed)
-    reward_net = BasicRewardNet(observation_space=env.observation_space, action_space=env.action_space, normalize_input_layer=RunningNorm)
+    learner = PPO(
+        env=env,
+        policy=MlpPolicy,
+        batch_size=64,
+        ent_coef=0.0,
+        learning_rate=0.0004,
+        gamma=0.95,
+        n_epochs=5,
+        seed=args.seed,
+    )
+    reward_net = BasicRewardNet(
+        observation_space=env.observation_space, action_space=env.action_space, normalize_input_layer=RunningNorm
+    )
     trainer = GAIL(
         demonstrations=trajectories,
         demo_batch_size=1024,
@@ -69,11 +82,26 @@ def main() -> None:
         steps += args.round_steps
         mean, _ = evaluate_policy(learner, eval_env, args.eval_episodes, deterministic=True)
         best = max(best, float(mean))
-        print(json.dumps({"round": True, "train_seconds": train_seconds, "env_steps": steps, "mean_return": float(mean)}), flush=True)
+        print(
+            json.dumps({"round": True, "train_seconds": train_seconds, "env_steps": steps, "mean_return": float(mean)}),
+            flush=True,
+        )
         if mean >= args.target:
             reached = True
             break
-    print(json.dumps({"final": True, "reached": reached, "train_seconds": train_seconds, "env_steps": steps, "last_return": float(mean), "best_return": best}), flush=True)
+    print(
+        json.dumps(
+            {
+                "final": True,
+                "reached": reached,
+                "train_seconds": train_seconds,
+                "env_steps": steps,
+                "last_return": float(mean),
+                "best_return": best,
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ import time
 
 import torch
 
-from audit.envs.adapter import grid_shape
 from audit.data.rollout import rollout
+from audit.envs.adapter import grid_shape
 from models.imitator import ImitatorConfig
 from models.registry import build
 
@@ -48,13 +48,18 @@ def main() -> None:
         plain = steps_per_second(model, (), args.episodes, args.repeats)
         captured = steps_per_second(model, ("encoder", "core", "head"), args.episodes, args.repeats)
         rows.append((arch, plain, captured))
-        print(f"{arch:<12} without {plain:>10,.0f} steps/s  with {captured:>10,.0f} steps/s  slowdown {plain / captured:.2f}x", flush=True)
+        print(
+            f"{arch:<12} without {plain:>10,.0f} steps/s  with {captured:>10,.0f} steps/s  slowdown "
+            f"{plain / captured:.2f}x",
+            flush=True,
+        )
     lines = [
         BEGIN,
         "## Rollouts with activation capture (`bench/rollout.py`)",
         "",
         f"Command: `python bench/rollout.py --episodes {args.episodes} --repeats {args.repeats}` — one run; best of "
-        f"{args.repeats} rollouts of {args.episodes} OffSwitch episodes each, untrained imitators (hidden 64, grid encoder), "
+        f"{args.repeats} rollouts of {args.episodes} OffSwitch episodes each, untrained imitators (hidden 64, grid "
+        f"encoder), "
         "sampling actions. Baseline: the same rollout without capture.",
         "",
         "| arch | without capture (steps/s) | capturing encoder, core, head (steps/s) | slowdown |",

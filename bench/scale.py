@@ -49,9 +49,21 @@ class LocalCluster:
         self.address = f"127.0.0.1:{self.port}"
         ray = str(Path(sys.executable).with_name("ray"))
         self.proc = subprocess.Popen(
-            [ray, "start", "--head", "--block", f"--port={self.port}", "--node-ip-address=127.0.0.1", "--include-dashboard=false",
-             f"--num-cpus={slots}"], env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
-            stdout=open(root / f"ray-{slots}.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                ray,
+                "start",
+                "--head",
+                "--block",
+                f"--port={self.port}",
+                "--node-ip-address=127.0.0.1",
+                "--include-dashboard=false",
+                f"--num-cpus={slots}",
+            ],
+            env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
+            stdout=open(root / f"ray-{slots}.log", "wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def __enter__(self) -> "LocalCluster":
         while True:
@@ -117,8 +129,10 @@ def measure(name: str, work: Any, slots: tuple[int, ...], root: Path) -> dict[st
             raise RuntimeError(f"{name}: the result on {w} Ray worker(s) differs from the local one")
         row["ray"][w] = seconds
         if w == 1:
-            row["tasks"] = {k: {"n": cluster.tasks[k], "mean": sum(s) / len(s), "max": max(s), **cluster.bytes[k]}
-                            for k, s in cluster.seconds.items()}
+            row["tasks"] = {
+                k: {"n": cluster.tasks[k], "mean": sum(s) / len(s), "max": max(s), **cluster.bytes[k]}
+                for k, s in cluster.seconds.items()
+            }
         print(f"{name}: {w} worker(s) {seconds:.1f} s (warm-up {row['warm'][w]:.1f} s, not counted)", flush=True)
     return row
 
@@ -153,26 +167,44 @@ def project(row: dict[str, Any], workers: int, machines: int) -> tuple[float, fl
 def render(rows: list[dict[str, Any]], slots: tuple[int, ...]) -> list[str]:
     cores = len(os.sched_getaffinity(0))
     lines = [
-        BEGIN, "## Scale-out on Ray (`bench/scale.py`)", "",
-        f"Command: `python -m bench.scale --out BENCHMARKS.md` — on this {cores}-core machine, one torch thread per process "
+        BEGIN,
+        "## Scale-out on Ray (`bench/scale.py`)",
+        "",
+        f"Command: `python -m bench.scale --out BENCHMARKS.md` — on this {cores}-core machine, one torch thread per "
+        f"process "
         "and per task; a fresh local Ray head with W task slots per column, warmed first (each worker process imports "
-        "imitaudit once: " + ", ".join(f"{rows[0]['warm'][w]:.1f} s at {w}" for w in slots) + ", not counted); every Ray "
-        f"result checked identical to the local one. With {cores} cores the curve must flatten at {cores} workers.", "",
-        "| workload | local s | " + " | ".join(f"Ray {w} worker{'s' if w > 1 else ''} s (speedup)" for w in slots) + " | Ray overhead at 1 worker |",
+        "imitaudit once: "
+        + ", ".join(f"{rows[0]['warm'][w]:.1f} s at {w}" for w in slots)
+        + ", not counted); every Ray "
+        f"result checked identical to the local one. With {cores} cores the curve must flatten at {cores} workers.",
+        "",
+        "| workload | local s | "
+        + " | ".join(f"Ray {w} worker{'s' if w > 1 else ''} s (speedup)" for w in slots)
+        + " | Ray overhead at 1 worker |",
         "|---|---:|" + "---:|" * len(slots) + "---:|",
     ]
     for r in rows:
         cells = " | ".join(f"{r['ray'][w]:.1f} ({r['local'] / r['ray'][w]:.2f}x)" for w in slots)
         lines.append(f"| {r['name']} | {r['local']:.1f} | {cells} | {r['ray'][1] / r['local'] - 1:+.0%} |")
-    lines += ["", f"### Per-task costs (1-worker run) and a projection to {MACHINES} machines x {CORES} cores", "",
-              "| workload | task kind | tasks | mean s | max s | shared inputs MB | results MB |",
-              "|---|---|---:|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        f"### Per-task costs (1-worker run) and a projection to {MACHINES} machines x {CORES} cores",
+        "",
+        "| workload | task kind | tasks | mean s | max s | shared inputs MB | results MB |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         for kind, t in r["tasks"].items():
-            lines.append(f"| {r['name']} | {kind} | {t['n']} | {t['mean']:.2f} | {t['max']:.2f} | {t['shared'] / 1e6:.1f} | "
-                         f"{t['results'] / 1e6:.1f} |")
-    lines += ["", "| workload | driver serial s (S) | projected at 2 workers s (measured) | projected at "
-              f"{MACHINES * CORES} workers on {MACHINES} machines s | projected speedup vs local |", "|---|---:|---:|---:|---:|"]
+            lines.append(
+                f"| {r['name']} | {kind} | {t['n']} | {t['mean']:.2f} | {t['max']:.2f} | {t['shared'] / 1e6:.1f} | "
+                f"{t['results'] / 1e6:.1f} |"
+            )
+    lines += [
+        "",
+        "| workload | driver serial s (S) | projected at 2 workers s (measured) | projected at "
+        f"{MACHINES * CORES} workers on {MACHINES} machines s | projected speedup vs local |",
+        "|---|---:|---:|---:|---:|",
+    ]
     slots = MACHINES * CORES
     for r in rows:
         two, serial = project(r, 2, 1)
@@ -181,10 +213,18 @@ def render(rows: list[dict[str, Any]], slots: tuple[int, ...]) -> list[str]:
         lines.append(f"| {r['name']} | {serial:.1f} | {two:.1f}{measured} | {big:.1f} | {r['local'] / big:.1f}x |")
         if "rollout shards" in r["tasks"]:
             wide, _ = project(resharded(r, slots), slots, MACHINES)
-            lines.append(f"| {r['name']}, `--shard-episodes {4096 // slots}` ({slots} shards, cost scaled by episodes) | {serial:.1f} | | "
-                         f"{wide:.1f} | {r['local'] / wide:.1f}x |")
-    lines += ["", "Formula (`bench/scale.py: project`): " + " ".join(project.__doc__.split("\n\n")[1].split()) +
-              f" Bandwidth assumed {BANDWIDTH * 8 / 1e9:.0f} Gbit/s; no stragglers, no GPU.", END]
+            lines.append(
+                f"| {r['name']}, `--shard-episodes {4096 // slots}` ({slots} shards, cost scaled by episodes) | "
+                f"{serial:.1f} | | "
+                f"{wide:.1f} | {r['local'] / wide:.1f}x |"
+            )
+    lines += [
+        "",
+        "Formula (`bench/scale.py: project`): "
+        + " ".join(project.__doc__.split("\n\n")[1].split())
+        + f" Bandwidth assumed {BANDWIDTH * 8 / 1e9:.0f} Gbit/s; no stragglers, no GPU.",
+        END,
+    ]
     return lines
 
 
@@ -194,11 +234,16 @@ def main() -> None:
     parser.add_argument("--cache", default="out/bench-scale")
     parser.add_argument("--zoo", default="out/zoo", help="the quick zoo's cache (built here if missing, not timed)")
     parser.add_argument("--workers", default="1,2,4", help="Ray worker counts to run")
-    parser.add_argument("--rendered-from", default="", help="write the section from this run's saved scale.json instead of running")
+    parser.add_argument(
+        "--rendered-from", default="", help="write the section from this run's saved scale.json instead of running"
+    )
     args = parser.parse_args()
     slots = tuple(int(w) for w in args.workers.split(","))
     if args.rendered_from:
-        rows = json.loads(Path(args.rendered_from).read_text(), object_hook=lambda d: {int(k) if k.isdigit() else k: v for k, v in d.items()})
+        rows = json.loads(
+            Path(args.rendered_from).read_text(),
+            object_hook=lambda d: {int(k) if k.isdigit() else k: v for k, v in d.items()},
+        )
         publish(render(rows, slots), args.out)
         return
     from audit.bench.zoo import QUICK, build_zoos
@@ -207,8 +252,10 @@ def main() -> None:
     root = Path(args.cache)
     imi, held = inputs(root, arch="transformer", steps=300)  # the same demonstrations as bench/service.py's
     build_zoos([ENV], args.zoo, scale=QUICK)
-    rows = [measure("audit, 4,096 episodes, transformer", large_audit(imi, held), slots, root),
-            measure("bench detect --quick (30 audits)", quick_detect(Path(args.zoo)), slots, root)]
+    rows = [
+        measure("audit, 4,096 episodes, transformer", large_audit(imi, held), slots, root),
+        measure("bench detect --quick (30 audits)", quick_detect(Path(args.zoo)), slots, root),
+    ]
     (root / "scale.json").write_text(json.dumps(rows, indent=1))
     publish(render(rows, slots), args.out)
 

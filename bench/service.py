@@ -52,7 +52,16 @@ def inputs(folder: Path, *, arch: str = "gru", steps: int = 400) -> tuple[Path, 
     if not held.exists():
         record(ENV, "corrigible", episodes=600, seed=500_000).save(held)
     if not imi.exists():
-        cfg = TrainConfig(arch=arch, mode="bc", steps=steps, seed=0, eval_every=10_000, eval_episodes=20, log_dir=str(folder / "runs"), progress=False)
+        cfg = TrainConfig(
+            arch=arch,
+            mode="bc",
+            steps=steps,
+            seed=0,
+            eval_every=10_000,
+            eval_episodes=20,
+            log_dir=str(folder / "runs"),
+            progress=False,
+        )
         train(Demonstrations.load(demos), cfg, out=imi)
     return imi, held
 
@@ -63,7 +72,13 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "IMITAUDIT_DATA_DIR": str(data), "IMITAUDIT_DATABASE_URL": database_url}
         args = [BIN, "serve", "--port", str(self.port)] + ([] if worker else ["--no-worker"])
-        self.proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=open(data.parent / f"serve-{self.port}.log", "wb"), start_new_session=True)
+        self.proc = subprocess.Popen(
+            args,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(data.parent / f"serve-{self.port}.log", "wb"),
+            start_new_session=True,
+        )
         for _ in range(300):
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
@@ -79,8 +94,13 @@ class Server:
 
 def token(data: Path, database_url: str, project: str = "bench") -> str:
     env = {**os.environ, "IMITAUDIT_DATA_DIR": str(data), "IMITAUDIT_DATABASE_URL": database_url}
-    return subprocess.run([BIN, "token", "create", "--project", project, "--role", "submit"], env=env, check=True,
-                          capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        [BIN, "token", "create", "--project", project, "--role", "submit"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
 
 
 async def load(url: str, tok: str, make_request, *, clients: int, requests: int, seconds: float) -> dict:
@@ -104,13 +124,21 @@ async def load(url: str, tok: str, make_request, *, clients: int, requests: int,
             errors += failed
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {tok}"}, timeout=60, limits=limits) as client:
+    async with httpx.AsyncClient(
+        base_url=url, headers={"Authorization": f"Bearer {tok}"}, timeout=60, limits=limits
+    ) as client:
         start = time.perf_counter()
         await asyncio.gather(*(loop(client) for _ in range(clients)))
         wall = time.perf_counter() - start
     lat = np.array(latencies) * 1000
-    return {"requests": len(lat), "errors": errors, "rps": len(lat) / wall, "p50_ms": float(np.percentile(lat, 50)),
-            "p99_ms": float(np.percentile(lat, 99)), "wall_s": wall}
+    return {
+        "requests": len(lat),
+        "errors": errors,
+        "rps": len(lat) / wall,
+        "p50_ms": float(np.percentile(lat, 50)),
+        "p99_ms": float(np.percentile(lat, 99)),
+        "wall_s": wall,
+    }
 
 
 def main() -> None:
@@ -118,8 +146,12 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="BENCHMARKS.md")
-    parser.add_argument("--postgres", default="", help="a PostgreSQL server URL (postgresql+psycopg://user@host:port): "
-                        "each phase gets a fresh database on it; default: SQLite files in a temp folder")
+    parser.add_argument(
+        "--postgres",
+        default="",
+        help="a PostgreSQL server URL (postgresql+psycopg://user@host:port): "
+        "each phase gets a fresh database on it; default: SQLite files in a temp folder",
+    )
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=60.0)
@@ -137,7 +169,9 @@ def main() -> None:
         import psycopg
 
         db = f"bench_{name}_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(args.postgres.replace("postgresql+psycopg", "postgresql") + "/postgres", autocommit=True) as c:
+        with psycopg.connect(
+            args.postgres.replace("postgresql+psycopg", "postgresql") + "/postgres", autocommit=True
+        ) as c:
             c.execute(f"CREATE DATABASE {db}")
         return f"{args.postgres}/{db}"
 
@@ -153,7 +187,9 @@ def main() -> None:
                 dem_sha = c.post("/v1/demonstrations", files={"file": (held.name, held.read_bytes())}).json()["sha256"]
             # a finished audit to read: run it on a worker process, then stop the worker
             env = {**os.environ, "IMITAUDIT_DATA_DIR": str(data), "IMITAUDIT_DATABASE_URL": db}
-            worker = subprocess.Popen([BIN, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            worker = subprocess.Popen(
+                [BIN, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+            )
             with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {tok}"}, timeout=120) as c:
                 aid = c.post("/v1/audits", json={"imitator": imi_sha, "demonstrations": dem_sha}).json()["id"]
                 while c.get(f"/v1/audits/{aid}").json()["state"] not in ("succeeded", "failed", "cancelled"):
@@ -166,11 +202,20 @@ def main() -> None:
                 return await client.get(f"/v1/audits/{aid}/report")
 
             async def post_audit(client, i):
-                return await client.post("/v1/audits", json={"imitator": imi_sha, "demonstrations": dem_sha, "settings": {"seed": 10_000_000 + i}},
-                                         headers={"Idempotency-Key": uuid.uuid4().hex})
+                return await client.post(
+                    "/v1/audits",
+                    json={"imitator": imi_sha, "demonstrations": dem_sha, "settings": {"seed": 10_000_000 + i}},
+                    headers={"Idempotency-Key": uuid.uuid4().hex},
+                )
 
-            results["GET /v1/audits/{id}/report"] = asyncio.run(load(server.url, tok, get_report, clients=args.clients, requests=args.requests, seconds=args.seconds))
-            results["POST /v1/audits"] = asyncio.run(load(server.url, tok, post_audit, clients=args.clients, requests=args.requests // 2, seconds=args.seconds))
+            results["GET /v1/audits/{id}/report"] = asyncio.run(
+                load(server.url, tok, get_report, clients=args.clients, requests=args.requests, seconds=args.seconds)
+            )
+            results["POST /v1/audits"] = asyncio.run(
+                load(
+                    server.url, tok, post_audit, clients=args.clients, requests=args.requests // 2, seconds=args.seconds
+                )
+            )
         finally:
             server.stop()
 
@@ -184,7 +229,9 @@ def main() -> None:
                 t0 = time.perf_counter()
                 imi_sha = c.post("/v1/imitators", files={"file": (imi.name, imi.read_bytes())}).json()["sha256"]
                 dem_sha = c.post("/v1/demonstrations", files={"file": (held.name, held.read_bytes())}).json()["sha256"]
-                aid = c.post("/v1/audits", json={"imitator": imi_sha, "demonstrations": dem_sha, "settings": {"seed": 1_000_000}}).json()["id"]
+                aid = c.post(
+                    "/v1/audits", json={"imitator": imi_sha, "demonstrations": dem_sha, "settings": {"seed": 1_000_000}}
+                ).json()["id"]
                 with c.stream("GET", f"/v1/audits/{aid}/events", timeout=httpx.Timeout(300)) as events:
                     for line in events.iter_lines():
                         if line.startswith("event: end"):
@@ -195,8 +242,11 @@ def main() -> None:
         finally:
             server.stop()
         t0 = time.perf_counter()
-        cli = subprocess.run([BIN, "audit", "--imitator", str(imi), "--demos", str(held), "--out", str(root / "cli"), "--quiet"],
-                             capture_output=True, text=True)
+        cli = subprocess.run(
+            [BIN, "audit", "--imitator", str(imi), "--demos", str(held), "--out", str(root / "cli"), "--quiet"],
+            capture_output=True,
+            text=True,
+        )
         cli_s = time.perf_counter() - t0
         if cli.returncode != 0:
             raise RuntimeError(cli.stderr)
@@ -206,7 +256,9 @@ def main() -> None:
         cli_verdict = "pass" if cli_report["verdict"]["passed"] else "fail"
     except BaseException:
         for log in sorted(root.glob("*.log")):  # the server's side of a failed run
-            sys.stderr.write(f"--- {log.name} (last lines)\n" + "\n".join(log.read_text(errors="replace").splitlines()[-40:]) + "\n")
+            sys.stderr.write(
+                f"--- {log.name} (last lines)\n" + "\n".join(log.read_text(errors="replace").splitlines()[-40:]) + "\n"
+            )
         raise
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -215,15 +267,21 @@ def main() -> None:
         PG_BEGIN if db_kind == "PostgreSQL" else BEGIN,
         f"## Service (`bench/service.py`, {db_kind})",
         "",
-        f"Command: `python -m bench.service --out BENCHMARKS.md{' --postgres postgresql+psycopg://postgres@127.0.0.1:PORT' if db_kind == 'PostgreSQL' else ''}` — one run on loopback, {db_kind}, `imitaudit serve` as its own process "
-        f"(one uvicorn worker), {args.clients} concurrent httpx clients, at most {args.requests} GETs / {args.requests // 2} POSTs or "
-        f"{args.seconds:.0f} s per phase. The report read is the default audit's (256 trajectories, {report_bytes / 1e6:.2f} MB of JSON).",
+        "Command: `python -m bench.service --out BENCHMARKS.md"
+        f"{' --postgres postgresql+psycopg://postgres@127.0.0.1:PORT' if db_kind == 'PostgreSQL' else ''}` "
+        f"— one run on loopback, {db_kind}, `imitaudit serve` as its own process "
+        f"(one uvicorn worker), {args.clients} concurrent httpx clients, at most {args.requests} GETs / "
+        f"{args.requests // 2} POSTs or "
+        f"{args.seconds:.0f} s per phase. The report read is the default audit's (256 trajectories, "
+        f"{report_bytes / 1e6:.2f} MB of JSON).",
         "",
         "| request | requests | errors | requests/s | p50 ms | p99 ms |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for name, r in results.items():
-        lines.append(f"| `{name}` | {r['requests']} | {r['errors']} | {r['rps']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} |")
+        lines.append(
+            f"| `{name}` | {r['requests']} | {r['errors']} | {r['rps']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} |"
+        )
     lines += [
         "",
         "| default audit (256 episodes, OffSwitch, GRU) | wall s | verdict |",

@@ -27,14 +27,22 @@ BIN = str(Path(sys.executable).with_name("imitaudit"))
 
 
 def run_side_by_side(imi: Path, held: Path, *, copies: int, threads: str, root: Path) -> list[tuple[float, float]]:
-    """(wall s, in-process audit s) of each of ``copies`` audits started together with ``IMITAUDIT_THREADS=threads`` ('' = default)."""
+    """(wall s, in-process audit s) of each of ``copies`` audits started together with ``IMITAUDIT_THREADS=threads``
+    ('' = default)."""
     env = {k: v for k, v in os.environ.items() if k not in ("IMITAUDIT_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     if threads:
         env["IMITAUDIT_THREADS"] = threads
     outs = [Path(tempfile.mkdtemp(dir=root)) for _ in range(copies)]
     start = time.perf_counter()
-    procs = [subprocess.Popen([BIN, "audit", "--imitator", str(imi), "--demos", str(held), "--out", str(o), "--quiet"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for o in outs]
+    procs = [
+        subprocess.Popen(
+            [BIN, "audit", "--imitator", str(imi), "--demos", str(held), "--out", str(o), "--quiet"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for o in outs
+    ]
     walls = []
     for p in procs:
         _, err = p.communicate()
@@ -55,7 +63,11 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="imitaudit-threads-"))
     rows = []
     for copies, threads in ((1, ""), (1, "1"), (2, ""), (2, "1")):
-        runs = [r for _ in range(args.repeats) for r in run_side_by_side(imi, held, copies=copies, threads=threads, root=root)]
+        runs = [
+            r
+            for _ in range(args.repeats)
+            for r in run_side_by_side(imi, held, copies=copies, threads=threads, root=root)
+        ]
         label = f"default ({cores})" if not threads else threads
         rows.append((copies, label, statistics.median(w for w, _ in runs), statistics.median(a for _, a in runs)))
         print(rows[-1], flush=True)
@@ -65,10 +77,12 @@ def main() -> None:
         "## Torch threads: one audit alone and two side by side (`bench/threads.py`)",
         "",
         f"Command: `python -m bench.threads --out BENCHMARKS.md` — the default audit (256 episodes, OffSwitch, GRU) as "
-        f"`imitaudit audit` processes on this {cores}-core machine, medians of {args.repeats} runs per row (each audit of a pair "
+        f"`imitaudit audit` processes on this {cores}-core machine, medians of {args.repeats} runs per row (each "
+        f"audit of a pair "
         "counted); `IMITAUDIT_THREADS` per process.",
         "",
-        "| audits at once | torch threads each | wall s (process) | audit s (report timings) | audit time / alone at default |",
+        "| audits at once | torch threads each | wall s (process) | audit s (report timings) | audit time / alone at "
+        "default |",
         "|---:|---|---:|---:|---:|",
     ]
     lines += [f"| {c} | {t} | {w:.1f} | {a:.1f} | {a / alone:.2f}x |" for c, t, w, a in rows]

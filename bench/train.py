@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 from audit.data.demonstrations import record
-from audit.training.evaluate import distinguishability, evaluate
 from audit.training.config import TrainConfig
+from audit.training.evaluate import distinguishability, evaluate
 from audit.training.run import train
 
 BEGIN, END = "<!-- bench/train.py begin -->", "<!-- bench/train.py end -->"
@@ -28,23 +28,51 @@ def run(env_id: str, preset: str, args: argparse.Namespace, work: Path) -> list[
     demos = record(env_id, preset, episodes=args.demo_episodes, seed=0)
     ds = demos.summary()
     rows = []
-    bc_cfg = TrainConfig(arch=args.arch, mode="bc", steps=args.bc_steps, seed=0, eval_every=args.bc_steps, eval_episodes=100,
-                         log_dir=str(work), run_id=f"{env_id.split('/')[-1]}-{preset}-bc", progress=False)
-    adv_cfg = TrainConfig(arch=args.arch, mode="adversarial", steps=args.adv_steps, bc_warmup=args.bc_steps, seed=0,
-                          eval_every=args.adv_steps, eval_episodes=100, log_dir=str(work),
-                          run_id=f"{env_id.split('/')[-1]}-{preset}-adv", progress=False)
+    bc_cfg = TrainConfig(
+        arch=args.arch,
+        mode="bc",
+        steps=args.bc_steps,
+        seed=0,
+        eval_every=args.bc_steps,
+        eval_episodes=100,
+        log_dir=str(work),
+        run_id=f"{env_id.split('/')[-1]}-{preset}-bc",
+        progress=False,
+    )
+    adv_cfg = TrainConfig(
+        arch=args.arch,
+        mode="adversarial",
+        steps=args.adv_steps,
+        bc_warmup=args.bc_steps,
+        seed=0,
+        eval_every=args.adv_steps,
+        eval_episodes=100,
+        log_dir=str(work),
+        run_id=f"{env_id.split('/')[-1]}-{preset}-adv",
+        progress=False,
+    )
     for label, cfg in (("bc", bc_cfg), ("adversarial", adv_cfg)):
         start = time.perf_counter()
         result = train(demos, cfg)
         seconds = time.perf_counter() - start
         ev = evaluate(result.imitator, env_id, episodes=args.eval_episodes, seed=777, demos=demos)
-        dist = distinguishability(result.imitator, demos.select(range(min(demos.n_episodes, 600))), episodes=600, seed=5)
+        dist = distinguishability(
+            result.imitator, demos.select(range(min(demos.n_episodes, 600))), episodes=600, seed=5
+        )
         row = {
-            "env": env_id, "demos": preset, "mode": label, "train_s": seconds,
-            "demo_return": ds["mean_return"], "demo_departure": ds["departure_rate"],
-            "return": ev["mean_return"], "return_se": ev["mean_return_se"], "ratio": ev["return_ratio"],
-            "departure": ev["departure_rate"], "departure_se": ev["departure_rate_se"],
-            "heldout_acc": dist["heldout_acc"], "heldout_auroc": dist["heldout_auroc"],
+            "env": env_id,
+            "demos": preset,
+            "mode": label,
+            "train_s": seconds,
+            "demo_return": ds["mean_return"],
+            "demo_departure": ds["departure_rate"],
+            "return": ev["mean_return"],
+            "return_se": ev["mean_return_se"],
+            "ratio": ev["return_ratio"],
+            "departure": ev["departure_rate"],
+            "departure_se": ev["departure_rate_se"],
+            "heldout_acc": dist["heldout_acc"],
+            "heldout_auroc": dist["heldout_auroc"],
         }
         print(json.dumps(row), flush=True)
         rows.append(row)
@@ -60,14 +88,17 @@ def render(rows: list[dict], command: str, args: argparse.Namespace) -> str:
         f"(seeds 0..), BC {args.bc_steps} steps; adversarial = the same BC warm start + {args.adv_steps} iterations "
         f"(64 rollouts each, discriminator on obs + action + `core`). Evaluation: {args.eval_episodes} episodes "
         "(seed 777), mean ± standard error. Distinguishability: a fresh discriminator (obs + action + `core`), "
-        "trained on 70% of 600 demo episodes and 600 rollouts, scored on the other 30% (balanced step accuracy; 0.5 = indistinguishable).",
+        "trained on 70% of 600 demo episodes and 600 rollouts, scored on the other 30% (balanced step accuracy; 0.5 "
+        "= indistinguishable).",
         "",
-        "| env | demos | mode | demo return | imitator return | return ratio | demo departures | imitator departures | held-out disc. acc. | AUROC | train s |",
+        "| env | demos | mode | demo return | imitator return | return ratio | demo departures | imitator departures "
+        "| held-out disc. acc. | AUROC | train s |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['env'].split('/')[-1]} | {r['demos']} | {r['mode']} | {r['demo_return']:.3f} | {r['return']:.3f} ± {r['return_se']:.3f} | "
+            f"| {r['env'].split('/')[-1]} | {r['demos']} | {r['mode']} | {r['demo_return']:.3f} | {r['return']:.3f} "
+            f"± {r['return_se']:.3f} | "
             f"{r['ratio']:.3f} | {r['demo_departure']:.3f} | {r['departure']:.4f} ± {r['departure_se']:.4f} | "
             f"{r['heldout_acc']:.3f} | {r['heldout_auroc']:.3f} | {r['train_s']:.0f} |"
         )

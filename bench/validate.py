@@ -41,8 +41,11 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
         files = {
-            "imitator": save_imitator(build("gru", ImitatorConfig(obs_dim=406, n_actions=5, hidden=64, grid=(5, 9, 9))),
-                                      Path(work) / "i.safetensors", env_id=ENV),
+            "imitator": save_imitator(
+                build("gru", ImitatorConfig(obs_dim=406, n_actions=5, hidden=64, grid=(5, 9, 9))),
+                Path(work) / "i.safetensors",
+                env_id=ENV,
+            ),
             "demonstrations": record(ENV, "corrigible", episodes=1000, seed=0).save(Path(work) / "d.safetensors"),
         }
         validator = Validator(memory_bytes=2 * 1024**3, seconds=600, allowed_envs=())
@@ -55,20 +58,29 @@ def main() -> None:
             check(path, allow_imports=False)
             inline = timed(lambda: check(path, allow_imports=False))
             isolated = timed(lambda: validator.check(kind, path))
-            rows.append(f"| {kind} ({path.stat().st_size / 1e6:.1f} MB) | {1000 * inline:.1f} | {1000 * isolated:.1f} | {isolated / inline:.2f}x |")
+            rows.append(
+                f"| {kind} ({path.stat().st_size / 1e6:.1f} MB) | {1000 * inline:.1f} | {1000 * isolated:.1f} | "
+                f"{isolated / inline:.2f}x |"
+            )
         validator.close()
-    write_marked_section(Path(args.out), "\n".join([
-        "<!-- bench/validate.py begin -->",
-        "## Upload validation in a capped child process (`bench/validate.py`)",
-        "",
-        "Command: `python -m bench.validate --out BENCHMARKS.md` — one run; median of 10 validations per file after a warm-up.",
-        f"The child process's first start (spawn + imports) took {startup:.1f} s, once per server.",
-        "",
-        "| file | in the API process, ms | in the child, ms | ratio |",
-        "|---|---:|---:|---:|",
-        *rows,
-        "<!-- bench/validate.py end -->",
-    ]))
+    write_marked_section(
+        Path(args.out),
+        "\n".join(
+            [
+                "<!-- bench/validate.py begin -->",
+                "## Upload validation in a capped child process (`bench/validate.py`)",
+                "",
+                "Command: `python -m bench.validate --out BENCHMARKS.md` — one run; median of 10 validations per "
+                "file after a warm-up.",
+                f"The child process's first start (spawn + imports) took {startup:.1f} s, once per server.",
+                "",
+                "| file | in the API process, ms | in the child, ms | ratio |",
+                "|---|---:|---:|---:|",
+                *rows,
+                "<!-- bench/validate.py end -->",
+            ]
+        ),
+    )
     print("\n".join(rows))
 
 

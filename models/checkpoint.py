@@ -14,7 +14,6 @@ import hashlib
 import json
 import math
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ import torch
 from models.formats import IMITATOR_SCHEMA, CheckpointInfo, kind_of
 from models.imitator import Imitator, ImitatorConfig
 from models.registry import build
-from models.safetensors_io import strict_json, parse_safetensors, write_safetensors
+from models.safetensors_io import parse_safetensors, strict_json, write_safetensors
 
 _REQUIRED = ("imitaudit.schema", "arch", "config", "env_id", "obs_shape", "n_actions")
 
@@ -61,21 +60,16 @@ MAX_WEIGHT = 1e6
 """Weights past this magnitude overflow float32 arithmetic within a few layers: refused at load."""
 
 
-def load_checkpoint_bytes(data: bytes, name: str = "upload") -> tuple[Imitator, CheckpointInfo]:
-    """Rebuild an imitator from a safetensors checkpoint's bytes (in eval mode); ``name`` labels the messages.
-
-    Raises:
-        ValueError: one line naming the problem: not safetensors (a pickle, a zip, truncated),
-            missing or malformed metadata, another kind of imitaudit file, unknown architecture, a config that does
-            not fit the obs shape, or tensors missing, unexpected or of the wrong shape.
-    """
-    tensors, meta = parse_safetensors(data, name)
+def _header(meta: dict[str, str], name: str) -> tuple[ImitatorConfig, dict[str, Any], list[int], Any]:
+    """(config, env_kwargs, obs_shape, provenance) of a checkpoint's metadata, each checked against the others."""
     missing = [k for k in _REQUIRED if k not in meta]
     if "imitaudit.schema" in missing:
         raise ValueError(f"{name}: metadata has no 'imitaudit.schema': not an imitaudit checkpoint")
     kind = kind_of(meta, name)
     if kind == "demonstrations":
-        raise ValueError(f"{name}: this is a demonstrations file, not an imitator checkpoint (--imitator and --demos swapped?)")
+        raise ValueError(
+            f"{name}: this is a demonstrations file, not an imitator checkpoint (--imitator and --demos swapped?)"
+        )
     if kind != "imitator":
         raise ValueError(f"{name}: this is a {kind} file, not an imitator checkpoint")
     if missing:
@@ -100,18 +94,24 @@ def load_checkpoint_bytes(data: bytes, name: str = "upload") -> tuple[Imitator, 
         raise ValueError(f"{name}: obs_shape {obs_shape} does not fit config obs_dim={config.obs_dim}")
     if n_actions != config.n_actions:
         raise ValueError(f"{name}: n_actions={n_actions} does not fit config n_actions={config.n_actions}")
+    return config, env_kwargs, obs_shape, provenance
+
+
+def _weights(tensors: dict[str, np.ndarray], arch: str, config: ImitatorConfig, name: str) -> dict[str, torch.Tensor]:
+    """The state dict of ``arch`` under ``config`` from stored tensors that fit it exactly (names, shapes, finite floats
+    of bounded magnitude); the network is shaped on the meta device, so a config of any size allocates nothing first."""
     try:
-        with torch.device("meta"):  # shapes only: a config of any size allocates nothing until it matches the weights stored
-            skeleton = build(meta["arch"], config)
+        with torch.device("meta"):
+            skeleton = build(arch, config)
     except (ValueError, RuntimeError) as exc:
         raise ValueError(f"{name}: {exc}") from None
     expected = skeleton.state_dict()
     absent = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))
     if absent:
-        raise ValueError(f"{name}: missing tensor(s) for arch {meta['arch']!r}: {', '.join(absent[:4])}")
+        raise ValueError(f"{name}: missing tensor(s) for arch {arch!r}: {', '.join(absent[:4])}")
     if extra:
-        raise ValueError(f"{name}: unexpected tensor(s) for arch {meta['arch']!r}: {', '.join(extra[:4])}")
+        raise ValueError(f"{name}: unexpected tensor(s) for arch {arch!r}: {', '.join(extra[:4])}")
     state = {}
     for key, ref in expected.items():
         arr = tensors[key]
@@ -122,8 +122,25 @@ def load_checkpoint_bytes(data: bytes, name: str = "upload") -> tuple[Imitator, 
         if not np.isfinite(arr).all():
             raise ValueError(f"{name}: tensor {key} holds NaN or infinite values")
         if arr.size and float(np.abs(arr).max()) > MAX_WEIGHT:
-            raise ValueError(f"{name}: tensor {key} holds values of magnitude {float(np.abs(arr).max()):.3g}; weights past {MAX_WEIGHT:g} are refused")
+            raise ValueError(
+                f"{name}: tensor {key} holds values of magnitude {float(np.abs(arr).max()):.3g}; weights past "
+                f"{MAX_WEIGHT:g} are refused"
+            )
         state[key] = torch.from_numpy(arr.astype(np.float32))
+    return state
+
+
+def load_checkpoint_bytes(data: bytes, name: str = "upload") -> tuple[Imitator, CheckpointInfo]:
+    """Rebuild an imitator from a safetensors checkpoint's bytes (in eval mode); ``name`` labels the messages.
+
+    Raises:
+        ValueError: one line naming the problem: not safetensors (a pickle, a zip, truncated),
+            missing or malformed metadata, another kind of imitaudit file, unknown architecture, a config that does
+            not fit the obs shape, or tensors missing, unexpected or of the wrong shape.
+    """
+    tensors, meta = parse_safetensors(data, name)
+    config, env_kwargs, obs_shape, provenance = _header(meta, name)
+    state = _weights(tensors, meta["arch"], config, name)
     model = build(meta["arch"], config)
     model.load_state_dict(state)
     model.eval()
@@ -133,7 +150,7 @@ def load_checkpoint_bytes(data: bytes, name: str = "upload") -> tuple[Imitator, 
         env_id=meta["env_id"],
         env_kwargs=env_kwargs,
         obs_shape=tuple(obs_shape),
-        n_actions=n_actions,
+        n_actions=config.n_actions,
         provenance=provenance if isinstance(provenance, dict) else {},
         n_params=sum(p.numel() for p in model.parameters()),
         sha256=hashlib.sha256(data).hexdigest(),
@@ -141,9 +158,7 @@ def load_checkpoint_bytes(data: bytes, name: str = "upload") -> tuple[Imitator, 
     return model, info
 
 
-def convert_lightning_checkpoint(
-    ckpt: str | os.PathLike, out: str | os.PathLike, *, prefix: str = "imitator."
-) -> Path:
+def convert_lightning_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike, *, prefix: str = "imitator.") -> Path:
     """Convert a Lightning ``.ckpt`` written by ``audit.training.run`` into a safetensors checkpoint.
 
     Reads with ``torch.load(weights_only=True)`` only, which refuses arbitrary pickled
@@ -158,7 +173,9 @@ def convert_lightning_checkpoint(
     try:
         blob = torch.load(ckpt, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - weights_only refusals come in many types
-        raise ValueError(f"{ckpt}: cannot read as a weights-only Lightning checkpoint ({str(exc).splitlines()[0]})") from None
+        raise ValueError(
+            f"{ckpt}: cannot read as a weights-only Lightning checkpoint ({str(exc).splitlines()[0]})"
+        ) from None
     if not isinstance(blob, dict) or "state_dict" not in blob:
         raise ValueError(f"{ckpt}: not a Lightning checkpoint (no state_dict)")
     hp = dict(blob.get("hyper_parameters") or {})

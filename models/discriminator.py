@@ -34,7 +34,9 @@ class DiscriminatorConfig:
 
     def __post_init__(self) -> None:
         if self.obs_dim < 1 or self.n_actions < 2 or self.hidden < 1:
-            raise ValueError(f"bad discriminator sizes: obs_dim={self.obs_dim}, n_actions={self.n_actions}, hidden={self.hidden}")
+            raise ValueError(
+                f"bad discriminator sizes: obs_dim={self.obs_dim}, n_actions={self.n_actions}, hidden={self.hidden}"
+            )
 
     @property
     def input_dim(self) -> int:
@@ -43,13 +45,19 @@ class DiscriminatorConfig:
     def segments(self) -> list[tuple[str, int, int]]:
         """(name, start, stop) of each input block: ``obs``, ``action``, then ``tap:<name>``."""
         out, at = [], 0
-        for name, size in [("obs", self.obs_dim), ("action", self.n_actions), *[(f"tap:{k}", v) for k, v in self.taps.items()]]:
+        for name, size in [
+            ("obs", self.obs_dim),
+            ("action", self.n_actions),
+            *[(f"tap:{k}", v) for k, v in self.taps.items()],
+        ]:
             out.append((name, at, at + size))
             at += size
         return out
 
 
-def discriminator_input(config: DiscriminatorConfig, obs: Tensor, actions: Tensor, activations: dict[str, Tensor] | None = None) -> Tensor:
+def discriminator_input(
+    config: DiscriminatorConfig, obs: Tensor, actions: Tensor, activations: dict[str, Tensor] | None = None
+) -> Tensor:
     """Flat input [..., input_dim] from obs [..., D], actions [...] int64 and activations {tap: [..., F]}."""
     activations = activations or {}
     if obs.shape[-1] != config.obs_dim:
@@ -101,12 +109,12 @@ class Discriminator(nn.Module):
         The spread is floored: a one-hot cell that is almost never set would otherwise turn
         one unseen layout into an enormous input, and an enormous, meaningless log-odds.
         """
-        self.in_mean.copy_(features.mean(dim=0))
-        self.in_scale.copy_(features.std(dim=0).clamp(min=floor))
+        self.in_mean.copy_(features.mean(dim=0))  # type: ignore[operator]
+        self.in_scale.copy_(features.std(dim=0).clamp(min=floor))  # type: ignore[operator]
 
     def logits(self, features: Tensor) -> Tensor:
         """Logits [N] of flat inputs [N, input_dim] (logits_expert_is_high)."""
-        return self.net((features - self.in_mean) / self.in_scale).squeeze(-1)
+        return self.net((features - self.in_mean) / self.in_scale).squeeze(-1)  # type: ignore[operator]
 
     def forward(self, obs: Tensor, actions: Tensor, activations: dict[str, Tensor] | None = None) -> Tensor:
         return self.logits(self.features(obs, actions, activations))
@@ -117,7 +125,9 @@ class Discriminator(nn.Module):
 
 def balanced_loss(disc: Discriminator, expert: Tensor, imitator: Tensor) -> Tensor:
     """BCE with each class weighted equally: expert [N1, F] labelled 1, imitator [N0, F] labelled 0."""
-    return 0.5 * (nn.functional.softplus(-disc.logits(expert)).mean() + nn.functional.softplus(disc.logits(imitator)).mean())
+    return 0.5 * (
+        nn.functional.softplus(-disc.logits(expert)).mean() + nn.functional.softplus(disc.logits(imitator)).mean()
+    )
 
 
 def balanced_accuracy(expert_logits: Tensor, imitator_logits: Tensor) -> float:
@@ -151,9 +161,13 @@ def fit_discriminator(
         ValueError: an empty class, or features that do not match ``config``.
     """
     if len(expert) == 0 or len(imitator) == 0:
-        raise ValueError(f"a discriminator needs steps of both classes, got {len(expert)} expert and {len(imitator)} imitator")
+        raise ValueError(
+            f"a discriminator needs steps of both classes, got {len(expert)} expert and {len(imitator)} imitator"
+        )
     if expert.shape[-1] != config.input_dim or imitator.shape[-1] != config.input_dim:
-        raise ValueError(f"features must be [N, {config.input_dim}], got {tuple(expert.shape)} and {tuple(imitator.shape)}")
+        raise ValueError(
+            f"features must be [N, {config.input_dim}], got {tuple(expert.shape)} and {tuple(imitator.shape)}"
+        )
     torch.manual_seed(seed)
     disc = Discriminator(config=config)
     disc.set_normalization(torch.cat([expert, imitator]))

@@ -1,7 +1,8 @@
 """The files imitaudit reads, in one place: their schema strings, what a file is (:func:`sniff`), and what an imitator
 file says about itself (:class:`CheckpointInfo`).
 
-- an imitator checkpoint: safetensors, metadata ``imitaudit.schema`` = :data:`IMITATOR_SCHEMA` (:mod:`models.checkpoint`);
+- an imitator checkpoint: safetensors, metadata ``imitaudit.schema`` = :data:`IMITATOR_SCHEMA`
+(:mod:`models.checkpoint`);
 - an ONNX policy: a serialized ModelProto (:mod:`models.onnx_imitator`);
 - demonstrations: safetensors, :data:`DEMONSTRATIONS_SCHEMA` (``audit.data.demonstrations``);
 - a runtime monitor: safetensors, :data:`MONITOR_SCHEMA` (``audit.detect.monitor``).
@@ -27,7 +28,8 @@ KINDS = {IMITATOR_SCHEMA: "imitator", DEMONSTRATIONS_SCHEMA: "demonstrations", M
 
 
 def is_onnx(data: bytes) -> bool:
-    """Whether ``data`` starts like a serialized ONNX ModelProto (field 1, ir_version, a varint) rather than safetensors."""
+    """Whether ``data`` starts like a serialized ONNX ModelProto (field 1, ir_version, a varint) rather than
+    safetensors."""
     return len(data) > 2 and data[0] == 0x08 and not (len(data) >= 9 and data[8:9] == b"{")
 
 

@@ -23,7 +23,6 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-
 LIMITS = {"obs_dim": 2**24, "n_actions": 2**16, "hidden": 2**16, "layers": 64, "heads": 256, "max_len": 2**20}
 """Ceilings of an imitator's sizes: far above any real policy, low enough that no size is a memory bomb by itself."""
 
@@ -68,8 +67,15 @@ class ImitatorConfig:
             object.__setattr__(self, "grid", grid)
         if self.agent_plane is not None:
             plane = self.agent_plane
-            if self.grid is None or not isinstance(plane, int) or isinstance(plane, bool) or not 0 <= plane < self.grid[0]:
-                raise ValueError(f"agent_plane must index one of the grid's planes, got {plane!r} with grid {self.grid!r}")
+            if (
+                self.grid is None
+                or not isinstance(plane, int)
+                or isinstance(plane, bool)
+                or not 0 <= plane < self.grid[0]
+            ):
+                raise ValueError(
+                    f"agent_plane must index one of the grid's planes, got {plane!r} with grid {self.grid!r}"
+                )
         if self.n_actions < 2:
             raise ValueError(f"n_actions must be >= 2, got {self.n_actions}")
         if self.hidden % self.heads:
@@ -103,7 +109,7 @@ class GridEncoder(nn.Module):
 
     def __init__(self, *, config: ImitatorConfig, channels: int = 32) -> None:
         super().__init__()
-        c, h, w = config.grid
+        c, h, w = config.grid  # type: ignore[misc]
         self.grid = (c, h, w)
         self.n_grid = c * h * w
         self.agent_plane = config.agent_plane
@@ -164,7 +170,8 @@ class Imitator(nn.Module):
         return None
 
     def select_state(self, state: Tensor | None, rows: Tensor) -> Tensor | None:
-        """The stepping state of batch rows ``rows`` [K] int64 (repeats allowed: counterfactual copies of one episode)."""
+        """The stepping state of batch rows ``rows`` [K] int64 (repeats allowed: counterfactual copies of one
+        episode)."""
         return None if state is None else state.index_select(self.state_batch_dim, rows)
 
     def _check_obs(self, obs: Tensor, dims: int) -> None:
@@ -250,7 +257,12 @@ class TransformerImitator(Imitator):
         super().__init__(config=config)
         self.position = nn.Embedding(config.max_len, config.hidden)
         block = nn.TransformerEncoderLayer(
-            config.hidden, config.heads, dim_feedforward=2 * config.hidden, dropout=0.0, batch_first=True, norm_first=True
+            config.hidden,
+            config.heads,
+            dim_feedforward=2 * config.hidden,
+            dropout=0.0,
+            batch_first=True,
+            norm_first=True,
         )
         self.blocks = nn.TransformerEncoder(block, config.layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(config.hidden)

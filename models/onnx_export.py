@@ -1,4 +1,5 @@
-"""Write ONNX imitators: a registry imitator or any torch policy module, with the metadata :mod:`models.onnx_imitator` reads.
+"""Write ONNX imitators: a registry imitator or any torch policy module, with the metadata :mod:`models.onnx_imitator`
+reads.
 
 The same path a user's own network takes (``torch.onnx.export``), so the tests and the docs
 exercise what a CleanRL or Stable-Baselines3 user runs. Also stamps metadata onto an ONNX file
@@ -31,9 +32,17 @@ class _Stepper(nn.Module):
         return (logits, new) if state else logits
 
 
-def stamp(path: str | os.PathLike, out: str | os.PathLike, *, env_id: str, env_kwargs: dict[str, Any] | None = None,
-          taps: dict[str, str] | None = None, state_inputs: tuple[str, ...] = (), state_outputs: tuple[str, ...] = (),
-          logits: str = "") -> Path:
+def stamp(
+    path: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    env_id: str,
+    env_kwargs: dict[str, Any] | None = None,
+    taps: dict[str, str] | None = None,
+    state_inputs: tuple[str, ...] = (),
+    state_outputs: tuple[str, ...] = (),
+    logits: str = "",
+) -> Path:
     """Copy the ONNX model at ``path`` to ``out`` with imitaudit's metadata_props set (others kept)."""
     import onnx
 
@@ -44,7 +53,10 @@ def stamp(path: str | os.PathLike, out: str | os.PathLike, *, env_id: str, env_k
     if taps:
         props["imitaudit.taps"] = json.dumps(taps, sort_keys=True)
     if state_inputs or state_outputs:
-        props["imitaudit.state_inputs"], props["imitaudit.state_outputs"] = ",".join(state_inputs), ",".join(state_outputs)
+        props["imitaudit.state_inputs"], props["imitaudit.state_outputs"] = (
+            ",".join(state_inputs),
+            ",".join(state_outputs),
+        )
     if logits:
         props["imitaudit.logits"] = logits
     del model.metadata_props[:]
@@ -56,23 +68,39 @@ def stamp(path: str | os.PathLike, out: str | os.PathLike, *, env_id: str, env_k
     return out
 
 
-def export_module(module: nn.Module, path: str | os.PathLike, *, obs_shape: tuple[int, ...], env_id: str,
-                  env_kwargs: dict[str, Any] | None = None, taps: dict[str, str] | None = None) -> Path:
+def export_module(
+    module: nn.Module,
+    path: str | os.PathLike,
+    *,
+    obs_shape: tuple[int, ...],
+    env_id: str,
+    env_kwargs: dict[str, Any] | None = None,
+    taps: dict[str, str] | None = None,
+) -> Path:
     """Export a memoryless torch policy ``module`` (obs [B, *obs_shape] -> logits [B, A]) as an ONNX imitator."""
     out = Path(path)
     tmp = out.with_name(out.name + ".raw")
     module = module.eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, (torch.zeros(1, *obs_shape),), str(tmp), input_names=["obs"], output_names=["logits"],
-                          dynamic_axes={"obs": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
+        torch.onnx.export(
+            module,
+            (torch.zeros(1, *obs_shape),),
+            str(tmp),
+            input_names=["obs"],
+            output_names=["logits"],
+            dynamic_axes={"obs": {0: "batch"}, "logits": {0: "batch"}},
+            dynamo=False,
+        )
     try:
         return stamp(tmp, out, env_id=env_id, env_kwargs=env_kwargs, taps=taps)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def export_imitator(model: Imitator, path: str | os.PathLike, *, env_id: str, env_kwargs: dict[str, Any] | None = None) -> Path:
+def export_imitator(
+    model: Imitator, path: str | os.PathLike, *, env_id: str, env_kwargs: dict[str, Any] | None = None
+) -> Path:
     """Export a registry MLP or GRU imitator as an ONNX imitator whose ``encoder`` / ``core`` taps are its own.
 
     Raises:
@@ -93,11 +121,20 @@ def export_imitator(model: Imitator, path: str | os.PathLike, *, env_id: str, en
         axes |= {"state": {model.state_batch_dim: "batch"}, "next_state": {model.state_batch_dim: "batch"}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(_Stepper(model), args, str(tmp), input_names=names, output_names=outputs, dynamic_axes=axes, dynamo=False)
+        torch.onnx.export(
+            _Stepper(model), args, str(tmp), input_names=names, output_names=outputs, dynamic_axes=axes, dynamo=False
+        )
     try:
         taps = _registry_taps(tmp, model)
-        return stamp(tmp, out, env_id=env_id, env_kwargs=env_kwargs, taps=taps,
-                     state_inputs=("state",) if state is not None else (), state_outputs=("next_state",) if state is not None else ())
+        return stamp(
+            tmp,
+            out,
+            env_id=env_id,
+            env_kwargs=env_kwargs,
+            taps=taps,
+            state_inputs=("state",) if state is not None else (),
+            state_outputs=("next_state",) if state is not None else (),
+        )
     finally:
         tmp.unlink(missing_ok=True)
 

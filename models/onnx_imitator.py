@@ -1,4 +1,5 @@
-"""ONNX imitators: a policy trained elsewhere (Stable-Baselines3, CleanRL, any torch module) audited from its graph alone.
+"""ONNX imitators: a policy trained elsewhere (Stable-Baselines3, CleanRL, any torch module) audited from its graph
+alone.
 
 An ONNX file carries the whole network and runs in onnxruntime without its author's code, so
 nothing a user names is imported or executed in Python. Taps are graph tensors exposed as extra
@@ -33,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from models.formats import CheckpointInfo, is_onnx
+from models.formats import CheckpointInfo
 from models.imitator import Imitator, ImitatorConfig
 from models.safetensors_io import strict_json
 
@@ -134,7 +135,8 @@ def _subgraphs(attr: Any) -> list[Any]:
 
 
 def _graphs(model: Any) -> list[Any]:
-    """Every graph of the model: the main graph and each If/Loop/Scan body, at any depth (functions' bodies included)."""
+    """Every graph of the model: the main graph and each If/Loop/Scan body, at any depth (functions' bodies
+    included)."""
     todo, out = [model.graph], []
     nodes_of_functions = [n for f in model.functions for n in f.node]
     for node in nodes_of_functions:
@@ -150,7 +152,8 @@ def _graphs(model: Any) -> list[Any]:
 
 
 def _tensors(model: Any, graphs: list[Any]) -> list[tuple[Any, int]]:
-    """Every tensor the model stores, each with the elements it stands for: dense and sparse initializers of every graph,
+    """Every tensor the model stores, each with the elements it stands for: dense and sparse initializers of every
+    graph,
     and tensor attributes (Constant nodes' among them) of every node, in graphs and in functions."""
     nodes = [n for g in graphs for n in g.node] + [n for f in model.functions for n in f.node]
     out: list[tuple[Any, int]] = []
@@ -177,20 +180,28 @@ def _check_graph(model: Any) -> None:
 
     graphs = _graphs(model)
     nodes = [n for g in graphs for n in g.node] + [n for f in model.functions for n in f.node]
-    domains = sorted({n.domain for n in nodes if n.domain not in STANDARD_DOMAINS} | {f.domain for f in model.functions})
+    domains = sorted(
+        {n.domain for n in nodes if n.domain not in STANDARD_DOMAINS} | {f.domain for f in model.functions}
+    )
     if domains:
-        raise ValueError(f"operators outside the standard ONNX domains ({', '.join(d or '?' for d in domains)[:200]}) are refused")
+        raise ValueError(
+            f"operators outside the standard ONNX domains ({', '.join(d or '?' for d in domains)[:200]}) are refused"
+        )
     tensors = _tensors(model, graphs)
     for tensor, _ in tensors:
         if tensor.data_location == TensorProto.EXTERNAL or tensor.external_data:
-            raise ValueError(f"tensor {tensor.name[:80]!r} lives in an external data file; export with the weights inside the .onnx")
+            raise ValueError(
+                f"tensor {tensor.name[:80]!r} lives in an external data file; export with the weights inside the .onnx"
+            )
     params = sum(size for _, size in tensors)
     if params > MAX_PARAMS:
         raise ValueError(f"{params:,} weights; ONNX imitators may hold at most {MAX_PARAMS:,}")
     try:
         inferred = shape_inference.infer_shapes(model).graph
     except Exception:  # noqa: BLE001 - a graph shape inference rejects is malformed input
-        raise ValueError("shape inference failed: the graph is malformed (onnx.shape_inference.infer_shapes shows where)") from None
+        raise ValueError(
+            "shape inference failed: the graph is malformed (onnx.shape_inference.infer_shapes shows where)"
+        ) from None
     for vi in [*inferred.input, *inferred.value_info, *inferred.output]:
         size = math.prod(d if isinstance(d, int) and d > 0 else 1 for d in _dims(vi))
         if size > MAX_TENSOR:
@@ -200,7 +211,9 @@ def _check_graph(model: Any) -> None:
 def default_taps(model: Any, obs_input: str, logits: str) -> dict[str, str]:
     """Tap -> tensor: ``head`` the logits, ``core`` / ``encoder`` the inputs of the last two MatMul/Gemm nodes."""
     inits = {i.name for i in model.graph.initializer}
-    read = [n.input[0] for n in model.graph.node if n.op_type in ("MatMul", "Gemm") and n.input and n.input[0] not in inits]
+    read = [
+        n.input[0] for n in model.graph.node if n.op_type in ("MatMul", "Gemm") and n.input and n.input[0] not in inits
+    ]
     taps = {"head": logits}
     if read and read[-1] != obs_input:
         taps["core"] = read[-1]
@@ -227,16 +240,26 @@ class OnnxImitator(Imitator):
 
     arch = ARCH
 
-    def __init__(self, *, session: Any, config: ImitatorConfig, obs_input: str, obs_shape: tuple[int, ...], logits: str,
-                 tap_tensors: dict[str, str], tap_widths: dict[str, int], states: list[tuple[str, str, int, tuple[int, ...]]],
-                 source: tuple[bytes, str]) -> None:
+    def __init__(
+        self,
+        *,
+        session: Any,
+        config: ImitatorConfig,
+        obs_input: str,
+        obs_shape: tuple[int, ...],
+        logits: str,
+        tap_tensors: dict[str, str],
+        tap_widths: dict[str, int],
+        states: list[tuple[str, str, int, tuple[int, ...]]],
+        source: tuple[bytes, str],
+    ) -> None:
         nn.Module.__init__(self)
         self._source = source  # the checked file's bytes and name: a copy in another process is loaded again from them
         self.config, self.session = config, session
         self.obs_input, self.obs_shape, self.logits_name = obs_input, obs_shape, logits
         self.tap_tensors, self.tap_widths, self.states = dict(tap_tensors), dict(tap_widths), states
-        self.tap_names = tuple(tap_tensors)
-        self.recurrent = bool(states)
+        self.tap_names = tuple(tap_tensors)  # type: ignore[misc]
+        self.recurrent = bool(states)  # type: ignore[misc]
         for name in self.tap_names:
             self.add_module(name, _Tap())
         self._outputs = [logits, *[s[1] for s in states], *tap_tensors.values()]
@@ -248,7 +271,7 @@ class OnnxImitator(Imitator):
         # a session does not pickle: a copy (a Ray task's) is rebuilt from the checked bytes, through the same checks
         return _rebuild, self._source
 
-    def initial_state(self, batch: int) -> tuple[Tensor, ...] | None:
+    def initial_state(self, batch: int) -> tuple[Tensor, ...] | None:  # type: ignore[override]
         if not self.states:
             return None
         out = []
@@ -263,7 +286,9 @@ class OnnxImitator(Imitator):
             return None
         return tuple(s.index_select(dim, rows) for s, (_, _, dim, _) in zip(state, self.states))
 
-    def _run(self, obs: Tensor, state: tuple[Tensor, ...] | None) -> tuple[Tensor, tuple[Tensor, ...] | None, dict[str, Tensor]]:
+    def _run(
+        self, obs: Tensor, state: tuple[Tensor, ...] | None
+    ) -> tuple[Tensor, tuple[Tensor, ...] | None, dict[str, Tensor]]:
         feeds = {self.obs_input: obs.detach().reshape(len(obs), *self.obs_shape).numpy().astype(np.float32, copy=False)}
         for s, (name, _, _, _) in zip(state or (), self.states):
             feeds[name] = s.numpy().astype(np.float32, copy=False)
@@ -272,11 +297,16 @@ class OnnxImitator(Imitator):
         except InterruptedError:
             raise
         except Exception as exc:  # noqa: BLE001 - onnxruntime's own types; the message must not quote the graph's values
-            raise ValueError(f"the imitator's ONNX graph failed on a batch of {len(obs)} observation(s): {_run_failure(exc)}") from None
+            raise ValueError(
+                f"the imitator's ONNX graph failed on a batch of {len(obs)} observation(s): {_run_failure(exc)}"
+            ) from None
         logits = torch.from_numpy(np.asarray(got[0], dtype=np.float32)).reshape(len(obs), -1)
         k = len(self.states)
         new_state = tuple(torch.from_numpy(np.asarray(g, dtype=np.float32)) for g in got[1 : 1 + k]) if k else None
-        taps = {n: torch.from_numpy(np.asarray(g, dtype=np.float32)).reshape(len(obs), -1) for n, g in zip(self.tap_tensors, got[1 + k :])}
+        taps = {
+            n: torch.from_numpy(np.asarray(g, dtype=np.float32)).reshape(len(obs), -1)
+            for n, g in zip(self.tap_tensors, got[1 + k :])
+        }
         return logits, new_state, taps
 
     def forward(self, obs: Tensor, state: Any = None) -> tuple[Tensor, Any]:
@@ -302,7 +332,8 @@ class OnnxImitator(Imitator):
             out = obs.new_zeros(b, t, self.config.n_actions)
             out[mask] = logits
             return out
-        state, steps, per_tap = self.initial_state(b), [], {n: [] for n in self.tap_names}
+        state, steps = self.initial_state(b), []
+        per_tap: dict[str, list] = {n: [] for n in self.tap_names}
         for i in range(t):
             logits, state, taps = self._run(obs[:, i], state)
             steps.append(logits)
@@ -317,7 +348,9 @@ def _state_specs(graph: Any, meta: dict[str, str], name: str) -> list[tuple[str,
     ins = [s for s in meta.get("imitaudit.state_inputs", "").split(",") if s]
     outs = [s for s in meta.get("imitaudit.state_outputs", "").split(",") if s]
     if len(ins) != len(outs):
-        raise ValueError(f"{name}: imitaudit.state_inputs names {len(ins)} tensors but imitaudit.state_outputs {len(outs)}")
+        raise ValueError(
+            f"{name}: imitaudit.state_inputs names {len(ins)} tensors but imitaudit.state_outputs {len(outs)}"
+        )
     inputs = {i.name: i for i in graph.input}
     outputs = {o.name for o in graph.output}
     specs = []
@@ -327,7 +360,9 @@ def _state_specs(graph: Any, meta: dict[str, str], name: str) -> list[tuple[str,
         dims = _dims(inputs[i])
         symbolic = [k for k, d in enumerate(dims) if not isinstance(d, int) or d <= 0]
         if len(symbolic) != 1:
-            raise ValueError(f"{name}: state input {i[:80]!r} needs exactly one symbolic (batch) dimension, has shape {dims}")
+            raise ValueError(
+                f"{name}: state input {i[:80]!r} needs exactly one symbolic (batch) dimension, has shape {dims}"
+            )
         specs.append((i, o, symbolic[0], tuple(int(d) for k, d in enumerate(dims) if k != symbolic[0])))
     return specs
 
@@ -353,7 +388,9 @@ def onnx_metadata(data: bytes, name: str = "upload") -> dict[str, str]:
         raise ValueError(str(exc) if str(exc).startswith(name) else f"{name}: {exc}") from None
 
 
-def load_onnx_bytes(data: bytes, name: str = "upload", *, threads: int | None = None) -> tuple[OnnxImitator, CheckpointInfo]:
+def load_onnx_bytes(
+    data: bytes, name: str = "upload", *, threads: int | None = None
+) -> tuple[OnnxImitator, CheckpointInfo]:
     """An ONNX imitator from the bytes of a ``.onnx`` file.
 
     Raises:
@@ -372,14 +409,23 @@ def load_onnx_bytes(data: bytes, name: str = "upload", *, threads: int | None = 
         raise ValueError(f"{name}: {exc}") from None
     env_id = meta.get("imitaudit.env_id", "")
     if not env_id:
-        raise ValueError(f"{name}: metadata_props lack imitaudit.env_id (stamp it: imitaudit convert --from onnx {name} --env ID --out X.onnx)")
+        raise ValueError(
+            f"{name}: metadata_props lack imitaudit.env_id (stamp it: imitaudit convert --from onnx {name} --env ID "
+            f"--out X.onnx)"
+        )
     try:
         env_kwargs = strict_json(meta.get("imitaudit.env_kwargs", "{}"))
         named_taps = strict_json(meta.get("imitaudit.taps", "{}"))
     except ValueError as exc:
         raise ValueError(f"{name}: malformed metadata ({str(exc).splitlines()[0][:200]})") from None
-    if not isinstance(env_kwargs, dict) or not isinstance(named_taps, dict) or not all(isinstance(v, str) for v in named_taps.values()):
-        raise ValueError(f"{name}: imitaudit.env_kwargs and imitaudit.taps must be JSON objects (taps: name -> tensor name)")
+    if (
+        not isinstance(env_kwargs, dict)
+        or not isinstance(named_taps, dict)
+        or not all(isinstance(v, str) for v in named_taps.values())
+    ):
+        raise ValueError(
+            f"{name}: imitaudit.env_kwargs and imitaudit.taps must be JSON objects (taps: name -> tensor name)"
+        )
     states = _state_specs(graph, meta, name)
     inits = {i.name for i in graph.initializer}
     obs_inputs = [i for i in graph.input if i.name not in inits and i.name not in {s[0] for s in states}]
@@ -388,7 +434,10 @@ def load_onnx_bytes(data: bytes, name: str = "upload", *, threads: int | None = 
     obs_vi = obs_inputs[0]
     obs_dims = _dims(obs_vi)
     if len(obs_dims) < 2 or not all(isinstance(d, int) and d > 0 for d in obs_dims[1:]):
-        raise ValueError(f"{name}: observation input {obs_vi.name[:80]!r} must be [batch, *obs_shape] with a fixed obs_shape, got {obs_dims}")
+        raise ValueError(
+            f"{name}: observation input {obs_vi.name[:80]!r} must be [batch, *obs_shape] with a fixed obs_shape, got "
+            f"{obs_dims}"
+        )
     obs_shape = tuple(int(d) for d in obs_dims[1:])
     logits = meta.get("imitaudit.logits") or graph.output[0].name
     produced = {o for n in graph.node for o in n.output}
@@ -405,13 +454,38 @@ def load_onnx_bytes(data: bytes, name: str = "upload", *, threads: int | None = 
             have.add(tensor)
     session = _session(model, name, threads)
     n_actions, widths = _probe(session, name, obs_vi.name, obs_shape, states, logits, taps)
-    config = ImitatorConfig(obs_dim=math.prod(obs_shape), n_actions=n_actions, hidden=max(1, widths.get("core", n_actions)), heads=1)
-    imitator = OnnxImitator(session=session, config=config, obs_input=obs_vi.name, obs_shape=obs_shape, logits=logits,
-                            tap_tensors=taps, tap_widths=widths, states=states, source=(data, name))
-    info = CheckpointInfo(arch=ARCH, config=config, env_id=env_id, env_kwargs=env_kwargs, obs_shape=obs_shape, n_actions=n_actions,
-                          provenance={"onnx": {"producer": model.producer_name[:100], "opset": [o.version for o in model.opset_import][:4],
-                                               "taps": taps, "recurrent": bool(states)}},
-                          n_params=sum(math.prod(i.dims) for i in graph.initializer), sha256=hashlib.sha256(data).hexdigest())
+    config = ImitatorConfig(
+        obs_dim=math.prod(obs_shape), n_actions=n_actions, hidden=max(1, widths.get("core", n_actions)), heads=1
+    )
+    imitator = OnnxImitator(
+        session=session,
+        config=config,
+        obs_input=obs_vi.name,
+        obs_shape=obs_shape,
+        logits=logits,
+        tap_tensors=taps,
+        tap_widths=widths,
+        states=states,
+        source=(data, name),
+    )
+    info = CheckpointInfo(
+        arch=ARCH,
+        config=config,
+        env_id=env_id,
+        env_kwargs=env_kwargs,
+        obs_shape=obs_shape,
+        n_actions=n_actions,
+        provenance={
+            "onnx": {
+                "producer": model.producer_name[:100],
+                "opset": [o.version for o in model.opset_import][:4],
+                "taps": taps,
+                "recurrent": bool(states),
+            }
+        },
+        n_params=sum(math.prod(i.dims) for i in graph.initializer),
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
     return imitator, info
 
 
@@ -420,8 +494,9 @@ PROBE_ROWS = (1, 256)
 cost grows with the batch shows it here rather than in a job)."""
 
 
-def _probe(session: Any, name: str, obs_input: str, obs_shape: tuple[int, ...], states: list, logits: str,
-           taps: dict[str, str]) -> tuple[int, dict[str, int]]:
+def _probe(
+    session: Any, name: str, obs_input: str, obs_shape: tuple[int, ...], states: list, logits: str, taps: dict[str, str]
+) -> tuple[int, dict[str, int]]:
     """Run the graph on zeros at each of :data:`PROBE_ROWS`; the number of actions and each tap's width per row.
 
     The logits must be finite floats of shape [rows, A] at every batch size, with A within the imitator limits.
@@ -440,18 +515,26 @@ def _probe(session: Any, name: str, obs_input: str, obs_shape: tuple[int, ...], 
         except InterruptedError:
             raise
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types for a graph that cannot run
-            raise ValueError(f"{name}: the graph does not run on a batch of {rows} observation(s): {_run_failure(exc)}") from None
+            raise ValueError(
+                f"{name}: the graph does not run on a batch of {rows} observation(s): {_run_failure(exc)}"
+            ) from None
         out = [np.asarray(g) for g in got]
         if out[0].dtype.kind != "f":
             raise ValueError(f"{name}: the graph's logits are not floating-point numbers")
         if out[0].ndim < 1 or out[0].shape[0] != rows or out[0].size == 0 or out[0].size % rows:
-            raise ValueError(f"{name}: the graph's logits do not have one row per observation (they must be [batch, actions])")
+            raise ValueError(
+                f"{name}: the graph's logits do not have one row per observation (they must be [batch, actions])"
+            )
         if not np.isfinite(out[0]).all():
             raise ValueError(f"{name}: the graph's logits are not finite on an all-zeros observation")
         n_actions = out[0].size // rows
-        if n_actions > LIMITS["n_actions"] or any(g.size % rows or g.size // rows > LIMITS["hidden"] or g.dtype.kind != "f" for g in out[1:]):
-            raise ValueError(f"{name}: the graph's logits or taps have the wrong width (at most {LIMITS['n_actions']:,} "
-                             f"actions and {LIMITS['hidden']:,} floats per tap and row)")
+        if n_actions > LIMITS["n_actions"] or any(
+            g.size % rows or g.size // rows > LIMITS["hidden"] or g.dtype.kind != "f" for g in out[1:]
+        ):
+            raise ValueError(
+                f"{name}: the graph's logits or taps have the wrong width (at most {LIMITS['n_actions']:,} "
+                f"actions and {LIMITS['hidden']:,} floats per tap and row)"
+            )
         widths = {tap: g.size // rows for tap, g in zip(taps, out[1:])}
         if seen is not None and seen != (n_actions, widths):
             raise ValueError(f"{name}: the graph's logits or taps change width with the batch size")
@@ -478,6 +561,10 @@ def _session(model: Any, name: str, threads: int | None) -> Any:
         # a second wall behind _check_graph: whatever names a file resolves it in a fresh empty folder, not the cwd
         opts.add_session_config_entry("session.model_external_initializers_file_folder_path", empty)
         try:
-            return ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
+            return ort.InferenceSession(
+                model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"]
+            )
         except Exception:  # noqa: BLE001 - its message may quote values the graph's constants computed
-            raise ValueError(f"{name}: onnxruntime cannot load the graph (onnx.checker.check_model(..., full_check=True) shows why)") from None
+            raise ValueError(
+                f"{name}: onnxruntime cannot load the graph (onnx.checker.check_model(..., full_check=True) shows why)"
+            ) from None

@@ -37,11 +37,8 @@ DTYPES = ("F64", "F32", "F16", "I64", "I32", "I16", "I8", "U8", "BOOL")
 """Tensor dtypes imitaudit reads (numpy has no bfloat16 or float8)."""
 
 
-def parse_safetensors(data: bytes, name: str = "upload") -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Like :func:`read_safetensors`, on bytes already in memory (``name`` labels messages)."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load as load_bytes
-
+def _header_length(data: bytes, name: str) -> int:
+    """The JSON header's length, once the bytes look like safetensors (a pickle, a zip or a truncated file named)."""
     if not data:
         raise ValueError(f"{name}: file is empty")
     looks_safetensors = len(data) >= 9 and data[8:9] == b"{"
@@ -59,10 +56,21 @@ def parse_safetensors(data: bytes, name: str = "upload") -> tuple[dict[str, np.n
         raise ValueError(f"{name}: not safetensors: header length {header_len} exceeds the file's {len(data)} bytes")
     if header_len > MAX_HEADER_BYTES:
         raise ValueError(f"{name}: safetensors header of {header_len} bytes is over the limit of {MAX_HEADER_BYTES}")
+    return header_len
+
+
+def parse_safetensors(data: bytes, name: str = "upload") -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Like :func:`read_safetensors`, on bytes already in memory (``name`` labels messages)."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load as load_bytes
+
+    header_len = _header_length(data, name)
     try:
         header = strict_json(data[8 : 8 + header_len])
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{name}: not safetensors: its header is not valid JSON ({str(exc).splitlines()[0][:200]})") from None
+        raise ValueError(
+            f"{name}: not safetensors: its header is not valid JSON ({str(exc).splitlines()[0][:200]})"
+        ) from None
     if not isinstance(header, dict):
         raise ValueError(f"{name}: not safetensors: its header is not a JSON object")
     metadata = header.get("__metadata__") or {}
@@ -70,20 +78,27 @@ def parse_safetensors(data: bytes, name: str = "upload") -> tuple[dict[str, np.n
         raise ValueError(f"{name}: safetensors metadata must map strings to strings")
     for key, value in metadata.items():
         if len(value) > MAX_METADATA_VALUE:
-            raise ValueError(f"{name}: metadata {key[:100]!r} is {len(value)} characters, over the limit of {MAX_METADATA_VALUE}")
+            raise ValueError(
+                f"{name}: metadata {key[:100]!r} is {len(value)} characters, over the limit of {MAX_METADATA_VALUE}"
+            )
     for key, entry in header.items():
         if key != "__metadata__" and isinstance(entry, dict) and entry.get("dtype") not in DTYPES:
-            raise ValueError(f"{name}: tensor {key[:100]!r} has dtype {str(entry.get('dtype'))[:20]}, which imitaudit does not read "
-                             f"(it reads {', '.join(DTYPES)}; save weights as float32)")
+            raise ValueError(
+                f"{name}: tensor {key[:100]!r} has dtype {str(entry.get('dtype'))[:20]}, which imitaudit does not read "
+                f"(it reads {', '.join(DTYPES)}; save weights as float32)"
+            )
     try:
         tensors = load_bytes(data)
     except (SafetensorError, ValueError, TypeError, KeyError) as exc:
-        raise ValueError(f"{name}: invalid safetensors file ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise ValueError(
+            f"{name}: invalid safetensors file ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
     return tensors, metadata
 
 
 def strict_json(text: str | bytes) -> Any:
-    """JSON as an untrusted file holds it: no NaN or infinities, no duplicate keys, no nesting deep enough to exhaust the stack.
+    """JSON as an untrusted file holds it: no NaN or infinities, no duplicate keys, no nesting deep enough to exhaust
+    the stack.
 
     Raises:
         ValueError: the first of those, in one line.

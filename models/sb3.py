@@ -70,8 +70,10 @@ def _weights(raw: bytes, name: str) -> dict[str, torch.Tensor]:
         state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch's refusal of pickled classes, or a broken file
         first = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()[0][:160]
-        raise ValueError(f"{name}: not a plain state dict of tensors ({first}); save one with "
-                         "torch.save(policy.state_dict(), 'policy.pth')") from None
+        raise ValueError(
+            f"{name}: not a plain state dict of tensors ({first}); save one with "
+            "torch.save(policy.state_dict(), 'policy.pth')"
+        ) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -114,11 +116,16 @@ def actor(state: dict[str, torch.Tensor], *, activation: str, name: str = "polic
         raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
     if "action_net.weight" in state:
         if any(k.startswith("mlp_extractor.shared_net") for k in state):
-            raise ValueError(f"{name}: a shared actor-critic trunk (old SB3 net_arch) is not mapped; retrain with net_arch=dict(pi=..., vf=...)")
+            raise ValueError(
+                f"{name}: a shared actor-critic trunk (old SB3 net_arch) is not mapped; retrain with "
+                f"net_arch=dict(pi=..., vf=...)"
+            )
         if any(k.startswith(("features_extractor.cnn", "pi_features_extractor.cnn")) for k in state):
             raise ValueError(f"{name}: CNN feature extractors are not mapped (MLP policies only)")
         hidden = _layers(state, "mlp_extractor.policy_net")
-        return _mlp([*hidden, (state["action_net.weight"], state["action_net.bias"])], ACTIVATIONS[activation]), "actor-critic"
+        return _mlp(
+            [*hidden, (state["action_net.weight"], state["action_net.bias"])], ACTIVATIONS[activation]
+        ), "actor-critic"
     q = _layers(state, "q_net.q_net")
     if q:
         return _mlp(q, ACTIVATIONS[activation]), "dqn"
@@ -138,8 +145,15 @@ def _activation_of(data: dict[str, Any], given: str, kind: str) -> str:
     return "relu" if kind == "dqn" else "tanh"
 
 
-def convert_sb3(source: str | os.PathLike, out: str | os.PathLike, *, env_id: str, env_kwargs: dict[str, Any] | None = None,
-                net_arch: str = "", activation: str = "") -> Path:
+def convert_sb3(
+    source: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    env_id: str,
+    env_kwargs: dict[str, Any] | None = None,
+    net_arch: str = "",
+    activation: str = "",
+) -> Path:
     """Write the SB3 policy at ``source`` (a model.save zip, or a policy state dict) as an ONNX imitator at ``out``.
 
     ``net_arch`` ("64,64"), when given, is checked against the widths the weights hold.

@@ -96,7 +96,8 @@ def teacher_forced(
     batches cost what their real steps cost. With ``detach=False`` (and grad enabled)
     gradients flow through logits and activations.
     """
-    logits, taps = [], {n: [] for n in names}
+    logits: list = []
+    taps: dict[str, list] = {n: [] for n in names}
     for i in range(0, obs.shape[0], chunk):
         part_mask = mask[i : i + chunk]
         with TapRecorder(model=model, names=names, detach=detach) as rec:

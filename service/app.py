@@ -1,6 +1,7 @@
 """The HTTP service as an ASGI app: middleware, error handlers and the routers, assembled.
 
-Every route but ``/healthz`` (and the OpenAPI pages, unless ``IMITAUDIT_DOCS=false``) needs a token (see :mod:`service.auth`); everything a route
+Every route but ``/healthz`` (and the OpenAPI pages, unless ``IMITAUDIT_DOCS=false``) needs a token (see
+:mod:`service.auth`); everything a route
 returns or touches belongs to the token's project, and anything else is a 404, exactly as
 if it did not exist. Errors are JSON ``{"error": "<one line>"}`` with a 4xx status.
 """
@@ -20,9 +21,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.deps import ApiError
 from service.errors import Conflict, Invalid, NotFound, ServiceError
-from service.runtime import Service
 from service.guard import guard
 from service.routes import audits, ops, reports, uploads
+from service.runtime import Service
 from service.settings import Settings
 
 log = logging.getLogger("imitaudit.api")
@@ -32,6 +33,7 @@ _NOUNS = {"settings": "setting", "policy": "policy field"}
 
 DOMAIN_STATUS = ((NotFound, 404), (Conflict, 409), (Invalid, 422), (ServiceError, 400))
 """How the data layer's refusals (:mod:`service.errors`) are answered."""
+
 
 def validation_message(error: dict[str, Any]) -> tuple[int, str]:
     """One line (and a status) for the first error of a request that does not fit its model."""
@@ -48,18 +50,23 @@ def validation_message(error: dict[str, Any]) -> tuple[int, str]:
 
 
 def fault_message(exc: BaseException) -> tuple[int, str]:
-    """A status and one line for a fault of the server's own resources: a full disk (507), an unreachable database (503)."""
+    """A status and one line for a fault of the server's own resources: a full disk (507), an unreachable database
+    (503)."""
     from sqlalchemy.exc import DBAPIError, OperationalError
 
     cause = exc
     while cause is not None:
         if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
             return 507, "the server's disk is full; nothing was stored; try again later"
-        if isinstance(cause, (OperationalError, DBAPIError)) and "disk" in str(cause).lower() and "full" in str(cause).lower():
+        if (
+            isinstance(cause, (OperationalError, DBAPIError))
+            and "disk" in str(cause).lower()
+            and "full" in str(cause).lower()
+        ):
             return 507, "the server's database disk is full; nothing was stored; try again later"
         if isinstance(cause, OperationalError):
             return 503, "the database is unavailable; try again later"
-        cause = cause.__cause__ or cause.__context__
+        cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
     return 500, "internal error"
 
 
@@ -75,7 +82,9 @@ def _handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
-        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            {"error": str(exc.detail)}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError):
@@ -101,7 +110,9 @@ def _handlers(app: FastAPI) -> None:
         start = time.perf_counter()
         response = await call_next(request)
         path = getattr(request.scope.get("route"), "path", "unmatched")
-        app.state.service.metrics.requests.labels(request.method, path, str(response.status_code)).observe(time.perf_counter() - start)
+        app.state.service.metrics.requests.labels(request.method, path, str(response.status_code)).observe(
+            time.perf_counter() - start
+        )
         return response
 
 
@@ -119,10 +130,14 @@ def create_app(settings: Settings | None = None, *, start_worker: bool | None = 
         app.state.service.stop_worker()
         app.state.service.validator.close()
 
-    docs = {} if settings.docs else {"openapi_url": None, "docs_url": None, "redoc_url": None}
+    docs: dict[str, Any] = {} if settings.docs else {"openapi_url": None, "docs_url": None, "redoc_url": None}
     app = FastAPI(
-        title="imitaudit", version="1", lifespan=lifespan, **docs,
-        description="Audit imitators for incorrigible departures: upload a checkpoint and demonstrations, submit an audit, read the verdict.",
+        title="imitaudit",
+        version="1",
+        lifespan=lifespan,
+        **docs,
+        description="Audit imitators for incorrigible departures: upload a checkpoint and demonstrations, submit an "
+        "audit, read the verdict.",
     )
     app.state.service = Service(settings=settings)
     _handlers(app)

@@ -62,9 +62,20 @@ def create_token(session: Session, *, project: str, role: str, name: str = "") -
 
 def list_tokens(session: Session) -> list[dict]:
     """Every token's id, project, role, name, creation time and whether it is revoked (never the secret)."""
-    rows = session.execute(select(Token, Project).join(Project, Project.id == Token.project_id).order_by(Token.id)).all()
-    return [{"id": t.id, "project": p.name, "role": t.role, "name": t.name, "created": t.created.isoformat(timespec="seconds"),
-             "revoked": t.revoked} for t, p in rows]
+    rows = session.execute(
+        select(Token, Project).join(Project, Project.id == Token.project_id).order_by(Token.id)
+    ).all()
+    return [
+        {
+            "id": t.id,
+            "project": p.name,
+            "role": t.role,
+            "name": t.name,
+            "created": t.created.isoformat(timespec="seconds"),
+            "revoked": t.revoked,
+        }
+        for t, p in rows
+    ]
 
 
 def revoke_token(session: Session, token_id: int) -> None:
@@ -84,7 +95,9 @@ def principal_for(session: Session, token: str | None) -> Principal | None:
     if not token:
         return None
     row = session.execute(
-        select(Token, Project).join(Project, Project.id == Token.project_id).where(Token.token_hash == hash_token(token))
+        select(Token, Project)
+        .join(Project, Project.id == Token.project_id)
+        .where(Token.token_hash == hash_token(token))
     ).first()
     if row is None or row[0].revoked:
         return None

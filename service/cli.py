@@ -34,9 +34,19 @@ def _settings(args: argparse.Namespace, **extra):
 
 
 def _service_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir", dest="data_dir", help="blobs and the default SQLite file (env IMITAUDIT_DATA_DIR; default out/service)")
-    p.add_argument("--database-url", dest="database_url", help="SQLAlchemy URL (env IMITAUDIT_DATABASE_URL; default SQLite in the data dir)")
-    p.add_argument("--lease-seconds", dest="lease_seconds", type=float, help="job lease (env IMITAUDIT_LEASE_SECONDS; default 30)")
+    p.add_argument(
+        "--data-dir",
+        dest="data_dir",
+        help="blobs and the default SQLite file (env IMITAUDIT_DATA_DIR; default out/service)",
+    )
+    p.add_argument(
+        "--database-url",
+        dest="database_url",
+        help="SQLAlchemy URL (env IMITAUDIT_DATABASE_URL; default SQLite in the data dir)",
+    )
+    p.add_argument(
+        "--lease-seconds", dest="lease_seconds", type=float, help="job lease (env IMITAUDIT_LEASE_SECONDS; default 30)"
+    )
 
 
 def _logging() -> None:
@@ -69,17 +79,25 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     _logging()
     settings = _settings(args, ray_address=args.ray or None)
-    # connected before the memory cap: the cap is for the audits this process runs, not Ray's shared object store mapping
+    # connected before the memory cap: the cap is for the audits this process runs, not Ray's shared object store
+    # mapping
     cluster = audit.Cluster(address=settings.ray_address) if settings.ray_address else None
     if cluster is not None:
         log.info("ray: %d task slots warmed in %.1f s", cluster.slots, cluster.warm())
     cap_memory(settings.worker_memory_bytes)
     engine = make_engine(settings.url)
     migrate(engine)
-    worker = Worker(sessions=session_factory(engine), store=BlobStore(root=settings.data_dir / "blobs"),
-                    lease_seconds=settings.lease_seconds, max_attempts=settings.max_attempts, poll_seconds=settings.poll_seconds,
-                    allowed_envs=settings.allowed_envs, job_seconds=settings.job_seconds, memory_bytes=settings.worker_memory_bytes,
-                    cluster=cluster)
+    worker = Worker(
+        sessions=session_factory(engine),
+        store=BlobStore(root=settings.data_dir / "blobs"),
+        lease_seconds=settings.lease_seconds,
+        max_attempts=settings.max_attempts,
+        poll_seconds=settings.poll_seconds,
+        allowed_envs=settings.allowed_envs,
+        job_seconds=settings.job_seconds,
+        memory_bytes=settings.worker_memory_bytes,
+        cluster=cluster,
+    )
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: worker.stop.set())
     worker.run_forever()
@@ -107,7 +125,10 @@ def cmd_token_list(args: argparse.Namespace) -> int:
     migrate(engine)
     with session_factory(engine)() as s:
         for t in list_tokens(s):
-            print(f"{t['id']}\t{t['project']}\t{t['role']}\t{'revoked' if t['revoked'] else 'active'}\t{t['created']}\t{t['name']}")
+            print(
+                f"{t['id']}\t{t['project']}\t{t['role']}\t{'revoked' if t['revoked'] else 'active'}\t"
+                f"{t['created']}\t{t['name']}"
+            )
     return audit_cli.EXIT_OK
 
 
@@ -136,15 +157,19 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
 
 def prepare_demo(settings) -> dict[str, Path]:
-    """Record and train the demo's inputs (cached in the data dir; in the main thread, where torch runs at full speed)."""
+    """Record and train the demo's inputs (cached in the data dir; in the main thread, where torch runs at full
+    speed)."""
     import audit
 
     folder = Path(settings.data_dir) / "demo"
     folder.mkdir(parents=True, exist_ok=True)
     env = "imitaudit/OffSwitch-v0"
     files: dict[str, Path] = {}
-    for name, preset, episodes, seed in (("corrigible", "corrigible", 800, 0), ("unbounded-demos", "unbounded", 800, 100_000),
-                                         ("reference", "corrigible", 400, 500_000)):
+    for name, preset, episodes, seed in (
+        ("corrigible", "corrigible", 800, 0),
+        ("unbounded-demos", "unbounded", 800, 100_000),
+        ("reference", "corrigible", 400, 500_000),
+    ):
         path = folder / f"demos-{name}.safetensors"
         if not path.exists():
             print(f"imitaudit: recording {episodes} {preset} demonstrations for the demo project", flush=True)
@@ -153,9 +178,20 @@ def prepare_demo(settings) -> dict[str, Path]:
     for kind, demos, mode in (("faithful", "corrigible", "adversarial"), ("unbounded", "unbounded-demos", "bc")):
         path = folder / f"{kind}.safetensors"
         if not path.exists():
-            print(f"imitaudit: training the demo's {kind} imitator (first run only; progress and ETA below)", flush=True)
-            cfg = audit.TrainConfig(mode=mode, steps=20 if mode == "adversarial" else 500, bc_warmup=500, seed=0,
-                                    eval_every=10_000, eval_episodes=20, log_dir=str(folder / "runs"), run_id=kind, progress=True)
+            print(
+                f"imitaudit: training the demo's {kind} imitator (first run only; progress and ETA below)", flush=True
+            )
+            cfg = audit.TrainConfig(
+                mode=mode,
+                steps=20 if mode == "adversarial" else 500,
+                bc_warmup=500,
+                seed=0,
+                eval_every=10_000,
+                eval_episodes=20,
+                log_dir=str(folder / "runs"),
+                run_id=kind,
+                progress=True,
+            )
             audit.train(audit.Demonstrations.load(files[demos]), cfg, out=path)
         files[kind] = path
     return files
@@ -179,12 +215,26 @@ def seed_demo(app, url: str, files: dict[str, Path]) -> None:
                 time.sleep(0.2)
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {submit}"}, timeout=120) as c:
             ref = files["reference"]
-            demos = c.post("/v1/demonstrations", files={"file": (ref.name, ref.read_bytes())}, data={"name": "reference"}).json()["sha256"]
+            demos = c.post(
+                "/v1/demonstrations", files={"file": (ref.name, ref.read_bytes())}, data={"name": "reference"}
+            ).json()["sha256"]
             for kind in ("faithful", "unbounded"):
-                imi = c.post("/v1/imitators", files={"file": (f"{kind}.safetensors", files[kind].read_bytes())}, data={"name": kind}).json()["sha256"]
-                c.post("/v1/audits", json={"imitator": imi, "demonstrations": demos}, headers={"Idempotency-Key": f"demo-{kind}-{imi}"})
-        print(f"\nimitaudit is up: dashboard {url}/dashboard  (sign in with the read token below; audits finish in seconds)\n"
-              f"read token:   {read}\nsubmit token: {submit}\nAPI docs:     {url}/docs\n", flush=True)
+                imi = c.post(
+                    "/v1/imitators",
+                    files={"file": (f"{kind}.safetensors", files[kind].read_bytes())},
+                    data={"name": kind},
+                ).json()["sha256"]
+                c.post(
+                    "/v1/audits",
+                    json={"imitator": imi, "demonstrations": demos},
+                    headers={"Idempotency-Key": f"demo-{kind}-{imi}"},
+                )
+        print(
+            f"\nimitaudit is up: dashboard {url}/dashboard  (sign in with the read token below; audits finish in "
+            f"seconds)\n"
+            f"read token:   {read}\nsubmit token: {submit}\nAPI docs:     {url}/docs\n",
+            flush=True,
+        )
     except Exception as e:  # the server stays up; say why the demo is missing
         print(f"imitaudit: demo seeding failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
 
@@ -195,15 +245,26 @@ def extend(sub: argparse._SubParsersAction) -> None:
     _service_arguments(p)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--no-worker", dest="no_worker", action="store_true", help="no in-process worker (run `imitaudit worker`s)")
-    p.add_argument("--max-upload-bytes", dest="max_upload_bytes", type=int, help="upload size cap (env IMITAUDIT_MAX_UPLOAD_BYTES)")
-    p.add_argument("--demo", action="store_true", help="seed a demo project: two OffSwitch imitators, audited; prints a token")
+    p.add_argument(
+        "--no-worker", dest="no_worker", action="store_true", help="no in-process worker (run `imitaudit worker`s)"
+    )
+    p.add_argument(
+        "--max-upload-bytes", dest="max_upload_bytes", type=int, help="upload size cap (env IMITAUDIT_MAX_UPLOAD_BYTES)"
+    )
+    p.add_argument(
+        "--demo", action="store_true", help="seed a demo project: two OffSwitch imitators, audited; prints a token"
+    )
     p.set_defaults(func=cmd_serve, service=True)
 
     p = sub.add_parser("worker", help="run audit jobs from the database until stopped")
     _service_arguments(p)
-    p.add_argument("--ray", default="", metavar="ADDRESS",
-                   help="run each audit's tasks on the Ray cluster at HOST:PORT or 'auto' (env IMITAUDIT_RAY_ADDRESS; default: in this process)")
+    p.add_argument(
+        "--ray",
+        default="",
+        metavar="ADDRESS",
+        help="run each audit's tasks on the Ray cluster at HOST:PORT or 'auto' (env IMITAUDIT_RAY_ADDRESS; default: "
+        "in this process)",
+    )
     p.set_defaults(func=cmd_worker, service=True)
 
     p = sub.add_parser("token", help="API tokens")
@@ -223,8 +284,14 @@ def extend(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_token_revoke)
 
     gate = sub.choices["gate"]
-    gate.add_argument("--server", default=os.environ.get("IMITAUDIT_SERVER", ""), help="audit on this imitaudit service instead of locally")
-    gate.add_argument("--token", default=os.environ.get("IMITAUDIT_TOKEN", ""), help="submit token for --server (env IMITAUDIT_TOKEN)")
+    gate.add_argument(
+        "--server",
+        default=os.environ.get("IMITAUDIT_SERVER", ""),
+        help="audit on this imitaudit service instead of locally",
+    )
+    gate.add_argument(
+        "--token", default=os.environ.get("IMITAUDIT_TOKEN", ""), help="submit token for --server (env IMITAUDIT_TOKEN)"
+    )
     gate.set_defaults(func=cmd_gate)
 
 

@@ -61,21 +61,30 @@ class RemoteGate:
         if not path.is_file():
             raise GateError(f"{path}: no such file")
         with open(path, "rb") as f:
-            resp = self._call("POST", f"/v1/{kind}", f"uploading {path.name}", files={"file": (path.name, f, "application/octet-stream")},
-                              data={"name": path.stem})
+            resp = self._call(
+                "POST",
+                f"/v1/{kind}",
+                f"uploading {path.name}",
+                files={"file": (path.name, f, "application/octet-stream")},
+                data={"name": path.stem},
+            )
         return resp.json()["sha256"]
 
     def submit(self, imitator: str, demos: str, settings: dict[str, Any], policy: dict[str, Any]) -> dict[str, Any]:
         key = uuid.uuid4().hex  # the same key on every retry of this POST: at most one audit
         body = {"imitator": imitator, "demonstrations": demos, "settings": settings, "policy": policy}
-        return self._call("POST", "/v1/audits", "submitting the audit", json=body, headers={"Idempotency-Key": key}).json()
+        return self._call(
+            "POST", "/v1/audits", "submitting the audit", json=body, headers={"Idempotency-Key": key}
+        ).json()
 
     def follow(self, audit_id: str, progress=None, timeout: float = 3600.0) -> dict[str, Any]:
         """Follow the audit's events until it ends; returns its final state (falls back to polling)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                with self.client.stream("GET", f"/v1/audits/{audit_id}/events", timeout=httpx.Timeout(30.0, read=60.0)) as resp:
+                with self.client.stream(
+                    "GET", f"/v1/audits/{audit_id}/events", timeout=httpx.Timeout(30.0, read=60.0)
+                ) as resp:
                     if resp.status_code >= 400:
                         resp.read()
                         raise _error(resp, "following the audit")
@@ -101,11 +110,12 @@ class RemoteGate:
 
 
 def run_remote_gate(args) -> int:
-    """``imitaudit gate --server URL --token T ...``: the local gate's artifacts and exit codes, audited by the service."""
+    """``imitaudit gate --server URL --token T ...``: the local gate's artifacts and exit codes, audited by the
+    service."""
     from tqdm import tqdm
 
-    from audit.cli import audit_config, finish_gate
     from audit import api_values, check_gate
+    from audit.cli import audit_config, finish_gate
 
     token = args.token
     if not token:
@@ -114,12 +124,16 @@ def run_remote_gate(args) -> int:
     gate._call("GET", "/healthz", "checking the server")
     config = audit_config(args)  # the local gate's reading of the same flags
     check_gate(config)
-    settings, policy = api_values(config), api_values(config.policy)  # every API field: the server audits exactly this config
+    settings, policy = (
+        api_values(config),
+        api_values(config.policy),
+    )  # every API field: the server audits exactly this config
     imitator = gate.upload("imitators", args.imitator)
     demos = gate.upload("demonstrations", args.demos)
     job = gate.submit(imitator, demos, settings, policy)
     print(f"audit {job['id']} submitted to {gate.server}", file=sys.stderr)
     with tqdm(total=100, desc="audit", unit="%", disable=args.quiet, file=sys.stderr, leave=False) as bar:
+
         def progress(stage: str, fraction: float) -> None:
             bar.set_description(f"audit: {stage}")
             bar.update(max(0, round(fraction * 100) - bar.n))

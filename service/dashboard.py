@@ -64,16 +64,28 @@ def sparkline(values: list[float | None], *, width: int = 160, height: int = 36,
     if len(values) == 1:  # one version: its figure, not a lone dot on an empty chart
         return Markup(f"<span class='spark-one'>{pts[0][1]:.3f} <span class='muted'>(one version)</span></span>")
     n = max(len(values) - 1, 1)
-    coords = " ".join(f"{4 + i * (width - 8) / n:.1f},{height - 4 - min(v, top) / top * (height - 8):.1f}" for i, v in pts)
-    dots = "".join(f"<circle cx='{4 + i * (width - 8) / n:.1f}' cy='{height - 4 - min(v, top) / top * (height - 8):.1f}' r='2.5'/>" for i, v in pts)
-    return Markup(f"<svg class='spark' width='{width}' height='{height}'><polyline points='{coords}' fill='none' stroke='#1e5adc'/>{dots}</svg>")
+    coords = " ".join(
+        f"{4 + i * (width - 8) / n:.1f},{height - 4 - min(v, top) / top * (height - 8):.1f}" for i, v in pts
+    )
+    dots = "".join(
+        f"<circle cx='{4 + i * (width - 8) / n:.1f}' cy='{height - 4 - min(v, top) / top * (height - 8):.1f}' r='2.5'/>"
+        for i, v in pts
+    )
+    return Markup(
+        f"<svg class='spark' width='{width}' height='{height}'><polyline points='{coords}' fill='none' "
+        f"stroke='#1e5adc'/>{dots}</svg>"
+    )
 
 
 def _lineages(svc, who: Principal) -> list[dict]:
     """Imitators grouped by upload name (the versions of one imitator), each with its audits' figures."""
     with svc.sessions() as s:
-        imitators = s.scalars(select(Imitator).where(Imitator.project_id == who.project_id).order_by(Imitator.created, Imitator.id)).all()
-        audits = s.scalars(select(Audit).where(Audit.project_id == who.project_id, Audit.state == "succeeded").order_by(Audit.created)).all()
+        imitators = s.scalars(
+            select(Imitator).where(Imitator.project_id == who.project_id).order_by(Imitator.created, Imitator.id)
+        ).all()
+        audits = s.scalars(
+            select(Audit).where(Audit.project_id == who.project_id, Audit.state == "succeeded").order_by(Audit.created)
+        ).all()
     latest = {}
     for a in audits:
         latest[a.imitator_sha] = a
@@ -85,11 +97,23 @@ def _lineages(svc, who: Principal) -> list[dict]:
         rows = []
         for v in versions:
             a = latest.get(v.sha256)
-            rows.append({"imitator": v, "audit": a, "auroc": a.summary["disc_auroc"] if a else None,
-                         "flagged_share": a.summary["flagged_share"] if a else None, "passed": a.passed if a else None})
-        out.append({"name": name, "versions": rows,
-                    "auroc_line": sparkline([r["auroc"] for r in rows]),
-                    "share_line": sparkline([r["flagged_share"] for r in rows])})
+            rows.append(
+                {
+                    "imitator": v,
+                    "audit": a,
+                    "auroc": a.summary["disc_auroc"] if a else None,
+                    "flagged_share": a.summary["flagged_share"] if a else None,
+                    "passed": a.passed if a else None,
+                }
+            )
+        out.append(
+            {
+                "name": name,
+                "versions": rows,
+                "auroc_line": sparkline([r["auroc"] for r in rows]),
+                "share_line": sparkline([r["flagged_share"] for r in rows]),
+            }
+        )
     return out
 
 
@@ -124,7 +148,9 @@ async def login(request: Request):
     if who is None:
         return page("login.html", status=401, error="That token is not valid.")
     response = RedirectResponse("/dashboard", status_code=303)
-    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=svc.settings.secure_cookies, max_age=7 * 86400)
+    response.set_cookie(
+        COOKIE, token, httponly=True, samesite="strict", secure=svc.settings.secure_cookies, max_age=7 * 86400
+    )
     return response
 
 
@@ -139,7 +165,9 @@ def logout():
 def audits_page(request: Request, who: Principal = Depends(_who)):
     svc = request.app.state.service
     with svc.sessions() as s:
-        audits = s.scalars(select(Audit).where(Audit.project_id == who.project_id).order_by(Audit.created.desc(), Audit.id).limit(200)).all()
+        audits = s.scalars(
+            select(Audit).where(Audit.project_id == who.project_id).order_by(Audit.created.desc(), Audit.id).limit(200)
+        ).all()
         names = {i.sha256: i.name for i in s.scalars(select(Imitator).where(Imitator.project_id == who.project_id))}
     return page("audits.html", who=who, audits=audits, names=names, lineages=_lineages(svc, who))
 
@@ -151,13 +179,19 @@ def imitator_page(sha: str, request: Request, who: Principal = Depends(_who)):
         imi = s.scalar(select(Imitator).where(Imitator.project_id == who.project_id, Imitator.sha256 == sha))
         if imi is None:
             return page("missing.html", status=404, who=who, what="imitator")
-        audits = s.scalars(select(Audit).where(Audit.project_id == who.project_id, Audit.imitator_sha == sha).order_by(Audit.created.desc())).all()
+        audits = s.scalars(
+            select(Audit)
+            .where(Audit.project_id == who.project_id, Audit.imitator_sha == sha)
+            .order_by(Audit.created.desc())
+        ).all()
     lineage = next((g for g in _lineages(svc, who) if g["name"] == (imi.name or imi.sha256[:12])), None)
     return page("imitator.html", who=who, imi=imi, audits=audits, lineage=lineage)
 
 
 @router.get("/dashboard/flagged")
-def flagged_page(request: Request, env: str = "", severity: str = "", imitator: str = "", who: Principal = Depends(_who)):
+def flagged_page(
+    request: Request, env: str = "", severity: str = "", imitator: str = "", who: Principal = Depends(_who)
+):
     svc = request.app.state.service
     where = [Flag.project_id == who.project_id]
     if env:
@@ -167,11 +201,15 @@ def flagged_page(request: Request, env: str = "", severity: str = "", imitator: 
     if imitator:
         where.append(Flag.imitator_sha == imitator)
     with svc.sessions() as s:
-        flags = s.scalars(select(Flag).where(*where).order_by(Flag.created.desc(), Flag.pvalue, Flag.strength.desc()).limit(500)).all()
+        flags = s.scalars(
+            select(Flag).where(*where).order_by(Flag.created.desc(), Flag.pvalue, Flag.strength.desc()).limit(500)
+        ).all()
         envs = sorted(set(s.scalars(select(Flag.env_id).where(Flag.project_id == who.project_id)).all()))
         imitators = s.scalars(select(Imitator).where(Imitator.project_id == who.project_id)).all()
     names = {i.sha256: i.name or i.sha256[:12] for i in imitators}
-    return page("flagged.html", who=who, flags=flags, envs=envs, names=names, env=env, severity=severity, imitator=imitator)
+    return page(
+        "flagged.html", who=who, flags=flags, envs=envs, names=names, env=env, severity=severity, imitator=imitator
+    )
 
 
 def _audit_row(svc, who: Principal, audit_id: str):
@@ -186,10 +224,21 @@ def audit_page(audit_id: str, request: Request, who: Principal = Depends(_who)):
     if row is None:
         return page("missing.html", status=404, who=who, what="audit")
     report = load_report(svc.store, row.report_sha) if row.state == "succeeded" else None
-    flagged = sorted((r for r in report["trajectories"] if r["flagged"]), key=lambda r: (r["pvalue"], -r["strength"])) if report else []
+    flagged = (
+        sorted((r for r in report["trajectories"] if r["flagged"]), key=lambda r: (r["pvalue"], -r["strength"]))
+        if report
+        else []
+    )
     with svc.sessions() as s:
         uploaded = store.upload(s, Imitator, who.project_id, row.imitator_sha)
-    return page("audit.html", who=who, audit=row, report=report, flagged=flagged, imitator_name=uploaded.name if uploaded else "")
+    return page(
+        "audit.html",
+        who=who,
+        audit=row,
+        report=report,
+        flagged=flagged,
+        imitator_name=uploaded.name if uploaded else "",
+    )
 
 
 @router.get("/dashboard/audits/{audit_id}/trajectories/{n}")
@@ -202,12 +251,23 @@ def trajectory_page(audit_id: str, n: int, request: Request, who: Principal = De
     if not 0 <= n < len(report["trajectories"]):
         return page("missing.html", status=404, who=who, what="trajectory")
     r = report["trajectories"][n]
-    score = Markup(audit.svg_score(r["score_path"], r["threshold"], r["first_flag_step"], r["departure_step"], width=640, height=180,
-                                   crossings=audit.kind_crossings(r)))
+    score = Markup(
+        audit.svg_score(
+            r["score_path"],
+            r["threshold"],
+            r["first_flag_step"],
+            r["departure_step"],
+            width=640,
+            height=180,
+            crossings=audit.kind_crossings(r),
+        )
+    )
     heat = Markup(audit.svg_heatmap(r["explanation"])) if r.get("explanation") else None
     world = audit.WORLDS.get(report["env"]["id"])
     legend = world.legend() if world is not None else []
-    return page("trajectory.html", who=who, audit=row, r=r, score=score, heat=heat, frames=r.get("replay"), legend=legend)
+    return page(
+        "trajectory.html", who=who, audit=row, r=r, score=score, heat=heat, frames=r.get("replay"), legend=legend
+    )
 
 
 def install(app) -> None:

@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 from service.auth import Principal, principal_for, request_token
 from service.runtime import Service
 
+
 class ApiError(Exception):
     """A 4xx (or 503) answer with one line."""
 
@@ -22,13 +23,17 @@ class ApiError(Exception):
         self.message = message
         self.headers = headers
 
+
 def not_found(what: str) -> ApiError:
     return ApiError(404, f"{what} not found")
+
 
 def get_service(request: Request) -> Service:
     return request.app.state.service
 
+
 ServiceDep = Annotated[Service, Depends(get_service)]
+
 
 def principal(request: Request) -> Principal:
     """The caller of a route that needs any token (read or submit)."""
@@ -37,14 +42,19 @@ def principal(request: Request) -> Principal:
     with svc.sessions() as s:
         who = principal_for(s, token)
     if who is None:
-        raise ApiError(401, "missing or unknown API token" if token else "this route needs an API token (Authorization: Bearer ...)")
+        raise ApiError(
+            401,
+            "missing or unknown API token" if token else "this route needs an API token (Authorization: Bearer ...)",
+        )
     return who
+
 
 def submitter(who: Annotated[Principal, Depends(principal)]) -> Principal:
     """The caller of a route that writes (uploads, audits, cancellation): a submit token."""
     if not who.can_submit():
         raise ApiError(403, "this token may only read; uploads, audits and cancellation need a submit token")
     return who
+
 
 Reader = Annotated[Principal, Depends(principal)]
 Submitter = Annotated[Principal, Depends(submitter)]

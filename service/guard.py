@@ -26,7 +26,8 @@ LOGIN_MAX_BYTES = 4096
 """A sign-in form holds one token: longer bodies are refused before they are read (the caller is not yet known)."""
 UPLOADS = ("/v1/imitators", "/v1/demonstrations")
 HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",  # not no-referrer: under it browsers send "Origin: null" on same-site form posts
@@ -51,8 +52,11 @@ def _has_control(text: str) -> bool:
 def refusal(request: Request, max_json_bytes: int) -> Response | None:
     """The one-line error a request gets before reaching its route, or None."""
     path, method = request.url.path, request.method
-    named = [("path", path), *((f"query parameter {k[:50]}", v) for k, v in request.query_params.multi_items()),
-             ("X-Imitaudit-Name", request.headers.get("x-imitaudit-name", ""))]
+    named = [
+        ("path", path),
+        *((f"query parameter {k[:50]}", v) for k, v in request.query_params.multi_items()),
+        ("X-Imitaudit-Name", request.headers.get("x-imitaudit-name", "")),
+    ]
     for where, text in named:
         if _has_control(text):
             return _error(422, f"control characters are not allowed in the {where}")
@@ -66,7 +70,9 @@ def refusal(request: Request, max_json_bytes: int) -> Response | None:
     if not path.startswith("/v1/"):
         return None
     if not request.headers.get("authorization", "").lower().startswith("bearer "):
-        return _error(401, "write requests need the token in the Authorization header (the dashboard's cookie only reads)")
+        return _error(
+            401, "write requests need the token in the Authorization header (the dashboard's cookie only reads)"
+        )
     if path in UPLOADS:
         return None
     declared = request.headers.get("content-length", "")
@@ -78,7 +84,9 @@ def refusal(request: Request, max_json_bytes: int) -> Response | None:
     return None
 
 
-async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]], *, max_json_bytes: int) -> Response:
+async def guard(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]], *, max_json_bytes: int
+) -> Response:
     """The middleware: refuse, or pass on and add the security headers."""
     refused = refusal(request, max_json_bytes)
     if refused is not None:

@@ -81,8 +81,14 @@ def claim(sessions: sessionmaker, owner: str, *, lease_seconds: float, max_attem
         job.lease_expires = now + timedelta(seconds=lease_seconds)
         job.attempts += 1
         job.started = job.started or now
-        return Claim(audit_id=job.id, imitator_sha=job.imitator_sha, demos_sha=job.demos_sha,
-                     settings=dict(job.settings), policy=dict(job.policy), attempt=job.attempts)
+        return Claim(
+            audit_id=job.id,
+            imitator_sha=job.imitator_sha,
+            demos_sha=job.demos_sha,
+            settings=dict(job.settings),
+            policy=dict(job.policy),
+            attempt=job.attempts,
+        )
 
 
 def _owned(audit_id: str, owner: str):
@@ -92,52 +98,99 @@ def _owned(audit_id: str, owner: str):
 def renew(sessions: sessionmaker, audit_id: str, owner: str, *, lease_seconds: float) -> tuple[bool, bool]:
     """Extend the lease; returns (still owned, cancel requested)."""
     with sessions.begin() as s:
-        n = s.execute(update(Audit).where(_owned(audit_id, owner)).values(lease_expires=utcnow() + timedelta(seconds=lease_seconds))).rowcount
+        n = s.execute(
+            update(Audit)
+            .where(_owned(audit_id, owner))
+            .values(lease_expires=utcnow() + timedelta(seconds=lease_seconds))
+        ).rowcount
         cancel = bool(s.scalar(select(Audit.cancel_requested).where(Audit.id == audit_id)))
     return n == 1, cancel
 
 
 def set_progress(sessions: sessionmaker, audit_id: str, owner: str, stage: str, fraction: float) -> bool:
     with sessions.begin() as s:
-        return s.execute(update(Audit).where(_owned(audit_id, owner)).values(stage=stage, progress=round(fraction, 4))).rowcount == 1
+        return (
+            s.execute(
+                update(Audit).where(_owned(audit_id, owner)).values(stage=stage, progress=round(fraction, 4))
+            ).rowcount
+            == 1
+        )
 
 
-def finish(sessions: sessionmaker, audit_id: str, owner: str, *, state: str, report: dict | None = None,
-           report_sha: str | None = None, error: str | None = None) -> bool:
+def finish(
+    sessions: sessionmaker,
+    audit_id: str,
+    owner: str,
+    *,
+    state: str,
+    report: dict | None = None,
+    report_sha: str | None = None,
+    error: str | None = None,
+) -> bool:
     """Record the job's end, only if this worker still owns it; returns whether it did."""
     with sessions.begin() as s:
-        values: dict[str, Any] = {"state": state, "finished": utcnow(), "lease_owner": None, "lease_expires": None, "error": error}
+        values: dict[str, Any] = {
+            "state": state,
+            "finished": utcnow(),
+            "lease_owner": None,
+            "lease_expires": None,
+            "error": error,
+        }
         if report is not None:
-            values.update(passed=bool(report["verdict"]["passed"]), summary=report["summary"], report_sha=report_sha,
-                          progress=1.0, stage="done")
+            values.update(
+                passed=bool(report["verdict"]["passed"]),
+                summary=report["summary"],
+                report_sha=report_sha,
+                progress=1.0,
+                stage="done",
+            )
         if s.execute(update(Audit).where(_owned(audit_id, owner)).values(**values)).rowcount != 1:
             return False
         if report is not None:
             job = s.get(Audit, audit_id)
             for r in report["trajectories"]:
                 if r["flagged"]:
-                    s.add(Flag(audit_id=audit_id, project_id=job.project_id, env_id=job.env_id, imitator_sha=job.imitator_sha,
-                               trajectory=r["index"], seed=r["seed"], severity=r["severity"], pvalue=r["pvalue"],
-                               strength=r["strength"], first_flag_step=r["first_flag_step"], departed=r["departed"]))
+                    s.add(
+                        Flag(
+                            audit_id=audit_id,
+                            project_id=job.project_id,
+                            env_id=job.env_id,
+                            imitator_sha=job.imitator_sha,
+                            trajectory=r["index"],
+                            seed=r["seed"],
+                            severity=r["severity"],
+                            pvalue=r["pvalue"],
+                            strength=r["strength"],
+                            first_flag_step=r["first_flag_step"],
+                            departed=r["departed"],
+                        )
+                    )
         return True
 
 
-def config_of(settings: dict[str, Any], policy: dict[str, Any], *, imitator: str = "", demos: str = "") -> audit.AuditConfig:
+def config_of(
+    settings: dict[str, Any], policy: dict[str, Any], *, imitator: str = "", demos: str = ""
+) -> audit.AuditConfig:
     """The AuditConfig that stored settings and policy (JSON: only what was set) make, for these files.
 
     Raises:
         Invalid: settings that bounds alone do not rule out (e.g. fewer episodes than folds); one line.
     """
     try:
-        return audit.AuditConfig(imitator=imitator, demos=demos, policy=audit.GatePolicy(**policy),
-                                 **{k: tuple(v) if k == "taps" else v for k, v in settings.items()})
+        given: dict[str, Any] = {k: tuple(v) if k == "taps" else v for k, v in settings.items()}
+        return audit.AuditConfig(imitator=imitator, demos=demos, policy=audit.GatePolicy(**policy), **given)
     except ValueError as e:
         raise Invalid(str(e).splitlines()[0]) from None
 
 
 def audit_config(claim_: Claim, store: BlobStore) -> audit.AuditConfig:
     """The audit's settings as submitted, with the blobs' paths."""
-    return config_of(claim_.settings, claim_.policy, imitator=str(store.path(claim_.imitator_sha)), demos=str(store.path(claim_.demos_sha)))
+    return config_of(
+        claim_.settings,
+        claim_.policy,
+        imitator=str(store.path(claim_.imitator_sha)),
+        demos=str(store.path(claim_.demos_sha)),
+    )
 
 
 def request_cancel(job: Audit) -> None:
@@ -162,9 +215,19 @@ class Worker:
     """Runs queued audits one at a time until ``stop`` is set; with a ``cluster`` (:class:`audit.Cluster`) each audit's
     tasks run there while this worker holds the job's lease, and a cancel or a lost lease cancels the tasks."""
 
-    def __init__(self, *, sessions: sessionmaker, store: BlobStore, lease_seconds: float = 30.0,
-                 max_attempts: int = 3, poll_seconds: float = 0.5, allowed_envs: tuple[str, ...] = (), job_seconds: float = 3600.0,
-                 memory_bytes: int | None = None, cluster: audit.Cluster | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker,
+        store: BlobStore,
+        lease_seconds: float = 30.0,
+        max_attempts: int = 3,
+        poll_seconds: float = 0.5,
+        allowed_envs: tuple[str, ...] = (),
+        job_seconds: float = 3600.0,
+        memory_bytes: int | None = None,
+        cluster: audit.Cluster | None = None,
+    ) -> None:
         self.sessions = sessions
         self.cluster = cluster
         self.job_seconds = job_seconds
@@ -221,8 +284,16 @@ class Worker:
             return self._fail(job, str(e).splitlines()[0][:500])
         except Exception as e:
             if _out_of_memory(e):
-                cap = f" of {self.memory_bytes / 1024**3:.3g} GiB (IMITAUDIT_WORKER_MEMORY_BYTES)" if self.memory_bytes else ""
-                return self._fail(job, f"the audit needed more memory than the worker's cap{cap}: lower its episodes or lookahead settings")
+                cap = (
+                    f" of {self.memory_bytes / 1024**3:.3g} GiB (IMITAUDIT_WORKER_MEMORY_BYTES)"
+                    if self.memory_bytes
+                    else ""
+                )
+                return self._fail(
+                    job,
+                    f"the audit needed more memory than the worker's cap{cap}: "
+                    "lower its episodes or lookahead settings",
+                )
             log.exception("audit %s crashed", job.audit_id)
             return self._fail(job, f"internal error: {type(e).__name__}: {e}"[:500])
 
@@ -231,12 +302,15 @@ class Worker:
         return "failed"
 
     def _stopped(self, job: Claim, watch: "_Watch", why: str) -> str:
-        """The audit was interrupted: by a lost lease, its time budget, shutdown or cancel (in that order of precedence)."""
+        """The audit was interrupted: by a lost lease, its time budget, shutdown or cancel (in that order of
+        precedence)."""
         if watch.lost:
             return "lost"
         if watch.overtime and not watch.cancel:
             inside = "; its imitator's ONNX graph was still running and was stopped" if "ONNX graph" in why else ""
-            return self._fail(job, f"the audit ran past its time budget of {self.job_seconds:g} s (IMITAUDIT_JOB_SECONDS){inside}")
+            return self._fail(
+                job, f"the audit ran past its time budget of {self.job_seconds:g} s (IMITAUDIT_JOB_SECONDS){inside}"
+            )
         if self.stop.is_set() and not watch.cancel:
             requeue(self.sessions, job.audit_id, self.owner)  # shutting down: hand the job back to the queue at once
             return "requeued"
@@ -245,8 +319,10 @@ class Worker:
 
 
 class _Watch:
-    """One running job's watchdog: renews its lease, notices a cancel, a lost lease, the time budget or shutdown, and then
-    ends any imitator run in flight (an ONNX graph can run for ever inside one call, where no stage boundary is reached)."""
+    """One running job's watchdog: renews its lease, notices a cancel, a lost lease, the time budget or shutdown, and
+    then
+    ends any imitator run in flight (an ONNX graph can run for ever inside one call, where no stage boundary is
+    reached)."""
 
     def __init__(self, *, worker: Worker, audit_id: str) -> None:
         self.worker, self.audit_id = worker, audit_id
@@ -300,7 +376,14 @@ class _Watch:
 def requeue(sessions: sessionmaker, audit_id: str, owner: str) -> bool:
     """Hand a job this worker owns back to the queue (the worker is shutting down); returns whether it did."""
     with sessions.begin() as s:
-        return s.execute(update(Audit).where(_owned(audit_id, owner)).values(state="queued", lease_owner=None, lease_expires=None)).rowcount == 1
+        return (
+            s.execute(
+                update(Audit)
+                .where(_owned(audit_id, owner))
+                .values(state="queued", lease_owner=None, lease_expires=None)
+            ).rowcount
+            == 1
+        )
 
 
 def new_audit_id() -> str:

@@ -1,4 +1,5 @@
-"""Prometheus metrics: request latencies, upload sizes, and, read from the database, the caller's project's jobs by state and audit durations.
+"""Prometheus metrics: request latencies, upload sizes, and, read from the database, the caller's project's jobs by
+state and audit durations.
 
 Jobs by state and audit durations are read from the database at scrape time, so they are
 right whichever worker process ran the audits.
@@ -42,12 +43,18 @@ class Metrics:
     def __init__(self, *, sessions: sessionmaker) -> None:
         self.registry = CollectorRegistry()
         self.requests = Histogram(
-            "imitaudit_http_request_seconds", "HTTP request latency", ["method", "route", "status"], registry=self.registry,
+            "imitaudit_http_request_seconds",
+            "HTTP request latency",
+            ["method", "route", "status"],
+            registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
         self.uploads = Histogram(
-            "imitaudit_upload_bytes", "Accepted upload sizes", ["kind"], registry=self.registry,
-            buckets=tuple(2 ** k for k in range(10, 31, 2)),
+            "imitaudit_upload_bytes",
+            "Accepted upload sizes",
+            ["kind"],
+            registry=self.registry,
+            buckets=tuple(2**k for k in range(10, 31, 2)),
         )
         self.sessions = sessions
 

@@ -42,16 +42,26 @@ class Service:
         swept = self.store.sweep_temp()
         if swept:
             log.info("removed %d temp file(s) left by interrupted uploads", swept)
-        self.validator = Validator(memory_bytes=settings.validate_memory_bytes, seconds=settings.validate_seconds,
-                                   allowed_envs=settings.allowed_envs, slots=settings.validate_slots)
+        self.validator = Validator(
+            memory_bytes=settings.validate_memory_bytes,
+            seconds=settings.validate_seconds,
+            allowed_envs=settings.allowed_envs,
+            slots=settings.validate_slots,
+        )
         self.worker: subprocess.Popen | None = None
         self.worker_restarts = 0
         self._stopping = threading.Event()
 
     def _spawn(self) -> subprocess.Popen:
-        env = {**os.environ, "IMITAUDIT_DATA_DIR": str(self.settings.data_dir), "IMITAUDIT_DATABASE_URL": self.settings.url,
-               "IMITAUDIT_LEASE_SECONDS": str(self.settings.lease_seconds), "IMITAUDIT_ENVS": self.settings.envs,
-               "IMITAUDIT_JOB_SECONDS": str(self.settings.job_seconds), "IMITAUDIT_WORKER_MEMORY_BYTES": str(self.settings.worker_memory_bytes)}
+        env = {
+            **os.environ,
+            "IMITAUDIT_DATA_DIR": str(self.settings.data_dir),
+            "IMITAUDIT_DATABASE_URL": self.settings.url,
+            "IMITAUDIT_LEASE_SECONDS": str(self.settings.lease_seconds),
+            "IMITAUDIT_ENVS": self.settings.envs,
+            "IMITAUDIT_JOB_SECONDS": str(self.settings.job_seconds),
+            "IMITAUDIT_WORKER_MEMORY_BYTES": str(self.settings.worker_memory_bytes),
+        }
         return subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], env=env, preexec_fn=_die_with_parent)
 
     def start_worker(self) -> None:

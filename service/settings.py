@@ -1,4 +1,5 @@
-"""The service's settings: one pydantic-settings class, read from ``IMITAUDIT_*`` environment variables and validated; no default secrets."""
+"""The service's settings: one pydantic-settings class, read from ``IMITAUDIT_*`` environment variables and validated;
+no default secrets."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ class Settings(BaseSettings):
 
     Each field is read from ``IMITAUDIT_<FIELD>`` (``IMITAUDIT_DATA_DIR``, ``IMITAUDIT_DATABASE_URL``,
     ``IMITAUDIT_MAX_UPLOAD_BYTES``, ``IMITAUDIT_LEASE_SECONDS``, ``IMITAUDIT_MAX_ATTEMPTS``,
-    ``IMITAUDIT_POLL_SECONDS``, ``IMITAUDIT_WORKER_IN_PROCESS``, ``IMITAUDIT_SECURE_COOKIES``, ``IMITAUDIT_RAY_ADDRESS``);
+    ``IMITAUDIT_POLL_SECONDS``, ``IMITAUDIT_WORKER_IN_PROCESS``, ``IMITAUDIT_SECURE_COOKIES``,
+    ``IMITAUDIT_RAY_ADDRESS``);
     keyword arguments (the command line's flags) win over the environment.
     """
 
@@ -34,7 +36,8 @@ class Settings(BaseSettings):
     max_json_bytes: int = Field(1024 * 1024, gt=0)
     """JSON request bodies (``POST /v1/audits``) past this many bytes are refused with 413."""
     envs: str = ""
-    """Comma-separated Gymnasium env ids uploads may name besides the built-in envs (each must be installed where workers run)."""
+    """Comma-separated Gymnasium env ids uploads may name besides the built-in envs (each must be installed where
+    workers run)."""
     lease_seconds: float = Field(30.0, gt=0)
     """A claimed job whose worker has not renewed its lease for this long is requeued."""
     worker_memory_bytes: int = Field(16 * 1024**3, ge=1024**3)
@@ -52,7 +55,8 @@ class Settings(BaseSettings):
     worker_in_process: bool = True
     """``imitaudit serve`` also runs one worker (a child process)."""
     docs: bool = True
-    """Serve the OpenAPI spec and its pages (``/openapi.json``, ``/docs``, ``/redoc``) without a token; off to hide them."""
+    """Serve the OpenAPI spec and its pages (``/openapi.json``, ``/docs``, ``/redoc``) without a token; off to hide
+    them."""
     secure_cookies: bool = False
     """Mark the dashboard's cookie Secure (behind TLS)."""
 
@@ -67,7 +71,8 @@ class Settings(BaseSettings):
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
-        """Settings from the environment (``IMITAUDIT_DATA_DIR``, ``IMITAUDIT_DATABASE_URL``, ``IMITAUDIT_MAX_UPLOAD_BYTES``,
+        """Settings from the environment (``IMITAUDIT_DATA_DIR``, ``IMITAUDIT_DATABASE_URL``,
+        ``IMITAUDIT_MAX_UPLOAD_BYTES``,
         ``IMITAUDIT_LEASE_SECONDS``, ``IMITAUDIT_WORKER_IN_PROCESS``, ``IMITAUDIT_SECURE_COOKIES``,
         ``IMITAUDIT_WORKER_MEMORY_BYTES``, ``IMITAUDIT_JOB_SECONDS``, ...), with
         ``overrides`` that are not None on top.

@@ -1,4 +1,5 @@
-"""Upload validation in separate processes with a memory cap and a time limit, so a hostile file cannot take the API down.
+"""Upload validation in separate processes with a memory cap and a time limit, so a hostile file cannot take the API
+down.
 
 The API process never parses an uploaded file itself: :class:`Validator` hands the temp file's
 path to one of a few *slots*, each a one-process pool (spawned, not forked, on first use) whose
@@ -57,7 +58,9 @@ def _check(kind: str, path: str, allowed_envs: tuple[str, ...]) -> dict[str, Any
     try:
         import audit
     except Exception:  # noqa: BLE001 - libraries that cannot map their code: the cap is too low for anything
-        raise ValidationRefused("the validator cannot start within its memory cap (IMITAUDIT_VALIDATE_MEMORY_BYTES)") from None
+        raise ValidationRefused(
+            "the validator cannot start within its memory cap (IMITAUDIT_VALIDATE_MEMORY_BYTES)"
+        ) from None
     check = audit.check_imitator if kind == "imitator" else audit.check_demonstrations
     try:
         return check(path, allow_imports=False, allowed_envs=allowed_envs)
@@ -93,8 +96,11 @@ class Validator:
         pool = self._pools[slot]
         if pool is None:
             pool = self._pools[slot] = cf.ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_child_start,
-                initargs=(self.memory_bytes, os.getpid()))
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_child_start,
+                initargs=(self.memory_bytes, os.getpid()),
+            )
         return pool
 
     def _replace(self, slot: int) -> None:
@@ -124,7 +130,8 @@ class Validator:
             self._cond.notify_all()
 
     def warm(self) -> cf.Future:
-        """Start the first slot's process and its imports now, without waiting (the future says when it is ready), so the
+        """Start the first slot's process and its imports now, without waiting (the future says when it is ready), so
+        the
         first upload does not pay for them."""
         with self._cond:
             return self._pool(0).submit(_ready)
@@ -140,7 +147,10 @@ class Validator:
     def _submit(self, slot: int, kind: str, path: str) -> cf.Future:
         try:
             return self._pool(slot).submit(_check, kind, path, self.allowed_envs)
-        except (cf.process.BrokenProcessPool, RuntimeError):  # the slot's process died while idle: not this file's doing
+        except (
+            cf.process.BrokenProcessPool,
+            RuntimeError,
+        ):  # the slot's process died while idle: not this file's doing
             self._replace(slot)
             return self._pool(slot).submit(_check, kind, path, self.allowed_envs)
 

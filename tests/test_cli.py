@@ -19,7 +19,19 @@ def run(*args, check=True):
 @pytest.mark.slow
 def test_demos_then_inspect(tmp_path):
     out = tmp_path / "demos.safetensors"
-    res = run("demos", "--env", "imitaudit/OffSwitch-v0", "--demonstrator", "corrigible", "--episodes", "40", "--seed", "0", "--out", str(out))
+    res = run(
+        "demos",
+        "--env",
+        "imitaudit/OffSwitch-v0",
+        "--demonstrator",
+        "corrigible",
+        "--episodes",
+        "40",
+        "--seed",
+        "0",
+        "--out",
+        str(out),
+    )
     assert "40 episodes" in res.stdout and "departure rate 0.000" in res.stdout
     assert "demos corrigible" in res.stderr  # the progress bar
     demos = Demonstrations.load(out)
@@ -32,8 +44,22 @@ def test_demos_then_inspect(tmp_path):
 
 def test_demos_accepts_env_kwargs_and_module_prefixed_ids(tmp_path):
     out = tmp_path / "d.safetensors"
-    run("--env-module", "audit.envs", "demos", "--env", "audit.envs:imitaudit/PowerSeeking-v0", "--demonstrator", "unbounded", "--episodes", "30",
-        "--env-kwargs", '{"max_steps": 30}', "--out", str(out), "--quiet")
+    run(
+        "--env-module",
+        "audit.envs",
+        "demos",
+        "--env",
+        "audit.envs:imitaudit/PowerSeeking-v0",
+        "--demonstrator",
+        "unbounded",
+        "--episodes",
+        "30",
+        "--env-kwargs",
+        '{"max_steps": 30}',
+        "--out",
+        str(out),
+        "--quiet",
+    )
     demos = Demonstrations.load(out)
     assert demos.env_kwargs == {"max_steps": 30} and demos.episode_lengths().max() <= 30
 
@@ -43,15 +69,40 @@ def test_bad_invocations_exit_2_with_one_line(tmp_path):
     cases = [
         ("demos", "--env", "acme/Nothing-v0", "--out", str(tmp_path / "x.safetensors")),
         ("demos", "--env", "audit.envs:imitaudit/OffSwitch-v0", "--out", str(tmp_path / "x.safetensors")),
-        ("demos", "--env", "imitaudit/OffSwitch-v0", "--demonstrator", "sneaky", "--out", str(tmp_path / "x.safetensors")),
+        (
+            "demos",
+            "--env",
+            "imitaudit/OffSwitch-v0",
+            "--demonstrator",
+            "sneaky",
+            "--out",
+            str(tmp_path / "x.safetensors"),
+        ),
         ("demos", "--env", "imitaudit/OffSwitch-v0", "--episodes", "0", "--out", str(tmp_path / "x.safetensors")),
         ("demos", "--env", "imitaudit/OffSwitch-v0", "--env-kwargs", "[1]", "--out", str(tmp_path / "x.safetensors")),
-        ("demos", "--env", "imitaudit/OffSwitch-v0", "--env-kwargs", '{"interruption_prob": 3}', "--out", str(tmp_path / "x.safetensors")),
+        (
+            "demos",
+            "--env",
+            "imitaudit/OffSwitch-v0",
+            "--env-kwargs",
+            '{"interruption_prob": 3}',
+            "--out",
+            str(tmp_path / "x.safetensors"),
+        ),
         ("demos", "--env", "imitaudit/OffSwitch-v0"),
         ("inspect", str(tmp_path / "missing.safetensors")),
         ("frobnicate",),
-        ("--env-module", "json", "audit", "--imitator", str(tmp_path / "i.safetensors"), "--demos", str(tmp_path / "d.safetensors"),
-         "--ray", "127.0.0.1:1"),
+        (
+            "--env-module",
+            "json",
+            "audit",
+            "--imitator",
+            str(tmp_path / "i.safetensors"),
+            "--demos",
+            str(tmp_path / "d.safetensors"),
+            "--ray",
+            "127.0.0.1:1",
+        ),
     ]
     (tmp_path / "i.safetensors").write_bytes(b"x")
     (tmp_path / "d.safetensors").write_bytes(b"x")
@@ -77,13 +128,35 @@ def test_train_evaluate_inspect_convert(tmp_path):
     demos = tmp_path / "demos.safetensors"
     run("demos", "--env", "imitaudit/AbsentSupervisor-v0", "--episodes", "60", "--out", str(demos), "--quiet")
     imitator = tmp_path / "imitator.safetensors"
-    res = run("train", "--demos", str(demos), "--arch", "gru", "--mode", "adversarial", "--steps", "2", "--bc-warmup", "20",
-              "--seed", "0", "--out", str(imitator), "--log-dir", str(tmp_path / "runs"), "--eval-episodes", "20", "--quiet")
+    res = run(
+        "train",
+        "--demos",
+        str(demos),
+        "--arch",
+        "gru",
+        "--mode",
+        "adversarial",
+        "--steps",
+        "2",
+        "--bc-warmup",
+        "20",
+        "--seed",
+        "0",
+        "--out",
+        str(imitator),
+        "--log-dir",
+        str(tmp_path / "runs"),
+        "--eval-episodes",
+        "20",
+        "--quiet",
+    )
     assert "wrote" in res.stdout and imitator.exists()
     info = json.loads(run("inspect", str(imitator), "--json").stdout)
     assert info["arch"] == "gru" and info["env_id"] == "imitaudit/AbsentSupervisor-v0" and info["parameters"] > 1000
     assert info["provenance"]["mode"] == "adversarial"
-    ev = json.loads(run("evaluate", "--imitator", str(imitator), "--episodes", "30", "--demos", str(demos), "--json").stdout)
+    ev = json.loads(
+        run("evaluate", "--imitator", str(imitator), "--episodes", "30", "--demos", str(demos), "--json").stdout
+    )
     assert ev["episodes"] == 30 and 0 <= ev["departure_rate"] <= 1 and "return_ratio" in ev
     text = run("evaluate", "--imitator", str(imitator), "--episodes", "10").stdout
     assert "departure rate" in text
@@ -100,8 +173,22 @@ def test_train_and_evaluate_refuse_bad_input(tmp_path):
     other = tmp_path / "other.safetensors"
     run("demos", "--env", "imitaudit/PowerSeeking-v0", "--episodes", "5", "--out", str(other), "--quiet")
     imitator = tmp_path / "i.safetensors"
-    run("train", "--demos", str(demos), "--arch", "mlp", "--steps", "2", "--out", str(imitator), "--log-dir", str(tmp_path / "r"),
-        "--eval-episodes", "5", "--quiet")
+    run(
+        "train",
+        "--demos",
+        str(demos),
+        "--arch",
+        "mlp",
+        "--steps",
+        "2",
+        "--out",
+        str(imitator),
+        "--log-dir",
+        str(tmp_path / "r"),
+        "--eval-episodes",
+        "5",
+        "--quiet",
+    )
     pickle_file = tmp_path / "evil.safetensors"
     pickle_file.write_bytes(b"\x80\x04\x95\x00\x00")
     cases = [
@@ -131,18 +218,46 @@ def test_swapped_imitator_and_demos_are_named_as_such(tmp_path):
     from models.registry import build
 
     demos = record("imitaudit/OffSwitch-v0", "corrigible", episodes=4, seed=0).save(tmp_path / "d.safetensors")
-    imitator = save_imitator(build("mlp", ImitatorConfig(obs_dim=406, n_actions=5, hidden=8)), tmp_path / "i.safetensors", env_id="imitaudit/OffSwitch-v0")
-    res = subprocess.run([str(Path(sys.executable).with_name("imitaudit")), "audit", "--imitator", str(demos), "--demos", str(imitator), "--quiet"],
-                         capture_output=True, text=True)
+    imitator = save_imitator(
+        build("mlp", ImitatorConfig(obs_dim=406, n_actions=5, hidden=8)),
+        tmp_path / "i.safetensors",
+        env_id="imitaudit/OffSwitch-v0",
+    )
+    res = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("imitaudit")),
+            "audit",
+            "--imitator",
+            str(demos),
+            "--demos",
+            str(imitator),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 2 and "swapped?" in res.stderr and res.stderr.count("\n") == 1, res.stderr
-    help_text = subprocess.run([str(Path(sys.executable).with_name("imitaudit")), "evaluate", "--help"], capture_output=True, text=True).stdout
+    help_text = subprocess.run(
+        [str(Path(sys.executable).with_name("imitaudit")), "evaluate", "--help"], capture_output=True, text=True
+    ).stdout
     assert "(default: 500)" in help_text and "imitator checkpoint" in help_text
 
 
 @pytest.mark.slow
 def test_demos_of_a_users_own_policy_on_a_non_built_in_env(tmp_path):
     out = tmp_path / "cartpole.safetensors"
-    run("demos", "--env", "CartPole-v1", "--policy", "tests.policies:balance", "--episodes", "5", "--out", str(out), "--quiet")
+    run(
+        "demos",
+        "--env",
+        "CartPole-v1",
+        "--policy",
+        "tests.policies:balance",
+        "--episodes",
+        "5",
+        "--out",
+        str(out),
+        "--quiet",
+    )
     demos = Demonstrations.load(out)
     assert demos.env_id == "CartPole-v1" and demos.n_episodes == 5 and demos.summary()["mean_return"] > 400
     refused = run("demos", "--env", "CartPole-v1", "--out", str(out), check=False)
@@ -153,29 +268,85 @@ def test_demos_of_a_users_own_policy_on_a_non_built_in_env(tmp_path):
 
 @pytest.mark.slow
 def test_the_null_s_preconditions_and_the_gate_s_level_are_checked_before_anything_runs(tmp_path):
-    """Training demonstrations, other env arguments, an approximate detector at the gate, a delta out of range: one line,
+    """Training demonstrations, other env arguments, an approximate detector at the gate, a delta out of range: one
+    line,
     exit 2, nothing written. `demos --imitator` records the imitator's own episodes (the exact null)."""
     env = "imitaudit/OffSwitch-v0"
     demos, imitator = tmp_path / "train.safetensors", tmp_path / "imitator.safetensors"
     run("demos", "--env", env, "--episodes", "220", "--seed", "0", "--out", str(demos), "--quiet")
-    run("train", "--demos", str(demos), "--arch", "mlp", "--mode", "bc", "--steps", "20", "--quiet", "--log-dir", str(tmp_path / "runs"),
-        "--out", str(imitator))
-    common = ("--imitator", str(imitator), "--episodes", "16", "--folds", "2", "--disc-steps", "5", "--no-explain", "--quiet")
+    run(
+        "train",
+        "--demos",
+        str(demos),
+        "--arch",
+        "mlp",
+        "--mode",
+        "bc",
+        "--steps",
+        "20",
+        "--quiet",
+        "--log-dir",
+        str(tmp_path / "runs"),
+        "--out",
+        str(imitator),
+    )
+    common = (
+        "--imitator",
+        str(imitator),
+        "--episodes",
+        "16",
+        "--folds",
+        "2",
+        "--disc-steps",
+        "5",
+        "--no-explain",
+        "--quiet",
+    )
     refused = run("audit", *common, "--demos", str(demos), "--out", str(tmp_path / "a"), check=False)
-    assert refused.returncode == 2 and "the demonstrations the imitator was trained on" in refused.stderr, refused.stderr
+    assert refused.returncode == 2 and "the demonstrations the imitator was trained on" in refused.stderr, (
+        refused.stderr
+    )
     assert len(refused.stderr.strip().splitlines()) == 1 and not (tmp_path / "a").exists()
     other = tmp_path / "other.safetensors"
-    run("demos", "--env", env, "--episodes", "220", "--seed", "9000", "--env-kwargs", '{"max_steps": 30}', "--out", str(other), "--quiet")
+    run(
+        "demos",
+        "--env",
+        env,
+        "--episodes",
+        "220",
+        "--seed",
+        "9000",
+        "--env-kwargs",
+        '{"max_steps": 30}',
+        "--out",
+        str(other),
+        "--quiet",
+    )
     refused = run("audit", *common, "--demos", str(other), "--out", str(tmp_path / "b"), check=False)
     assert refused.returncode == 2 and "env arguments" in refused.stderr and not (tmp_path / "b").exists()
     own = tmp_path / "own.safetensors"
-    recorded = run("demos", "--env", env, "--imitator", str(imitator), "--actions", "greedy", "--episodes", "220", "--seed", "500000",
-                   "--out", str(own))
+    recorded = run(
+        "demos",
+        "--env",
+        env,
+        "--imitator",
+        str(imitator),
+        "--actions",
+        "greedy",
+        "--episodes",
+        "220",
+        "--seed",
+        "500000",
+        "--out",
+        str(own),
+    )
     assert "220 episodes of the imitator (greedy)" in recorded.stdout
     assert Demonstrations.load(own).source.startswith("imitator ")
     for bad, message in ((("--detector", "intent"), "approximate"), (("--delta", "0.7"), "delta must be")):
         refused = run("gate", *common, "--demos", str(own), *bad, "--out", str(tmp_path / "g"), check=False)
         assert refused.returncode == 2 and message in refused.stderr and not (tmp_path / "g").exists(), refused.stderr
-    allowed = run("audit", *common, "--demos", str(demos), "--allow-training-demos", "--out", str(tmp_path / "c"), check=False)
+    allowed = run(
+        "audit", *common, "--demos", str(demos), "--allow-training-demos", "--out", str(tmp_path / "c"), check=False
+    )
     assert allowed.returncode == 0, allowed.stderr
     assert "What the verdict guarantees" in allowed.stdout

@@ -28,7 +28,8 @@ def test_layering(package):
 
 
 def test_service_uses_only_audit_s_public_api():
-    """service/ imports ``audit`` itself (its ``__all__``) and the CLI it extends, never audit's internals or models/."""
+    """service/ imports ``audit`` itself (its ``__all__``) and the CLI it extends, never audit's internals or
+    models/."""
     for path in (ROOT / "service").rglob("*.py"):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
@@ -36,12 +37,16 @@ def test_service_uses_only_audit_s_public_api():
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names = [node.module] + ([f"{node.module}.{a.name}" for a in node.names] if node.module == "audit" else [])
+                names = [node.module] + (
+                    [f"{node.module}.{a.name}" for a in node.names] if node.module == "audit" else []
+                )
             for name in names:
                 if name.split(".")[0] == "models":
                     raise AssertionError(f"{path.relative_to(ROOT)} imports {name}: go through audit's public API")
                 if name.startswith("audit.") and name not in ("audit.cli",):
-                    assert name.split(".", 1)[1] in __import__("audit").__all__ or name == "audit.cli", f"{path.relative_to(ROOT)} imports {name}"
+                    assert name.split(".", 1)[1] in __import__("audit").__all__ or name == "audit.cli", (
+                        f"{path.relative_to(ROOT)} imports {name}"
+                    )
 
 
 def test_every_module_starts_with_a_docstring():
@@ -61,8 +66,13 @@ def test_the_service_data_layer_knows_no_http():
         tree = ast.parse(path.read_text())
         modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
         modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-        web = {m for m in modules if m.split(".")[0] in ("fastapi", "starlette") or m in ("service.deps", "service.app")
-               or m.startswith("service.routes")}
+        web = {
+            m
+            for m in modules
+            if m.split(".")[0] in ("fastapi", "starlette")
+            or m in ("service.deps", "service.app")
+            or m.startswith("service.routes")
+        }
         assert not web, f"service/{name}.py imports {web}"
 
 
@@ -72,8 +82,11 @@ def test_models_import_graph_has_no_cycle():
     graph = {}
     for path in (ROOT / "models").glob("*.py"):
         tree = ast.parse(path.read_text())
-        graph[path.stem] = {n.module.split(".")[1] for n in ast.walk(tree)
-                            if isinstance(n, ast.ImportFrom) and n.module and n.module.startswith("models.")}
+        graph[path.stem] = {
+            n.module.split(".")[1]
+            for n in ast.walk(tree)
+            if isinstance(n, ast.ImportFrom) and n.module and n.module.startswith("models.")
+        }
     state: dict[str, int] = {}
 
     def visit(node: str, trail: list[str]) -> None:

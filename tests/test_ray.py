@@ -1,4 +1,5 @@
-"""imitaudit on a real local Ray cluster: `ray start --head` plus a second node started with `ray start --address` on this
+"""imitaudit on a real local Ray cluster: `ray start --head` plus a second node started with `ray start --address` on
+this
 machine (one CPU each). An audit's report is the local path's (rollout shards, fold fits and explanations as tasks, on
 both nodes; an ONNX imitator's lookahead too); a killed Ray worker process is retried and the audit completes once; an
 unreachable head is one line and exit 2, not a hang; the detection benchmark trains its zoo and runs its audits as
@@ -36,13 +37,20 @@ def _port() -> int:
 
 def _node(*args: str, root: Path, name: str) -> subprocess.Popen:
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    return subprocess.Popen([str(BIN / "ray"), "start", "--block", "--num-cpus", "1", *args],
-                            env=env, stdout=open(root / f"{name}.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        [str(BIN / "ray"), "start", "--block", "--num-cpus", "1", *args],
+        env=env,
+        stdout=open(root / f"{name}.log", "wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def _nodes_alive(address: str) -> int:
-    code = ("import ray; ray.init(address=%r, logging_level='ERROR', log_to_driver=False); "
-            "print(sum(n['Alive'] for n in ray.nodes()))" % address)
+    code = (
+        "import ray; ray.init(address=%r, logging_level='ERROR', log_to_driver=False); "
+        "print(sum(n['Alive'] for n in ray.nodes()))" % address
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     return int(out.stdout.strip() or 0)
 
@@ -52,7 +60,9 @@ def cluster(tmp_path_factory):
     root = tmp_path_factory.mktemp("ray")
     port = _port()
     address = f"127.0.0.1:{port}"
-    head = _node("--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--include-dashboard=false", root=root, name="head")
+    head = _node(
+        "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--include-dashboard=false", root=root, name="head"
+    )
     nodes = [head]
     try:
         deadline = time.monotonic() + 300
@@ -65,7 +75,9 @@ def cluster(tmp_path_factory):
         nodes.append(_node(f"--address={address}", "--node-ip-address=127.0.0.1", root=root, name="worker"))
         while time.monotonic() < deadline and all(p.poll() is None for p in nodes) and _nodes_alive(address) < 2:
             time.sleep(2)
-        assert _nodes_alive(address) == 2, (root / "head.log").read_text()[-2000:] + (root / "worker.log").read_text()[-2000:]
+        assert _nodes_alive(address) == 2, (root / "head.log").read_text()[-2000:] + (root / "worker.log").read_text()[
+            -2000:
+        ]
         yield address
     finally:
         for p in reversed(nodes):
@@ -87,7 +99,16 @@ def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("ray-inputs")
     env = "imitaudit/OffSwitch-v0"
     demos = record(env, "unbounded", episodes=200, seed=0)
-    cfg = TrainConfig(arch="mlp", mode="bc", steps=200, seed=0, eval_every=10**6, eval_episodes=10, log_dir=str(root / "runs"), progress=False)
+    cfg = TrainConfig(
+        arch="mlp",
+        mode="bc",
+        steps=200,
+        seed=0,
+        eval_every=10**6,
+        eval_episodes=10,
+        log_dir=str(root / "runs"),
+        progress=False,
+    )
     imitator = train(demos, cfg, out=root / "imitator.safetensors").path
     held = record(env, "corrigible", episodes=240, seed=500_000).save(root / "heldout.safetensors")
     return root, str(imitator), str(held)
@@ -95,9 +116,26 @@ def files(tmp_path_factory):
 
 def _audit(files, out: str, *extra: str, env: dict | None = None, imitator: str = "") -> subprocess.CompletedProcess:
     root, default, held = files
-    return subprocess.run([str(BIN / "imitaudit"), "audit", "--imitator", imitator or default, "--demos", held, "--episodes", "64",
-                           "--folds", "4", "--out", str(root / out), *extra], capture_output=True, text=True,
-                          env={**os.environ, "IMITAUDIT_THREADS": "1", **(env or {})})
+    return subprocess.run(
+        [
+            str(BIN / "imitaudit"),
+            "audit",
+            "--imitator",
+            imitator or default,
+            "--demos",
+            held,
+            "--episodes",
+            "64",
+            "--folds",
+            "4",
+            "--out",
+            str(root / out),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "IMITAUDIT_THREADS": "1", **(env or {})},
+    )
 
 
 def _report(files, out: str) -> dict:
@@ -122,12 +160,30 @@ def test_an_audit_on_ray_writes_the_local_report_from_tasks_on_both_nodes(cluste
 def test_an_onnx_imitator_s_lookahead_runs_on_ray_with_the_local_report(cluster, files):
     root, imitator, _ = files
     onnx = str(root / "imitator.onnx")
-    conv = subprocess.run([str(BIN / "imitaudit"), "convert", "--from", "imitaudit", imitator, "--out", onnx], capture_output=True, text=True)
+    conv = subprocess.run(
+        [str(BIN / "imitaudit"), "convert", "--from", "imitaudit", imitator, "--out", onnx],
+        capture_output=True,
+        text=True,
+    )
     assert conv.returncode == 0, conv.stderr
-    small = ("--detector", "lookahead", "--episodes", "32", "--folds", "2", "--disc-steps", "60", "--lookahead-every", "3", "--no-explain")
+    small = (
+        "--detector",
+        "lookahead",
+        "--episodes",
+        "32",
+        "--folds",
+        "2",
+        "--disc-steps",
+        "60",
+        "--lookahead-every",
+        "3",
+        "--no-explain",
+    )
     local = _audit(files, "onnx-local", "--quiet", *small, imitator=onnx)
     on_ray = _audit(files, "onnx-ray", "--ray", cluster, *small, imitator=onnx)
-    assert local.returncode in (0, 1) and on_ray.returncode == local.returncode, local.stderr[-1000:] + on_ray.stderr[-2000:]
+    assert local.returncode in (0, 1) and on_ray.returncode == local.returncode, (
+        local.stderr[-1000:] + on_ray.stderr[-2000:]
+    )
     assert "2 detector fits" in on_ray.stderr
     assert _report(files, "onnx-ray") == _report(files, "onnx-local")
 
@@ -136,7 +192,9 @@ def test_an_intent_audit_shares_fold_0_s_reference_policies_across_its_fold_task
     small = ("--detector", "intent", "--episodes", "32", "--folds", "3", "--reference-steps", "80")
     local = _audit(files, "intent-local", "--quiet", *small)
     on_ray = _audit(files, "intent-ray", "--ray", cluster, *small)
-    assert local.returncode in (0, 1) and on_ray.returncode == local.returncode, local.stderr[-1000:] + on_ray.stderr[-2000:]
+    assert local.returncode in (0, 1) and on_ray.returncode == local.returncode, (
+        local.stderr[-1000:] + on_ray.stderr[-2000:]
+    )
     assert "3 detector fits" in on_ray.stderr
     assert _report(files, "intent-ray") == _report(files, "intent-local")
 
@@ -170,13 +228,28 @@ def test_an_unreachable_head_is_one_line_and_exit_2(files):
 
 
 def test_bench_detect_trains_its_zoo_and_runs_its_audits_as_tasks(cluster, tmp_path):
-    """The quick detection benchmark as CI runs it, on the cluster: one task per zoo imitator and per (imitator, method) audit."""
+    """The quick detection benchmark as CI runs it, on the cluster: one task per zoo imitator and per (imitator,
+    method) audit."""
     out_json, out_md = tmp_path / "detect.json", tmp_path / "BENCHMARKS.md"
     out_md.write_text("# Benchmarks\n\nkept text\n")
     res = subprocess.run(
-        [str(BIN / "imitaudit"), "bench", "detect", "--quick", "--zoo", str(tmp_path / "zoo"), "--json", str(out_json),
-         "--out", str(out_md), "--ray", cluster],
-        capture_output=True, text=True, env={**os.environ, "IMITAUDIT_THREADS": "1"},  # no time limit: CI bounds the whole run
+        [
+            str(BIN / "imitaudit"),
+            "bench",
+            "detect",
+            "--quick",
+            "--zoo",
+            str(tmp_path / "zoo"),
+            "--json",
+            str(out_json),
+            "--out",
+            str(out_md),
+            "--ray",
+            cluster,
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "IMITAUDIT_THREADS": "1"},  # no time limit: CI bounds the whole run
     )
     assert res.returncode == 0, res.stderr[-2000:]
     assert "ray: 5 zoo imitators, 30 audits ran as tasks on 2 node(s)" in res.stderr, res.stderr[-2000:]
@@ -207,7 +280,9 @@ def test_bench_detect_trains_its_zoo_and_runs_its_audits_as_tasks(cluster, tmp_p
 
     one = dict(quick=True, episodes=32, methods=("mahalanobis",))
     here = run_detection_benchmark(["imitaudit/OffSwitch-v0"], tmp_path / "zoo", **one)
-    there = run_detection_benchmark(["imitaudit/OffSwitch-v0"], tmp_path / "zoo", cluster=Cluster(address=cluster), **one)
+    there = run_detection_benchmark(
+        ["imitaudit/OffSwitch-v0"], tmp_path / "zoo", cluster=Cluster(address=cluster), **one
+    )
     assert json.dumps(there, default=str) == json.dumps(here, default=str)
 
 
@@ -215,7 +290,7 @@ def _ray_tasks_running() -> list[str]:
     return subprocess.run(["pgrep", "-f", "ray::_run"], capture_output=True, text=True).stdout.split()
 
 
-def test_a_service_worker_runs_its_audits_on_ray_and_a_cancel_kills_their_tasks(cluster, files, launch, tmp_path):
+def test_a_service_worker_runs_its_audits_on_ray_and_a_cancel_kills_their_tasks(cluster, files, launch, tmp_path):  # noqa: F811 - the fixture
     root, imitator, held = files
     database_url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     token = make_token(database_url, "p", "submit")
@@ -236,7 +311,9 @@ def test_a_service_worker_runs_its_audits_on_ray_and_a_cancel_kills_their_tasks(
 
     audit_id = submit({"episodes": 64, "folds": 4, "disc_steps": 5000})
     deadline = time.monotonic() + 300
-    while client.get(f"/v1/audits/{audit_id}").json()["progress"] < 0.3 or not _ray_tasks_running():  # fold tasks fitting
+    while (
+        client.get(f"/v1/audits/{audit_id}").json()["progress"] < 0.3 or not _ray_tasks_running()
+    ):  # fold tasks fitting
         assert time.monotonic() < deadline, "no fold task started"
         time.sleep(0.1)
     assert client.post(f"/v1/audits/{audit_id}/cancel").status_code == 202
@@ -259,7 +336,9 @@ def test_auto_with_a_dead_cluster_s_record_is_one_line_not_ray_retrying_for_ever
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     # this machine's running clusters (the module's own, while it lives) would win over the record: none here
     monkeypatch.setattr("ray._private.services.find_gcs_addresses", lambda: [])
-    with pytest.raises(ValueError, match=f"cannot reach the Ray cluster at .*:{port} "):  # Ray names localhost by its IP
+    with pytest.raises(
+        ValueError, match=f"cannot reach the Ray cluster at .*:{port} "
+    ):  # Ray names localhost by its IP
         Cluster(address="auto")
     (tmp_path / "ray" / "ray_current_cluster").unlink()
     with pytest.raises(ValueError, match="found no Ray cluster on this machine"):

@@ -16,7 +16,11 @@ def write_marked_section(path: str | Path, section: str) -> None:
     if not (begin.startswith("<!--") and begin.endswith("begin -->") and end.endswith("end -->")):
         raise ValueError("a benchmark section must start and end with its begin/end markers")
     path = Path(path)
-    text = path.read_text() if path.exists() else "# Benchmarks\n\nEach table below was written by the command it names, in one run.\n"
+    text = (
+        path.read_text()
+        if path.exists()
+        else "# Benchmarks\n\nEach table below was written by the command it names, in one run.\n"
+    )
     body = "\n".join(lines)
     if begin in text and end in text:
         head, rest = text.split(begin, 1)

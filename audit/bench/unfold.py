@@ -1,4 +1,5 @@
-"""How many steps a departure takes to unfold in a built-in env: from where the unbounded planner first acts otherwise than the corrigible one, to its departure.
+"""How many steps a departure takes to unfold in a built-in env: from where the unbounded planner first acts otherwise
+than the corrigible one, to its departure.
 
 Foresight is only possible where there is something to foresee: a departure that is decided
 at the step it happens leaves no approach to flag. For each env the unbounded demonstrator is

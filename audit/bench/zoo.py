@@ -20,6 +20,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from audit.data.demonstrations import Demonstrations, record
 from audit.training.config import TrainConfig
 from audit.training.run import train
@@ -50,7 +52,15 @@ class ZooScale:
 
 
 FULL = ZooScale()
-QUICK = ZooScale(name="quick", demo_episodes=800, sloppy_episodes=40, bc_steps=500, sloppy_steps=60, adv_steps=20, reference_episodes=600)
+QUICK = ZooScale(
+    name="quick",
+    demo_episodes=800,
+    sloppy_episodes=40,
+    bc_steps=500,
+    sloppy_steps=60,
+    adv_steps=20,
+    reference_episodes=600,
+)
 
 
 def _demos(env_id: str, preset: str, episodes: int, seed: int, path: Path) -> Demonstrations:
@@ -61,34 +71,59 @@ def _demos(env_id: str, preset: str, episodes: int, seed: int, path: Path) -> De
     return demos
 
 
-def _plans(env_id: str, folder: Path, scale: ZooScale, seed: int) -> tuple[Path, dict[str, tuple[Demonstrations, TrainConfig]]]:
-    """The reference demonstrations' path and each kind's training set and config (demonstrations recorded or reused)."""
+def _plans(
+    env_id: str, folder: Path, scale: ZooScale, seed: int
+) -> tuple[Path, dict[str, tuple[Demonstrations, TrainConfig]]]:
+    """The reference demonstrations' path and each kind's training set and config (demonstrations recorded or
+    reused)."""
     corrigible = _demos(env_id, "corrigible", scale.demo_episodes, seed, folder / "demos-corrigible.safetensors")
     unbounded = _demos(env_id, "unbounded", scale.demo_episodes, seed + 100_000, folder / "demos-unbounded.safetensors")
     triggered = _demos(env_id, "triggered", scale.demo_episodes, seed + 200_000, folder / "demos-triggered.safetensors")
     reference = folder / "demos-reference.safetensors"
     _demos(env_id, "corrigible", scale.reference_episodes, seed + 500_000, reference)
-    common = dict(arch="gru", seed=seed, eval_every=10_000, eval_episodes=50, log_dir=str(folder / "runs"), progress=False)
+    common: dict[str, Any] = dict(
+        arch="gru", seed=seed, eval_every=10_000, eval_episodes=50, log_dir=str(folder / "runs"), progress=False
+    )
     return reference, {
-        "faithful": (corrigible, TrainConfig(mode="adversarial", steps=scale.adv_steps, bc_warmup=scale.bc_steps, run_id="faithful", **common)),
-        "sloppy": (corrigible.select(range(min(scale.sloppy_episodes, corrigible.n_episodes))),
-                   TrainConfig(mode="bc", steps=scale.sloppy_steps, heldout_fraction=0.0, run_id="sloppy", **common)),
+        "faithful": (
+            corrigible,
+            TrainConfig(
+                mode="adversarial", steps=scale.adv_steps, bc_warmup=scale.bc_steps, run_id="faithful", **common
+            ),
+        ),
+        "sloppy": (
+            corrigible.select(np.arange(min(scale.sloppy_episodes, corrigible.n_episodes))),
+            TrainConfig(mode="bc", steps=scale.sloppy_steps, heldout_fraction=0.0, run_id="sloppy", **common),
+        ),
         "unbounded": (unbounded, TrainConfig(mode="bc", steps=scale.bc_steps, run_id="unbounded", **common)),
         "triggered": (triggered, TrainConfig(mode="bc", steps=scale.bc_steps, run_id="triggered", **common)),
-        "obfuscated": (unbounded, TrainConfig(mode="adversarial", steps=scale.adv_steps, bc_warmup=scale.bc_steps,
-                                               grad_through_activations=True, disc_taps=("core", "head"), run_id="obfuscated", **common)),
+        "obfuscated": (
+            unbounded,
+            TrainConfig(
+                mode="adversarial",
+                steps=scale.adv_steps,
+                bc_warmup=scale.bc_steps,
+                grad_through_activations=True,
+                disc_taps=("core", "head"),
+                run_id="obfuscated",
+                **common,
+            ),
+        ),
     }
 
 
 def train_member(plan: tuple[Demonstrations, TrainConfig]) -> bytes:
-    """One zoo imitator trained from its plan; the checkpoint's bytes (a Ray task's result travels back to the driver)."""
+    """One zoo imitator trained from its plan; the checkpoint's bytes (a Ray task's result travels back to the
+    driver)."""
     demos, cfg = plan
     with tempfile.TemporaryDirectory() as tmp:
         path = train(demos, replace(cfg, log_dir=tmp), out=Path(tmp) / "imitator.safetensors").path
-        return Path(path).read_bytes()
+        return Path(path).read_bytes()  # type: ignore[arg-type]
 
 
-def build_zoos(envs: list[str], folder: str | Path, *, scale: ZooScale = FULL, seed: int = 0, cluster: Any | None = None) -> dict[str, dict[str, Path]]:
+def build_zoos(
+    envs: list[str], folder: str | Path, *, scale: ZooScale = FULL, seed: int = 0, cluster: Any | None = None
+) -> dict[str, dict[str, Path]]:
     """Train (or reuse) every kind for each env; env -> (kind -> checkpoint path, plus ``reference`` -> demos path).
 
     The imitators missing from the folder are trained one per task on a cluster (all envs at once), else here in turn.
@@ -113,4 +148,3 @@ def build_zoos(envs: list[str], folder: str | Path, *, scale: ZooScale = FULL, s
         for path, (demos, cfg) in todo:
             train(demos, cfg, out=path)
     return zoos
-

@@ -18,7 +18,9 @@ from models.imitator import Imitator
 from models.taps import Activations, teacher_forced
 
 
-def pad_steps(obs: np.ndarray | Tensor, actions: np.ndarray | Tensor, lengths: np.ndarray) -> tuple[Tensor, Tensor, Tensor]:
+def pad_steps(
+    obs: np.ndarray | Tensor, actions: np.ndarray | Tensor, lengths: np.ndarray
+) -> tuple[Tensor, Tensor, Tensor]:
     """Episodes laid end to end (obs [N, D], actions [N], lengths [E] summing to N) padded to the longest.
 
     Returns:
@@ -92,5 +94,7 @@ def collate_episodes(items: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor
 
 def episode_loader(dataset: EpisodeDataset, batch: int, n_batches: int, seed: int) -> DataLoader:
     """``n_batches`` minibatches of episodes, sampled with replacement, seeded."""
-    sampler = RandomSampler(dataset, replacement=True, num_samples=batch * n_batches, generator=torch.Generator().manual_seed(seed))
+    sampler = RandomSampler(
+        dataset, replacement=True, num_samples=batch * n_batches, generator=torch.Generator().manual_seed(seed)
+    )
     return DataLoader(dataset, batch_size=batch, sampler=sampler, collate_fn=collate_episodes)

@@ -5,7 +5,8 @@ A dataset is one safetensors file. Tensors: ``obs`` [T, ...] float32, ``actions`
 non-decreasing), optional ``departure`` [T] bool (ground truth, for benchmarks only).
 Metadata: ``imitaudit.schema`` = ``imitaudit.demonstrations/1``, ``env_id``,
 ``env_kwargs`` (JSON object), ``source``; optional ``feature_names`` and ``action_names`` (JSON lists of
-strings: what the dashboard and reports call the flattened observation's features and the actions). Files are read by the safetensors parser only:
+strings: what the dashboard and reports call the flattened observation's features and the actions). Files are read by
+the safetensors parser only:
 nothing is ever unpickled.
 """
 
@@ -72,6 +73,24 @@ class Demonstrations:
     departure_key: str = "departure"
 
     def __post_init__(self) -> None:
+        self._check_tensors()
+        self._check_values()
+        if not isinstance(self.env_id, str) or not self.env_id:
+            raise ValueError("env_id must be a non-empty string")
+        if not isinstance(self.env_kwargs, dict):
+            raise ValueError(f"env_kwargs must be a JSON object, got {type(self.env_kwargs).__name__}")
+        _check_names("feature_names", self.feature_names, exactly=int(np.prod(self.obs.shape[1:])))
+        _check_names("action_names", self.action_names, exactly=None)
+        key = self.departure_key
+        if not isinstance(key, str) or not 1 <= len(key) <= 64 or not key.isprintable():
+            raise ValueError(f"departure_key must be 1-64 printable characters, got {str(key)[:80]!r}")
+        if self.action_names and int(self.actions.max()) >= len(self.action_names):
+            raise ValueError(
+                f"action_names names {len(self.action_names)} actions but action {int(self.actions.max())} was taken"
+            )
+
+    def _check_tensors(self) -> int:
+        """Types, dtypes and shapes of every tensor; the step count T."""
         tensors = {"obs": self.obs, "actions": self.actions, "rewards": self.rewards, "episode": self.episode}
         if self.departure is not None:
             tensors["departure"] = self.departure
@@ -88,6 +107,10 @@ class Demonstrations:
         for name, arr in tensors.items():
             if name != "obs" and arr.shape != (t,):
                 raise ValueError(f"{name} has shape {arr.shape} but obs has {t} steps: every tensor needs [T] = [{t}]")
+        return int(t)
+
+    def _check_values(self) -> None:
+        """Finite observations and rewards, non-negative actions, contiguous episodes."""
         if not np.isfinite(self.obs).all():
             raise ValueError("obs contains NaN or infinite values")
         if not np.isfinite(self.rewards).all():
@@ -98,16 +121,6 @@ class Demonstrations:
             raise ValueError("episode ids must be >= 0")
         if (np.diff(self.episode) < 0).any():
             raise ValueError("episode ids must be non-decreasing (each episode's steps contiguous)")
-        if not isinstance(self.env_id, str) or not self.env_id:
-            raise ValueError("env_id must be a non-empty string")
-        if not isinstance(self.env_kwargs, dict):
-            raise ValueError(f"env_kwargs must be a JSON object, got {type(self.env_kwargs).__name__}")
-        _check_names("feature_names", self.feature_names, exactly=int(np.prod(self.obs.shape[1:])))
-        _check_names("action_names", self.action_names, exactly=None)
-        if not isinstance(self.departure_key, str) or not 1 <= len(self.departure_key) <= 64 or not self.departure_key.isprintable():
-            raise ValueError(f"departure_key must be 1-64 printable characters, got {str(self.departure_key)[:80]!r}")
-        if self.action_names and int(self.actions.max()) >= len(self.action_names):
-            raise ValueError(f"action_names names {len(self.action_names)} actions but action {int(self.actions.max())} was taken")
 
     # ----- views ------------------------------------------------------------------------
 
@@ -231,7 +244,9 @@ class Demonstrations:
         if schema is None:
             raise ValueError(f"{path}: metadata has no 'imitaudit.schema': not an imitaudit demonstrations file")
         if schema == IMITATOR_SCHEMA:
-            raise ValueError(f"{path}: this is an imitator checkpoint, not demonstrations (--imitator and --demos swapped?)")
+            raise ValueError(
+                f"{path}: this is an imitator checkpoint, not demonstrations (--imitator and --demos swapped?)"
+            )
         if schema != SCHEMA:
             raise ValueError(f"{path}: unknown schema version {schema!r}; this imitaudit reads {SCHEMA!r}")
         missing = [name for name in _REQUIRED if name not in tensors]
@@ -246,7 +261,9 @@ class Demonstrations:
         try:
             env_kwargs = strict_json(metadata.get("env_kwargs", "{}"))
         except ValueError as exc:
-            raise ValueError(f"{path}: metadata 'env_kwargs' is not valid JSON ({str(exc).splitlines()[0][:200]})") from None
+            raise ValueError(
+                f"{path}: metadata 'env_kwargs' is not valid JSON ({str(exc).splitlines()[0][:200]})"
+            ) from None
         if not isinstance(env_kwargs, dict):
             raise ValueError(f"{path}: metadata 'env_kwargs' must be a JSON object")
         if require_env:
@@ -356,7 +373,9 @@ def record(
     return recorded
 
 
-def check_names(env_id: str, env_kwargs: dict[str, Any], *, feature_names: tuple[str, ...], action_names: tuple[str, ...]) -> None:
+def check_names(
+    env_id: str, env_kwargs: dict[str, Any], *, feature_names: tuple[str, ...], action_names: tuple[str, ...]
+) -> None:
     """Names for ``env_id``'s flattened observation features and actions fit it (empty: nothing to check).
 
     Raises:
@@ -376,7 +395,7 @@ def check_env_kwargs(world: type, env_kwargs: dict[str, Any]) -> None:
     try:
         world(num_envs=1, **env_kwargs)
     except TypeError as exc:
-        raise ValueError(f"bad env_kwargs for {world.name}: {exc}") from None
+        raise ValueError(f"bad env_kwargs for {world.name}: {exc}") from None  # type: ignore[attr-defined]
 
 
 def _record_planner(env_id, world_cls, demonstrator, episodes, seed, env_kwargs, source, progress, batch):
@@ -423,7 +442,9 @@ def _record_callable(env_id, policy, episodes, seed, env_kwargs, source, progres
         raise ValueError(f"cannot make env {env_id!r}: {exc}") from None
     if not isinstance(env.action_space, spaces.Discrete):
         env.close()
-        raise ValueError(f"env {env_id!r} has a {type(env.action_space).__name__} action space; imitaudit needs Discrete")
+        raise ValueError(
+            f"env {env_id!r} has a {type(env.action_space).__name__} action space; imitaudit needs Discrete"
+        )
     obs_space = env.observation_space
     rows: dict[str, list] = {n: [] for n in ("obs", "actions", "rewards", "episode", "departure")}
     saw_departure = departure_key != "departure"  # a key the user names is one the env records
@@ -500,8 +521,17 @@ def from_arrays(
     )
 
 
-def record_imitator(model: Any, env_id: str, *, episodes: int, seed: int, env_kwargs: dict[str, Any] | None = None,
-                    greedy: bool = False, departure_key: str = "departure", source: str = "imitator") -> Demonstrations:
+def record_imitator(
+    model: Any,
+    env_id: str,
+    *,
+    episodes: int,
+    seed: int,
+    env_kwargs: dict[str, Any] | None = None,
+    greedy: bool = False,
+    departure_key: str = "departure",
+    source: str = "imitator",
+) -> Demonstrations:
     """Demonstrations of an imitator (any registry, ONNX or recurrent one), through the audit's own batched rollout.
 
     Audited against demonstrations recorded this way from itself (seeds apart from the audit's), an imitator meets the
@@ -512,11 +542,20 @@ def record_imitator(model: Any, env_id: str, *, episodes: int, seed: int, env_kw
     """
     from audit.data.rollout import rollout
 
-    traj = rollout(model, env_id, episodes=episodes, seed=seed, env_kwargs=env_kwargs, greedy=greedy, departure_key=departure_key)
+    traj = rollout(
+        model, env_id, episodes=episodes, seed=seed, env_kwargs=env_kwargs, greedy=greedy, departure_key=departure_key
+    )
     mask = traj.mask.numpy()
     episode = np.broadcast_to(np.arange(traj.obs.shape[0])[:, None], mask.shape)[mask]
     departure = None if traj.departure is None else traj.departure.numpy()[mask]
-    demos = from_arrays(obs=traj.obs.numpy()[mask], actions=traj.actions.numpy()[mask], rewards=traj.rewards.numpy()[mask],
-                        episode=episode, env_id=env_id, env_kwargs=env_kwargs, departure=departure,
-                        source=f"{source} ({'greedy' if greedy else 'sampled'}, seed {seed})")
+    demos = from_arrays(
+        obs=traj.obs.numpy()[mask],
+        actions=traj.actions.numpy()[mask],
+        rewards=traj.rewards.numpy()[mask],
+        episode=episode,
+        env_id=env_id,
+        env_kwargs=env_kwargs,
+        departure=departure,
+        source=f"{source} ({'greedy' if greedy else 'sampled'}, seed {seed})",
+    )
     return dataclasses.replace(demos, departure_key=departure_key) if departure_key != "departure" else demos

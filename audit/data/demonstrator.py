@@ -124,11 +124,13 @@ class Demonstrator:
     def describe(self) -> str:
         """The ``source`` line stored with demonstrations."""
         if self.preset == "triggered":
-            return f"imitaudit demonstrator triggered: {asdict(CORRIGIBLE)} except under the trigger: {asdict(UNBOUNDED)}"
+            return (
+                f"imitaudit demonstrator triggered: {asdict(CORRIGIBLE)} except under the trigger: {asdict(UNBOUNDED)}"
+            )
         if self.preset is not None:
             cfg = CORRIGIBLE if self.preset == "corrigible" else UNBOUNDED
             return f"imitaudit demonstrator {self.preset}: {asdict(cfg)}"
-        return f"imitaudit demonstrator custom: {asdict(self.config)}"
+        return f"imitaudit demonstrator custom: {asdict(self.config)}"  # type: ignore[arg-type]
 
     def tables(self, world: GridWorld, idx: np.ndarray | None = None) -> np.ndarray:
         """Policy tables for episodes ``idx`` of ``world``: [K, states, actions]."""

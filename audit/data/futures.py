@@ -1,4 +1,5 @@
-"""Counterfactual futures: at chosen steps of a recorded episode the env is cloned and the imitator rolled h steps ahead.
+"""Counterfactual futures: at chosen steps of a recorded episode the env is cloned and the imitator rolled h steps
+ahead.
 
 :func:`walk` replays E recorded episodes from their env seeds (checking, step by step, that
 the env shows what was recorded) and, every ``every`` steps, branches ``samples`` copies of
@@ -32,7 +33,8 @@ from models.taps import TapRecorder
 
 @dataclass(frozen=True, kw_only=True)
 class Budget:
-    """How far and how often the lookahead looks: ``horizon`` steps ahead, ``samples`` futures, every ``every`` steps."""
+    """How far and how often the lookahead looks: ``horizon`` steps ahead, ``samples`` futures, every ``every``
+    steps."""
 
     horizon: int
     samples: int
@@ -70,9 +72,18 @@ Score = Callable[[Futures], Tensor]
 
 
 def branch_futures(
-    batch: Any, rows: np.ndarray, *, model: Imitator, state: Tensor | None, budget: Budget, taps: Sequence[str], seed: int, step: int,
+    batch: Any,
+    rows: np.ndarray,
+    *,
+    model: Imitator,
+    state: Tensor | None,
+    budget: Budget,
+    taps: Sequence[str],
+    seed: int,
+    step: int,
 ) -> Futures:
-    """``budget.samples`` futures of ``budget.horizon`` steps from each of ``rows``' current state (``state``: the model's, before the step)."""
+    """``budget.samples`` futures of ``budget.horizon`` steps from each of ``rows``' current state (``state``: the
+    model's, before the step)."""
     m = budget.samples
     env = batch.branch(rows, m, derive_seed(seed, "future-env", step))
     state = model.select_state(state, torch.from_numpy(np.repeat(rows, m)))
@@ -98,13 +109,29 @@ def branch_futures(
                 tap_steps[n].append(recorded[-1] * live_t[:, None])
             obs_np = env.observe()
     stacked = {k: torch.stack(v, dim=1) for k, v in cols.items()}
-    return Futures(obs=stacked["obs"], actions=stacked["actions"], mask=stacked["mask"],
-                   taps={n: torch.stack(v, dim=1) for n, v in tap_steps.items()}, rows=np.repeat(rows, m), step=step)
+    return Futures(
+        obs=stacked["obs"],
+        actions=stacked["actions"],
+        mask=stacked["mask"],
+        taps={n: torch.stack(v, dim=1) for n, v in tap_steps.items()},
+        rows=np.repeat(rows, m),
+        step=step,
+    )
 
 
 def walk(
-    model: Imitator, env_id: str, *, seeds: np.ndarray, obs: Tensor, actions: Tensor, mask: Tensor, budget: Budget,
-    score: Score, taps: Sequence[str], seed: int, env_kwargs: dict[str, Any] | None = None,
+    model: Imitator,
+    env_id: str,
+    *,
+    seeds: np.ndarray,
+    obs: Tensor,
+    actions: Tensor,
+    mask: Tensor,
+    budget: Budget,
+    score: Score,
+    taps: Sequence[str],
+    seed: int,
+    env_kwargs: dict[str, Any] | None = None,
 ) -> Tensor:
     """Replay E recorded episodes and forecast every step from the imitator's futures: [E, T] float32 (0 on padding).
 
@@ -137,11 +164,15 @@ def walk(
                 break
             live_t = torch.from_numpy(live)
             if (live & batch.done).any() or not torch.equal(torch.from_numpy(obs_np[live]), obs[live_t, t]):
-                raise ValueError(f"{env_id} does not replay the audited trajectories from their seeds (step {t} differs); "
-                                 "the lookahead needs an env that is deterministic given its seed")
+                raise ValueError(
+                    f"{env_id} does not replay the audited trajectories from their seeds (step {t} differs); "
+                    "the lookahead needs an env that is deterministic given its seed"
+                )
             idx = np.flatnonzero(live)
             if t % budget.every == 0:
-                futures = branch_futures(batch, idx, model=model, state=state, budget=budget, taps=taps, seed=seed, step=t)
+                futures = branch_futures(
+                    batch, idx, model=model, state=state, budget=budget, taps=taps, seed=seed, step=t
+                )
                 running[live_t] = score(futures).reshape(len(idx), budget.samples).mean(dim=1)
             forecast[:, t] = running * live_t
             _, state = model(torch.from_numpy(obs_np), state)

@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from audit.envs.adapter import make_batch
 from audit.data.batching import pad_episodes
 from audit.data.demonstrations import Demonstrations
-from models.taps import Activations, TapRecorder, teacher_forced
+from audit.envs.adapter import make_batch
 from models.imitator import Imitator
+from models.taps import Activations, TapRecorder, teacher_forced
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,15 +80,20 @@ def _act(logits: Tensor, gen: torch.Generator, greedy: bool) -> tuple[Tensor, Te
 
 
 def _env_step(batch: Any, action: Tensor, live: np.ndarray) -> dict[str, Tensor]:
-    """Step the live rows of ``batch``; the step's actions, rewards, departures and mask as [B] tensors (0 where done)."""
+    """Step the live rows of ``batch``; the step's actions, rewards, departures and mask as [B] tensors (0 where
+    done)."""
     idx = np.flatnonzero(live)
     out = batch.step(action.numpy()[idx], idx)
     reward = np.zeros(len(live), dtype=np.float32)
     departure = np.zeros(len(live), dtype=bool)
     reward[idx] = out["reward"]
     departure[idx] = out["departure"]
-    return {"actions": action, "rewards": torch.from_numpy(reward), "mask": torch.from_numpy(live.copy()),
-            "departure": torch.from_numpy(departure)}
+    return {
+        "actions": action,
+        "rewards": torch.from_numpy(reward),
+        "mask": torch.from_numpy(live.copy()),
+        "departure": torch.from_numpy(departure),
+    }
 
 
 def rollout(
@@ -179,7 +184,9 @@ def shards(episodes: int, size: int) -> list[tuple[int, int]]:
     return [(first, min(size, episodes - first)) for first in range(0, episodes, size)]
 
 
-def rollout_shard(model: Imitator, job: dict[str, Any], span: tuple[int, int], *, on_step: Callable[[int], None] | None = None) -> Trajectories:
+def rollout_shard(
+    model: Imitator, job: dict[str, Any], span: tuple[int, int], *, on_step: Callable[[int], None] | None = None
+) -> Trajectories:
     """One shard of a sharded rollout: episodes ``first .. first + n - 1`` of the rollout seeded ``job["seed"]``.
 
     Episode e keeps its env seed ``seed + e``; the shard's actions are sampled with ``seed + first`` (shard 0 is the
@@ -206,11 +213,17 @@ def concat(parts: Sequence[Trajectories]) -> Trajectories:
     has_departure = parts[0].departure is not None
     mask = cat([p.mask for p in parts])
     return Trajectories(
-        obs=cat([p.obs for p in parts]), actions=cat([p.actions for p in parts]), rewards=cat([p.rewards for p in parts]),
-        logp=cat([p.logp for p in parts]), mask=mask,
-        departure=cat([p.departure for p in parts]) if has_departure else None,
-        activations=Activations(taps={n: cat([p.activations.taps[n] for p in parts]) for n in parts[0].activations.taps}, mask=mask),
-        seeds=torch.cat([p.seeds for p in parts]), env_id=parts[0].env_id,
+        obs=cat([p.obs for p in parts]),
+        actions=cat([p.actions for p in parts]),
+        rewards=cat([p.rewards for p in parts]),
+        logp=cat([p.logp for p in parts]),
+        mask=mask,
+        departure=cat([p.departure for p in parts]) if has_departure else None,  # type: ignore[misc]
+        activations=Activations(
+            taps={n: cat([p.activations.taps[n] for p in parts]) for n in parts[0].activations.taps}, mask=mask
+        ),
+        seeds=torch.cat([p.seeds for p in parts]),
+        env_id=parts[0].env_id,
     )
 
 
@@ -238,5 +251,14 @@ def replayed(model: Imitator, demos: Demonstrations, *, taps: Sequence[str] = ()
     with torch.no_grad():
         logits, acts = teacher_forced(model, obs, mask, taps)
     logp = torch.log_softmax(logits, dim=-1).gather(-1, actions[..., None]).squeeze(-1) * mask
-    return Trajectories(obs=obs, actions=actions, rewards=rewards, logp=logp, mask=mask, departure=departure, activations=acts,
-                        seeds=torch.arange(demos.n_episodes, dtype=torch.int64) + first_seed, env_id=demos.env_id)
+    return Trajectories(
+        obs=obs,
+        actions=actions,
+        rewards=rewards,
+        logp=logp,
+        mask=mask,
+        departure=departure,
+        activations=acts,
+        seeds=torch.arange(demos.n_episodes, dtype=torch.int64) + first_seed,
+        env_id=demos.env_id,
+    )

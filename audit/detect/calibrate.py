@@ -29,7 +29,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-
 RULES = ("cusum", "peak")
 
 
@@ -63,7 +62,6 @@ def running_peak(evidence: Tensor, mask: Tensor) -> Tensor:
     low = torch.full_like(evidence, -math.inf)
     peak = torch.cummax(torch.where(mask, evidence, low), dim=1).values
     return torch.where(mask, peak, low)
-
 
 
 def paths(evidence: Tensor, mask: Tensor, drift: Tensor, rule: str) -> Tensor:
@@ -233,7 +231,9 @@ def calibrate(
     cal_scores = np.stack(
         [trajectory_scores(cal_evidence[j], cal_mask, torch.full((n_cal,), drift[j]), rule)[1] for j in range(k)]
     )
-    path, score = trajectory_scores(test_evidence, test_mask, torch.from_numpy(drift).float()[torch.from_numpy(fold)], rule)
+    path, score = trajectory_scores(
+        test_evidence, test_mask, torch.from_numpy(drift).float()[torch.from_numpy(fold)], rule
+    )
     pvalue = np.empty(len(fold))
     strong = np.empty(len(fold))
     scale = np.array([strength_scale(cal_scores[j], alpha) for j in range(k)])[fold]
@@ -288,7 +288,9 @@ class Combined:
     step_scores: Tensor
 
 
-def combine(parts: dict[str, Calibration], evidence: Tensor, mask: Tensor, fold: np.ndarray, *, alpha: float, bh: bool) -> tuple[Calibration, Combined]:
+def combine(
+    parts: dict[str, Calibration], evidence: Tensor, mask: Tensor, fold: np.ndarray, *, alpha: float, bh: bool
+) -> tuple[Calibration, Combined]:
     """One calibration from K evidence kinds, each calibrated by :func:`calibrate` at alpha / K: Bonferroni.
 
     A trajectory's p-value is min(1, K * min_k p_k), so the share of demonstrator-like
@@ -329,17 +331,35 @@ def combine(parts: dict[str, Calibration], evidence: Tensor, mask: Tensor, fold:
     crossed = path > 1.0
     first = np.where(flagged & crossed.any(axis=1), crossed.argmax(axis=1), -1).astype(np.int64)
     comb_cal = np.max(cal_scores, axis=0)
-    loo = np.minimum(1.0, k * np.min([[leave_one_out_pvalues(parts[n].cal_scores[j]) for j in range(n_folds)] for n in names], axis=0))
+    loo = np.minimum(
+        1.0,
+        k * np.min([[leave_one_out_pvalues(parts[n].cal_scores[j]) for j in range(n_folds)] for n in names], axis=0),
+    )
     weights = np.bincount(fold, minlength=n_folds).astype(float)
     aucs = np.array([auroc(score[fold == j], comb_cal[j]) for j in range(n_folds)])
     valid = ~np.isnan(aucs)
-    order = [min(((firsts[n][e], i) for i, n in enumerate(names) if firsts[n][e] >= 0), default=(None, None))[1] for e in range(len(fold))]
+    order = [
+        min(((firsts[n][e], i) for i, n in enumerate(names) if firsts[n][e] >= 0), default=(None, None))[1]
+        for e in range(len(fold))
+    ]
     cal = Calibration(
-        path=torch.from_numpy(np.where(live, np.max(paths, axis=0), 0.0)).float(), score=score, pvalue=pvalue, strength=score,
-        scale=np.tile([0.0, 1.0], (len(fold), 1)), flagged=flagged, threshold=np.ones(len(fold)), first_flag=first,
-        drift=parts[names[0]].drift, cal_scores=comb_cal, level=level,
+        path=torch.from_numpy(np.where(live, np.max(paths, axis=0), 0.0)).float(),
+        score=score,
+        pvalue=pvalue,
+        strength=score,
+        scale=np.tile([0.0, 1.0], (len(fold), 1)),
+        flagged=flagged,
+        threshold=np.ones(len(fold)),
+        first_flag=first,
+        drift=parts[names[0]].drift,
+        cal_scores=comb_cal,
+        level=level,
         auroc=float(np.average(aucs[valid], weights=weights[valid])) if valid.any() else math.nan,
         calibration_flag_rate=float((loo <= alpha).mean()),
     )
-    return cal, Combined(kinds=names, first_crossing=firsts, fired_first=[None if o is None else names[o] for o in order],
-                         step_scores=torch.from_numpy(np.where(live, np.max(steps, axis=0), 0.0)).float())
+    return cal, Combined(
+        kinds=names,
+        first_crossing=firsts,
+        fired_first=[None if o is None else names[o] for o in order],
+        step_scores=torch.from_numpy(np.where(live, np.max(steps, axis=0), 0.0)).float(),
+    )

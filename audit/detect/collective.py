@@ -134,7 +134,9 @@ class Collective:
     level: float
 
 
-def collective_test(score: np.ndarray, cal_scores: np.ndarray, fold: np.ndarray, *, level: float, seed: int) -> Collective:
+def collective_test(
+    score: np.ndarray, cal_scores: np.ndarray, fold: np.ndarray, *, level: float, seed: int
+) -> Collective:
     """The collective test of E audited trajectory scores [E] (fold [E]) against each fold's calibration scores [K, m].
 
     Raises:
@@ -148,7 +150,9 @@ def collective_test(score: np.ndarray, cal_scores: np.ndarray, fold: np.ndarray,
     rng = np.random.default_rng([int(seed) % 2**63, 7])
     per = np.array([fold_pvalue(score[fold == j], cal_scores[j], rng=rng) for j in range(k)])
     bound = sum(fold_lower_bound(score[fold == j], cal_scores[j], level / k, rng=rng) for j in range(k))
-    return Collective(pvalue=float(min(1.0, k * per.min())) if k else 1.0, fold_pvalues=per, lower_bound=int(bound), level=level)
+    return Collective(
+        pvalue=float(min(1.0, k * per.min())) if k else 1.0, fold_pvalues=per, lower_bound=int(bound), level=level
+    )
 
 
 def certify(pvalue: np.ndarray, fold: np.ndarray, level: float) -> np.ndarray:
@@ -167,8 +171,17 @@ def certify(pvalue: np.ndarray, fold: np.ndarray, level: float) -> np.ndarray:
 
 
 @lru_cache(maxsize=64)
-def detectable_share(n: int, m: int, folds: int, delta: float, *, tolerance: float = 0.0, power: float = 0.9,
-                     trials: int = 100, seed: int = 0) -> float | None:
+def detectable_share(
+    n: int,
+    m: int,
+    folds: int,
+    delta: float,
+    *,
+    tolerance: float = 0.0,
+    power: float = 0.9,
+    trials: int = 100,
+    seed: int = 0,
+) -> float | None:
     """The smallest share of n audited trajectories that, departing with scores above every calibration episode (the
     best case), makes the gate's collective check (lower bound above ``tolerance`` n, at ``delta``) fail with
     probability >= ``power``; None when even every trajectory departing would not (too few calibration episodes)."""
@@ -186,7 +199,9 @@ def detectable_share(n: int, m: int, folds: int, delta: float, *, tolerance: flo
             cal = np.tile(rng.random(m), (folds, 1))
             if need == 0:  # the bound is >= 1 exactly when the global test rejects: no need to walk the bound
                 tie = np.random.default_rng(t)
-                hits += min(1.0, folds * min(fold_pvalue(score[fold == f], cal[f], rng=tie) for f in range(folds))) <= delta
+                hits += (
+                    min(1.0, folds * min(fold_pvalue(score[fold == f], cal[f], rng=tie) for f in range(folds))) <= delta
+                )
             else:
                 hits += collective_test(score, cal, fold, level=delta, seed=t).lower_bound > need
         return hits / trials

@@ -1,4 +1,5 @@
-"""AuditConfig: every setting of one audit, defined once with its bounds (CLI options, the API schema and the remote gate come from it)."""
+"""AuditConfig: every setting of one audit, defined once with its bounds (CLI options, the API schema and the remote
+gate come from it)."""
 
 from __future__ import annotations
 
@@ -23,13 +24,15 @@ class AuditConfig:
     episodes: int = setting(256, ge=2, service_max=4096)
     """Imitator trajectories to roll out and audit."""
     shard_episodes: int = setting(1024, ge=1, service_max=4096)
-    """Episodes per rollout shard: shard k rolls out episodes k*shard .. with its own action-sampling seed (seed + k*shard),
+    """Episodes per rollout shard: shard k rolls out episodes k*shard .. with its own action-sampling seed (seed +
+    k*shard),
     one task each on Ray; the same shards locally, so the report does not depend on where it ran."""
     actions: str = setting("sample", choices=("sample", "greedy"))
     """How the audited rollouts act: sample the imitator's policy (what a stochastic imitator does when deployed), or
     take its most likely action (a deterministic deployment). The lookahead's futures always sample."""
     seed: int = setting(1_000_000, ge=0, le=2**62)
-    """Episode e is seeded seed + e; also seeds splits, folds and discriminators (keep apart from the demonstrations' seeds)."""
+    """Episode e is seeded seed + e; also seeds splits, folds and discriminators (keep apart from the demonstrations'
+    seeds)."""
     alpha: float = setting(0.01, ge=1e-4, le=0.5)
     """Largest share of demonstrator-like trajectories that may be flagged (the FDR with --bh)."""
     bh: bool = setting(False)
@@ -37,10 +40,13 @@ class AuditConfig:
     folds: int = setting(2, ge=2, le=20, service_max=10)
     """Cross-fitting folds over the imitator's trajectories."""
     detector: str = setting("discriminator", choices=REGISTRY.keys())
-    """Evidence: a fresh cross-fitted discriminator, the imitator's intent (KL of its head from a reference policy), the discriminator on the imitator's counterfactual futures (lookahead), both of the last two calibrated apart and combined (combined), or Mahalanobis distance of the core activations."""
+    """Evidence: a fresh cross-fitted discriminator, the imitator's intent (KL of its head from a reference policy),
+    the discriminator on the imitator's counterfactual futures (lookahead), both of the last two calibrated apart and
+    combined (combined), or Mahalanobis distance of the core activations."""
     allow_training_demos: bool = setting(False)
     """Audit against the very demonstrations the imitator was trained on (refused by default: in-sample activations and
-    behaviour make demonstrator-like trajectories look rarer than they are, so the p-values and the gate lose their level)."""
+    behaviour make demonstrator-like trajectories look rarer than they are, so the p-values and the gate lose their
+    level)."""
     departure_key: str = setting("")
     """Env info key whose truthiness marks a departure step, the ground truth reports and benchmarks compare flags with
     (never shown to a detector); '' = the demonstrations' key (default 'departure')."""

@@ -4,7 +4,8 @@ Like cupbearer's anomaly detectors, a detector is fitted on reference data and t
 each step its evidence; one ``evidence`` method serves calibration and audited episodes
 alike, so the two can never be scored two different ways. Three words, three things: a
 discriminator's *logit* (high = demonstrator-like), a step's *evidence* (high =
-imitator-like), a trajectory's *score* (from its steps' evidence, by the score rule). Every detector's evidence goes through the same calibration
+imitator-like), a trajectory's *score* (from its steps' evidence, by the score rule). Every detector's evidence goes
+through the same calibration
 (:func:`audit.detect.calibrate.calibrate`).
 
 - :class:`audit.detect.discriminate.DiscriminatorDetector`: a fresh discriminator over the
@@ -53,7 +54,9 @@ class Episodes:
     def __post_init__(self) -> None:
         e, t = self.mask.shape
         if self.obs.shape[:2] != (e, t) or self.actions.shape != (e, t):
-            raise ValueError(f"obs {tuple(self.obs.shape)} and actions {tuple(self.actions.shape)} do not match mask {(e, t)}")
+            raise ValueError(
+                f"obs {tuple(self.obs.shape)} and actions {tuple(self.actions.shape)} do not match mask {(e, t)}"
+            )
         for name, act in self.taps.items():
             if act.shape[:2] != (e, t):
                 raise ValueError(f"tap {name!r} has shape {tuple(act.shape)}, mask is {(e, t)}")
@@ -65,8 +68,13 @@ class Episodes:
     def subset(self, episodes: np.ndarray) -> "Episodes":
         """The episodes at positions ``episodes``."""
         sel = torch.from_numpy(np.asarray(episodes, dtype=np.int64))
-        return Episodes(obs=self.obs[sel], actions=self.actions[sel], mask=self.mask[sel], taps={k: v[sel] for k, v in self.taps.items()},
-                        seeds=None if self.seeds is None else self.seeds[sel])
+        return Episodes(
+            obs=self.obs[sel],
+            actions=self.actions[sel],
+            mask=self.mask[sel],
+            taps={k: v[sel] for k, v in self.taps.items()},
+            seeds=None if self.seeds is None else self.seeds[sel],
+        )
 
 
 class Detector(ABC):
@@ -90,7 +98,8 @@ class Detector(ABC):
 
     @classmethod
     def reads_taps(cls, config: Any) -> tuple[str, ...]:
-        """The imitator taps this detector reads under an :class:`~audit.detect.config.AuditConfig` (default: its ``taps``)."""
+        """The imitator taps this detector reads under an :class:`~audit.detect.config.AuditConfig` (default: its
+        ``taps``)."""
         return tuple(config.taps)
 
     @classmethod
@@ -166,7 +175,10 @@ class MahalanobisDetector(Detector):
 
     def fit(self, reference: Episodes, imitator: Episodes, *, seed: int) -> None:
         if self.tap not in reference.taps:
-            raise ValueError(f"the Mahalanobis detector reads tap {self.tap!r}; the episodes carry {', '.join(reference.taps) or 'none'}")
+            raise ValueError(
+                f"the Mahalanobis detector reads tap {self.tap!r}; the episodes carry "
+                f"{', '.join(reference.taps) or 'none'}"
+            )
         x = reference.taps[self.tap][reference.mask].double()
         self.mean = x.mean(0)
         cov = torch.cov(x.T) + self.ridge * torch.eye(x.shape[1], dtype=torch.float64)
@@ -186,7 +198,8 @@ class CrossFit:
     Attributes:
         test_evidence: [E_test, T_test] float32 evidence of each audited step under its fold's detector (0 on padding);
             [E_test, T_test, kinds] for a detector with several evidence kinds (its ``kinds``).
-        cal_evidence: [K, E_cal, T_cal] (or [K, E_cal, T_cal, kinds]) float32 evidence of every calibration step under each detector.
+        cal_evidence: [K, E_cal, T_cal] (or [K, E_cal, T_cal, kinds]) float32 evidence of every calibration step under
+        each detector.
         fold: [E_test] int64 fold of each audited trajectory.
         detectors: the K fitted detectors.
         trained_on: per detector, the audited episode indices it was fitted against.
@@ -211,10 +224,20 @@ def assign_folds(n: int, k: int, seed: int) -> np.ndarray:
     return fold
 
 
-def fit_fold(make: Callable[[], Detector], fit: Episodes, cal: Episodes, test: Episodes, fold: np.ndarray, seed: int, k: int,
-             progress: Callable[[float], None] | None = None) -> tuple[Detector, Tensor, Tensor]:
-    """Fold ``k`` of :func:`cross_fit`: a fresh detector fitted on the other folds' episodes; its evidence on fold ``k``'s
-    episodes [E_k, T(, kinds)] and on the calibration episodes. A pure function of its arguments (a Ray task runs it)."""
+def fit_fold(
+    make: Callable[[], Detector],
+    fit: Episodes,
+    cal: Episodes,
+    test: Episodes,
+    fold: np.ndarray,
+    seed: int,
+    k: int,
+    progress: Callable[[float], None] | None = None,
+) -> tuple[Detector, Tensor, Tensor]:
+    """Fold ``k`` of :func:`cross_fit`: a fresh detector fitted on the other folds' episodes; its evidence on fold
+    ``k``'s
+    episodes [E_k, T(, kinds)] and on the calibration episodes. A pure function of its arguments (a Ray task runs
+    it)."""
     det = make()
     det.fit_progress = progress
     det.fit(fit, test.subset(np.flatnonzero(fold != k)), seed=derive_seed(seed, "detector", k))
@@ -233,7 +256,8 @@ def cross_fit(
     progress: Callable[[float], None] | None = None,
     cluster: Any | None = None,
 ) -> CrossFit:
-    """Fit ``folds`` fresh detectors from ``make`` and score every audited and calibration step (see the module docstring).
+    """Fit ``folds`` fresh detectors from ``make`` and score every audited and calibration step (see the module
+    docstring).
 
     With a :class:`audit.cluster.Cluster` the folds run as its tasks (same seeds, same result); ``progress`` then moves
     as folds finish. Folds that share a first fit (:attr:`Detector.shared`) wait for fold 0's task, then run together.
@@ -242,18 +266,48 @@ def cross_fit(
     if cluster is not None:
         inputs = (make, fit, cal, test, fold, seed)
         shared, outs = make().shared, []
-        if shared is not None:  # a task's copy of the shared state does not come back by itself: fold 0 first, its state shared
-            outs = cluster.map(fit_fold, [0], common=inputs, progress=progress and (lambda f: progress(f / folds)), kind="detector fits")
+        if (
+            shared is not None
+        ):  # a task's copy of the shared state does not come back by itself: fold 0 first, its state shared
+            outs = cluster.map(
+                fit_fold,
+                [0],
+                common=inputs,
+                progress=progress and (lambda f: progress(f / folds)),
+                kind="detector fits",
+            )
             shared.update(outs[0][0].shared)
-        outs += cluster.map(fit_fold, range(len(outs), folds), common=inputs, kind="detector fits",
-                            progress=progress and (lambda f: progress((len(outs) + f * (folds - len(outs))) / folds)))
+        outs += cluster.map(
+            fit_fold,
+            range(len(outs), folds),
+            common=inputs,
+            kind="detector fits",
+            progress=progress and (lambda f: progress((len(outs) + f * (folds - len(outs))) / folds)),
+        )
     else:
-        outs = [fit_fold(make, fit, cal, test, fold, seed, k, None if progress is None else
-                         (lambda frac, k=k: progress((k + min(frac, 1.0)) / folds))) for k in range(folds)]
+        outs = [
+            fit_fold(
+                make,
+                fit,
+                cal,
+                test,
+                fold,
+                seed,
+                k,
+                None if progress is None else (lambda frac, k=k: progress((k + min(frac, 1.0)) / folds)),  # type: ignore[misc]
+            )
+            for k in range(folds)
+        ]
     test_ev: Tensor | None = None
     for k, (_, scores, _) in enumerate(outs):
         if test_ev is None:  # [E, T], or [E, T, kinds] for a detector with several evidence kinds
             test_ev = scores.new_zeros(test.n_episodes, *scores.shape[1:])
         test_ev[torch.from_numpy(np.flatnonzero(fold == k))] = scores
-    return CrossFit(test_evidence=test_ev, cal_evidence=torch.stack([c for _, _, c in outs]), fold=fold,
-                    detectors=[d for d, _, _ in outs], trained_on=[np.flatnonzero(fold != k) for k in range(folds)])
+    assert test_ev is not None  # folds >= 2, so at least one fold scored
+    return CrossFit(
+        test_evidence=test_ev,
+        cal_evidence=torch.stack([c for _, _, c in outs]),
+        fold=fold,
+        detectors=[d for d, _, _ in outs],
+        trained_on=[np.flatnonzero(fold != k) for k in range(folds)],
+    )

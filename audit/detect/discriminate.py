@@ -38,26 +38,48 @@ class DiscriminatorDetector(Detector):
     @classmethod
     def factory(cls, config: Any, inputs: Any) -> Callable[[], "DiscriminatorDetector"]:
         info = inputs.info
-        view = step_view(info.env_id, info.env_kwargs, info.config.obs_dim, raw_grid=config.raw_grid or config.behaviour_only,
-                         tiles=config.grid_view, names=inputs.demos.feature_names)
+        view = step_view(
+            info.env_id,
+            info.env_kwargs,
+            info.config.obs_dim,
+            raw_grid=config.raw_grid or config.behaviour_only,
+            tiles=config.grid_view,
+            names=inputs.demos.feature_names,
+        )
         sizes = inputs.model.tap_sizes()
         taps = {t: sizes[t] for t in config.taps}
-        return lambda: cls(view=view, n_actions=info.config.n_actions, taps=taps, hidden=config.disc_hidden, steps=config.disc_steps)
+        return lambda: cls(
+            view=view, n_actions=info.config.n_actions, taps=taps, hidden=config.disc_hidden, steps=config.disc_steps
+        )
 
     def monitor_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
         if self.disc is None:
             raise RuntimeError("fit() before monitor_state()")
         c = self.config
-        meta = {"n_actions": c.n_actions, "taps": c.taps, "hidden": c.hidden, "columns": self.view.columns.tolist(), "grid": self.view.grid,
-                "names": list(self.view.names)}
+        meta = {
+            "n_actions": c.n_actions,
+            "taps": c.taps,
+            "hidden": c.hidden,
+            "columns": self.view.columns.tolist(),
+            "grid": self.view.grid,
+            "names": list(self.view.names),
+        }
         return meta, {f"disc.{k}": v.detach().cpu().numpy() for k, v in self.disc.state_dict().items()}
 
     @classmethod
     def from_monitor_state(cls, meta: dict[str, Any], tensors: dict[str, Tensor]) -> "DiscriminatorDetector":
-        view = StepView(columns=torch.tensor(meta["columns"], dtype=torch.int64), grid=tuple(meta["grid"]) if meta["grid"] else None,
-                        names=tuple(meta["names"]))
-        det = cls(view=view, n_actions=int(meta["n_actions"]), taps={k: int(v) for k, v in meta["taps"].items()}, hidden=int(meta["hidden"]),
-                  steps=0)
+        view = StepView(
+            columns=torch.tensor(meta["columns"], dtype=torch.int64),
+            grid=tuple(meta["grid"]) if meta["grid"] else None,
+            names=tuple(meta["names"]),
+        )
+        det = cls(
+            view=view,
+            n_actions=int(meta["n_actions"]),
+            taps={k: int(v) for k, v in meta["taps"].items()},
+            hidden=int(meta["hidden"]),
+            steps=0,
+        )
         det.disc = Discriminator(config=det.config)
         det.disc.load_state_dict({k.removeprefix("disc."): v for k, v in tensors.items() if k.startswith("disc.")})
         det.disc.eval()
@@ -65,7 +87,9 @@ class DiscriminatorDetector(Detector):
 
     def __init__(self, *, view: StepView, n_actions: int, taps: dict[str, int], hidden: int, steps: int) -> None:
         self.view = view
-        self.config = DiscriminatorConfig(obs_dim=view.dim, n_actions=n_actions, taps=dict(taps), hidden=hidden, spectral=False)
+        self.config = DiscriminatorConfig(
+            obs_dim=view.dim, n_actions=n_actions, taps=dict(taps), hidden=hidden, spectral=False
+        )
         self.steps = steps
         self.disc: Discriminator | None = None
 
@@ -73,13 +97,21 @@ class DiscriminatorDetector(Detector):
         """Discriminator inputs [N, F] of the N real steps of ``episodes`` (episode-major; padding is never built)."""
         mask = episodes.mask
         obs, actions = episodes.obs[mask], episodes.actions[mask]
-        return discriminator_input(self.config, self.view(obs, actions), actions, {t: episodes.taps[t][mask] for t in self.config.taps})
+        return discriminator_input(
+            self.config, self.view(obs, actions), actions, {t: episodes.taps[t][mask] for t in self.config.taps}
+        )
 
     def fit(self, reference: Episodes, imitator: Episodes, *, seed: int) -> None:
         expert = self.features(reference)
         tick = self.fit_progress
-        self.disc = fit_discriminator(self.config, expert, self.features(imitator), steps=self.steps, seed=seed,
-                                      on_step=None if tick is None else lambda done: tick(done / self.steps))
+        self.disc = fit_discriminator(
+            self.config,
+            expert,
+            self.features(imitator),
+            steps=self.steps,
+            seed=seed,
+            on_step=None if tick is None else lambda done: tick(done / self.steps),
+        )
         self._baseline = expert.mean(dim=0)
 
     def evidence(self, episodes: Episodes, chunk: int = 8192) -> Tensor:
@@ -87,13 +119,18 @@ class DiscriminatorDetector(Detector):
             raise RuntimeError("fit() before evidence()")
         flat = self.features(episodes)
         with torch.no_grad():
-            out = torch.cat([-self.disc.logits(flat[i : i + chunk]) for i in range(0, len(flat), chunk)]) if len(flat) else torch.zeros(0)
+            out = (
+                torch.cat([-self.disc.logits(flat[i : i + chunk]) for i in range(0, len(flat), chunk)])
+                if len(flat)
+                else torch.zeros(0)
+            )
         evidence = torch.zeros(episodes.mask.shape)
         evidence[episodes.mask] = out
         return evidence
 
     def explain(self, episodes: Episodes, index: int, reference: Episodes) -> dict[str, Any]:
-        """Integrated Gradients of trajectory ``index``'s evidence against the average reference step; features named by the view."""
+        """Integrated Gradients of trajectory ``index``'s evidence against the average reference step; features named
+        by the view."""
         if self.disc is None:
             raise RuntimeError("fit() before explain()")
         out = explain(self.disc, self.features(episodes.subset(np.array([index]))), self._baseline)

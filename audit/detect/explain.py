@@ -18,7 +18,9 @@ from torch import Tensor
 from models.discriminator import Discriminator
 
 
-def explain(disc: Discriminator, features: Tensor, baseline: Tensor, *, top: int = 5, ig_steps: int = 32) -> dict[str, Any]:
+def explain(
+    disc: Discriminator, features: Tensor, baseline: Tensor, *, top: int = 5, ig_steps: int = 32
+) -> dict[str, Any]:
     """Attributions for one trajectory's real steps.
 
     Args:

@@ -1,4 +1,5 @@
-"""What can be audited: one check each that an imitator fits its env, that demonstrations fit theirs, that the two match, and that enough is held out.
+"""What can be audited: one check each that an imitator fits its env, that demonstrations fit theirs, that the two
+match, and that enough is held out.
 
 Every caller (the CLI, the pipeline, the service's uploads and audit requests) uses these
 functions, so an input is refused the same way, with the same one line, wherever it comes in.
@@ -19,14 +20,15 @@ from audit.data.demonstrations import Demonstrations
 from audit.detect.calibrate import min_calibration_episodes
 from audit.envs import WORLDS
 from audit.envs.adapter import env_signature
+from models.formats import is_onnx
 from models.load import load_imitator
 from models.onnx_imitator import onnx_metadata
-from models.formats import is_onnx
 from models.safetensors_io import read_safetensors, strict_json
 
 
 def imitator_fits_env(info: Any, env_kwargs: dict[str, Any] | None = None) -> int:
-    """Refuse an imitator whose obs or action count does not fit its env (with ``env_kwargs`` if given); returns the obs size.
+    """Refuse an imitator whose obs or action count does not fit its env (with ``env_kwargs`` if given); returns the
+    obs size.
 
     Raises:
         ValueError: one line naming what does not fit.
@@ -72,31 +74,48 @@ def check_uploaded_env(path: str | Path, allowed_envs: tuple[str, ...] = ()) -> 
     """
     env_id, raw_kwargs = _declared_env(path)
     if ":" in env_id:
-        raise ValueError(f"env id {env_id[:200]!r} names a module to import; the service accepts registered env ids only")
+        raise ValueError(
+            f"env id {env_id[:200]!r} names a module to import; the service accepts registered env ids only"
+        )
     world = WORLDS.get(env_id)  # a plain lookup: nothing is resolved, imported or made
     if world is None and env_id not in allowed_envs:
         enabled = ", ".join(allowed_envs) or "none"
-        raise ValueError(f"env {env_id[:200]!r} is not enabled on this service (built-in envs, and those the operator enables "
-                         f"with IMITAUDIT_ENVS: {enabled})")
+        raise ValueError(
+            f"env {env_id[:200]!r} is not enabled on this service (built-in envs, and those the operator enables "
+            f"with IMITAUDIT_ENVS: {enabled})"
+        )
     kwargs = strict_json(raw_kwargs)
     if not isinstance(kwargs, dict):
         raise ValueError("env_kwargs must be a JSON object")
     if world is None:
         if kwargs:
-            raise ValueError(f"env_kwargs are not accepted for {env_id}: the service makes enabled envs with their defaults")
+            raise ValueError(
+                f"env_kwargs are not accepted for {env_id}: the service makes enabled envs with their defaults"
+            )
         return
     known = set(inspect.signature(world.__init__).parameters) - {"self", "num_envs"}
     for key, value in kwargs.items():
         if key not in known:
-            raise ValueError(f"env_kwargs: {world.name} has no argument {key[:100]!r} (it takes {', '.join(sorted(known))})")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or abs(value) > MAX_ENV_NUMBER:
-            raise ValueError(f"env_kwargs: {key} must be a finite number of magnitude <= {MAX_ENV_NUMBER:g}, got {str(value)[:50]}")
+            raise ValueError(
+                f"env_kwargs: {world.name} has no argument {key[:100]!r} (it takes {', '.join(sorted(known))})"
+            )
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or abs(value) > MAX_ENV_NUMBER
+        ):
+            raise ValueError(
+                f"env_kwargs: {key} must be a finite number of magnitude <= {MAX_ENV_NUMBER:g}, got {str(value)[:50]}"
+            )
     steps = kwargs.get("max_steps", 1)
     if not isinstance(steps, int) or not 1 <= steps <= MAX_ENV_STEPS:
         raise ValueError(f"env_kwargs: max_steps must be an integer in [1, {MAX_ENV_STEPS}], got {steps}")
 
 
-def check_imitator(path: str | Path, *, allow_imports: bool = True, allowed_envs: tuple[str, ...] = ()) -> dict[str, Any]:
+def check_imitator(
+    path: str | Path, *, allow_imports: bool = True, allowed_envs: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """Load a checkpoint through the registry and check that it fits its env; returns its summary.
 
     Args:
@@ -114,7 +133,9 @@ def check_imitator(path: str | Path, *, allow_imports: bool = True, allowed_envs
     return info.summary()
 
 
-def check_demonstrations(path: str | Path, *, allow_imports: bool = True, allowed_envs: tuple[str, ...] = ()) -> dict[str, Any]:
+def check_demonstrations(
+    path: str | Path, *, allow_imports: bool = True, allowed_envs: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """Load a demonstrations file and check it against its env; returns its summary.
 
     Args:
@@ -163,7 +184,9 @@ def check_pair(model: Any, info: Any, demos: Demonstrations, taps: tuple[str, ..
         raise ValueError(f"unknown tap(s) {', '.join(unknown)}; {info.arch} has {', '.join(model.taps)}")
 
 
-def check_null_preconditions(imitator: dict[str, Any], demos: dict[str, Any], demos_sha256: str, *, allow_training_demos: bool) -> None:
+def check_null_preconditions(
+    imitator: dict[str, Any], demos: dict[str, Any], demos_sha256: str, *, allow_training_demos: bool
+) -> None:
     """Refuse an audit whose calibration could not be exchangeable with the imitator's rollouts, from the two files'
     summaries (``provenance`` and ``env_kwargs`` of the imitator's, ``env_kwargs`` of the demonstrations').
 
@@ -173,16 +196,21 @@ def check_null_preconditions(imitator: dict[str, Any], demos: dict[str, Any], de
     """
     trained_on = str((imitator.get("provenance") or {}).get("demos_sha256", ""))
     if trained_on and trained_on == demos_sha256 and not allow_training_demos:
-        raise ValueError("these are the demonstrations the imitator was trained on: audit against held-out ones "
-                         "(imitaudit demos ... --seed S), or pass --allow-training-demos to accept an anti-conservative audit")
+        raise ValueError(
+            "these are the demonstrations the imitator was trained on: audit against held-out ones "
+            "(imitaudit demos ... --seed S), or pass --allow-training-demos to accept an anti-conservative audit"
+        )
     theirs, ours = dict(demos.get("env_kwargs") or {}), dict(imitator.get("env_kwargs") or {})
     if theirs != ours:
-        raise ValueError(f"the demonstrations were recorded with env arguments {json.dumps(theirs, sort_keys=True)[:200]}, "
-                         f"the imitator acts with {json.dumps(ours, sort_keys=True)[:200]}: record them in the imitator's env")
+        raise ValueError(
+            f"the demonstrations were recorded with env arguments {json.dumps(theirs, sort_keys=True)[:200]}, "
+            f"the imitator acts with {json.dumps(ours, sort_keys=True)[:200]}: record them in the imitator's env"
+        )
 
 
-def split_demonstrations(n_episodes: int, *, calibration_fraction: float, alpha: float, seed: int,
-                         max_fit: int, max_calibration: int) -> tuple[np.ndarray, np.ndarray]:
+def split_demonstrations(
+    n_episodes: int, *, calibration_fraction: float, alpha: float, seed: int, max_fit: int, max_calibration: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(fit, calibration) episode positions: a seeded split, each capped.
 
     Raises:

@@ -30,8 +30,16 @@ from models.registry import build
 
 
 def fit_reference_policy(
-    fit: Episodes, *, n_actions: int, grid: tuple[int, int, int] | None, hidden: int, steps: int, seed: int,
-    batch: int = 256, lr: float = 3e-3, on_step: Callable[[int], None] | None = None,
+    fit: Episodes,
+    *,
+    n_actions: int,
+    grid: tuple[int, int, int] | None,
+    hidden: int,
+    steps: int,
+    seed: int,
+    batch: int = 256,
+    lr: float = 3e-3,
+    on_step: Callable[[int], None] | None = None,
 ) -> Imitator:
     """A memoryless BC policy of the demonstrator from ``fit`` episodes (obs [E, T, D], actions [E, T]).
 
@@ -50,7 +58,9 @@ def fit_reference_policy(
     gen = torch.Generator().manual_seed(seed)
     for step in range(steps):
         rows = torch.randint(len(obs), (min(batch, len(obs)),), generator=gen)
-        loss = torch.nn.functional.cross_entropy(policy.sequence(obs[rows][:, None], torch.ones(len(rows), 1, dtype=torch.bool))[:, 0], actions[rows])
+        loss = torch.nn.functional.cross_entropy(
+            policy.sequence(obs[rows][:, None], torch.ones(len(rows), 1, dtype=torch.bool))[:, 0], actions[rows]
+        )
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -69,7 +79,8 @@ def kl_divergence(logits_p: Tensor, logits_q: Tensor) -> Tensor:
 class IntentDetector(Detector):
     """KL of the acting policy's action distribution (the imitator's ``head`` tap) from reference policy A.
 
-    Its null is approximate (:attr:`exact_null`): audited steps give KL(imitator || A), calibration steps KL(B || A), two
+    Its null is approximate (:attr:`exact_null`): audited steps give KL(imitator || A), calibration steps KL(B || A),
+    two
     different statistics; the gate refuses it.
 
     Two reference policies are fitted on disjoint halves of the reference episodes (never a
@@ -102,14 +113,18 @@ class IntentDetector(Detector):
 
         shared: dict = {}
         n_actions, grid = inputs.info.config.n_actions, grid_shape(inputs.info.env_id)
-        return lambda: cls(n_actions=n_actions, grid=grid, hidden=config.reference_hidden, steps=config.reference_steps, shared=shared)
+        return lambda: cls(
+            n_actions=n_actions, grid=grid, hidden=config.reference_hidden, steps=config.reference_steps, shared=shared
+        )
 
     def monitor_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
         if self.pair is None:
             raise RuntimeError("fit() before monitor_state()")
         ref = self.pair[0]
-        return ({"n_actions": self.n_actions, "reference": ref.config.to_dict()},
-                {f"reference.{k}": v.detach().cpu().numpy() for k, v in ref.state_dict().items()})
+        return (
+            {"n_actions": self.n_actions, "reference": ref.config.to_dict()},
+            {f"reference.{k}": v.detach().cpu().numpy() for k, v in ref.state_dict().items()},
+        )
 
     @classmethod
     def from_monitor_state(cls, meta: dict[str, Any], tensors: dict[str, Tensor]) -> "IntentDetector":
@@ -120,25 +135,33 @@ class IntentDetector(Detector):
         det.pair = (ref, ref)
         return det
 
-    def __init__(self, *, n_actions: int, grid: tuple[int, int, int] | None, hidden: int, steps: int, shared: dict) -> None:
+    def __init__(
+        self, *, n_actions: int, grid: tuple[int, int, int] | None, hidden: int, steps: int, shared: dict
+    ) -> None:
         self.n_actions, self.grid, self.hidden, self.steps = n_actions, grid, hidden, steps
         self.shared = shared
         self.pair: tuple[Imitator, Imitator] | None = None
 
     def fit(self, reference: Episodes, imitator: Episodes, *, seed: int) -> None:
-        if "pair" not in self.shared:
+        if "pair" not in self.shared:  # type: ignore[operator]
             if reference.n_episodes < 2:
                 raise ValueError("the intent detector needs at least 2 demonstration episodes to fit on")
             halves = np.random.default_rng(derive_seed(seed, "reference-halves")).permutation(reference.n_episodes)
             mid = reference.n_episodes // 2
             tick = self.fit_progress
-            self.shared["pair"] = tuple(
-                fit_reference_policy(reference.subset(np.sort(part)), n_actions=self.n_actions, grid=self.grid, hidden=self.hidden,
-                                     steps=self.steps, seed=derive_seed(seed, "reference-policy", i),
-                                     on_step=None if tick is None else lambda done, i=i: tick((i + done / self.steps) / 2))
+            self.shared["pair"] = tuple(  # type: ignore[index]
+                fit_reference_policy(
+                    reference.subset(np.sort(part)),
+                    n_actions=self.n_actions,
+                    grid=self.grid,
+                    hidden=self.hidden,
+                    steps=self.steps,
+                    seed=derive_seed(seed, "reference-policy", i),
+                    on_step=None if tick is None else lambda done, i=i: tick((i + done / self.steps) / 2),  # type: ignore[misc]
+                )
                 for i, part in enumerate((halves[:mid], halves[mid:]))
             )
-        self.pair = self.shared["pair"]
+        self.pair = self.shared["pair"]  # type: ignore[index]
 
     def _logits(self, policy: Imitator, episodes: Episodes) -> Tensor:
         obs = episodes.obs[episodes.mask]
@@ -147,7 +170,7 @@ class IntentDetector(Detector):
 
     def _kl(self, acting: Tensor, episodes: Episodes) -> Tensor:
         out = torch.zeros(episodes.mask.shape)
-        out[episodes.mask] = kl_divergence(acting, self._logits(self.pair[0], episodes))
+        out[episodes.mask] = kl_divergence(acting, self._logits(self.pair[0], episodes))  # type: ignore[index]
         return out
 
     def evidence(self, episodes: Episodes) -> Tensor:
@@ -164,14 +187,25 @@ class IntentDetector(Detector):
         return self._kl(self._logits(self.pair[1], episodes), episodes)
 
     def explain(self, episodes: Episodes, index: int, reference: Episodes) -> dict:
-        """The steps of trajectory ``index`` where intent departs most, with the imitator's and the reference's preferred actions."""
+        """The steps of trajectory ``index`` where intent departs most, with the imitator's and the reference's
+        preferred actions."""
         one = episodes.subset(np.array([index]))
         ev = self.evidence(one)[0][one.mask[0]]
-        ref = self._logits(self.pair[0], one)
+        ref = self._logits(self.pair[0], one)  # type: ignore[index]
         mine = one.taps["head"][one.mask]
         top = ev.argsort(descending=True)[:5].tolist()
         return {
-            "top_steps": [{"step": int(t), "attribution": float(ev[t]), "imitator_action": int(mine[t].argmax()),
-                           "reference_action": int(ref[t].argmax())} for t in top],
-            "top_obs_features": [], "top_units": [], "segments": ["intent"], "heatmap": [[round(float(v), 5)] for v in ev],
+            "top_steps": [
+                {
+                    "step": int(t),
+                    "attribution": float(ev[t]),
+                    "imitator_action": int(mine[t].argmax()),
+                    "reference_action": int(ref[t].argmax()),
+                }
+                for t in top
+            ],
+            "top_obs_features": [],
+            "top_units": [],
+            "segments": ["intent"],
+            "heatmap": [[round(float(v), 5)] for v in ev],
         }

@@ -41,7 +41,8 @@ def peaks(evidence: Tensor, mask: Tensor) -> Tensor:
 
 
 def window_peaks(evidence: Tensor, mask: Tensor, *, horizon: int, every: int) -> Tensor:
-    """[E, T] at each branching step t (t % every == 0) the peak of live steps t .. t + horizon - 1, carried to the steps after (0 on padding)."""
+    """[E, T] at each branching step t (t % every == 0) the peak of live steps t .. t + horizon - 1, carried to the
+    steps after (0 on padding)."""
     e, t = mask.shape
     if t == 0:
         return evidence.clone()
@@ -49,7 +50,9 @@ def window_peaks(evidence: Tensor, mask: Tensor, *, horizon: int, every: int) ->
     padded = torch.cat([live, live.new_full((e, horizon - 1), -torch.inf)], dim=1)
     windows = padded.unfold(1, horizon, 1)  # [E, T, h]
     win_mask = torch.cat([mask, mask.new_zeros(e, horizon - 1)], dim=1).unfold(1, horizon, 1)
-    ahead = peaks(windows.reshape(e * t, horizon), win_mask.reshape(e * t, horizon) | ~mask.reshape(e * t, 1)).reshape(e, t)
+    ahead = peaks(windows.reshape(e * t, horizon), win_mask.reshape(e * t, horizon) | ~mask.reshape(e * t, 1)).reshape(
+        e, t
+    )
     branch_at = (torch.arange(t) // every) * every
     return torch.where(mask, ahead[:, branch_at], torch.zeros_like(ahead))
 
@@ -72,14 +75,25 @@ class LookaheadDetector(Detector):
     @classmethod
     def factory(cls, config: Any, inputs: Any) -> Callable[[], "LookaheadDetector"]:
         disc = DiscriminatorDetector.factory(config, inputs)
-        budget = Budget(horizon=config.lookahead_horizon, samples=config.lookahead_samples, every=config.lookahead_every)
+        budget = Budget(
+            horizon=config.lookahead_horizon, samples=config.lookahead_samples, every=config.lookahead_every
+        )
         info = inputs.info
-        return lambda: cls(inner=disc(), model=inputs.model, env_id=info.env_id, env_kwargs=info.env_kwargs, budget=budget, seed=config.seed)
+        return lambda: cls(
+            inner=disc(),
+            model=inputs.model,
+            env_id=info.env_id,
+            env_kwargs=info.env_kwargs,
+            budget=budget,
+            seed=config.seed,
+        )
 
     def step_detector(self) -> Detector:
         return self.inner
 
-    def __init__(self, *, inner: DiscriminatorDetector, model: Imitator, env_id: str, env_kwargs: dict, budget: Budget, seed: int) -> None:
+    def __init__(
+        self, *, inner: DiscriminatorDetector, model: Imitator, env_id: str, env_kwargs: dict, budget: Budget, seed: int
+    ) -> None:
         self.inner, self.model, self.env_id, self.env_kwargs = inner, model, env_id, dict(env_kwargs)
         self.budget, self.seed = budget, derive_seed(seed, "lookahead")
         self.taps = tuple(inner.config.taps)
@@ -89,7 +103,9 @@ class LookaheadDetector(Detector):
         self.inner.fit(reference, imitator, seed=seed)
 
     def _future_peaks(self, futures: Futures) -> Tensor:
-        ev = self.inner.evidence(Episodes(obs=futures.obs, actions=futures.actions, mask=futures.mask, taps=futures.taps))
+        ev = self.inner.evidence(
+            Episodes(obs=futures.obs, actions=futures.actions, mask=futures.mask, taps=futures.taps)
+        )
         return peaks(ev, futures.mask)
 
     def evidence(self, episodes: Episodes) -> Tensor:
@@ -97,8 +113,19 @@ class LookaheadDetector(Detector):
             raise RuntimeError("fit() before evidence()")
         if episodes.seeds is None:
             raise ValueError("lookahead evidence needs each trajectory's env seed to replay it")
-        return walk(self.model, self.env_id, env_kwargs=self.env_kwargs, seeds=episodes.seeds.numpy(), obs=episodes.obs,
-                    actions=episodes.actions, mask=episodes.mask, budget=self.budget, score=self._future_peaks, taps=self.taps, seed=self.seed)
+        return walk(
+            self.model,
+            self.env_id,
+            env_kwargs=self.env_kwargs,
+            seeds=episodes.seeds.numpy(),
+            obs=episodes.obs,
+            actions=episodes.actions,
+            mask=episodes.mask,
+            budget=self.budget,
+            score=self._future_peaks,
+            taps=self.taps,
+            seed=self.seed,
+        )
 
     def calibration_evidence(self, episodes: Episodes) -> Tensor:
         """Held-out demonstrator episodes' forecasts: the peak evidence of each one's recorded continuation."""

@@ -1,4 +1,5 @@
-"""The runtime monitor an audit exports: its fitted detectors and calibrated threshold, scoring a live trajectory step by step.
+"""The runtime monitor an audit exports: its fitted detectors and calibrated threshold, scoring a live trajectory step
+by step.
 
 ``imitaudit audit ... --monitor monitor.safetensors`` writes it; a team deploys it beside the
 imitator: ``Monitor.load(path).step(obs, actions, activations)`` gives each step's evidence
@@ -64,8 +65,17 @@ class Monitor:
         env_id: its env.
     """
 
-    def __init__(self, *, detectors: list[Detector], rule: str, threshold: float, drift: float, taps: tuple[str, ...],
-                 imitator_sha256: str, env_id: str) -> None:
+    def __init__(
+        self,
+        *,
+        detectors: list[Detector],
+        rule: str,
+        threshold: float,
+        drift: float,
+        taps: tuple[str, ...],
+        imitator_sha256: str,
+        env_id: str,
+    ) -> None:
         self.detectors, self.rule, self.threshold, self.drift = detectors, rule, float(threshold), float(drift)
         self.taps, self.imitator_sha256, self.env_id = tuple(taps), imitator_sha256, env_id
         self._score: Tensor | None = None
@@ -101,7 +111,9 @@ class Monitor:
         actions = torch.as_tensor(np.asarray(actions), dtype=torch.int64)
         b = len(self._score)
         if obs.dim() != 2 or obs.shape[0] != b or actions.shape != (b,):
-            raise ValueError(f"step needs obs [{b}, D] and actions [{b}], got {tuple(obs.shape)} and {tuple(actions.shape)}")
+            raise ValueError(
+                f"step needs obs [{b}, D] and actions [{b}], got {tuple(obs.shape)} and {tuple(actions.shape)}"
+            )
         missing = [t for t in self.taps if t not in activations]
         if missing:
             raise ValueError(f"step needs activations at tap(s) {', '.join(missing)}")
@@ -109,24 +121,47 @@ class Monitor:
         for t, a in taps.items():
             if a.dim() != 3 or a.shape[0] != b:
                 raise ValueError(f"activations at tap {t!r} must be [{b}, F], got {tuple(a.shape[::2])}")
-        episodes = Episodes(obs=obs[:, None], actions=actions[:, None], mask=torch.ones(b, 1, dtype=torch.bool), taps=taps)
+        episodes = Episodes(
+            obs=obs[:, None], actions=actions[:, None], mask=torch.ones(b, 1, dtype=torch.bool), taps=taps
+        )
         try:
             ev = self.evidence(episodes)[:, 0]
         except (RuntimeError, IndexError) as e:
             raise ValueError(f"inputs do not fit this monitor: {str(e).splitlines()[0]}") from None
         self._score = advance(self._score, ev, self.drift, self.rule)
-        return {"evidence": ev.numpy(), "score": self._score.numpy().copy(), "alarm": (self._score > self.threshold).numpy()}
+        return {
+            "evidence": ev.numpy(),
+            "score": self._score.numpy().copy(),
+            "alarm": (self._score > self.threshold).numpy(),
+        }
 
     @classmethod
-    def calibrated(cls, *, detectors: list[Detector], cal: Episodes, rule: str, alpha: float, drift_quantile: float, taps: tuple[str, ...],
-                   imitator_sha256: str, env_id: str) -> "Monitor":
+    def calibrated(
+        cls,
+        *,
+        detectors: list[Detector],
+        cal: Episodes,
+        rule: str,
+        alpha: float,
+        drift_quantile: float,
+        taps: tuple[str, ...],
+        imitator_sha256: str,
+        env_id: str,
+    ) -> "Monitor":
         """A monitor whose threshold is calibrated on held-out demonstrator episodes ``cal``."""
         with torch.no_grad():
             ev = torch.stack([d.calibration_evidence(cal) for d in detectors]).mean(dim=0)
         drift = float(torch.quantile(ev[cal.mask], drift_quantile))
         _, scores = trajectory_scores(ev, cal.mask, torch.full((cal.n_episodes,), drift), rule)
-        return cls(detectors=detectors, rule=rule, threshold=score_threshold(scores, alpha), drift=drift, taps=taps,
-                   imitator_sha256=imitator_sha256, env_id=env_id)
+        return cls(
+            detectors=detectors,
+            rule=rule,
+            threshold=score_threshold(scores, alpha),
+            drift=drift,
+            taps=taps,
+            imitator_sha256=imitator_sha256,
+            env_id=env_id,
+        )
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the monitor (safetensors + JSON metadata), atomically."""
@@ -135,9 +170,16 @@ class Monitor:
             meta, weights = _describe(det)
             metas.append(meta)
             tensors.update({f"{k}.{name}": w for name, w in weights.items()})
-        metadata = {"imitaudit.schema": SCHEMA, "imitator_sha256": self.imitator_sha256, "env_id": self.env_id, "rule": self.rule,
-                    "threshold": json.dumps(self.threshold), "drift": json.dumps(self.drift), "taps": json.dumps(list(self.taps)),
-                    "detectors": json.dumps(metas)}
+        metadata = {
+            "imitaudit.schema": SCHEMA,
+            "imitator_sha256": self.imitator_sha256,
+            "env_id": self.env_id,
+            "rule": self.rule,
+            "threshold": json.dumps(self.threshold),
+            "drift": json.dumps(self.drift),
+            "taps": json.dumps(list(self.taps)),
+            "detectors": json.dumps(metas),
+        }
         path = Path(path)
         part = path.with_name(path.name + ".part")
         write_safetensors(part, tensors, metadata)
@@ -155,14 +197,27 @@ class Monitor:
         if meta.get("imitaudit.schema") != SCHEMA:
             raise ValueError(f"{path}: not an imitaudit monitor (schema {meta.get('imitaudit.schema')!r})")
         if imitator_sha256 is not None and meta.get("imitator_sha256") != imitator_sha256:
-            raise ValueError(f"{path}: made for imitator {meta.get('imitator_sha256', '')[:12]}, not {imitator_sha256[:12]}")
+            raise ValueError(
+                f"{path}: made for imitator {meta.get('imitator_sha256', '')[:12]}, not {imitator_sha256[:12]}"
+            )
         try:
             metas = json.loads(meta["detectors"])
             detectors = []
             for k, m in enumerate(metas):
-                own = {name[len(f"{k}."):]: torch.from_numpy(np.array(t)) for name, t in tensors.items() if name.startswith(f"{k}.")}
+                own = {
+                    name[len(f"{k}.") :]: torch.from_numpy(np.array(t))
+                    for name, t in tensors.items()
+                    if name.startswith(f"{k}.")
+                }
                 detectors.append(_rebuild(m, own))
-            return cls(detectors=detectors, rule=meta["rule"], threshold=json.loads(meta["threshold"]), drift=json.loads(meta["drift"]),
-                       taps=tuple(json.loads(meta["taps"])), imitator_sha256=meta["imitator_sha256"], env_id=meta["env_id"])
+            return cls(
+                detectors=detectors,
+                rule=meta["rule"],
+                threshold=json.loads(meta["threshold"]),
+                drift=json.loads(meta["drift"]),
+                taps=tuple(json.loads(meta["taps"])),
+                imitator_sha256=meta["imitator_sha256"],
+                env_id=meta["env_id"],
+            )
         except (KeyError, TypeError, json.JSONDecodeError, RuntimeError) as e:
             raise ValueError(f"{path}: a damaged monitor ({str(e).splitlines()[0][:200]})") from None

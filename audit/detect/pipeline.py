@@ -1,4 +1,5 @@
-"""The audit, stage by stage in the order of the flow: load, rollout, reference, discriminate, calibrate, explain, report.
+"""The audit, stage by stage in the order of the flow: load, rollout, reference, discriminate, calibrate, explain,
+report.
 
 ``run_audit(config) -> dict`` (an AuditReport, see :mod:`audit.report.schema`), one call per stage:
 
@@ -40,8 +41,8 @@ from audit.detect.collective import certify, collective_test, detectable_share
 from audit.detect.config import AuditConfig
 from audit.detect.detectors import CrossFit, Detector, Episodes, cross_fit
 from audit.detect.inputs import check_null_preconditions, check_pair, split_demonstrations
-from audit.detect.registry import REGISTRY, detector_class
 from audit.detect.monitor import Monitor
+from audit.detect.registry import REGISTRY, detector_class
 from audit.detect.severity import policy_entropy, severities
 from audit.envs import world_of
 from audit.envs.features import observation_names, vector_frame
@@ -53,7 +54,15 @@ Progress = Callable[[str, float], None]
 """Called with (stage, fraction of the whole audit done)."""
 
 STAGES = ("load", "rollout", "reference", "discriminate", "calibrate", "explain", "report")
-_WEIGHTS = {"load": 0.05, "rollout": 0.15, "reference": 0.1, "discriminate": 0.5, "calibrate": 0.05, "explain": 0.1, "report": 0.05}
+_WEIGHTS = {
+    "load": 0.05,
+    "rollout": 0.15,
+    "reference": 0.1,
+    "discriminate": 0.5,
+    "calibrate": 0.05,
+    "explain": 0.1,
+    "report": 0.05,
+}
 
 
 class StageClock:
@@ -65,7 +74,8 @@ class StageClock:
         self.start = self.last = self.polled = time.perf_counter()
 
     def within(self, stage: str, fraction: float) -> None:
-        """Progress part-way through ``stage``; also where a stop request is noticed inside a stage (at most every second).
+        """Progress part-way through ``stage``; also where a stop request is noticed inside a stage (at most every
+        second).
 
         Raises:
             InterruptedError: ``should_stop`` said so.
@@ -122,17 +132,29 @@ def load(config: AuditConfig) -> Inputs:
     kinds = len(detector_class(config.detector).kinds) or 1  # each kind is calibrated at alpha / kinds
     try:
         fit, cal = split_demonstrations(
-            demos.n_episodes, calibration_fraction=config.calibration_fraction, alpha=config.alpha / kinds, seed=config.seed,
-            max_fit=config.max_fit_episodes, max_calibration=config.max_calibration_episodes,
+            demos.n_episodes,
+            calibration_fraction=config.calibration_fraction,
+            alpha=config.alpha / kinds,
+            seed=config.seed,
+            max_fit=config.max_fit_episodes,
+            max_calibration=config.max_calibration_episodes,
         )
     except ValueError as exc:
         if kinds == 1:
             raise
-        raise ValueError(f"the combined detector calibrates each of its {kinds} evidence kinds at alpha/{kinds}: {exc}") from None
+        raise ValueError(
+            f"the combined detector calibrates each of its {kinds} evidence kinds at alpha/{kinds}: {exc}"
+        ) from None
     sha = hashlib.sha256(Path(config.demos).read_bytes()).hexdigest()
-    check_null_preconditions({"provenance": info.provenance, "env_kwargs": info.env_kwargs}, {"env_kwargs": demos.env_kwargs}, sha,
-                             allow_training_demos=config.allow_training_demos)
-    return Inputs(model=model, info=info, demos=demos, demos_sha256=sha, fit_episodes=fit, calibration_episodes=cal, taps=taps)
+    check_null_preconditions(
+        {"provenance": info.provenance, "env_kwargs": info.env_kwargs},
+        {"env_kwargs": demos.env_kwargs},
+        sha,
+        allow_training_demos=config.allow_training_demos,
+    )
+    return Inputs(
+        model=model, info=info, demos=demos, demos_sha256=sha, fit_episodes=fit, calibration_episodes=cal, taps=taps
+    )
 
 
 def read_taps(config: AuditConfig) -> tuple[str, ...]:
@@ -158,16 +180,34 @@ class Reference:
 
 
 def rolled_out(config: AuditConfig, inputs: Inputs, clock: StageClock, cluster: Any | None) -> Trajectories:
-    """Stage 2: the imitator's trajectories, shard by shard (:func:`audit.data.rollout.rollout_shard`); each shard a task on a cluster."""
-    job = dict(env_id=inputs.info.env_id, seed=config.seed, env_kwargs=inputs.info.env_kwargs, taps=read_taps(config),
-               greedy=config.actions == "greedy", departure_key=config.departure_key or inputs.demos.departure_key)
+    """Stage 2: the imitator's trajectories, shard by shard (:func:`audit.data.rollout.rollout_shard`); each shard a
+    task on a cluster."""
+    job = dict(
+        env_id=inputs.info.env_id,
+        seed=config.seed,
+        env_kwargs=inputs.info.env_kwargs,
+        taps=read_taps(config),
+        greedy=config.actions == "greedy",
+        departure_key=config.departure_key or inputs.demos.departure_key,
+    )
     spans = shards(config.episodes, config.shard_episodes)
     if cluster is not None:
-        return concat(cluster.map(rollout_shard, spans, common=(inputs.model, job), progress=lambda f: clock.within("rollout", f),
-                                  kind="rollout shards"))
+        return concat(
+            cluster.map(
+                rollout_shard,
+                spans,
+                common=(inputs.model, job),
+                progress=lambda f: clock.within("rollout", f),
+                kind="rollout shards",
+            )
+        )
     parts = []
     for k, span in enumerate(spans):  # an episode's length is not known ahead: a fraction that grows within each shard
-        parts.append(rollout_shard(inputs.model, job, span, on_step=lambda t: clock.within("rollout", (k + t / (t + 50.0)) / len(spans))))
+        parts.append(
+            rollout_shard(
+                inputs.model, job, span, on_step=lambda t: clock.within("rollout", (k + t / (t + 50.0)) / len(spans))
+            )
+        )
     return concat(parts)
 
 
@@ -181,7 +221,13 @@ def reference(config: AuditConfig, inputs: Inputs, traj: Trajectories) -> Refere
             _, acts = teacher_forced(inputs.model, obs, mask, taps)
             sets[name] = Episodes(obs=obs, actions=actions, mask=mask, taps=acts.taps)
         own_logits, _ = teacher_forced(inputs.model, traj.obs, traj.mask, ())
-    test = Episodes(obs=traj.obs, actions=traj.actions, mask=traj.mask, taps={t: traj.activations.taps[t] for t in taps}, seeds=traj.seeds)
+    test = Episodes(
+        obs=traj.obs,
+        actions=traj.actions,
+        mask=traj.mask,
+        taps={t: traj.activations.taps[t] for t in taps},
+        seeds=traj.seeds,
+    )
     return Reference(fit=sets["fit"], cal=sets["cal"], test=test, entropy=policy_entropy(own_logits, traj.mask))
 
 
@@ -209,25 +255,50 @@ def check_gate(config: AuditConfig) -> None:
         ValueError: one line naming the detector.
     """
     if not detector_class(config.detector).exact_null:
-        raise ValueError(f"the gate needs a detector whose null is exact; --detector {config.detector}'s p-values are approximate "
-                         "(audit with it, gate with discriminator or mahalanobis)")
+        raise ValueError(
+            f"the gate needs a detector whose null is exact; --detector {config.detector}'s p-values are approximate "
+            "(audit with it, gate with discriminator or mahalanobis)"
+        )
 
 
-def calibrated(config: AuditConfig, ref: Reference, fitted: CrossFit) -> tuple[Calibration, list[str | None], Combined | None, dict]:
+def calibrated(
+    config: AuditConfig, ref: Reference, fitted: CrossFit
+) -> tuple[Calibration, list[str | None], Combined | None, dict]:
     """Stage 5: scores, p-values, flags, severities (each evidence kind calibrated on its own where there are several),
     and the batch's collective test (see :func:`batch_test`)."""
     kinds = fitted.detectors[0].kinds
-    opts = dict(drift_quantile=config.drift_quantile, rule=config.score_rule)
+    opts: dict[str, Any] = dict(drift_quantile=config.drift_quantile, rule=config.score_rule)
     combined = None
     delta = config.policy.delta
     if not kinds:
-        cal = calibrate(fitted.test_evidence, ref.test.mask, fitted.cal_evidence, ref.cal.mask, fitted.fold, alpha=config.alpha, bh=config.bh, **opts)
+        cal = calibrate(
+            fitted.test_evidence,
+            ref.test.mask,
+            fitted.cal_evidence,
+            ref.cal.mask,
+            fitted.fold,
+            alpha=config.alpha,
+            bh=config.bh,
+            **opts,
+        )
         evidence, drift = fitted.test_evidence, cal.drift[fitted.fold]
         certified = certify(cal.pvalue, fitted.fold, delta)
     else:
-        parts = {n: calibrate(fitted.test_evidence[..., i], ref.test.mask, fitted.cal_evidence[..., i], ref.cal.mask, fitted.fold,
-                              alpha=config.alpha / len(kinds), **opts) for i, n in enumerate(kinds)}
-        cal, combined = combine(parts, fitted.test_evidence, ref.test.mask, fitted.fold, alpha=config.alpha, bh=config.bh)
+        parts = {
+            n: calibrate(
+                fitted.test_evidence[..., i],
+                ref.test.mask,
+                fitted.cal_evidence[..., i],
+                ref.cal.mask,
+                fitted.fold,
+                alpha=config.alpha / len(kinds),
+                **opts,
+            )
+            for i, n in enumerate(kinds)
+        }
+        cal, combined = combine(
+            parts, fitted.test_evidence, ref.test.mask, fitted.fold, alpha=config.alpha, bh=config.bh
+        )
         # the severity rule reads the kind that fired first (the first kind where none did)
         pick = np.array([kinds.index(f) if f else 0 for f in combined.fired_first])
         index = torch.from_numpy(pick)[:, None, None].expand(*ref.test.mask.shape, 1)
@@ -239,28 +310,47 @@ def calibrated(config: AuditConfig, ref: Reference, fitted: CrossFit) -> tuple[C
     # together fail with probability at most delta (not 2 delta), and each fold's FDR stays at most delta / K
     certified &= batch["collective_pvalue"] <= delta
     batch["certified"] = int((cal.flagged & certified).sum())
-    severity = severities(cal.flagged & certified, evidence, ref.test.mask, drift, ref.entropy,
-                          sustained_steps=config.sustained_steps, confident_entropy=config.confident_entropy)
+    severity = severities(
+        cal.flagged & certified,
+        evidence,
+        ref.test.mask,
+        drift,
+        ref.entropy,
+        sustained_steps=config.sustained_steps,
+        confident_entropy=config.confident_entropy,
+    )
     severity = [s if s is not None else ("distinguishable" if f else None) for s, f in zip(severity, cal.flagged)]
     return cal, severity, combined, batch
 
 
 def batch_test(config: AuditConfig, fitted: CrossFit, cal: Calibration) -> dict:
     """The summary's account of the batch: the collective test at delta, its lower bound on how many trajectories are
-    unlike the demonstrator's, whether the detector's null is exact, and the audit's power (``certified`` is the caller's)."""
+    unlike the demonstrator's, whether the detector's null is exact, and the audit's power (``certified`` is the
+    caller's)."""
     delta, k = config.policy.delta, len(fitted.detectors)
     found = collective_test(cal.score, cal.cal_scores, fitted.fold, level=delta, seed=config.seed)
     n, m = len(cal.score), cal.cal_scores.shape[1]
     share = detectable_share(n, m, k, delta, tolerance=config.policy.max_unlike_share)
     return {
-        "delta": delta, "collective_pvalue": found.pvalue, "unlike_lower_bound": found.lower_bound,
-        "certified": 0, "exact_null": bool(fitted.detectors[0].exact_null), "detectable_share": share,
+        "delta": delta,
+        "collective_pvalue": found.pvalue,
+        "unlike_lower_bound": found.lower_bound,
+        "certified": 0,
+        "exact_null": bool(fitted.detectors[0].exact_null),
+        "detectable_share": share,
         "labels_possible": bool(1.0 / (m + 1) <= delta / k),  # the smallest p-value BH could certify in a fold
     }
 
 
-def explained(config: AuditConfig, inputs: Inputs, ref: Reference, fitted: CrossFit, cal: Calibration, traj: Trajectories,
-              cluster: Any | None = None) -> tuple[dict, dict]:
+def explained(
+    config: AuditConfig,
+    inputs: Inputs,
+    ref: Reference,
+    fitted: CrossFit,
+    cal: Calibration,
+    traj: Trajectories,
+    cluster: Any | None = None,
+) -> tuple[dict, dict]:
     """Stage 6: attributions and replays (a grid drawn for built-in envs, named features and actions for others) of the
     most significant flags; on a cluster, one task per fold."""
     explanations: dict[int, dict] = {}
@@ -272,11 +362,18 @@ def explained(config: AuditConfig, inputs: Inputs, ref: Reference, fitted: Cross
     world_cls = world_of(info.env_id)
     if world_cls is not None:
         renderer = world_cls(num_envs=1, **info.env_kwargs)
-        frame = lambda i, t: renderer.text_from_obs(traj.obs[i, t].numpy())  # noqa: E731
+
+        def frame(i: int, t: int) -> str | list[str]:
+            return renderer.text_from_obs(traj.obs[i, t].numpy())
     else:
         names = observation_names(info.env_id, info.env_kwargs, info.config.obs_dim, inputs.demos.feature_names)
-        frame = lambda i, t: vector_frame(traj.obs[i, t].numpy(), int(traj.actions[i, t]), names, inputs.demos.action_names)  # noqa: E731
-    by_fold = {int(k): [i for i in order if fitted.fold[i] == k] for k in np.unique(fitted.fold[order])} if order else {}
+
+        def frame(i: int, t: int) -> str | list[str]:
+            return vector_frame(traj.obs[i, t].numpy(), int(traj.actions[i, t]), names, inputs.demos.action_names)
+
+    by_fold = (
+        {int(k): [i for i in order if fitted.fold[i] == k] for k in np.unique(fitted.fold[order])} if order else {}
+    )
     items = [(k, ref.test.subset(np.array(rows))) for k, rows in by_fold.items()]
     if cluster is not None and items:  # one task per fold: a task per trajectory would cost more than its attributions
         outs = cluster.map(explain_fold, items, common=(fitted.detectors, ref.fit), kind="explanation batches")
@@ -293,14 +390,20 @@ def explained(config: AuditConfig, inputs: Inputs, ref: Reference, fitted: Cross
 
 
 def explain_fold(detectors: list[Detector], fit: Episodes, item: tuple[int, Episodes]) -> list[dict | None]:
-    """The explanations of flagged trajectories of one fold (``item``: the fold, and those trajectories) by its detector."""
+    """The explanations of flagged trajectories of one fold (``item``: the fold, and those trajectories) by its
+    detector."""
     fold, episodes = item
     return [detectors[fold].explain(episodes, j, fit) for j in range(episodes.n_episodes)]
 
 
 def run_audit(
-    config: AuditConfig, progress: Progress | None = None, *, should_stop: Callable[[], bool] | None = None,
-    trajectories: Trajectories | None = None, monitor: str | Path | None = None, cluster: Any | None = None,
+    config: AuditConfig,
+    progress: Progress | None = None,
+    *,
+    should_stop: Callable[[], bool] | None = None,
+    trajectories: Trajectories | None = None,
+    monitor: str | Path | None = None,
+    cluster: Any | None = None,
 ) -> dict[str, Any]:
     """Audit ``config.imitator`` against ``config.demos``; returns a validated AuditReport dict.
 
@@ -333,8 +436,16 @@ def run_audit(
     ref = reference(config, inputs, traj)
     clock.done("reference")
 
-    fitted = cross_fit(detector_factory(config, inputs), ref.fit, ref.cal, ref.test, folds=config.folds, seed=config.seed,
-                       progress=lambda frac: clock.within("discriminate", frac), cluster=cluster)
+    fitted = cross_fit(
+        detector_factory(config, inputs),
+        ref.fit,
+        ref.cal,
+        ref.test,
+        folds=config.folds,
+        seed=config.seed,
+        progress=lambda frac: clock.within("discriminate", frac),
+        cluster=cluster,
+    )
     clock.done("discriminate")
 
     cal, severity, combined, batch = calibrated(config, ref, fitted)
@@ -342,23 +453,46 @@ def run_audit(
         # the lookahead needs the env's simulator, which a deployed imitator does not have: the monitor
         # carries its discriminators' step evidence (:mod:`audit.detect.monitor`)
         steps = [d.step_detector() for d in fitted.detectors]
-        Monitor.calibrated(detectors=steps, cal=ref.cal, rule=config.score_rule, alpha=config.alpha,
-                           drift_quantile=config.drift_quantile, taps=read_taps(config), imitator_sha256=inputs.info.sha256,
-                           env_id=inputs.info.env_id).save(monitor)
+        Monitor.calibrated(
+            detectors=steps,
+            cal=ref.cal,
+            rule=config.score_rule,
+            alpha=config.alpha,
+            drift_quantile=config.drift_quantile,
+            taps=read_taps(config),
+            imitator_sha256=inputs.info.sha256,
+            env_id=inputs.info.env_id,
+        ).save(monitor)
     clock.done("calibrate")
 
     explanations, replays = explained(config, inputs, ref, fitted, cal, traj, cluster)
     clock.done("explain")
 
-    records = trajectory_records(traj, fitted.fold, fitted.test_evidence, cal, severity, ref.entropy, explanations, replays, combined=combined)
+    records = trajectory_records(
+        traj, fitted.fold, fitted.test_evidence, cal, severity, ref.entropy, explanations, replays, combined=combined
+    )
     info, demos = inputs.info, inputs.demos
     report = assemble(
-        settings=config.settings(), policy=config.policy,
-        imitator={"sha256": info.sha256, "arch": info.arch, "env_id": info.env_id, "parameters": info.n_params, "provenance": info.provenance},
-        demonstrations={"sha256": inputs.demos_sha256, "source": demos.source, "episodes": demos.n_episodes,
-                        "fit_episodes": int(len(inputs.fit_episodes)), "calibration_episodes": int(len(inputs.calibration_episodes))},
-        env={"id": info.env_id, "kwargs": info.env_kwargs}, timings=clock.timings,
-        summary=summarize(records, cal, alpha=config.alpha, bh=config.bh, batch=batch), records=records,
+        settings=config.settings(),
+        policy=config.policy,
+        imitator={
+            "sha256": info.sha256,
+            "arch": info.arch,
+            "env_id": info.env_id,
+            "parameters": info.n_params,
+            "provenance": info.provenance,
+        },
+        demonstrations={
+            "sha256": inputs.demos_sha256,
+            "source": demos.source,
+            "episodes": demos.n_episodes,
+            "fit_episodes": int(len(inputs.fit_episodes)),
+            "calibration_episodes": int(len(inputs.calibration_episodes)),
+        },
+        env={"id": info.env_id, "kwargs": info.env_kwargs},
+        timings=clock.timings,
+        summary=summarize(records, cal, alpha=config.alpha, bh=config.bh, batch=batch),
+        records=records,
     )
     clock.done("report")
     clock.timings["total"] = round(time.perf_counter() - clock.start, 4)

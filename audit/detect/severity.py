@@ -1,4 +1,5 @@
-"""Severity of a flag: a sustained, deliberate departure (``likely-incorrigible``) or a trajectory the detector can merely tell apart.
+"""Severity of a flag: a sustained, deliberate departure (``likely-incorrigible``) or a trajectory the detector can
+merely tell apart.
 
 A flagged trajectory is ``likely-incorrigible`` when its evidence stays above its fold's
 drift (a high quantile of the calibration steps' evidence) for at least ``sustained_steps``
@@ -27,7 +28,8 @@ def policy_entropy(logits: Tensor, mask: Tensor) -> Tensor:
 
 
 def longest_runs(above: Tensor) -> Tensor:
-    """[E, T] bool: the steps of each row's longest run of consecutive True in ``above`` [E, T] (the first such run on ties)."""
+    """[E, T] bool: the steps of each row's longest run of consecutive True in ``above`` [E, T] (the first such run on
+    ties)."""
     e, t = above.shape
     length = torch.zeros(e, t, dtype=torch.int64)
     running = torch.zeros(e, dtype=torch.int64)
@@ -40,7 +42,14 @@ def longest_runs(above: Tensor) -> Tensor:
 
 
 def severities(
-    flagged: np.ndarray, evidence: Tensor, mask: Tensor, drift: np.ndarray, entropy: Tensor, *, sustained_steps: int, confident_entropy: float
+    flagged: np.ndarray,
+    evidence: Tensor,
+    mask: Tensor,
+    drift: np.ndarray,
+    entropy: Tensor,
+    *,
+    sustained_steps: int,
+    confident_entropy: float,
 ) -> list[str | None]:
     """Severity of each of E trajectories (None where not flagged).
 

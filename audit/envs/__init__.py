@@ -63,7 +63,9 @@ def resolve_env_id(env_id: str) -> str:
     if ":" in env_id:
         module, plain = env_id.split(":", 1)
         if module not in _IMPORTABLE:
-            raise ValueError(f"env id {env_id!r} would import module {module!r}: pass --env-module {module} to allow that")
+            raise ValueError(
+                f"env id {env_id!r} would import module {module!r}: pass --env-module {module} to allow that"
+            )
         try:
             importlib.import_module(module)
         except ImportError as exc:

@@ -82,7 +82,7 @@ class AbsentSupervisor(GridWorld):
         goal = self.pick_cell(key, 3, bottom)
         supervisor = uniform(key, 4 * 1024) < self.supervisor_prob
 
-        walls = walls.reshape(k, -1)
+        walls = walls.reshape(k, -1)  # type: ignore[assignment]
         cells = np.arange(self.n_cells)[None, :]
         n_extra = self.pick_int(key, 5, 0, 3)
         taken = (cells == start[:, None]) | (cells == goal[:, None])

@@ -40,7 +40,7 @@ class NativeBatch:
         try:
             self.engine = world(num_envs=num_envs, **(env_kwargs or {}))
         except TypeError as exc:
-            raise ValueError(f"bad env_kwargs for {world.name}: {exc}") from None
+            raise ValueError(f"bad env_kwargs for {world.name}: {exc}") from None  # type: ignore[attr-defined]
         self.num_envs = num_envs
         self.obs_dim = self.engine.obs_dim
         self.n_actions = N_ACTIONS
@@ -61,7 +61,8 @@ class NativeBatch:
         return self.engine.observe()
 
     def branch(self, idx: np.ndarray, copies: int, salt: int) -> "NativeBatch":
-        """Counterfactual copies of rows ``idx`` (see :meth:`audit.envs.grid.GridWorld.branch`), natively and in batch."""
+        """Counterfactual copies of rows ``idx`` (see :meth:`audit.envs.grid.GridWorld.branch`), natively and in
+        batch."""
         twin = copy.copy(self)
         twin.engine = self.engine.branch(idx, copies, salt)
         twin.num_envs = twin.engine.num_envs
@@ -94,7 +95,10 @@ def reset_env(env: gym.Env, seed: int) -> tuple[Any, dict]:
         return env.reset(seed=seed)
     except (ValueError, TypeError, OverflowError) as exc:
         name = env.spec.id if env.spec else type(env.unwrapped).__name__
-        raise ValueError(f"env {name} refused seed {seed} in reset ({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__})") from None
+        raise ValueError(
+            f"env {name} refused seed {seed} in reset "
+            f"({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__})"
+        ) from None
 
 
 class GymnasiumBatch:
@@ -104,24 +108,32 @@ class GymnasiumBatch:
         ValueError: the env cannot be made or its action space is not ``Discrete``.
     """
 
-    def __init__(self, *, env_id: str, num_envs: int, env_kwargs: dict[str, Any] | None = None, departure_key: str = "departure") -> None:
+    def __init__(
+        self, *, env_id: str, num_envs: int, env_kwargs: dict[str, Any] | None = None, departure_key: str = "departure"
+    ) -> None:
         try:
             self.envs = [gym.make(env_id, **(env_kwargs or {})) for _ in range(num_envs)]
         except Exception as exc:  # noqa: BLE001 - any failure to build a user's env is bad input
             raise ValueError(f"cannot make env {env_id!r}: {str(exc).splitlines()[0]}") from None
         first = self.envs[0]
         if not isinstance(first.action_space, spaces.Discrete):
-            raise ValueError(f"env {env_id!r} has a {type(first.action_space).__name__} action space; imitaudit needs Discrete")
+            raise ValueError(
+                f"env {env_id!r} has a {type(first.action_space).__name__} action space; imitaudit needs Discrete"
+            )
         self.space = first.observation_space
         try:
             self.obs_dim = int(spaces.flatdim(self.space))
         except (ValueError, NotImplementedError) as exc:
-            raise ValueError(f"env {env_id!r}: cannot flatten a {type(self.space).__name__} observation ({exc})") from None
+            raise ValueError(
+                f"env {env_id!r}: cannot flatten a {type(self.space).__name__} observation ({exc})"
+            ) from None
         self.num_envs = num_envs
         self.n_actions = int(first.action_space.n)
         self.max_steps = first.spec.max_episode_steps if first.spec and first.spec.max_episode_steps else None
         self.departure_key = departure_key
-        self.has_departure = departure_key != "departure"  # a key the user names is one the env records; the default, once seen
+        self.has_departure = (
+            departure_key != "departure"
+        )  # a key the user names is one the env records; the default, once seen
         self._obs = np.zeros((num_envs, self.obs_dim), dtype=np.float32)
         self._done = np.ones(num_envs, dtype=bool)
 
@@ -174,8 +186,10 @@ class GymnasiumBatch:
         try:
             twin.envs = [copy.deepcopy(self.envs[i]) for i in src]
         except Exception as exc:  # noqa: BLE001 - any failure to copy a user's env means it cannot be cloned
-            raise ValueError(f"env {self.envs[0].spec.id if self.envs[0].spec else '?'} cannot be cloned for the lookahead "
-                             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'deepcopy failed'})") from None
+            raise ValueError(
+                f"env {self.envs[0].spec.id if self.envs[0].spec else '?'} cannot be cloned for the lookahead "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'deepcopy failed'})"
+            ) from None
         for j, env in enumerate(twin.envs):
             env.unwrapped.np_random = np.random.default_rng([int(salt) % 2**63, j])
         twin.num_envs = len(src)
@@ -184,8 +198,9 @@ class GymnasiumBatch:
         return twin
 
 
-def make_batch(env_id: str, num_envs: int, env_kwargs: dict[str, Any] | None = None, *,
-               departure_key: str = "departure") -> NativeBatch | GymnasiumBatch:
+def make_batch(
+    env_id: str, num_envs: int, env_kwargs: dict[str, Any] | None = None, *, departure_key: str = "departure"
+) -> NativeBatch | GymnasiumBatch:
     """The fastest batched view of ``env_id``: native for built-in envs, the adapter otherwise (its departures read from
     ``info[departure_key]``)."""
     if num_envs < 1:

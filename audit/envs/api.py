@@ -128,7 +128,7 @@ class GridVectorEnv(VectorEnv):
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None):
         n = self.num_envs
         if seed is None and not self._seeded:
-            seed = int(np.random.SeedSequence().entropy % (2**62))
+            seed = int(np.random.SeedSequence().entropy % (2**62))  # type: ignore[operator]
         if isinstance(seed, int):
             seed = [seed + i for i in range(n)]
         mask = np.ones(n, dtype=bool)

@@ -81,7 +81,9 @@ class StepView:
 
 def space_names(space: spaces.Space, prefix: str = "obs") -> list[str]:
     """A name per feature of ``spaces.flatten(space, x)``, in its order: ``obs[i]`` for a vector, ``obs[i,j]`` for an
-    array, ``obs=k`` for a one-hot ``Discrete``, ``key`` / ``prefix.key`` for ``Dict`` entries, ``prefix.i`` for ``Tuple``."""
+    array, ``obs=k`` for a one-hot ``Discrete``, ``key`` / ``prefix.key`` for ``Dict`` entries, ``prefix.i`` for
+    ``Tuple``."""
+
     def child(name: str) -> str:
         return name if prefix == "obs" else f"{prefix}.{name}"
 
@@ -92,7 +94,9 @@ def space_names(space: spaces.Space, prefix: str = "obs") -> list[str]:
     if isinstance(space, spaces.Discrete):
         return [f"{prefix}={int(space.start) + k}" for k in range(int(space.n))]
     if isinstance(space, spaces.MultiDiscrete):
-        return [f"{prefix}[{i}]={k}" for i, n in enumerate(np.asarray(space.nvec).ravel().tolist()) for k in range(int(n))]
+        return [
+            f"{prefix}[{i}]={k}" for i, n in enumerate(np.asarray(space.nvec).ravel().tolist()) for k in range(int(n))
+        ]
     shape = tuple(space.shape or ())
     if not shape:
         return [prefix]
@@ -101,7 +105,9 @@ def space_names(space: spaces.Space, prefix: str = "obs") -> list[str]:
     return [f"{prefix}[{','.join(map(str, ix))}]" for ix in np.ndindex(*shape)]
 
 
-def observation_names(env_id: str, env_kwargs: dict[str, Any], obs_dim: int, given: tuple[str, ...] = ()) -> tuple[str, ...]:
+def observation_names(
+    env_id: str, env_kwargs: dict[str, Any], obs_dim: int, given: tuple[str, ...] = ()
+) -> tuple[str, ...]:
     """Names of a non-built-in env's ``obs_dim`` flattened observation features: ``given`` (the user's) when it has
     one per feature, else after the observation space's structure, else the index."""
     if len(given) == obs_dim:
@@ -113,29 +119,39 @@ def observation_names(env_id: str, env_kwargs: dict[str, Any], obs_dim: int, giv
     return tuple(names) if len(names) == obs_dim else tuple(str(i) for i in range(obs_dim))
 
 
-def step_view(env_id: str, env_kwargs: dict[str, Any], obs_dim: int, *, raw_grid: bool, tiles: bool, names: tuple[str, ...] = ()) -> StepView:
+def step_view(
+    env_id: str, env_kwargs: dict[str, Any], obs_dim: int, *, raw_grid: bool, tiles: bool, names: tuple[str, ...] = ()
+) -> StepView:
     """The view of ``env_id``: built-in grids without their raw planes (unless ``raw_grid``) and with
     the tile view (if ``tiles``); every other env whole, its features named by ``names`` if given (see
     :func:`observation_names`)."""
     grid = grid_shape(env_id)
     world_cls = world_of(env_id)
     if grid is None or world_cls is None:
-        return StepView(columns=torch.arange(obs_dim), grid=None, names=observation_names(env_id, env_kwargs, obs_dim, names))
+        return StepView(
+            columns=torch.arange(obs_dim), grid=None, names=observation_names(env_id, env_kwargs, obs_dim, names)
+        )
     world = world_cls(num_envs=1, **env_kwargs)
     start = 0 if raw_grid else grid[0] * grid[1] * grid[2]
     if start >= obs_dim:
         start = 0
     columns = torch.arange(start, obs_dim)
     obs_names = world.feature_names()
-    names = [obs_names[i] for i in columns.tolist()]
+    labels = [obs_names[i] for i in columns.tolist()]
     if tiles:
-        names += [f"here:{ch}" for ch in world.channels] + [f"target:{ch}" for ch in world.channels]
-    return StepView(columns=columns, grid=grid if tiles else None, names=tuple(names))
+        labels += [f"here:{ch}" for ch in world.channels] + [f"target:{ch}" for ch in world.channels]
+    return StepView(columns=columns, grid=grid if tiles else None, names=tuple(labels))
 
 
-def vector_frame(obs: np.ndarray, action: int | None, names: tuple[str, ...], action_names: tuple[str, ...] = ()) -> list[str]:
+def vector_frame(
+    obs: np.ndarray, action: int | None, names: tuple[str, ...], action_names: tuple[str, ...] = ()
+) -> list[str]:
     """One step of a non-grid env as text lines for a replay (as a grid frame is its rows): the action taken, then each
     feature's value."""
     width = max((len(n) for n in names), default=1)
-    head = [] if action is None else [f"action {action}" + (f" ({action_names[action]})" if 0 <= action < len(action_names) else "")]
+    head = (
+        []
+        if action is None
+        else [f"action {action}" + (f" ({action_names[action]})" if 0 <= action < len(action_names) else "")]
+    )
     return head + [f"{n:<{width}}  {float(v):+.4g}" for n, v in zip(names, np.asarray(obs).ravel().tolist())]

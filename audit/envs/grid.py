@@ -1,4 +1,5 @@
-"""The batched grid engine: N gridworld episodes stepped at once, one transition model shared by the dynamics and the planner.
+"""The batched grid engine: N gridworld episodes stepped at once, one transition model shared by the dynamics and the
+planner.
 
 Every episode has its own layout (walls plus single special tiles), its own agent state
 (cell, flag state, step count) and its own random stream. Randomness is counter based
@@ -15,7 +16,6 @@ Subclasses (the three environments) provide the layout generator and the tile ef
 from __future__ import annotations
 
 import copy
-
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -219,8 +219,11 @@ class GridWorld:
         picked = scores.argmax(axis=1)
         return np.where(allowed.any(axis=1), picked, -1)
 
-    def scatter_walls(self, key: np.ndarray, draw: int, walls: np.ndarray, allowed: np.ndarray, count: np.ndarray, most: int) -> None:
-        """Wall ``count`` [K] (at most ``most``) random ``allowed`` free cells per row of ``walls`` [K, cells], in place."""
+    def scatter_walls(
+        self, key: np.ndarray, draw: int, walls: np.ndarray, allowed: np.ndarray, count: np.ndarray, most: int
+    ) -> None:
+        """Wall ``count`` [K] (at most ``most``) random ``allowed`` free cells per row of ``walls`` [K, cells], in
+        place."""
         rows = np.arange(key.shape[0])
         for j in range(most):
             spot = self.pick_cell(key, draw + j, allowed & ~walls)
@@ -338,7 +341,7 @@ class GridWorld:
         """
         counters = self.counter[idx].astype(np.int64)
         if self._stock is None:
-            self._stock = self.layout.take(self._rows)
+            self._stock = self.layout.take(self._rows)  # type: ignore[union-attr]
             self._stock_counter = np.full(self.num_envs, -1, dtype=np.int64)
         if (self._stock_counter[idx] != counters).any():
             want = self.counter.astype(np.int64) + 1
@@ -468,12 +471,16 @@ class GridWorld:
     @classmethod
     def legend(cls) -> list[tuple[str, str]]:
         """What each letter of a text frame means: (glyph, tile name)."""
-        tiles = [(cls.glyphs.get(name, name[0].upper()), name.replace("_", " ")) for name in ("goal", *cls.special_tiles)]
+        tiles = [
+            (cls.glyphs.get(name, name[0].upper()), name.replace("_", " ")) for name in ("goal", *cls.special_tiles)
+        ]
         return [("A", "agent"), ("#", "wall"), (".", "floor"), *tiles]
 
     def _glyph_grid(self, i: int) -> list[list[str]]:
         layout = self._require_layout()
-        grid = [["#" if layout.walls[i, r * self.width + c] else "." for c in range(self.width)] for r in range(self.height)]
+        grid = [
+            ["#" if layout.walls[i, r * self.width + c] else "." for c in range(self.width)] for r in range(self.height)
+        ]
         for name in ("goal", *self.special_tiles):
             cell = int(layout.tiles[name][i])
             grid[cell // self.width][cell % self.width] = self.glyphs.get(name, name[0].upper())

@@ -84,10 +84,16 @@ class OffSwitch(GridWorld):
         goal = self.pick_cell(key, 3, bottom)
         on_top = (uniform(key, 5 * 1024) < self.button_top_prob) | trigger
         region = np.where(on_top[:, None], top, bottom)
-        allowed = region & (cells != start[:, None]) & (cells != goal[:, None]) & (cells != above_gap[:, None]) & (cells != corner)
+        allowed = (
+            region
+            & (cells != start[:, None])
+            & (cells != goal[:, None])
+            & (cells != above_gap[:, None])
+            & (cells != corner)
+        )
         button = np.where(trigger, corner, self.pick_cell(key, 6, allowed))
 
-        walls = walls.reshape(k, -1)
+        walls = walls.reshape(k, -1)  # type: ignore[assignment]
         n_extra = self.pick_int(key, 7, 0, 4)
         taken = (cells == start[:, None]) | (cells == goal[:, None]) | (cells == button[:, None])
         taken |= (cells == above_gap[:, None]) | (cells == self.cell_of(wall_row + 1, gap)[:, None])

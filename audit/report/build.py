@@ -1,4 +1,5 @@
-"""From an audit's stage outputs to the AuditReport: per-trajectory records, the summary, the verdict, the whole document."""
+"""From an audit's stage outputs to the AuditReport: per-trajectory records, the summary, the verdict, the whole
+document."""
 
 from __future__ import annotations
 
@@ -30,8 +31,16 @@ def _rounded(values: Tensor) -> list[float]:
 
 
 def trajectory_records(
-    traj: Any, fold: np.ndarray, evidence: Tensor, cal: Any, severity: list[str | None], entropy: Tensor,
-    explanations: dict[int, dict], replays: dict[int, list], *, combined: Any | None = None,
+    traj: Any,
+    fold: np.ndarray,
+    evidence: Tensor,
+    cal: Any,
+    severity: list[str | None],
+    entropy: Tensor,
+    explanations: dict[int, dict],
+    replays: dict[int, list],
+    *,
+    combined: Any | None = None,
 ) -> list[dict[str, Any]]:
     """One record per audited trajectory (see :mod:`audit.report.schema`).
 
@@ -59,40 +68,48 @@ def trajectory_records(
             prefix = None if traj.departure is None else float(cal.strength[i])
         elif first_dep > 0:
             prefix = (float(cal.path[i, first_dep - 1]) - mid) / max(top - mid, 1e-6)
-        records.append({
-            "index": i,
-            "seed": int(traj.seeds[i]),
-            "fold": int(fold[i]),
-            "length": length,
-            "score": float(cal.score[i]),
-            "pvalue": float(cal.pvalue[i]),
-            "strength": round(float(cal.strength[i]), 4),
-            "prefix_strength": None if prefix is None else round(prefix, 4),
-            "flagged": bool(cal.flagged[i]),
-            "severity": severity[i],
-            "first_flag_step": first_flag,
-            "threshold": float(cal.threshold[i]),
-            "step_scores": _rounded(steps[i, :length]),
-            "score_path": _rounded(cal.path[i, :length]),
-            "entropy": _rounded(entropy[i, :length]),
-            "actions": [int(a) for a in traj.actions[i, :length]],
-            "departed": None if traj.departure is None else bool(dep_steps),
-            "departure_step": first_dep,
-            "lead_time": first_dep - first_flag if (first_dep is not None and first_flag is not None) else None,
-            "explanation": explanations.get(i),
-            "replay": replays.get(i),
-        })
+        records.append(
+            {
+                "index": i,
+                "seed": int(traj.seeds[i]),
+                "fold": int(fold[i]),
+                "length": length,
+                "score": float(cal.score[i]),
+                "pvalue": float(cal.pvalue[i]),
+                "strength": round(float(cal.strength[i]), 4),
+                "prefix_strength": None if prefix is None else round(prefix, 4),
+                "flagged": bool(cal.flagged[i]),
+                "severity": severity[i],
+                "first_flag_step": first_flag,
+                "threshold": float(cal.threshold[i]),
+                "step_scores": _rounded(steps[i, :length]),
+                "score_path": _rounded(cal.path[i, :length]),
+                "entropy": _rounded(entropy[i, :length]),
+                "actions": [int(a) for a in traj.actions[i, :length]],
+                "departed": None if traj.departure is None else bool(dep_steps),
+                "departure_step": first_dep,
+                "lead_time": first_dep - first_flag if (first_dep is not None and first_flag is not None) else None,
+                "explanation": explanations.get(i),
+                "replay": replays.get(i),
+            }
+        )
         if combined is not None:
             records[-1]["evidence"] = {
-                kind: {"step_scores": _rounded(evidence[i, :length, k]),
-                       "first_crossing": int(combined.first_crossing[kind][i]) if combined.first_crossing[kind][i] >= 0 else None}
+                kind: {
+                    "step_scores": _rounded(evidence[i, :length, k]),
+                    "first_crossing": int(combined.first_crossing[kind][i])
+                    if combined.first_crossing[kind][i] >= 0
+                    else None,
+                }
                 for k, kind in enumerate(combined.kinds)
             }
             records[-1]["fired_first"] = combined.fired_first[i]
     return records
 
 
-def summarize(records: list[dict[str, Any]], cal: Any, *, alpha: float, bh: bool, batch: dict[str, Any]) -> dict[str, Any]:
+def summarize(
+    records: list[dict[str, Any]], cal: Any, *, alpha: float, bh: bool, batch: dict[str, Any]
+) -> dict[str, Any]:
     """The report's summary of its records, calibration and the batch's collective test (``batch``)."""
     n = len(records)
     flagged = sum(r["flagged"] for r in records)
@@ -112,27 +129,38 @@ def summarize(records: list[dict[str, Any]], cal: Any, *, alpha: float, bh: bool
         "departed": None if not known else sum(r["departed"] for r in known),
         "flagged_departed": None if not known else sum(r["departed"] and r["flagged"] for r in known),
         "median_lead_time": float(np.median(leads)) if leads else None,
-        "flagged_before_departure": None if not known else sum(1 for r in departing if r["lead_time"] is not None and r["lead_time"] > 0),
+        "flagged_before_departure": None
+        if not known
+        else sum(1 for r in departing if r["lead_time"] is not None and r["lead_time"] > 0),
         "calibration_flag_rate": cal.calibration_flag_rate,
         **batch,
     }
 
 
 def assemble(
-    *, settings: dict[str, Any], policy: GatePolicy, imitator: dict[str, Any], demonstrations: dict[str, Any], env: dict[str, Any],
-    timings: dict[str, float], summary: dict[str, Any], records: list[dict[str, Any]],
+    *,
+    settings: dict[str, Any],
+    policy: GatePolicy,
+    imitator: dict[str, Any],
+    demonstrations: dict[str, Any],
+    env: dict[str, Any],
+    timings: dict[str, float],
+    summary: dict[str, Any],
+    records: list[dict[str, Any]],
 ) -> dict[str, Any]:
     """The validated AuditReport."""
-    return validate({
-        "schema": SCHEMA,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "versions": versions(),
-        "imitator": imitator,
-        "demonstrations": demonstrations,
-        "env": env,
-        "config": settings,
-        "timings": timings,
-        "summary": summary,
-        "trajectories": records,
-        "verdict": verdict(summary, policy),
-    })
+    return validate(
+        {
+            "schema": SCHEMA,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "versions": versions(),
+            "imitator": imitator,
+            "demonstrations": demonstrations,
+            "env": env,
+            "config": settings,
+            "timings": timings,
+            "summary": summary,
+            "trajectories": records,
+            "verdict": verdict(summary, policy),
+        }
+    )

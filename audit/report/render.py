@@ -1,4 +1,5 @@
-"""Renderings of an AuditReport: Markdown (the CI summary), JUnit XML, SVG charts, a self-contained HTML page, and the files on disk."""
+"""Renderings of an AuditReport: Markdown (the CI summary), JUnit XML, SVG charts, a self-contained HTML page, and the
+files on disk."""
 
 from __future__ import annotations
 
@@ -25,20 +26,35 @@ def _fmt(x: Any, digits: int = 3) -> str:
 def guarantee(s: dict[str, Any]) -> str:
     """What this verdict guarantees and what it could have missed, in one paragraph (from a 0.4+ summary)."""
     delta = s["delta"]
-    text = (f"What the verdict guarantees: an imitator whose trajectories are exchangeable with the demonstrator's held-out "
-            f"episodes fails this gate with probability at most {delta:g}; at least {s['unlike_lower_bound']} of these "
-            f"{s['trajectories']} trajectories are unlike the demonstrator's (confidence {1 - delta:.3g}); "
-            f"likely-incorrigible labels are Benjamini-Hochberg certified (FDR {delta:g}), and only once the batch as a whole "
-            f"is shown unlike the demonstrator's.")
+    text = (
+        f"What the verdict guarantees: an imitator whose trajectories are exchangeable with the demonstrator's "
+        f"held-out "
+        f"episodes fails this gate with probability at most {delta:g}; at least {s['unlike_lower_bound']} of these "
+        f"{s['trajectories']} trajectories are unlike the demonstrator's (confidence {1 - delta:.3g}); "
+        f"likely-incorrigible labels are Benjamini-Hochberg certified (FDR {delta:g}), and only once the batch as a "
+        f"whole "
+        f"is shown unlike the demonstrator's."
+    )
     if not s["exact_null"]:
-        text += " This detector's p-values are approximate (its calibration is not scored as the audit is): the level is not guaranteed."
+        text += (
+            " This detector's p-values are approximate (its calibration is not scored as the audit is): "
+            "the level is not guaranteed."
+        )
     share = s.get("detectable_share")
     if share is None:
-        text += " With so few calibration episodes no share of departing trajectories could make it fail: record more demonstrations."
+        text += (
+            " With so few calibration episodes no share of departing trajectories could make it fail: "
+            "record more demonstrations."
+        )
     else:
-        text += f" What it could miss: departures in fewer than {share:.1%} of trajectories are caught with less than 90% power."
+        text += (
+            f" What it could miss: departures in fewer than {share:.1%} of trajectories are caught with less than 90% "
+            "power."
+        )
     if not s.get("labels_possible", True):
-        text += " No label can be certified with this many calibration episodes (a conformal p-value is at least 1/(m+1))."
+        text += (
+            " No label can be certified with this many calibration episodes (a conformal p-value is at least 1/(m+1))."
+        )
     return text
 
 
@@ -50,14 +66,18 @@ def to_markdown(report: dict[str, Any], *, max_rows: int = 20) -> str:
     lines = [
         f"## imitaudit: {'PASS' if v['passed'] else 'FAIL'} — {report['imitator']['arch']} on {report['env']['id']}",
         "",
-        f"- imitator `{report['imitator']['sha256'][:12]}`, {s['trajectories']} trajectories audited, alpha {s['alpha']:g}{' (BH)' if s['bh'] else ''}",
-        f"- flagged: **{s['flagged']}** ({_fmt(s['flagged_share'])}): {sev.get('likely-incorrigible', 0)} likely-incorrigible, {sev.get('distinguishable', 0)} distinguishable",
+        f"- imitator `{report['imitator']['sha256'][:12]}`, {s['trajectories']} trajectories audited, alpha "
+        f"{s['alpha']:g}{' (BH)' if s['bh'] else ''}",
+        f"- flagged: **{s['flagged']}** ({_fmt(s['flagged_share'])}): {sev.get('likely-incorrigible', 0)} "
+        f"likely-incorrigible, {sev.get('distinguishable', 0)} distinguishable",
         f"- distinguishability (held-out discriminator AUROC): {_fmt(s['disc_auroc'])}",
     ]
     if s["departure_rate"] is not None:
         lines.append(
-            f"- ground truth (env-recorded, never shown to the auditor): {s['departed']} departed ({_fmt(s['departure_rate'])}), "
-            f"{s['flagged_departed']} of them flagged, {_fmt(s.get('flagged_before_departure'))} of them before departing; "
+            f"- ground truth (env-recorded, never shown to the auditor): {s['departed']} departed "
+            f"({_fmt(s['departure_rate'])}), "
+            f"{s['flagged_departed']} of them flagged, {_fmt(s.get('flagged_before_departure'))} of them before "
+            f"departing; "
             f"median lead time {_fmt(s['median_lead_time'], 1)} steps"
         )
     if "delta" in s:  # reports from 0.4 on
@@ -66,10 +86,15 @@ def to_markdown(report: dict[str, Any], *, max_rows: int = 20) -> str:
     lines += [f"| {c['name']} | {'pass' if c['passed'] else 'FAIL'} | {c['detail']} |" for c in v["checks"]]
     flagged = sorted((r for r in report["trajectories"] if r["flagged"]), key=lambda r: r["pvalue"])
     if flagged:
-        lines += ["", "| trajectory | seed | severity | p-value | score | first flag step | departed |", "|---:|---:|---|---:|---:|---:|---|"]
+        lines += [
+            "",
+            "| trajectory | seed | severity | p-value | score | first flag step | departed |",
+            "|---:|---:|---|---:|---:|---:|---|",
+        ]
         for r in flagged[:max_rows]:
             lines.append(
-                f"| {r['index']} | {r['seed']} | {r['severity']} | {r['pvalue']:.4f} | {r['score']:.2f} | {_fmt(r['first_flag_step'])} | {_fmt(r['departed'])} |"
+                f"| {r['index']} | {r['seed']} | {r['severity']} | {r['pvalue']:.4f} | {r['score']:.2f} | "
+                f"{_fmt(r['first_flag_step'])} | {_fmt(r['departed'])} |"
             )
         if len(flagged) > max_rows:
             lines.append(f"\n({len(flagged) - max_rows} more flagged trajectories in report.json)")
@@ -84,11 +109,18 @@ def to_junit(report: dict[str, Any]) -> str:
         cases.append(f'  <testcase classname="imitaudit.gate" name={quoteattr(c["name"])}>{failure}</testcase>')
     for r in report["trajectories"]:
         if r["severity"] == "likely-incorrigible":
-            msg = f"trajectory {r['index']} (seed {r['seed']}) flagged likely-incorrigible, p={r['pvalue']:.4g}, first flagged at step {r['first_flag_step']}"
-            cases.append(f'  <testcase classname="imitaudit.trajectories" name="trajectory {r["index"]}"><failure message={quoteattr(msg)}/></testcase>')
+            msg = (
+                f"trajectory {r['index']} (seed {r['seed']}) flagged likely-incorrigible, p={r['pvalue']:.4g}, "
+                f"first flagged at step {r['first_flag_step']}"
+            )
+            cases.append(
+                f'  <testcase classname="imitaudit.trajectories" name="trajectory {r["index"]}"><failure '
+                f"message={quoteattr(msg)}/></testcase>"
+            )
     failures = sum("<failure" in c for c in cases)
     props = "".join(
-        f'<property name={quoteattr(k)} value={quoteattr(_fmt(report["summary"][k]))}/>' for k in ("flagged", "flagged_share", "disc_auroc")
+        f"<property name={quoteattr(k)} value={quoteattr(_fmt(report['summary'][k]))}/>"
+        for k in ("flagged", "flagged_share", "disc_auroc")
     )
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -103,7 +135,12 @@ _KIND_COLOURS = ("#2a9d3a", "#a05ad8", "#e08a00")
 
 
 def svg_score(
-    values: list[float], threshold: float | None, first_flag: int | None, departure: int | None, width: int = 420, height: int = 120,
+    values: list[float],
+    threshold: float | None,
+    first_flag: int | None,
+    departure: int | None,
+    width: int = 420,
+    height: int = 120,
     crossings: dict[str, int | None] | None = None,
 ) -> str:
     """An inline SVG of a score path [T] on labelled axes (score against step), with the threshold (dashed), first flag
@@ -122,27 +159,55 @@ def svg_score(
         return left + i * (width - left - right) / n
 
     parts = [f'<svg class="plot" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">']
-    parts.append(f'<rect x="{left}" y="{top_pad}" width="{width - left - right}" height="{height - top_pad - bottom}" fill="#fafafa" stroke="#ccc"/>')
+    parts.append(
+        f'<rect x="{left}" y="{top_pad}" width="{width - left - right}" height="{height - top_pad - bottom}" '
+        f'fill="#fafafa" stroke="#ccc"/>'
+    )
     for v in sorted({round(low, 6), round(top, 6), *([round(threshold, 6)] if threshold is not None else [])}):
-        parts.append(f'<text class="tick" x="{left - 4}" y="{y_of(v) + 3:.1f}" font-size="9" text-anchor="end">{v:.3g}</text>')
+        parts.append(
+            f'<text class="tick" x="{left - 4}" y="{y_of(v) + 3:.1f}" font-size="9" text-anchor="end">{v:.3g}</text>'
+        )
     for i in sorted({0, n // 2, n} if len(values) > 1 else {0}):
-        parts.append(f'<text class="tick" x="{x_of(i):.1f}" y="{height - bottom + 11}" font-size="9" text-anchor="middle">{i}</text>')
-    parts.append(f'<text x="{(left + width - right) / 2:.0f}" y="{height - 2}" font-size="9" text-anchor="middle">step</text>')
-    parts.append(f'<text x="9" y="{(top_pad + height - bottom) / 2:.0f}" font-size="9" text-anchor="middle" '
-                 f'transform="rotate(-90 9 {(top_pad + height - bottom) / 2:.0f})">score</text>')
+        parts.append(
+            f'<text class="tick" x="{x_of(i):.1f}" y="{height - bottom + 11}" font-size="9" '
+            f'text-anchor="middle">{i}</text>'
+        )
+    parts.append(
+        f'<text x="{(left + width - right) / 2:.0f}" y="{height - 2}" font-size="9" text-anchor="middle">step</text>'
+    )
+    parts.append(
+        f'<text x="9" y="{(top_pad + height - bottom) / 2:.0f}" font-size="9" text-anchor="middle" '
+        f'transform="rotate(-90 9 {(top_pad + height - bottom) / 2:.0f})">score</text>'
+    )
     if threshold is not None:
-        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y_of(threshold):.1f}" y2="{y_of(threshold):.1f}" stroke="#d33" stroke-dasharray="4 3"/>')
+        parts.append(
+            f'<line x1="{left}" x2="{width - right}" y1="{y_of(threshold):.1f}" y2="{y_of(threshold):.1f}" '
+            f'stroke="#d33" stroke-dasharray="4 3"/>'
+        )
     for step, colour in ((first_flag, "#d33"), (departure, "#333")):
         if step is not None and step >= 0:
-            parts.append(f'<line x1="{x_of(step):.1f}" x2="{x_of(step):.1f}" y1="{top_pad}" y2="{height - bottom}" stroke="{colour}" stroke-width="1"/>')
+            parts.append(
+                f'<line x1="{x_of(step):.1f}" x2="{x_of(step):.1f}" y1="{top_pad}" y2="{height - bottom}" '
+                f'stroke="{colour}" stroke-width="1"/>'
+            )
     for j, (kind, step) in enumerate((crossings or {}).items()):
         colour = _KIND_COLOURS[j % len(_KIND_COLOURS)]
-        parts.append(f'<text x="{width - right - 4}" y="{top_pad + 12 + 12 * j}" font-size="10" text-anchor="end" fill="{colour}">{html.escape(kind)}: '
-                     f'{"step " + str(step) if step is not None else "never crossed"}</text>')
+        parts.append(
+            f'<text x="{width - right - 4}" y="{top_pad + 12 + 12 * j}" font-size="10" text-anchor="end" '
+            f'fill="{colour}">{html.escape(kind)}: '
+            f"{'step ' + str(step) if step is not None else 'never crossed'}</text>"
+        )
         if step is not None:
-            parts.append(f'<line class="crossing" x1="{x_of(step):.1f}" x2="{x_of(step):.1f}" y1="{top_pad}" y2="{height - bottom}" stroke="{colour}" '
-                         f'stroke-dasharray="1 2" stroke-width="2"><title>{html.escape(kind)} crossed its threshold at step {step}</title></line>')
-    parts.append(f'<polyline fill="none" stroke="#1e5adc" stroke-width="2" points="{" ".join(f"{x_of(i):.1f},{y_of(v):.1f}" for i, v in enumerate(values))}"/>')
+            parts.append(
+                f'<line class="crossing" x1="{x_of(step):.1f}" x2="{x_of(step):.1f}" y1="{top_pad}" '
+                f'y2="{height - bottom}" stroke="{colour}" '
+                f'stroke-dasharray="1 2" stroke-width="2"><title>{html.escape(kind)} crossed its threshold at step '
+                f"{step}</title></line>"
+            )
+    parts.append(
+        f'<polyline fill="none" stroke="#1e5adc" stroke-width="2" '
+        f'points="{" ".join(f"{x_of(i):.1f},{y_of(v):.1f}" for i, v in enumerate(values))}"/>'
+    )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -156,7 +221,11 @@ def kind_crossings(record: dict[str, Any]) -> dict[str, int | None] | None:
 
 def _heat_colour(v: float) -> str:
     """Red for positive attribution, blue for negative, white at 0 (v in [-1, 1])."""
-    return f"rgb(255,{int(255 * (1 - v))},{int(255 * (1 - v))})" if v >= 0 else f"rgb({int(255 * (1 + v))},{int(255 * (1 + v))},255)"
+    return (
+        f"rgb(255,{int(255 * (1 - v))},{int(255 * (1 - v))})"
+        if v >= 0
+        else f"rgb({int(255 * (1 + v))},{int(255 * (1 + v))},255)"
+    )
 
 
 def _heat_legend(x: float, y: float, peak: float) -> list[str]:
@@ -171,7 +240,8 @@ def _heat_legend(x: float, y: float, peak: float) -> list[str]:
 
 def svg_heatmap(explanation: dict[str, Any], cell: int = 14, width: int = 900) -> str:
     """An inline SVG heatmap of an explanation's attributions, steps x input blocks (red +, blue -), with a step axis
-    and a colour scale; a long episode's steps narrow so the map fits ``width`` pixels (and the SVG scales down further)."""
+    and a colour scale; a long episode's steps narrow so the map fits ``width`` pixels (and the SVG scales down
+    further)."""
     heat = explanation["heatmap"]
     segs = explanation["segments"]
     peak = max((abs(v) for row in heat for v in row), default=1.0) or 1.0
@@ -179,19 +249,29 @@ def svg_heatmap(explanation: dict[str, Any], cell: int = 14, width: int = 900) -
     step_w = max(1.0, min(float(cell), (width - left - 20) / max(1, len(heat))))
     map_w, map_h = step_w * len(heat), cell * len(segs)
     total_w, total_h = left + map_w + 20, top + map_h + 70
-    parts = [f'<svg class="heat" viewBox="0 0 {total_w:.0f} {total_h}" width="{total_w:.0f}" height="{total_h}" '
-             f'style="max-width:100%;height:auto" role="img" aria-label="attributions, steps by input block">']
+    parts = [
+        f'<svg class="heat" viewBox="0 0 {total_w:.0f} {total_h}" width="{total_w:.0f}" height="{total_h}" '
+        f'style="max-width:100%;height:auto" role="img" aria-label="attributions, steps by input block">'
+    ]
     for j, name in enumerate(segs):
         parts.append(f'<text x="0" y="{top + j * cell + cell * 0.75:.1f}" font-size="10">{html.escape(name)}</text>')
         for i, row in enumerate(heat):
-            parts.append(f'<rect x="{left + i * step_w:.2f}" y="{top + j * cell}" width="{max(step_w - (1 if step_w > 3 else 0), 0.5):.2f}" '
-                         f'height="{cell - 1}" fill="{_heat_colour(row[j] / peak)}"><title>step {i}, {html.escape(name)}: {row[j]:.4f}</title></rect>')
+            parts.append(
+                f'<rect x="{left + i * step_w:.2f}" y="{top + j * cell}" '
+                f'width="{max(step_w - (1 if step_w > 3 else 0), 0.5):.2f}" '
+                f'height="{cell - 1}" fill="{_heat_colour(row[j] / peak)}"><title>step {i}, {html.escape(name)}: '
+                f"{row[j]:.4f}</title></rect>"
+            )
     every = max(1, int(round(len(heat) / 10 / 5)) * 5) if len(heat) > 10 else 1
     for i in range(0, len(heat), every):
         x = left + (i + 0.5) * step_w
-        parts.append(f'<line x1="{x:.1f}" y1="{top + map_h}" x2="{x:.1f}" y2="{top + map_h + 4}" stroke="#555"/>'
-                     f'<text x="{x:.1f}" y="{top + map_h + 14}" font-size="9" text-anchor="middle">{i}</text>')
-    parts.append(f'<text x="{left + map_w / 2:.1f}" y="{top + map_h + 27}" font-size="10" text-anchor="middle">step</text>')
+        parts.append(
+            f'<line x1="{x:.1f}" y1="{top + map_h}" x2="{x:.1f}" y2="{top + map_h + 4}" stroke="#555"/>'
+            f'<text x="{x:.1f}" y="{top + map_h + 14}" font-size="9" text-anchor="middle">{i}</text>'
+        )
+    parts.append(
+        f'<text x="{left + map_w / 2:.1f}" y="{top + map_h + 27}" font-size="10" text-anchor="middle">step</text>'
+    )
     parts += _heat_legend(left, top + map_h + 40, peak)
     parts.append("</svg>")
     return "".join(parts)
@@ -209,7 +289,8 @@ _SCRIPT = """
 document.querySelectorAll('.replay').forEach(function(box){
   var frames = JSON.parse(box.querySelector('script').textContent);
   var pre = box.querySelector('pre'), slider = box.querySelector('input'), label = box.querySelector('.step');
-  function show(i){ var f = frames[i]; pre.textContent = typeof f === 'string' ? f : f.join('\\n'); label.textContent = 'step ' + i + ' / ' + (frames.length - 1); }
+  function show(i){ var f = frames[i]; pre.textContent = typeof f === 'string' ? f : f.join('\\n'); label.textContent
+  = 'step ' + i + ' / ' + (frames.length - 1); }
   slider.addEventListener('input', function(){ show(parseInt(slider.value, 10)); });
   show(0);
 });
@@ -217,9 +298,16 @@ document.querySelectorAll('.replay').forEach(function(box){
 
 
 def script_json(value: Any) -> str:
-    """JSON safe inside a ``<script>`` element, escaped as Jinja's ``tojson`` does: no ``<``, ``>`` or ``&`` appears, so no
+    """JSON safe inside a ``<script>`` element, escaped as Jinja's ``tojson`` does: no ``<``, ``>`` or ``&`` appears,
+    so no
     name in the data (``<!--<script>``, ``</script>``) can move the HTML parser out of the script's text."""
-    return json.dumps(value).replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e").replace("'", "\\u0027")
+    return (
+        json.dumps(value)
+        .replace("&", "\\u0026")
+        .replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("'", "\\u0027")
+    )
 
 
 def report_script_hash() -> str:
@@ -233,46 +321,71 @@ def to_html(report: dict[str, Any], *, max_trajectories: int = 50) -> str:
     status = "PASS" if v["passed"] else "FAIL"
     out = [
         "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>imitaudit report {html.escape(report['imitator']['sha256'][:12])}</title><style>{_STYLE}</style></head><body>",
+        f"<title>imitaudit report "
+        f"{html.escape(report['imitator']['sha256'][:12])}</title><style>{_STYLE}</style></head><body>",
         f"<h1>imitaudit: <span class='{status.lower()}'>{status}</span></h1>",
-        f"<p>{html.escape(report['imitator']['arch'])} imitator <code>{html.escape(report['imitator']['sha256'][:16])}</code> on "
+        f"<p>{html.escape(report['imitator']['arch'])} imitator "
+        f"<code>{html.escape(report['imitator']['sha256'][:16])}</code> on "
         f"<code>{html.escape(report['env']['id'])}</code>; {s['trajectories']} trajectories; alpha {s['alpha']:g}; "
         f"held-out discriminator AUROC {_fmt(s['disc_auroc'])}; created {html.escape(report['created'])}.</p>",
         "<table><tr><th>check</th><th>result</th><th>detail</th></tr>",
     ]
     for c in v["checks"]:
-        out.append(f"<tr><td>{html.escape(c['name'])}</td><td class='{'pass' if c['passed'] else 'fail'}'>{'pass' if c['passed'] else 'FAIL'}</td><td>{html.escape(c['detail'])}</td></tr>")
+        out.append(
+            f"<tr><td>{html.escape(c['name'])}</td><td "
+            f"class='{'pass' if c['passed'] else 'fail'}'>{'pass' if c['passed'] else 'FAIL'}</td>"
+            f"<td>{html.escape(c['detail'])}</td></tr>"
+        )
     out.append("</table>")
     if "delta" in s:
         out.append(f"<p class='guarantee'>{html.escape(guarantee(s))}</p>")
     flagged = sorted((r for r in report["trajectories"] if r["flagged"]), key=lambda r: r["pvalue"])
     out.append(f"<h2>Flagged trajectories ({len(flagged)})</h2>")
     for r in flagged[:max_trajectories]:
-        out.append(f"<div class='traj' id='trajectory-{r['index']}'><h3>Trajectory {r['index']} — {html.escape(r['severity'])}</h3>")
         out.append(
-            f"<p>seed {r['seed']}, p = {r['pvalue']:.4g}, score {r['score']:.2f} (threshold {_fmt(r['threshold'], 2)}), "
-            f"first flagged at step {_fmt(r['first_flag_step'])}; departure event at step {_fmt(r['departure_step'])} (ground truth).</p><div class='row'>"
+            f"<div class='traj' id='trajectory-{r['index']}'><h3>Trajectory {r['index']} — "
+            f"{html.escape(r['severity'])}</h3>"
+        )
+        out.append(
+            f"<p>seed {r['seed']}, p = {r['pvalue']:.4g}, score {r['score']:.2f} (threshold "
+            f"{_fmt(r['threshold'], 2)}), "
+            f"first flagged at step {_fmt(r['first_flag_step'])}; departure event at step "
+            f"{_fmt(r['departure_step'])} (ground truth).</p><div class='row'>"
         )
         if r.get("replay"):
             frames = script_json(r["replay"])
             out.append(
-                f"<div class='replay'><pre class='frame'></pre><br><input type='range' min='0' max='{len(r['replay']) - 1}' value='0' "
+                f"<div class='replay'><pre class='frame'></pre><br><input type='range' min='0' "
+                f"max='{len(r['replay']) - 1}' value='0' "
                 f"aria-label='step'> <span class='step'></span><script type='application/json'>{frames}</script></div>"
             )
-        out.append(f"<div><b>score over time</b> (dashed: threshold; red: first flag; black: departure)<br>{svg_score(r['score_path'], r['threshold'], r['first_flag_step'], r['departure_step'], crossings=kind_crossings(r))}</div></div>")
+        chart = svg_score(
+            r["score_path"], r["threshold"], r["first_flag_step"], r["departure_step"], crossings=kind_crossings(r)
+        )
+        out.append(
+            f"<div><b>score over time</b> (dashed: threshold; red: first flag; black: departure)<br>{chart}</div></div>"
+        )
         ex = r.get("explanation")
         if ex:
             out.append(f"<p><b>attributions</b> (Integrated Gradients, steps × input blocks)</p>{svg_heatmap(ex)}")
             units = ", ".join(f"{u['tap']}[{u['index']}] {u['attribution']:+.3f}" for u in ex["top_units"])
             steps = ", ".join(f"{t['step']} ({t['attribution']:+.3f})" for t in ex["top_steps"])
-            feats = ", ".join(f"{html.escape(f.get('name', str(f['index'])))} ({f['attribution']:+.3f})" for f in ex["top_obs_features"])
-            out.append(f"<p>top steps: {steps}<br>top observation features: {feats}<br>top activation units: {html.escape(units)}</p>")
+            feats = ", ".join(
+                f"{html.escape(f.get('name', str(f['index'])))} ({f['attribution']:+.3f})"
+                for f in ex["top_obs_features"]
+            )
+            out.append(
+                f"<p>top steps: {steps}<br>top observation features: {feats}<br>top activation units: "
+                f"{html.escape(units)}</p>"
+            )
         out.append("</div>")
     out.append(f"<script>{_SCRIPT}</script></body></html>")
     return "\n".join(out)
 
 
-def write_outputs(report: dict[str, Any], out_dir: str | os.PathLike, *, html_page: bool = True, junit: bool = False) -> dict[str, Path]:
+def write_outputs(
+    report: dict[str, Any], out_dir: str | os.PathLike, *, html_page: bool = True, junit: bool = False
+) -> dict[str, Path]:
     """Write report.json, summary.md (and report.html, junit.xml) into ``out_dir``; returns the paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -286,4 +399,3 @@ def write_outputs(report: dict[str, Any], out_dir: str | os.PathLike, *, html_pa
         paths["junit"] = out / "junit.xml"
         paths["junit"].write_text(to_junit(report))
     return paths
-

@@ -7,7 +7,8 @@ Schema ``imitaudit.report/1`` (every key always present; ``null`` where a figure
 - ``demonstrations``: ``sha256``, ``source``, ``episodes``, ``fit_episodes``, ``calibration_episodes``
 - ``env``: ``id``, ``kwargs``
 - ``config``: the audit's settings
-- ``timings``: stage -> seconds (``load``, ``rollout``, ``reference``, ``discriminate``, ``calibrate``, ``explain``, ``total``)
+- ``timings``: stage -> seconds (``load``, ``rollout``, ``reference``, ``discriminate``, ``calibrate``, ``explain``,
+``total``)
 - ``summary``: ``trajectories``, ``flagged``, ``flagged_share``, ``flagged_by_severity``
   (``likely-incorrigible``, ``distinguishable``), ``disc_auroc`` (held-out trajectory AUROC,
   imitator against demonstrator: how distinguishable it is; 0.5 = not at all), ``alpha``,
@@ -19,7 +20,8 @@ Schema ``imitaudit.report/1`` (every key always present; ``null`` where a figure
   in 0.4 (absent from older reports): ``delta`` (the gate's level), ``collective_pvalue`` (the batch's collective test
   of "exchangeable with the demonstrator's", at delta), ``unlike_lower_bound`` (at least this many trajectories are
   unlike the demonstrator's, confidence 1 - delta), ``certified`` (flags Benjamini-Hochberg certifies, FDR delta,
-  counted only when the collective test rejects), ``exact_null`` (false: the detector's p-values are approximate), ``detectable_share`` (the smallest
+  counted only when the collective test rejects), ``exact_null`` (false: the detector's p-values are approximate),
+  ``detectable_share`` (the smallest
   share of departing trajectories the gate catches with 90% power at this n, m and delta; null: none),
   ``labels_possible`` (whether this many calibration episodes can certify any label at all)
 - ``trajectories``: one record each: ``index``, ``seed``, ``fold``, ``length``, ``score``,
@@ -33,7 +35,8 @@ Schema ``imitaudit.report/1`` (every key always present; ``null`` where a figure
   ``entropy`` (imitator policy entropy per step), ``actions``, ``departed``,
   ``departure_step``, ``lead_time`` (departure step minus first flag step), ``explanation``
   (flagged only: top steps, observation features, activation units, heatmap), ``replay``
-  (flagged and explained only: one text frame per step, a grid for built-in envs, the action and named features for others); with several evidence kinds (``config.detector`` =
+  (flagged and explained only: one text frame per step, a grid for built-in envs, the action and named features for
+  others); with several evidence kinds (``config.detector`` =
   ``combined``, added in 0.3) also ``evidence`` (kind -> ``step_scores``, ``first_crossing``: the first step that
   kind's score path crosses its own threshold, or null) and ``fired_first`` (the kind that crossed first, or null);
   ``step_scores`` and ``score_path`` are then on the combined scale, where 1 is the flag threshold
@@ -49,16 +52,70 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA = "imitaudit.report/1"
-TOP_KEYS = ("schema", "created", "versions", "imitator", "demonstrations", "env", "config", "timings", "summary", "trajectories", "verdict")
+TOP_KEYS = (
+    "schema",
+    "created",
+    "versions",
+    "imitator",
+    "demonstrations",
+    "env",
+    "config",
+    "timings",
+    "summary",
+    "trajectories",
+    "verdict",
+)
 SUMMARY_KEYS = (
-    "trajectories", "flagged", "flagged_share", "flagged_by_severity", "disc_auroc", "alpha", "level", "bh",
-    "departure_rate", "departed", "flagged_departed", "median_lead_time", "calibration_flag_rate",
+    "trajectories",
+    "flagged",
+    "flagged_share",
+    "flagged_by_severity",
+    "disc_auroc",
+    "alpha",
+    "level",
+    "bh",
+    "departure_rate",
+    "departed",
+    "flagged_departed",
+    "median_lead_time",
+    "calibration_flag_rate",
 )
 RECORD_KEYS = (
-    "index", "seed", "fold", "length", "score", "pvalue", "strength", "flagged", "severity", "first_flag_step", "threshold",
-    "step_scores", "score_path", "entropy", "actions", "departed", "departure_step", "lead_time", "explanation", "replay",
+    "index",
+    "seed",
+    "fold",
+    "length",
+    "score",
+    "pvalue",
+    "strength",
+    "flagged",
+    "severity",
+    "first_flag_step",
+    "threshold",
+    "step_scores",
+    "score_path",
+    "entropy",
+    "actions",
+    "departed",
+    "departure_step",
+    "lead_time",
+    "explanation",
+    "replay",
 )
 SEVERITIES = ("likely-incorrigible", "distinguishable")
+
+
+def _validate_record(rec: dict[str, Any]) -> None:
+    """One trajectory record: every key, a known severity that agrees with the flag, a p-value in (0, 1]."""
+    for key in RECORD_KEYS:
+        if key not in rec:
+            raise ValueError(f"trajectory record {rec.get('index')} lacks {key!r}")
+    if rec["severity"] not in (None, *SEVERITIES):
+        raise ValueError(f"trajectory {rec['index']}: unknown severity {rec['severity']!r}")
+    if bool(rec["flagged"]) != (rec["severity"] is not None):
+        raise ValueError(f"trajectory {rec['index']}: flagged and severity disagree")
+    if not 0.0 < rec["pvalue"] <= 1.0:
+        raise ValueError(f"trajectory {rec['index']}: p-value {rec['pvalue']} outside (0, 1]")
 
 
 def validate(report: dict[str, Any]) -> dict[str, Any]:
@@ -80,15 +137,7 @@ def validate(report: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(report["trajectories"], list):
         raise ValueError("report trajectories must be a list")
     for rec in report["trajectories"]:
-        for key in RECORD_KEYS:
-            if key not in rec:
-                raise ValueError(f"trajectory record {rec.get('index')} lacks {key!r}")
-        if rec["severity"] not in (None, *SEVERITIES):
-            raise ValueError(f"trajectory {rec['index']}: unknown severity {rec['severity']!r}")
-        if bool(rec["flagged"]) != (rec["severity"] is not None):
-            raise ValueError(f"trajectory {rec['index']}: flagged and severity disagree")
-        if not 0.0 < rec["pvalue"] <= 1.0:
-            raise ValueError(f"trajectory {rec['index']}: p-value {rec['pvalue']} outside (0, 1]")
+        _validate_record(rec)
     if report["summary"]["flagged"] != sum(1 for r in report["trajectories"] if r["flagged"]):
         raise ValueError("summary flagged count does not match the records")
     if not isinstance(report["verdict"].get("passed"), bool):

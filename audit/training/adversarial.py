@@ -14,7 +14,7 @@ step, untoggle.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -61,7 +61,8 @@ def gae(reward: Tensor, values: Tensor, mask: Tensor, gamma: float, lam: float) 
 
 
 def unlikelihood(logp: Tensor, flagged: Tensor) -> Tensor:
-    """Mean -log(1 - p) of the taken actions [N] at the steps the discriminator is sure no demonstrator took (flagged [N] bool).
+    """Mean -log(1 - p) of the taken actions [N] at the steps the discriminator is sure no demonstrator took (flagged
+    [N] bool).
 
     A policy gradient spreads a rare step's penalty over a whole batch of ordinary steps: a
     button pressed in 1 step of 800 moves the policy by a per-mille. This term pushes each such
@@ -75,7 +76,8 @@ def unlikelihood(logp: Tensor, flagged: Tensor) -> Tensor:
 
 
 class AdversarialModule(ImitationModule):
-    """Adversarial imitation against an activation-reading discriminator (manual optimisation); arguments as :class:`ImitationModule`.
+    """Adversarial imitation against an activation-reading discriminator (manual optimisation); arguments as
+    :class:`ImitationModule`.
 
     Raises:
         ValueError: discriminator taps the architecture does not have.
@@ -93,10 +95,21 @@ class AdversarialModule(ImitationModule):
         self.critic = nn.Sequential(nn.Linear(obs_dim, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 1))
         # the auditor's definition of a step (audit.envs.features): built-in grids read through the tile view,
         # where a step onto a tile the demonstrator never enters is one feature, not a pattern over raw planes
-        self.view = step_view(self.hparams.env_id, self.hparams.env_kwargs, obs_dim, raw_grid=cfg.disc_raw_grid, tiles=not cfg.disc_raw_grid)
+        self.view = step_view(
+            cast(Any, self.hparams).env_id,
+            cast(Any, self.hparams).env_kwargs,
+            obs_dim,
+            raw_grid=cfg.disc_raw_grid,
+            tiles=not cfg.disc_raw_grid,
+        )
         self.discriminator = Discriminator(
-            config=DiscriminatorConfig(obs_dim=self.view.dim, n_actions=n_actions, taps={t: sizes[t] for t in cfg.disc_taps},
-                                       hidden=cfg.disc_hidden, spectral=cfg.disc_spectral)
+            config=DiscriminatorConfig(
+                obs_dim=self.view.dim,
+                n_actions=n_actions,
+                taps={t: sizes[t] for t in cfg.disc_taps},
+                hidden=cfg.disc_hidden,
+                spectral=cfg.disc_spectral,
+            )
         )
         self.register_buffer("normalized", torch.tensor(False))
         self.demo_train: EpisodeDataset | None = None
@@ -107,7 +120,9 @@ class AdversarialModule(ImitationModule):
         self.demo_train, self.demo_heldout = train, heldout
 
     def _disc_inputs(self, obs: Tensor, actions: Tensor, mask: Tensor, acts: dict[str, Tensor]) -> Tensor:
-        return self.discriminator.features(self.view(obs[mask], actions[mask]), actions[mask], {k: v[mask] for k, v in acts.items()})
+        return self.discriminator.features(
+            self.view(obs[mask], actions[mask]), actions[mask], {k: v[mask] for k, v in acts.items()}
+        )
 
     def every_action_reward(self, traj: Trajectories) -> Tensor:
         """The discriminator's reward [N, A] of every action at each of the rollouts' N real steps.
@@ -129,8 +144,14 @@ class AdversarialModule(ImitationModule):
         if self.demo_train is None:
             raise RuntimeError("attach_demos() before training")
         cfg = self.cfg
-        traj = rollout(self.imitator, self.hparams.env_id, episodes=cfg.rollout_episodes, seed=derive_seed(cfg.seed, "adversarial-rollout", it),
-                       env_kwargs=self.hparams.env_kwargs, taps=cfg.disc_taps)
+        traj = rollout(
+            self.imitator,
+            cast(Any, self.hparams).env_id,
+            episodes=cfg.rollout_episodes,
+            seed=derive_seed(cfg.seed, "adversarial-rollout", it),
+            env_kwargs=cast(Any, self.hparams).env_kwargs,
+            taps=cfg.disc_taps,
+        )
         self.env_steps += int(traj.mask.sum())
         self.imitator.train()
         gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "adversarial-demos", it))
@@ -138,9 +159,14 @@ class AdversarialModule(ImitationModule):
         d_obs, d_act, d_mask = collate_episodes([self.demo_train[int(i)] for i in idx])
         with torch.no_grad():
             _, d_acts = teacher_forced(self.imitator, d_obs, d_mask, cfg.disc_taps)
-        return Batch(traj=traj, demo_obs=d_obs, demo_actions=d_act, demo_mask=d_mask,
-                     expert_x=self._disc_inputs(d_obs, d_act, d_mask, d_acts.taps),
-                     agent_x=self._disc_inputs(traj.obs, traj.actions, traj.mask, traj.activations.taps))
+        return Batch(
+            traj=traj,
+            demo_obs=d_obs,
+            demo_actions=d_act,
+            demo_mask=d_mask,
+            expert_x=self._disc_inputs(d_obs, d_act, d_mask, d_acts.taps),
+            agent_x=self._disc_inputs(traj.obs, traj.actions, traj.mask, traj.activations.taps),
+        )
 
     def discriminator_step(self, batch: Batch) -> dict[str, Any]:
         """``disc_steps`` updates of the discriminator; its loss and balanced accuracy."""
@@ -148,8 +174,8 @@ class AdversarialModule(ImitationModule):
             # standardised inputs, as the auditor's: a rare one-hot feature (a step onto the button) then
             # moves the logits in a few updates instead of hundreds
             self.discriminator.set_normalization(torch.cat([batch.expert_x, batch.agent_x]))
-            self.normalized.fill_(True)
-        opt_d = self.optimizers()[1]
+            self.normalized.fill_(True)  # type: ignore[operator]
+        opt_d = cast(list, self.optimizers())[1]
         self.toggle_optimizer(opt_d)
         for _ in range(self.cfg.disc_steps):
             loss_d = balanced_loss(self.discriminator, batch.expert_x, batch.agent_x)
@@ -164,7 +190,7 @@ class AdversarialModule(ImitationModule):
     def policy_step(self, batch: Batch) -> dict[str, Any]:
         """PPO epochs on the discriminator's reward, with BC and entropy terms; the logged figures."""
         cfg, traj = self.cfg, batch.traj
-        opt_i = self.optimizers()[0]
+        opt_i = cast(list, self.optimizers())[0]
         with torch.no_grad():
             reward = torch.zeros_like(traj.rewards)
             reward[traj.mask] = self.discriminator.logits(batch.agent_x).clamp(-10, 10)
@@ -186,12 +212,19 @@ class AdversarialModule(ImitationModule):
             entropy = -(logp_all.exp() * logp_all).sum(-1)[traj.mask].mean()
             v_loss = nn.functional.mse_loss(self.critic(traj.obs).squeeze(-1)[traj.mask], ret[traj.mask])
             bc, bc_acc = bc_loss(self.imitator, batch.demo_obs, batch.demo_actions, batch.demo_mask)
-            loss_i = pg + 0.5 * v_loss - cfg.entropy_coef * entropy + cfg.bc_coef * bc + cfg.unlikelihood_coef * unlikelihood(logp, flagged)
+            loss_i = (
+                pg
+                + 0.5 * v_loss
+                - cfg.entropy_coef * entropy
+                + cfg.bc_coef * bc
+                + cfg.unlikelihood_coef * unlikelihood(logp, flagged)
+            )
             if cfg.every_action_coef > 0:
-                # the step's expected reward over all actions, exactly: no rare sample needed to learn a rare step's penalty
-                loss_i = loss_i - cfg.every_action_coef * (logp_all.exp()[traj.mask] * every).sum(-1).mean()
+                # the step's expected reward over all actions, exactly: no rare sample needed to learn a rare step's
+                # penalty
+                loss_i = loss_i - cfg.every_action_coef * (logp_all.exp()[traj.mask] * every).sum(-1).mean()  # type: ignore[operator]
             if cfg.forbid_coef > 0:
-                forbidden = (every < -cfg.unlikelihood_margin).float()
+                forbidden = (every < -cfg.unlikelihood_margin).float()  # type: ignore[union-attr,operator]
                 loss_i = loss_i + cfg.forbid_coef * (forbidden * logp_all[traj.mask].clamp(min=-9.0)).sum(-1).mean()
             if cfg.grad_through_activations:
                 # the imitator learns to make its activations pass as the demonstrator's
@@ -199,19 +232,25 @@ class AdversarialModule(ImitationModule):
                 loss_i = loss_i + cfg.probe_coef * nn.functional.softplus(-probe).mean()
             opt_i.zero_grad()
             self.manual_backward(loss_i)
-            # clipped apart: under one joint norm the critic's value gradients (returns of tens) shrank the policy's to nothing
+            # clipped apart: under one joint norm the critic's value gradients (returns of tens) shrank the policy's
+            # to nothing
             nn.utils.clip_grad_norm_(self.imitator.parameters(), 1.0)
             nn.utils.clip_grad_norm_(self.critic.parameters(), 1.0)
             opt_i.step()
         self.untoggle_optimizer(opt_i)
         return {
-            "disc/reward_mean": reward[traj.mask].mean(), "disc/flagged_steps": flagged.float().mean(), "imitator/pg_loss": pg.detach(), "imitator/value_loss": v_loss.detach(),
-            "imitator/entropy": entropy.detach(), "imitator/bc_loss": bc.detach(), "imitator/bc_acc": bc_acc,
+            "disc/reward_mean": reward[traj.mask].mean(),
+            "disc/flagged_steps": flagged.float().mean(),
+            "imitator/pg_loss": pg.detach(),
+            "imitator/value_loss": v_loss.detach(),
+            "imitator/entropy": entropy.detach(),
+            "imitator/bc_loss": bc.detach(),
+            "imitator/bc_acc": bc_acc,
             "env/train_return": traj.returns().mean(),
         }
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
-        batch = self.collect(self.current_epoch * self.trainer.num_training_batches + batch_idx)
+        batch = self.collect(int(self.current_epoch * self.trainer.num_training_batches + batch_idx))
         disc = self.discriminator_step(batch)
         metrics = {**disc, **self.policy_step(batch)}
         self.log_dict(metrics, prog_bar=False, batch_size=1)
@@ -224,7 +263,9 @@ class AdversarialModule(ImitationModule):
             with torch.no_grad():
                 _, acts = teacher_forced(self.imitator, obs, mask, self.cfg.disc_taps)
                 le = self.discriminator.logits(self._disc_inputs(obs, act, mask, acts.taps))
-                la = self.discriminator.logits(self._disc_inputs(traj.obs, traj.actions, traj.mask, traj.activations.taps))
+                la = self.discriminator.logits(
+                    self._disc_inputs(traj.obs, traj.actions, traj.mask, traj.activations.taps)
+                )
             acc = balanced_accuracy(le, la)
             self.log("disc/heldout_acc", acc, on_step=False, on_epoch=True)
             self.last_eval["disc/heldout_acc"] = acc

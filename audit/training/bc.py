@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import torch
@@ -16,7 +16,8 @@ from models.registry import build
 
 
 def bc_loss(imitator: Imitator, obs: Tensor, actions: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean cross-entropy and accuracy over the real steps of padded episodes obs [B, T, D], actions [B, T], mask [B, T]."""
+    """Mean cross-entropy and accuracy over the real steps of padded episodes obs [B, T, D], actions [B, T], mask [B,
+    T]."""
     logits = imitator.sequence(obs, mask)
     ce = nn.functional.cross_entropy(logits[mask], actions[mask])
     acc = (logits[mask].argmax(-1) == actions[mask]).float().mean()
@@ -33,7 +34,9 @@ class ImitationModule(L.LightningModule):
         demo_return: the demonstrations' mean return, for ``env/return_ratio``.
     """
 
-    def __init__(self, *, train_cfg: dict, imitator_config: dict, env_id: str, env_kwargs: dict, demo_return: float = 0.0) -> None:
+    def __init__(
+        self, *, train_cfg: dict, imitator_config: dict, env_id: str, env_kwargs: dict, demo_return: float = 0.0
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.cfg = TrainConfig.from_dict(dict(train_cfg))
@@ -44,10 +47,14 @@ class ImitationModule(L.LightningModule):
 
     def evaluate_in_env(self) -> Trajectories:
         """Roll the imitator out, log ``env/`` metrics, stop the run if ``target_return`` is reached."""
-        cfg, hp = self.cfg, self.hparams
+        cfg, hp = self.cfg, cast(Any, self.hparams)  # Lightning's AttributeDict: the keys saved by save_hyperparameters
         traj = rollout(
-            self.imitator, hp.env_id, episodes=cfg.eval_episodes, seed=derive_seed(cfg.seed, "evaluation", self.current_epoch),
-            env_kwargs=hp.env_kwargs, taps=cfg.disc_taps,
+            self.imitator,
+            hp.env_id,
+            episodes=cfg.eval_episodes,
+            seed=derive_seed(cfg.seed, "evaluation", self.current_epoch),
+            env_kwargs=hp.env_kwargs,
+            taps=cfg.disc_taps,
         )
         ret = float(traj.returns().mean())
         metrics = {"env/return": ret, "env/length": float(traj.lengths().float().mean())}
@@ -65,7 +72,8 @@ class ImitationModule(L.LightningModule):
 
 
 class BCModule(ImitationModule):
-    """Behavioural cloning of whole demonstration episodes (the sequence form, so recurrent imitators learn from histories)."""
+    """Behavioural cloning of whole demonstration episodes (the sequence form, so recurrent imitators learn from
+    histories)."""
 
     def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
         obs, actions, mask = batch

@@ -30,7 +30,8 @@ class TrainConfig:
     grid_encoder: bool = setting(True)
     """Convolutional encoder over the built-in envs' grid planes (ignored for other envs)."""
     centred_readout: bool = setting(True)
-    """With the grid encoder: also read its features at the agent's cell (what is next to the agent, wherever it stands)."""
+    """With the grid encoder: also read its features at the agent's cell (what is next to the agent, wherever it
+    stands)."""
     lr: float = setting(3e-3, gt=0.0)
     """Imitator learning rate (BC and policy steps)."""
     batch_episodes: int = setting(32, ge=1)
@@ -44,7 +45,8 @@ class TrainConfig:
     disc_raw_grid: bool = setting(False)
     """Built-in grids: the discriminator reads the raw grid planes instead of the auditor's tile view."""
     disc_spectral: bool = setting(False)
-    """Spectral normalisation of the training discriminator (steadies training, but caps the log-odds of a rare step: off by default, BENCHMARKS.md)."""
+    """Spectral normalisation of the training discriminator (steadies training, but caps the log-odds of a rare step:
+    off by default, BENCHMARKS.md)."""
     disc_hidden: int = setting(128, ge=1)
     """Discriminator width."""
     disc_lr: float = setting(1e-3, gt=0.0)
@@ -71,7 +73,8 @@ class TrainConfig:
     bc_coef: float = setting(1.0, ge=0.0)
     """Weight of the BC loss in the adversarial imitator step."""
     unlikelihood_coef: float = setting(0.0, ge=0.0)
-    """Weight of the push-down on actions at steps the discriminator is sure the demonstrator never took (off by default: on OffSwitch it raised departures, BENCHMARKS.md)."""
+    """Weight of the push-down on actions at steps the discriminator is sure the demonstrator never took (off by
+    default: on OffSwitch it raised departures, BENCHMARKS.md)."""
     every_action_coef: float = setting(1.0, ge=0.0)
     """Weight of the exact expected reward over every action at each visited step: the discriminator scores all
     actions, so a departure the rollouts rarely sample is still penalised wherever it was possible."""

@@ -35,7 +35,13 @@ def summarize(traj: Trajectories) -> dict[str, Any]:
     """Mean return, departure rate and length of rollouts (with standard errors)."""
     ret, ret_se = _mean_se(traj.returns().double().numpy())
     length, length_se = _mean_se(traj.lengths().double().numpy())
-    out: dict[str, Any] = {"episodes": traj.n_episodes, "mean_return": ret, "mean_return_se": ret_se, "mean_length": length, "mean_length_se": length_se}
+    out: dict[str, Any] = {
+        "episodes": traj.n_episodes,
+        "mean_return": ret,
+        "mean_return_se": ret_se,
+        "mean_length": length,
+        "mean_length_se": length_se,
+    }
     departed = traj.departed()
     if departed is not None:
         rate, rate_se = _mean_se(departed.double().numpy())
@@ -83,24 +89,43 @@ def distinguishability(
     class-balanced minibatches) on ``train_fraction`` of each and scored on the rest.
     """
     torch.manual_seed(seed)
-    traj = rollout(model, demos.env_id, episodes=episodes, seed=derive_seed(seed, "distinguishability"), env_kwargs=demos.env_kwargs, taps=taps)
+    traj = rollout(
+        model,
+        demos.env_id,
+        episodes=episodes,
+        seed=derive_seed(seed, "distinguishability"),
+        env_kwargs=demos.env_kwargs,
+        taps=taps,
+    )
     obs, actions, mask = pad_episodes(demos)
     with torch.no_grad():
         _, acts = teacher_forced(model, obs, mask, taps)
     demo_train, demo_test = split_episodes(obs.shape[0], 1.0 - train_fraction, seed)
-    imit_train, imit_test = split_episodes(traj.n_episodes, 1.0 - train_fraction, derive_seed(seed, "distinguishability-split"))
+    imit_train, imit_test = split_episodes(
+        traj.n_episodes, 1.0 - train_fraction, derive_seed(seed, "distinguishability-split")
+    )
     sizes = model.tap_sizes()
-    # the auditor's step view and discriminator (no spectral norm), so this figure is the audit's notion of distinguishable
+    # the auditor's step view and discriminator (no spectral norm), so this figure is the audit's notion of
+    # distinguishable
     view = step_view(demos.env_id, demos.env_kwargs, model.config.obs_dim, raw_grid=False, tiles=True)
-    config = DiscriminatorConfig(obs_dim=view.dim, n_actions=model.config.n_actions, taps={t: sizes[t] for t in taps}, hidden=hidden, spectral=False)
+    config = DiscriminatorConfig(
+        obs_dim=view.dim,
+        n_actions=model.config.n_actions,
+        taps={t: sizes[t] for t in taps},
+        hidden=hidden,
+        spectral=False,
+    )
 
     def feats(o, a, m, act, rows):
         sel = m & torch.isin(torch.arange(m.shape[0]), torch.from_numpy(rows))[:, None]
         return discriminator_input(config, view(o[sel], a[sel]), a[sel], {k: v[sel] for k, v in act.items()})
 
     disc = fit_discriminator(
-        config, feats(obs, actions, mask, acts.taps, demo_train), feats(traj.obs, traj.actions, traj.mask, traj.activations.taps, imit_train),
-        steps=steps, seed=derive_seed(seed, "distinguishability-discriminator"),
+        config,
+        feats(obs, actions, mask, acts.taps, demo_train),
+        feats(traj.obs, traj.actions, traj.mask, traj.activations.taps, imit_train),
+        steps=steps,
+        seed=derive_seed(seed, "distinguishability-discriminator"),
     )
     with torch.no_grad():
         le = disc.logits(feats(obs, actions, mask, acts.taps, demo_test))

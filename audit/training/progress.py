@@ -37,7 +37,9 @@ class PhaseProgress(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self.start = self.last = time.perf_counter()
-        self.first = trainer.fit_loop.epoch_loop.total_batch_idx + 1 if trainer.global_step else 0  # resumed runs count on
+        self.first = (
+            trainer.fit_loop.epoch_loop.total_batch_idx + 1 if trainer.global_step else 0
+        )  # resumed runs count on
 
     def _line(self, done: int, trainer: L.Trainer) -> str:
         elapsed = time.perf_counter() - self.start
@@ -47,9 +49,14 @@ class PhaseProgress(L.Callback):
         acc = trainer.callback_metrics.get("disc/acc_pb")
         if acc is not None:
             extra = f", discriminator accuracy {float(acc):.2f}"
-        return f"{self.phase}: {done}/{self.total} {self.unit} ({100 * done / max(self.total, 1):.0f}%), {_clock(elapsed)} elapsed, ETA {eta}{extra}"
+        share = 100 * done / max(self.total, 1)
+        return (
+            f"{self.phase}: {done}/{self.total} {self.unit} ({share:.0f}%), {_clock(elapsed)} elapsed, ETA {eta}{extra}"
+        )
 
-    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         now = time.perf_counter()
         if now - self.last >= self.every:
             self.last = now

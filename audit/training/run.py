@@ -14,6 +14,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -53,7 +54,7 @@ def _trainer(cfg: TrainConfig, run_dir: Path, phase: str, epochs: int, steps: in
 
     loggers = [CSVLogger(save_dir=str(run_dir), name=phase, version="")]
     try:
-        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name=phase, version=""))
+        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name=phase, version=""))  # type: ignore[arg-type]
     except ModuleNotFoundError:  # tensorboard is optional at run time
         pass
     ckpt = ModelCheckpoint(dirpath=str(run_dir / phase / "checkpoints"), save_last=True, every_n_epochs=1, save_top_k=0)
@@ -62,7 +63,12 @@ def _trainer(cfg: TrainConfig, run_dir: Path, phase: str, epochs: int, steps: in
         accelerator="cpu",
         devices=1,
         logger=loggers,
-        callbacks=[ckpt] + ([PhaseProgress(phase=phase, total=steps, unit="iterations" if phase == "adversarial" else "steps")] if cfg.progress else []),
+        callbacks=[ckpt]
+        + (
+            [PhaseProgress(phase=phase, total=steps, unit="iterations" if phase == "adversarial" else "steps")]
+            if cfg.progress
+            else []
+        ),
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
@@ -84,13 +90,18 @@ def _last_checkpoint(run_dir: Path, phase: str) -> Path:
     return run_dir / phase / "checkpoints" / "last.ckpt"
 
 
-def _fit_phase(module: L.LightningModule, make_loader, cfg: TrainConfig, run_dir: Path, phase: str, steps: int, resume: bool) -> int:
-    """Fit one phase of ``steps`` batches in epochs of ``eval_every`` (resuming its last checkpoint if asked); returns the batches done."""
+def _fit_phase(
+    module: L.LightningModule, make_loader, cfg: TrainConfig, run_dir: Path, phase: str, steps: int, resume: bool
+) -> int:
+    """Fit one phase of ``steps`` batches in epochs of ``eval_every`` (resuming its last checkpoint if asked); returns
+    the batches done."""
     per_epoch = min(cfg.eval_every, steps)
     last = _last_checkpoint(run_dir, phase)
     epochs = max(1, math.ceil(steps / per_epoch))
     trainer = _trainer(cfg, run_dir, phase, epochs, epochs * per_epoch)  # whole epochs: the batches that really run
-    trainer.fit(module, train_dataloaders=make_loader(per_epoch), ckpt_path=str(last) if resume and last.exists() else None)
+    trainer.fit(
+        module, train_dataloaders=make_loader(per_epoch), ckpt_path=str(last) if resume and last.exists() else None
+    )
     return trainer.fit_loop.epoch_loop.total_batch_idx + 1
 
 
@@ -146,7 +157,13 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     torch.manual_seed(cfg.seed)
-    common = {"train_cfg": cfg.to_dict(), "imitator_config": icfg.to_dict(), "env_id": demos.env_id, "env_kwargs": demos.env_kwargs, "demo_return": demo_return}
+    common: dict[str, Any] = {
+        "train_cfg": cfg.to_dict(),
+        "imitator_config": icfg.to_dict(),
+        "env_id": demos.env_id,
+        "env_kwargs": demos.env_kwargs,
+        "demo_return": demo_return,
+    }
 
     bc_steps = cfg.phase_steps if cfg.mode == "bc" else cfg.bc_warmup
     metrics: dict[str, float] = {}
@@ -154,7 +171,15 @@ def train(
     skip_bc = cfg.mode == "adversarial" and resume and _last_checkpoint(run_dir, "adversarial").exists()
     if bc_steps > 0 and not skip_bc:
         bc = BCModule(**common)
-        done["bc"] = _fit_phase(bc, lambda n: episode_loader(train_set, cfg.batch_episodes, n, cfg.seed), cfg, run_dir, "bc", bc_steps, resume)
+        done["bc"] = _fit_phase(
+            bc,
+            lambda n: episode_loader(train_set, cfg.batch_episodes, n, cfg.seed),
+            cfg,
+            run_dir,
+            "bc",
+            bc_steps,
+            resume,
+        )
         imitator, metrics, reached = bc.imitator, dict(bc.last_eval), bc.reached_target
     else:
         imitator, reached = build(cfg.arch, icfg), False
@@ -163,16 +188,36 @@ def train(
         adv = AdversarialModule(**common)
         adv.imitator.load_state_dict(imitator.state_dict())
         adv.attach_demos(train_set, held_set)
-        done["adversarial"] = _fit_phase(adv, lambda n: DataLoader(range(n), batch_size=1), cfg, run_dir, "adversarial", cfg.phase_steps, resume)
+        done["adversarial"] = _fit_phase(
+            adv,
+            lambda n: DataLoader(range(n), batch_size=1),  # type: ignore[arg-type]
+            cfg,
+            run_dir,
+            "adversarial",
+            cfg.phase_steps,
+            resume,
+        )
         imitator, metrics = adv.imitator, dict(adv.last_eval)
         reached, env_steps = adv.reached_target, adv.env_steps
     imitator.eval()
     path = None
     if out is not None:
-        path = save_imitator(imitator, out, env_id=demos.env_id, env_kwargs=demos.env_kwargs, obs_shape=demos.obs_shape,
-                             provenance=_provenance(cfg, demos, demos_sha256, metrics))
+        path = save_imitator(
+            imitator,
+            out,
+            env_id=demos.env_id,
+            env_kwargs=demos.env_kwargs,
+            obs_shape=demos.obs_shape,
+            provenance=_provenance(cfg, demos, demos_sha256, metrics),
+        )
     return TrainResult(
-        imitator=imitator, path=path, metrics=metrics, run_dir=run_dir, steps_done=done, reached_target=reached, env_steps=env_steps
+        imitator=imitator,
+        path=path,
+        metrics=metrics,
+        run_dir=run_dir,
+        steps_done=done,
+        reached_target=reached,
+        env_steps=env_steps,
     )
 
 

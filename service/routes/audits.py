@@ -18,7 +18,7 @@ from service.auth import principal_for, request_token
 from service.db import Audit
 from service.deps import ApiError, Reader, ServiceDep, Submitter
 from service.jobs import TERMINAL, config_of, request_cancel
-from service.schemas import COMMON, errors, AuditCreate, AuditPage, AuditPublic, audit_json
+from service.schemas import COMMON, AuditCreate, AuditPage, AuditPublic, audit_json, errors
 
 router = APIRouter(tags=["audits"], responses={**COMMON, **errors(409)})
 
@@ -29,8 +29,8 @@ def checked(body: AuditCreate) -> tuple[dict[str, Any], dict[str, Any], audit.Au
     Raises:
         Invalid: settings that bounds alone do not rule out (e.g. fewer episodes than folds).
     """
-    settings = body.settings.model_dump(exclude_none=True)
-    policy = body.policy.model_dump(exclude_none=True)
+    settings = body.settings.model_dump(exclude_none=True)  # type: ignore[attr-defined]
+    policy = body.policy.model_dump(exclude_none=True)  # type: ignore[attr-defined]
     return settings, policy, config_of(settings, policy)
 
 
@@ -43,8 +43,17 @@ async def submit_audit(body: AuditCreate, svc: ServiceDep, who: Submitter, idemp
 
     def create():
         with svc.sessions.begin() as s:
-            return store.create_audit(s, who.project_id, imitator=body.imitator, demonstrations=body.demonstrations, env=body.env,
-                                      settings=settings, policy=policy, config=config, key=idempotency_key)
+            return store.create_audit(
+                s,
+                who.project_id,
+                imitator=body.imitator,
+                demonstrations=body.demonstrations,
+                env=body.env,
+                settings=settings,
+                policy=policy,
+                config=config,
+                key=idempotency_key,
+            )
 
     try:
         out, _ = await run_in_threadpool(create)
@@ -55,8 +64,14 @@ async def submit_audit(body: AuditCreate, svc: ServiceDep, who: Submitter, idemp
 
 @router.get("/v1/audits", response_model=AuditPage)
 def list_audits(
-    svc: ServiceDep, who: Reader, state: str | None = None, imitator: str | None = None, env: str | None = None,
-    verdict: str | None = None, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=1_000_000_000),
+    svc: ServiceDep,
+    who: Reader,
+    state: str | None = None,
+    imitator: str | None = None,
+    env: str | None = None,
+    verdict: str | None = None,
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0, le=1_000_000_000),
 ):
     """Audits of the project, newest first; filter by state, imitator, env, verdict (pass/fail)."""
     where = [Audit.project_id == who.project_id]
@@ -94,10 +109,14 @@ def get_audit(audit_id: str, svc: ServiceDep, who: Reader):
     return audit_json(_read(svc, who, audit_id))
 
 
-@router.post("/v1/audits/{audit_id}/cancel", response_model=AuditPublic,
-             responses={202: {"model": AuditPublic, "description": "Cancel requested: the running audit stops shortly"}})
+@router.post(
+    "/v1/audits/{audit_id}/cancel",
+    response_model=AuditPublic,
+    responses={202: {"model": AuditPublic, "description": "Cancel requested: the running audit stops shortly"}},
+)
 def cancel_audit(audit_id: str, svc: ServiceDep, who: Submitter):
-    """Cancel: a queued audit at once (200), a running one within a heartbeat (202), an imitator's run in flight included."""
+    """Cancel: a queued audit at once (200), a running one within a heartbeat (202), an imitator's run in flight
+    included."""
     with svc.sessions.begin() as s:
         row = store.audit_row(s, who.project_id, audit_id)
         request_cancel(row)
@@ -105,7 +124,12 @@ def cancel_audit(audit_id: str, svc: ServiceDep, who: Submitter):
         return JSONResponse(audit_json(row), status_code=202)
 
 
-@router.get("/v1/audits/{audit_id}/events", responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}, "description": "Server-sent events"}})
+@router.get(
+    "/v1/audits/{audit_id}/events",
+    responses={
+        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}, "description": "Server-sent events"}
+    },
+)
 async def audit_events(audit_id: str, request: Request, svc: ServiceDep, who: Reader):
     """Server-sent events: ``progress`` on every change (state, stage, fraction), then ``end``."""
     await run_in_threadpool(_read, svc, who, audit_id)
@@ -118,8 +142,13 @@ async def audit_events(audit_id: str, request: Request, svc: ServiceDep, who: Re
             if row is None:  # the token was revoked while the stream was open: it reads nothing more
                 yield f"id: {seq + 1}\nevent: end\ndata: {json.dumps({'error': 'the token was revoked'})}\n\n"
                 return
-            now = {"state": row.state, "stage": row.stage, "progress": row.progress,
-                   "verdict": None if row.passed is None else ("pass" if row.passed else "fail"), "error": row.error}
+            now = {
+                "state": row.state,
+                "stage": row.stage,
+                "progress": row.progress,
+                "verdict": None if row.passed is None else ("pass" if row.passed else "fail"),
+                "error": row.error,
+            }
             if now != last:
                 seq, last, idle = seq + 1, now, time.monotonic()
                 yield f"id: {seq}\nevent: progress\ndata: {json.dumps(now)}\n\n"
@@ -133,4 +162,6 @@ async def audit_events(audit_id: str, request: Request, svc: ServiceDep, who: Re
                 return
             await asyncio.sleep(0.25)
 
-    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )

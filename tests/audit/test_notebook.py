@@ -1,4 +1,5 @@
-"""The notebook API: audit(imitator, demos, **options) on paths, in-memory objects and ONNX, with a result to read and save."""
+"""The notebook API: audit(imitator, demos, **options) on paths, in-memory objects and ONNX, with a result to read and
+save."""
 
 import json
 
@@ -6,10 +7,10 @@ import pytest
 import torch
 
 from audit import AuditResult, GatePolicy, audit, record
+from audit.envs.adapter import agent_plane, env_signature, grid_shape
 from models.imitator import ImitatorConfig
 from models.onnx_export import export_imitator
 from models.registry import build
-from audit.envs.adapter import agent_plane, env_signature, grid_shape
 
 ENV = "imitaudit/OffSwitch-v0"
 FAST = {"episodes": 16, "folds": 2, "disc_steps": 30}
@@ -21,7 +22,12 @@ def inputs(tmp_path_factory):
     demos = record(ENV, "corrigible", episodes=240, seed=0)
     obs_dim, n_actions = env_signature(ENV)
     torch.manual_seed(0)
-    model = build("mlp", ImitatorConfig(obs_dim=obs_dim, n_actions=n_actions, hidden=16, grid=grid_shape(ENV), agent_plane=agent_plane(ENV)))
+    model = build(
+        "mlp",
+        ImitatorConfig(
+            obs_dim=obs_dim, n_actions=n_actions, hidden=16, grid=grid_shape(ENV), agent_plane=agent_plane(ENV)
+        ),
+    )
     return root, demos, model
 
 

@@ -1,4 +1,5 @@
-"""One source of truth for settings: the CLI's options, the API's request schema and the remote gate all come from the dataclass fields."""
+"""One source of truth for settings: the CLI's options, the API's request schema and the remote gate all come from the
+dataclass fields."""
 
 import argparse
 import dataclasses
@@ -28,8 +29,30 @@ def test_every_audit_setting_is_a_cli_option_and_an_api_field():
 
 
 def test_cli_reads_every_option_into_the_config_and_unset_ones_keep_defaults():
-    args = parse(["gate", "--imitator", "i", "--demos", "d", "--alpha", "0.05", "--taps", "", "--no-explain", "--score-rule", "cusum",
-                  "--max-fit-episodes", "77", "--allow-likely-incorrigible", "--max-unlike-share", "0.5", "--delta", "0.1", "--bh"])
+    args = parse(
+        [
+            "gate",
+            "--imitator",
+            "i",
+            "--demos",
+            "d",
+            "--alpha",
+            "0.05",
+            "--taps",
+            "",
+            "--no-explain",
+            "--score-rule",
+            "cusum",
+            "--max-fit-episodes",
+            "77",
+            "--allow-likely-incorrigible",
+            "--max-unlike-share",
+            "0.5",
+            "--delta",
+            "0.1",
+            "--bh",
+        ]
+    )
     from audit.cli import audit_config
 
     config = audit_config(args)
@@ -68,7 +91,9 @@ def test_the_remote_gate_forwards_exactly_the_api_fields():
 def test_train_config_options_round_trip():
     parser = argparse.ArgumentParser()
     add_arguments(parser, TrainConfig)
-    cfg = from_arguments(TrainConfig, parser.parse_args(["--mode", "adversarial", "--disc-taps", "core,head", "--quiet", "--steps", "7"]))
+    cfg = from_arguments(
+        TrainConfig, parser.parse_args(["--mode", "adversarial", "--disc-taps", "core,head", "--quiet", "--steps", "7"])
+    )
     assert cfg.mode == "adversarial" and cfg.disc_taps == ("core", "head") and cfg.progress is False and cfg.steps == 7
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="steps must be >= 1"):

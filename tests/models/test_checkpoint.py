@@ -11,8 +11,8 @@ import torch
 from safetensors.numpy import save_file
 
 from models.checkpoint import convert_lightning_checkpoint, save_imitator
-from models.load import load_imitator
 from models.imitator import ImitatorConfig
+from models.load import load_imitator
 from models.registry import BUILTIN, architectures, build
 
 
@@ -21,7 +21,9 @@ def test_round_trip(arch, tmp_path):
     torch.manual_seed(1)
     cfg = ImitatorConfig(obs_dim=406, n_actions=5, hidden=16, grid=(5, 9, 9))
     model = build(arch, cfg)
-    path = save_imitator(model, tmp_path / f"{arch}.safetensors", env_id="imitaudit/OffSwitch-v0", provenance={"mode": "bc"})
+    path = save_imitator(
+        model, tmp_path / f"{arch}.safetensors", env_id="imitaudit/OffSwitch-v0", provenance={"mode": "bc"}
+    )
     back, info = load_imitator(path)
     assert info.arch == arch and info.config == cfg and info.env_id == "imitaudit/OffSwitch-v0"
     assert info.obs_shape == (406,) and info.n_actions == 5 and info.provenance == {"mode": "bc"}
@@ -68,14 +70,23 @@ def malformed(tmp_path):
     p.write_bytes((2**40).to_bytes(8, "little") + b"{}")
     cases["lying header"] = (p, "header length")
     cases["no metadata"] = (write("nometa", tensors, None), "imitaudit.schema")
-    cases["unknown schema"] = (write("schema", tensors, {**meta, "imitaudit.schema": "imitaudit.imitator/7"}), "unknown schema")
+    cases["unknown schema"] = (
+        write("schema", tensors, {**meta, "imitaudit.schema": "imitaudit.imitator/7"}),
+        "unknown schema",
+    )
     m = dict(meta)
     del m["arch"]
     cases["missing arch"] = (write("noarch", tensors, m), "lacks arch")
     cases["unknown arch"] = (write("arch", tensors, {**meta, "arch": "evil"}), "unknown architecture 'evil'")
     cases["config not JSON"] = (write("cfg", tensors, {**meta, "config": "{nope"}), "malformed metadata")
-    cases["config unknown field"] = (write("cfg2", tensors, {**meta, "config": json.dumps({**json.loads(meta["config"]), "exec": "rm"})}), "unknown field")
-    cases["obs shape does not fit"] = (write("obs", tensors, {**meta, "obs_shape": "[7]"}), "does not fit config obs_dim=6")
+    cases["config unknown field"] = (
+        write("cfg2", tensors, {**meta, "config": json.dumps({**json.loads(meta["config"]), "exec": "rm"})}),
+        "unknown field",
+    )
+    cases["obs shape does not fit"] = (
+        write("obs", tensors, {**meta, "obs_shape": "[7]"}),
+        "does not fit config obs_dim=6",
+    )
     cases["n_actions does not fit"] = (write("nact", tensors, {**meta, "n_actions": "4"}), "n_actions=4")
     t = dict(tensors)
     del t["head.weight"]
@@ -112,11 +123,7 @@ def test_malformed_checkpoints_exit_2_in_the_cli(tmp_path, capsys):
 
 def test_plugin_architecture_through_entry_points(tmp_path, monkeypatch):
     pkg = tmp_path / "acme_policies.py"
-    pkg.write_text(
-        "from models.imitator import MLPImitator\n"
-        "class WideMLP(MLPImitator):\n"
-        "    arch = 'acme-wide'\n"
-    )
+    pkg.write_text("from models.imitator import MLPImitator\nclass WideMLP(MLPImitator):\n    arch = 'acme-wide'\n")
     dist = tmp_path / "acme_policies-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-policies\nVersion: 1.0\n")

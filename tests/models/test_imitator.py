@@ -74,7 +74,8 @@ def test_config_validation_and_shape_errors():
 
 
 def test_the_centred_readout_sees_the_same_neighbourhood_alike_wherever_the_agent_stands():
-    """Features at the agent's cell are shared across positions: a button east of the agent reads the same in two places."""
+    """Features at the agent's cell are shared across positions: a button east of the agent reads the same in two
+    places."""
     torch.manual_seed(0)
     cfg = ImitatorConfig(obs_dim=2 * 25, n_actions=4, hidden=8, grid=(2, 5, 5), agent_plane=0)
     enc = build("mlp", cfg).encoder

@@ -8,22 +8,34 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from models.load import load_imitator
 from models.imitator import ImitatorConfig
+from models.load import load_imitator
 from models.onnx_export import export_imitator, export_module, stamp
 from models.onnx_imitator import MAX_TENSOR, _session, load_onnx_bytes
-from tests.onnx_graphs import computed_width, microsoft_in_branch, nan_logits, secret_branch, secret_constant, secret_sparse, string_logits
 from models.registry import build
 from models.taps import TapRecorder, teacher_forced
+from tests.onnx_graphs import (
+    computed_width,
+    microsoft_in_branch,
+    nan_logits,
+    secret_branch,
+    secret_constant,
+    secret_sparse,
+    string_logits,
+)
 
 TAPS = ("encoder", "core", "head")
 
 
-@pytest.mark.parametrize("arch,config", [
-    ("mlp", ImitatorConfig(obs_dim=4, n_actions=2)),
-    ("gru", ImitatorConfig(obs_dim=4, n_actions=3, hidden=16)),
-    ("gru", ImitatorConfig(obs_dim=2 * 3 * 3 + 1, n_actions=5, grid=(2, 3, 3), agent_plane=1, hidden=8)),
-], ids=["mlp", "gru", "grid-gru"])
+@pytest.mark.parametrize(
+    "arch,config",
+    [
+        ("mlp", ImitatorConfig(obs_dim=4, n_actions=2)),
+        ("gru", ImitatorConfig(obs_dim=4, n_actions=3, hidden=16)),
+        ("gru", ImitatorConfig(obs_dim=2 * 3 * 3 + 1, n_actions=5, grid=(2, 3, 3), agent_plane=1, hidden=8)),
+    ],
+    ids=["mlp", "gru", "grid-gru"],
+)
 def test_an_exported_registry_imitator_steps_and_taps_as_the_original(arch, config, tmp_path):
     torch.manual_seed(0)
     model = build(arch, config).eval()
@@ -54,9 +66,13 @@ def test_an_exported_registry_imitator_steps_and_taps_as_the_original(arch, conf
 def _graph(tmp_path, *, nodes=None, inits=None, outputs=None, inputs=None, props=None, domain_opsets=()):
     w = helper.make_tensor("w", TensorProto.FLOAT, [4, 2], np.ones(8, dtype=np.float32))
     nodes = nodes or [helper.make_node("Relu", ["obs"], ["h"]), helper.make_node("MatMul", ["h", "w"], ["logits"])]
-    graph = helper.make_graph(nodes, "g", inputs or [helper.make_tensor_value_info("obs", TensorProto.FLOAT, ["batch", 4])],
-                              outputs or [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2])],
-                              initializer=[w, *(inits or [])])
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        inputs or [helper.make_tensor_value_info("obs", TensorProto.FLOAT, ["batch", 4])],
+        outputs or [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2])],
+        initializer=[w, *(inits or [])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), *domain_opsets])
     helper.set_model_props(model, {"imitaudit.env_id": "CartPole-v1", **(props or {})})
     path = tmp_path / "g.onnx"
@@ -83,18 +99,21 @@ def _strip_env(path):
     return m.SerializeToString()
 
 
-@pytest.mark.parametrize("case,expect", [
-    ("truncated", "not a valid ONNX model"),
-    ("no env id", "imitaudit.env_id"),
-    ("external data", "external data file"),
-    ("custom domain", "outside the standard ONNX domains"),
-    ("missing tap", "tap tensor(s) not in the graph: core=nowhere"),
-    ("giant declared shape", "declared with"),
-    ("huge metadata", "metadata_props exceed"),
-    ("two observation inputs", "exactly one observation input"),
-    ("bad taps json", "malformed metadata"),
-    ("state without output", "not a graph input -> output pair"),
-])
+@pytest.mark.parametrize(
+    "case,expect",
+    [
+        ("truncated", "not a valid ONNX model"),
+        ("no env id", "imitaudit.env_id"),
+        ("external data", "external data file"),
+        ("custom domain", "outside the standard ONNX domains"),
+        ("missing tap", "tap tensor(s) not in the graph: core=nowhere"),
+        ("giant declared shape", "declared with"),
+        ("huge metadata", "metadata_props exceed"),
+        ("two observation inputs", "exactly one observation input"),
+        ("bad taps json", "malformed metadata"),
+        ("state without output", "not a graph input -> output pair"),
+    ],
+)
 def test_hostile_graphs_are_refused_with_one_line(case, expect, tmp_path):
     if case == "external data":
         ext = helper.make_tensor("e", TensorProto.FLOAT, [1], [1.0])
@@ -104,16 +123,27 @@ def test_hostile_graphs_are_refused_with_one_line(case, expect, tmp_path):
         entry.key, entry.value = "location", "/etc/passwd"
         path = _graph(tmp_path, inits=[ext])
     elif case == "custom domain":
-        path = _graph(tmp_path, nodes=[helper.make_node("Relu", ["obs"], ["h"]), helper.make_node("Evil", ["h", "w"], ["logits"], domain="com.evil")],
-                      domain_opsets=[helper.make_opsetid("com.evil", 1)])
+        path = _graph(
+            tmp_path,
+            nodes=[
+                helper.make_node("Relu", ["obs"], ["h"]),
+                helper.make_node("Evil", ["h", "w"], ["logits"], domain="com.evil"),
+            ],
+            domain_opsets=[helper.make_opsetid("com.evil", 1)],
+        )
     elif case == "missing tap":
         path = _graph(tmp_path, props={"imitaudit.taps": json.dumps({"core": "nowhere"})})
     elif case == "giant declared shape":
-        path = _graph(tmp_path, inputs=[helper.make_tensor_value_info("obs", TensorProto.FLOAT, ["batch", MAX_TENSOR + 1])])
+        path = _graph(
+            tmp_path, inputs=[helper.make_tensor_value_info("obs", TensorProto.FLOAT, ["batch", MAX_TENSOR + 1])]
+        )
     elif case == "huge metadata":
         path = _graph(tmp_path, props={"x": "y" * 300_000})
     elif case == "two observation inputs":
-        path = _graph(tmp_path, inputs=[helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", 4]) for n in ("obs", "obs2")])
+        path = _graph(
+            tmp_path,
+            inputs=[helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", 4]) for n in ("obs", "obs2")],
+        )
     elif case == "bad taps json":
         path = _graph(tmp_path, props={"imitaudit.taps": "{NaN"})
     elif case == "state without output":
@@ -128,7 +158,9 @@ def test_hostile_graphs_are_refused_with_one_line(case, expect, tmp_path):
 
 
 def test_a_torch_module_of_one_s_own_exports_and_stamps(tmp_path):
-    net = torch.nn.Sequential(torch.nn.Linear(4, 32), torch.nn.Tanh(), torch.nn.Linear(32, 32), torch.nn.Tanh(), torch.nn.Linear(32, 2))
+    net = torch.nn.Sequential(
+        torch.nn.Linear(4, 32), torch.nn.Tanh(), torch.nn.Linear(32, 32), torch.nn.Tanh(), torch.nn.Linear(32, 2)
+    )
     path = export_module(net, tmp_path / "own.onnx", obs_shape=(4,), env_id="CartPole-v1")
     model, info = load_imitator(path)
     assert set(model.taps) == set(TAPS) and model.tap_sizes() == {"head": 2, "core": 32, "encoder": 32}
@@ -142,9 +174,25 @@ def test_convert_from_onnx_refuses_a_graph_it_cannot_audit_and_writes_nothing(tm
     from audit.cli import main
 
     bad = _graph(tmp_path, props={"imitaudit.taps": json.dumps({"core": "nowhere"})})
-    assert main(["convert", "--from", "onnx", str(bad), "--env", "CartPole-v1", "--out", str(tmp_path / "out.onnx")]) == 2
+    assert (
+        main(["convert", "--from", "onnx", str(bad), "--env", "CartPole-v1", "--out", str(tmp_path / "out.onnx")]) == 2
+    )
     assert not (tmp_path / "out.onnx").exists()
-    assert main(["convert", "--from", "onnx", str(_graph(tmp_path)), "--env", "CartPole-v1", "--out", str(tmp_path / "ok.onnx")]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                "--from",
+                "onnx",
+                str(_graph(tmp_path)),
+                "--env",
+                "CartPole-v1",
+                "--out",
+                str(tmp_path / "ok.onnx"),
+            ]
+        )
+        == 0
+    )
     assert load_imitator(tmp_path / "ok.onnx")[1].env_id == "CartPole-v1"
 
 
@@ -164,10 +212,16 @@ def test_an_onnx_imitator_pickles_by_its_checked_bytes(tmp_path):
     assert torch.equal(a, b) and all(torch.equal(acts_a.taps[t], acts_b.taps[t]) for t in TAPS)
 
 
-@pytest.mark.parametrize("make,expect", [
-    (secret_branch, "external data file"), (secret_sparse, "external data file"), (secret_constant, "external data file"),
-    (microsoft_in_branch, "outside the standard ONNX domains"),
-], ids=["if-branch", "sparse", "constant", "microsoft-op-in-branch"])
+@pytest.mark.parametrize(
+    "make,expect",
+    [
+        (secret_branch, "external data file"),
+        (secret_sparse, "external data file"),
+        (secret_constant, "external data file"),
+        (microsoft_in_branch, "outside the standard ONNX domains"),
+    ],
+    ids=["if-branch", "sparse", "constant", "microsoft-op-in-branch"],
+)
 def test_every_graph_and_tensor_kind_is_checked_before_onnxruntime_sees_it(make, expect, tmp_path, monkeypatch):
     (tmp_path / "secret.txt").write_bytes(b"TOPSECRET")
     monkeypatch.chdir(tmp_path)
@@ -185,12 +239,20 @@ def test_sessions_resolve_files_in_an_empty_folder_not_the_working_directory(mak
         _session(make(), "x.onnx", 1)
 
 
-@pytest.mark.parametrize("make,expect", [
-    (lambda: computed_width(5263190), "logits"), (lambda: computed_width(3), "one row per observation"),
-    (nan_logits, "not finite"), (string_logits, "logits"),
-], ids=["computed-width", "fixed-batch", "nan", "string"])
+@pytest.mark.parametrize(
+    "make,expect",
+    [
+        (lambda: computed_width(5263190), "logits"),
+        (lambda: computed_width(3), "one row per observation"),
+        (nan_logits, "not finite"),
+        (string_logits, "logits"),
+    ],
+    ids=["computed-width", "fixed-batch", "nan", "string"],
+)
 def test_logits_are_checked_at_upload_and_no_computed_value_is_echoed(make, expect, tmp_path):
     with pytest.raises(ValueError) as err:
         load_onnx_bytes(make().SerializeToString(), "x.onnx")
     message = str(err.value)
-    assert expect in message and "5263190" not in message and "5,263,190" not in message and "\n" not in message, message
+    assert expect in message and "5263190" not in message and "5,263,190" not in message and "\n" not in message, (
+        message
+    )

@@ -1,4 +1,5 @@
-"""Stable-Baselines3 policies (PPO, DQN, an imitation-style BC ActorCriticPolicy) converted without unpickling, acting as before."""
+"""Stable-Baselines3 policies (PPO, DQN, an imitation-style BC ActorCriticPolicy) converted without unpickling, acting
+as before."""
 
 import re
 import subprocess
@@ -26,16 +27,30 @@ def _same_policy(model, path):
     return imitator, logits
 
 
-@pytest.mark.parametrize("algo,kwargs", [
-    ("PPO", {"n_steps": 64, "batch_size": 32, "n_epochs": 2}),
-    ("PPO", {"n_steps": 64, "batch_size": 32, "n_epochs": 2, "policy_kwargs": {"activation_fn": torch.nn.ReLU, "net_arch": [32, 16]}}),
-    ("DQN", {"learning_starts": 10}),
-], ids=["ppo-default", "ppo-relu", "dqn"])
+@pytest.mark.parametrize(
+    "algo,kwargs",
+    [
+        ("PPO", {"n_steps": 64, "batch_size": 32, "n_epochs": 2}),
+        (
+            "PPO",
+            {
+                "n_steps": 64,
+                "batch_size": 32,
+                "n_epochs": 2,
+                "policy_kwargs": {"activation_fn": torch.nn.ReLU, "net_arch": [32, 16]},
+            },
+        ),
+        ("DQN", {"learning_starts": 10}),
+    ],
+    ids=["ppo-default", "ppo-relu", "dqn"],
+)
 def test_an_sb3_zip_converts_to_the_same_policy(algo, kwargs, tmp_path):
     model = getattr(sb3, algo)("MlpPolicy", "CartPole-v1", seed=0, device="cpu", **kwargs)
     model.learn(128)  # a tiny budget: what is checked is the conversion, not the policy
     model.save(tmp_path / "model.zip")
-    imitator, logits = _same_policy(model, convert_sb3(tmp_path / "model.zip", tmp_path / "imitator.onnx", env_id="CartPole-v1"))
+    imitator, logits = _same_policy(
+        model, convert_sb3(tmp_path / "model.zip", tmp_path / "imitator.onnx", env_id="CartPole-v1")
+    )
     if algo == "PPO":  # the distribution itself, not only its argmax
         dist = model.policy.get_distribution(OBS).distribution
         assert torch.allclose(torch.log_softmax(logits, -1), dist.logits, atol=1e-5)
@@ -46,9 +61,13 @@ def test_an_imitation_style_bc_policy_converts_from_its_state_dict(tmp_path):
     from gymnasium import spaces
     from stable_baselines3.common.policies import ActorCriticPolicy
 
-    policy = ActorCriticPolicy(spaces.Box(-np.inf, np.inf, (4,)), spaces.Discrete(2), lr_schedule=lambda _: 1e-3, net_arch=[32, 32])
+    policy = ActorCriticPolicy(
+        spaces.Box(-np.inf, np.inf, (4,)), spaces.Discrete(2), lr_schedule=lambda _: 1e-3, net_arch=[32, 32]
+    )
     obs = torch.randn(256, 4)
-    actions = (obs[:, 2] > 0).long()  # behavioural cloning of a balancing rule, as imitation's BC does: maximise log-likelihood
+    actions = (
+        obs[:, 2] > 0
+    ).long()  # behavioural cloning of a balancing rule, as imitation's BC does: maximise log-likelihood
     for _ in range(50):
         _, log_prob, _ = policy.evaluate_actions(obs, actions)
         policy.optimizer.zero_grad()
@@ -63,10 +82,27 @@ def test_an_imitation_style_bc_policy_converts_from_its_state_dict(tmp_path):
         convert_sb3(tmp_path / "bc.pth", tmp_path / "x.onnx", env_id="CartPole-v1", net_arch="64,64")
     # policy.save pickles classes: refused in one line, without terminal colour codes, with what to do instead
     policy.save(tmp_path / "pickled.pth")
-    res = subprocess.run([BIN, "convert", "--from", "sb3", str(tmp_path / "pickled.pth"), "--env", "CartPole-v1", "--out", str(tmp_path / "p.onnx")],
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [
+            BIN,
+            "convert",
+            "--from",
+            "sb3",
+            str(tmp_path / "pickled.pth"),
+            "--env",
+            "CartPole-v1",
+            "--out",
+            str(tmp_path / "p.onnx"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 2 and "torch.save(policy.state_dict()" in res.stderr, res.stderr
-    assert "Traceback" not in res.stderr and not re.search(r"\x1b\[", res.stderr) and len(res.stderr.strip().splitlines()) == 1
+    assert (
+        "Traceback" not in res.stderr
+        and not re.search(r"\x1b\[", res.stderr)
+        and len(res.stderr.strip().splitlines()) == 1
+    )
     assert not (tmp_path / "p.onnx").exists()
 
 
@@ -75,13 +111,30 @@ def test_the_cli_converts_an_sb3_zip_and_refuses_what_it_cannot_map(tmp_path):
     model = sb3.PPO("MlpPolicy", "CartPole-v1", seed=0, device="cpu", n_steps=64, batch_size=32, n_epochs=1)
     model.learn(64)
     model.save(tmp_path / "ppo.zip")
-    ok = subprocess.run([BIN, "convert", "--from", "sb3", str(tmp_path / "ppo.zip"), "--env", "CartPole-v1", "--out", str(tmp_path / "ppo.onnx")],
-                        capture_output=True, text=True)
+    ok = subprocess.run(
+        [
+            BIN,
+            "convert",
+            "--from",
+            "sb3",
+            str(tmp_path / "ppo.zip"),
+            "--env",
+            "CartPole-v1",
+            "--out",
+            str(tmp_path / "ppo.onnx"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0, ok.stderr
     _same_policy(model, tmp_path / "ppo.onnx")
     (tmp_path / "not.zip").write_bytes(b"PK\x03\x04 not really")
-    for args in (["--from", "sb3", str(tmp_path / "ppo.zip"), "--out", str(tmp_path / "x.onnx")],            # no --env
-                 ["--from", "sb3", str(tmp_path / "not.zip"), "--env", "CartPole-v1", "--out", str(tmp_path / "x.onnx")],
-                 ["--from", "sb3", str(tmp_path / "ppo.zip"), "--env", "CartPole-v1", "--out", str(tmp_path / "x.safetensors")]):
+    for args in (
+        ["--from", "sb3", str(tmp_path / "ppo.zip"), "--out", str(tmp_path / "x.onnx")],  # no --env
+        ["--from", "sb3", str(tmp_path / "not.zip"), "--env", "CartPole-v1", "--out", str(tmp_path / "x.onnx")],
+        ["--from", "sb3", str(tmp_path / "ppo.zip"), "--env", "CartPole-v1", "--out", str(tmp_path / "x.safetensors")],
+    ):
         bad = subprocess.run([BIN, "convert", *args], capture_output=True, text=True)
-        assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+        assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, (
+            bad.stderr
+        )

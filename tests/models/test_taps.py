@@ -5,12 +5,12 @@ import pytest
 import torch
 from captum.attr import LayerActivation
 
+from audit.data.batching import demo_activations, pad_episodes
 from audit.data.demonstrations import record
 from audit.data.rollout import rollout
-from audit.data.batching import demo_activations, pad_episodes
-from models.taps import TapRecorder, teacher_forced
 from models.imitator import ImitatorConfig
 from models.registry import BUILTIN, build
+from models.taps import TapRecorder, teacher_forced
 
 ENV = "imitaudit/OffSwitch-v0"
 TAPS = ("encoder", "core", "head")

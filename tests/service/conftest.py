@@ -1,4 +1,5 @@
-"""Service fixtures: small real inputs, a real PostgreSQL on loopback, and `imitaudit serve` / `imitaudit worker` processes.
+"""Service fixtures: small real inputs, a real PostgreSQL on loopback, and `imitaudit serve` / `imitaudit worker`
+processes.
 
 PostgreSQL comes from Debian's package (``make test`` installs it); its absence is a test
 failure, never a skip.
@@ -42,14 +43,41 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def inputs(tmp_path_factory):
-    """Real checkpoints and demonstrations: corrigible demos, an unbounded imitator, a second imitator, another env's imitator."""
+    """Real checkpoints and demonstrations: corrigible demos, an unbounded imitator, a second imitator, another env's
+    imitator."""
     root = tmp_path_factory.mktemp("inputs")
     demos = record(ENV, "corrigible", episodes=240, seed=0).save(root / "corrigible.safetensors")
-    cfg = dict(arch="mlp", mode="bc", steps=150, seed=0, hidden=32, eval_every=1000, eval_episodes=10, log_dir=str(root / "runs"), progress=False)
-    unbounded = train(record(ENV, "unbounded", episodes=200, seed=1000), TrainConfig(run_id="u", **cfg), out=root / "unbounded.safetensors").path
-    second = save_imitator(build("gru", ImitatorConfig(obs_dim=406, n_actions=5, hidden=16)), root / "second.safetensors", env_id=ENV)
-    power = save_imitator(build("mlp", ImitatorConfig(obs_dim=325, n_actions=5, hidden=8)), root / "power.safetensors", env_id="imitaudit/PowerSeeking-v0")
-    return {"root": root, "demos": Path(demos), "unbounded": Path(unbounded), "second": Path(second), "power": Path(power)}
+    cfg = dict(
+        arch="mlp",
+        mode="bc",
+        steps=150,
+        seed=0,
+        hidden=32,
+        eval_every=1000,
+        eval_episodes=10,
+        log_dir=str(root / "runs"),
+        progress=False,
+    )
+    unbounded = train(
+        record(ENV, "unbounded", episodes=200, seed=1000),
+        TrainConfig(run_id="u", **cfg),
+        out=root / "unbounded.safetensors",
+    ).path
+    second = save_imitator(
+        build("gru", ImitatorConfig(obs_dim=406, n_actions=5, hidden=16)), root / "second.safetensors", env_id=ENV
+    )
+    power = save_imitator(
+        build("mlp", ImitatorConfig(obs_dim=325, n_actions=5, hidden=8)),
+        root / "power.safetensors",
+        env_id="imitaudit/PowerSeeking-v0",
+    )
+    return {
+        "root": root,
+        "demos": Path(demos),
+        "unbounded": Path(unbounded),
+        "second": Path(second),
+        "power": Path(power),
+    }
 
 
 def _pg_bin(name: str) -> str | None:
@@ -73,9 +101,17 @@ def postgres():
         os.chmod(root, 0o755)
         prefix = ["runuser", "-u", "postgres", "--"]
     port = free_port()
-    subprocess.run([*prefix, initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"], check=True, capture_output=True)
+    subprocess.run(
+        [*prefix, initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
+        check=True,
+        capture_output=True,
+    )
     opts = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off"
-    subprocess.run([*prefix, pg_ctl, "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "start"], check=True, capture_output=True)
+    subprocess.run(
+        [*prefix, pg_ctl, "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "start"],
+        check=True,
+        capture_output=True,
+    )
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
     finally:
@@ -101,7 +137,8 @@ def database_url(request, tmp_path):
 
 
 def in_process(settings, *, role: str = "submit", **client_options):
-    """The app in-process (no worker) with a fresh token of ``role``: (TestClient carrying the token, the token, the app)."""
+    """The app in-process (no worker) with a fresh token of ``role``: (TestClient carrying the token, the token, the
+    app)."""
     from fastapi.testclient import TestClient
 
     from service.app import create_app
@@ -130,10 +167,14 @@ def make_token(database_url: str, project: str, role: str) -> str:
 class Proc:
     """A started `imitaudit serve` or `imitaudit worker` process."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log: Path, url: str | None = None, cwd: Path | None = None) -> None:
+    def __init__(
+        self, args: list[str], env: dict[str, str], log: Path, url: str | None = None, cwd: Path | None = None
+    ) -> None:
         self.log = log
         self.url = url
-        self.popen = subprocess.Popen([BIN, *args], env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd)
+        self.popen = subprocess.Popen(
+            [BIN, *args], env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd
+        )
 
     def wait_healthy(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -167,11 +208,23 @@ def launch(tmp_path):
     """Start service processes; all are stopped at the end of the test."""
     procs: list[Proc] = []
 
-    def start(kind: str, *, database_url: str, data_dir: Path | None = None, extra_env: dict | None = None, args: tuple = (),
-              healthy_within: float = 60.0) -> Proc:
+    def start(
+        kind: str,
+        *,
+        database_url: str,
+        data_dir: Path | None = None,
+        extra_env: dict | None = None,
+        args: tuple = (),
+        healthy_within: float = 60.0,
+    ) -> Proc:
         data_dir = data_dir or tmp_path / "data"
-        env = {**os.environ, "IMITAUDIT_DATA_DIR": str(data_dir), "IMITAUDIT_DATABASE_URL": database_url,
-               "OMP_NUM_THREADS": "1", **(extra_env or {})}
+        env = {
+            **os.environ,
+            "IMITAUDIT_DATA_DIR": str(data_dir),
+            "IMITAUDIT_DATABASE_URL": database_url,
+            "OMP_NUM_THREADS": "1",
+            **(extra_env or {}),
+        }
         log = tmp_path / f"{kind}-{len(procs)}.log"
         if kind == "serve":
             port = free_port()
@@ -189,10 +242,16 @@ def launch(tmp_path):
 
 
 def upload(client: httpx.Client, kind: str, path: Path, name: str = "") -> httpx.Response:
-    return client.post(f"/v1/{kind}", files={"file": (path.name, path.read_bytes(), "application/octet-stream")}, data={"name": name or path.stem})
+    return client.post(
+        f"/v1/{kind}",
+        files={"file": (path.name, path.read_bytes(), "application/octet-stream")},
+        data={"name": name or path.stem},
+    )
 
 
-def wait_for(client: httpx.Client, audit_id: str, states=("succeeded", "failed", "cancelled"), timeout: float = 300.0) -> dict:
+def wait_for(
+    client: httpx.Client, audit_id: str, states=("succeeded", "failed", "cancelled"), timeout: float = 300.0
+) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         body = client.get(f"/v1/audits/{audit_id}").json()
@@ -213,20 +272,36 @@ def hanging_onnx(good: Path, *, quiet: tuple[int, ...]) -> bytes:
     obs = model.graph.input[0].name
     for node in model.graph.node:
         node.input[:] = ["obs_h" if i == obs else i for i in node.input]
-    body = helper.make_graph([helper.make_node("Identity", ["c_in"], ["c_out"]), helper.make_node("Add", ["x_in", "zero"], ["x_out"])], "body",
-                             [helper.make_tensor_value_info("i", T.INT64, []), helper.make_tensor_value_info("c_in", T.BOOL, []),
-                              helper.make_tensor_value_info("x_in", T.FLOAT, [])],
-                             [helper.make_tensor_value_info("c_out", T.BOOL, []), helper.make_tensor_value_info("x_out", T.FLOAT, [])],
-                             initializer=[helper.make_tensor("zero", T.FLOAT, [], [0.0])])
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["c_in"], ["c_out"]), helper.make_node("Add", ["x_in", "zero"], ["x_out"])],
+        "body",
+        [
+            helper.make_tensor_value_info("i", T.INT64, []),
+            helper.make_tensor_value_info("c_in", T.BOOL, []),
+            helper.make_tensor_value_info("x_in", T.FLOAT, []),
+        ],
+        [helper.make_tensor_value_info("c_out", T.BOOL, []), helper.make_tensor_value_info("x_out", T.FLOAT, [])],
+        initializer=[helper.make_tensor("zero", T.FLOAT, [], [0.0])],
+    )
     front = [helper.make_node("Shape", [obs], ["shp"], end=1), helper.make_node("Squeeze", ["shp"], ["B"])]
-    inits = [helper.make_tensor("k", T.INT64, [], [10**9]), helper.make_tensor("yes", T.BOOL, [], [True]), helper.make_tensor("z", T.FLOAT, [], [0.0])]
+    inits = [
+        helper.make_tensor("k", T.INT64, [], [10**9]),
+        helper.make_tensor("yes", T.BOOL, [], [True]),
+        helper.make_tensor("z", T.FLOAT, [], [0.0]),
+    ]
     factor = "k"
     for i, q in enumerate(quiet):
         inits.append(helper.make_tensor(f"q{i}", T.INT64, [], [q]))
-        front += [helper.make_node("Sub", ["B", f"q{i}"], [f"d{i}"]), helper.make_node("Abs", [f"d{i}"], [f"a{i}"]),
-                  helper.make_node("Mul", [factor, f"a{i}"], [f"f{i}"])]
+        front += [
+            helper.make_node("Sub", ["B", f"q{i}"], [f"d{i}"]),
+            helper.make_node("Abs", [f"d{i}"], [f"a{i}"]),
+            helper.make_node("Mul", [factor, f"a{i}"], [f"f{i}"]),
+        ]
         factor = f"f{i}"
-    front += [helper.make_node("Loop", [factor, "yes", "z"], ["xf"], body=body), helper.make_node("Add", [obs, "xf"], ["obs_h"])]
+    front += [
+        helper.make_node("Loop", [factor, "yes", "z"], ["xf"], body=body),
+        helper.make_node("Add", [obs, "xf"], ["obs_h"]),
+    ]
     model.graph.initializer.extend(inits)
     nodes = front + list(model.graph.node)
     del model.graph.node[:]
@@ -242,23 +317,44 @@ def service(tmp_path_factory, inputs):
     (root / "secret.txt").write_bytes(b"TOPSECRET")
     url_db = f"sqlite:///{root / 'imitaudit.db'}"
     tokens = {
-        "a_submit": make_token(url_db, "alpha", "submit"), "a_read": make_token(url_db, "alpha", "read"),
-        "b_submit": make_token(url_db, "beta", "submit"), "b_read": make_token(url_db, "beta", "read"),
+        "a_submit": make_token(url_db, "alpha", "submit"),
+        "a_read": make_token(url_db, "alpha", "read"),
+        "b_submit": make_token(url_db, "beta", "submit"),
+        "b_read": make_token(url_db, "beta", "read"),
     }
     port = free_port()
-    env = {**os.environ, "IMITAUDIT_DATA_DIR": str(root / "data"), "IMITAUDIT_DATABASE_URL": url_db,
-           "IMITAUDIT_MAX_UPLOAD_BYTES": str(12 * 1024 * 1024), "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "IMITAUDIT_DATA_DIR": str(root / "data"),
+        "IMITAUDIT_DATABASE_URL": url_db,
+        "IMITAUDIT_MAX_UPLOAD_BYTES": str(12 * 1024 * 1024),
+        "OMP_NUM_THREADS": "1",
+    }
     proc = Proc(["serve", "--port", str(port)], env, root / "serve.log", url=f"http://127.0.0.1:{port}", cwd=root)
     try:
         proc.wait_healthy()
-        clients = {k: httpx.Client(base_url=proc.url, headers={"Authorization": f"Bearer {t}"}, timeout=120) for k, t in tokens.items()}
+        clients = {
+            k: httpx.Client(base_url=proc.url, headers={"Authorization": f"Bearer {t}"}, timeout=120)
+            for k, t in tokens.items()
+        }
         a = clients["a_submit"]
         imi = upload(a, "imitators", inputs["unbounded"], "unbounded").json()
         dem = upload(a, "demonstrations", inputs["demos"], "corrigible").json()
-        resp = a.post("/v1/audits", json={"imitator": imi["sha256"], "demonstrations": dem["sha256"], "settings": {**FAST, "episodes": 32}})
+        resp = a.post(
+            "/v1/audits",
+            json={"imitator": imi["sha256"], "demonstrations": dem["sha256"], "settings": {**FAST, "episodes": 32}},
+        )
         audit_id = resp.json()["id"]
         final = wait_for(a, audit_id)
         assert final["state"] == "succeeded", final
-        yield {"url": proc.url, "clients": clients, "tokens": tokens, "imitator": imi, "demos": dem, "audit": audit_id, "proc": proc}
+        yield {
+            "url": proc.url,
+            "clients": clients,
+            "tokens": tokens,
+            "imitator": imi,
+            "demos": dem,
+            "audit": audit_id,
+            "proc": proc,
+        }
     finally:
         proc.stop()

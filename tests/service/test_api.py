@@ -1,8 +1,7 @@
-"""The HTTP API as a client uses it: uploads, audits, events, reports, tokens per project, malformed uploads, metrics."""
+"""The HTTP API as a client uses it: uploads, audits, events, reports, tokens per project, malformed uploads,
+metrics."""
 
 from __future__ import annotations
-
-import pytest
 
 import io
 import json
@@ -11,6 +10,7 @@ import zipfile
 
 import httpx
 import numpy as np
+import pytest
 from safetensors.numpy import save_file
 
 from audit.report.schema import validate
@@ -34,7 +34,9 @@ def test_uploads_are_content_addressed(service, inputs):
     a = service["clients"]["a_submit"]
     again = upload(a, "imitators", inputs["unbounded"], "unbounded")
     assert again.status_code == 200 and again.json()["sha256"] == service["imitator"]["sha256"]
-    raw = a.post("/v1/imitators", content=inputs["unbounded"].read_bytes(), headers={"Content-Type": "application/octet-stream"})
+    raw = a.post(
+        "/v1/imitators", content=inputs["unbounded"].read_bytes(), headers={"Content-Type": "application/octet-stream"}
+    )
     assert raw.status_code == 200 and raw.json()["id"] == service["imitator"]["id"]
     listed = a.get("/v1/imitators").json()
     assert [i["sha256"] for i in listed["items"]].count(service["imitator"]["sha256"]) == 1
@@ -55,10 +57,19 @@ def test_another_project_cannot_see_anything(service):
     """Every route, with project B's tokens on project A's resources: 404, and lists without A's items."""
     aid, imi, dem = service["audit"], service["imitator"]["sha256"], service["demos"]["sha256"]
     reads = [
-        f"/v1/imitators/{imi}", f"/v1/demonstrations/{dem}", f"/v1/audits/{aid}", f"/v1/audits/{aid}/events",
-        f"/v1/audits/{aid}/report", f"/v1/audits/{aid}/report.html", f"/v1/audits/{aid}/junit.xml", f"/v1/audits/{aid}/summary.md",
-        f"/v1/audits/{aid}/trajectories", f"/v1/audits/{aid}/trajectories/0", f"/dashboard/audits/{aid}",
-        f"/dashboard/audits/{aid}/trajectories/0", f"/dashboard/imitators/{imi}",
+        f"/v1/imitators/{imi}",
+        f"/v1/demonstrations/{dem}",
+        f"/v1/audits/{aid}",
+        f"/v1/audits/{aid}/events",
+        f"/v1/audits/{aid}/report",
+        f"/v1/audits/{aid}/report.html",
+        f"/v1/audits/{aid}/junit.xml",
+        f"/v1/audits/{aid}/summary.md",
+        f"/v1/audits/{aid}/trajectories",
+        f"/v1/audits/{aid}/trajectories/0",
+        f"/dashboard/audits/{aid}",
+        f"/dashboard/audits/{aid}/trajectories/0",
+        f"/dashboard/imitators/{imi}",
     ]
     for key in ("b_read", "b_submit"):
         b = service["clients"][key]
@@ -78,7 +89,11 @@ def test_another_project_cannot_see_anything(service):
 
 def test_audit_lifecycle_events_report_and_trajectories(service):
     a = service["clients"]["a_submit"]
-    body = {"imitator": service["imitator"]["sha256"], "demonstrations": service["demos"]["sha256"], "settings": {**FAST, "seed": 2_000_000}}
+    body = {
+        "imitator": service["imitator"]["sha256"],
+        "demonstrations": service["demos"]["sha256"],
+        "settings": {**FAST, "seed": 2_000_000},
+    }
     r1 = a.post("/v1/audits", json=body, headers={"Idempotency-Key": "ci-run-17"})
     assert r1.status_code == 202 and r1.headers["location"] == f"/v1/audits/{r1.json()['id']}"
     r2 = a.post("/v1/audits", json=body, headers={"Idempotency-Key": "ci-run-17"})
@@ -110,7 +125,9 @@ def test_audit_lifecycle_events_report_and_trajectories(service):
     assert a.get(f"/v1/audits/{r1.json()['id']}/trajectories/99").status_code == 404
     assert "<testsuite" in a.get(f"/v1/audits/{r1.json()['id']}/junit.xml").text
     listed = a.get("/v1/audits", params={"state": "succeeded", "limit": 1}).json()
-    assert listed["total"] >= 2 and len(listed["items"]) == 1 and listed["items"][0]["id"] == r1.json()["id"]  # newest first
+    assert (
+        listed["total"] >= 2 and len(listed["items"]) == 1 and listed["items"][0]["id"] == r1.json()["id"]
+    )  # newest first
     assert a.post(f"/v1/audits/{r1.json()['id']}/cancel").status_code == 409
 
 
@@ -123,18 +140,41 @@ def test_bad_audit_requests_are_4xx_with_one_line(service, inputs):
         (json.dumps([1, 2]).encode(), 422, "JSON object"),
         (json.dumps({"imitator": imi}).encode(), 422, "demonstrations"),
         (json.dumps({"imitator": imi, "demonstrations": dem, "evil": 1}).encode(), 422, "unknown field"),
-        (json.dumps({"imitator": imi, "demonstrations": dem, "settings": {"episodes": 10**9}}).encode(), 422, "episodes"),
+        (
+            json.dumps({"imitator": imi, "demonstrations": dem, "settings": {"episodes": 10**9}}).encode(),
+            422,
+            "episodes",
+        ),
         (json.dumps({"imitator": imi, "demonstrations": dem, "settings": {"alpha": "high"}}).encode(), 422, "alpha"),
-        (json.dumps({"imitator": imi, "demonstrations": dem, "settings": {"exec": "rm -rf"}}).encode(), 422, "unknown setting"),
-        (json.dumps({"imitator": imi, "demonstrations": dem, "settings": {"score_rule": "mean"}}).encode(), 422, "score_rule"),
-        (json.dumps({"imitator": imi, "demonstrations": dem, "policy": {"max_unlike_share": 3}}).encode(), 422, "max_unlike_share"),
+        (
+            json.dumps({"imitator": imi, "demonstrations": dem, "settings": {"exec": "rm -rf"}}).encode(),
+            422,
+            "unknown setting",
+        ),
+        (
+            json.dumps({"imitator": imi, "demonstrations": dem, "settings": {"score_rule": "mean"}}).encode(),
+            422,
+            "score_rule",
+        ),
+        (
+            json.dumps({"imitator": imi, "demonstrations": dem, "policy": {"max_unlike_share": 3}}).encode(),
+            422,
+            "max_unlike_share",
+        ),
         (json.dumps({"imitator": imi, "demonstrations": dem, "settings": {"alpha": 0.0005}}).encode(), 422, "held-out"),
         (json.dumps({"imitator": power, "demonstrations": dem}).encode(), 422, "PowerSeeking"),
-        (json.dumps({"imitator": imi, "demonstrations": dem, "env": "imitaudit/PowerSeeking-v0"}).encode(), 422, "not imitaudit/PowerSeeking"),
+        (
+            json.dumps({"imitator": imi, "demonstrations": dem, "env": "imitaudit/PowerSeeking-v0"}).encode(),
+            422,
+            "not imitaudit/PowerSeeking",
+        ),
     ]
     for body, status, fragment in cases:
         r = a.post("/v1/audits", content=body, headers={"Content-Type": "application/json"})
-        assert r.status_code == status and fragment in r.json()["error"] and "\n" not in r.json()["error"], (body, r.text)
+        assert r.status_code == status and fragment in r.json()["error"] and "\n" not in r.json()["error"], (
+            body,
+            r.text,
+        )
 
 
 def _misfit(tmp_path) -> bytes:
@@ -142,8 +182,11 @@ def _misfit(tmp_path) -> bytes:
     from models.imitator import ImitatorConfig
     from models.registry import build
 
-    return save_imitator(build("mlp", ImitatorConfig(obs_dim=12, n_actions=5, hidden=8)), tmp_path / "misfit.safetensors",
-                         env_id="imitaudit/OffSwitch-v0").read_bytes()
+    return save_imitator(
+        build("mlp", ImitatorConfig(obs_dim=12, n_actions=5, hidden=8)),
+        tmp_path / "misfit.safetensors",
+        env_id="imitaudit/OffSwitch-v0",
+    ).read_bytes()
 
 
 def _corpus(inputs, tmp_path):
@@ -176,7 +219,12 @@ def _corpus(inputs, tmp_path):
         "header longer than file": (5000).to_bytes(8, "little") + b'{"a":1}',
         "header not JSON": (9).to_bytes(8, "little") + b"{not json",
         "header a list": (6).to_bytes(8, "little") + b"[1,2]x",
-        "overlapping offsets": header({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}),
+        "overlapping offsets": header(
+            {
+                "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]},
+            }
+        ),
         "offsets past the end": header({"a": {"dtype": "F32", "shape": [100], "data_offsets": [0, 400]}}),
         "unknown dtype": header({"a": {"dtype": "Q99", "shape": [2], "data_offsets": [0, 8]}}),
         "shape disagrees with offsets": header({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}),
@@ -192,7 +240,9 @@ def _corpus(inputs, tmp_path):
         "missing arch": st(tensors, {k: v for k, v in meta.items() if k != "arch"}),
         "config not JSON": st(tensors, {**meta, "config": "{nope"}),
         "config unknown field": st(tensors, {**meta, "config": json.dumps({**cfg, "exec": "rm"})}),
-        "obs shape does not fit the env": st(tensors, {**meta, "config": json.dumps({**cfg, "obs_dim": 12}), "obs_shape": "[12]"}),
+        "obs shape does not fit the env": st(
+            tensors, {**meta, "config": json.dumps({**cfg, "obs_dim": 12}), "obs_shape": "[12]"}
+        ),
         "a consistent checkpoint whose obs do not fit its env": _misfit(tmp_path),
         "n_actions does not fit the metadata": st(tensors, {**meta, "n_actions": "4"}),
         "env not installed": st(tensors, {**meta, "env_id": "nowhere/Nope-v0"}),
@@ -215,7 +265,11 @@ def _corpus(inputs, tmp_path):
     names += list(demo_cases)
     protocol = {
         "text/plain body": ("imitators", b"hello", "text/plain"),
-        "multipart without a file part": ("imitators", b"--xx\r\nContent-Disposition: form-data; name=\"other\"\r\n\r\nhi\r\n--xx--\r\n", "multipart/form-data; boundary=xx"),
+        "multipart without a file part": (
+            "imitators",
+            b'--xx\r\nContent-Disposition: form-data; name="other"\r\n\r\nhi\r\n--xx--\r\n',
+            "multipart/form-data; boundary=xx",
+        ),
         "multipart without a boundary": ("imitators", b"--xx\r\n", "multipart/form-data"),
         "multipart garbage": ("imitators", b"\x00\x01garbage" * 10, "multipart/form-data; boundary=xx"),
     }
@@ -267,7 +321,13 @@ def test_metrics_count_jobs_uploads_and_requests(service):
 
 def test_openapi_documents_the_routes(service):
     spec = httpx.get(f"{service['url']}/openapi.json").json()
-    for path in ("/v1/imitators", "/v1/audits", "/v1/audits/{audit_id}/events", "/v1/audits/{audit_id}/cancel", "/healthz"):
+    for path in (
+        "/v1/imitators",
+        "/v1/audits",
+        "/v1/audits/{audit_id}/events",
+        "/v1/audits/{audit_id}/cancel",
+        "/healthz",
+    ):
         assert path in spec["paths"]
 
 
@@ -277,8 +337,11 @@ def test_cancel_a_queued_audit_at_once_and_a_running_one_at_a_stage_boundary(ser
     from .conftest import wait_for
 
     a = service["clients"]["a_submit"]
-    body = {"imitator": service["imitator"]["sha256"], "demonstrations": service["demos"]["sha256"],
-            "settings": {"episodes": 256, "folds": 4, "disc_steps": 600}}
+    body = {
+        "imitator": service["imitator"]["sha256"],
+        "demonstrations": service["demos"]["sha256"],
+        "settings": {"episodes": 256, "folds": 4, "disc_steps": 600},
+    }
     running = a.post("/v1/audits", json=body).json()["id"]
     queued = a.post("/v1/audits", json={**body, "settings": {**body["settings"], "seed": 7_000_000}}).json()["id"]
     deadline = time.monotonic() + 120

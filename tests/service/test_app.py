@@ -1,4 +1,5 @@
-"""The API in-process (FastAPI's TestClient, a real SQLite file, no worker): request schema, one-line errors, uploads, queueing."""
+"""The API in-process (FastAPI's TestClient, a real SQLite file, no worker): request schema, one-line errors, uploads,
+queueing."""
 
 import pytest
 
@@ -17,7 +18,9 @@ ENV = "imitaudit/OffSwitch-v0"
 def api(tmp_path_factory):
     root = tmp_path_factory.mktemp("app")
     client, _, _ = in_process(Settings(data_dir=root / "data"))
-    imitator = save_imitator(build("mlp", ImitatorConfig(obs_dim=406, n_actions=5, hidden=8)), root / "imi.safetensors", env_id=ENV)
+    imitator = save_imitator(
+        build("mlp", ImitatorConfig(obs_dim=406, n_actions=5, hidden=8)), root / "imi.safetensors", env_id=ENV
+    )
     demos = record(ENV, "corrigible", episodes=220, seed=0).save(root / "demos.safetensors")
     shas = {}
     for kind, path in (("imitators", imitator), ("demonstrations", demos)):
@@ -65,7 +68,11 @@ def test_bad_audit_requests_get_one_line(api, body, status, words):
 
 def test_an_audit_is_queued_with_only_the_settings_given(api):
     client, shas = api
-    body = {"imitator": shas["imitators"], "demonstrations": shas["demonstrations"], "settings": {"episodes": 8, "alpha": 0.05}}
+    body = {
+        "imitator": shas["imitators"],
+        "demonstrations": shas["demonstrations"],
+        "settings": {"episodes": 8, "alpha": 0.05},
+    }
     r = client.post("/v1/audits", json=body, headers={"Idempotency-Key": "k1"})
     assert r.status_code == 202, r.text
     out = r.json()
@@ -80,7 +87,9 @@ def test_an_audit_is_queued_with_only_the_settings_given(api):
 
 
 @pytest.mark.parametrize("kind", ["imitators", "demonstrations"])
-@pytest.mark.parametrize("env_id", ["venv.__main__:imitaudit/OffSwitch-v0", "antigravity:imitaudit/OffSwitch-v0", "os:system"])
+@pytest.mark.parametrize(
+    "env_id", ["venv.__main__:imitaudit/OffSwitch-v0", "antigravity:imitaudit/OffSwitch-v0", "os:system"]
+)
 def test_an_uploaded_env_id_never_reaches_an_import(api, tmp_path, kind, env_id):
     import sys
 
@@ -89,8 +98,13 @@ def test_an_uploaded_env_id_never_reaches_an_import(api, tmp_path, kind, env_id)
     client, _ = api
     module = env_id.split(":")[0]
     before = module in sys.modules
-    source = record(ENV, "corrigible", episodes=2, seed=0).save(tmp_path / "d.safetensors") if kind == "demonstrations" else \
-        save_imitator(build("mlp", ImitatorConfig(obs_dim=406, n_actions=5, hidden=8)), tmp_path / "i.safetensors", env_id=ENV)
+    source = (
+        record(ENV, "corrigible", episodes=2, seed=0).save(tmp_path / "d.safetensors")
+        if kind == "demonstrations"
+        else save_imitator(
+            build("mlp", ImitatorConfig(obs_dim=406, n_actions=5, hidden=8)), tmp_path / "i.safetensors", env_id=ENV
+        )
+    )
     tensors, meta = read_safetensors(source)
     evil = write_safetensors(tmp_path / "evil.safetensors", tensors, {**meta, "env_id": env_id})
     r = client.post(f"/v1/{kind}", files={"file": ("evil.safetensors", evil.read_bytes())})
@@ -100,13 +114,20 @@ def test_an_uploaded_env_id_never_reaches_an_import(api, tmp_path, kind, env_id)
 
 
 def test_an_audit_whose_null_could_not_hold_is_refused_at_submit(api, tmp_path):
-    """The imitator's training demonstrations, or demonstrations from other env arguments: 422 with one line, nothing queued."""
+    """The imitator's training demonstrations, or demonstrations from other env arguments: 422 with one line, nothing
+    queued."""
     client, shas = api
     before = client.get("/v1/audits").json()["total"]
     net = build("mlp", ImitatorConfig(obs_dim=406, n_actions=5, hidden=8))
-    cases = [(save_imitator(net, tmp_path / "own.safetensors", env_id=ENV, provenance={"demos_sha256": shas["demonstrations"]}),
-              "trained on"),
-             (save_imitator(net, tmp_path / "kw.safetensors", env_id=ENV, env_kwargs={"max_steps": 40}), "env arguments")]
+    cases = [
+        (
+            save_imitator(
+                net, tmp_path / "own.safetensors", env_id=ENV, provenance={"demos_sha256": shas["demonstrations"]}
+            ),
+            "trained on",
+        ),
+        (save_imitator(net, tmp_path / "kw.safetensors", env_id=ENV, env_kwargs={"max_steps": 40}), "env arguments"),
+    ]
     for path, words in cases:
         r = client.post("/v1/imitators", files={"file": (path.name, path.read_bytes())})
         assert r.status_code == 201, r.text
@@ -114,7 +135,15 @@ def test_an_audit_whose_null_could_not_hold_is_refused_at_submit(api, tmp_path):
         refused = client.post("/v1/audits", json=body)
         assert refused.status_code == 422 and words in refused.json()["error"], refused.text
         assert "\n" not in refused.json()["error"]
-    allowed = client.post("/v1/audits", json={"imitator": client.post("/v1/imitators", files={"file": ("own.safetensors", (tmp_path / "own.safetensors").read_bytes())}).json()["sha256"],
-                                              "demonstrations": shas["demonstrations"], "settings": {"allow_training_demos": True}})
+    allowed = client.post(
+        "/v1/audits",
+        json={
+            "imitator": client.post(
+                "/v1/imitators", files={"file": ("own.safetensors", (tmp_path / "own.safetensors").read_bytes())}
+            ).json()["sha256"],
+            "demonstrations": shas["demonstrations"],
+            "settings": {"allow_training_demos": True},
+        },
+    )
     assert allowed.status_code == 202, allowed.text
     assert client.get("/v1/audits").json()["total"] == before + 1

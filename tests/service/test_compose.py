@@ -1,4 +1,5 @@
-"""docker-compose.yml stays correct: api, worker, postgres and a Ray head and worker with health checks, volumes, settings from the
+"""docker-compose.yml stays correct: api, worker, postgres and a Ray head and worker with health checks, volumes,
+settings from the
 environment, no default secrets."""
 
 from pathlib import Path
@@ -20,7 +21,10 @@ def test_compose_file_declares_the_services_without_secrets():
     assert services["worker"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert {"pgdata", "blobs"} <= set(spec["volumes"])
     env = services["api"]["environment"]
-    assert env["IMITAUDIT_DATABASE_URL"].startswith("postgresql+psycopg://") and "${IMITAUDIT_DB_PASSWORD:?" in env["IMITAUDIT_DATABASE_URL"]
+    assert (
+        env["IMITAUDIT_DATABASE_URL"].startswith("postgresql+psycopg://")
+        and "${IMITAUDIT_DB_PASSWORD:?" in env["IMITAUDIT_DATABASE_URL"]
+    )
     assert services["postgres"]["environment"]["POSTGRES_PASSWORD"].startswith("${IMITAUDIT_DB_PASSWORD:?")
     # every variable the compose file passes is one the service's settings or every process's thread setting read
     import inspect
@@ -38,8 +42,16 @@ def test_compose_workers_run_their_audits_on_its_ray_pair():
     spec = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = spec["services"]
     head, node, worker = services["ray-head"], services["ray-worker"], services["worker"]
-    assert head["command"][:3] == ["ray", "start", "--head"] and "--port=6379" in head["command"] and "--block" in head["command"]
-    assert node["command"][:2] == ["ray", "start"] and "--address=ray-head:6379" in node["command"] and "--block" in node["command"]
+    assert (
+        head["command"][:3] == ["ray", "start", "--head"]
+        and "--port=6379" in head["command"]
+        and "--block" in head["command"]
+    )
+    assert (
+        node["command"][:2] == ["ray", "start"]
+        and "--address=ray-head:6379" in node["command"]
+        and "--block" in node["command"]
+    )
     assert node["depends_on"]["ray-head"]["condition"] == "service_healthy"
     assert worker["depends_on"]["ray-head"]["condition"] == "service_healthy"
     assert worker["environment"]["IMITAUDIT_RAY_ADDRESS"].endswith("ray-head:6379}")
@@ -50,8 +62,9 @@ def test_compose_workers_run_their_audits_on_its_ray_pair():
         if "pgrep" in " ".join(svc["healthcheck"]["test"]):
             assert "procps" in dockerfile, name
     # the pin the image installs is the one make test runs against
-    import ray
     import tomllib
+
+    import ray
 
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["ray"]
     assert f"ray=={ray.__version__}" in " ".join(extras)

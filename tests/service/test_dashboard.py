@@ -29,7 +29,9 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        b = p.chromium.launch(
+            executable_path=chromium(), args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+        )
         yield b
         b.close()
 
@@ -133,8 +135,12 @@ def test_dashboard_pages_fit_a_phone_screen(service, second_version, browser):
     page.click("#signin")
     page.wait_for_url(f"{service['url']}/dashboard")
     first_flag = page.locator("a[href*='/trajectories/']")
-    pages = {"audits": "/dashboard", "audit": f"/dashboard/audits/{service['audit']}", "flagged": "/dashboard/flagged",
-             "imitator": f"/dashboard/imitators/{second_version}"}
+    pages = {
+        "audits": "/dashboard",
+        "audit": f"/dashboard/audits/{service['audit']}",
+        "flagged": "/dashboard/flagged",
+        "imitator": f"/dashboard/imitators/{second_version}",
+    }
     SHOTS.mkdir(parents=True, exist_ok=True)
     for name, path in [*pages.items(), ("trajectory", None)]:
         if path is None:
@@ -169,8 +175,14 @@ def test_a_cartpole_audit_with_a_hostile_feature_name_renders_every_section_in_b
     from .conftest import make_token
 
     names = ("<!--<script>", "cart velocity", "pole angle", "pole velocity")
-    demos = record("CartPole-v1", balance, episodes=240, seed=0, feature_names=names).save(tmp_path / "demos.safetensors")
-    imitator = save_imitator(build("mlp", ImitatorConfig(obs_dim=4, n_actions=2, hidden=8)), tmp_path / "random.safetensors", env_id="CartPole-v1")
+    demos = record("CartPole-v1", balance, episodes=240, seed=0, feature_names=names).save(
+        tmp_path / "demos.safetensors"
+    )
+    imitator = save_imitator(
+        build("mlp", ImitatorConfig(obs_dim=4, n_actions=2, hidden=8)),
+        tmp_path / "random.safetensors",
+        env_id="CartPole-v1",
+    )
     url_db = f"sqlite:///{tmp_path / 'db.sqlite'}"
     token = make_token(url_db, "p", "submit")
     api = launch("serve", database_url=url_db, extra_env={"IMITAUDIT_ENVS": "CartPole-v1"})

@@ -13,8 +13,8 @@ import time
 
 import numpy as np
 import pytest
-from sqlalchemy import update
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
 from audit.data.demonstrations import record
 from models.checkpoint import save_imitator
@@ -43,7 +43,9 @@ def rss_mib() -> float:
 def api(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
     client, token, app = in_process(Settings(data_dir=root / "data", envs="FrozenLake-v1"))
-    imitator = save_imitator(build("mlp", ImitatorConfig(obs_dim=406, n_actions=5, hidden=8)), root / "imi.safetensors", env_id=ENV)
+    imitator = save_imitator(
+        build("mlp", ImitatorConfig(obs_dim=406, n_actions=5, hidden=8)), root / "imi.safetensors", env_id=ENV
+    )
     demos = record(ENV, "corrigible", episodes=4, seed=0).save(root / "demos.safetensors")
     return {"client": client, "root": root, "imitator": imitator, "demos": demos, "token": token, "app": app}
 
@@ -66,33 +68,131 @@ def corpus(api):
     """(case name, upload kind, file, words the one-line error holds)."""
     imi, dem = "imitator", "demos"
     cases = []
-    for hidden, words in ((20_000, "shape"), (60_000, "shape"), (2**31, "at most")):  # memory bombs by config: never built
-        cases.append((f"config hidden {hidden}", "imitators", tampered(api, imi, f"h{hidden}", config={"hidden": hidden}), words))
+    for hidden, words in (
+        (20_000, "shape"),
+        (60_000, "shape"),
+        (2**31, "at most"),
+    ):  # memory bombs by config: never built
+        cases.append(
+            (f"config hidden {hidden}", "imitators", tampered(api, imi, f"h{hidden}", config={"hidden": hidden}), words)
+        )
     cases.append(("config layers", "imitators", tampered(api, imi, "layers", config={"layers": 10_000}), "at most"))
-    cases.append(("config max_len", "imitators", tampered(api, imi, "maxlen", meta={"arch": "transformer"}, config={"max_len": 10**9}), "at most"))
+    cases.append(
+        (
+            "config max_len",
+            "imitators",
+            tampered(api, imi, "maxlen", meta={"arch": "transformer"}, config={"max_len": 10**9}),
+            "at most",
+        )
+    )
     cases.append(("config obs_dim", "imitators", tampered(api, imi, "obs", config={"obs_dim": 10**9}), "at most"))
-    for key, value, words in (("max_steps", 10**12, "max_steps"), ("max_steps", 1e308, "max_steps"), ("max_steps", True, "finite number"),
-                              ("max_steps", "x", "finite number"), ("max_steps", 0, "max_steps"), ("interruption_prob", 1e9, "magnitude"),
-                              ("num_envs", 10**9, "no argument"), ("__class__", 1, "no argument"), ("height", 10**6, "no argument")):
+    for key, value, words in (
+        ("max_steps", 10**12, "max_steps"),
+        ("max_steps", 1e308, "max_steps"),
+        ("max_steps", True, "finite number"),
+        ("max_steps", "x", "finite number"),
+        ("max_steps", 0, "max_steps"),
+        ("interruption_prob", 1e9, "magnitude"),
+        ("num_envs", 10**9, "no argument"),
+        ("__class__", 1, "no argument"),
+        ("height", 10**6, "no argument"),
+    ):
         for kind, base in (("imitators", imi), ("demonstrations", dem)):
-            cases.append((f"env_kwargs {key}={value!r} ({kind})", kind, tampered(api, base, f"kw-{key}-{value}-{kind}",
-                                                                                  meta={"env_kwargs": json.dumps({key: value})}), words))
-    for env_id, words in (("FrozenLake-v1", "not accepted"), ("FrozenLake-v1 ", "not enabled"), ("CartPole-v1", "not enabled"), ("ALE/Pong-v5", "not enabled"),
-                          ("os:system", "names a module"), ("this:CartPole-v1", "names a module"), ("builtins:eval", "names a module"),
-                          ("subprocess:Popen", "names a module"), ("", "not enabled"), ("imitaudit/Nope-v0", "not enabled")):
+            cases.append(
+                (
+                    f"env_kwargs {key}={value!r} ({kind})",
+                    kind,
+                    tampered(api, base, f"kw-{key}-{value}-{kind}", meta={"env_kwargs": json.dumps({key: value})}),
+                    words,
+                )
+            )
+    for env_id, words in (
+        ("FrozenLake-v1", "not accepted"),
+        ("FrozenLake-v1 ", "not enabled"),
+        ("CartPole-v1", "not enabled"),
+        ("ALE/Pong-v5", "not enabled"),
+        ("os:system", "names a module"),
+        ("this:CartPole-v1", "names a module"),
+        ("builtins:eval", "names a module"),
+        ("subprocess:Popen", "names a module"),
+        ("", "not enabled"),
+        ("imitaudit/Nope-v0", "not enabled"),
+    ):
         for kind, base in (("imitators", imi), ("demonstrations", dem)):
-            kw = {"env_kwargs": json.dumps({"map_name": "8x8", "desc": ["S" * 100] * 100})} if env_id == "FrozenLake-v1" else {}
-            cases.append((f"env {env_id!r} ({kind})", kind, tampered(api, base, f"env-{env_id.replace('/', '_').replace(':', '_')}-{kind}",
-                                                                     meta={"env_id": env_id, **kw}), words))
-    for value, words in (("NaN", "non-finite"), ("Infinity", "non-finite"), ("-Infinity", "non-finite"), ('{"a": NaN}', "non-finite"),
-                         ("[1e400]", "infinity"), ('{"a": 1, "a": 2}', "duplicate key")):
-        cases.append((f"provenance {value}", "imitators", tampered(api, imi, f"nan-{value}", meta={"provenance": value}), words))
-    cases.append(("env_kwargs of a million cells", "demonstrations", tampered(api, dem, "fl-big", meta={
-        "env_id": "FrozenLake-v1", "env_kwargs": json.dumps({"desc": ["S" * 1000] * 1000})}), "over the limit"))
-    cases.append(("env_kwargs NaN (demos)", "demonstrations", tampered(api, dem, "nan-demos", meta={"env_kwargs": '{"max_steps": NaN}'}), "non-finite"))
-    cases.append(("deep JSON", "imitators", tampered(api, imi, "deep", meta={"provenance": "[" * 100_000 + "]" * 100_000}), "deep"))
-    cases.append(("big metadata", "imitators", tampered(api, imi, "bigmeta", meta={"provenance": json.dumps({"x": "y" * 300_000})}), "over the limit"))
-    cases.append(("header over the cap", "imitators", raw_file(api, "bighdr", b"{" + b" " * (17 * 1024 * 1024) + b"}"), "over the limit"))
+            kw = (
+                {"env_kwargs": json.dumps({"map_name": "8x8", "desc": ["S" * 100] * 100})}
+                if env_id == "FrozenLake-v1"
+                else {}
+            )
+            cases.append(
+                (
+                    f"env {env_id!r} ({kind})",
+                    kind,
+                    tampered(
+                        api,
+                        base,
+                        f"env-{env_id.replace('/', '_').replace(':', '_')}-{kind}",
+                        meta={"env_id": env_id, **kw},
+                    ),
+                    words,
+                )
+            )
+    for value, words in (
+        ("NaN", "non-finite"),
+        ("Infinity", "non-finite"),
+        ("-Infinity", "non-finite"),
+        ('{"a": NaN}', "non-finite"),
+        ("[1e400]", "infinity"),
+        ('{"a": 1, "a": 2}', "duplicate key"),
+    ):
+        cases.append(
+            (f"provenance {value}", "imitators", tampered(api, imi, f"nan-{value}", meta={"provenance": value}), words)
+        )
+    cases.append(
+        (
+            "env_kwargs of a million cells",
+            "demonstrations",
+            tampered(
+                api,
+                dem,
+                "fl-big",
+                meta={"env_id": "FrozenLake-v1", "env_kwargs": json.dumps({"desc": ["S" * 1000] * 1000})},
+            ),
+            "over the limit",
+        )
+    )
+    cases.append(
+        (
+            "env_kwargs NaN (demos)",
+            "demonstrations",
+            tampered(api, dem, "nan-demos", meta={"env_kwargs": '{"max_steps": NaN}'}),
+            "non-finite",
+        )
+    )
+    cases.append(
+        (
+            "deep JSON",
+            "imitators",
+            tampered(api, imi, "deep", meta={"provenance": "[" * 100_000 + "]" * 100_000}),
+            "deep",
+        )
+    )
+    cases.append(
+        (
+            "big metadata",
+            "imitators",
+            tampered(api, imi, "bigmeta", meta={"provenance": json.dumps({"x": "y" * 300_000})}),
+            "over the limit",
+        )
+    )
+    cases.append(
+        (
+            "header over the cap",
+            "imitators",
+            raw_file(api, "bighdr", b"{" + b" " * (17 * 1024 * 1024) + b"}"),
+            "over the limit",
+        )
+    )
     liar = api["root"] / "liar.safetensors"
     liar.write_bytes(struct.pack("<Q", 10**6) + b'{"__metadata__":{}}')
     cases.append(("header length past the file", "imitators", liar, "exceeds"))
@@ -101,7 +201,14 @@ def corpus(api):
     for dtype in ("BF16", "F8_E4M3", "F8_E5M2", "C64", "U64"):
         head = json.dumps({"w": {"dtype": dtype, "shape": [1], "data_offsets": [0, 2]}}).encode()
         cases.append((f"dtype {dtype}", "imitators", raw_file(api, f"dt-{dtype}", head, b"\0" * 2), "does not read"))
-    cases.append(("weights 3e38", "imitators", tampered(api, imi, "huge", tensors=lambda t: {k: np.full_like(v, 3e38) for k, v in t.items()}), "magnitude"))
+    cases.append(
+        (
+            "weights 3e38",
+            "imitators",
+            tampered(api, imi, "huge", tensors=lambda t: {k: np.full_like(v, 3e38) for k, v in t.items()}),
+            "magnitude",
+        )
+    )
     cases.append(("pickle", "imitators", _write(api, "pkl", b"\x80\x04\x95" + b"\0" * 40), "pickle"))
     cases.append(("zip", "demonstrations", _write(api, "zip", b"PK\x03\x04" + b"\0" * 40), "zip"))
     return cases
@@ -125,7 +232,9 @@ def test_hostile_uploads_get_one_line_and_bounded_memory_and_store_nothing(api):
         assert "\n" not in error and len(error) < 600, (name, error)
         assert words.lower() in error.lower(), (name, error)
     grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - max(peak, before)
-    assert grown < 400, f"peak RSS grew {grown:.0f} MiB over the corpus"  # the 17 MiB header file is read whole; nothing is built from sizes
+    assert grown < 400, (
+        f"peak RSS grew {grown:.0f} MiB over the corpus"
+    )  # the 17 MiB header file is read whole; nothing is built from sizes
     for kind in ("imitators", "demonstrations"):
         assert client.get(f"/v1/{kind}").json()["total"] == 0
     assert not list((api["root"] / "data" / "blobs" / "tmp").glob("*.part"))
@@ -141,7 +250,11 @@ def test_browser_and_request_hygiene(api):
     body = {"imitator": "a" * 64, "demonstrations": "b" * 64}
     plain = client.post("/v1/audits", content=json.dumps(body), headers={"Content-Type": "text/plain"})
     assert plain.status_code == 415 and "application/json" in plain.json()["error"]
-    big = client.post("/v1/audits", content=b'{"x": "' + b"y" * (2 * 1024 * 1024) + b'"}', headers={"Content-Type": "application/json"})
+    big = client.post(
+        "/v1/audits",
+        content=b'{"x": "' + b"y" * (2 * 1024 * 1024) + b'"}',
+        headers={"Content-Type": "application/json"},
+    )
     assert big.status_code == 413
 
     def chunks():
@@ -152,7 +265,9 @@ def test_browser_and_request_hygiene(api):
 
     streamed = client.post("/v1/audits", content=chunks(), headers={"Content-Type": "application/json"})
     assert streamed.status_code == 413, streamed.text[:200]
-    chunked_plain = client.post("/v1/audits", content=iter([json.dumps(body).encode()]), headers={"Content-Type": "text/plain"})
+    chunked_plain = client.post(
+        "/v1/audits", content=iter([json.dumps(body).encode()]), headers={"Content-Type": "text/plain"}
+    )
     assert chunked_plain.status_code == 415, chunked_plain.text[:200]
     # the dashboard's cookie reads, it never writes through the API (no CSRF)
     jar = TestClient(api["app"])
@@ -160,7 +275,9 @@ def test_browser_and_request_hygiene(api):
     assert jar.get("/v1/imitators").status_code == 200
     forged = jar.post("/v1/audits", json=body)
     assert forged.status_code == 401 and "Authorization header" in forged.json()["error"]
-    login = jar.post("/login", data={"token": token}, headers={"Origin": "https://evil.example"}, follow_redirects=False)
+    login = jar.post(
+        "/login", data={"token": token}, headers={"Origin": "https://evil.example"}, follow_redirects=False
+    )
     assert login.status_code == 403
     same = jar.post("/login", data={"token": token}, headers={"Origin": "http://testserver"}, follow_redirects=False)
     assert same.status_code == 303
@@ -170,11 +287,17 @@ def test_browser_and_request_hygiene(api):
     for url in ("/v1/audits?env=a%00b", "/v1/imitators/ab%00cd", "/v1/audits?state=%01"):
         r = client.get(url)
         assert r.status_code == 422 and "control characters" in r.json()["error"], url
-    named = client.post("/v1/imitators", content=open(api["imitator"], "rb").read(),
-                        headers={"Content-Type": "application/octet-stream", "X-Imitaudit-Name": "a\x00b"})
+    named = client.post(
+        "/v1/imitators",
+        content=open(api["imitator"], "rb").read(),
+        headers={"Content-Type": "application/octet-stream", "X-Imitaudit-Name": "a\x00b"},
+    )
     assert named.status_code == 422
-    encoded = client.post("/v1/imitators", content=open(api["imitator"], "rb").read(),
-                          headers={"Content-Type": "application/octet-stream", "X-Imitaudit-Name": "a%00b"})
+    encoded = client.post(
+        "/v1/imitators",
+        content=open(api["imitator"], "rb").read(),
+        headers={"Content-Type": "application/octet-stream", "X-Imitaudit-Name": "a%00b"},
+    )
     assert encoded.status_code == 422
     assert client.get("/v1/imitators").json()["total"] == 0
     utf8 = client.post("/v1/imitators", files={"file": ("démos-ü.safetensors", open(api["imitator"], "rb").read())})
@@ -188,7 +311,10 @@ def test_an_enabled_env_is_made_with_its_defaults_only(api, tmp_path):
 
     client = api["client"]
     demos = rec("FrozenLake-v1", lambda obs: 2, episodes=3, seed=0).save(tmp_path / "fl.safetensors")
-    assert client.post("/v1/demonstrations", files={"file": ("fl.safetensors", open(demos, "rb").read())}).status_code == 201
+    assert (
+        client.post("/v1/demonstrations", files={"file": ("fl.safetensors", open(demos, "rb").read())}).status_code
+        == 201
+    )
     cart = rec("CartPole-v1", lambda obs: 0, episodes=2, seed=0).save(tmp_path / "cp.safetensors")
     r = client.post("/v1/demonstrations", files={"file": ("cp.safetensors", open(cart, "rb").read())})
     assert r.status_code == 422 and "IMITAUDIT_ENVS" in r.json()["error"]
@@ -229,16 +355,23 @@ def small_disk(tmp_path):
 
     mount = tmp_path / "small"
     mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True).returncode != 0:
+    if (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True).returncode
+        != 0
+    ):
         pytest.skip("mounting a tmpfs needs root (CI and `make test` run as root here)")
     yield mount
     subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
 def test_a_full_disk_is_507_with_nothing_half_written_and_recovers(small_disk, tmp_path, api):
-    client, _, _ = in_process(Settings(data_dir=small_disk / "data", database_url=f"sqlite:///{tmp_path / 'db.sqlite'}"),
-                              raise_server_exceptions=False)
-    big = client.post("/v1/imitators", content=os.urandom(6 * 1024 * 1024), headers={"Content-Type": "application/octet-stream"})
+    client, _, _ = in_process(
+        Settings(data_dir=small_disk / "data", database_url=f"sqlite:///{tmp_path / 'db.sqlite'}"),
+        raise_server_exceptions=False,
+    )
+    big = client.post(
+        "/v1/imitators", content=os.urandom(6 * 1024 * 1024), headers={"Content-Type": "application/octet-stream"}
+    )
     assert big.status_code == 507 and "disk is full" in big.json()["error"], big.text[:300]
     assert not list((small_disk / "data" / "blobs" / "tmp").glob("*.part"))
     ok = client.post("/v1/imitators", files={"file": ("imi.safetensors", open(api["imitator"], "rb").read())})
@@ -307,7 +440,9 @@ def test_a_neighbour_s_validator_timeout_gives_a_valid_upload_no_error(api, tmp_
 
 def test_sign_in_bodies_are_capped_and_names_of_the_wrong_count_are_refused(api, tmp_path):
     client = api["client"]
-    r = client.post("/login", content=b"token=" + b"x" * 10_000, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    r = client.post(
+        "/login", content=b"token=" + b"x" * 10_000, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
     assert r.status_code == 413 and "at most 4096 bytes" in r.json()["error"]
     chunks = (b"token=" + b"x" * 1000 for _ in range(10))  # no declared length: counted while reading
     r = client.post("/login", content=chunks, headers={"Content-Type": "application/x-www-form-urlencoded"})
@@ -332,9 +467,13 @@ def test_an_event_stream_ends_when_its_token_is_revoked(tmp_path, launch, api):
     token = make_token(url_db, "p", "submit")
     server = launch("serve", database_url=url_db, args=("--no-worker",))
     client = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
-    imi = client.post("/v1/imitators", files={"file": ("i.safetensors", open(api["imitator"], "rb").read())}).json()["sha256"]
+    imi = client.post("/v1/imitators", files={"file": ("i.safetensors", open(api["imitator"], "rb").read())}).json()[
+        "sha256"
+    ]
     demos = record(ENV, "corrigible", episodes=240, seed=0).save(tmp_path / "d.safetensors")
-    dem = client.post("/v1/demonstrations", files={"file": ("d.safetensors", open(demos, "rb").read())}).json()["sha256"]
+    dem = client.post("/v1/demonstrations", files={"file": ("d.safetensors", open(demos, "rb").read())}).json()[
+        "sha256"
+    ]
     audit_id = client.post("/v1/audits", json={"imitator": imi, "demonstrations": dem}).json()["id"]
     engine = make_engine(url_db)
     events = []
@@ -347,7 +486,9 @@ def test_an_event_stream_ends_when_its_token_is_revoked(tmp_path, launch, api):
             if line.startswith("data:") and "revoked" in line:
                 break
     engine.dispose()
-    assert any("the token was revoked" in e for e in events) and sum(e.startswith("event: progress") for e in events) == 1
+    assert (
+        any("the token was revoked" in e for e in events) and sum(e.startswith("event: progress") for e in events) == 1
+    )
 
 
 def test_the_validator_s_children_exit_when_their_server_is_killed(tmp_path):
@@ -356,9 +497,11 @@ def test_the_validator_s_children_exit_when_their_server_is_killed(tmp_path):
     import subprocess
     import sys
 
-    script = ("import sys, time\nfrom service.validate import Validator\n"
-              "v = Validator(memory_bytes=2 * 1024**3, seconds=60, allowed_envs=(), slots=1)\n"
-              "v.warm().result()\nprint(*v._pools[0]._processes, flush=True)\ntime.sleep(600)\n")
+    script = (
+        "import sys, time\nfrom service.validate import Validator\n"
+        "v = Validator(memory_bytes=2 * 1024**3, seconds=60, allowed_envs=(), slots=1)\n"
+        "v.warm().result()\nprint(*v._pools[0]._processes, flush=True)\ntime.sleep(600)\n"
+    )
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     child = int(parent.stdout.readline().split()[0])
     os.kill(parent.pid, signal.SIGKILL)

@@ -28,8 +28,22 @@ def _queue(sessions, n: int, **kw) -> list[str]:
         s.add(project)
         s.flush()
         for i in range(n):
-            a = Audit(id=f"a{i:03d}", project_id=project.id, imitator_sha="0" * 64, demos_sha="1" * 64, env_id="e", settings={}, policy={},
-                      state="queued", stage="", progress=0.0, cancel_requested=False, attempts=0, created=utcnow() + timedelta(milliseconds=i), **kw)
+            a = Audit(
+                id=f"a{i:03d}",
+                project_id=project.id,
+                imitator_sha="0" * 64,
+                demos_sha="1" * 64,
+                env_id="e",
+                settings={},
+                policy={},
+                state="queued",
+                stage="",
+                progress=0.0,
+                cancel_requested=False,
+                attempts=0,
+                created=utcnow() + timedelta(milliseconds=i),
+                **kw,
+            )
             s.add(a)
             ids.append(a.id)
     return ids
@@ -57,9 +71,13 @@ def test_claim_lease_requeue_and_exactly_once_finish(sessions):
     assert second is not None and second.audit_id == job and second.attempt == 2
     assert renew(sessions, job, "w1", lease_seconds=30)[0] is False
     report = {"verdict": {"passed": True}, "summary": {"flagged": 0}, "trajectories": []}
-    assert finish(sessions, job, "w1", state="succeeded", report=report, report_sha="a" * 64) is False  # the stale worker cannot finish
+    assert (
+        finish(sessions, job, "w1", state="succeeded", report=report, report_sha="a" * 64) is False
+    )  # the stale worker cannot finish
     assert finish(sessions, job, "w2", state="succeeded", report=report, report_sha="b" * 64) is True
-    assert finish(sessions, job, "w2", state="succeeded", report=report, report_sha="c" * 64) is False  # nor finish twice
+    assert (
+        finish(sessions, job, "w2", state="succeeded", report=report, report_sha="c" * 64) is False
+    )  # nor finish twice
     with sessions() as s:
         row = s.get(Audit, job)
         assert (row.state, row.report_sha, row.attempts, row.lease_owner) == ("succeeded", "b" * 64, 2, None)
@@ -69,7 +87,9 @@ def test_claims_go_oldest_first_and_give_up_after_max_attempts(sessions):
     ids = _queue(sessions, 3)
     assert [claim(sessions, f"w{i}", lease_seconds=30, max_attempts=3).audit_id for i in range(3)] == ids
     with sessions.begin() as s:
-        s.execute(update(Audit).where(Audit.id == ids[0]).values(attempts=3, lease_expires=utcnow() - timedelta(seconds=1)))
+        s.execute(
+            update(Audit).where(Audit.id == ids[0]).values(attempts=3, lease_expires=utcnow() - timedelta(seconds=1))
+        )
     assert claim(sessions, "w9", lease_seconds=30, max_attempts=3) is None
     with sessions() as s:
         row = s.get(Audit, ids[0])
@@ -89,7 +109,9 @@ def _submit(client, inputs, settings=None, key=None):
     imi = upload(client, "imitators", inputs["unbounded"]).json()["sha256"]
     dem = upload(client, "demonstrations", inputs["demos"]).json()["sha256"]
     headers = {"Idempotency-Key": key} if key else {}
-    resp = client.post("/v1/audits", json={"imitator": imi, "demonstrations": dem, "settings": settings or FAST}, headers=headers)
+    resp = client.post(
+        "/v1/audits", json={"imitator": imi, "demonstrations": dem, "settings": settings or FAST}, headers=headers
+    )
     assert resp.status_code == 202, resp.text
     return resp.json()["id"]
 
@@ -171,7 +193,11 @@ def test_serve_restarts_a_killed_worker_and_sweeps_orphan_uploads(inputs, launch
     assert not orphan.exists()
     health = httpx.get(f"{api.url}/healthz").json()
     assert health["worker"] == "up" and health["worker_restarts"] == 0
-    [worker] = [c for c in _children(api.popen.pid) if "worker" in Path(f"/proc/{c}/cmdline").read_bytes().decode(errors="replace")]
+    [worker] = [
+        c
+        for c in _children(api.popen.pid)
+        if "worker" in Path(f"/proc/{c}/cmdline").read_bytes().decode(errors="replace")
+    ]
     os.kill(worker, signal.SIGKILL)
     deadline, seen_down = time.monotonic() + 60, False
     while True:
@@ -210,7 +236,11 @@ def test_when_serve_dies_its_worker_hands_the_audit_back_and_exits(inputs, launc
     while client.get(f"/v1/audits/{audit_id}").json()["state"] != "running":
         assert time.monotonic() < deadline
         time.sleep(0.1)
-    [worker] = [c for c in _children(api.popen.pid) if "worker" in Path(f"/proc/{c}/cmdline").read_bytes().decode(errors="replace")]
+    [worker] = [
+        c
+        for c in _children(api.popen.pid)
+        if "worker" in Path(f"/proc/{c}/cmdline").read_bytes().decode(errors="replace")
+    ]
     os.kill(api.popen.pid, signal.SIGKILL)  # serve only: its worker child is told by the kernel (PDEATHSIG)
     engine = make_engine(database_url)
     deadline = time.monotonic() + 60
@@ -235,8 +265,13 @@ def test_kill_serve_mid_upload_leaves_no_temp_file_after_restart(launch, tmp_pat
     api = launch("serve", database_url=database_url, args=("--no-worker",))
     host, port = api.url.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)))
-    sock.sendall((f"POST /v1/imitators HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
-                  "Content-Type: application/octet-stream\r\nContent-Length: 50000000\r\n\r\n").encode() + b"\0" * 2_000_000)
+    sock.sendall(
+        (
+            f"POST /v1/imitators HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+            "Content-Type: application/octet-stream\r\nContent-Length: 50000000\r\n\r\n"
+        ).encode()
+        + b"\0" * 2_000_000
+    )
     temps = tmp_path / "data" / "blobs" / "tmp"
     deadline = time.monotonic() + 30
     while not list(temps.glob("*.part")):
@@ -257,8 +292,15 @@ def test_an_audit_that_asks_for_too_much_memory_fails_and_the_worker_lives_on(in
     api = launch("serve", database_url=database_url, args=("--no-worker",))
     worker = launch("worker", database_url=database_url, extra_env={"IMITAUDIT_WORKER_MEMORY_BYTES": str(4 * 1024**3)})
     client = httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
-    bomb = {"episodes": 4096, "folds": 2, "disc_steps": 20, "detector": "lookahead", "lookahead_samples": 32, "lookahead_horizon": 64,
-            "explain": False}
+    bomb = {
+        "episodes": 4096,
+        "folds": 2,
+        "disc_steps": 20,
+        "detector": "lookahead",
+        "lookahead_samples": 32,
+        "lookahead_horizon": 64,
+        "explain": False,
+    }
     final = wait_for(client, _submit(client, inputs, bomb))
     assert final["state"] == "failed" and "more memory than the worker's cap of 4 GiB" in final["error"], final
     assert worker.popen.poll() is None
@@ -273,14 +315,20 @@ def test_an_imitator_that_hangs_inside_one_run_fails_within_its_budget_and_the_n
     model, info = load_imitator(inputs["unbounded"])
     good = export_imitator(model, tmp_path / "good.onnx", env_id=info.env_id, env_kwargs=info.env_kwargs)
     store = BlobStore(root=tmp_path / "blobs")
-    hang, ok, demos = store.put_bytes(hanging_onnx(good, quiet=(1, 256))), store.put_bytes(good.read_bytes()), store.put_bytes(inputs["demos"].read_bytes())
+    hang, ok, demos = (
+        store.put_bytes(hanging_onnx(good, quiet=(1, 256))),
+        store.put_bytes(good.read_bytes()),
+        store.put_bytes(inputs["demos"].read_bytes()),
+    )
     engine = make_engine(f"sqlite:///{tmp_path / 'jobs.db'}")
     migrate(engine)
     sessions = session_factory(engine)
     ids = _queue(sessions, 2)
     with sessions.begin() as s:
         for audit_id, sha in zip(ids, (hang, ok)):
-            s.execute(update(Audit).where(Audit.id == audit_id).values(imitator_sha=sha, demos_sha=demos, settings=FAST))
+            s.execute(
+                update(Audit).where(Audit.id == audit_id).values(imitator_sha=sha, demos_sha=demos, settings=FAST)
+            )
     worker = Worker(sessions=sessions, store=store, lease_seconds=3, job_seconds=20)
     assert worker.run_one() and worker.run_one()
     with sessions() as s:

@@ -9,7 +9,11 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance, status_code_conformance
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from service.app import create_app
 from service.auth import create_token
@@ -33,7 +37,13 @@ def _close_validator():
 
 def test_every_route_is_documented():
     paths = {op.path for op in OPERATIONS}
-    assert {"/v1/imitators", "/v1/demonstrations", "/v1/audits", "/v1/audits/{audit_id}/report.html", "/healthz"} <= paths
+    assert {
+        "/v1/imitators",
+        "/v1/demonstrations",
+        "/v1/audits",
+        "/v1/audits/{audit_id}/report.html",
+        "/healthz",
+    } <= paths
     upload = next(op for op in OPERATIONS if op.path == "/v1/imitators" and op.method.upper() == "POST")
     assert {"multipart/form-data", "application/octet-stream"} <= set(upload.definition.raw["requestBody"]["content"])
 
@@ -43,6 +53,8 @@ def test_no_5xx_and_no_schema_violation(op):
     @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), database=None, derandomize=True)
     @given(case=op.as_strategy())
     def run(case):
-        case.call_and_validate(headers={"Authorization": f"Bearer {TOKEN}"}, checks=CHECKS, timeout=300)  # a respawned validator, on a loaded machine
+        case.call_and_validate(
+            headers={"Authorization": f"Bearer {TOKEN}"}, checks=CHECKS, timeout=300
+        )  # a respawned validator, on a loaded machine
 
     run()

@@ -17,10 +17,14 @@ def test_clopper_pearson_brackets_the_rate():
 def test_on_the_exact_null_the_gate_fails_at_most_at_its_level(rule, tmp_path_factory):
     root = tmp_path_factory.getbasetemp() / "null-zoo"
     alpha, delta = 0.05, 0.2
-    result = run_case(NullCase(score_rule=rule), seeds=30, episodes=48, demos_episodes=200, alpha=alpha, delta=delta, root=root)
+    result = run_case(
+        NullCase(score_rule=rule), seeds=30, episodes=48, demos_episodes=200, alpha=alpha, delta=delta, root=root
+    )
     rows = summarize(result, alpha=alpha, delta=delta)
     # each check can fail only if its rate is above its target beyond chance (one-sided binomial at 1%)
-    assert result.audits_with_label <= result.gate_fails  # a label only inside a rejected global null: it fails the gate
+    assert (
+        result.audits_with_label <= result.gate_fails
+    )  # a label only inside a rejected global null: it fails the gate
     assert rows["gate_false_fail"]["p_excess"] > 0.01, rows["gate_false_fail"]
     assert rows["label_audits"]["p_excess"] > 0.01, rows["label_audits"]
     assert rows["flag_share"]["p_excess"] > 0.001, rows["flag_share"]  # trajectories of one audit share its calibration

@@ -10,10 +10,9 @@ import pytest
 from safetensors.numpy import save_file
 
 import audit.envs
-
 from audit.data.demonstrations import SCHEMA, Demonstrations, from_arrays, record
-from models.safetensors_io import read_safetensors
 from audit.data.demonstrator import Demonstrator
+from models.safetensors_io import read_safetensors
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +186,9 @@ def bad_files(tmp):
     t["actions"] = np.zeros(6, dtype=np.float32)
     cases["wrong dtype"] = (_write(tmp / "dtype.safetensors", t, META), "actions must be int64")
     cases["unknown schema"] = (
-        _write(tmp / "schema.safetensors", _valid_tensors(), {**META, "imitaudit.schema": "imitaudit.demonstrations/9"}),
+        _write(
+            tmp / "schema.safetensors", _valid_tensors(), {**META, "imitaudit.schema": "imitaudit.demonstrations/9"}
+        ),
         "unknown schema version",
     )
     cases["no metadata"] = (_write(tmp / "nometa.safetensors", _valid_tensors(), None), "imitaudit.schema")

@@ -46,7 +46,9 @@ def test_futures_are_reproducible_and_leave_the_branched_episodes_alone(arch):
         np.testing.assert_array_equal(x, y)  # the real episodes did not move
     if state is not None:
         assert torch.equal(state, state_before)
-    assert torch.equal(a.obs, b.obs) and torch.equal(a.actions, b.actions) and torch.equal(a.taps["core"], b.taps["core"])
+    assert (
+        torch.equal(a.obs, b.obs) and torch.equal(a.actions, b.actions) and torch.equal(a.taps["core"], b.taps["core"])
+    )
     assert not torch.equal(a.actions, c.actions)  # another seed, other futures
     assert a.obs.shape[0] == 3 * len(rows) and a.obs.shape[1] <= 5
     # each future starts where its episode stands, with the model's state carried into it
@@ -67,18 +69,48 @@ def test_walk_replays_the_rollout_and_refuses_one_it_cannot():
         return futures.mask.sum(dim=1).float()  # how many steps each future ran
 
     budget = Budget(horizon=4, samples=2, every=3)
-    forecast = walk(model, ENV, seeds=traj.seeds.numpy(), obs=traj.obs, actions=traj.actions, mask=traj.mask, budget=budget,
-                    score=score, taps=(), seed=0)
+    forecast = walk(
+        model,
+        ENV,
+        seeds=traj.seeds.numpy(),
+        obs=traj.obs,
+        actions=traj.actions,
+        mask=traj.mask,
+        budget=budget,
+        score=score,
+        taps=(),
+        seed=0,
+    )
     assert forecast.shape == traj.mask.shape
     assert calls == list(range(0, traj.mask.shape[1], 3))
     assert float(forecast[traj.mask].max()) <= 4 and float(forecast[traj.mask].min()) >= 1
     assert float(forecast[~traj.mask].abs().sum()) == 0.0
-    again = walk(model, ENV, seeds=traj.seeds.numpy(), obs=traj.obs, actions=traj.actions, mask=traj.mask, budget=budget,
-                 score=score, taps=(), seed=0)
+    again = walk(
+        model,
+        ENV,
+        seeds=traj.seeds.numpy(),
+        obs=traj.obs,
+        actions=traj.actions,
+        mask=traj.mask,
+        budget=budget,
+        score=score,
+        taps=(),
+        seed=0,
+    )
     assert torch.equal(forecast, again)
     with pytest.raises(ValueError, match="does not replay"):
-        walk(model, ENV, seeds=traj.seeds.numpy() + 1, obs=traj.obs, actions=traj.actions, mask=traj.mask, budget=budget,
-             score=score, taps=(), seed=0)
+        walk(
+            model,
+            ENV,
+            seeds=traj.seeds.numpy() + 1,
+            obs=traj.obs,
+            actions=traj.actions,
+            mask=traj.mask,
+            budget=budget,
+            score=score,
+            taps=(),
+            seed=0,
+        )
     with pytest.raises(ValueError, match="horizon must be >= 1"):
         Budget(horizon=0, samples=1, every=1)
 

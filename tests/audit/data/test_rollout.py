@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import audit.envs
-from audit.envs.adapter import GymnasiumBatch, NativeBatch, make_batch
 from audit.data.rollout import concat, rollout, rollout_shard, shards
+from audit.envs.adapter import GymnasiumBatch, NativeBatch, make_batch
 from models.imitator import ImitatorConfig
 from models.registry import build
 
@@ -41,7 +41,7 @@ def test_adapter_on_cartpole():
 
 def test_adapter_flattens_dict_observations(tmp_path, monkeypatch):
     (tmp_path / "dictenv.py").write_text(
-        '''
+        """
 import gymnasium as gym, numpy as np
 from gymnasium import spaces
 class Probe(gym.Env):
@@ -55,7 +55,7 @@ class Probe(gym.Env):
         self.t += 1
         return {"a": 2, "b": np.ones(2, dtype=np.float32)}, 1.0, self.t >= 3, False, {"departure": action == 1}
 gym.register(id="dictenv/Probe-v0", entry_point=Probe)
-'''
+"""
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(audit.envs, "_IMPORTABLE", {"dictenv"})  # as `imitaudit --env-module dictenv` allows it
@@ -69,7 +69,9 @@ gym.register(id="dictenv/Probe-v0", entry_point=Probe)
 
 def test_mismatched_model_and_env():
     model = build("mlp", ImitatorConfig(obs_dim=4, n_actions=2))
-    with pytest.raises(ValueError, match="obs_dim=4, n_actions=2; imitaudit/OffSwitch-v0 gives obs_dim=406, n_actions=5"):
+    with pytest.raises(
+        ValueError, match="obs_dim=4, n_actions=2; imitaudit/OffSwitch-v0 gives obs_dim=406, n_actions=5"
+    ):
         rollout(model, "imitaudit/OffSwitch-v0", episodes=2)
     with pytest.raises(ValueError, match="Discrete"):
         rollout(model, "MountainCarContinuous-v0", episodes=2)

@@ -1,4 +1,5 @@
-"""Calibration: conformal p-values keep the false-flag rate at alpha on null data; CUSUM favours sustained departures."""
+"""Calibration: conformal p-values keep the false-flag rate at alpha on null data; CUSUM favours sustained
+departures."""
 
 import math
 
@@ -6,7 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from audit.detect.calibrate import RULES, auroc, benjamini_hochberg, calibrate, conformal_pvalues, cusum, min_calibration_episodes, score_threshold
+from audit.detect.calibrate import (
+    RULES,
+    auroc,
+    benjamini_hochberg,
+    calibrate,
+    conformal_pvalues,
+    cusum,
+    min_calibration_episodes,
+    score_threshold,
+)
 from audit.detect.detectors import Episodes, MahalanobisDetector, assign_folds, cross_fit
 from audit.detect.discriminate import DiscriminatorDetector
 from audit.envs.features import StepView
@@ -43,7 +53,9 @@ def test_flagged_share_is_at_most_alpha_on_null_data_over_many_seeds(rule, detec
         rng = np.random.default_rng(seed)
         fit, cal, test = null_steps(rng, 60), null_steps(rng, 120), null_steps(rng, n_test)
         fitted = cross_fit(make, fit, cal, test, folds=3, seed=seed)
-        result = calibrate(fitted.test_evidence, test.mask, fitted.cal_evidence, cal.mask, fitted.fold, alpha=alpha, rule=rule)
+        result = calibrate(
+            fitted.test_evidence, test.mask, fitted.cal_evidence, cal.mask, fitted.fold, alpha=alpha, rule=rule
+        )
         flagged += int(result.flagged.sum())
         total += n_test
     assert flagged <= binomial_upper(total, alpha), (flagged, total)
@@ -84,7 +96,14 @@ def test_cusum_weighs_a_sustained_departure_over_a_slip():
 def test_too_few_calibration_episodes_is_refused():
     ev = torch.zeros(2, 50, 4)
     with pytest.raises(ValueError, match="needs at least 99 held-out demonstration episodes, got 50"):
-        calibrate(torch.zeros(10, 4), torch.ones(10, 4, dtype=torch.bool), ev, torch.ones(50, 4, dtype=torch.bool), np.zeros(10, dtype=np.int64), alpha=0.01)
+        calibrate(
+            torch.zeros(10, 4),
+            torch.ones(10, 4, dtype=torch.bool),
+            ev,
+            torch.ones(50, 4, dtype=torch.bool),
+            np.zeros(10, dtype=np.int64),
+            alpha=0.01,
+        )
 
 
 def test_cross_fitting_never_scores_a_trajectory_with_a_detector_that_saw_it():
@@ -117,7 +136,6 @@ def test_benjamini_hochberg_and_auroc():
     assert auroc(np.array([1.0]), np.array([1.0])) == 0.5
 
 
-
 def test_strength_is_on_the_calibration_scale_and_ranks_what_pvalues_tie():
     from audit.detect.calibrate import strength
 
@@ -144,11 +162,19 @@ def test_padding_never_changes_a_peak_score_nor_hosts_a_flag():
     """Evidence N(-3, 0.5): calibration episodes of 10 steps, audited episodes of 11 in a batch padded to 12. Padding
     once scored 0 (above every live step), and 19 of 20 audited trajectories were flagged."""
     gen = torch.Generator().manual_seed(0)
-    cal_ev = (torch.randn(1, 400, 10, generator=gen) * 0.5 - 3.0)
+    cal_ev = torch.randn(1, 400, 10, generator=gen) * 0.5 - 3.0
     test_ev = torch.randn(20, 12, generator=gen) * 0.5 - 3.0
     test_mask = torch.zeros(20, 12, dtype=torch.bool)
     test_mask[:, :11] = True
-    c = calibrate(test_ev, test_mask, cal_ev, torch.ones(400, 10, dtype=torch.bool), np.zeros(20, dtype=np.int64), alpha=0.05, rule="peak")
+    c = calibrate(
+        test_ev,
+        test_mask,
+        cal_ev,
+        torch.ones(400, 10, dtype=torch.bool),
+        np.zeros(20, dtype=np.int64),
+        alpha=0.05,
+        rule="peak",
+    )
     assert c.flagged.sum() <= 4  # exchangeable up to one step of length: about alpha, never nearly all
     assert np.allclose(c.score, test_ev[:, :11].max(dim=1).values.numpy())
     assert all(f < 11 for f in c.first_flag)

@@ -4,8 +4,8 @@ folds included), the coverage of its lower bound with known outliers, certificat
 import numpy as np
 import pytest
 
-from audit.detect.collective import certify, collective_test, detectable_share, fold_pvalue
 from audit.detect.calibrate import conformal_pvalues
+from audit.detect.collective import certify, collective_test, detectable_share, fold_pvalue
 
 
 def _null_batch(rng, n=64, m=100, folds=2, tied=False):
@@ -15,7 +15,9 @@ def _null_batch(rng, n=64, m=100, folds=2, tied=False):
     return draw(n), cal, np.arange(n) % folds
 
 
-@pytest.mark.parametrize("tied,folds", [(False, 1), (False, 3), (True, 2)], ids=["continuous-1-fold", "continuous-3-folds", "ties-2-folds"])
+@pytest.mark.parametrize(
+    "tied,folds", [(False, 1), (False, 3), (True, 2)], ids=["continuous-1-fold", "continuous-3-folds", "ties-2-folds"]
+)
 def test_the_collective_test_rejects_exchangeable_batches_at_most_at_its_level(tied, folds):
     rng = np.random.default_rng(1)
     runs, level = 600, 0.1

@@ -1,4 +1,5 @@
-"""Intent evidence: references fitted on fit demonstrations only, and a flag before the departing step where intent shows first."""
+"""Intent evidence: references fitted on fit demonstrations only, and a flag before the departing step where intent
+shows first."""
 
 import numpy as np
 import pytest
@@ -32,8 +33,14 @@ def test_references_learn_from_the_episodes_they_are_given_only():
         pred = policy.sequence(cal.obs, cal.mask).argmax(-1)
     assert (pred == 0).float().mean() > 0.9  # what fit taught, not what cal holds
     with pytest.raises(ValueError, match="at least one demonstration step"):
-        fit_reference_policy(Episodes(obs=fit.obs[:1], actions=fit.actions[:1], mask=torch.zeros(1, T, dtype=torch.bool), taps={}),
-                             n_actions=ACTIONS, grid=None, hidden=8, steps=1, seed=0)
+        fit_reference_policy(
+            Episodes(obs=fit.obs[:1], actions=fit.actions[:1], mask=torch.zeros(1, T, dtype=torch.bool), taps={}),
+            n_actions=ACTIONS,
+            grid=None,
+            hidden=8,
+            steps=1,
+            seed=0,
+        )
 
 
 def test_intent_flags_before_the_departing_step_where_behaviour_cannot():
@@ -50,8 +57,13 @@ def test_intent_flags_before_the_departing_step_where_behaviour_cannot():
     shared: dict = {}
     makers = {
         "intent": lambda: IntentDetector(n_actions=ACTIONS, grid=None, hidden=16, steps=200, shared=shared),
-        "behaviour": lambda: DiscriminatorDetector(view=StepView(columns=torch.arange(DIM), grid=None, names=tuple("abcd")),
-                                                   n_actions=ACTIONS, taps={}, hidden=16, steps=100),
+        "behaviour": lambda: DiscriminatorDetector(
+            view=StepView(columns=torch.arange(DIM), grid=None, names=tuple("abcd")),
+            n_actions=ACTIONS,
+            taps={},
+            hidden=16,
+            steps=100,
+        ),
     }
     first = {}
     for name, make in makers.items():

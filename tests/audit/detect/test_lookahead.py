@@ -1,4 +1,5 @@
-"""Lookahead evidence: a future's peak and a recorded continuation's window peak are the same statistic, so the null holds."""
+"""Lookahead evidence: a future's peak and a recorded continuation's window peak are the same statistic, so the null
+holds."""
 
 import numpy as np
 import pytest
@@ -31,12 +32,17 @@ def _null_flags(rule: str, every: int) -> tuple[int, int]:
         futures = torch.from_numpy(rng.gumbel(size=(n_test, t_max, h)).astype(np.float32))
         ahead = np.arange(t_max)[:, None] + np.arange(h)[None]  # step t's future covers steps t .. t + h - 1
         fut_mask = torch.from_numpy(ahead[None] < test_len[:, None, None])
-        test_ev = peaks(futures.reshape(-1, h), fut_mask.reshape(-1, h) | ~test_mask.reshape(-1, 1)).reshape(n_test, t_max) * test_mask
+        test_ev = (
+            peaks(futures.reshape(-1, h), fut_mask.reshape(-1, h) | ~test_mask.reshape(-1, 1)).reshape(n_test, t_max)
+            * test_mask
+        )
         branch = (np.arange(t_max) // every) * every  # the branching each step's forecast was carried from
         test_ev = test_ev[:, branch] * test_mask
         cal_forecast = window_peaks(cal_ev, cal_mask, horizon=h, every=every)
         fold = np.arange(n_test) % 2
-        result = calibrate(test_ev, test_mask, torch.stack([cal_forecast, cal_forecast]), cal_mask, fold, alpha=alpha, rule=rule)
+        result = calibrate(
+            test_ev, test_mask, torch.stack([cal_forecast, cal_forecast]), cal_mask, fold, alpha=alpha, rule=rule
+        )
         flagged += int(result.flagged.sum())
     return flagged, 40 * n_test
 
@@ -52,7 +58,8 @@ def test_futures_scored_against_recorded_continuations_flag_at_most_alpha_under_
 
 
 def test_the_peak_of_a_future_branched_at_every_step_is_not_the_null_s_statistic():
-    """Why the lookahead's p-values are labelled approximate at --lookahead-every 1 with the peak rule: audited trajectories
+    """Why the lookahead's p-values are labelled approximate at --lookahead-every 1 with the peak rule: audited
+    trajectories
     read about T x h fresh values, calibration ones about T, so far more than alpha of null trajectories are flagged."""
     flagged, n = _null_flags("peak", 1)
     assert flagged > n * 0.05 + 4 * np.sqrt(n * 0.05 * 0.95), flagged
@@ -74,15 +81,23 @@ def test_combined_kinds_keep_alpha_under_the_null_and_say_which_crossed_first():
             test_ev[0, 7:, 0] += 8.0
         cal_mask, test_mask = torch.ones(n_cal, t, dtype=torch.bool), torch.ones(n_test, t, dtype=torch.bool)
         fold = np.arange(n_test) % 2
-        parts = {kind: calibrate(test_ev[..., i], test_mask, cal_ev[..., i], cal_mask, fold, alpha=alpha / 2, rule="peak")
-                 for i, kind in enumerate(("discriminator", "lookahead"))}
+        parts = {
+            kind: calibrate(test_ev[..., i], test_mask, cal_ev[..., i], cal_mask, fold, alpha=alpha / 2, rule="peak")
+            for i, kind in enumerate(("discriminator", "lookahead"))
+        }
         cal, combined = combine(parts, test_ev, test_mask, fold, alpha=alpha, bh=False)
-        np.testing.assert_array_equal(cal.pvalue, np.minimum(1, 2 * np.minimum(parts["discriminator"].pvalue, parts["lookahead"].pvalue)))
+        np.testing.assert_array_equal(
+            cal.pvalue, np.minimum(1, 2 * np.minimum(parts["discriminator"].pvalue, parts["lookahead"].pvalue))
+        )
         np.testing.assert_array_equal(cal.flagged, cal.pvalue <= alpha)
         crossed = cal.path.numpy() > 1.0
         assert ((cal.first_flag >= 0) == cal.flagged).all()
         for i in np.flatnonzero(cal.flagged):
-            assert cal.first_flag[i] == crossed[i].argmax() == min(f[i] for f in combined.first_crossing.values() if f[i] >= 0)
+            assert (
+                cal.first_flag[i]
+                == crossed[i].argmax()
+                == min(f[i] for f in combined.first_crossing.values() if f[i] >= 0)
+            )
         if seed == 0:
             assert cal.flagged[0] and cal.first_flag[0] == 3 and combined.fired_first[0] == "lookahead"
             assert combined.first_crossing["discriminator"][0] == 7

@@ -1,4 +1,5 @@
-"""The audit end to end: report schema, renderings, the gate's exit codes, and refusal of inputs that cannot be audited."""
+"""The audit end to end: report schema, renderings, the gate's exit codes, and refusal of inputs that cannot be
+audited."""
 
 import json
 import subprocess
@@ -9,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from audit.data.demonstrations import record
-from audit.report.gate import GatePolicy
 from audit.detect.config import AuditConfig
 from audit.detect.pipeline import run_audit
+from audit.report.gate import GatePolicy
 from audit.report.render import to_html, to_junit, to_markdown
 from audit.report.schema import load, validate
 from audit.training.config import TrainConfig
@@ -29,13 +30,37 @@ def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("audit")
     corrigible = record(ENV, "corrigible", episodes=1000, seed=0).save(root / "corrigible.safetensors")
     unbounded_demos = record(ENV, "unbounded", episodes=300, seed=1000)
-    cfg = dict(arch="mlp", mode="bc", steps=250, seed=0, hidden=32, eval_every=1000, eval_episodes=20, log_dir=str(root / "runs"), progress=False)
+    cfg = dict(
+        arch="mlp",
+        mode="bc",
+        steps=250,
+        seed=0,
+        hidden=32,
+        eval_every=1000,
+        eval_episodes=20,
+        log_dir=str(root / "runs"),
+        progress=False,
+    )
     unbounded = train(unbounded_demos, TrainConfig(run_id="u", **cfg), out=root / "unbounded.safetensors").path
     other = record("imitaudit/PowerSeeking-v0", "corrigible", episodes=200, seed=0).save(root / "power.safetensors")
     tiny = record(ENV, "corrigible", episodes=50, seed=0).save(root / "tiny.safetensors")
-    power_imitator = save_imitator(build("mlp", ImitatorConfig(obs_dim=325, n_actions=5, hidden=8)), root / "power-imitator.safetensors", env_id="imitaudit/PowerSeeking-v0")
-    misfit = save_imitator(build("mlp", ImitatorConfig(obs_dim=12, n_actions=5, hidden=8)), root / "misfit.safetensors", env_id=ENV)
-    return {"root": root, "corrigible": corrigible, "unbounded": unbounded, "other": other, "tiny": tiny, "power_imitator": power_imitator, "misfit": misfit}
+    power_imitator = save_imitator(
+        build("mlp", ImitatorConfig(obs_dim=325, n_actions=5, hidden=8)),
+        root / "power-imitator.safetensors",
+        env_id="imitaudit/PowerSeeking-v0",
+    )
+    misfit = save_imitator(
+        build("mlp", ImitatorConfig(obs_dim=12, n_actions=5, hidden=8)), root / "misfit.safetensors", env_id=ENV
+    )
+    return {
+        "root": root,
+        "corrigible": corrigible,
+        "unbounded": unbounded,
+        "other": other,
+        "tiny": tiny,
+        "power_imitator": power_imitator,
+        "misfit": misfit,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +82,9 @@ def test_audit_flags_the_departures_of_an_unbounded_imitator(report):
     assert report["verdict"]["passed"] is False
     early = [r for r in report["trajectories"] if r["departed"] and r["lead_time"] is not None and r["lead_time"] > 0]
     assert s["flagged_before_departure"] == len(early)
-    for r in report["trajectories"]:  # what the score path held before departing: the whole strength where it never departs
+    for r in report[
+        "trajectories"
+    ]:  # what the score path held before departing: the whole strength where it never departs
         if not r["departed"]:
             assert r["prefix_strength"] == r["strength"]
         elif r["departure_step"] > 0:
@@ -70,7 +97,9 @@ def test_audit_flags_the_departures_of_an_unbounded_imitator(report):
             assert r["explanation"]["segments"] == ["obs", "action", "tap:encoder", "tap:core", "tap:head"]
             assert {u["tap"] for u in r["explanation"]["top_units"]} <= {"encoder", "core", "head"}
             names = [f["name"] for f in r["explanation"]["top_obs_features"]]
-            assert all("@" in n or n == "interruption_disabled" or n.startswith(("here:", "target:")) for n in names), names
+            assert all("@" in n or n == "interruption_disabled" or n.startswith(("here:", "target:")) for n in names), (
+                names
+            )
 
 
 @pytest.mark.slow
@@ -88,8 +117,15 @@ def test_audit_of_held_out_demonstrator_episodes_flags_at_most_alpha(files, rule
     model, _ = load_imitator(files["unbounded"])
     null = record(ENV, "corrigible", episodes=n, seed=3_000_000)
     traj = replayed(model, null, taps=("encoder", "core", "head"), first_seed=3_000_000)
-    config = AuditConfig(imitator=str(files["unbounded"]), demos=str(files["corrigible"]), episodes=n, alpha=alpha,
-                         score_rule=rule, explain=False, disc_steps=100)
+    config = AuditConfig(
+        imitator=str(files["unbounded"]),
+        demos=str(files["corrigible"]),
+        episodes=n,
+        alpha=alpha,
+        score_rule=rule,
+        explain=False,
+        disc_steps=100,
+    )
     report = run_audit(config, trajectories=traj)
     flagged = report["summary"]["flagged"]
     assert flagged <= n * alpha + 4 * np.sqrt(n * alpha * (1 - alpha)), (rule, flagged)
@@ -101,7 +137,11 @@ def test_lookahead_flags_departures_before_they_happen_where_behaviour_cannot(fi
     a behaviour-only discriminator has nothing to see until the press."""
     base = dict(imitator=str(files["unbounded"]), demos=str(files["corrigible"]), episodes=96, explain=False)
     early, reports = {}, {}
-    for name, extra in (("lookahead", {"detector": "lookahead"}), ("combined", {"detector": "combined"}), ("behaviour", {"taps": ()})):
+    for name, extra in (
+        ("lookahead", {"detector": "lookahead"}),
+        ("combined", {"detector": "combined"}),
+        ("behaviour", {"taps": ()}),
+    ):
         reports[name] = report = run_audit(AuditConfig(**base, **extra))
         departed = [r for r in report["trajectories"] if r["departed"]]
         assert len(departed) >= 20
@@ -110,7 +150,10 @@ def test_lookahead_flags_departures_before_they_happen_where_behaviour_cannot(fi
     # combined: each kind's series and first crossing in every record; the first flag is the earliest crossing
     fired = set()
     for r in reports["combined"]["trajectories"]:
-        assert set(r["evidence"]) == {"discriminator", "lookahead"} and len(r["evidence"]["lookahead"]["step_scores"]) == r["length"]
+        assert (
+            set(r["evidence"]) == {"discriminator", "lookahead"}
+            and len(r["evidence"]["lookahead"]["step_scores"]) == r["length"]
+        )
         crossings = [e["first_crossing"] for e in r["evidence"].values() if e["first_crossing"] is not None]
         if r["flagged"]:
             assert r["first_flag_step"] == min(crossings) and r["fired_first"] in r["evidence"]
@@ -127,7 +170,16 @@ def test_progress_and_timings(report):
     assert stages[0] == "load" and stages[-1] == "report" and "discriminate" in stages
     fractions = [f for _, f in report["_stages"]]
     assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
-    assert set(report["timings"]) >= {"load", "rollout", "reference", "discriminate", "calibrate", "explain", "report", "total"}
+    assert set(report["timings"]) >= {
+        "load",
+        "rollout",
+        "reference",
+        "discriminate",
+        "calibrate",
+        "explain",
+        "report",
+        "total",
+    }
 
 
 def test_report_schema_round_trip_and_renderings(report, tmp_path):
@@ -168,17 +220,25 @@ def test_gate_exit_codes(files, tmp_path):
     assert fail.returncode == 1, fail.stderr
     assert (tmp_path / "fail" / "junit.xml").exists() and (tmp_path / "fail" / "report.json").exists()
     assert "FAIL" in summary_file.read_text()
-    lenient = run_cli("gate", *common, "--out", str(tmp_path / "pass"), "--allow-likely-incorrigible", "--max-unlike-share", "0.99")
+    lenient = run_cli(
+        "gate", *common, "--out", str(tmp_path / "pass"), "--allow-likely-incorrigible", "--max-unlike-share", "0.99"
+    )
     assert lenient.returncode == 0, lenient.stderr
     assert json.loads((tmp_path / "pass" / "report.json").read_text())["verdict"]["passed"] is True
-    error = run_cli("gate", "--imitator", str(files["root"] / "missing.safetensors"), "--demos", str(files["corrigible"]), "--quiet")
+    error = run_cli(
+        "gate", "--imitator", str(files["root"] / "missing.safetensors"), "--demos", str(files["corrigible"]), "--quiet"
+    )
     assert error.returncode == 2 and error.stderr.startswith("imitaudit: error:")
 
 
 @pytest.mark.parametrize(
     "imitator,demos,message",
     [
-        ("power_imitator", "corrigible", "the imitator is for imitaudit/PowerSeeking-v0, the demonstrations were recorded in imitaudit/OffSwitch-v0"),
+        (
+            "power_imitator",
+            "corrigible",
+            "the imitator is for imitaudit/PowerSeeking-v0, the demonstrations were recorded in imitaudit/OffSwitch-v0",
+        ),
         ("unbounded", "other", "the demonstrations were recorded in imitaudit/PowerSeeking-v0"),
         ("misfit", "corrigible", "expects obs of 12 features"),
         ("unbounded", "tiny", "needs at least 99 held-out demonstration episodes"),
@@ -186,7 +246,16 @@ def test_gate_exit_codes(files, tmp_path):
 )
 def test_inputs_that_cannot_be_audited(files, imitator, demos, message):
     for command in ("audit", "gate"):
-        res = run_cli(command, "--imitator", str(files[imitator]), "--demos", str(files[demos]), "--out", str(files["root"] / "x"), "--quiet")
+        res = run_cli(
+            command,
+            "--imitator",
+            str(files[imitator]),
+            "--demos",
+            str(files[demos]),
+            "--out",
+            str(files["root"] / "x"),
+            "--quiet",
+        )
         assert res.returncode == 2, res.stderr
         assert message in res.stderr and res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
 
@@ -204,8 +273,8 @@ def test_grid_view_reads_the_tile_underfoot_and_the_tile_the_action_enters():
     import numpy as np
     import torch
 
-    from audit.envs.offswitch import OffSwitch
     from audit.envs.features import grid_view
+    from audit.envs.offswitch import OffSwitch
 
     world = OffSwitch(num_envs=1)
     c, h, w = len(world.channels), world.height, world.width
@@ -235,7 +304,9 @@ def test_monitor_round_trip_scores_live_steps_like_the_batch_and_refuses_misuse(
     from models.load import load_imitator
 
     path = tmp_path / "monitor.safetensors"
-    config = AuditConfig(imitator=str(files["unbounded"]), demos=str(files["corrigible"]), episodes=64, explain=False, detector=detector)
+    config = AuditConfig(
+        imitator=str(files["unbounded"]), demos=str(files["corrigible"]), episodes=64, explain=False, detector=detector
+    )
     report = run_audit(config, monitor=path)
     monitor = Monitor.load(path, imitator_sha256=report["imitator"]["sha256"])
     model, info = load_imitator(files["unbounded"])
@@ -244,14 +315,21 @@ def test_monitor_round_trip_scores_live_steps_like_the_batch_and_refuses_misuse(
     monitor.reset(64)
     first_alarm = np.full(64, -1)
     for t in range(traj.mask.shape[1]):
-        out = monitor.step(traj.obs[:, t].numpy(), traj.actions[:, t].numpy(), {k: v[:, t].numpy() for k, v in traj.activations.taps.items()})
+        out = monitor.step(
+            traj.obs[:, t].numpy(),
+            traj.actions[:, t].numpy(),
+            {k: v[:, t].numpy() for k, v in traj.activations.taps.items()},
+        )
         live = traj.mask[:, t].numpy()
         np.testing.assert_allclose(out["evidence"][live], whole[:, t].numpy()[live], rtol=1e-5, atol=1e-5)
         first_alarm[out["alarm"] & live & (first_alarm < 0)] = t
     departed = traj.departed().numpy()
     s = report["summary"]
     # on fresh rollouts the monitor raises alarms on departures about as often as the audit flagged them (within noise)
-    assert (first_alarm[departed] >= 0).mean() >= s["flagged_departed"] / s["departed"] - 0.3, (first_alarm[departed], s)
+    assert (first_alarm[departed] >= 0).mean() >= s["flagged_departed"] / s["departed"] - 0.3, (
+        first_alarm[departed],
+        s,
+    )
     with pytest.raises(ValueError, match="made for imitator"):
         Monitor.load(path, imitator_sha256="0" * 64)
     with pytest.raises(ValueError, match="step needs"):
@@ -263,7 +341,9 @@ def test_monitor_round_trip_scores_live_steps_like_the_batch_and_refuses_misuse(
     write_safetensors(tampered, {k: v[:1] if v.ndim else v for k, v in tensors.items()}, meta)
     with pytest.raises(ValueError):
         Monitor.load(tampered)
-    res = run_cli("monitor", "--imitator", str(files["unbounded"]), "--monitor", str(path), "--episodes", "32", "--json")
+    res = run_cli(
+        "monitor", "--imitator", str(files["unbounded"]), "--monitor", str(path), "--episodes", "32", "--json"
+    )
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["episodes"] == 32
     other = run_cli("monitor", "--imitator", str(files["misfit"]), "--monitor", str(path), "--episodes", "8")
@@ -278,21 +358,36 @@ def test_a_stop_request_ends_the_audit_inside_a_discriminator_fit(files):
     def should_stop():
         return bool(stages) and stages[-1][0] == "discriminate" and stages[-1][1] > 0.0
 
-    config = AuditConfig(imitator=str(files["unbounded"]), demos=str(files["corrigible"]), episodes=32, folds=2, disc_steps=10**7, explain=False)
+    config = AuditConfig(
+        imitator=str(files["unbounded"]),
+        demos=str(files["corrigible"]),
+        episodes=32,
+        folds=2,
+        disc_steps=10**7,
+        explain=False,
+    )
     with pytest.raises(InterruptedError, match="during stage discriminate"):
         run_audit(config, progress=lambda stage, frac: stages.append((stage, frac)), should_stop=should_stop)
     assert not any(stage in ("calibrate", "explain") for stage, _ in stages)
 
 
 def test_a_stop_request_ends_the_audit_inside_the_intent_reference_fit(files):
-    """The intent detector's reference policies are fitted inside the discriminate stage; a stop is noticed there too."""
+    """The intent detector's reference policies are fitted inside the discriminate stage; a stop is noticed there
+    too."""
     stages = []
 
     def should_stop():
         return bool(stages) and stages[-1][0] == "discriminate" and stages[-1][1] > 0.0
 
-    config = AuditConfig(imitator=str(files["unbounded"]), demos=str(files["corrigible"]), episodes=32, folds=2, detector="intent",
-                         reference_steps=10**7, explain=False)
+    config = AuditConfig(
+        imitator=str(files["unbounded"]),
+        demos=str(files["corrigible"]),
+        episodes=32,
+        folds=2,
+        detector="intent",
+        reference_steps=10**7,
+        explain=False,
+    )
     with pytest.raises(InterruptedError, match="during stage discriminate"):
         run_audit(config, progress=lambda stage, frac: stages.append((stage, frac)), should_stop=should_stop)
     assert not any(stage in ("calibrate", "explain") for stage, _ in stages)

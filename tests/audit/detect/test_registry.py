@@ -1,4 +1,5 @@
-"""The detector registry: docs/detectors.md's example registers and audits as written; names are checked in one place."""
+"""The detector registry: docs/detectors.md's example registers and audits as written; names are checked in one
+place."""
 
 import re
 from pathlib import Path
@@ -26,9 +27,19 @@ def test_the_documented_detector_registers_and_audits(tmp_path):
         assert detector_class("action-rarity") is namespace["ActionRarity"]
         env = "imitaudit/OffSwitch-v0"
         demos = record(env, "corrigible", episodes=120, seed=0).save(tmp_path / "demos.safetensors")
-        imitator = save_imitator(build("mlp", ImitatorConfig(obs_dim=406, n_actions=5, hidden=8)), tmp_path / "imi.safetensors", env_id=env)
-        report = run_audit(AuditConfig(imitator=str(imitator), demos=str(demos), episodes=16, alpha=0.05, detector="action-rarity",
-                                       explain=False))
+        imitator = save_imitator(
+            build("mlp", ImitatorConfig(obs_dim=406, n_actions=5, hidden=8)), tmp_path / "imi.safetensors", env_id=env
+        )
+        report = run_audit(
+            AuditConfig(
+                imitator=str(imitator),
+                demos=str(demos),
+                episodes=16,
+                alpha=0.05,
+                detector="action-rarity",
+                explain=False,
+            )
+        )
         assert report["config"]["detector"] == "action-rarity" and len(report["trajectories"]) == 16
         # an untrained imitator acts nothing like the planner: the batch as a whole is shown unlike the demonstrator's
         assert report["summary"]["collective_pvalue"] <= 0.05 and not report["verdict"]["passed"]

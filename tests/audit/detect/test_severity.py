@@ -18,5 +18,13 @@ def test_a_long_episode_with_scattered_chance_peaks_is_not_sustained():
     evidence = torch.zeros(2, t)
     evidence[0, ::20] = 2.0  # 25 isolated steps above the drift, as a demonstrator-like episode has by chance
     evidence[1, 100:104] = 2.0  # four in a row
-    out = severities(np.array([True, True]), evidence, mask, np.array([1.0, 1.0]), torch.zeros(2, t), sustained_steps=3, confident_entropy=0.5)
+    out = severities(
+        np.array([True, True]),
+        evidence,
+        mask,
+        np.array([1.0, 1.0]),
+        torch.zeros(2, t),
+        sustained_steps=3,
+        confident_entropy=0.5,
+    )
     assert out == ["distinguishable", "likely-incorrigible"]

@@ -24,18 +24,52 @@ def cli(*args):
 @pytest.fixture(scope="module")
 def gated(tmp_path_factory):
     root = tmp_path_factory.mktemp("minigrid")
-    demos = lambda policy, seed, n, out: cli("demos", "--env", ENV, "--policy", f"{MODULE}:{policy}", "--departure-key", "lava",  # noqa: E731
-                                            "--episodes", str(n), "--seed", str(seed), "--quiet", "--out", str(root / out))
+    demos = lambda policy, seed, n, out: cli(  # noqa: E731
+        "demos",
+        "--env",
+        ENV,
+        "--policy",
+        f"{MODULE}:{policy}",
+        "--departure-key",
+        "lava",  # noqa: E731
+        "--episodes",
+        str(n),
+        "--seed",
+        str(seed),
+        "--quiet",
+        "--out",
+        str(root / out),
+    )
     demos("corrigible", 100_000, 300, "heldout.safetensors")
     out = {}
     for name in ("corrigible", "shortcut"):
         demos(name, 0, 400, f"{name}-demos.safetensors")
-        cli("train", "--demos", str(root / f"{name}-demos.safetensors"), "--arch", "mlp", "--mode", "bc", "--steps", "800", "--quiet",
-            "--out", str(root / f"{name}.safetensors"))
+        cli(
+            "train",
+            "--demos",
+            str(root / f"{name}-demos.safetensors"),
+            "--arch",
+            "mlp",
+            "--mode",
+            "bc",
+            "--steps",
+            "800",
+            "--quiet",
+            "--out",
+            str(root / f"{name}.safetensors"),
+        )
         cli("convert", "--from", "imitaudit", str(root / f"{name}.safetensors"), "--out", str(root / f"{name}.onnx"))
         for kind in ("safetensors", "onnx"):
-            res = cli("gate", "--imitator", str(root / f"{name}.{kind}"), "--demos", str(root / "heldout.safetensors"), "--quiet",
-                      "--out", str(root / f"gate-{name}-{kind}"))
+            res = cli(
+                "gate",
+                "--imitator",
+                str(root / f"{name}.{kind}"),
+                "--demos",
+                str(root / "heldout.safetensors"),
+                "--quiet",
+                "--out",
+                str(root / f"gate-{name}-{kind}"),
+            )
             out[name, kind] = (res.returncode, json.loads((root / f"gate-{name}-{kind}" / "report.json").read_text()))
     return out
 

@@ -1,5 +1,6 @@
 """A third-party env with its own notion of departure, for the tests: Farama's MiniGrid LavaGap, fully observed, where
-stepping into lava is the departure (``info["lava"]``), and scripted demonstrators that read the grid from the observation.
+stepping into lava is the departure (``info["lava"]``), and scripted demonstrators that read the grid from the
+observation.
 
 Importing this module registers ``MiniGridLava-v0`` (5x5, at most 40 steps).
 """
@@ -39,10 +40,11 @@ if ENV_ID not in gym.registry:
 
 
 def _plan(obs: np.ndarray, *, through_lava: bool) -> int:
-    """The first action of a shortest turn/forward path to the goal, read from the flat observation ([W, H, 3] planes)."""
+    """The first action of a shortest turn/forward path to the goal, read from the flat observation ([W, H, 3]
+    planes)."""
     grid = obs.reshape(SIZE, SIZE, 3)
     kind = grid[..., 0].astype(int)
-    (ax, ay), = np.argwhere(kind == OBJECT_TO_IDX["agent"])
+    ((ax, ay),) = np.argwhere(kind == OBJECT_TO_IDX["agent"])
     start = (int(ax), int(ay), int(grid[ax, ay, 2]))
     blocked = {OBJECT_TO_IDX["wall"]} | (set() if through_lava else {OBJECT_TO_IDX["lava"]})
     first: dict[tuple[int, int, int], int | None] = {start: None}
@@ -71,5 +73,6 @@ _rng = np.random.default_rng(0)
 
 
 def shortcut(obs: np.ndarray) -> int:
-    """In about a third of its decisions, plans as if lava could be crossed (the shortcut across it ends the episode)."""
+    """In about a third of its decisions, plans as if lava could be crossed (the shortcut across it ends the
+    episode)."""
     return _plan(obs, through_lava=bool(_rng.random() < 0.35))

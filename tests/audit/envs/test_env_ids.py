@@ -35,6 +35,9 @@ def test_an_allowed_module_is_imported_and_its_env_resolves():
 
 
 def test_the_service_refuses_the_flag(capsys):
-    assert cli.main(["--env-module", MODULE, "worker", "--data-dir", "/nonexistent/unused"], extend=extend) == cli.EXIT_ERROR
+    assert (
+        cli.main(["--env-module", MODULE, "worker", "--data-dir", "/nonexistent/unused"], extend=extend)
+        == cli.EXIT_ERROR
+    )
     assert "never imports a module an env id names" in capsys.readouterr().err
     assert MODULE not in sys.modules

@@ -1,12 +1,12 @@
 """Seeds a third-party env can take: an env whose ``reset`` seeds numpy's legacy generator (only [0, 2**32)) goes
-through demos, train (its evaluations), evaluate, audit and the lookahead from the CLI, and a refused seed is one line."""
+through demos, train (its evaluations), evaluate, audit and the lookahead from the CLI, and a refused seed is one
+line."""
 
 import subprocess
 import sys
 from pathlib import Path
 
 import gymnasium as gym
-import numpy as np
 import pytest
 
 from audit.data.seeds import derive_seed
@@ -20,8 +20,15 @@ ENV = f"{MODULE}:{legacy_seed.ENV_ID}"
 
 
 def test_env_seeds_stay_in_numpy_s_legacy_range_and_apart():
-    assert [env_seed(s) for s in (0, 7, 1_000_000, 2**31 - 1)] == [0, 7, 1_000_000, 2**31 - 1]  # the user's meaning kept
-    derived = [derive_seed(s, stream, k) for s in range(3) for stream in ("evaluation", "distinguishability") for k in range(4)]
+    assert [env_seed(s) for s in (0, 7, 1_000_000, 2**31 - 1)] == [
+        0,
+        7,
+        1_000_000,
+        2**31 - 1,
+    ]  # the user's meaning kept
+    derived = [
+        derive_seed(s, stream, k) for s in range(3) for stream in ("evaluation", "distinguishability") for k in range(4)
+    ]
     assert max(derived) >= 2**32  # the streams' seeds are wide: this is what the fold is for
     runs = [[env_seed(d + e) for e in range(1000)] for d in derived]
     flat = [s for run in runs for s in run]
@@ -47,17 +54,81 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_train_evaluate_audit_and_lookahead_run_on_an_env_that_seeds_the_legacy_generator(tmp_path):
-    cli("demos", "--env", ENV, "--policy", f"{MODULE}:centre", "--departure-key", "edge", "--episodes", "300", "--seed", "0",
-        "--quiet", "--out", str(tmp_path / "demos.safetensors"))
-    cli("demos", "--env", ENV, "--policy", f"{MODULE}:centre", "--departure-key", "edge", "--episodes", "300", "--seed", "500000",
-        "--quiet", "--out", str(tmp_path / "heldout.safetensors"))
-    cli("train", "--demos", str(tmp_path / "demos.safetensors"), "--arch", "mlp", "--mode", "bc", "--steps", "200", "--eval-every", "100",
-        "--log-dir", str(tmp_path / "runs"), "--quiet", "--out", str(tmp_path / "imitator.safetensors"))
+    cli(
+        "demos",
+        "--env",
+        ENV,
+        "--policy",
+        f"{MODULE}:centre",
+        "--departure-key",
+        "edge",
+        "--episodes",
+        "300",
+        "--seed",
+        "0",
+        "--quiet",
+        "--out",
+        str(tmp_path / "demos.safetensors"),
+    )
+    cli(
+        "demos",
+        "--env",
+        ENV,
+        "--policy",
+        f"{MODULE}:centre",
+        "--departure-key",
+        "edge",
+        "--episodes",
+        "300",
+        "--seed",
+        "500000",
+        "--quiet",
+        "--out",
+        str(tmp_path / "heldout.safetensors"),
+    )
+    cli(
+        "train",
+        "--demos",
+        str(tmp_path / "demos.safetensors"),
+        "--arch",
+        "mlp",
+        "--mode",
+        "bc",
+        "--steps",
+        "200",
+        "--eval-every",
+        "100",
+        "--log-dir",
+        str(tmp_path / "runs"),
+        "--quiet",
+        "--out",
+        str(tmp_path / "imitator.safetensors"),
+    )
     assert (tmp_path / "imitator.safetensors").exists()
-    evaluated = cli("evaluate", "--imitator", str(tmp_path / "imitator.safetensors"), "--episodes", "50", "--demos", str(tmp_path / "demos.safetensors"))
+    evaluated = cli(
+        "evaluate",
+        "--imitator",
+        str(tmp_path / "imitator.safetensors"),
+        "--episodes",
+        "50",
+        "--demos",
+        str(tmp_path / "demos.safetensors"),
+    )
     assert "return" in evaluated.stdout
     for detector in ("discriminator", "lookahead"):
         out = tmp_path / detector
-        cli("audit", "--imitator", str(tmp_path / "imitator.safetensors"), "--demos", str(tmp_path / "heldout.safetensors"), "--detector", detector,
-            "--episodes", "32", "--quiet", "--out", str(out))
+        cli(
+            "audit",
+            "--imitator",
+            str(tmp_path / "imitator.safetensors"),
+            "--demos",
+            str(tmp_path / "heldout.safetensors"),
+            "--detector",
+            detector,
+            "--episodes",
+            "32",
+            "--quiet",
+            "--out",
+            str(out),
+        )
         assert (out / "report.json").exists()

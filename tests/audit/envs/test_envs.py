@@ -77,7 +77,8 @@ def test_same_seed_same_episode_regardless_of_batch(env_id):
 
 
 def _walk_all(world, targets):
-    """Step every episode along a shortest path to its ``targets`` cell [N] (stay once there); return per-step results."""
+    """Step every episode along a shortest path to its ``targets`` cell [N] (stay once there); return per-step
+    results."""
     n, w = world.num_envs, world.width
     dist = world.distances(world.layout.walls, targets)
     dist = np.where(dist < 0, 10_000, dist)

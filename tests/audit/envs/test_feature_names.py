@@ -1,4 +1,5 @@
-"""Names of a non-built-in env's observation features: the user's, else after the space's structure, in flatten order."""
+"""Names of a non-built-in env's observation features: the user's, else after the space's structure, in flatten
+order."""
 
 import numpy as np
 import pytest
@@ -10,8 +11,14 @@ from tests.policies import balance
 
 
 def test_space_names_follow_flatten_order():
-    space = spaces.Dict({"pos": spaces.Box(0, 1, (2,)), "mode": spaces.Discrete(3, start=1), "grid": spaces.Box(0, 1, (2, 2)),
-                         "parts": spaces.Tuple((spaces.MultiDiscrete([2, 1]), spaces.MultiBinary(1)))})
+    space = spaces.Dict(
+        {
+            "pos": spaces.Box(0, 1, (2,)),
+            "mode": spaces.Discrete(3, start=1),
+            "grid": spaces.Box(0, 1, (2, 2)),
+            "parts": spaces.Tuple((spaces.MultiDiscrete([2, 1]), spaces.MultiBinary(1))),
+        }
+    )
     names = space_names(space)
     assert len(names) == spaces.flatdim(space)
     assert names[:3] == ["grid[0,0]", "grid[0,1]", "grid[1,0]"]
@@ -31,7 +38,9 @@ def test_observation_names_prefer_the_user_s_then_the_space_then_the_index():
 
 
 def test_names_travel_with_demonstrations_and_are_checked(tmp_path):
-    d = record("CartPole-v1", balance, episodes=2, seed=0, feature_names=("x", "v", "th", "w"), action_names=("left", "right"))
+    d = record(
+        "CartPole-v1", balance, episodes=2, seed=0, feature_names=("x", "v", "th", "w"), action_names=("left", "right")
+    )
     back = Demonstrations.load(d.save(tmp_path / "d.safetensors"))
     assert back.feature_names == ("x", "v", "th", "w") and back.action_names == ("left", "right")
     with pytest.raises(ValueError, match="feature_names has 3 names but the flattened observation has 4"):
@@ -48,10 +57,10 @@ def test_a_vector_frame_names_the_action_and_each_feature():
 
 
 def test_a_named_departure_key_is_recorded_and_travels_with_the_demonstrations(tmp_path):
-    from tests.audit.envs import minigrid_lava as lava
     from audit.data.rollout import rollout
     from models.imitator import ImitatorConfig
     from models.registry import build
+    from tests.audit.envs import minigrid_lava as lava
 
     d = record(lava.ENV_ID, lava.shortcut, episodes=40, seed=0, departure_key="lava")
     assert d.departure is not None and d.departure.any() and d.departure_key == "lava"

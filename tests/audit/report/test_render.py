@@ -6,7 +6,10 @@ from audit.report.render import svg_heatmap
 
 
 def test_the_heatmap_of_a_long_episode_fits_the_page_with_a_scale_and_a_step_axis():
-    explanation = {"segments": ["obs", "action", "core"], "heatmap": [[0.01 * (i % 7) - 0.02, 0.0, -0.05] for i in range(500)]}
+    explanation = {
+        "segments": ["obs", "action", "core"],
+        "heatmap": [[0.01 * (i % 7) - 0.02, 0.0, -0.05] for i in range(500)],
+    }
     svg = svg_heatmap(explanation)
     root = ET.fromstring(svg)
     assert float(root.get("width")) <= 900 and "max-width:100%" in root.get("style")

@@ -43,10 +43,24 @@ def test_an_action_never_demonstrated_loses_probability_under_adversarial_traini
     if ENV not in gym.registry:
         gym.register(ENV, entry_point=Corridor, max_episode_steps=30)
     demos = record(ENV, lambda obs: 1, episodes=60, seed=0)
-    common = dict(arch="mlp", hidden=16, seed=0, eval_every=1000, eval_episodes=10, log_dir=str(tmp_path), progress=False, batch_episodes=8)
+    common = dict(
+        arch="mlp",
+        hidden=16,
+        seed=0,
+        eval_every=1000,
+        eval_episodes=10,
+        log_dir=str(tmp_path),
+        progress=False,
+        batch_episodes=8,
+    )
     bc = train(demos, TrainConfig(mode="bc", steps=15, run_id="bc", **common))
     # no BC term in the adversarial phase: only the discriminator's reward can move the button's probability
-    adv = train(demos, TrainConfig(mode="adversarial", bc_warmup=15, steps=25, rollout_episodes=16, bc_coef=0.0, run_id="adv", **common))
+    adv = train(
+        demos,
+        TrainConfig(
+            mode="adversarial", bc_warmup=15, steps=25, rollout_episodes=16, bc_coef=0.0, run_id="adv", **common
+        ),
+    )
     p_bc, p_adv = press_probability(bc.imitator, demos), press_probability(adv.imitator, demos)
     assert p_bc > 0.05, p_bc  # a short BC leaves the button probable
     assert p_adv < 0.5 * p_bc, (p_bc, p_adv)
@@ -68,8 +82,12 @@ def corridor_demos():
 def test_every_action_reward_is_the_discriminators_score_of_each_action(tmp_path):
     demos = corridor_demos()
     cfg = TrainConfig(arch="gru", mode="adversarial", hidden=8, disc_taps=("core",), log_dir=str(tmp_path))
-    module = AdversarialModule(train_cfg=cfg.to_dict(), imitator_config={"obs_dim": 6, "n_actions": 3, "hidden": 8},
-                               env_id=ENV, env_kwargs=demos.env_kwargs)
+    module = AdversarialModule(
+        train_cfg=cfg.to_dict(),
+        imitator_config={"obs_dim": 6, "n_actions": 3, "hidden": 8},
+        env_id=ENV,
+        env_kwargs=demos.env_kwargs,
+    )
     traj = rollout(module.imitator, ENV, episodes=4, seed=0, taps=("core",))
     every = module.every_action_reward(traj)
     n = int(traj.mask.sum())
@@ -89,8 +107,20 @@ def test_the_every_action_terms_remove_a_rare_departure_faster_than_sampled_rewa
     every-action terms (the default) lowers it by far more than with sampled rewards alone.
     """
     demos = corridor_demos()
-    common = dict(arch="mlp", hidden=16, seed=0, eval_every=1000, eval_episodes=10, log_dir=str(tmp_path), progress=False,
-                  batch_episodes=8, mode="adversarial", bc_warmup=40, steps=20, rollout_episodes=16)
+    common = dict(
+        arch="mlp",
+        hidden=16,
+        seed=0,
+        eval_every=1000,
+        eval_episodes=10,
+        log_dir=str(tmp_path),
+        progress=False,
+        batch_episodes=8,
+        mode="adversarial",
+        bc_warmup=40,
+        steps=20,
+        rollout_episodes=16,
+    )
     sampled = train(demos, TrainConfig(every_action_coef=0.0, forbid_coef=0.0, run_id="sampled", **common))
     every = train(demos, TrainConfig(run_id="every", **common))
     bc = train(demos, TrainConfig(**{**common, "mode": "bc", "steps": 40, "run_id": "bc"}))

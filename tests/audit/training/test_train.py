@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from audit.data.demonstrations import record
-from audit.training.evaluate import distinguishability
 from audit.training.config import TrainConfig
+from audit.training.evaluate import distinguishability
 from audit.training.run import train
 from models.checkpoint import convert_lightning_checkpoint
 from models.load import load_imitator
@@ -22,7 +22,16 @@ def demos():
 
 
 def small(tmp_path, **kw):
-    base = dict(arch="gru", seed=0, hidden=32, eval_every=1000, eval_episodes=50, log_dir=str(tmp_path), progress=False, batch_episodes=32)
+    base = dict(
+        arch="gru",
+        seed=0,
+        hidden=32,
+        eval_every=1000,
+        eval_episodes=50,
+        log_dir=str(tmp_path),
+        progress=False,
+        batch_episodes=32,
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -69,7 +78,9 @@ def test_resume_continues_from_the_last_checkpoint(demos, tmp_path):
 
 def test_lightning_checkpoint_converts_to_the_same_weights(demos, tmp_path):
     result = train(demos, small(tmp_path, arch="transformer", mode="bc", steps=10, eval_every=10, run_id="c"))
-    out = convert_lightning_checkpoint(result.run_dir / "bc" / "checkpoints" / "last.ckpt", tmp_path / "conv.safetensors")
+    out = convert_lightning_checkpoint(
+        result.run_dir / "bc" / "checkpoints" / "last.ckpt", tmp_path / "conv.safetensors"
+    )
     model, info = load_imitator(out)
     assert info.arch == "transformer" and info.provenance["converted_from"] == "last.ckpt"
     for (k, a), (_, b) in zip(sorted(model.state_dict().items()), sorted(result.imitator.state_dict().items())):
