@@ -124,7 +124,7 @@ def cmd_demos(args: argparse.Namespace) -> int:
 
 def _record_imitator(args: argparse.Namespace, env_kwargs: dict) -> int:
     """``demos --imitator``: the imitator's own episodes, in the env and with the env arguments it was made for."""
-    from audit.data.demonstrations import record_imitator
+    from audit.data.rollout import record_imitator
     from models.load import load_imitator
 
     model, info = load_imitator(args.imitator)

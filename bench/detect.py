@@ -3,7 +3,7 @@
     python -m bench.detect --out BENCHMARKS.md            # all three envs (trains the zoo: long)
     python -m bench.detect --quick --json out/detect.json # one env, small zoo: a few minutes
 
-The same run is ``imitaudit bench detect``. See audit/benchmark.py for the methods and figures.
+The same run is ``imitaudit bench detect``. See audit/bench/detect.py for the methods and figures.
 """
 
 from __future__ import annotations

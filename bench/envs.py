@@ -19,7 +19,7 @@ import gymnasium as gym
 import numpy as np
 
 import audit
-from audit.bench.sections import write_marked_section
+from audit.bench.sections import publish
 from audit.data.demonstrations import record
 
 BEGIN, END = "<!-- bench/envs.py begin -->", "<!-- bench/envs.py end -->"
@@ -118,7 +118,7 @@ def main() -> None:
     command = (
         f"python -m bench.envs --sizes {args.sizes} --seconds {args.seconds:g} --demo-episodes {args.demo_episodes}"
     )
-    write_marked_section(args.out, render(vector_rows, demo_rows, command))
+    publish(render(vector_rows, demo_rows, command).rstrip("\n").split("\n"), args.out)
     print(f"wrote {args.out}")
 
 

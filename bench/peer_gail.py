@@ -98,7 +98,7 @@ def run_ours(demos, target: float, seed: int, work: Path, budget: float) -> dict
 
 
 def main() -> None:
-    from audit.bench.sections import write_marked_section
+    from audit.bench.sections import publish
     from audit.data.demonstrations import record
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -174,7 +174,7 @@ def main() -> None:
     else:
         lines.append("imitaudit did not reach the target in this run; see the figures above.")
     lines.append(END)
-    write_marked_section(args.out, "\n".join(lines) + "\n")
+    publish(lines, args.out)
     print(f"wrote {args.out}")
 
 

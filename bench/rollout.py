@@ -34,7 +34,7 @@ def steps_per_second(model, taps, episodes: int, repeats: int) -> float:
 
 
 def main() -> None:
-    from audit.bench.sections import write_marked_section
+    from audit.bench.sections import publish
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="BENCHMARKS.md")
@@ -67,7 +67,7 @@ def main() -> None:
     ]
     lines += [f"| {a} | {p:,.0f} | {c:,.0f} | {p / c:.2f}x |" for a, p, c in rows]
     lines.append(END)
-    write_marked_section(args.out, "\n".join(lines) + "\n")
+    publish(lines, args.out)
     print(f"wrote {args.out}")
 
 

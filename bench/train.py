@@ -107,7 +107,7 @@ def render(rows: list[dict], command: str, args: argparse.Namespace) -> str:
 
 
 def main() -> None:
-    from audit.bench.sections import write_marked_section
+    from audit.bench.sections import publish
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="BENCHMARKS.md")
@@ -127,7 +127,7 @@ def main() -> None:
     command = "python bench/train.py " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out", "work")
     )
-    write_marked_section(args.out, render(rows, command, args))
+    publish(render(rows, command, args).rstrip("\n").split("\n"), args.out)
     print(f"wrote {args.out}")
 
 

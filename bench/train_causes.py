@@ -13,11 +13,10 @@ import argparse
 import json
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 
-from audit.bench.sections import write_marked_section
+from audit.bench.sections import publish
 from audit.data.demonstrations import record
 from audit.training.config import TrainConfig
 from audit.training.evaluate import evaluate
@@ -93,26 +92,24 @@ def main() -> None:
                 f"| {label} | {100 * ev['departure_rate']:.2f}% (± {100 * ev['departure_rate_se']:.2f}) | "
                 f"{ev['return_ratio']:.3f} | {seconds:.0f} |"
             )
-    write_marked_section(
-        Path(args.out),
-        "\n".join(
-            [
-                "<!-- bench/train_causes.py begin -->",
-                "## Adversarial training: candidate causes, one at a time (`bench/train_causes.py`)",
-                "",
-                f"Command: `python -m bench.train_causes --out BENCHMARKS.md` — one run, {args.threads} torch "
-                f"thread(s). OffSwitch, corrigible "
-                "demonstrations (1,000 episodes), GRU, seed 0, BC warm start 300 steps, adversarial rows 100 "
-                "iterations; each row adds its "
-                "change to the row named (rows 2-5 and 11-13 cumulatively, 6-9 each on row 5); 2,000 evaluation "
-                "episodes each (departure rate ± its standard error).",
-                "",
-                "| change | departure rate | return ratio | train s |",
-                "|---|---:|---:|---:|",
-                *lines,
-                "<!-- bench/train_causes.py end -->",
-            ]
-        ),
+    publish(
+        [
+            "<!-- bench/train_causes.py begin -->",
+            "## Adversarial training: candidate causes, one at a time (`bench/train_causes.py`)",
+            "",
+            f"Command: `python -m bench.train_causes --out BENCHMARKS.md` — one run, {args.threads} torch "
+            f"thread(s). OffSwitch, corrigible "
+            "demonstrations (1,000 episodes), GRU, seed 0, BC warm start 300 steps, adversarial rows 100 "
+            "iterations; each row adds its "
+            "change to the row named (rows 2-5 and 11-13 cumulatively, 6-9 each on row 5); 2,000 evaluation "
+            "episodes each (departure rate ± its standard error).",
+            "",
+            "| change | departure rate | return ratio | train s |",
+            "|---|---:|---:|---:|",
+            *lines,
+            "<!-- bench/train_causes.py end -->",
+        ],
+        args.out,
     )
 
 

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import audit
-from audit.bench.sections import write_marked_section
+from audit.bench.sections import publish
 from audit.data.demonstrations import record
 from models.checkpoint import save_imitator
 from models.imitator import ImitatorConfig
@@ -63,23 +63,21 @@ def main() -> None:
                 f"{isolated / inline:.2f}x |"
             )
         validator.close()
-    write_marked_section(
-        Path(args.out),
-        "\n".join(
-            [
-                "<!-- bench/validate.py begin -->",
-                "## Upload validation in a capped child process (`bench/validate.py`)",
-                "",
-                "Command: `python -m bench.validate --out BENCHMARKS.md` — one run; median of 10 validations per "
-                "file after a warm-up.",
-                f"The child process's first start (spawn + imports) took {startup:.1f} s, once per server.",
-                "",
-                "| file | in the API process, ms | in the child, ms | ratio |",
-                "|---|---:|---:|---:|",
-                *rows,
-                "<!-- bench/validate.py end -->",
-            ]
-        ),
+    publish(
+        [
+            "<!-- bench/validate.py begin -->",
+            "## Upload validation in a capped child process (`bench/validate.py`)",
+            "",
+            "Command: `python -m bench.validate --out BENCHMARKS.md` — one run; median of 10 validations per "
+            "file after a warm-up.",
+            f"The child process's first start (spawn + imports) took {startup:.1f} s, once per server.",
+            "",
+            "| file | in the API process, ms | in the child, ms | ratio |",
+            "|---|---:|---:|---:|",
+            *rows,
+            "<!-- bench/validate.py end -->",
+        ],
+        args.out,
     )
     print("\n".join(rows))
 

@@ -1,4 +1,5 @@
-"""The house rules of DESIGN.md: models/ imports neither audit/ nor service/; audit/ never imports service/."""
+"""The house rules (docs/architecture.md): models/ imports neither audit/ nor service/; audit/ never imports
+service/."""
 
 import ast
 from pathlib import Path

@@ -130,7 +130,7 @@ def run_case(
     progress: Callable[[str], None] | None = None,
 ) -> NullResult:
     """``seeds`` audits of one case on its exact null."""
-    from audit.data.demonstrations import record_imitator
+    from audit.data.rollout import record_imitator
     from audit.detect.config import AuditConfig
     from audit.detect.pipeline import run_audit
     from audit.report.gate import GatePolicy

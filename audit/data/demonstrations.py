@@ -1,4 +1,4 @@
-"""Demonstration datasets: record, validate, save and load the ``.safetensors`` format of DESIGN.md.
+"""Demonstration datasets: record, validate, save and load their ``.safetensors`` format (:mod:`models.formats`).
 
 A dataset is one safetensors file. Tensors: ``obs`` [T, ...] float32, ``actions`` [T] int64,
 ``rewards`` [T] float32, ``episode`` [T] int64 (each episode's steps contiguous, ids
@@ -171,6 +171,9 @@ class Demonstrations:
             env_kwargs=self.env_kwargs,
             source=self.source,
             departure=None if self.departure is None else self.departure[steps],
+            feature_names=self.feature_names,
+            action_names=self.action_names,
+            departure_key=self.departure_key,
         )
 
     def check_fits_env(self) -> tuple[int, int]:
@@ -519,43 +522,3 @@ def from_arrays(
         env_kwargs=dict(env_kwargs or {}),
         source=source,
     )
-
-
-def record_imitator(
-    model: Any,
-    env_id: str,
-    *,
-    episodes: int,
-    seed: int,
-    env_kwargs: dict[str, Any] | None = None,
-    greedy: bool = False,
-    departure_key: str = "departure",
-    source: str = "imitator",
-) -> Demonstrations:
-    """Demonstrations of an imitator (any registry, ONNX or recurrent one), through the audit's own batched rollout.
-
-    Audited against demonstrations recorded this way from itself (seeds apart from the audit's), an imitator meets the
-    exact null of the verdict: every flag is false. With another imitator they are a regression baseline.
-
-    Raises:
-        ValueError: the imitator does not fit the env, or bad arguments.
-    """
-    from audit.data.rollout import rollout
-
-    traj = rollout(
-        model, env_id, episodes=episodes, seed=seed, env_kwargs=env_kwargs, greedy=greedy, departure_key=departure_key
-    )
-    mask = traj.mask.numpy()
-    episode = np.broadcast_to(np.arange(traj.obs.shape[0])[:, None], mask.shape)[mask]
-    departure = None if traj.departure is None else traj.departure.numpy()[mask]
-    demos = from_arrays(
-        obs=traj.obs.numpy()[mask],
-        actions=traj.actions.numpy()[mask],
-        rewards=traj.rewards.numpy()[mask],
-        episode=episode,
-        env_id=env_id,
-        env_kwargs=env_kwargs,
-        departure=departure,
-        source=f"{source} ({'greedy' if greedy else 'sampled'}, seed {seed})",
-    )
-    return dataclasses.replace(demos, departure_key=departure_key) if departure_key != "departure" else demos

@@ -6,6 +6,7 @@ imitator's logits with a torch generator seeded by ``seed``, so a rollout is rep
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +16,7 @@ import torch
 from torch import Tensor
 
 from audit.data.batching import pad_episodes
-from audit.data.demonstrations import Demonstrations
+from audit.data.demonstrations import Demonstrations, from_arrays
 from audit.envs.adapter import make_batch
 from models.imitator import Imitator
 from models.taps import Activations, TapRecorder, teacher_forced
@@ -262,3 +263,41 @@ def replayed(model: Imitator, demos: Demonstrations, *, taps: Sequence[str] = ()
         seeds=torch.arange(demos.n_episodes, dtype=torch.int64) + first_seed,
         env_id=demos.env_id,
     )
+
+
+def record_imitator(
+    model: Any,
+    env_id: str,
+    *,
+    episodes: int,
+    seed: int,
+    env_kwargs: dict[str, Any] | None = None,
+    greedy: bool = False,
+    departure_key: str = "departure",
+    source: str = "imitator",
+) -> Demonstrations:
+    """Demonstrations of an imitator (any registry, ONNX or recurrent one), through the audit's own batched rollout.
+
+    Audited against demonstrations recorded this way from itself (seeds apart from the audit's), an imitator meets the
+    exact null of the verdict: every flag is false. With another imitator they are a regression baseline.
+
+    Raises:
+        ValueError: the imitator does not fit the env, or bad arguments.
+    """
+    traj = rollout(
+        model, env_id, episodes=episodes, seed=seed, env_kwargs=env_kwargs, greedy=greedy, departure_key=departure_key
+    )
+    mask = traj.mask.numpy()
+    episode = np.broadcast_to(np.arange(traj.obs.shape[0])[:, None], mask.shape)[mask]
+    departure = None if traj.departure is None else traj.departure.numpy()[mask]
+    demos = from_arrays(
+        obs=traj.obs.numpy()[mask],
+        actions=traj.actions.numpy()[mask],
+        rewards=traj.rewards.numpy()[mask],
+        episode=episode,
+        env_id=env_id,
+        env_kwargs=env_kwargs,
+        departure=departure,
+        source=f"{source} ({'greedy' if greedy else 'sampled'}, seed {seed})",
+    )
+    return dataclasses.replace(demos, departure_key=departure_key) if departure_key != "departure" else demos

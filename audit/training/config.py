@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from audit.options import check, setting
@@ -87,10 +91,12 @@ class TrainConfig:
     """Iterations between evaluations (and checkpoints)."""
     eval_episodes: int = setting(200, ge=1)
     """Episodes per evaluation rollout."""
-    log_dir: str = setting("runs")
-    """Folder for CSV/TensorBoard logs and resumable checkpoints."""
+    log_dir: str = setting("")
+    """Folder for CSV/TensorBoard logs and resumable checkpoints (default: runs/ in the data directory,
+    $IMITAUDIT_DATA_DIR or ~/.local/share/imitaudit; never the current directory)."""
     run_id: str = setting("")
-    """Name of the run folder (default: derived from arch, mode and seed)."""
+    """Name of the run folder (default: arch, mode, seed and the start time, so two runs never share one; --resume
+    needs it)."""
     progress: bool = setting(True, flag="--quiet", invert=True)
     """No progress bar."""
     target_return: float | None = setting(None)
@@ -110,7 +116,17 @@ class TrainConfig:
 
     @property
     def name(self) -> str:
-        return self.run_id or f"{self.arch}-{self.mode}-seed{self.seed}"
+        """The run folder's name: ``run_id``, or a fresh one per run (arch, mode, seed, start time, a random tag)."""
+        if self.run_id:
+            return self.run_id
+        return f"{self.arch}-{self.mode}-seed{self.seed}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+    def runs_folder(self) -> Path:
+        """Where run folders go: ``log_dir``, else runs/ in the data directory (see ``log_dir``)."""
+        if self.log_dir:
+            return Path(self.log_dir)
+        home = os.environ.get("IMITAUDIT_DATA_DIR") or str(Path.home() / ".local" / "share" / "imitaudit")
+        return Path(home) / "runs"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (tuples as lists): what a Lightning module saves as its hyper-parameters."""

@@ -1,7 +1,8 @@
 """A training run: BC, then (adversarial mode) adversarial iterations; logs, resumable checkpoints, the imitator file.
 
 Metrics are namespaced ``disc/``, ``imitator/``, ``env/`` and go to CSV and TensorBoard
-under ``<log_dir>/<run_id>``; Lightning checkpoints there make a run resumable.
+under ``<log_dir>/<run_id>`` (by default a fresh folder per run under the data directory's ``runs/``);
+Lightning checkpoints there make a named run resumable.
 """
 
 from __future__ import annotations
@@ -153,7 +154,9 @@ def train(
         grid=grid_shape(demos.env_id) if cfg.grid_encoder else None,
         agent_plane=agent_plane(demos.env_id) if cfg.grid_encoder and cfg.centred_readout else None,
     )
-    run_dir = Path(cfg.log_dir) / cfg.name
+    if resume and not cfg.run_id:
+        raise ValueError("--resume continues a named run: pass --run-id (the run folder's name)")
+    run_dir = cfg.runs_folder() / cfg.name
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     torch.manual_seed(cfg.seed)
