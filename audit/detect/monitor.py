@@ -221,3 +221,35 @@ class Monitor:
             )
         except (KeyError, TypeError, json.JSONDecodeError, RuntimeError) as e:
             raise ValueError(f"{path}: a damaged monitor ({str(e).splitlines()[0][:200]})") from None
+
+
+def replay(monitor: Monitor, traj: Any) -> dict[str, Any]:
+    """Run ``traj`` (:class:`audit.data.rollout.Trajectories`, with the monitor's taps) through ``monitor`` step by
+    step: how many episodes raised the alarm, and, where the env records departures, how many departing ones did,
+    how many before departing, how many that never departed, and the median lead (departure step - first alarm
+    step)."""
+    monitor.reset(traj.n_episodes)
+    first_alarm = np.full(traj.n_episodes, -1)
+    for t in range(traj.mask.shape[1]):
+        out = monitor.step(traj.obs[:, t], traj.actions[:, t], {k: v[:, t] for k, v in traj.activations.taps.items()})
+        fresh = out["alarm"] & (first_alarm < 0) & traj.mask[:, t].numpy()
+        first_alarm[fresh] = t
+    result: dict[str, Any] = {
+        "episodes": traj.n_episodes,
+        "alarmed": int((first_alarm >= 0).sum()),
+        "threshold": monitor.threshold,
+        "rule": monitor.rule,
+    }
+    departed = traj.departed()
+    if departed is not None:
+        dep = departed.numpy()
+        dep_step = np.where(dep, (traj.departure & traj.mask).float().argmax(1).numpy(), -1)
+        leads = [int(dep_step[i] - first_alarm[i]) for i in np.flatnonzero(dep & (first_alarm >= 0))]
+        result.update(
+            departed=int(dep.sum()),
+            alarmed_departed=int((dep & (first_alarm >= 0)).sum()),
+            alarmed_before_departure=sum(1 for x in leads if x > 0),
+            alarmed_not_departed=int((~dep & (first_alarm >= 0)).sum()),
+            median_lead=float(np.median(leads)) if leads else None,
+        )
+    return result

@@ -1,0 +1,226 @@
+"""``imitaudit demos``, ``inspect``, ``quickstart``: making and reading demonstrations."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from audit.cli.common import EXIT_OK, UsageError, env_kwargs_arg, names_arg, positive_int, progress_bar, user_policy
+
+
+def cmd_demos(args: argparse.Namespace) -> int:
+    from audit.data.demonstrations import check_env_kwargs, check_names, record
+    from audit.data.demonstrator import PRESETS
+    from audit.envs import resolve_env_id, world_of
+
+    resolve_env_id(args.env)
+    env_kwargs = args.env_kwargs or {}
+    if args.imitator:
+        return _record_imitator(args, env_kwargs)
+    world = world_of(args.env)
+    if args.policy:
+        policy, label = user_policy(args.policy), args.policy
+    elif world is None:
+        raise UsageError(
+            f"the demonstrator presets plan on the built-in gridworlds only; for {args.env} pass --policy "
+            f"MODULE:FUNCTION"
+        )
+    elif args.demonstrator not in PRESETS:
+        raise UsageError(f"unknown demonstrator preset {args.demonstrator!r}; choose one of {', '.join(PRESETS)}")
+    else:
+        policy, label = args.demonstrator, args.demonstrator
+    if world is not None:
+        check_env_kwargs(world, env_kwargs)
+    names: dict[str, Any] = {
+        "feature_names": names_arg(args.feature_names),
+        "action_names": names_arg(args.action_names),
+    }
+    check_names(args.env, env_kwargs, **names)
+    with progress_bar(args.episodes, f"demos {label}", not args.quiet) as bar:
+        demos = record(
+            args.env,
+            policy,
+            episodes=args.episodes,
+            seed=args.seed,
+            env_kwargs=env_kwargs,
+            progress=bar.update,
+            departure_key=args.departure_key,
+            **names,
+        )
+    out = demos.save(args.out)
+    s = demos.summary()
+    rate = "n/a" if s["departure_rate"] is None else f"{s['departure_rate']:.3f}"
+    print(
+        f"wrote {out}: {s['episodes']} episodes, {s['steps']} steps, mean return {s['mean_return']:.3f}, departure "
+        f"rate {rate}"
+    )
+    return EXIT_OK
+
+
+def _record_imitator(args: argparse.Namespace, env_kwargs: dict) -> int:
+    """``demos --imitator``: the imitator's own episodes, in the env and with the env arguments it was made for."""
+    from audit.data.rollout import record_imitator
+    from models.load import load_imitator
+
+    model, info = load_imitator(args.imitator)
+    if info.env_id != args.env or (env_kwargs and env_kwargs != info.env_kwargs):
+        raise UsageError(f"{args.imitator} acts in {info.env_id} with {json.dumps(info.env_kwargs)}; record it there")
+    demos = record_imitator(
+        model,
+        info.env_id,
+        episodes=args.episodes,
+        seed=args.seed,
+        env_kwargs=info.env_kwargs,
+        greedy=args.actions == "greedy",
+        departure_key=args.departure_key,
+        source=f"imitator {info.sha256[:12]}",
+    )
+    out = demos.save(args.out)
+    s = demos.summary()
+    rate = "n/a" if s["departure_rate"] is None else f"{s['departure_rate']:.3f}"
+    print(
+        f"wrote {out}: {s['episodes']} episodes of the imitator ({args.actions}), {s['steps']} steps, departure rate "
+        f"{rate}"
+    )
+    return EXIT_OK
+
+
+def describe_file(path: Path) -> dict:
+    """What a file holds, for ``inspect``: an imitator's (checkpoint or ONNX) or demonstrations' summary."""
+    from audit.data.demonstrations import Demonstrations
+    from audit.envs import resolve_env_id
+    from models.formats import sniff
+    from models.load import load_imitator
+
+    kind = sniff(path)
+    if kind in ("onnx", "imitator"):
+        return load_imitator(path)[1].summary()
+    if kind != "demonstrations":
+        raise ValueError(f"{path}: a {kind} file; inspect reads imitators and demonstrations")
+    demos = Demonstrations.load(path, require_env=False)
+    info = demos.summary()
+    try:
+        resolve_env_id(demos.env_id)
+        info["env_installed"] = True
+    except ValueError:
+        info["env_installed"] = False
+    return info
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    info = describe_file(Path(args.file))
+    if args.json:
+        print(json.dumps(info, indent=2, sort_keys=True))
+        return EXIT_OK
+    for key, value in info.items():
+        if isinstance(value, float):
+            value = f"{value:.4f}"
+        print(f"{key:>15}: {value}")
+    return EXIT_OK
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    from audit.data.demonstrations import record
+    from audit.data.demonstrator import PRESETS
+    from audit.envs import WORLDS
+
+    print(f"{'env':<32} {'demonstrator':<12} {'episodes':>8} {'return':>8} {'length':>7} {'departure rate':>15}")
+    for env_id in WORLDS:
+        for preset in PRESETS:
+            demos = record(env_id, preset, episodes=args.episodes, seed=args.seed)
+            s = demos.summary()
+            print(
+                f"{env_id:<32} {preset:<12} {s['episodes']:>8} {s['mean_return']:>8.3f} "
+                f"{s['mean_length']:>7.1f} {s['departure_rate']:>15.3f}"
+            )
+            if args.out:
+                demos.save(Path(args.out) / f"{env_id.split('/')[-1]}-{preset}.safetensors")
+    if args.out:
+        print(f"datasets written to {args.out}/")
+    return EXIT_OK
+
+
+def data_commands(sub: argparse._SubParsersAction) -> None:
+    """demos, inspect, quickstart: making and reading demonstrations."""
+    p = sub.add_parser(
+        "demos",
+        help="record demonstrations of a demonstrator preset",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  imitaudit demos --env imitaudit/OffSwitch-v0 --demonstrator corrigible --episodes 1000 "
+        "--out demos.safetensors\n"
+        "  imitaudit demos --env CartPole-v1 --policy mypkg.controllers:balance --episodes 200 --out "
+        "cartpole.safetensors \\\n"
+        "      --feature-names x,x_dot,theta,theta_dot --action-names left,right",
+    )
+    p.add_argument("--env", required=True, help="Gymnasium env id, e.g. imitaudit/OffSwitch-v0")
+    p.add_argument(
+        "--demonstrator",
+        default="corrigible",
+        help="corrigible, unbounded or triggered (default: corrigible; built-in envs)",
+    )
+    p.add_argument(
+        "--imitator",
+        default="",
+        metavar="PATH",
+        help="record an imitator instead (.safetensors or .onnx): an exact null when it is later audited against "
+        "these, or the last approved imitator's behaviour as a regression baseline",
+    )
+    p.add_argument(
+        "--actions",
+        choices=("sample", "greedy"),
+        default="sample",
+        help="with --imitator: sample its policy or take its argmax",
+    )
+    p.add_argument(
+        "--policy",
+        default="",
+        metavar="MODULE:FUNCTION",
+        help="any other env: your function from one observation to an action, the demonstrator "
+        "(imports MODULE: it runs your own code, on your own machine)",
+    )
+    p.add_argument("--episodes", type=positive_int, default=2000, help="number of episodes (default: 2000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first episode (episode e uses seed + e)")
+    p.add_argument("--env-kwargs", type=env_kwargs_arg, default=None, help="JSON object of env keyword arguments")
+    p.add_argument(
+        "--feature-names",
+        default="",
+        metavar="A,B,...",
+        help="a name per feature of the flattened observation, for reports and the dashboard "
+        "(default: named from the observation space, e.g. obs[2])",
+    )
+    p.add_argument(
+        "--departure-key",
+        default="departure",
+        metavar="KEY",
+        help="other envs: the info key whose truthiness marks a departure step (ground truth for reports; audits of "
+        "imitators read the same key)",
+    )
+    p.add_argument(
+        "--action-names",
+        default="",
+        metavar="A,B,...",
+        help="a name per action, for replays (default: the action's number)",
+    )
+    p.add_argument("--out", required=True, help="output .safetensors path")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_demos)
+
+    p = sub.add_parser(
+        "inspect",
+        help="describe what a file holds",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  imitaudit inspect demos.safetensors --json",
+    )
+    p.add_argument("file", help="a demonstrations, imitator or monitor .safetensors file")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("quickstart", help="generate demonstrations on each env and print a summary table")
+    p.add_argument(
+        "--episodes", type=positive_int, default=500, help="episodes per env and demonstrator (default: 500)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the first episode (default: 0)")
+    p.add_argument("--out", default="", help="folder to save the datasets in (optional)")
+    p.set_defaults(func=cmd_quickstart)
