@@ -32,8 +32,9 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check audit models service bench tests
 	$(VENV)/bin/mypy
 
+# One worker per core, a test file per worker at a time (module fixtures are built once), one torch thread each.
 test: $(STAMP) system-deps lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n auto --dist loadfile $(PYTEST_ARGS)
 
 # While editing: no real servers, no subprocesses of the CLI, no training beyond a few steps (the API through TestClient).
 test-fast: $(STAMP)

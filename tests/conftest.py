@@ -1,9 +1,18 @@
-"""Shared fixtures: a seeded rng and the built-in env ids."""
+"""Shared fixtures: a seeded rng and the built-in env ids; one torch thread per test worker."""
+
+import os
 
 import numpy as np
 import pytest
+import torch
 
 import audit
+
+# `make test` runs one pytest-xdist worker per core: torch in each worker, and every CLI, server or worker child it
+# starts (they read IMITAUDIT_THREADS), use one thread, so the workers never oversubscribe the cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("IMITAUDIT_THREADS", "1")
+    torch.set_num_threads(1)
 
 ENV_IDS = list(audit.WORLDS)
 

@@ -55,6 +55,8 @@ def gated(tmp_path_factory):
             "--steps",
             "800",
             "--quiet",
+            "--log-dir",
+            str(root / "runs"),
             "--out",
             str(root / f"{name}.safetensors"),
         )
