@@ -193,13 +193,7 @@ def flagged_page(
     request: Request, env: str = "", severity: str = "", imitator: str = "", who: Principal = Depends(_who)
 ):
     svc = request.app.state.service
-    where = [Flag.project_id == who.project_id]
-    if env:
-        where.append(Flag.env_id == env)
-    if severity:
-        where.append(Flag.severity == severity)
-    if imitator:
-        where.append(Flag.imitator_sha == imitator)
+    where = store.matching(Flag, who.project_id, env_id=env, severity=severity, imitator_sha=imitator)
     with svc.sessions() as s:
         flags = s.scalars(
             select(Flag).where(*where).order_by(Flag.created.desc(), Flag.pvalue, Flag.strength.desc()).limit(500)

@@ -15,6 +15,12 @@ from service.jobs import new_audit_id
 from service.schemas import audit_json
 
 
+def matching(model: Any, project_id: int, **equal: Any) -> list:
+    """The conditions "this project's rows of ``model`` whose columns equal ``equal``'s values" (an empty or None
+    value filters nothing): what a listing's query filters become."""
+    return [model.project_id == project_id, *(getattr(model, k) == v for k, v in equal.items() if v)]
+
+
 def page(s: Session, model: Any, where: list, order: list, limit: int, offset: int) -> tuple[int, list]:
     """(total, rows) of one page of ``model`` rows matching ``where``."""
     total = s.scalar(select(func.count()).select_from(model).where(*where))

@@ -74,13 +74,7 @@ def list_audits(
     offset: int = Query(0, ge=0, le=1_000_000_000),
 ):
     """Audits of the project, newest first; filter by state, imitator, env, verdict (pass/fail)."""
-    where = [Audit.project_id == who.project_id]
-    if state:
-        where.append(Audit.state == state)
-    if imitator:
-        where.append(Audit.imitator_sha == imitator)
-    if env:
-        where.append(Audit.env_id == env)
+    where = store.matching(Audit, who.project_id, state=state, imitator_sha=imitator, env_id=env)
     if verdict:
         if verdict not in ("pass", "fail"):
             raise ApiError(422, "verdict must be pass or fail")
