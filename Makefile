@@ -52,6 +52,7 @@ bench: $(STAMP)
 	$(PY) -m bench.threads --out BENCHMARKS.md
 	$(PY) -m bench.onnx --out BENCHMARKS.md
 	$(PY) -m bench.scale --out BENCHMARKS.md
+	$(PY) -m bench.power --out BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -146,6 +146,8 @@ def test_train_evaluate_inspect_convert(tmp_path):
         str(imitator),
         "--log-dir",
         str(tmp_path / "runs"),
+        "--run-id",
+        "gru-adversarial-seed0",
         "--eval-episodes",
         "20",
         "--quiet",
