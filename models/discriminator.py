@@ -75,6 +75,22 @@ def discriminator_input(
     return torch.cat(parts, dim=-1)
 
 
+def real_steps_input(
+    config: DiscriminatorConfig,
+    view: Callable[[Tensor, Tensor], Tensor],
+    obs: Tensor,
+    actions: Tensor,
+    mask: Tensor,
+    activations: dict[str, Tensor],
+) -> Tensor:
+    """Inputs [N, input_dim] of the N real steps (``mask`` [E, T]) of padded episodes, episode-major; padding is never
+    built. ``view`` maps (obs [N, D], actions [N]) to the step features the discriminator reads (the env's step view).
+    """
+    steps_obs, steps_actions = obs[mask], actions[mask]
+    taps = {name: activations[name][mask] for name in config.taps if name in activations}
+    return discriminator_input(config, view(steps_obs, steps_actions), steps_actions, taps)
+
+
 class Discriminator(nn.Module):
     """An MLP scoring one step: high logit = looks like the demonstrator.
 

@@ -18,7 +18,7 @@ from torch import Tensor
 from audit.detect.detectors import Detector, Episodes
 from audit.detect.explain import explain
 from audit.envs.features import StepView, step_view
-from models.discriminator import Discriminator, DiscriminatorConfig, discriminator_input, fit_discriminator
+from models.discriminator import Discriminator, DiscriminatorConfig, fit_discriminator, real_steps_input
 
 
 class DiscriminatorDetector(Detector):
@@ -95,11 +95,7 @@ class DiscriminatorDetector(Detector):
 
     def features(self, episodes: Episodes) -> Tensor:
         """Discriminator inputs [N, F] of the N real steps of ``episodes`` (episode-major; padding is never built)."""
-        mask = episodes.mask
-        obs, actions = episodes.obs[mask], episodes.actions[mask]
-        return discriminator_input(
-            self.config, self.view(obs, actions), actions, {t: episodes.taps[t][mask] for t in self.config.taps}
-        )
+        return real_steps_input(self.config, self.view, episodes.obs, episodes.actions, episodes.mask, episodes.taps)
 
     def fit(self, reference: Episodes, imitator: Episodes, *, seed: int) -> None:
         expert = self.features(reference)

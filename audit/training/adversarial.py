@@ -24,7 +24,13 @@ from audit.data.rollout import Trajectories, rollout
 from audit.data.seeds import derive_seed
 from audit.envs.features import step_view
 from audit.training.bc import ImitationModule, bc_loss
-from models.discriminator import Discriminator, DiscriminatorConfig, balanced_accuracy, balanced_loss
+from models.discriminator import (
+    Discriminator,
+    DiscriminatorConfig,
+    balanced_accuracy,
+    balanced_loss,
+    real_steps_input,
+)
 from models.taps import teacher_forced
 
 
@@ -120,9 +126,7 @@ class AdversarialModule(ImitationModule):
         self.demo_train, self.demo_heldout = train, heldout
 
     def _disc_inputs(self, obs: Tensor, actions: Tensor, mask: Tensor, acts: dict[str, Tensor]) -> Tensor:
-        return self.discriminator.features(
-            self.view(obs[mask], actions[mask]), actions[mask], {k: v[mask] for k, v in acts.items()}
-        )
+        return real_steps_input(self.discriminator.config, self.view, obs, actions, mask, acts)
 
     def every_action_reward(self, traj: Trajectories) -> Tensor:
         """The discriminator's reward [N, A] of every action at each of the rollouts' N real steps.

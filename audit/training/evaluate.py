@@ -22,7 +22,7 @@ from audit.data.rollout import Trajectories, rollout
 from audit.data.seeds import derive_seed
 from audit.detect.calibrate import auroc
 from audit.envs.features import step_view
-from models.discriminator import DiscriminatorConfig, balanced_accuracy, discriminator_input, fit_discriminator
+from models.discriminator import DiscriminatorConfig, balanced_accuracy, fit_discriminator, real_steps_input
 from models.imitator import Imitator
 from models.taps import teacher_forced
 
@@ -118,7 +118,7 @@ def distinguishability(
 
     def feats(o, a, m, act, rows):
         sel = m & torch.isin(torch.arange(m.shape[0]), torch.from_numpy(rows))[:, None]
-        return discriminator_input(config, view(o[sel], a[sel]), a[sel], {k: v[sel] for k, v in act.items()})
+        return real_steps_input(config, view, o, a, sel, act)
 
     disc = fit_discriminator(
         config,
