@@ -64,6 +64,16 @@ def running_peak(evidence: Tensor, mask: Tensor) -> Tensor:
     return torch.where(mask, peak, low)
 
 
+def fold_auroc(score: np.ndarray, cal_scores: np.ndarray, fold: np.ndarray) -> float:
+    """How well the audited scores [E] stand apart from their folds' calibration scores [K, m]: each fold's AUROC,
+    averaged with the folds' sizes as weights (NaN where no fold has both)."""
+    k = cal_scores.shape[0]
+    weights = np.bincount(fold, minlength=k).astype(float)
+    aucs = np.array([auroc(score[fold == j], cal_scores[j]) for j in range(k)])
+    valid = ~np.isnan(aucs)
+    return float(np.average(aucs[valid], weights=weights[valid])) if valid.any() else math.nan
+
+
 def paths(evidence: Tensor, mask: Tensor, drift: Tensor, rule: str) -> Tensor:
     """Score paths [E, T] under ``rule``: ``cusum`` (sustained evidence) or ``peak`` (the strongest single step)."""
     if rule == "cusum":
@@ -249,10 +259,7 @@ def calibrate(
     crossed = (path.numpy() > threshold[:, None]) & test_mask.numpy().astype(bool)
     first = np.where(crossed.any(axis=1), crossed.argmax(axis=1), -1)
     first = np.where(flagged, first, -1)
-    weights = np.bincount(fold, minlength=k).astype(float)
-    aucs = np.array([auroc(score[fold == j], cal_scores[j]) for j in range(k)])
-    valid = ~np.isnan(aucs)
-    dist = float(np.average(aucs[valid], weights=weights[valid])) if valid.any() else math.nan
+    dist = fold_auroc(score, cal_scores, fold)
     return Calibration(
         path=path,
         score=score,
@@ -313,7 +320,7 @@ def combine(
     flagged, level = benjamini_hochberg(pvalue, alpha) if bh else (pvalue <= alpha, alpha)
     n_folds = parts[names[0]].cal_scores.shape[0]
     live = mask.numpy()
-    paths, steps, cal_scores, firsts = [], [], [], {}
+    kind_paths, steps, cal_scores, firsts = [], [], [], {}
     for i, n in enumerate(names):
         c = parts[n]
         thr = np.array([score_threshold(c.cal_scores[j], level / k) if level > 0 else math.inf for j in range(n_folds)])
@@ -321,12 +328,12 @@ def combine(
         mid, span = scale[:, 0], np.maximum(scale[:, 1] - scale[:, 0], 1e-6)
         z = np.minimum((thr - mid) / span, 1e9)  # the threshold on the strength scale (capped: never crossed)
         shift = lambda x, rows: (x - mid[rows]) / span[rows] - z[rows] + 1.0  # noqa: E731 - one affine map per fold
-        paths.append(shift(c.path.numpy(), fold[:, None] * np.ones_like(live, dtype=np.int64)))
+        kind_paths.append(shift(c.path.numpy(), fold[:, None] * np.ones_like(live, dtype=np.int64)))
         steps.append(shift(evidence[..., i].numpy(), fold[:, None] * np.ones_like(live, dtype=np.int64)))
         cal_scores.append(np.stack([shift(c.cal_scores[j], np.full(c.cal_scores.shape[1], j)) for j in range(n_folds)]))
         crossed = (c.path.numpy() > thr[fold][:, None]) & live
         firsts[n] = np.where(crossed.any(axis=1), crossed.argmax(axis=1), -1).astype(np.int64)
-    path = np.where(live, np.max(paths, axis=0), -np.inf)
+    path = np.where(live, np.max(kind_paths, axis=0), -np.inf)
     score = path.max(axis=1) if path.shape[1] else np.zeros(len(fold))
     crossed = path > 1.0
     first = np.where(flagged & crossed.any(axis=1), crossed.argmax(axis=1), -1).astype(np.int64)
@@ -335,15 +342,12 @@ def combine(
         1.0,
         k * np.min([[leave_one_out_pvalues(parts[n].cal_scores[j]) for j in range(n_folds)] for n in names], axis=0),
     )
-    weights = np.bincount(fold, minlength=n_folds).astype(float)
-    aucs = np.array([auroc(score[fold == j], comb_cal[j]) for j in range(n_folds)])
-    valid = ~np.isnan(aucs)
     order = [
         min(((firsts[n][e], i) for i, n in enumerate(names) if firsts[n][e] >= 0), default=(None, None))[1]
         for e in range(len(fold))
     ]
     cal = Calibration(
-        path=torch.from_numpy(np.where(live, np.max(paths, axis=0), 0.0)).float(),
+        path=torch.from_numpy(np.where(live, np.max(kind_paths, axis=0), 0.0)).float(),
         score=score,
         pvalue=pvalue,
         strength=score,
@@ -354,7 +358,7 @@ def combine(
         drift=parts[names[0]].drift,
         cal_scores=comb_cal,
         level=level,
-        auroc=float(np.average(aucs[valid], weights=weights[valid])) if valid.any() else math.nan,
+        auroc=fold_auroc(score, comb_cal, fold),
         calibration_flag_rate=float((loo <= alpha).mean()),
     )
     return cal, Combined(
