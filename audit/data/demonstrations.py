@@ -366,9 +366,15 @@ def record(
         if world is None:
             raise ValueError(f"the planning demonstrator needs a built-in imitaudit env, not {env_id!r}")
         check_env_kwargs(world, env_kwargs)
-        recorded = _record_planner(plain_id, world, policy, episodes, seed, env_kwargs, source, progress, batch)
+        job = _Recording(
+            env_id=plain_id, episodes=episodes, seed=seed, env_kwargs=env_kwargs, source=source, progress=progress
+        )
+        recorded = _record_planner(job, world, policy, batch=batch)
     elif callable(policy):
-        recorded = _record_callable(env_id, policy, episodes, seed, env_kwargs, source, progress, departure_key)
+        job = _Recording(
+            env_id=env_id, episodes=episodes, seed=seed, env_kwargs=env_kwargs, source=source, progress=progress
+        )
+        recorded = _record_callable(job, policy, departure_key=departure_key)
     else:
         raise ValueError(f"policy must be a Demonstrator, a preset name or a callable, got {type(policy).__name__}")
     if feature_names or action_names:
@@ -401,7 +407,22 @@ def check_env_kwargs(world: type, env_kwargs: dict[str, Any]) -> None:
         raise ValueError(f"bad env_kwargs for {world.name}: {exc}") from None  # type: ignore[attr-defined]
 
 
-def _record_planner(env_id, world_cls, demonstrator, episodes, seed, env_kwargs, source, progress, batch):
+@dataclass(frozen=True, kw_only=True)
+class _Recording:
+    """One recording: in which env (with which arguments), how many episodes from which seed, described how, and who
+    hears of finished episodes."""
+
+    env_id: str
+    episodes: int
+    seed: int
+    env_kwargs: dict[str, Any]
+    source: str | None
+    progress: Progress | None
+
+
+def _record_planner(job: _Recording, world_cls: Any, demonstrator: Demonstrator, *, batch: int) -> Demonstrations:
+    """Episodes of a planning demonstrator in a built-in world, ``batch`` at a time."""
+    env_id, episodes, seed, env_kwargs, progress = job.env_id, job.episodes, job.seed, job.env_kwargs, job.progress
     chunks: list[dict[str, np.ndarray]] = []
     for first in range(0, episodes, batch):
         k = min(batch, episodes - first)
@@ -434,11 +455,22 @@ def _record_planner(env_id, world_cls, demonstrator, episodes, seed, env_kwargs,
         departure=merged["departure"].astype(bool),
         env_id=env_id,
         env_kwargs=env_kwargs,
-        source=source or demonstrator.describe(),
+        source=job.source or demonstrator.describe(),
     )
 
 
-def _record_callable(env_id, policy, episodes, seed, env_kwargs, source, progress, departure_key="departure"):
+def _record_callable(
+    job: _Recording, policy: Callable[[np.ndarray], int], *, departure_key: str = "departure"
+) -> Demonstrations:
+    """Episodes of a policy callable in any Gymnasium env with discrete actions, one at a time."""
+    env_id, episodes, seed, env_kwargs, progress, source = (
+        job.env_id,
+        job.episodes,
+        job.seed,
+        job.env_kwargs,
+        job.progress,
+        job.source,
+    )
     try:
         env = gym.make(env_id, **env_kwargs)
     except Exception as exc:  # noqa: BLE001 - any failure to build the user's env is bad input
