@@ -160,7 +160,7 @@ def _imitator_path(imitator: Any, demos_path: Path, tmp: Path) -> Path:
     from models.checkpoint import save_imitator
     from models.imitator import Imitator
 
-    if isinstance(imitator, Imitator) and imitator.arch != "onnx":
+    if isinstance(imitator, Imitator):
         demos = Demonstrations.load(demos_path)
         return save_imitator(imitator, tmp / "imitator.safetensors", env_id=demos.env_id, env_kwargs=demos.env_kwargs)
     raise ValueError(

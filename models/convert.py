@@ -35,7 +35,7 @@ def convert(
     Raises:
         ValueError: one line: an unknown kind, a missing env for ``onnx``/``sb3``, or a file the readers refuse.
     """
-    from models.checkpoint import convert_lightning_checkpoint
+    from models.checkpoint import convert_lightning_checkpoint, load_checkpoint_bytes
     from models.load import load_imitator
     from models.onnx_export import export_imitator, stamp
 
@@ -73,7 +73,7 @@ def convert(
         else Path(source)
     )
     if to_onnx:
-        model, info = load_imitator(path)
+        model, info = load_checkpoint_bytes(path.read_bytes(), str(path))
         export_imitator(model, out, env_id=info.env_id, env_kwargs=info.env_kwargs)
         if kind == "lightning":
             path.unlink()

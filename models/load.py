@@ -8,11 +8,11 @@ from pathlib import Path
 
 from models.checkpoint import load_checkpoint_bytes
 from models.formats import CheckpointInfo, is_onnx
-from models.imitator import Imitator
 from models.onnx_imitator import load_onnx_bytes
+from models.policy import Policy
 
 
-def load_imitator(path: str | os.PathLike) -> tuple[Imitator, CheckpointInfo]:
+def load_imitator(path: str | os.PathLike) -> tuple[Policy, CheckpointInfo]:
     """Rebuild an imitator from its file (in eval mode).
 
     Raises:
@@ -24,7 +24,7 @@ def load_imitator(path: str | os.PathLike) -> tuple[Imitator, CheckpointInfo]:
     return load_imitator_bytes(path.read_bytes(), str(path))
 
 
-def load_imitator_bytes(data: bytes, name: str = "upload") -> tuple[Imitator, CheckpointInfo]:
+def load_imitator_bytes(data: bytes, name: str = "upload") -> tuple[Policy, CheckpointInfo]:
     """:func:`load_imitator` on bytes in memory (``name`` labels the messages).
 
     Raises:

@@ -35,7 +35,8 @@ import torch
 from torch import Tensor, nn
 
 from models.formats import CheckpointInfo
-from models.imitator import Imitator, ImitatorConfig
+from models.imitator import ImitatorConfig
+from models.policy import check_obs
 from models.safetensors_io import strict_json
 
 MAX_PARAMS = 50_000_000
@@ -222,7 +223,7 @@ def default_taps(model: Any, obs_input: str, logits: str) -> dict[str, str]:
     return taps
 
 
-class OnnxImitator(Imitator):
+class OnnxImitator(nn.Module):
     """An ONNX policy behind the imitator interface (see the module docstring for what the graph must hold).
 
     Stepping runs the session once per step; ``sequence`` runs a memoryless graph once over every real step
@@ -258,11 +259,16 @@ class OnnxImitator(Imitator):
         self.config, self.session = config, session
         self.obs_input, self.obs_shape, self.logits_name = obs_input, obs_shape, logits
         self.tap_tensors, self.tap_widths, self.states = dict(tap_tensors), dict(tap_widths), states
-        self.tap_names = tuple(tap_tensors)  # type: ignore[misc]
-        self.recurrent = bool(states)  # type: ignore[misc]
+        self.tap_names = tuple(tap_tensors)
+        self.recurrent = bool(states)
         for name in self.tap_names:
             self.add_module(name, _Tap())
         self._outputs = [logits, *[s[1] for s in states], *tap_tensors.values()]
+
+    @property
+    def taps(self) -> dict[str, nn.Module]:
+        """Tap name -> the module whose output is the graph tensor read (fed after each run)."""
+        return {name: getattr(self, name) for name in self.tap_names}
 
     def tap_sizes(self) -> dict[str, int]:
         return dict(self.tap_widths)
@@ -271,7 +277,7 @@ class OnnxImitator(Imitator):
         # a session does not pickle: a copy (a Ray task's) is rebuilt from the checked bytes, through the same checks
         return _rebuild, self._source
 
-    def initial_state(self, batch: int) -> tuple[Tensor, ...] | None:  # type: ignore[override]
+    def initial_state(self, batch: int) -> tuple[Tensor, ...] | None:
         if not self.states:
             return None
         out = []
@@ -310,7 +316,7 @@ class OnnxImitator(Imitator):
         return logits, new_state, taps
 
     def forward(self, obs: Tensor, state: Any = None) -> tuple[Tensor, Any]:
-        self._check_obs(obs, 2)
+        check_obs(self, obs, 2)
         if self.states and state is None:
             state = self.initial_state(len(obs))
         logits, state, taps = self._run(obs, state)
@@ -319,7 +325,7 @@ class OnnxImitator(Imitator):
         return logits, state
 
     def sequence(self, obs: Tensor, mask: Tensor | None = None) -> Tensor:
-        self._check_obs(obs, 3)
+        check_obs(self, obs, 3)
         b, t, _ = obs.shape
         if not self.states:
             rows = obs[mask] if mask is not None else obs.reshape(b * t, -1)

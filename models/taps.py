@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from models.imitator import Imitator
+from models.policy import Policy
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,7 +54,7 @@ class TapRecorder:
         ValueError: an unknown tap name.
     """
 
-    def __init__(self, *, model: Imitator, names: Sequence[str], detach: bool = True) -> None:
+    def __init__(self, *, model: Policy, names: Sequence[str], detach: bool = True) -> None:
         unknown = [n for n in names if n not in model.taps]
         if unknown:
             raise ValueError(f"unknown tap(s) {', '.join(unknown)}; {model.arch} has {', '.join(model.taps)}")
@@ -88,7 +88,7 @@ class TapRecorder:
 
 
 def teacher_forced(
-    model: Imitator, obs: Tensor, mask: Tensor, names: Sequence[str], *, detach: bool = True, chunk: int = 512
+    model: Policy, obs: Tensor, mask: Tensor, names: Sequence[str], *, detach: bool = True, chunk: int = 512
 ) -> tuple[Tensor, Activations]:
     """Run ``model`` over whole episodes obs [E, T, D]: logits [E, T, A] and activations at ``names``.
 

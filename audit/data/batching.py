@@ -14,7 +14,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from audit.data.demonstrations import Demonstrations
-from models.imitator import Imitator
+from models.policy import Policy
 from models.taps import Activations, teacher_forced
 
 
@@ -49,7 +49,7 @@ def pad_episodes(demos: Demonstrations) -> tuple[Tensor, Tensor, Tensor]:
     return pad_steps(demos.obs.reshape(demos.n_steps, -1), demos.actions, bounds[:, 1] - bounds[:, 0])
 
 
-def demo_activations(model: Imitator, demos: Demonstrations, names: Sequence[str]) -> Activations:
+def demo_activations(model: Policy, demos: Demonstrations, names: Sequence[str]) -> Activations:
     """Teacher-forced activations of ``model`` over every episode of ``demos`` (no gradients)."""
     obs, _, mask = pad_episodes(demos)
     with torch.no_grad():

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from audit.data.seeds import derive_seed
 from audit.envs.adapter import make_batch
-from models.imitator import Imitator
+from models.policy import Policy
 from models.taps import TapRecorder
 
 
@@ -75,7 +75,7 @@ def branch_futures(
     batch: Any,
     rows: np.ndarray,
     *,
-    model: Imitator,
+    model: Policy,
     state: Tensor | None,
     budget: Budget,
     taps: Sequence[str],
@@ -120,7 +120,7 @@ def branch_futures(
 
 
 def walk(
-    model: Imitator,
+    model: Policy,
     env_id: str,
     *,
     seeds: np.ndarray,

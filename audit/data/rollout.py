@@ -18,7 +18,7 @@ from torch import Tensor
 from audit.data.batching import pad_episodes
 from audit.data.demonstrations import Demonstrations, from_arrays
 from audit.envs.adapter import make_batch
-from models.imitator import Imitator
+from models.policy import Policy
 from models.taps import Activations, TapRecorder, teacher_forced
 
 
@@ -98,7 +98,7 @@ def _env_step(batch: Any, action: Tensor, live: np.ndarray) -> dict[str, Tensor]
 
 
 def rollout(
-    model: Imitator,
+    model: Policy,
     env_id: str,
     *,
     episodes: int,
@@ -186,7 +186,7 @@ def shards(episodes: int, size: int) -> list[tuple[int, int]]:
 
 
 def rollout_shard(
-    model: Imitator, job: dict[str, Any], span: tuple[int, int], *, on_step: Callable[[int], None] | None = None
+    model: Policy, job: dict[str, Any], span: tuple[int, int], *, on_step: Callable[[int], None] | None = None
 ) -> Trajectories:
     """One shard of a sharded rollout: episodes ``first .. first + n - 1`` of the rollout seeded ``job["seed"]``.
 
@@ -228,7 +228,7 @@ def concat(parts: Sequence[Trajectories]) -> Trajectories:
     )
 
 
-def replayed(model: Imitator, demos: Demonstrations, *, taps: Sequence[str] = (), first_seed: int = 0) -> Trajectories:
+def replayed(model: Policy, demos: Demonstrations, *, taps: Sequence[str] = (), first_seed: int = 0) -> Trajectories:
     """Demonstration episodes as if the imitator had acted them: the imitator teacher-forced over each,
     its activations and the log-probability of the demonstrator's actions captured.
 

@@ -32,7 +32,7 @@ from audit.data.futures import Budget, Futures, walk
 from audit.data.seeds import derive_seed
 from audit.detect.detectors import Detector, Episodes
 from audit.detect.discriminate import DiscriminatorDetector
-from models.imitator import Imitator
+from models.policy import Policy
 
 
 def peaks(evidence: Tensor, mask: Tensor) -> Tensor:
@@ -92,7 +92,7 @@ class LookaheadDetector(Detector):
         return self.inner
 
     def __init__(
-        self, *, inner: DiscriminatorDetector, model: Imitator, env_id: str, env_kwargs: dict, budget: Budget, seed: int
+        self, *, inner: DiscriminatorDetector, model: Policy, env_id: str, env_kwargs: dict, budget: Budget, seed: int
     ) -> None:
         self.inner, self.model, self.env_id, self.env_kwargs = inner, model, env_id, dict(env_kwargs)
         self.budget, self.seed = budget, derive_seed(seed, "lookahead")

@@ -23,7 +23,7 @@ from audit.data.seeds import derive_seed
 from audit.detect.calibrate import auroc
 from audit.envs.features import step_view
 from models.discriminator import DiscriminatorConfig, balanced_accuracy, fit_discriminator, real_steps_input
-from models.imitator import Imitator
+from models.policy import Policy
 from models.taps import teacher_forced
 
 
@@ -52,7 +52,7 @@ def summarize(traj: Trajectories) -> dict[str, Any]:
 
 
 def evaluate(
-    model: Imitator,
+    model: Policy,
     env_id: str,
     *,
     episodes: int,
@@ -72,7 +72,7 @@ def evaluate(
 
 
 def distinguishability(
-    model: Imitator,
+    model: Policy,
     demos: Demonstrations,
     *,
     episodes: int = 400,
