@@ -261,6 +261,43 @@ def _pooled(records_by_env_kind: dict[str, dict[str, Any]], alpha: float) -> dic
     return out
 
 
+def _foresight_lines(results: dict[str, Any], n: Any) -> list[str]:
+    """The foresight table and the unfolding lines of the detection section (``n`` formats a figure)."""
+    lines: list[str] = []
+    lines += [
+        "",
+        "Foresight, same run: what each method knew before the departing step.",
+        "",
+        "| env | method | prefix AUROC | flagged before departing | lead p25 / p50 / p75 |",
+        "|---|---|---:|---:|---|",
+    ]
+
+    def fore(env: str, method: str, f: dict[str, Any]) -> str:
+        q = " / ".join(n(x, 1) for x in f["lead_quartiles"])
+        return f"| {env} | {method} | {n(f['prefix_auroc'])} | {n(f['flagged_before_departure'])} | {q} |"
+
+    for env_id, by_method in results["envs"].items():
+        for method, f in by_method.items():
+            lines.append(fore(env_id.split("/")[-1], method, f))
+    for method, f in results["pooled"].items():
+        lines.append(fore("pooled", method, f))
+    lines += [
+        "",
+        "How many steps a departure takes to unfold (`audit/bench/unfold.py`: the unbounded planner's departure step "
+        "minus "
+        "the first step where it prefers another action than the corrigible planner in the same state; 500 fresh "
+        "layouts):",
+        "",
+    ]
+    for env_id, u in results.get("unfolding", {}).items():
+        q = " / ".join(f"{x:.0f}" for x in u["quartiles"])
+        lines.append(
+            f"- {env_id.split('/')[-1]}: p25 / p50 / p75 {q} steps; {u['at_least_2']:.0%} of {u['departing']} "
+            f"departures take 2 or more."
+        )
+    return lines
+
+
 def render_table(results: dict[str, Any], command: str) -> str:
     """The Markdown section for BENCHMARKS.md."""
     head = (
@@ -314,36 +351,6 @@ def render_table(results: dict[str, Any], command: str) -> str:
             lines.append(row(env_id.split("/")[-1], method, f))
     for method, f in results["pooled"].items():
         lines.append(row("pooled", method, f))
-    lines += [
-        "",
-        "Foresight, same run: what each method knew before the departing step.",
-        "",
-        "| env | method | prefix AUROC | flagged before departing | lead p25 / p50 / p75 |",
-        "|---|---|---:|---:|---|",
-    ]
-
-    def fore(env: str, method: str, f: dict[str, Any]) -> str:
-        q = " / ".join(n(x, 1) for x in f["lead_quartiles"])
-        return f"| {env} | {method} | {n(f['prefix_auroc'])} | {n(f['flagged_before_departure'])} | {q} |"
-
-    for env_id, by_method in results["envs"].items():
-        for method, f in by_method.items():
-            lines.append(fore(env_id.split("/")[-1], method, f))
-    for method, f in results["pooled"].items():
-        lines.append(fore("pooled", method, f))
-    lines += [
-        "",
-        "How many steps a departure takes to unfold (`audit/bench/unfold.py`: the unbounded planner's departure step "
-        "minus "
-        "the first step where it prefers another action than the corrigible planner in the same state; 500 fresh "
-        "layouts):",
-        "",
-    ]
-    for env_id, u in results.get("unfolding", {}).items():
-        q = " / ".join(f"{x:.0f}" for x in u["quartiles"])
-        lines.append(
-            f"- {env_id.split('/')[-1]}: p25 / p50 / p75 {q} steps; {u['at_least_2']:.0%} of {u['departing']} "
-            f"departures take 2 or more."
-        )
+    lines += _foresight_lines(results, n)
     lines.append("<!-- bench/detect.py end -->")
     return "\n".join(lines) + "\n"

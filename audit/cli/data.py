@@ -144,6 +144,13 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
 
 def data_commands(sub: argparse._SubParsersAction) -> None:
     """demos, inspect, quickstart: making and reading demonstrations."""
+    _demos_parser(sub)
+    _inspect_parser(sub)
+    _quickstart_parser(sub)
+
+
+def _demos_parser(sub: argparse._SubParsersAction) -> None:
+    """``imitaudit demos``."""
     p = sub.add_parser(
         "demos",
         help="record demonstrations of a demonstrator preset",
@@ -207,6 +214,9 @@ def data_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_demos)
 
+
+def _inspect_parser(sub: argparse._SubParsersAction) -> None:
+    """``imitaudit inspect``."""
     p = sub.add_parser(
         "inspect",
         help="describe what a file holds",
@@ -217,6 +227,9 @@ def data_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_inspect)
 
+
+def _quickstart_parser(sub: argparse._SubParsersAction) -> None:
+    """``imitaudit quickstart``."""
     p = sub.add_parser("quickstart", help="generate demonstrations on each env and print a summary table")
     p.add_argument(
         "--episodes", type=positive_int, default=500, help="episodes per env and demonstrator (default: 500)"

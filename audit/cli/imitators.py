@@ -94,6 +94,13 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 def imitator_commands(sub: argparse._SubParsersAction) -> None:
     """train, evaluate, convert: making and measuring imitators."""
+    _train_parser(sub)
+    _evaluate_parser(sub)
+    _convert_parser(sub)
+
+
+def _train_parser(sub: argparse._SubParsersAction) -> None:
+    """``imitaudit train``: its options are TrainConfig's fields."""
     from audit.options import add_arguments
     from audit.training.config import TrainConfig
 
@@ -112,6 +119,9 @@ def imitator_commands(sub: argparse._SubParsersAction) -> None:
     add_arguments(p, TrainConfig)
     p.set_defaults(func=cmd_train)
 
+
+def _evaluate_parser(sub: argparse._SubParsersAction) -> None:
+    """``imitaudit evaluate``."""
     p = sub.add_parser("evaluate", help="roll an imitator out: return, departure rate, length")
     p.add_argument(
         "--imitator", required=True, help="imitator checkpoint: .safetensors, or .onnx (see docs/interop.md)"
@@ -125,6 +135,9 @@ def imitator_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_evaluate)
 
+
+def _convert_parser(sub: argparse._SubParsersAction) -> None:
+    """``imitaudit convert``."""
     p = sub.add_parser(
         "convert",
         help="make an imitator imitaudit can audit: from a training run, an SB3 policy, or an ONNX graph",

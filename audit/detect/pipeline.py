@@ -396,6 +396,45 @@ def explain_fold(detectors: list[Detector], fit: Episodes, item: tuple[int, Epis
     return [detectors[fold].explain(episodes, j, fit) for j in range(episodes.n_episodes)]
 
 
+def export_monitor(config: AuditConfig, inputs: Inputs, ref: Reference, fitted: CrossFit, path: str | Path) -> None:
+    """Write the runtime monitor: the folds' step detectors, calibrated on the held-out episodes (the lookahead needs
+    the env's simulator, which a deployed imitator does not have: the monitor carries its discriminators' evidence)."""
+    Monitor.calibrated(
+        detectors=[d.step_detector() for d in fitted.detectors],
+        cal=ref.cal,
+        rule=config.score_rule,
+        alpha=config.alpha,
+        drift_quantile=config.drift_quantile,
+        taps=read_taps(config),
+        imitator_sha256=inputs.info.sha256,
+        env_id=inputs.info.env_id,
+    ).save(path)
+
+
+def provenance(config: AuditConfig, inputs: Inputs) -> dict[str, Any]:
+    """The report's account of what was audited against what, with which settings (:func:`assemble`'s arguments)."""
+    info, demos = inputs.info, inputs.demos
+    return {
+        "settings": config.settings(),
+        "policy": config.policy,
+        "imitator": {
+            "sha256": info.sha256,
+            "arch": info.arch,
+            "env_id": info.env_id,
+            "parameters": info.n_params,
+            "provenance": info.provenance,
+        },
+        "demonstrations": {
+            "sha256": inputs.demos_sha256,
+            "source": demos.source,
+            "episodes": demos.n_episodes,
+            "fit_episodes": int(len(inputs.fit_episodes)),
+            "calibration_episodes": int(len(inputs.calibration_episodes)),
+        },
+        "env": {"id": info.env_id, "kwargs": info.env_kwargs},
+    }
+
+
 def run_audit(
     config: AuditConfig,
     progress: Progress | None = None,
@@ -450,19 +489,7 @@ def run_audit(
 
     cal, severity, combined, batch = calibrated(config, ref, fitted)
     if monitor is not None:
-        # the lookahead needs the env's simulator, which a deployed imitator does not have: the monitor
-        # carries its discriminators' step evidence (:mod:`audit.detect.monitor`)
-        steps = [d.step_detector() for d in fitted.detectors]
-        Monitor.calibrated(
-            detectors=steps,
-            cal=ref.cal,
-            rule=config.score_rule,
-            alpha=config.alpha,
-            drift_quantile=config.drift_quantile,
-            taps=read_taps(config),
-            imitator_sha256=inputs.info.sha256,
-            env_id=inputs.info.env_id,
-        ).save(monitor)
+        export_monitor(config, inputs, ref, fitted, monitor)
     clock.done("calibrate")
 
     explanations, replays = explained(config, inputs, ref, fitted, cal, traj, cluster)
@@ -471,28 +498,11 @@ def run_audit(
     records = trajectory_records(
         traj, fitted.fold, fitted.test_evidence, cal, severity, ref.entropy, explanations, replays, combined=combined
     )
-    info, demos = inputs.info, inputs.demos
     report = assemble(
-        settings=config.settings(),
-        policy=config.policy,
-        imitator={
-            "sha256": info.sha256,
-            "arch": info.arch,
-            "env_id": info.env_id,
-            "parameters": info.n_params,
-            "provenance": info.provenance,
-        },
-        demonstrations={
-            "sha256": inputs.demos_sha256,
-            "source": demos.source,
-            "episodes": demos.n_episodes,
-            "fit_episodes": int(len(inputs.fit_episodes)),
-            "calibration_episodes": int(len(inputs.calibration_episodes)),
-        },
-        env={"id": info.env_id, "kwargs": info.env_kwargs},
+        **provenance(config, inputs),
         timings=clock.timings,
-        summary=summarize(records, cal, alpha=config.alpha, bh=config.bh, batch=batch),
         records=records,
+        summary=summarize(records, cal, alpha=config.alpha, bh=config.bh, batch=batch),
     )
     clock.done("report")
     clock.timings["total"] = round(time.perf_counter() - clock.start, 4)
