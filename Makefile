@@ -32,9 +32,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check audit models service bench tests
 	$(VENV)/bin/mypy
 
-# One worker per core, a test file per worker at a time (module fixtures are built once), one torch thread each.
+# One process: a pytest-xdist run (-n auto --dist loadfile, 18 min here) once lost a worker and then hung, with an
+# in-process Ray driver the first suspect; until that is understood, `make test` stays serial.
 test: $(STAMP) system-deps lint
-	$(PY) -m pytest -n auto --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 # While editing: no real servers, no subprocesses of the CLI, no training beyond a few steps (the API through TestClient).
 test-fast: $(STAMP)
