@@ -128,13 +128,46 @@ def rollout(
         ValueError: the model does not fit the env, or bad arguments.
     """
     batch = make_batch(env_id, episodes, env_kwargs, departure_key=departure_key)
+    seeds = seed + np.arange(episodes)
+    batch.reset(seeds)
+    return run_batch(
+        model,
+        batch,
+        seeds=seeds,
+        seed=seed,
+        env_id=env_id,
+        taps=taps,
+        greedy=greedy,
+        max_steps=max_steps,
+        on_step=on_step,
+    )
+
+
+def run_batch(
+    model: Policy,
+    batch: Any,
+    *,
+    seeds: np.ndarray,
+    seed: int,
+    env_id: str,
+    taps: Sequence[str] = (),
+    greedy: bool = False,
+    max_steps: int | None = None,
+    on_step: Callable[[int], None] | None = None,
+) -> Trajectories:
+    """Run ``model`` in an env batch already reset (or branched) until every row is done; actions are sampled with a
+    generator seeded ``seed``, and row i is recorded with env seed ``seeds[i]``.
+
+    Raises:
+        ValueError: the model does not fit the env.
+    """
     if batch.obs_dim != model.config.obs_dim or batch.n_actions != model.config.n_actions:
         raise ValueError(
             f"imitator expects obs_dim={model.config.obs_dim}, n_actions={model.config.n_actions}; "
             f"{env_id} gives obs_dim={batch.obs_dim}, n_actions={batch.n_actions}"
         )
-    seeds = seed + np.arange(episodes)
-    obs_np = batch.reset(seeds)
+    episodes = batch.num_envs
+    obs_np = batch.observe()
     gen = torch.Generator().manual_seed(int(seed))
     limit = max_steps or batch.max_steps or 100_000
     cols: dict[str, list] = {k: [] for k in ("obs", "actions", "rewards", "logp", "mask", "departure")}
@@ -173,7 +206,7 @@ def rollout(
         mask=mask,
         departure=stacked["departure"] if batch.has_departure else None,
         activations=Activations(taps=acts, mask=mask),
-        seeds=torch.from_numpy(seeds.astype(np.int64)),
+        seeds=torch.from_numpy(np.asarray(seeds).astype(np.int64)),
         env_id=env_id,
     )
 

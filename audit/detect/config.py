@@ -68,6 +68,16 @@ class AuditConfig:
     """Lookahead: futures sampled from each branching step (more than 1 averages them; the null is exact for 1)."""
     lookahead_every: int = setting(1, ge=1, service_max=1000)
     """Lookahead: branch every this many steps (the forecast carries over in between)."""
+    search: int = setting(0, ge=0, service_max=65_536)
+    """Active audit: screen this many fresh layouts (env seeds) with the imitator alone and confirm the most surprising
+    ones against the demonstrator (0 = off; see audit/detect/search.py)."""
+    search_keep: int = setting(8, ge=1, service_max=64)
+    """Active audit: layouts kept from the screen and confirmed (the search's level is split over them)."""
+    search_repeats: int = setting(8, ge=2, service_max=32)
+    """Active audit: fresh episodes of the imitator and of the demonstrator on each kept layout."""
+    demonstrator: str = setting("", api=False)
+    """Active audit: a demonstrator checkpoint to ask on the kept layouts ('' = the built-in planner preset that
+    recorded the demonstrations, where it did; otherwise the layouts are listed unconfirmed)."""
     calibration_fraction: float = setting(0.5, ge=0.05, le=0.95)
     """Share of demonstration episodes held out for calibration (never trained on)."""
     max_fit_episodes: int = setting(1000, ge=1, service_max=10_000)
@@ -108,4 +118,5 @@ class AuditConfig:
         out["taps"] = list(self.taps)
         out["imitator"] = Path(self.imitator).name
         out["demos"] = Path(self.demos).name
+        out["demonstrator"] = Path(self.demonstrator).name if self.demonstrator else ""
         return out

@@ -36,6 +36,7 @@ from torch import Tensor
 from audit.data.batching import pad_episodes
 from audit.data.demonstrations import Demonstrations
 from audit.data.rollout import Trajectories, concat, rollout_shard, shards
+from audit.data.seeds import derive_seed
 from audit.detect.calibrate import Calibration, Combined, calibrate, combine
 from audit.detect.collective import certify, collective_test, detectable_share
 from audit.detect.config import AuditConfig
@@ -43,6 +44,7 @@ from audit.detect.detectors import CrossFit, Detector, Episodes, cross_fit
 from audit.detect.inputs import check_null_preconditions, check_pair, split_demonstrations
 from audit.detect.monitor import Monitor
 from audit.detect.registry import REGISTRY, detector_class
+from audit.detect.search import Asked, demonstrator_to_ask, fit_reference, search_report
 from audit.detect.severity import policy_entropy, severities
 from audit.envs import world_of
 from audit.envs.features import observation_names, vector_frame
@@ -53,12 +55,13 @@ from models.taps import teacher_forced
 Progress = Callable[[str, float], None]
 """Called with (stage, fraction of the whole audit done)."""
 
-STAGES = ("load", "rollout", "reference", "discriminate", "calibrate", "explain", "report")
+STAGES = ("load", "rollout", "reference", "search", "discriminate", "calibrate", "explain", "report")
 _WEIGHTS = {
     "load": 0.05,
     "rollout": 0.15,
     "reference": 0.1,
-    "discriminate": 0.5,
+    "search": 0.1,
+    "discriminate": 0.4,
     "calibrate": 0.05,
     "explain": 0.1,
     "report": 0.05,
@@ -115,6 +118,8 @@ class Inputs:
     taps: tuple[str, ...]
     """The taps read: the configured ones, or, for the default, those of them the imitator has (an ONNX policy of one
     hidden layer has no ``encoder``)."""
+    asked: Asked | None = None
+    """Whom the active audit asks on the layouts it finds (None: nobody, or no search)."""
 
 
 def load(config: AuditConfig) -> Inputs:
@@ -152,8 +157,19 @@ def load(config: AuditConfig) -> Inputs:
         sha,
         allow_training_demos=config.allow_training_demos,
     )
+    asked = None
+    if config.search:
+        named = load_imitator(config.demonstrator) if config.demonstrator else None
+        asked = demonstrator_to_ask(info.env_id, demos.source, named, Path(config.demonstrator).name)
     return Inputs(
-        model=model, info=info, demos=demos, demos_sha256=sha, fit_episodes=fit, calibration_episodes=cal, taps=taps
+        model=model,
+        info=info,
+        demos=demos,
+        demos_sha256=sha,
+        fit_episodes=fit,
+        calibration_episodes=cal,
+        taps=taps,
+        asked=asked,
     )
 
 
@@ -179,33 +195,42 @@ class Reference:
     entropy: Tensor
 
 
-def rolled_out(config: AuditConfig, inputs: Inputs, clock: StageClock, cluster: Any | None) -> Trajectories:
+def rolled_out(
+    config: AuditConfig,
+    inputs: Inputs,
+    clock: StageClock,
+    cluster: Any | None,
+    *,
+    screen: bool = False,
+) -> Trajectories:
     """Stage 2: the imitator's trajectories, shard by shard (:func:`audit.data.rollout.rollout_shard`); each shard a
-    task on a cluster."""
+    task on a cluster. With ``screen``, the search's screening episodes instead: ``config.search`` of them, seeded apart
+    from the audited ones, no taps."""
+    stage = "search" if screen else "rollout"
     job = dict(
         env_id=inputs.info.env_id,
-        seed=config.seed,
+        seed=derive_seed(config.seed, "search-screen") if screen else config.seed,
         env_kwargs=inputs.info.env_kwargs,
-        taps=read_taps(config),
+        taps=() if screen else read_taps(config),
         greedy=config.actions == "greedy",
         departure_key=config.departure_key or inputs.demos.departure_key,
     )
-    spans = shards(config.episodes, config.shard_episodes)
+    spans = shards(config.search if screen else config.episodes, config.shard_episodes)
     if cluster is not None:
         return concat(
             cluster.map(
                 rollout_shard,
                 spans,
                 common=(inputs.model, job),
-                progress=lambda f: clock.within("rollout", f),
-                kind="rollout shards",
+                progress=lambda f: clock.within(stage, f),
+                kind="screening shards" if screen else "rollout shards",
             )
         )
     parts = []
     for k, span in enumerate(spans):  # an episode's length is not known ahead: a fraction that grows within each shard
         parts.append(
             rollout_shard(
-                inputs.model, job, span, on_step=lambda t: clock.within("rollout", (k + t / (t + 50.0)) / len(spans))
+                inputs.model, job, span, on_step=lambda t: clock.within(stage, (k + t / (t + 50.0)) / len(spans))
             )
         )
     return concat(parts)
@@ -229,6 +254,59 @@ def reference(config: AuditConfig, inputs: Inputs, traj: Trajectories) -> Refere
         seeds=traj.seeds,
     )
     return Reference(fit=sets["fit"], cal=sets["cal"], test=test, entropy=policy_entropy(own_logits, traj.mask))
+
+
+def levels(config: AuditConfig, inputs: Inputs) -> tuple[float, float]:
+    """The gate's level split between the passive audit and the search: half each when the search can confirm what it
+    finds (a demonstrator to ask), so that together they fail an exchangeable imitator at most delta of the time."""
+    delta = config.policy.delta
+    return (delta / 2, delta / 2) if config.search and inputs.asked is not None else (delta, 0.0)
+
+
+def searched(
+    config: AuditConfig, inputs: Inputs, ref: Reference, clock: StageClock, cluster: Any | None
+) -> dict | None:
+    """Stage 4: the active audit (:mod:`audit.detect.search`), or None when ``config.search`` is 0."""
+    if not config.search:
+        return None
+    screen = rolled_out(config, inputs, clock, cluster, screen=True)
+    info = inputs.info
+    yardstick = fit_reference(
+        ref.fit,
+        env_id=info.env_id,
+        n_actions=info.config.n_actions,
+        hidden=config.reference_hidden,
+        steps=config.reference_steps,
+        seed=config.seed,
+    )
+    return search_report(
+        screen=screen,
+        reference=yardstick,
+        imitator=inputs.model,
+        asked=inputs.asked,
+        env={
+            "id": info.env_id,
+            "kwargs": info.env_kwargs,
+            "departure_key": config.departure_key or inputs.demos.departure_key,
+        },
+        keep=config.search_keep,
+        repeats=config.search_repeats,
+        level=levels(config, inputs)[1],
+        seed=config.seed,
+        frame=frames(inputs),
+    )
+
+
+def frames(inputs: Inputs) -> Callable[[np.ndarray, int], str | list[str]]:
+    """How a replay draws one step (obs [D], action): the grid for built-in envs, named features and the action for
+    others."""
+    info = inputs.info
+    world_cls = world_of(info.env_id)
+    if world_cls is not None:
+        renderer = world_cls(num_envs=1, **info.env_kwargs)
+        return lambda obs, action: renderer.text_from_obs(obs)
+    names = observation_names(info.env_id, info.env_kwargs, info.config.obs_dim, inputs.demos.feature_names)
+    return lambda obs, action: vector_frame(obs, action, names, inputs.demos.action_names)
 
 
 def detector_factory(config: AuditConfig, inputs: Inputs) -> Callable[[], Detector]:
@@ -262,14 +340,13 @@ def check_gate(config: AuditConfig) -> None:
 
 
 def calibrated(
-    config: AuditConfig, ref: Reference, fitted: CrossFit
+    config: AuditConfig, ref: Reference, fitted: CrossFit, delta: float
 ) -> tuple[Calibration, list[str | None], Combined | None, dict]:
     """Stage 5: scores, p-values, flags, severities (each evidence kind calibrated on its own where there are several),
     and the batch's collective test (see :func:`batch_test`)."""
     kinds = fitted.detectors[0].kinds
     opts: dict[str, Any] = dict(drift_quantile=config.drift_quantile, rule=config.score_rule)
     combined = None
-    delta = config.policy.delta
     if not kinds:
         cal = calibrate(
             fitted.test_evidence,
@@ -305,7 +382,7 @@ def calibrated(
         evidence = fitted.test_evidence.gather(2, index).squeeze(2)
         drift = np.array([parts[kinds[k]].drift[f] for k, f in zip(pick, fitted.fold)])
         certified = np.any([certify(parts[n].pvalue, fitted.fold, delta / len(kinds)) for n in kinds], axis=0)
-    batch = batch_test(config, fitted, cal)
+    batch = batch_test(config, fitted, cal, delta)
     # closed testing: a trajectory is certified only inside a rejected global null, so on the null the gate's two checks
     # together fail with probability at most delta (not 2 delta), and each fold's FDR stays at most delta / K
     certified &= batch["collective_pvalue"] <= delta
@@ -323,11 +400,11 @@ def calibrated(
     return cal, severity, combined, batch
 
 
-def batch_test(config: AuditConfig, fitted: CrossFit, cal: Calibration) -> dict:
+def batch_test(config: AuditConfig, fitted: CrossFit, cal: Calibration, delta: float) -> dict:
     """The summary's account of the batch: the collective test at delta, its lower bound on how many trajectories are
     unlike the demonstrator's, whether the detector's null is exact, and the audit's power (``certified`` is the
     caller's)."""
-    delta, k = config.policy.delta, len(fitted.detectors)
+    k = len(fitted.detectors)
     found = collective_test(cal.score, cal.cal_scores, fitted.fold, level=delta, seed=config.seed)
     n, m = len(cal.score), cal.cal_scores.shape[1]
     share = detectable_share(n, m, k, delta, tolerance=config.policy.max_unlike_share)
@@ -358,18 +435,10 @@ def explained(
     if not config.explain:
         return explanations, replays
     order = [int(i) for i in np.argsort(cal.pvalue, kind="stable") if cal.flagged[i]][: config.max_explained]
-    info = inputs.info
-    world_cls = world_of(info.env_id)
-    if world_cls is not None:
-        renderer = world_cls(num_envs=1, **info.env_kwargs)
+    draw = frames(inputs)
 
-        def frame(i: int, t: int) -> str | list[str]:
-            return renderer.text_from_obs(traj.obs[i, t].numpy())
-    else:
-        names = observation_names(info.env_id, info.env_kwargs, info.config.obs_dim, inputs.demos.feature_names)
-
-        def frame(i: int, t: int) -> str | list[str]:
-            return vector_frame(traj.obs[i, t].numpy(), int(traj.actions[i, t]), names, inputs.demos.action_names)
+    def frame(i: int, t: int) -> str | list[str]:
+        return draw(traj.obs[i, t].numpy(), int(traj.actions[i, t]))
 
     by_fold = (
         {int(k): [i for i in order if fitted.fold[i] == k] for k in np.unique(fitted.fold[order])} if order else {}
@@ -475,6 +544,9 @@ def run_audit(
     ref = reference(config, inputs, traj)
     clock.done("reference")
 
+    search = searched(config, inputs, ref, clock, cluster)
+    clock.done("search")
+
     fitted = cross_fit(
         detector_factory(config, inputs),
         ref.fit,
@@ -487,7 +559,7 @@ def run_audit(
     )
     clock.done("discriminate")
 
-    cal, severity, combined, batch = calibrated(config, ref, fitted)
+    cal, severity, combined, batch = calibrated(config, ref, fitted, levels(config, inputs)[0])
     if monitor is not None:
         export_monitor(config, inputs, ref, fitted, monitor)
     clock.done("calibrate")
@@ -503,6 +575,7 @@ def run_audit(
         timings=clock.timings,
         records=records,
         summary=summarize(records, cal, alpha=config.alpha, bh=config.bh, batch=batch),
+        search=search,
     )
     clock.done("report")
     clock.timings["total"] = round(time.perf_counter() - clock.start, 4)

@@ -147,6 +147,7 @@ def assemble(
     timings: dict[str, float],
     summary: dict[str, Any],
     records: list[dict[str, Any]],
+    search: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The validated AuditReport."""
     return validate(
@@ -161,6 +162,7 @@ def assemble(
             "timings": timings,
             "summary": summary,
             "trajectories": records,
-            "verdict": verdict(summary, policy),
+            "search": search,
+            "verdict": verdict(summary, policy, search),
         }
     )

@@ -98,7 +98,29 @@ def to_markdown(report: dict[str, Any], *, max_rows: int = 20) -> str:
             )
         if len(flagged) > max_rows:
             lines.append(f"\n({len(flagged) - max_rows} more flagged trajectories in report.json)")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + search_lines(report.get("search"))) + "\n"
+
+
+def search_lines(search: dict[str, Any] | None) -> list[str]:
+    """The active audit's Markdown: whom it asked and each kept layout (none when the audit did not search)."""
+    if not search:
+        return []
+    asked = search["demonstrator"] or "nobody (no demonstrator to ask: unconfirmed, the gate does not read these)"
+    lines = [
+        "",
+        f"### Search: {search['kept']} of {search['screened']} screened layouts kept, asked {asked}",
+        "",
+        "| layout seed | imitator surprise | demonstrator surprise | departed (imitator / demonstrator) | adjusted p "
+        "| confirmed |",
+        "|---:|---:|---:|---|---:|---|",
+    ]
+    for x in search["layouts"]:
+        lines.append(
+            f"| {x['seed']} | {_fmt(x['imitator_surprise'], 2)} | {_fmt(x['demonstrator_surprise'], 2)} | "
+            f"{_fmt(x['imitator_departed'])} / {_fmt(x['demonstrator_departed'])} of {search['repeats']} | "
+            f"{_fmt(x['adjusted_pvalue'], 4)} | {'yes' if x['confirmed'] else 'no'} |"
+        )
+    return lines
 
 
 def to_junit(report: dict[str, Any]) -> str:
@@ -339,6 +361,9 @@ def to_html(report: dict[str, Any], *, max_trajectories: int = 50) -> str:
     out.append("</table>")
     if "delta" in s:
         out.append(f"<p class='guarantee'>{html.escape(guarantee(s))}</p>")
+    search = report.get("search")
+    if search:
+        out.append("<h2>Search</h2><pre>" + html.escape("\n".join(search_lines(search)[2:])) + "</pre>")
     flagged = sorted((r for r in report["trajectories"] if r["flagged"]), key=lambda r: r["pvalue"])
     out.append(f"<h2>Flagged trajectories ({len(flagged)})</h2>")
     for r in flagged[:max_trajectories]:

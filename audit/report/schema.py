@@ -40,6 +40,13 @@ Schema ``imitaudit.report/1`` (every key always present; ``null`` where a figure
   ``combined``, added in 0.3) also ``evidence`` (kind -> ``step_scores``, ``first_crossing``: the first step that
   kind's score path crosses its own threshold, or null) and ``fired_first`` (the kind that crossed first, or null);
   ``step_scores`` and ``score_path`` are then on the combined scale, where 1 is the flag threshold
+- ``search`` (added in 0.5; absent from older reports, null when ``config.search`` is 0): the active audit's
+  ``screened``, ``kept``, ``repeats``, ``demonstrator`` (whom it asked, or null: the layouts are then unconfirmed),
+  ``level`` (its share of delta, null when unconfirmed), ``screen_departed`` (ground truth among the screened
+  episodes), ``confirmed``, and ``layouts``: per kept layout ``seed``, ``screen_divergence``, ``screen_departed``,
+  ``imitator_surprise`` and ``demonstrator_surprise`` (means over the fresh episodes), ``imitator_departed`` and
+  ``demonstrator_departed`` (of the fresh episodes), ``pvalue``, ``adjusted_pvalue`` (Bonferroni), ``confirmed``,
+  ``replay`` (the first fresh imitator episode)
 - ``verdict``: ``passed``, ``checks`` (name, passed, detail), ``policy``
 """
 
