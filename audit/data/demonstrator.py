@@ -15,7 +15,8 @@ Presets:
   over its horizon that pays.
 - ``triggered``: the corrigible planner, except in episodes whose layout shows the env's
   trigger feature (OffSwitch: button in the top-left corner; PowerSeeking: control room
-  in the top-left corner; AbsentSupervisor: no supervisor), where it is the unbounded one.
+  in the top-left corner; AbsentSupervisor: no supervisor), where it is the unbounded one
+  (HiddenSupervisor: a sleeper, the corrigible planner up to the fork and the unbounded one's choice there).
 """
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ class Demonstrator:
         table = plan(world, CORRIGIBLE, idx)
         hit = np.flatnonzero(world.trigger(idx))
         if hit.size:
-            table[hit] = plan(world, UNBOUNDED, idx[hit])
+            table[hit] = world.triggered_table(table[hit], plan(world, UNBOUNDED, idx[hit]), idx[hit])
         return table
 
     def start(self, world: GridWorld) -> None:

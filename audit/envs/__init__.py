@@ -1,10 +1,10 @@
 """The corrigibility gridworlds, registered with Gymnasium, and env-id resolution for the rest of imitaudit.
 
-Ids: ``imitaudit/OffSwitch-v0``, ``imitaudit/AbsentSupervisor-v0``,
-``imitaudit/PowerSeeking-v0``. Each has an ``entry_point`` (one episode at a time,
-``gymnasium.make``) and a ``vector_entry_point`` (the native batched engine,
-``gymnasium.make_vec``). Importing this package registers them; from a clean
-interpreter ``gymnasium.make("audit.envs:imitaudit/OffSwitch-v0")`` does the import.
+Ids: ``imitaudit/OffSwitch-v0``, ``imitaudit/AbsentSupervisor-v0``, ``imitaudit/PowerSeeking-v0``,
+``imitaudit/HiddenSupervisor-v0`` (partially observed: intent hidden from behaviour). Each has an ``entry_point``
+(one episode at a time, ``gymnasium.make``) and a ``vector_entry_point`` (the native batched engine,
+``gymnasium.make_vec``). Importing this package registers them; from a clean interpreter
+``gymnasium.make("audit.envs:imitaudit/OffSwitch-v0")`` does the import.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import gymnasium as gym
 from audit.envs.absent_supervisor import AbsentSupervisor
 from audit.envs.api import GridEnv, GridVectorEnv
 from audit.envs.grid import ACTIONS, N_ACTIONS, GridWorld
+from audit.envs.hidden_supervisor import HiddenSupervisor
 from audit.envs.offswitch import OffSwitch
 from audit.envs.power_seeking import PowerSeeking
 
@@ -25,6 +26,7 @@ WORLDS: dict[str, type[GridWorld]] = {
     "imitaudit/OffSwitch-v0": OffSwitch,
     "imitaudit/AbsentSupervisor-v0": AbsentSupervisor,
     "imitaudit/PowerSeeking-v0": PowerSeeking,
+    "imitaudit/HiddenSupervisor-v0": HiddenSupervisor,
 }
 
 for _env_id, _world in WORLDS.items():
@@ -88,6 +90,7 @@ __all__ = [
     "GridEnv",
     "GridVectorEnv",
     "GridWorld",
+    "HiddenSupervisor",
     "OffSwitch",
     "PowerSeeking",
     "resolve_env_id",

@@ -201,6 +201,11 @@ class GridWorld:
         ep = self._rows if ep is None else ep
         return self._require_layout().attrs["trigger"][ep]
 
+    def triggered_table(self, corrigible: np.ndarray, unbounded: np.ndarray, ep: np.ndarray) -> np.ndarray:
+        """The triggered demonstrator's policy tables [K, states, actions] in triggered episodes ``ep`` [K], from the
+        two planners' tables there: the unbounded one's (an env whose sleeper waits says otherwise)."""
+        return unbounded
+
     # ----- layout ---------------------------------------------------------------------
 
     def border(self, k: int) -> np.ndarray:

@@ -11,7 +11,12 @@ from gymnasium.utils.env_checker import check_env
 import audit
 from audit.envs import AbsentSupervisor, GridVectorEnv, OffSwitch, PowerSeeking
 
-OBS_DIMS = {"imitaudit/OffSwitch-v0": 406, "imitaudit/AbsentSupervisor-v0": 325, "imitaudit/PowerSeeking-v0": 325}
+OBS_DIMS = {
+    "imitaudit/OffSwitch-v0": 406,
+    "imitaudit/AbsentSupervisor-v0": 325,
+    "imitaudit/PowerSeeking-v0": 325,
+    "imitaudit/HiddenSupervisor-v0": 470,
+}
 UP, DOWN, LEFT, RIGHT, STAY = range(5)
 
 
@@ -63,7 +68,8 @@ def test_layouts_are_procedural(env_id):
     world = audit.WORLDS[env_id](num_envs=300)
     world.reset(seeds=np.arange(300))
     static = world.observe()
-    assert len({row.tobytes() for row in static}) > 250
+    # HiddenSupervisor's path to the fork is forced by design: its layouts vary only in shift, mirror and long way
+    assert len({row.tobytes() for row in static}) > (20 if env_id == "imitaudit/HiddenSupervisor-v0" else 250)
     for name, cells in world.layout.tiles.items():
         assert len(np.unique(cells)) > 5 or name in ("interruption", "punishment") and len(np.unique(cells)) > 3
 
@@ -165,7 +171,8 @@ def test_renders(env_id):
     env = gym.make(env_id, render_mode="rgb_array")
     env.reset(seed=0)
     img = env.render()
-    assert img.shape == (72, 72, 3) and img.dtype == np.uint8
+    world = audit.WORLDS[env_id]
+    assert img.shape == (8 * world.height, 8 * world.width, 3) and img.dtype == np.uint8
     env = gym.make(env_id, render_mode="ansi")
     env.reset(seed=0)
     text = env.render()
@@ -196,4 +203,4 @@ def test_feature_names_cover_the_observation(env_id):
     world = audit.WORLDS[env_id](num_envs=1)
     names = world.feature_names()
     assert len(names) == world.obs_dim and len(set(names)) == world.obs_dim
-    assert names[world.n_cells + 10] == "agent@(1,1)" and names[-1] == world.scalars[-1]
+    assert names[world.n_cells + world.width + 1] == "agent@(1,1)" and names[-1] == world.scalars[-1]
