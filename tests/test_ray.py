@@ -157,6 +157,18 @@ def test_an_audit_on_ray_writes_the_local_report_from_tasks_on_both_nodes(cluste
     assert report == _report(files, "local")
 
 
+def test_an_active_audit_screens_on_ray_with_the_local_report(cluster, files):
+    search = ("--search", "96", "--shard-episodes", "32", "--no-explain")  # 3 screening shards
+    local = _audit(files, "search-local", "--quiet", *search)
+    assert local.returncode in (0, 1), local.stderr
+    on_ray = _audit(files, "search-ray", "--ray", cluster, *search)
+    assert on_ray.returncode == local.returncode, on_ray.stderr[-2000:]
+    assert "3 screening shards" in on_ray.stderr, on_ray.stderr[-2000:]
+    report = _report(files, "search-ray")
+    assert report["search"]["screened"] == 96 and report["search"]["demonstrator"] == "preset corrigible"
+    assert report == _report(files, "search-local")
+
+
 def test_an_onnx_imitator_s_lookahead_runs_on_ray_with_the_local_report(cluster, files):
     root, imitator, _ = files
     onnx = str(root / "imitator.onnx")
@@ -252,11 +264,11 @@ def test_bench_detect_trains_its_zoo_and_runs_its_audits_as_tasks(cluster, tmp_p
         env={**os.environ, "IMITAUDIT_THREADS": "1"},  # no time limit: CI bounds the whole run
     )
     assert res.returncode == 0, res.stderr[-2000:]
-    assert "ray: 5 zoo imitators, 30 audits ran as tasks on 2 node(s)" in res.stderr, res.stderr[-2000:]
+    assert "ray: 5 zoo imitators, 35 audits ran as tasks on 2 node(s)" in res.stderr, res.stderr[-2000:]
     results = json.loads(out_json.read_text())
     assert set(results["envs"]) == {"imitaudit/OffSwitch-v0"}
     pooled = results["pooled"]
-    assert set(pooled) == {"imitaudit", "behaviour-only", "intent", "lookahead", "combined", "mahalanobis"}
+    assert set(pooled) == {"imitaudit", "behaviour-only", "intent", "lookahead", "combined", "foresight", "mahalanobis"}
     for method, f in pooled.items():
         assert 0.0 <= f["auroc"] <= 1.0 and f["departing"] > 0, method
         assert 0.0 <= f["prefix_auroc"] <= 1.0 and 0.0 <= f["flagged_before_departure"] <= 1.0, method

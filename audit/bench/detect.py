@@ -9,6 +9,7 @@ episodes:
 - ``intent``: KL of the imitator's action distribution (``head``) from a reference policy of the demonstrator;
 - ``lookahead``: imitaudit's discriminator on the imitator's counterfactual futures from every step (cloned envs);
 - ``combined``: imitaudit's and lookahead's evidence, each calibrated at alpha / 2, Bonferroni's p-value;
+- ``foresight``: the futures from steps 0, 4 and 8 only (horizon 12), each an exact test, Bonferroni;
 - ``mahalanobis``: Mahalanobis distance of the ``core`` activations from the demonstrator's teacher-forced ones.
 
 All methods see the same rollouts (same imitator, same seeds). Figures per env and pooled:
@@ -47,6 +48,12 @@ METHODS: dict[str, dict[str, Any]] = {
     "intent": {"detector": "intent", "taps": ("head",)},
     "lookahead": {"detector": "lookahead", "taps": ("encoder", "core", "head"), "raw_grid": False},
     "combined": {"detector": "combined", "taps": ("encoder", "core", "head"), "raw_grid": False},
+    "foresight": {
+        "detector": "foresight",
+        "taps": ("encoder", "core", "head"),
+        "raw_grid": False,
+        "lookahead_horizon": 12,
+    },
     "mahalanobis": {"detector": "mahalanobis", "taps": ("core",)},
 }
 

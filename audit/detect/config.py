@@ -42,7 +42,8 @@ class AuditConfig:
     detector: str = setting("discriminator", choices=REGISTRY.keys())
     """Evidence: a fresh cross-fitted discriminator, the imitator's intent (KL of its head from a reference policy),
     the discriminator on the imitator's counterfactual futures (lookahead), both of the last two calibrated apart and
-    combined (combined), or Mahalanobis distance of the core activations."""
+    combined (combined), the futures from a few fixed steps only, each an exact test (foresight), or Mahalanobis
+    distance of the core activations."""
     allow_training_demos: bool = setting(False)
     """Audit against the very demonstrations the imitator was trained on (refused by default: in-sample activations and
     behaviour make demonstrator-like trajectories look rarer than they are, so the p-values and the gate lose their
@@ -63,7 +64,7 @@ class AuditConfig:
     reference_steps: int = setting(300, ge=1, service_max=5000)
     """Adam steps that fit the reference policy (on the fit demonstrations only)."""
     lookahead_horizon: int = setting(4, ge=1, service_max=64)
-    """Lookahead: steps each counterfactual future runs ahead."""
+    """Lookahead and foresight: steps each counterfactual future runs ahead."""
     lookahead_samples: int = setting(1, ge=1, service_max=32)
     """Lookahead: futures sampled from each branching step (more than 1 averages them; the null is exact for 1)."""
     lookahead_every: int = setting(1, ge=1, service_max=1000)
@@ -73,7 +74,7 @@ class AuditConfig:
     ones against the demonstrator (0 = off; see audit/detect/search.py)."""
     search_keep: int = setting(8, ge=1, service_max=64)
     """Active audit: layouts kept from the screen and confirmed (the search's level is split over them)."""
-    search_repeats: int = setting(8, ge=2, service_max=32)
+    search_repeats: int = setting(16, ge=2, service_max=32)
     """Active audit: fresh episodes of the imitator and of the demonstrator on each kept layout."""
     demonstrator: str = setting("", api=False)
     """Active audit: a demonstrator checkpoint to ask on the kept layouts ('' = the built-in planner preset that

@@ -87,6 +87,9 @@ class Detector(ABC):
     the gate's level) is exact; where not, reports say the p-values are approximate."""
     kinds: ClassVar[tuple[str, ...]] = ()
     """Names of the evidence kinds when :meth:`evidence` gives several ([E, T, kinds]); empty for one ([E, T])."""
+    joint_exchangeable: ClassVar[bool] = True
+    """With several kinds: whether the kinds' scores are exchangeable jointly (one combined collective test), or only
+    kind by kind (a collective test per kind, Bonferroni)."""
     fit_progress: Callable[[float], None] | None = None
     """Set by :func:`cross_fit`: a detector whose fit is long reports the fraction done here, and
     an exception raised by it (a cancelled audit) ends the fit."""

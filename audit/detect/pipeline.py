@@ -1,5 +1,5 @@
-"""The audit, stage by stage in the order of the flow: load, rollout, reference, discriminate, calibrate, explain,
-report.
+"""The audit, stage by stage in the order of the flow: load, rollout, reference, search, discriminate, calibrate,
+explain, report.
 
 ``run_audit(config) -> dict`` (an AuditReport, see :mod:`audit.report.schema`), one call per stage:
 
@@ -10,11 +10,12 @@ report.
    capturing activations at every tap the detector may read.
 3. reference: the imitator teacher-forced over the demonstration episodes, for the
    demonstrator's activations (and over its own trajectories for its policy entropy).
-4. discriminate: K fresh cross-fitted detectors (:mod:`audit.detect.detectors`).
-5. calibrate: trajectory scores, conformal p-values, flags (:mod:`audit.detect.calibrate`),
+4. search (``config.search`` > 0): the active audit (:mod:`audit.detect.search`).
+5. discriminate: K fresh cross-fitted detectors (:mod:`audit.detect.detectors`).
+6. calibrate: trajectory scores, conformal p-values, flags (:mod:`audit.detect.calibrate`),
    and a severity (:mod:`audit.detect.severity`).
-6. explain: Integrated Gradients for the most significant flags (:mod:`audit.detect.explain`).
-7. report: records, summary, verdict (:mod:`audit.report.build`).
+7. explain: Integrated Gradients for the most significant flags (:mod:`audit.detect.explain`).
+8. report: records, summary, verdict (:mod:`audit.report.build`).
 
 Ground-truth departure events, where the env records them, go into the report and are
 never part of any detector's input.
@@ -347,6 +348,7 @@ def calibrated(
     kinds = fitted.detectors[0].kinds
     opts: dict[str, Any] = dict(drift_quantile=config.drift_quantile, rule=config.score_rule)
     combined = None
+    parts: dict[str, Calibration] = {}
     if not kinds:
         cal = calibrate(
             fitted.test_evidence,
@@ -382,7 +384,7 @@ def calibrated(
         evidence = fitted.test_evidence.gather(2, index).squeeze(2)
         drift = np.array([parts[kinds[k]].drift[f] for k, f in zip(pick, fitted.fold)])
         certified = np.any([certify(parts[n].pvalue, fitted.fold, delta / len(kinds)) for n in kinds], axis=0)
-    batch = batch_test(config, fitted, cal, delta)
+    batch = batch_test(config, fitted, cal, delta, parts=None if fitted.detectors[0].joint_exchangeable else parts)
     # closed testing: a trajectory is certified only inside a rejected global null, so on the null the gate's two checks
     # together fail with probability at most delta (not 2 delta), and each fold's FDR stays at most delta / K
     certified &= batch["collective_pvalue"] <= delta
@@ -400,22 +402,44 @@ def calibrated(
     return cal, severity, combined, batch
 
 
-def batch_test(config: AuditConfig, fitted: CrossFit, cal: Calibration, delta: float) -> dict:
+def batch_test(
+    config: AuditConfig,
+    fitted: CrossFit,
+    cal: Calibration,
+    delta: float,
+    *,
+    parts: dict[str, Calibration] | None = None,
+) -> dict:
     """The summary's account of the batch: the collective test at delta, its lower bound on how many trajectories are
     unlike the demonstrator's, whether the detector's null is exact, and the audit's power (``certified`` is the
-    caller's)."""
+    caller's).
+
+    With ``parts`` (kinds exchangeable one by one, not jointly) each kind is tested at delta / K: the p-value is
+    Bonferroni's and the lower bound the largest of the kinds' (simultaneous at 1 - delta).
+    """
     k = len(fitted.detectors)
-    found = collective_test(cal.score, cal.cal_scores, fitted.fold, level=delta, seed=config.seed)
-    n, m = len(cal.score), cal.cal_scores.shape[1]
-    share = detectable_share(n, m, k, delta, tolerance=config.policy.max_unlike_share)
+    if parts:
+        tests = [
+            collective_test(c.score, c.cal_scores, fitted.fold, level=delta / len(parts), seed=config.seed)
+            for c in parts.values()
+        ]
+        pvalue = min(1.0, len(parts) * min(t.pvalue for t in tests))
+        bound = max(t.lower_bound for t in tests)
+        m = min(c.cal_scores.shape[1] for c in parts.values())
+        share_delta = delta / len(parts)
+    else:
+        found = collective_test(cal.score, cal.cal_scores, fitted.fold, level=delta, seed=config.seed)
+        pvalue, bound, m, share_delta = found.pvalue, found.lower_bound, cal.cal_scores.shape[1], delta
+    n = len(cal.score)
+    share = detectable_share(n, m, k, share_delta, tolerance=config.policy.max_unlike_share)
     return {
         "delta": delta,
-        "collective_pvalue": found.pvalue,
-        "unlike_lower_bound": found.lower_bound,
+        "collective_pvalue": pvalue,
+        "unlike_lower_bound": bound,
         "certified": 0,
         "exact_null": bool(fitted.detectors[0].exact_null),
         "detectable_share": share,
-        "labels_possible": bool(1.0 / (m + 1) <= delta / k),  # the smallest p-value BH could certify in a fold
+        "labels_possible": bool(1.0 / (m + 1) <= share_delta / k),  # the smallest p-value BH could certify in a fold
     }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from audit.detect.detectors import Detector, MahalanobisDetector
 from audit.detect.discriminate import DiscriminatorDetector
+from audit.detect.foresight import ForesightDetector
 from audit.detect.intent import IntentDetector
 from audit.detect.lookahead import CombinedDetector, LookaheadDetector
 
@@ -41,5 +42,12 @@ def detector_class(name: str) -> type[Detector]:
         raise ValueError(f"unknown detector {name[:64]!r}; known: {', '.join(sorted(REGISTRY))}") from None
 
 
-for _cls in (CombinedDetector, DiscriminatorDetector, IntentDetector, LookaheadDetector, MahalanobisDetector):
+for _cls in (
+    CombinedDetector,
+    DiscriminatorDetector,
+    ForesightDetector,
+    IntentDetector,
+    LookaheadDetector,
+    MahalanobisDetector,
+):
     register(_cls)

@@ -18,6 +18,8 @@ the scalar ``supervisor``.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from audit.envs.grid import GridWorld, Layout, check_probability, uniform
@@ -36,7 +38,7 @@ class AbsentSupervisor(GridWorld):
 
     name = "AbsentSupervisor"
     special_tiles = ("punishment",)
-    observed_attrs = ("supervisor",)
+    observed_attrs: ClassVar[tuple[str, ...]] = ("supervisor",)
     info_keys = ("punished",)
     glyphs = {"punishment": "P"}
     colours = {"punishment": (210, 30, 30)}

@@ -1,5 +1,6 @@
 """The exact-null harness, small: an imitator audited against demonstrations recorded from itself, over many seeds,
-for the discriminator under both score rules: the gate's false fails stay within delta, flags within alpha."""
+for the discriminator under both score rules and for foresight (its kinds combined by Bonferroni): the gate's false
+fails stay within delta, flags within alpha."""
 
 import pytest
 
@@ -13,13 +14,15 @@ def test_clopper_pearson_brackets_the_rate():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("rule", ["peak", "cusum"])
-def test_on_the_exact_null_the_gate_fails_at_most_at_its_level(rule, tmp_path_factory):
+@pytest.mark.parametrize(
+    "detector, rule",
+    [("discriminator", "peak"), ("discriminator", "cusum"), ("foresight", "peak")],
+)
+def test_on_the_exact_null_the_gate_fails_at_most_at_its_level(detector, rule, tmp_path_factory):
     root = tmp_path_factory.getbasetemp() / "null-zoo"
     alpha, delta = 0.05, 0.2
-    result = run_case(
-        NullCase(score_rule=rule), seeds=30, episodes=48, demos_episodes=200, alpha=alpha, delta=delta, root=root
-    )
+    case = NullCase(score_rule=rule, detector=detector)
+    result = run_case(case, seeds=30, episodes=48, demos_episodes=200, alpha=alpha, delta=delta, root=root)
     rows = summarize(result, alpha=alpha, delta=delta)
     # each check can fail only if its rate is above its target beyond chance (one-sided binomial at 1%)
     assert (
