@@ -8,7 +8,7 @@ demonstrator about the layouts the imitator is odd in, and the search does exact
 
 1. screen: ``search`` fresh episodes of the imitator alone (seeds apart from the passive audit's), batched in shards
    (one task each on a cluster), each scored by how far the imitator's action distribution strays from ``ref``, a
-   memoryless behavioural clone of the demonstrator fitted on the fit demonstrations only (KL summed over the steps);
+   memoryless behavioural clone of the demonstrator fitted on the fit demonstrations only (the peak KL over the steps);
 2. select the ``search_keep`` layouts (env seeds) where the imitator strays most;
 3. confirm: on each selected layout, ``search_repeats`` fresh episodes of the imitator and as many of the demonstrator
    (the same layout, fresh chance draws, fresh action samples), each scored by its *surprise* to ``ref`` (how
@@ -139,14 +139,15 @@ def surprise(reference: Imitator, traj: Trajectories) -> Tensor:
 
 
 def divergence(imitator: Policy, reference: Imitator, traj: Trajectories) -> Tensor:
-    """[E] the screen's score: the sum over an episode's steps of KL(imitator || reference) of the two action
-    distributions, what the imitator means to do where the reference would do otherwise, whichever action it drew."""
+    """[E] the screen's score: the peak over an episode's steps of KL(imitator || reference) of the two action
+    distributions, what the imitator means to do where the reference would do otherwise, whichever action it drew (a
+    peak, not a sum: one decided step stands out, where a long episode's small disagreements would add up)."""
     with torch.no_grad():
         mine, _ = teacher_forced(imitator, traj.obs, traj.mask, ())
         theirs, _ = teacher_forced(reference, traj.obs, traj.mask, ())
     p, q = torch.log_softmax(mine, dim=-1), torch.log_softmax(theirs, dim=-1)
     kl = (p.exp() * (p - q)).sum(dim=-1)
-    return torch.where(traj.mask, kl, torch.zeros_like(kl)).sum(dim=1)
+    return torch.where(traj.mask, kl, torch.zeros_like(kl)).amax(dim=1)
 
 
 @cache
