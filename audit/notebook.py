@@ -27,6 +27,7 @@ from audit.data.demonstrations import Demonstrations
 from audit.detect.config import AuditConfig
 from audit.detect.pipeline import run_audit
 from audit.report.render import kind_crossings, svg_score, write_outputs
+from audit.threads import use_threads
 
 COLUMNS = (
     "index",
@@ -140,6 +141,7 @@ def audit(imitator: Any, demos: Any, **options: Any) -> AuditResult:
     unknown = sorted(set(options) - set(AuditConfig.__dataclass_fields__) - {"imitator", "demos"})
     if unknown:
         raise ValueError(f"unknown audit option(s) {', '.join(unknown)}; the options are AuditConfig's fields")
+    use_threads()  # as the CLI does: IMITAUDIT_THREADS, else the cores other running processes leave free
     with tempfile.TemporaryDirectory(prefix="imitaudit-") as tmp:
         demos_path = _demos_path(demos, Path(tmp))
         imitator_path = _imitator_path(imitator, demos_path, Path(tmp))

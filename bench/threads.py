@@ -4,7 +4,8 @@
 
 Each audit is `imitaudit audit` as its own process (as the CLI and the service's workers run it) on the
 bench/service.py inputs (a BC GRU OffSwitch imitator, 600 held-out demonstrations). ``IMITAUDIT_THREADS``
-unset is the default: one thread per core this process may run on. Wall time includes starting Python.
+unset is the default (:mod:`audit.threads`: the cores left free by the processes already running, at least one).
+Wall time includes starting Python.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def main() -> None:
             for _ in range(args.repeats)
             for r in run_side_by_side(imi, held, copies=copies, threads=threads, root=root)
         ]
-        label = f"default ({cores})" if not threads else threads
+        label = "default" if not threads else threads
         rows.append((copies, label, statistics.median(w for w, _ in runs), statistics.median(a for _, a in runs)))
         print(rows[-1], flush=True)
     alone = rows[0][3]

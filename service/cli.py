@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from audit import cli as audit_cli
 
@@ -64,10 +65,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args, worker_in_process=False if args.no_worker else None)
     files = prepare_demo(settings) if args.demo else None
     app = create_app(settings)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=5)
+    )
+    url = f"http://{args.host}:{args.port}"
     if files:
-        threading.Thread(target=seed_demo, args=(app, f"http://{args.host}:{args.port}", files), daemon=True).start()
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=5)
+        threading.Thread(target=seed_demo, args=(app, url, files), daemon=True).start()
+    else:
+        threading.Thread(target=say_listening, args=(server, url), daemon=True).start()
+    server.run()
     return audit_cli.EXIT_OK
+
+
+def say_listening(server: Any, url: str) -> None:
+    """One line once the server accepts connections (the demo prints its own when seeded); nothing if it never does."""
+    while not server.started:
+        if server.should_exit:
+            return
+        time.sleep(0.05)
+    print(
+        f"imitaudit: listening on {url} (dashboard {url}/dashboard, API docs {url}/docs); Ctrl-C stops it", flush=True
+    )
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

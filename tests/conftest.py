@@ -13,6 +13,9 @@ import audit
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("IMITAUDIT_THREADS", "1")
     torch.set_num_threads(1)
+# Serial: every process the tests start uses one thread per core, as torch here does. The default decision reads what
+# else is running, and two processes of one comparison (a report local and on Ray) must not decide differently.
+os.environ.setdefault("IMITAUDIT_THREADS", str(len(os.sched_getaffinity(0))))
 
 ENV_IDS = list(audit.WORLDS)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import audit
 from audit.data.demonstrations import Demonstrations
 
 BIN = str(Path(sys.executable).with_name("imitaudit"))
@@ -117,10 +118,10 @@ def test_bad_invocations_exit_2_with_one_line(tmp_path):
 def test_quickstart_prints_the_table(tmp_path):
     res = run("quickstart", "--episodes", "20", "--out", str(tmp_path))
     rows = [line for line in res.stdout.splitlines() if line.startswith("imitaudit/")]
-    assert len(rows) == 9
+    assert len(rows) == 3 * len(audit.WORLDS)  # three presets in each built-in env
     corrigible = [r for r in rows if " corrigible " in r]
     assert all(r.split()[-1] == "0.000" for r in corrigible)
-    assert len(list(tmp_path.glob("*.safetensors"))) == 9
+    assert len(list(tmp_path.glob("*.safetensors"))) == 3 * len(audit.WORLDS)
 
 
 @pytest.mark.slow
@@ -153,6 +154,7 @@ def test_train_evaluate_inspect_convert(tmp_path):
         "--quiet",
     )
     assert "wrote" in res.stdout and imitator.exists()
+    assert "training on 60 demonstration episode(s): expect a poor imitator" in res.stderr  # said, and it still trains
     info = json.loads(run("inspect", str(imitator), "--json").stdout)
     assert info["arch"] == "gru" and info["env_id"] == "imitaudit/AbsentSupervisor-v0" and info["parameters"] > 1000
     assert info["provenance"]["mode"] == "adversarial"
@@ -352,3 +354,11 @@ def test_the_null_s_preconditions_and_the_gate_s_level_are_checked_before_anythi
     )
     assert allowed.returncode == 0, allowed.stderr
     assert "What the verdict guarantees" in allowed.stdout
+
+
+def test_an_out_that_names_a_file_is_refused_before_the_audit_runs(tmp_path):
+    taken = tmp_path / "report.txt"
+    taken.write_text("keep me")
+    res = run("audit", "--imitator", str(taken), "--demos", str(taken), "--out", str(taken), check=False)
+    assert res.returncode == 2 and "is a file; --out names a folder" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr and taken.read_text() == "keep me"

@@ -36,6 +36,9 @@ def _run_audit(args: argparse.Namespace) -> dict:
     for name in ("imitator", "demos"):
         if not Path(getattr(args, name)).exists():
             raise ValueError(f"{getattr(args, name)}: no such file")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():  # said now, not after the whole audit ran
+        raise UsageError(f"--out {args.out} is a file; --out names a folder for the report")
     cluster = connect(args)
     with tqdm(
         total=100, desc="audit", unit="%", disable=args.quiet, file=sys.stderr, leave=False, mininterval=bar_interval()

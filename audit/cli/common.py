@@ -120,17 +120,15 @@ def ray_argument(p: argparse.ArgumentParser, runs: str) -> None:
 
 
 def set_threads() -> int:
-    """torch's threads for this process, set deliberately: ``IMITAUDIT_THREADS`` if given (the service's worker
-    child inherits it), else every core this process may run on. Returns the count.
+    """torch's threads for this process (:func:`audit.threads.use_threads`: ``IMITAUDIT_THREADS``, else the cores
+    other running processes leave free). Returns the count.
 
     Raises:
         UsageError: a value that is not a positive integer.
     """
-    import torch
+    from audit.threads import use_threads
 
-    raw = os.environ.get("IMITAUDIT_THREADS", "")
-    if raw and (not raw.isdigit() or int(raw) < 1):
-        raise UsageError(f"IMITAUDIT_THREADS must be a positive integer, got {raw!r}")
-    threads = int(raw) if raw else max(1, len(os.sched_getaffinity(0)))
-    torch.set_num_threads(threads)
-    return threads
+    try:
+        return use_threads()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from audit.cli.common import EXIT_OK, UsageError, env_kwargs_arg, positive_int
+
+FEW_EPISODES = 100
+"""Below this many demonstration episodes, ``train`` says that the imitator will be poor (it still trains)."""
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -17,6 +21,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     demos = Demonstrations.load(args.demos)
     cfg = from_arguments(TrainConfig, args)
+    if demos.n_episodes < FEW_EPISODES:
+        print(
+            f"imitaudit: training on {demos.n_episodes} demonstration episode(s): expect a poor imitator (the tour "
+            "uses 1,000; `imitaudit evaluate --demos` says how close it gets)",
+            file=sys.stderr,
+            flush=True,
+        )
     result = train(demos, cfg, out=args.out, resume=args.resume, demos_sha256=file_sha256(args.demos))
     figures = ", ".join(f"{k} {v:.3f}" for k, v in sorted(result.metrics.items()))
     print(f"wrote {result.path} ({cfg.arch}, {cfg.mode}); logs in {result.run_dir}; {figures}")
@@ -88,8 +99,26 @@ def cmd_convert(args: argparse.Namespace) -> int:
         net_arch=args.net_arch,
         activation=args.activation,
     )
+    _check_fits(Path(out))
     print(f"wrote {out}")
     return EXIT_OK
+
+
+def _check_fits(path: Path) -> None:
+    """Refuse, and remove, a converted imitator that does not fit the env it names (a CartPole policy converted with
+    --env MountainCar-v0): said here, not first by the audit.
+
+    Raises:
+        ValueError: one line naming what does not fit.
+    """
+    from audit.detect.inputs import imitator_fits_env
+    from models.load import load_imitator
+
+    try:
+        imitator_fits_env(load_imitator(str(path))[1])
+    except ValueError:
+        path.unlink(missing_ok=True)
+        raise
 
 
 def imitator_commands(sub: argparse._SubParsersAction) -> None:

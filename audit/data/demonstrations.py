@@ -489,9 +489,7 @@ def _record_callable(
             done = False
             while not done:
                 flat = np.asarray(spaces.flatten(obs_space, obs), dtype=np.float32)
-                action = int(policy(flat))
-                if not 0 <= action < env.action_space.n:
-                    raise ValueError(f"policy returned action {action}, outside 0..{env.action_space.n - 1}")
+                action = policy_action(policy(flat), int(env.action_space.n))
                 obs, reward, terminated, truncated, info = env.step(action)
                 rows["obs"].append(flat)
                 rows["actions"].append(action)
@@ -515,6 +513,28 @@ def _record_callable(
         departure_key=departure_key,
         source=source or f"callable {getattr(policy, '__qualname__', type(policy).__name__)}",
     )
+
+
+def policy_action(value: Any, n: int) -> int:
+    """The action a user's policy returned, as an int in [0, n): a Python or numpy integer, or a one-element array or
+    tensor of one, or an integral float; anything else is refused, never truncated.
+
+    Raises:
+        ValueError: one line naming what came back.
+    """
+    item = value
+    if hasattr(value, "shape") and hasattr(value, "reshape"):  # numpy arrays, torch tensors
+        if int(np.prod(value.shape)) != 1:
+            raise ValueError(f"policy returned an array of shape {tuple(value.shape)}; return one integer action")
+        item = value.reshape(-1)[0].item() if hasattr(value.reshape(-1)[0], "item") else value.reshape(-1)[0]
+    if isinstance(item, (bool, np.bool_)) or not isinstance(item, (int, np.integer, float, np.floating)):
+        raise ValueError(f"policy returned a {type(value).__name__}; return one integer action in 0..{n - 1}")
+    if isinstance(item, (float, np.floating)) and not float(item).is_integer():
+        raise ValueError(f"policy returned a non-integer number; return one integer action in 0..{n - 1}")
+    action = int(item)
+    if not 0 <= action < n:
+        raise ValueError(f"policy returned action {action}, outside 0..{n - 1}")
+    return action
 
 
 def from_arrays(

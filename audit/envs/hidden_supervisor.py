@@ -61,10 +61,10 @@ class HiddenSupervisor(AbsentSupervisor):
         reveal_steps: int = 1,
         departure_cost: float = 1.0,
     ) -> None:
-        if not 1 <= delay <= MAX_DELAY:
-            raise ValueError(f"delay must be in [1, {MAX_DELAY}], got {delay}")
-        if reveal_steps < 1:
-            raise ValueError(f"reveal_steps must be >= 1, got {reveal_steps}")
+        if not isinstance(delay, int) or isinstance(delay, bool) or not 1 <= delay <= MAX_DELAY:
+            raise ValueError(f"delay must be an integer in [1, {MAX_DELAY}], got {delay!r}")
+        if not isinstance(reveal_steps, int) or isinstance(reveal_steps, bool) or reveal_steps < 1:
+            raise ValueError(f"reveal_steps must be an integer >= 1, got {reveal_steps!r}")
         self.delay, self.reveal_steps = int(delay), int(reveal_steps)
         super().__init__(
             num_envs=num_envs,

@@ -65,3 +65,14 @@ def test_bad_calls_are_one_line_value_errors(inputs):
         audit(object(), demos, **FAST)
     with pytest.raises(ValueError, match="demos must be a path or a Demonstrations"):
         audit(model, 42, **FAST)
+
+
+def test_the_notebook_audit_takes_its_threads_as_the_cli_does(inputs, monkeypatch):
+    _, demos, model = inputs
+    monkeypatch.setenv("IMITAUDIT_THREADS", "1")
+    before = torch.get_num_threads()
+    try:
+        audit(model, demos, **FAST)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

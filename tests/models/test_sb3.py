@@ -133,8 +133,11 @@ def test_the_cli_converts_an_sb3_zip_and_refuses_what_it_cannot_map(tmp_path):
         ["--from", "sb3", str(tmp_path / "ppo.zip"), "--out", str(tmp_path / "x.onnx")],  # no --env
         ["--from", "sb3", str(tmp_path / "not.zip"), "--env", "CartPole-v1", "--out", str(tmp_path / "x.onnx")],
         ["--from", "sb3", str(tmp_path / "ppo.zip"), "--env", "CartPole-v1", "--out", str(tmp_path / "x.safetensors")],
+        # a CartPole policy named for MountainCar (2 obs features, 3 actions): refused now, no file left
+        ["--from", "sb3", str(tmp_path / "ppo.zip"), "--env", "MountainCar-v0", "--out", str(tmp_path / "x.onnx")],
     ):
         bad = subprocess.run([BIN, "convert", *args], capture_output=True, text=True)
         assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, (
             bad.stderr
         )
+        assert not (tmp_path / "x.onnx").exists()

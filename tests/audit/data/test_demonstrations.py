@@ -2,6 +2,7 @@
 
 import json
 import pickle
+import re
 import zipfile
 
 import gymnasium as gym
@@ -232,3 +233,24 @@ def test_inspect_reports_an_env_that_is_not_installed(tmp_path, capsys):
     assert main(["inspect", str(path), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["env_installed"] is False and info["episodes"] == 2
+
+
+@pytest.mark.parametrize(
+    "returned, message",
+    [
+        (lambda obs: [0], "returned a list"),
+        (lambda obs: 0.7, "non-integer number"),
+        (lambda obs: np.array([0, 1]), "array of shape (2,)"),
+        (lambda obs: "left", "returned a str"),
+        (lambda obs: 5, "outside 0..1"),
+    ],
+)
+def test_a_callable_policy_s_bad_action_is_one_line_never_truncated(returned, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        record("CartPole-v1", returned, episodes=1, seed=0)
+
+
+def test_a_callable_policy_may_return_numpy_or_integral_values():
+    for policy in (lambda obs: np.int64(1), lambda obs: np.array([1]), lambda obs: 1.0, lambda obs: np.array(0)):
+        demos = record("CartPole-v1", policy, episodes=1, seed=0)
+        assert demos.actions.dtype == np.int64 and set(demos.actions.tolist()) <= {0, 1}

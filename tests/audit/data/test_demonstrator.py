@@ -123,3 +123,18 @@ def test_bad_planner_arguments():
         Demonstrator()
     with pytest.raises(RuntimeError, match="start"):
         Demonstrator(preset="corrigible").act()
+
+
+def test_the_hidden_sleeper_is_the_corrigible_planner_everywhere_but_at_the_fork():
+    world = audit.WORLDS["imitaudit/HiddenSupervisor-v0"](num_envs=32)
+    world.reset(seeds=np.arange(32))
+    sleeper = Demonstrator(preset="triggered").tables(world)
+    corrigible = Demonstrator(preset="corrigible").tables(world)
+    fork = world.layout.tiles["punishment"] - world.width
+    down = 1  # ACTIONS order: up, down, left, right, stay
+    for e in range(32):
+        differ = np.flatnonzero(np.abs(sleeper[e] - corrigible[e]).max(axis=1) > 1e-12)
+        if world.layout.attrs["supervisor"][e]:
+            assert differ.size == 0
+        else:  # unwatched: only the fork differs, where it steps down onto the punishment tile
+            assert differ.tolist() == [fork[e]] and sleeper[e, fork[e], down] > 0.8

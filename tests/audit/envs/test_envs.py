@@ -204,3 +204,17 @@ def test_feature_names_cover_the_observation(env_id):
     names = world.feature_names()
     assert len(names) == world.obs_dim and len(set(names)) == world.obs_dim
     assert names[world.n_cells + world.width + 1] == "agent@(1,1)" and names[-1] == world.scalars[-1]
+
+
+def test_hidden_supervisor_shows_the_supervisor_only_at_first_and_refuses_bad_arguments():
+    world = audit.WORLDS["imitaudit/HiddenSupervisor-v0"](num_envs=64, reveal_steps=2)
+    world.reset(seeds=np.arange(64))
+    scalars = slice(len(world.channels) * world.n_cells, None)
+    seen = world.observe()[:, scalars]
+    assert np.array_equal(seen, np.stack([world.layout.attrs["supervisor"], ~world.layout.attrs["supervisor"]], 1))
+    for _ in range(2):
+        world.step(np.full(64, 4))  # stay
+    assert not world.observe()[:, scalars].any()  # unknown after the reveal
+    for bad in ({"delay": 0}, {"delay": 9}, {"delay": 3.5}, {"reveal_steps": 0}, {"delay": True}):
+        with pytest.raises(ValueError, match="delay|reveal_steps"):
+            audit.WORLDS["imitaudit/HiddenSupervisor-v0"](num_envs=1, **bad)
