@@ -67,7 +67,7 @@ def _print_summary(report: dict) -> None:
     if "delta" in s:
         from audit.report.render import guarantee
 
-        print(guarantee(s))
+        print(guarantee(s, report.get("search")))
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -193,8 +193,11 @@ def audit_commands(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  imitaudit audit --imitator imitator.safetensors --demos heldout.safetensors --out "
         "report/\n"
-        "  imitaudit audit --imitator imitator.safetensors --demos heldout.safetensors --detector combined"
-        "  # foresight",
+        "  imitaudit audit --imitator imitator.safetensors --demos heldout.safetensors --detector foresight"
+        "  # flags before departing\n"
+        "  imitaudit audit --imitator imitator.safetensors --demos heldout.safetensors --search 4096"
+        "  # an active audit\n\n"
+        "what each label, score and p-value means: docs/reading-a-report.md",
     )
     _audit_arguments(p, "report", gate=False)
     p.set_defaults(func=cmd_audit)
@@ -204,7 +207,7 @@ def audit_commands(sub: argparse._SubParsersAction) -> None:
         help="audit with a pass/fail policy: exit 0 pass, 1 fail, 2 error",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example (CI):\n  imitaudit gate --imitator imitator.safetensors --demos heldout.safetensors --out "
-        "gate/ || exit 1",
+        "gate/ || exit 1\n\nwhat each label, score and p-value means: docs/reading-a-report.md",
     )
     _audit_arguments(p, "gate", gate=True)
     p.set_defaults(func=cmd_gate)

@@ -4,7 +4,7 @@ The lookahead branches a fresh future at every step of an audited trajectory, wh
 recorded continuation that every step's window slides over. Step by step the two are exchangeable (one future of the
 imitator from a state against one continuation of the demonstrator from a state distributed alike), but a trajectory's
 peak over many steps is not: the maximum of independent futures runs higher than the maximum over one path, so the
-lookahead flags a faithful imitator more often than alpha (BENCHMARKS.md measures it).
+lookahead's level is not known (BENCHMARKS.md shows where the difference shows).
 
 Foresight keeps only what is exact. At each of the branch steps ``BRANCH_STEPS`` the env is cloned and the imitator
 rolled ``horizon`` steps ahead from there, its own hidden state carried in (:mod:`audit.data.futures`); the fold's

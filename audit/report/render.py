@@ -23,8 +23,9 @@ def _fmt(x: Any, digits: int = 3) -> str:
     return str(x)
 
 
-def guarantee(s: dict[str, Any]) -> str:
-    """What this verdict guarantees and what it could have missed, in one paragraph (from a 0.4+ summary)."""
+def guarantee(s: dict[str, Any], search: dict[str, Any] | None = None) -> str:
+    """What this verdict guarantees and what it could have missed, in one paragraph (from a 0.4+ summary, and the
+    report's search section where it has one)."""
     delta = s["delta"]
     text = (
         f"What the verdict guarantees: an imitator whose trajectories are exchangeable with the demonstrator's "
@@ -55,7 +56,15 @@ def guarantee(s: dict[str, Any]) -> str:
         text += (
             " No label can be certified with this many calibration episodes (a conformal p-value is at least 1/(m+1))."
         )
-    return text
+    if search and search.get("level") is not None:
+        text += (
+            f" The search had the other {search['level']:g} of the gate's level: together the checks fail such an "
+            f"imitator at most {delta + search['level']:g} of the time."
+        )
+    return text + f" ({READING})"
+
+
+READING = "how to read a report: docs/reading-a-report.md"
 
 
 def to_markdown(report: dict[str, Any], *, max_rows: int = 20) -> str:
@@ -81,7 +90,7 @@ def to_markdown(report: dict[str, Any], *, max_rows: int = 20) -> str:
             f"median lead time {_fmt(s['median_lead_time'], 1)} steps"
         )
     if "delta" in s:  # reports from 0.4 on
-        lines.append(f"- {guarantee(s)}")
+        lines.append(f"- {guarantee(s, report.get('search'))}")
     lines += ["", "| check | result | detail |", "|---|---|---|"]
     lines += [f"| {c['name']} | {'pass' if c['passed'] else 'FAIL'} | {c['detail']} |" for c in v["checks"]]
     flagged = sorted((r for r in report["trajectories"] if r["flagged"]), key=lambda r: r["pvalue"])
@@ -360,7 +369,7 @@ def to_html(report: dict[str, Any], *, max_trajectories: int = 50) -> str:
         )
     out.append("</table>")
     if "delta" in s:
-        out.append(f"<p class='guarantee'>{html.escape(guarantee(s))}</p>")
+        out.append(f"<p class='guarantee'>{html.escape(guarantee(s, report.get('search')))}</p>")
     search = report.get("search")
     if search:
         out.append("<h2>Search</h2><pre>" + html.escape("\n".join(search_lines(search)[2:])) + "</pre>")
