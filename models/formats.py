@@ -74,11 +74,14 @@ class CheckpointInfo:
     sha256: str = ""
 
     def summary(self) -> dict[str, Any]:
+        config = self.config.to_dict()
+        if self.arch == "onnx":  # a graph has no layers, heads or context length: only what the audit reads of it
+            config = {k: config[k] for k in ("obs_dim", "n_actions", "hidden")}
         return {
             "kind": "imitator",
             "schema": IMITATOR_SCHEMA,
             "arch": self.arch,
-            "config": self.config.to_dict(),
+            "config": config,
             "env_id": self.env_id,
             "env_kwargs": self.env_kwargs,
             "obs_shape": list(self.obs_shape),

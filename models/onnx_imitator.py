@@ -210,10 +210,12 @@ def _check_graph(model: Any) -> None:
 
 
 def default_taps(model: Any, obs_input: str, logits: str) -> dict[str, str]:
-    """Tap -> tensor: ``head`` the logits, ``core`` / ``encoder`` the inputs of the last two MatMul/Gemm nodes."""
-    inits = {i.name for i in model.graph.initializer}
+    """Tap -> tensor: ``head`` the logits, ``core`` / ``encoder`` the inputs of the last two MatMul/Gemm nodes that the
+    graph computes (never a graph input: a recurrent cell's state input is read by a MatMul too, but is no
+    activation)."""
+    produced = {o for n in model.graph.node for o in n.output}
     read = [
-        n.input[0] for n in model.graph.node if n.op_type in ("MatMul", "Gemm") and n.input and n.input[0] not in inits
+        n.input[0] for n in model.graph.node if n.op_type in ("MatMul", "Gemm") and n.input and n.input[0] in produced
     ]
     taps = {"head": logits}
     if read and read[-1] != obs_input:

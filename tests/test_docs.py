@@ -1,5 +1,5 @@
 """docs/interop.md's commands run as written, in order, in a fresh folder (SB3 -> audit, imitation BC -> audit,
-a torch module -> torch.onnx.export -> audit, the notebook API)."""
+a torch module -> torch.onnx.export -> audit, a recurrent cell -> convert, the notebook API), exit codes included."""
 
 import os
 import re
@@ -25,3 +25,6 @@ def test_the_interop_guide_runs(tmp_path):
         assert (tmp_path / report / "report.json").exists(), report
     assert (tmp_path / "gate-bc" / "junit.xml").exists()
     assert "AuditResult(" in res.stdout and "arch: onnx" in res.stdout
+    # the recurrent cell: its default core tap is the next state (the state input is no tap), and an ONNX imitator's
+    # config shows only what the audit reads of it
+    assert "'core': 'h_next'" in res.stdout and "'recurrent': True" in res.stdout and "max_len" not in res.stdout

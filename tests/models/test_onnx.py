@@ -256,3 +256,37 @@ def test_logits_are_checked_at_upload_and_no_computed_value_is_echoed(make, expe
     assert expect in message and "5263190" not in message and "5,263,190" not in message and "\n" not in message, (
         message
     )
+
+
+def test_a_recurrent_cell_s_default_taps_read_its_next_state_never_its_state_input(tmp_path):
+    class Cell(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gru, self.head = torch.nn.GRUCell(4, 8), torch.nn.Linear(8, 2)
+
+        def forward(self, obs, h):
+            h = self.gru(obs, h)
+            return self.head(h), h
+
+    axes = {n: {0: "batch"} for n in ("obs", "h", "logits", "h_next")}
+    torch.onnx.export(
+        Cell(),
+        (torch.zeros(1, 4), torch.zeros(1, 8)),
+        str(tmp_path / "cell.onnx"),
+        input_names=["obs", "h"],
+        output_names=["logits", "h_next"],
+        dynamic_axes=axes,
+        dynamo=False,
+    )
+    path = stamp(
+        tmp_path / "cell.onnx",
+        tmp_path / "stamped.onnx",
+        env_id="CartPole-v1",
+        state_inputs=("h",),
+        state_outputs=("h_next",),
+    )
+    model, info = load_imitator(str(path))
+    assert model.tap_names and "core" in model.tap_names and info.provenance["onnx"]["taps"]["core"] == "h_next"
+    assert "max_len" not in info.summary()["config"]
+    logits, state = model(torch.zeros(3, 4), model.initial_state(3))
+    assert logits.shape == (3, 2)
