@@ -362,3 +362,27 @@ def test_an_out_that_names_a_file_is_refused_before_the_audit_runs(tmp_path):
     res = run("audit", "--imitator", str(taken), "--demos", str(taken), "--out", str(taken), check=False)
     assert res.returncode == 2 and "is a file; --out names a folder" in res.stderr, res.stderr
     assert "Traceback" not in res.stderr and taken.read_text() == "keep me"
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_training_saves_the_phase_and_says_how_to_resume(tmp_path):
+    import signal
+    import time
+
+    demos = tmp_path / "demos.safetensors"
+    run("demos", "--env", "imitaudit/OffSwitch-v0", "--episodes", "200", "--out", str(demos), "--quiet")
+    runs = tmp_path / "runs"
+    args = ["train", "--demos", str(demos), "--mode", "adversarial", "--steps", "100000", "--bc-warmup", "10"]
+    args += ["--out", str(tmp_path / "i.safetensors"), "--log-dir", str(runs), "--run-id", "ctrlc", "--quiet"]
+    proc = subprocess.Popen([BIN, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (runs / "ctrlc" / "adversarial").exists():  # the warm start is done, the adversarial phase has begun
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
+        time.sleep(0.2)
+    time.sleep(3.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2, err
+    assert "interrupted in the adversarial phase; saved to" in err and "--resume --run-id ctrlc" in err, err
+    assert "Traceback" not in err
+    assert (runs / "ctrlc" / "adversarial" / "checkpoints" / "last.ckpt").exists()

@@ -83,8 +83,8 @@ def main(
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"imitaudit: error: {message}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("imitaudit: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"imitaudit: {exc}" if str(exc) else "imitaudit: interrupted", file=sys.stderr)
         return EXIT_ERROR
 
 

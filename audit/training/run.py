@@ -50,7 +50,7 @@ class TrainResult:
 
 
 def _trainer(cfg: TrainConfig, run_dir: Path, phase: str, epochs: int, steps: int) -> L.Trainer:
-    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     loggers = [CSVLogger(save_dir=str(run_dir), name=phase, version="")]
@@ -59,12 +59,14 @@ def _trainer(cfg: TrainConfig, run_dir: Path, phase: str, epochs: int, steps: in
     except ModuleNotFoundError:  # tensorboard is optional at run time
         pass
     ckpt = ModelCheckpoint(dirpath=str(run_dir / phase / "checkpoints"), save_last=True, every_n_epochs=1, save_top_k=0)
+    # Ctrl-C: the phase's state as it stands becomes its last checkpoint, the one --resume continues from
+    on_stop = OnExceptionCheckpoint(dirpath=str(run_dir / phase / "checkpoints"), filename="last")
     return L.Trainer(
         max_epochs=epochs,
         accelerator="cpu",
         devices=1,
         logger=loggers,
-        callbacks=[ckpt]
+        callbacks=[ckpt, on_stop]
         + (
             [PhaseProgress(phase=phase, total=steps, unit="iterations" if phase == "adversarial" else "steps")]
             if cfg.progress
@@ -100,10 +102,22 @@ def _fit_phase(
     last = _last_checkpoint(run_dir, phase)
     epochs = max(1, math.ceil(steps / per_epoch))
     trainer = _trainer(cfg, run_dir, phase, epochs, epochs * per_epoch)  # whole epochs: the batches that really run
-    trainer.fit(
-        module, train_dataloaders=make_loader(per_epoch), ckpt_path=str(last) if resume and last.exists() else None
-    )
+    try:
+        trainer.fit(
+            module, train_dataloaders=make_loader(per_epoch), ckpt_path=str(last) if resume and last.exists() else None
+        )
+    except SystemExit:  # Lightning ends a Ctrl-C with exit(1): say what happened and where the run stands instead
+        if not trainer.interrupted:
+            raise
+        raise TrainingInterrupted(
+            f"interrupted in the {phase} phase; saved to {last}: the same command with --resume --run-id "
+            f"{run_dir.name} --log-dir {run_dir.parent} continues it"
+        ) from None
     return trainer.fit_loop.epoch_loop.total_batch_idx + 1
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a training phase; the message says where its state was saved and how to resume."""
 
 
 def _provenance(cfg: TrainConfig, demos: Demonstrations, demos_sha256: str, metrics: dict[str, float]) -> dict:
