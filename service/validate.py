@@ -168,8 +168,13 @@ class Validator:
             raise ValidatorBusy("the validator was restarted while this upload waited; retry shortly") from None
 
     def close(self) -> None:
+        """End every slot's process now (SIGTERM or Ctrl-C of the server alike) and wait for the pools to wind down,
+        so that no child and no semaphore outlives the server."""
         with self._cond:
             pools, self._pools = self._pools, [None] * len(self._pools)
         for pool in pools:
-            if pool is not None:
-                pool.shutdown(wait=False, cancel_futures=True)
+            if pool is None:
+                continue
+            for proc in (getattr(pool, "_processes", None) or {}).values():
+                proc.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)
