@@ -386,3 +386,19 @@ def test_ctrl_c_in_training_saves_the_phase_and_says_how_to_resume(tmp_path):
     assert "interrupted in the adversarial phase; saved to" in err and "--resume --run-id ctrlc" in err, err
     assert "Traceback" not in err
     assert (runs / "ctrlc" / "adversarial" / "checkpoints" / "last.ckpt").exists()
+
+
+def test_evaluate_says_which_way_a_return_ratio_reads_when_returns_are_negative(tmp_path):
+    from audit.data.demonstrations import record
+    from models.checkpoint import save_imitator
+    from models.imitator import ImitatorConfig
+    from models.registry import build
+
+    imitator = save_imitator(
+        build("mlp", ImitatorConfig(obs_dim=2, n_actions=3, hidden=8)),
+        tmp_path / "i.safetensors",
+        env_id="MountainCar-v0",
+    )
+    demos = record("MountainCar-v0", lambda obs: 2, episodes=3, seed=0).save(tmp_path / "d.safetensors")
+    res = run("evaluate", "--imitator", str(imitator), "--episodes", "3", "--demos", str(demos))
+    assert "return ratio" in res.stdout and "the returns are negative: below 1 the imitator did better" in res.stdout

@@ -66,7 +66,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         drate = "n/a" if d["departure_rate"] is None else f"{d['departure_rate']:.4f}"
         print(f"  demonstrations: return {d['mean_return']:.4f}, departure rate {drate}, length {d['mean_length']:.2f}")
         if "return_ratio" in result:
-            print(f"  return ratio   {result['return_ratio']:.3f}")
+            sign = "; the returns are negative: below 1 the imitator did better" if d["mean_return"] < 0 else ""
+            print(f"  return ratio   {result['return_ratio']:.3f} (imitator over demonstrations{sign})")
     return EXIT_OK
 
 

@@ -107,7 +107,21 @@ def to_markdown(report: dict[str, Any], *, max_rows: int = 20) -> str:
             )
         if len(flagged) > max_rows:
             lines.append(f"\n({len(flagged) - max_rows} more flagged trajectories in report.json)")
+        lines.append(f"\n{pvalue_floor(report)}")
     return "\n".join(lines + search_lines(report.get("search"))) + "\n"
+
+
+def pvalue_floor(report: dict[str, Any]) -> str:
+    """The line that says where p-values bottom out: 1 / (m + 1) for m calibration episodes (times the kinds, for a
+    detector with several), so that tied p-values read as the floor they are."""
+    m = int(report["demonstrations"]["calibration_episodes"])
+    kinds = max(1, len(report["trajectories"][0].get("evidence") or {})) if report["trajectories"] else 1
+    floor = min(1.0, kinds / (m + 1))
+    at = sum(1 for r in report["trajectories"] if r["pvalue"] <= floor + 1e-12)
+    return (
+        f"p-values cannot go below {floor:.4g} with {m} calibration episodes ({at} trajectories are at that floor: "
+        "they tie, strength ranks them; more demonstrations lower it)"
+    )
 
 
 def search_lines(search: dict[str, Any] | None) -> list[str]:
@@ -375,6 +389,8 @@ def to_html(report: dict[str, Any], *, max_trajectories: int = 50) -> str:
         out.append("<h2>Search</h2><pre>" + html.escape("\n".join(search_lines(search)[2:])) + "</pre>")
     flagged = sorted((r for r in report["trajectories"] if r["flagged"]), key=lambda r: r["pvalue"])
     out.append(f"<h2>Flagged trajectories ({len(flagged)})</h2>")
+    if flagged:
+        out.append(f"<p>{html.escape(pvalue_floor(report))}</p>")
     for r in flagged[:max_trajectories]:
         out.append(
             f"<div class='traj' id='trajectory-{r['index']}'><h3>Trajectory {r['index']} — "

@@ -391,3 +391,12 @@ def test_a_stop_request_ends_the_audit_inside_the_intent_reference_fit(files):
     with pytest.raises(InterruptedError, match="during stage discriminate"):
         run_audit(config, progress=lambda stage, frac: stages.append((stage, frac)), should_stop=should_stop)
     assert not any(stage in ("calibrate", "explain") for stage, _ in stages)
+
+
+def test_the_summary_says_where_p_values_bottom_out(report):
+    m = report["demonstrations"]["calibration_episodes"]
+    floor = 1 / (m + 1)
+    at = sum(1 for r in report["trajectories"] if r["pvalue"] <= floor + 1e-12)
+    assert at > 0  # the unbounded imitator's clearest departures sit at the floor
+    text = f"p-values cannot go below {floor:.4g} with {m} calibration episodes ({at} trajectories are at that floor"
+    assert text in to_markdown(report) and text in to_html(report)
