@@ -195,7 +195,7 @@ def svg_score(
     low = min([*finite, threshold if threshold is not None else 0.0, 0.0])
     span = max(top - low, 1e-6)
     n = max(len(values) - 1, 1)
-    left, right, top_pad, bottom = 44, 8, 8, 22
+    left, right, top_pad, bottom = 50, 8, 18, 24
 
     def y_of(v: float) -> float:
         return height - bottom - ((v - low) / span) * (height - bottom - top_pad)
@@ -210,18 +210,18 @@ def svg_score(
     )
     for v in sorted({round(low, 6), round(top, 6), *([round(threshold, 6)] if threshold is not None else [])}):
         parts.append(
-            f'<text class="tick" x="{left - 4}" y="{y_of(v) + 3:.1f}" font-size="9" text-anchor="end">{v:.3g}</text>'
+            f'<text class="tick" x="{left - 4}" y="{y_of(v) + 3:.1f}" font-size="11" text-anchor="end">{v:.3g}</text>'
         )
     for i in sorted({0, n // 2, n} if len(values) > 1 else {0}):
         parts.append(
-            f'<text class="tick" x="{x_of(i):.1f}" y="{height - bottom + 11}" font-size="9" '
+            f'<text class="tick" x="{x_of(i):.1f}" y="{height - bottom + 13}" font-size="11" '
             f'text-anchor="middle">{i}</text>'
         )
     parts.append(
-        f'<text x="{(left + width - right) / 2:.0f}" y="{height - 2}" font-size="9" text-anchor="middle">step</text>'
+        f'<text x="{(left + width - right) / 2:.0f}" y="{height - 2}" font-size="11" text-anchor="middle">step</text>'
     )
     parts.append(
-        f'<text x="9" y="{(top_pad + height - bottom) / 2:.0f}" font-size="9" text-anchor="middle" '
+        f'<text x="9" y="{(top_pad + height - bottom) / 2:.0f}" font-size="11" text-anchor="middle" '
         f'transform="rotate(-90 9 {(top_pad + height - bottom) / 2:.0f})">score</text>'
     )
     if threshold is not None:
@@ -229,11 +229,20 @@ def svg_score(
             f'<line x1="{left}" x2="{width - right}" y1="{y_of(threshold):.1f}" y2="{y_of(threshold):.1f}" '
             f'stroke="#d33" stroke-dasharray="4 3"/>'
         )
-    for step, colour in ((first_flag, "#d33"), (departure, "#333")):
+    # solid red for the flag, dashed black for the departure, each named above the plot on its own side of the line,
+    # so that the two stay apart when they fall on the same step
+    for step, colour, dash, label, anchor, dx in (
+        (first_flag, "#d33", "", "flag", "end", -3),
+        (departure, "#333", ' stroke-dasharray="3 2"', "departs", "start", 3),
+    ):
         if step is not None and step >= 0:
             parts.append(
                 f'<line x1="{x_of(step):.1f}" x2="{x_of(step):.1f}" y1="{top_pad}" y2="{height - bottom}" '
-                f'stroke="{colour}" stroke-width="1"/>'
+                f'stroke="{colour}" stroke-width="1.5"{dash}/>'
+            )
+            parts.append(
+                f'<text x="{x_of(step) + dx:.1f}" y="{top_pad - 5}" font-size="11" fill="{colour}" '
+                f'text-anchor="{anchor}">{label}</text>'
             )
     for j, (kind, step) in enumerate((crossings or {}).items()):
         colour = _KIND_COLOURS[j % len(_KIND_COLOURS)]
@@ -413,7 +422,8 @@ def to_html(report: dict[str, Any], *, max_trajectories: int = 50) -> str:
             r["score_path"], r["threshold"], r["first_flag_step"], r["departure_step"], crossings=kind_crossings(r)
         )
         out.append(
-            f"<div><b>score over time</b> (dashed: threshold; red: first flag; black: departure)<br>{chart}</div></div>"
+            f"<div><b>score over time</b> (dashed red: threshold; red: first flag; dashed black: departure)<br>{chart}"
+            "</div></div>"
         )
         ex = r.get("explanation")
         if ex:

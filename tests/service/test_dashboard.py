@@ -152,6 +152,12 @@ def test_dashboard_pages_fit_a_phone_screen(service, second_version, browser):
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         page.screenshot(path=str(SHOTS / f"narrow-{name}.png"), full_page=True)
         assert overflow <= 1, f"{name} page is {overflow} px wider than a {NARROW['width']} px screen"
+        # a table that scrolls inside its box shows it: a shadow at the edge that has more (the verdict column)
+        cues = page.evaluate(
+            "[...document.querySelectorAll('table')].filter(t => t.scrollWidth > t.clientWidth + 1)"
+            ".map(t => getComputedStyle(t).backgroundImage.includes('radial-gradient'))"
+        )
+        assert all(cues), f"{name}: a table scrolls sideways with no cue"
     assert page.locator("svg.plot").bounding_box()["width"] <= NARROW["width"]
     context.close()
 
