@@ -125,6 +125,11 @@ class AuditResult:
                     crossings=kind_crossings(t),
                 )
             )
+            parts.append(
+                f"<div style='font-size:smaller'>trajectory {t['index']}'s score over its steps: dashed red, the "
+                "threshold; red, its first flagged step; dashed black, its first departure (ground truth). What the "
+                "numbers mean: docs/reading-a-report.md</div>"
+            )
         return "".join(parts)
 
     def __repr__(self) -> str:

@@ -107,6 +107,9 @@ def test_dashboard_pages_replay_slider_and_filters(service, second_version, brow
 
     page.goto(f"{url}/dashboard/flagged")
     total = page.locator("#flags tbody tr").count()
+    assert "the most significant first (lowest p-value, then highest strength" in page.inner_text("#order")
+    pvalues = [float(x) for x in page.locator("#flags tbody tr td:nth-child(6)").all_inner_texts()]
+    assert pvalues == sorted(pvalues)  # one audit here: its most significant flags first
     page.select_option("select[name=severity]", "likely-incorrigible")
     page.click("#filters button")
     page.wait_for_url("**severity=likely-incorrigible**")
