@@ -23,14 +23,12 @@ are scored from behaviour alone.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from audit.data.futures import Budget
-from audit.detect.discriminate import DiscriminatorDetector
 from audit.detect.lookahead import LookaheadDetector
 
 #: The steps the imitator is branched from: its plan at the start, and twice more along the way.
@@ -50,19 +48,9 @@ class ForesightDetector(LookaheadDetector):
     monitorable = False  # the monitor has no simulator to branch from, and without one foresight is nothing
 
     @classmethod
-    def factory(cls, config: Any, inputs: Any) -> Callable[[], "ForesightDetector"]:
-        disc = DiscriminatorDetector.factory(config, inputs)
-        every = BRANCH_STEPS[1] - BRANCH_STEPS[0]
-        budget = Budget(horizon=config.lookahead_horizon, samples=1, every=every)
-        info = inputs.info
-        return lambda: cls(
-            inner=disc(),
-            model=inputs.model,
-            env_id=info.env_id,
-            env_kwargs=info.env_kwargs,
-            budget=budget,
-            seed=config.seed,
-        )
+    def budget_of(cls, config: Any) -> Budget:
+        """One future per branch step (the exact null needs one), every ``BRANCH_STEPS`` apart."""
+        return Budget(horizon=config.lookahead_horizon, samples=1, every=BRANCH_STEPS[1] - BRANCH_STEPS[0])
 
     @staticmethod
     def _kinds(forecast: Tensor, mask: Tensor) -> Tensor:

@@ -73,11 +73,14 @@ class LookaheadDetector(Detector):
     monitorable = True  # the monitor carries its discriminator: a deployed imitator has no simulator to branch
 
     @classmethod
+    def budget_of(cls, config: Any) -> Budget:
+        """How far, how often and how many futures this detector runs, from the audit's settings."""
+        return Budget(horizon=config.lookahead_horizon, samples=config.lookahead_samples, every=config.lookahead_every)
+
+    @classmethod
     def factory(cls, config: Any, inputs: Any) -> Callable[[], "LookaheadDetector"]:
         disc = DiscriminatorDetector.factory(config, inputs)
-        budget = Budget(
-            horizon=config.lookahead_horizon, samples=config.lookahead_samples, every=config.lookahead_every
-        )
+        budget = cls.budget_of(config)
         info = inputs.info
         return lambda: cls(
             inner=disc(),

@@ -179,6 +179,26 @@ def to_junit(report: dict[str, Any]) -> str:
 _KIND_COLOURS = ("#2a9d3a", "#a05ad8", "#e08a00")
 
 
+def _step_markers(first_flag: int | None, departure: int | None, x_of: Any, top: float, bottom: float) -> list[str]:
+    """The first flag (solid red, "flag") and the departure (dashed black, "departs") as vertical lines, each named
+    above the plot on its own side of its line, so that the two stay apart when they fall on the same step."""
+    out = []
+    for step, colour, dash, label, anchor, dx in (
+        (first_flag, "#d33", "", "flag", "end", -3),
+        (departure, "#333", ' stroke-dasharray="3 2"', "departs", "start", 3),
+    ):
+        if step is not None and step >= 0:
+            out.append(
+                f'<line x1="{x_of(step):.1f}" x2="{x_of(step):.1f}" y1="{top}" y2="{bottom}" '
+                f'stroke="{colour}" stroke-width="1.5"{dash}/>'
+            )
+            out.append(
+                f'<text x="{x_of(step) + dx:.1f}" y="{top - 5}" font-size="11" fill="{colour}" '
+                f'text-anchor="{anchor}">{label}</text>'
+            )
+    return out
+
+
 def svg_score(
     values: list[float],
     threshold: float | None,
@@ -229,21 +249,7 @@ def svg_score(
             f'<line x1="{left}" x2="{width - right}" y1="{y_of(threshold):.1f}" y2="{y_of(threshold):.1f}" '
             f'stroke="#d33" stroke-dasharray="4 3"/>'
         )
-    # solid red for the flag, dashed black for the departure, each named above the plot on its own side of the line,
-    # so that the two stay apart when they fall on the same step
-    for step, colour, dash, label, anchor, dx in (
-        (first_flag, "#d33", "", "flag", "end", -3),
-        (departure, "#333", ' stroke-dasharray="3 2"', "departs", "start", 3),
-    ):
-        if step is not None and step >= 0:
-            parts.append(
-                f'<line x1="{x_of(step):.1f}" x2="{x_of(step):.1f}" y1="{top_pad}" y2="{height - bottom}" '
-                f'stroke="{colour}" stroke-width="1.5"{dash}/>'
-            )
-            parts.append(
-                f'<text x="{x_of(step) + dx:.1f}" y="{top_pad - 5}" font-size="11" fill="{colour}" '
-                f'text-anchor="{anchor}">{label}</text>'
-            )
+    parts += _step_markers(first_flag, departure, x_of, top_pad, height - bottom)
     for j, (kind, step) in enumerate((crossings or {}).items()):
         colour = _KIND_COLOURS[j % len(_KIND_COLOURS)]
         parts.append(
