@@ -385,7 +385,7 @@ def test_ctrl_c_in_training_saves_the_phase_and_says_how_to_resume(tmp_path):
     assert proc.returncode == 2, err
     assert "interrupted in the adversarial phase; saved to" in err and "--resume --run-id ctrlc" in err, err
     assert "Traceback" not in err
-    assert (runs / "ctrlc" / "adversarial" / "checkpoints" / "last.ckpt").exists()
+    assert (runs / "ctrlc" / "adversarial" / "checkpoints" / "interrupted.ckpt").exists()
 
 
 def test_evaluate_says_which_way_a_return_ratio_reads_when_returns_are_negative(tmp_path):

@@ -59,8 +59,9 @@ def _trainer(cfg: TrainConfig, run_dir: Path, phase: str, epochs: int, steps: in
     except ModuleNotFoundError:  # tensorboard is optional at run time
         pass
     ckpt = ModelCheckpoint(dirpath=str(run_dir / phase / "checkpoints"), save_last=True, every_n_epochs=1, save_top_k=0)
-    # Ctrl-C: the phase's state as it stands becomes its last checkpoint, the one --resume continues from
-    on_stop = OnExceptionCheckpoint(dirpath=str(run_dir / phase / "checkpoints"), filename="last")
+    # Ctrl-C: the phase's state as it stands is saved apart (a file named "last" would clash with the epochs' own), and
+    # --resume continues from whichever of the two is newer
+    on_stop = OnExceptionCheckpoint(dirpath=str(run_dir / phase / "checkpoints"), filename="interrupted")
     return L.Trainer(
         max_epochs=epochs,
         accelerator="cpu",
@@ -90,7 +91,10 @@ def _quiet_lightning() -> None:
 
 
 def _last_checkpoint(run_dir: Path, phase: str) -> Path:
-    return run_dir / phase / "checkpoints" / "last.ckpt"
+    """The phase's newest state: the end of its last epoch, or where Ctrl-C stopped it if that came later."""
+    folder = run_dir / phase / "checkpoints"
+    found = [p for p in (folder / "last.ckpt", folder / "interrupted.ckpt") if p.exists()]
+    return max(found, key=lambda p: p.stat().st_mtime_ns) if found else folder / "last.ckpt"
 
 
 def _fit_phase(
@@ -110,7 +114,8 @@ def _fit_phase(
         if not trainer.interrupted:
             raise
         raise TrainingInterrupted(
-            f"interrupted in the {phase} phase; saved to {last}: the same command with --resume --run-id "
+            f"interrupted in the {phase} phase; saved to {run_dir / phase / 'checkpoints' / 'interrupted.ckpt'}: the "
+            f"same command with --resume --run-id "
             f"{run_dir.name} --log-dir {run_dir.parent} continues it"
         ) from None
     return trainer.fit_loop.epoch_loop.total_batch_idx + 1
