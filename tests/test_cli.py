@@ -376,10 +376,14 @@ def test_ctrl_c_in_training_saves_the_phase_and_says_how_to_resume(tmp_path):
     args += ["--out", str(tmp_path / "i.safetensors"), "--log-dir", str(runs), "--run-id", "ctrlc", "--quiet"]
     proc = subprocess.Popen([BIN, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
-    while not (runs / "ctrlc" / "adversarial").exists():  # the warm start is done, the adversarial phase has begun
+    metrics = runs / "ctrlc" / "adversarial" / "metrics.csv"
+
+    def training() -> bool:  # the adversarial phase has logged iterations: it is inside its fit loop, not setting up
+        return metrics.exists() and len(metrics.read_text().splitlines()) >= 2
+
+    while not training():
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
         time.sleep(0.2)
-    time.sleep(3.0)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 2, err
