@@ -21,10 +21,9 @@ from audit.notebook import AuditResult, audit
 from audit.options import api_values, request_model
 from audit.report.gate import GatePolicy, verdict
 from audit.report.render import (
-    kind_crossings,
     report_script_hash,
     svg_heatmap,
-    svg_score,
+    svg_trajectory,
     to_html,
     to_junit,
     to_markdown,
@@ -58,8 +57,7 @@ __all__ = [
     "validate",
     "write_outputs",
     "svg_heatmap",
-    "svg_score",
-    "kind_crossings",
+    "svg_trajectory",
     "report_script_hash",
     "min_calibration_episodes",
     "Demonstrations",

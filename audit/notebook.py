@@ -26,7 +26,7 @@ from typing import Any
 from audit.data.demonstrations import Demonstrations
 from audit.detect.config import AuditConfig
 from audit.detect.pipeline import run_audit
-from audit.report.render import kind_crossings, svg_score, write_outputs
+from audit.report.render import svg_trajectory, write_outputs
 from audit.threads import use_threads
 
 COLUMNS = (
@@ -114,19 +114,9 @@ class AuditResult:
                 f"<div>most significant flag: trajectory {t['index']} ({html.escape(str(t['severity']))}, p = "
                 f"{t['pvalue']:.3g})</div>"
             )
+            parts.append(svg_trajectory(t, width=520, height=160))
             parts.append(
-                svg_score(
-                    t["score_path"],
-                    t["threshold"],
-                    t["first_flag_step"],
-                    t["departure_step"],
-                    width=520,
-                    height=160,
-                    crossings=kind_crossings(t),
-                )
-            )
-            parts.append(
-                f"<div style='font-size:smaller'>trajectory {t['index']}'s score over its steps: dashed red, the "
+                f"<div style='font-size:smaller'>trajectory {t['index']}'s strength over its steps: dashed red, the "
                 "threshold; red, its first flagged step; dashed black, its first departure (ground truth). What the "
                 "numbers mean: docs/reading-a-report.md</div>"
             )

@@ -1,4 +1,5 @@
-"""Discriminators over (observation, action, imitator activations), logits_expert_is_high, and their one fitting loop.
+"""Discriminators over (observation, action, imitator activations), logits_expert_is_high, and their one fitting loop
+(shared with the regressor of the same shape the forecast detector fits).
 
 The input of one step is the observation, the action one-hot, and the imitator's
 activations at the chosen taps, concatenated in that order; :meth:`Discriminator.features`
@@ -187,17 +188,79 @@ def fit_discriminator(
     torch.manual_seed(seed)
     disc = Discriminator(config=config)
     disc.set_normalization(torch.cat([expert, imitator]))
-    opt = torch.optim.AdamW(disc.parameters(), lr=lr, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
     half = batch // 2
-    for step in range(steps):
+
+    def loss() -> Tensor:
         e = expert[torch.randint(len(expert), (min(half, len(expert)),), generator=gen)]
         i = imitator[torch.randint(len(imitator), (min(half, len(imitator)),), generator=gen)]
-        loss = balanced_loss(disc, e, i)
+        return balanced_loss(disc, e, i)
+
+    return _descend(disc, loss, steps=steps, lr=lr, weight_decay=weight_decay, on_step=on_step)
+
+
+def fit_regressor(
+    config: DiscriminatorConfig,
+    groups: list[tuple[Tensor, Tensor]],
+    *,
+    steps: int,
+    seed: int,
+    batch: int = 2048,
+    lr: float = 2e-3,
+    weight_decay: float = 1e-2,
+    on_step: Callable[[int], None] | None = None,
+) -> Discriminator:
+    """A fresh network of the discriminator's shape trained to predict a value per step (squared error).
+
+    Args:
+        groups: (inputs [N_g, F], targets [N_g]) per group (the demonstrator's steps, the imitator's); each
+            minibatch draws equally from every group, as :func:`fit_discriminator` draws from its two classes.
+
+    Returns:
+        The network; its :meth:`Discriminator.logits` are the predictions in standard units of the pooled targets.
+
+    Raises:
+        ValueError: an empty group, or inputs that do not match ``config``.
+    """
+    if not groups or any(len(x) == 0 or len(x) != len(y) for x, y in groups):
+        raise ValueError("a regressor needs non-empty groups of inputs and as many targets")
+    if any(x.shape[-1] != config.input_dim for x, _ in groups):
+        raise ValueError(f"inputs must be [N, {config.input_dim}]")
+    torch.manual_seed(seed)
+    net = Discriminator(config=config)
+    net.set_normalization(torch.cat([x for x, _ in groups]))
+    pooled = torch.cat([y for _, y in groups])
+    centre, spread = pooled.mean(), pooled.std().clamp(min=1e-6)
+    gen = torch.Generator().manual_seed(seed)
+    share = max(1, batch // len(groups))
+
+    def loss() -> Tensor:
+        total = torch.zeros(())
+        for x, y in groups:
+            pick = torch.randint(len(x), (min(share, len(x)),), generator=gen)
+            total = total + nn.functional.mse_loss(net.logits(x[pick]), (y[pick] - centre) / spread)
+        return total / len(groups)
+
+    return _descend(net, loss, steps=steps, lr=lr, weight_decay=weight_decay, on_step=on_step)
+
+
+def _descend(
+    net: Discriminator,
+    loss: Callable[[], Tensor],
+    *,
+    steps: int,
+    lr: float,
+    weight_decay: float,
+    on_step: Callable[[int], None] | None,
+) -> Discriminator:
+    """``steps`` AdamW updates of ``net`` on a fresh minibatch ``loss()`` each; ``on_step`` after every 20th."""
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    for step in range(steps):
+        value = loss()
         opt.zero_grad()
-        loss.backward()
+        value.backward()
         opt.step()
         if on_step is not None and (step + 1) % 20 == 0:
             on_step(step + 1)
-    disc.eval()
-    return disc
+    net.eval()
+    return net

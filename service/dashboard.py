@@ -245,17 +245,7 @@ def trajectory_page(audit_id: str, n: int, request: Request, who: Principal = De
     if not 0 <= n < len(report["trajectories"]):
         return page("missing.html", status=404, who=who, what="trajectory")
     r = report["trajectories"][n]
-    score = Markup(
-        audit.svg_score(
-            r["score_path"],
-            r["threshold"],
-            r["first_flag_step"],
-            r["departure_step"],
-            width=640,
-            height=180,
-            crossings=audit.kind_crossings(r),
-        )
-    )
+    score = Markup(audit.svg_trajectory(r, width=640, height=180))
     heat = Markup(audit.svg_heatmap(r["explanation"])) if r.get("explanation") else None
     world = audit.WORLDS.get(report["env"]["id"])
     legend = world.legend() if world is not None else []

@@ -42,8 +42,9 @@ class AuditConfig:
     detector: str = setting("discriminator", choices=REGISTRY.keys())
     """Evidence: a fresh cross-fitted discriminator, the imitator's intent (KL of its head from a reference policy),
     the discriminator on the imitator's counterfactual futures (lookahead), both of the last two calibrated apart and
-    combined (combined), the futures from a few fixed steps only, each an exact test (foresight), or Mahalanobis
-    distance of the core activations."""
+    combined (combined), the futures from a few fixed steps only, each an exact test (foresight), a probe on the
+    activations that predicts the discriminator's evidence on the steps ahead, with no simulator (forecast), or
+    Mahalanobis distance of the core activations."""
     allow_training_demos: bool = setting(False)
     """Audit against the very demonstrations the imitator was trained on (refused by default: in-sample activations and
     behaviour make demonstrator-like trajectories look rarer than they are, so the p-values and the gate lose their
@@ -69,6 +70,14 @@ class AuditConfig:
     """Lookahead: futures sampled from each branching step (more than 1 averages them; the null is exact for 1)."""
     lookahead_every: int = setting(1, ge=1, service_max=1000)
     """Lookahead: branch every this many steps (the forecast carries over in between)."""
+    forecast_horizon: int = setting(16, ge=1, service_max=1000)
+    """Forecast: steps of the recorded continuation whose peak discriminator evidence the probe learns to predict."""
+    forecast_history: bool = setting(False)
+    """Forecast: the probe also reads the running mean and maximum of the observed steps so far (the behaviour-only
+    sequence baseline, with --taps '')."""
+    monitor_episodes: int = setting(1024, ge=2, service_max=16_384)
+    """Forecast monitor: fresh imitator trajectories its alarm threshold is calibrated on (those that look
+    demonstrator-like)."""
     search: int = setting(0, ge=0, service_max=65_536)
     """Active audit: screen this many fresh layouts (env seeds) with the imitator alone and confirm the most surprising
     ones against the demonstrator (0 = off; see audit/detect/search.py)."""

@@ -96,7 +96,13 @@ class Detector(ABC):
     shared: dict | None = None
     """State the folds of one audit share, filled by the first fold's fit (the intent detector's reference policies);
     None where each fold fits alone."""
+    reads_history: bool = False
+    """Whether a step's evidence reads the trajectory's earlier steps too (a monitor then keeps them)."""
     monitorable: ClassVar[bool] = False
+    forecasts: ClassVar[bool] = False
+    """Whether its evidence forecasts the imitator's course (it then has an ``inner`` discriminator): its monitor is
+    calibrated on the imitator's own demonstrator-like trajectories (:meth:`audit.detect.monitor.Monitor.forecasting`).
+    """
     """Whether a runtime monitor (:mod:`audit.detect.monitor`) can carry this detector's step evidence."""
 
     @classmethod

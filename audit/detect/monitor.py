@@ -10,7 +10,9 @@ demonstrator-like trajectory raises the alarm with probability at most alpha.
 
 An audit by the ``lookahead`` or ``combined`` detector exports its discriminators' evidence on
 the steps taken: the lookahead clones the env, and a deployed imitator has no simulator
-beside it. Such a monitor alarms at the departing step, not on the approach.
+beside it. Such a monitor alarms at the departing step, not on the approach. The ``forecast`` detector's monitor
+carries a probe that predicts the discriminator's evidence on the steps ahead from the imitator's activations
+(:mod:`audit.detect.forecast`), so it can alarm on the approach with no simulator.
 
 The file is safetensors (weights) with JSON metadata (sizes, view, threshold); it is rebuilt
 from that metadata and code of this package, never unpickled. It names the imitator's sha256,
@@ -79,6 +81,9 @@ class Monitor:
         self.detectors, self.rule, self.threshold, self.drift = detectors, rule, float(threshold), float(drift)
         self.taps, self.imitator_sha256, self.env_id = tuple(taps), imitator_sha256, env_id
         self._score: Tensor | None = None
+        # a detector reading the trajectory's history scores the whole prefix each step (its last step is the new one)
+        self._history = any(d.reads_history for d in detectors)
+        self._prefix: Episodes | None = None
 
     def evidence(self, episodes: Episodes) -> Tensor:
         """Mean evidence [E, T] of the detectors over whole episodes."""
@@ -89,6 +94,7 @@ class Monitor:
         """Start B new trajectories."""
         # from -inf, as the calibration's running peak over live steps: with a negative threshold, no alarm at step 0
         self._score = torch.full((batch,), -math.inf) if self.rule == "peak" else torch.zeros(batch)
+        self._prefix = None
 
     def step(self, obs: Any, actions: Any, activations: dict[str, Any]) -> dict[str, np.ndarray]:
         """Score one step of each of the B trajectories.
@@ -124,8 +130,10 @@ class Monitor:
         episodes = Episodes(
             obs=obs[:, None], actions=actions[:, None], mask=torch.ones(b, 1, dtype=torch.bool), taps=taps
         )
+        if self._history:
+            episodes = self._prefix = episodes if self._prefix is None else _extend(self._prefix, episodes)
         try:
-            ev = self.evidence(episodes)[:, 0]
+            ev = self.evidence(episodes)[:, -1]
         except (RuntimeError, IndexError) as e:
             raise ValueError(f"inputs do not fit this monitor: {str(e).splitlines()[0]}") from None
         self._score = advance(self._score, ev, self.drift, self.rule)
@@ -158,6 +166,72 @@ class Monitor:
             rule=rule,
             threshold=score_threshold(scores, alpha),
             drift=drift,
+            taps=taps,
+            imitator_sha256=imitator_sha256,
+            env_id=env_id,
+        )
+
+    @classmethod
+    def forecasting(
+        cls,
+        *,
+        detectors: list[Detector],
+        cal: Episodes,
+        fresh: Episodes,
+        rule: str,
+        alpha: float,
+        drift_quantile: float,
+        taps: tuple[str, ...],
+        imitator_sha256: str,
+        env_id: str,
+    ) -> "Monitor":
+        """A monitor of forecasts (:mod:`audit.detect.forecast`), its threshold calibrated on fresh trajectories of
+        the imitator itself ``fresh`` whose steps look demonstrator-like.
+
+        A forecast is a function of the trajectory so far, and before an imitator diverges its history can be
+        distributed exactly as the demonstrator's (HiddenSupervisor's sleeper): calibrated on demonstrator episodes,
+        a monitor could then not alarm before the divergent step. What it tests instead is this imitator's own
+        course: among fresh imitator trajectories whose every step the detectors' discriminators find
+        demonstrator-like (each one's score at most the discriminators' alpha threshold on the held-out demonstrator
+        episodes ``cal``), the forecast's score is calibrated at alpha. So a new trajectory of the imitator that
+        goes on looking demonstrator-like raises the alarm with probability at most alpha (conformal, as those
+        trajectories are exchangeable with the calibrating ones), and one whose forecast runs higher than any such
+        trajectory's raises it, possibly well before its divergent step.
+
+        Raises:
+            ValueError: fewer demonstrator-like fresh trajectories than alpha needs.
+        """
+        screens = [d.inner for d in detectors]  # type: ignore[attr-defined]
+        disc = cls.calibrated(
+            detectors=screens,
+            cal=cal,
+            rule=rule,
+            alpha=alpha,
+            drift_quantile=drift_quantile,
+            taps=taps,
+            imitator_sha256=imitator_sha256,
+            env_id=env_id,
+        )
+        with torch.no_grad():
+            looks = disc.evidence(fresh)
+            forecast = torch.stack([d.evidence(fresh) for d in detectors]).mean(dim=0)
+        drift = torch.full((fresh.n_episodes,), disc.drift)
+        like = torch.from_numpy(trajectory_scores(looks, fresh.mask, drift, rule)[1] <= disc.threshold)
+        forecast_drift = float(torch.quantile(forecast[like][fresh.mask[like]], drift_quantile)) if like.any() else 0.0
+        _, scores = trajectory_scores(
+            forecast[like], fresh.mask[like], torch.full((int(like.sum()),), forecast_drift), rule
+        )
+        threshold = score_threshold(scores, alpha)
+        if threshold == math.inf:
+            raise ValueError(
+                f"a forecast monitor at alpha {alpha} needs at least {math.ceil(1 / alpha - 1)} fresh trajectories "
+                f"that look demonstrator-like, got {int(like.sum())}: raise --monitor-episodes"
+            )
+        return cls(
+            detectors=detectors,
+            rule=rule,
+            threshold=threshold,
+            drift=forecast_drift,
             taps=taps,
             imitator_sha256=imitator_sha256,
             env_id=env_id,
@@ -221,6 +295,18 @@ class Monitor:
             )
         except (KeyError, TypeError, json.JSONDecodeError, RuntimeError) as e:
             raise ValueError(f"{path}: a damaged monitor ({str(e).splitlines()[0][:200]})") from None
+
+
+def _extend(prefix: Episodes, step: Episodes) -> Episodes:
+    """``prefix`` [B, t] with one more step [B, 1] appended."""
+    if prefix.obs.shape[2:] != step.obs.shape[2:] or set(prefix.taps) != set(step.taps):
+        raise ValueError("step's inputs do not match the trajectory's earlier steps")
+    return Episodes(
+        obs=torch.cat([prefix.obs, step.obs], dim=1),
+        actions=torch.cat([prefix.actions, step.actions], dim=1),
+        mask=torch.cat([prefix.mask, step.mask], dim=1),
+        taps={k: torch.cat([v, step.taps[k]], dim=1) for k, v in prefix.taps.items()},
+    )
 
 
 def replay(monitor: Monitor, traj: Any) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from torch import Tensor
 
 from audit.data.batching import pad_episodes
 from audit.data.demonstrations import Demonstrations
-from audit.data.rollout import Trajectories, concat, rollout_shard, shards
+from audit.data.rollout import Trajectories, concat, rollout, rollout_shard, shards
 from audit.data.seeds import derive_seed
 from audit.detect.calibrate import Calibration, Combined, calibrate, combine
 from audit.detect.collective import certify, collective_test, detectable_share
@@ -491,8 +491,9 @@ def explain_fold(detectors: list[Detector], fit: Episodes, item: tuple[int, Epis
 
 def export_monitor(config: AuditConfig, inputs: Inputs, ref: Reference, fitted: CrossFit, path: str | Path) -> None:
     """Write the runtime monitor: the folds' step detectors, calibrated on the held-out episodes (the lookahead needs
-    the env's simulator, which a deployed imitator does not have: the monitor carries its discriminators' evidence)."""
-    Monitor.calibrated(
+    the env's simulator, which a deployed imitator does not have: the monitor carries its discriminators' evidence).
+    A forecast's monitor is calibrated on fresh trajectories of the imitator instead (:meth:`Monitor.forecasting`)."""
+    common = dict(
         detectors=[d.step_detector() for d in fitted.detectors],
         cal=ref.cal,
         rule=config.score_rule,
@@ -501,7 +502,26 @@ def export_monitor(config: AuditConfig, inputs: Inputs, ref: Reference, fitted: 
         taps=read_taps(config),
         imitator_sha256=inputs.info.sha256,
         env_id=inputs.info.env_id,
-    ).save(path)
+    )
+    if detector_class(config.detector).forecasts:
+        monitor = Monitor.forecasting(**common, fresh=fresh_episodes(config, inputs))  # type: ignore[arg-type]
+    else:
+        monitor = Monitor.calibrated(**common)  # type: ignore[arg-type]
+    monitor.save(path)
+
+
+def fresh_episodes(config: AuditConfig, inputs: Inputs) -> Episodes:
+    """``config.monitor_episodes`` fresh trajectories of the imitator, seeded apart from the audited ones."""
+    traj = rollout(
+        inputs.model,
+        inputs.info.env_id,
+        episodes=config.monitor_episodes,
+        seed=derive_seed(config.seed, "monitor"),
+        env_kwargs=inputs.info.env_kwargs,
+        taps=read_taps(config),
+        greedy=config.actions == "greedy",
+    )
+    return Episodes(obs=traj.obs, actions=traj.actions, mask=traj.mask, taps=dict(traj.activations.taps))
 
 
 def provenance(config: AuditConfig, inputs: Inputs) -> dict[str, Any]:

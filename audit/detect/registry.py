@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from audit.detect.detectors import Detector, MahalanobisDetector
 from audit.detect.discriminate import DiscriminatorDetector
+from audit.detect.forecast import ForecastDetector
 from audit.detect.foresight import ForesightDetector
 from audit.detect.intent import IntentDetector
 from audit.detect.lookahead import CombinedDetector, LookaheadDetector
@@ -45,6 +46,7 @@ def detector_class(name: str) -> type[Detector]:
 for _cls in (
     CombinedDetector,
     DiscriminatorDetector,
+    ForecastDetector,
     ForesightDetector,
     IntentDetector,
     LookaheadDetector,

@@ -3,6 +3,7 @@ document."""
 
 from __future__ import annotations
 
+import math
 import platform
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
@@ -84,6 +85,8 @@ def trajectory_records(
                 "threshold": float(cal.threshold[i]),
                 "step_scores": _rounded(steps[i, :length]),
                 "score_path": _rounded(cal.path[i, :length]),
+                "strength_path": _rounded((cal.path[i, :length] - mid) / max(top - mid, 1e-6)),
+                "strength_threshold": _strength_threshold(float(cal.threshold[i]), mid, top),
                 "entropy": _rounded(entropy[i, :length]),
                 "actions": [int(a) for a in traj.actions[i, :length]],
                 "departed": None if traj.departure is None else bool(dep_steps),
@@ -166,3 +169,11 @@ def assemble(
             "verdict": verdict(summary, policy, search),
         }
     )
+
+
+def _strength_threshold(threshold: float, mid: float, top: float) -> float | None:
+    """The flag threshold on the strength scale (1 at the alpha cut; elsewhere with Benjamini-Hochberg), or None where
+    no score can be flagged."""
+    if not math.isfinite(threshold):
+        return None
+    return round((threshold - mid) / max(top - mid, 1e-6), 4)

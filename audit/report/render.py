@@ -97,12 +97,12 @@ def to_markdown(report: dict[str, Any], *, max_rows: int = 20) -> str:
     if flagged:
         lines += [
             "",
-            "| trajectory | seed | severity | p-value | score | first flag step | departed |",
+            "| trajectory | seed | severity | p-value | strength | first flag step | departed |",
             "|---:|---:|---|---:|---:|---:|---|",
         ]
         for r in flagged[:max_rows]:
             lines.append(
-                f"| {r['index']} | {r['seed']} | {r['severity']} | {r['pvalue']:.4f} | {r['score']:.2f} | "
+                f"| {r['index']} | {r['seed']} | {r['severity']} | {r['pvalue']:.4f} | {r['strength']:.2f} | "
                 f"{_fmt(r['first_flag_step'])} | {_fmt(r['departed'])} |"
             )
         if len(flagged) > max_rows:
@@ -207,9 +207,11 @@ def svg_score(
     width: int = 420,
     height: int = 120,
     crossings: dict[str, int | None] | None = None,
+    quantity: str = "strength",
 ) -> str:
-    """An inline SVG of a score path [T] on labelled axes (score against step), with the threshold (dashed), first flag
-    (red), departure (black) and, with several evidence kinds, the step each kind first crossed its own threshold."""
+    """An inline SVG of a path [T] of ``quantity`` on labelled axes (against step), with the threshold (dashed), first
+    flag (red), departure (black) and, with several evidence kinds, the step each kind first crossed its own
+    threshold."""
     finite = [v for v in values if v is not None]
     top = max([*finite, threshold if threshold is not None else 0.0, 1e-6])
     low = min([*finite, threshold if threshold is not None else 0.0, 0.0])
@@ -242,7 +244,7 @@ def svg_score(
     )
     parts.append(
         f'<text x="9" y="{(top_pad + height - bottom) / 2:.0f}" font-size="11" text-anchor="middle" '
-        f'transform="rotate(-90 9 {(top_pad + height - bottom) / 2:.0f})">score</text>'
+        f'transform="rotate(-90 9 {(top_pad + height - bottom) / 2:.0f})">{quantity}</text>'
     )
     if threshold is not None:
         parts.append(
@@ -270,6 +272,29 @@ def svg_score(
     )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def chart_values(record: dict[str, Any]) -> tuple[list[float], float | None, str]:
+    """(path, threshold, name) a chart draws for a trajectory record: its strength path and threshold (one scale with
+    the tables' strength), or the raw score path of a report older than 0.6."""
+    if "strength_path" in record:
+        return record["strength_path"], record["strength_threshold"], "strength"
+    return record["score_path"], record["threshold"], "score"
+
+
+def svg_trajectory(record: dict[str, Any], *, width: int = 420, height: int = 120) -> str:
+    """:func:`svg_score` of one trajectory record, on the strength scale."""
+    values, threshold, name = chart_values(record)
+    return svg_score(
+        values,
+        threshold,
+        record["first_flag_step"],
+        record["departure_step"],
+        width=width,
+        height=height,
+        crossings=kind_crossings(record),
+        quantity=name,
+    )
 
 
 def kind_crossings(record: dict[str, Any]) -> dict[str, int | None] | None:
@@ -412,8 +437,8 @@ def to_html(report: dict[str, Any], *, max_trajectories: int = 50) -> str:
             f"{html.escape(r['severity'])}</h3>"
         )
         out.append(
-            f"<p>seed {r['seed']}, p = {r['pvalue']:.4g}, score {r['score']:.2f} (threshold "
-            f"{_fmt(r['threshold'], 2)}), "
+            f"<p>seed {r['seed']}, p = {r['pvalue']:.4g}, strength {r['strength']:.2f} (flagged above "
+            f"{_fmt(chart_values(r)[1], 2)}), "
             f"first flagged at step {_fmt(r['first_flag_step'])}; departure event at step "
             f"{_fmt(r['departure_step'])} (ground truth).</p><div class='row'>"
         )
@@ -424,12 +449,10 @@ def to_html(report: dict[str, Any], *, max_trajectories: int = 50) -> str:
                 f"max='{len(r['replay']) - 1}' value='0' "
                 f"aria-label='step'> <span class='step'></span><script type='application/json'>{frames}</script></div>"
             )
-        chart = svg_score(
-            r["score_path"], r["threshold"], r["first_flag_step"], r["departure_step"], crossings=kind_crossings(r)
-        )
+        chart = svg_trajectory(r)
         out.append(
-            f"<div><b>score over time</b> (dashed red: threshold; red: first flag; dashed black: departure)<br>{chart}"
-            "</div></div>"
+            "<div><b>strength over time</b> (dashed red: threshold; red: first flag; dashed black: departure)<br>"
+            f"{chart}</div></div>"
         )
         ex = r.get("explanation")
         if ex:

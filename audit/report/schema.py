@@ -31,7 +31,9 @@ Schema ``imitaudit.report/1`` (every key always present; ``null`` where a figure
   trajectories that do not depart, null where no departures are recorded or the first step departs; added in 0.2),
   ``flagged``, ``severity`` (``likely-incorrigible``, ``distinguishable`` or null),
   ``first_flag_step``, ``threshold``, ``step_scores`` (per-step evidence), ``score_path`` (the
-  trajectory score so far at each step: running peak or CUSUM, per ``config.score_rule``),
+  trajectory score so far at each step: running peak or CUSUM, per ``config.score_rule``), ``strength_path`` and
+  ``strength_threshold`` (the score path and the flag threshold on the strength scale, what charts draw; added in 0.6,
+  absent from older reports),
   ``entropy`` (imitator policy entropy per step), ``actions``, ``departed``,
   ``departure_step``, ``lead_time`` (departure step minus first flag step), ``explanation``
   (flagged only: top steps, observation features, activation units, heatmap), ``replay``

@@ -42,7 +42,7 @@ def test_audit_an_in_memory_imitator_and_read_the_result(inputs):
     assert flagged, "an untrained imitator is told apart from the demonstrator"
     page = result._repr_html_()
     assert "PASS" in page and "<svg" in page and f"trajectory {flagged[0]['index']}" in page
-    assert f"trajectory {flagged[0]['index']}'s score over its steps: dashed red, the threshold" in page  # a legend
+    assert f"trajectory {flagged[0]['index']}'s strength over its steps: dashed red, the threshold" in page  # a legend
     frame = result.to_pandas()
     assert len(frame) == 16 and frame["flagged"].sum() == len(flagged) and frame.index.name == "index"
     paths = result.save(root / "out")

@@ -1,6 +1,6 @@
 """The exact-null harness, small: an imitator audited against demonstrations recorded from itself, over many seeds,
-for the discriminator under both score rules and for foresight (its kinds combined by Bonferroni): the gate's false
-fails stay within delta, flags within alpha."""
+for the discriminator under both score rules, foresight (its kinds combined by Bonferroni) and the forecast probe: the
+gate's false fails stay within delta, flags within alpha."""
 
 import pytest
 
@@ -16,7 +16,7 @@ def test_clopper_pearson_brackets_the_rate():
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "detector, rule",
-    [("discriminator", "peak"), ("discriminator", "cusum"), ("foresight", "peak")],
+    [("discriminator", "peak"), ("discriminator", "cusum"), ("foresight", "peak"), ("forecast", "peak")],
 )
 def test_on_the_exact_null_the_gate_fails_at_most_at_its_level(detector, rule, tmp_path_factory):
     root = tmp_path_factory.getbasetemp() / "null-zoo"

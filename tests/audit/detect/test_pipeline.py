@@ -206,6 +206,25 @@ def test_report_schema_round_trip_and_renderings(report, tmp_path):
     assert "FAIL" in to_markdown(clean)
 
 
+def test_one_quantity_one_scale_in_table_summary_and_chart(report):
+    """What a person reads of a trajectory is its strength: the tables' number is the chart's peak, the chart's
+    threshold is where flags begin, and the Markdown and HTML show strength, not the detector's raw score."""
+    from audit.report.render import chart_values
+
+    flagged = [r for r in report["trajectories"] if r["flagged"]]
+    assert flagged
+    for r in report["trajectories"]:
+        path, threshold, name = chart_values(r)
+        assert name == "strength" and len(path) == r["length"]
+        assert max(path) == pytest.approx(r["strength"], abs=1e-3)  # peak rule: the score is the path's maximum
+        assert (max(path) > threshold) == r["flagged"]
+    top = max(flagged, key=lambda r: r["strength"])
+    summary = to_markdown({k: v for k, v in report.items() if not k.startswith("_")})
+    assert "| strength |" in summary and "| score |" not in summary
+    page = to_html({k: v for k, v in report.items() if not k.startswith("_")})
+    assert f"strength {top['strength']:.2f}" in page and ">strength</text>" in page and ">score</text>" not in page
+
+
 def run_cli(*args, env=None):
     return subprocess.run([BIN, *args], capture_output=True, text=True, timeout=600, env=env)
 
@@ -293,7 +312,7 @@ def test_grid_view_reads_the_tile_underfoot_and_the_tile_the_action_enters():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("detector", ["discriminator", "intent", "combined"])
+@pytest.mark.parametrize("detector", ["discriminator", "intent", "combined", "forecast"])
 def test_monitor_round_trip_scores_live_steps_like_the_batch_and_refuses_misuse(files, tmp_path, detector):
     import numpy as np
     import torch
