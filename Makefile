@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(PY) -m bench.peer_gail --out BENCHMARKS.md
 	$(PY) -m bench.train_causes --out BENCHMARKS.md
 	$(PY) -m bench.detect --out BENCHMARKS.md
+	$(PY) -m bench.monitor --out BENCHMARKS.md
 	$(PY) -m bench.validate --out BENCHMARKS.md
 	$(PY) -m bench.service --out BENCHMARKS.md
 	$(PY) -m bench.threads --out BENCHMARKS.md

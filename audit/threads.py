@@ -36,6 +36,51 @@ def running_elsewhere(samples: int = 5, interval: float = 0.02) -> int:
     return max(0, min(counts) - 1)
 
 
+def _own_running() -> int:
+    """This process's threads that are running or runnable now (``R`` in ``/proc/self/task/*/stat``)."""
+    n = 0
+    try:
+        for task in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{task}/stat") as f:
+                    n += f.read().rsplit(")", 1)[-1].split()[0] == "R"
+            except (OSError, IndexError):
+                continue
+    except OSError:
+        return 1
+    return max(n, 1)
+
+
+def others_running(samples: int = 3, interval: float = 0.02) -> int:
+    """Runnable threads of other processes: the smallest of ``samples`` readings of ``procs_running`` less this
+    process's own runnable threads (0 where /proc cannot be read). Unlike :func:`running_elsewhere`, right while this
+    process computes on several threads."""
+    counts = []
+    for i in range(samples):
+        try:
+            with open("/proc/stat") as f:
+                line = next((x for x in f if x.startswith("procs_running")), "")
+        except OSError:
+            return 0
+        if not line:
+            return 0
+        counts.append(int(line.split()[1]) - _own_running())
+        if i + 1 < samples:
+            time.sleep(interval)
+    return max(0, min(counts))
+
+
+def sharing_note(threads: int, cores: int, others: int) -> str | None:
+    """The words a long run adds to its progress line when its ``threads`` and ``others`` runnable threads elsewhere
+    outnumber the ``cores``: it then runs far slower than alone, and what to set; None when they fit."""
+    if threads + others <= cores:
+        return None
+    return (
+        f"sharing {cores} core(s) with {others} other running thread(s) at {threads} torch thread(s) here, so slower "
+        f"than alone: {ENV}=1 in each process, or fewer at once"
+    )
+
+
 def decide(env: str, cores: int, others: int) -> tuple[int, str | None]:
     """(threads, why): ``env`` (``IMITAUDIT_THREADS``) if set, else the ``cores`` not taken by ``others`` running
     processes, at least 1; ``why`` is a line to print when the choice is fewer threads than cores, else None.

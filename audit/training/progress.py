@@ -6,11 +6,16 @@ cannot say when the run ends; this callback counts the phase's batches and extra
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import lightning as L
+import torch
+
+from audit.threads import others_running, sharing_note
 
 
 def _clock(seconds: float) -> str:
@@ -27,11 +32,22 @@ class PhaseProgress(L.Callback):
         unit: what a batch is called.
         every: seconds between lines.
         stream: where to print (stderr).
+        others: runnable threads of other processes now (read at each line: a run that starts alone may not stay so).
     """
 
-    def __init__(self, *, phase: str, total: int, unit: str, every: float = 5.0, stream: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        phase: str,
+        total: int,
+        unit: str,
+        every: float = 5.0,
+        stream: TextIO | None = None,
+        others: Callable[[], int] = others_running,
+    ) -> None:
         self.phase, self.total, self.unit, self.every = phase, total, unit, every
         self.stream = stream or sys.stderr
+        self.others = others
         self.start = self.last = 0.0
         self.first = 0
 
@@ -50,6 +66,10 @@ class PhaseProgress(L.Callback):
         if acc is not None:
             extra = f", discriminator accuracy {float(acc):.2f}"
         share = 100 * done / max(self.total, 1)
+        cores = max(1, len(os.sched_getaffinity(0)))
+        note = sharing_note(torch.get_num_threads(), cores, self.others())
+        if note:
+            extra += f"; {note}"
         return (
             f"{self.phase}: {done}/{self.total} {self.unit} ({share:.0f}%), {_clock(elapsed)} elapsed, ETA {eta}{extra}"
         )

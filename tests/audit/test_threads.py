@@ -45,3 +45,30 @@ def test_a_busy_process_beside_is_counted_and_the_cli_takes_one_thread_fewer(spi
     cores = len(os.sched_getaffinity(0))
     if cores > 1:  # on one core there is nothing to take away
         assert "torch thread(s): " in res.stderr and "IMITAUDIT_THREADS=N chooses" in res.stderr
+
+
+def test_a_long_run_counts_other_running_threads_and_says_when_they_outnumber_the_cores(spinner):
+    import torch
+
+    from audit.threads import others_running, sharing_note
+    from audit.training.progress import PhaseProgress
+
+    assert others_running() >= 1  # the spinner (this process's own running threads are taken off)
+    assert sharing_note(2, 2, 0) is None and sharing_note(1, 2, 1) is None
+    note = sharing_note(2, 2, 3)
+    assert "sharing 2 core(s) with 3 other running thread(s) at 2 torch thread(s)" in note
+    assert "IMITAUDIT_THREADS=1" in note
+
+    class Loop:
+        total_batch_idx = 9
+
+    class Trainer:
+        callback_metrics: dict = {}
+        fit_loop = type("F", (), {"epoch_loop": Loop})()
+
+    crowded = PhaseProgress(phase="bc", total=20, unit="steps", others=lambda: 64)
+    crowded.start = 1.0
+    assert "IMITAUDIT_THREADS=1" in crowded._line(10, Trainer())
+    alone = PhaseProgress(phase="bc", total=20, unit="steps", others=lambda: 0)
+    alone.start = 1.0
+    assert "sharing" not in alone._line(10, Trainer()) or torch.get_num_threads() > len(os.sched_getaffinity(0))
