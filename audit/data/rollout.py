@@ -143,6 +143,11 @@ def rollout(
     )
 
 
+LOGITS = "logits"
+"""A tap name :func:`run_batch` also takes: the action logits the policy acted on at each step ([.., n_actions]), which
+any policy has (an ONNX graph's taps need not include them), so a caller need not run it over its own steps again."""
+
+
 def run_batch(
     model: Policy,
     batch: Any,
@@ -176,7 +181,7 @@ def run_batch(
     model.eval()
     state = model.initial_state(episodes)
     try:
-        with torch.no_grad(), TapRecorder(model=model, names=taps) as rec:
+        with torch.no_grad(), TapRecorder(model=model, names=[n for n in taps if n != LOGITS]) as rec:
             for t in range(limit):
                 live = ~batch.done
                 if not live.any():
@@ -190,6 +195,8 @@ def run_batch(
                 cols["logp"].append(logp)
                 for n, rows in rec.take().items():
                     tap_steps[n].append(rows[-1])
+                if LOGITS in tap_steps:
+                    tap_steps[LOGITS].append(logits.float())
                 obs_np = batch.observe()
                 if on_step:
                     on_step(t)

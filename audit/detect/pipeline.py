@@ -36,7 +36,7 @@ from torch import Tensor
 
 from audit.data.batching import pad_episodes
 from audit.data.demonstrations import Demonstrations
-from audit.data.rollout import Trajectories, concat, rollout, rollout_shard, shards
+from audit.data.rollout import LOGITS, Trajectories, concat, rollout, rollout_shard, shards
 from audit.data.seeds import derive_seed
 from audit.detect.calibrate import Calibration, Combined, calibrate, combine
 from audit.detect.collective import certify, collective_test, detectable_share
@@ -206,13 +206,13 @@ def rolled_out(
 ) -> Trajectories:
     """Stage 2: the imitator's trajectories, shard by shard (:func:`audit.data.rollout.rollout_shard`); each shard a
     task on a cluster. With ``screen``, the search's screening episodes instead: ``config.search`` of them, seeded apart
-    from the audited ones, no taps."""
+    from the audited ones, with the logits the imitator acted on (the screen's divergence reads them)."""
     stage = "search" if screen else "rollout"
     job = dict(
         env_id=inputs.info.env_id,
         seed=derive_seed(config.seed, "search-screen") if screen else config.seed,
         env_kwargs=inputs.info.env_kwargs,
-        taps=() if screen else read_taps(config),
+        taps=(LOGITS,) if screen else read_taps(config),
         greedy=config.actions == "greedy",
         departure_key=config.departure_key or inputs.demos.departure_key,
     )

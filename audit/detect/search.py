@@ -41,7 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from audit.data.demonstrator import Demonstrator
-from audit.data.rollout import Trajectories, run_batch
+from audit.data.rollout import LOGITS, Trajectories, run_batch
 from audit.data.seeds import derive_seed
 from audit.detect.detectors import Episodes
 from audit.detect.intent import fit_reference_policy
@@ -143,7 +143,9 @@ def divergence(imitator: Policy, reference: Imitator, traj: Trajectories) -> Ten
     distributions, what the imitator means to do where the reference would do otherwise, whichever action it drew (a
     peak, not a sum: one decided step stands out, where a long episode's small disagreements would add up)."""
     with torch.no_grad():
-        mine, _ = teacher_forced(imitator, traj.obs, traj.mask, ())
+        mine = traj.activations.taps.get(LOGITS)  # what it acted on, recorded by the screen's rollout
+        if mine is None:
+            mine, _ = teacher_forced(imitator, traj.obs, traj.mask, ())
         theirs, _ = teacher_forced(reference, traj.obs, traj.mask, ())
     p, q = torch.log_softmax(mine, dim=-1), torch.log_softmax(theirs, dim=-1)
     kl = (p.exp() * (p - q)).sum(dim=-1)
