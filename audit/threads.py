@@ -14,13 +14,14 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 
 ENV = "IMITAUDIT_THREADS"
 
 
-def running_elsewhere(samples: int = 5, interval: float = 0.02) -> int:
-    """Runnable processes besides this one: the smallest of ``samples`` readings of ``procs_running`` less one (0
-    where /proc/stat cannot be read)."""
+def _least_running(samples: int, interval: float, own: Callable[[], int]) -> int:
+    """The smallest of ``samples`` readings of ``procs_running`` less ``own()`` each time, at least 0 (0 where
+    /proc/stat cannot be read)."""
     counts = []
     for i in range(samples):
         try:
@@ -30,14 +31,20 @@ def running_elsewhere(samples: int = 5, interval: float = 0.02) -> int:
             return 0
         if not line:
             return 0
-        counts.append(int(line.split()[1]))
+        counts.append(int(line.split()[1]) - own())
         if i + 1 < samples:
             time.sleep(interval)
-    return max(0, min(counts) - 1)
+    return max(0, min(counts))
+
+
+def running_elsewhere(samples: int = 5, interval: float = 0.02) -> int:
+    """Runnable processes besides this one: the smallest of ``samples`` readings of ``procs_running`` less one (0
+    where /proc/stat cannot be read)."""
+    return _least_running(samples, interval, lambda: 1)
 
 
 def _own_running() -> int:
-    """This process's threads that are running or runnable now (``R`` in ``/proc/self/task/*/stat``)."""
+    """This process's threads that are running or runnable now (``R`` in ``/proc/self/task/*/stat``), at least 1."""
     n = 0
     try:
         for task in os.listdir("/proc/self/task"):
@@ -55,19 +62,7 @@ def others_running(samples: int = 3, interval: float = 0.02) -> int:
     """Runnable threads of other processes: the smallest of ``samples`` readings of ``procs_running`` less this
     process's own runnable threads (0 where /proc cannot be read). Unlike :func:`running_elsewhere`, right while this
     process computes on several threads."""
-    counts = []
-    for i in range(samples):
-        try:
-            with open("/proc/stat") as f:
-                line = next((x for x in f if x.startswith("procs_running")), "")
-        except OSError:
-            return 0
-        if not line:
-            return 0
-        counts.append(int(line.split()[1]) - _own_running())
-        if i + 1 < samples:
-            time.sleep(interval)
-    return max(0, min(counts))
+    return _least_running(samples, interval, _own_running)
 
 
 def sharing_note(threads: int, cores: int, others: int) -> str | None:

@@ -12,7 +12,11 @@ import json
 import logging
 import math
 import os
+import signal
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +53,39 @@ class TrainResult:
     """Environment steps used for training (adversarial rollouts; evaluations not counted)."""
 
 
-def _trainer(cfg: TrainConfig, run_dir: Path, phase: str, epochs: int, steps: int) -> L.Trainer:
+class _StopAtBatchEnd(L.Callback):
+    """Raises the Ctrl-C that :func:`_ctrl_c_at_batch_ends` recorded, at the end of the batch it came in (Lightning then
+    saves the phase and ends the fit). A KeyboardInterrupt raised by the signal itself lands wherever the interpreter
+    happens to be, and one landing in a finaliser is printed and dropped: the run then went on as if never stopped."""
+
+    def __init__(self, requested: threading.Event) -> None:
+        self.requested = requested
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any, i: int
+    ) -> None:
+        if self.requested.is_set():
+            raise KeyboardInterrupt
+
+
+@contextmanager
+def _ctrl_c_at_batch_ends() -> Iterator[threading.Event]:
+    """While fitting in the main thread, SIGINT only records the request (the event); elsewhere the event never
+    fires and Ctrl-C is Python's."""
+    requested = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield requested
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: requested.set())
+    try:
+        yield requested
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _trainer(
+    cfg: TrainConfig, run_dir: Path, phase: str, epochs: int, steps: int, stop: L.Callback | None = None
+) -> L.Trainer:
     from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
@@ -67,7 +103,7 @@ def _trainer(cfg: TrainConfig, run_dir: Path, phase: str, epochs: int, steps: in
         accelerator="cpu",
         devices=1,
         logger=loggers,
-        callbacks=[ckpt, on_stop]
+        callbacks=[ckpt, on_stop, *([stop] if stop else [])]
         + (
             [PhaseProgress(phase=phase, total=steps, unit="iterations" if phase == "adversarial" else "steps")]
             if cfg.progress
@@ -105,11 +141,15 @@ def _fit_phase(
     per_epoch = min(cfg.eval_every, steps)
     last = _last_checkpoint(run_dir, phase)
     epochs = max(1, math.ceil(steps / per_epoch))
-    trainer = _trainer(cfg, run_dir, phase, epochs, epochs * per_epoch)  # whole epochs: the batches that really run
     try:
-        trainer.fit(
-            module, train_dataloaders=make_loader(per_epoch), ckpt_path=str(last) if resume and last.exists() else None
-        )
+        with _ctrl_c_at_batch_ends() as requested:
+            # whole epochs: the batches that really run
+            trainer = _trainer(cfg, run_dir, phase, epochs, epochs * per_epoch, _StopAtBatchEnd(requested))
+            trainer.fit(
+                module,
+                train_dataloaders=make_loader(per_epoch),
+                ckpt_path=str(last) if resume and last.exists() else None,
+            )
     except SystemExit:  # Lightning ends a Ctrl-C with exit(1): say what happened and where the run stands instead
         if not trainer.interrupted:
             raise
