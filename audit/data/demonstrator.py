@@ -22,6 +22,7 @@ Presets:
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -54,6 +55,14 @@ class PlannerConfig:
 CORRIGIBLE = PlannerConfig(horizon=20, discount=0.95, beta=100.0, constrained=True)
 UNBOUNDED = PlannerConfig(horizon=200, discount=0.99, beta=300.0, constrained=False)
 PRESETS: tuple[str, ...] = ("corrigible", "unbounded", "triggered")
+_SOURCE = re.compile(r"^imitaudit demonstrator (corrigible|unbounded|triggered):")
+
+
+def preset_of(source: str) -> str | None:
+    """The preset that recorded demonstrations whose ``source`` line is this (see :meth:`Demonstrator.describe`), or
+    None for any other recorder."""
+    found = _SOURCE.match(source)
+    return found.group(1) if found else None
 
 
 def plan(world: GridWorld, config: PlannerConfig, idx: np.ndarray | None = None, *, chunk: int = 256) -> np.ndarray:
@@ -158,6 +167,14 @@ class Demonstrator:
         if self._world is None or self._tables is None:
             raise RuntimeError("call start(world) before replan()")
         self._tables[idx] = self.tables(self._world, idx)
+
+    def probs(self) -> np.ndarray:
+        """The policy at every row's current state: [num_envs, actions] float64 (rows already done included)."""
+        if self._world is None or self._tables is None:
+            raise RuntimeError("call start(world) before probs()")
+        world = self._world
+        state = world.flag * world.n_cells + world.cell
+        return self._tables[np.arange(world.num_envs), state]
 
     def act(self, idx: np.ndarray | None = None) -> np.ndarray:
         """Actions for rows ``idx`` (default all) in their current state: [K] int64.

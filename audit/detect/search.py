@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
 from dataclasses import dataclass
 from functools import cache
 from types import SimpleNamespace
@@ -40,7 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from audit.data.demonstrator import Demonstrator
+from audit.data.demonstrator import Demonstrator, preset_of
 from audit.data.rollout import LOGITS, Trajectories, run_batch
 from audit.data.seeds import derive_seed
 from audit.detect.detectors import Episodes
@@ -51,7 +50,6 @@ from models.imitator import Imitator
 from models.policy import Policy
 from models.taps import teacher_forced
 
-_PRESET = re.compile(r"^imitaudit demonstrator (corrigible|unbounded|triggered):")
 _EXACT_SPLITS = 20_000
 """Up to this many ways of splitting a layout's episodes the permutation test enumerates them all; past it, samples."""
 
@@ -113,9 +111,9 @@ def demonstrator_to_ask(
         if info.env_id != env_id:
             raise ValueError(f"the demonstrator checkpoint is for {info.env_id}, the imitator for {env_id}")
         return Asked(name=f"checkpoint {checkpoint_name}", policy=policy)
-    found = _PRESET.match(source)
-    if found and world_of(env_id) is not None:
-        return Asked(name=f"preset {found.group(1)}", preset=found.group(1))
+    preset = preset_of(source)
+    if preset is not None and world_of(env_id) is not None:
+        return Asked(name=f"preset {preset}", preset=preset)
     return None
 
 

@@ -24,6 +24,7 @@ from audit.data.rollout import Trajectories, rollout
 from audit.data.seeds import derive_seed
 from audit.envs.features import step_view
 from audit.training.bc import ImitationModule, bc_loss
+from audit.training.queries import queried_rollout, query_loss
 from models.discriminator import (
     Discriminator,
     DiscriminatorConfig,
@@ -43,6 +44,7 @@ class Batch:
         demo_obs, demo_actions, demo_mask: demonstration episodes [B, T, D], [B, T], [B, T].
         expert_x: [N1, F] discriminator inputs of the demonstration steps.
         agent_x: [N0, F] discriminator inputs of the imitator's steps.
+        labels: [E, T, A] the queried planner's policy at the rollouts' states, or None without queries.
     """
 
     traj: Trajectories
@@ -51,6 +53,7 @@ class Batch:
     demo_mask: Tensor
     expert_x: Tensor
     agent_x: Tensor
+    labels: Tensor | None = None
 
 
 def gae(reward: Tensor, values: Tensor, mask: Tensor, gamma: float, lam: float) -> tuple[Tensor, Tensor]:
@@ -147,15 +150,18 @@ class AdversarialModule(ImitationModule):
         """Iteration ``it``'s rollouts and demonstration minibatch, as discriminator inputs."""
         if self.demo_train is None:
             raise RuntimeError("attach_demos() before training")
-        cfg = self.cfg
-        traj = rollout(
-            self.imitator,
-            cast(Any, self.hparams).env_id,
-            episodes=cfg.rollout_episodes,
-            seed=derive_seed(cfg.seed, "adversarial-rollout", it),
-            env_kwargs=cast(Any, self.hparams).env_kwargs,
-            taps=cfg.disc_taps,
-        )
+        cfg, hp = self.cfg, cast(Any, self.hparams)
+        where = {
+            "episodes": cfg.rollout_episodes,
+            "seed": derive_seed(cfg.seed, "adversarial-rollout", it),
+            "env_kwargs": hp.env_kwargs,
+            "taps": cfg.disc_taps,
+        }
+        labels = None
+        if hp.query_preset:
+            traj, labels = queried_rollout(self.imitator, hp.env_id, preset=hp.query_preset, **where)
+        else:
+            traj = rollout(self.imitator, hp.env_id, **where)
         self.env_steps += int(traj.mask.sum())
         self.imitator.train()
         gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "adversarial-demos", it))
@@ -170,6 +176,7 @@ class AdversarialModule(ImitationModule):
             demo_mask=d_mask,
             expert_x=self._disc_inputs(d_obs, d_act, d_mask, d_acts.taps),
             agent_x=self._disc_inputs(traj.obs, traj.actions, traj.mask, traj.activations.taps),
+            labels=labels,
         )
 
     def discriminator_step(self, batch: Batch) -> dict[str, Any]:
@@ -223,6 +230,9 @@ class AdversarialModule(ImitationModule):
                 + cfg.bc_coef * bc
                 + cfg.unlikelihood_coef * unlikelihood(logp, flagged)
             )
+            if batch.labels is not None:
+                queried = query_loss(logp_all, batch.labels, traj.mask)
+                loss_i = loss_i + cfg.query_coef * queried
             if cfg.every_action_coef > 0:
                 # the step's expected reward over all actions, exactly: no rare sample needed to learn a rare step's
                 # penalty
@@ -250,6 +260,7 @@ class AdversarialModule(ImitationModule):
             "imitator/entropy": entropy.detach(),
             "imitator/bc_loss": bc.detach(),
             "imitator/bc_acc": bc_acc,
+            **({"imitator/query_loss": queried.detach()} if batch.labels is not None else {}),
             "env/train_return": traj.returns().mean(),
         }
 

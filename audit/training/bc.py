@@ -32,10 +32,19 @@ class ImitationModule(L.LightningModule):
         imitator_config: ``ImitatorConfig`` as a dict.
         env_id, env_kwargs: the demonstrations' env.
         demo_return: the demonstrations' mean return, for ``env/return_ratio``.
+        query_preset: the planner preset the adversarial phase asks on its rollouts ('' for none; ``query_demonstrator``
+            resolved).
     """
 
     def __init__(
-        self, *, train_cfg: dict, imitator_config: dict, env_id: str, env_kwargs: dict, demo_return: float = 0.0
+        self,
+        *,
+        train_cfg: dict,
+        imitator_config: dict,
+        env_id: str,
+        env_kwargs: dict,
+        demo_return: float = 0.0,
+        query_preset: str = "",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()

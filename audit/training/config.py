@@ -87,6 +87,12 @@ class TrainConfig:
     takes (logit below -unlikelihood_margin) at each visited step; a demonstrated departure is never flagged."""
     unlikelihood_margin: float = setting(2.0, ge=0.0)
     """A step is that sure when its discriminator logit is below minus this (D <= 0.12 at 2)."""
+    query_demonstrator: str = setting("", choices=("", "auto", "corrigible", "unbounded", "triggered"))
+    """Adversarial mode, built-in envs: a planner preset asked for its policy at every state of each iteration's
+    rollouts, which the imitator is also fitted to (DAgger's labels, on the imitator's own states); ``auto`` asks
+    the preset that recorded the demonstrations; '' asks no one."""
+    query_coef: float = setting(1.0, ge=0.0)
+    """Weight of the fit to the queried labels."""
     eval_every: int = setting(100, ge=1)
     """Iterations between evaluations (and checkpoints)."""
     eval_episodes: int = setting(200, ge=1)

@@ -27,11 +27,13 @@ from torch.utils.data import DataLoader
 
 from audit.data.batching import EpisodeDataset, episode_loader, split_episodes
 from audit.data.demonstrations import Demonstrations
+from audit.data.demonstrator import preset_of
 from audit.envs.adapter import agent_plane, grid_shape
 from audit.training.adversarial import AdversarialModule
 from audit.training.bc import BCModule
 from audit.training.config import TrainConfig
 from audit.training.progress import PhaseProgress
+from audit.training.queries import check_preset
 from models.checkpoint import save_imitator
 from models.imitator import Imitator, ImitatorConfig
 from models.registry import build
@@ -225,6 +227,7 @@ def train(
         "env_id": demos.env_id,
         "env_kwargs": demos.env_kwargs,
         "demo_return": demo_return,
+        "query_preset": _query_preset(cfg, demos),
     }
 
     bc_steps = cfg.phase_steps if cfg.mode == "bc" else cfg.bc_warmup
@@ -281,6 +284,23 @@ def train(
         reached_target=reached,
         env_steps=env_steps,
     )
+
+
+def _query_preset(cfg: TrainConfig, demos: Demonstrations) -> str:
+    """``query_demonstrator`` resolved: the preset to ask, or ''.
+
+    Raises:
+        ValueError: queries the env cannot answer, or ``auto`` for demonstrations no preset recorded.
+    """
+    if not cfg.query_demonstrator or cfg.mode != "adversarial":
+        return ""
+    preset = preset_of(demos.source) if cfg.query_demonstrator == "auto" else cfg.query_demonstrator
+    if preset is None:
+        raise ValueError(
+            "--query-demonstrator auto: these demonstrations were not recorded by a built-in preset; name one"
+        )
+    check_preset(demos.env_id, preset)
+    return preset
 
 
 def file_sha256(path: str | os.PathLike) -> str:

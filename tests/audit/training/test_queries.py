@@ -1,0 +1,65 @@
+"""Demonstrator queries label the imitator's own states with the planner's policy at exactly those states."""
+
+import pytest
+import torch
+
+from audit.data.demonstrations import record
+from audit.envs.adapter import env_signature
+from audit.training.config import TrainConfig
+from audit.training.queries import queried_rollout, query_loss
+from audit.training.run import train
+from models.imitator import ImitatorConfig
+from models.registry import build
+
+ENV = "imitaudit/OffSwitch-v0"
+
+
+@pytest.fixture(scope="module")
+def wanderer():
+    """An untrained imitator: it walks at random and presses the button now and then."""
+    torch.manual_seed(0)
+    obs_dim, n_actions = env_signature(ENV)
+    return build("mlp", ImitatorConfig(obs_dim=obs_dim, n_actions=n_actions, hidden=16))
+
+
+def test_labels_are_the_planners_policy_at_the_state_each_step_acted_in(wanderer):
+    traj, labels = queried_rollout(wanderer, ENV, preset="corrigible", episodes=256, seed=3)
+    assert labels.shape == (*traj.mask.shape, 5)
+    real = labels[traj.mask]
+    assert torch.allclose(real.sum(-1), torch.ones(real.shape[0]), atol=1e-5)
+    assert float(labels[~traj.mask].abs().sum()) == 0.0
+    departing = traj.departure & traj.mask
+    assert int(departing.sum()) >= 5  # a random walker presses the button: the check below has cases to fail on
+    taken = labels.gather(-1, traj.actions[..., None]).squeeze(-1)
+    # the constrained planner gives every departure move probability 0 where it was made: a label one step off
+    # (the state before or after) would be another cell's policy, where that move is allowed
+    assert float(taken[departing].max()) == 0.0
+    assert float(taken[traj.mask & ~departing].min()) >= 0.0
+    _, unbounded = queried_rollout(wanderer, ENV, preset="unbounded", episodes=256, seed=3)
+    assert float(unbounded.gather(-1, traj.actions[..., None]).squeeze(-1)[departing].max()) > 0.0
+
+
+def test_query_loss_pushes_down_what_the_planner_never_does():
+    labels = torch.tensor([[[0.5, 0.5, 0.0]]])
+    mask = torch.ones(1, 1, dtype=torch.bool)
+    low = torch.log_softmax(torch.tensor([[[0.0, 0.0, -10.0]]]), -1)
+    high = torch.log_softmax(torch.tensor([[[0.0, 0.0, 0.0]]]), -1)
+    assert float(query_loss(low, labels, mask)) < float(query_loss(high, labels, mask))
+    floor = torch.log_softmax(torch.tensor([[[0.0, 0.0, -40.0]]]), -1).requires_grad_()
+    query_loss(floor, labels, mask).backward()
+    assert float(floor.grad[0, 0, 2]) == 0.0  # below the floor nothing more is asked
+
+
+def test_auto_needs_a_preset_recording_and_a_built_in_env(tmp_path):
+    demos = record(ENV, "corrigible", episodes=30, seed=0)
+    cfg = dict(mode="adversarial", arch="mlp", hidden=16, steps=10, bc_warmup=1, rollout_episodes=8, eval_every=10)
+    cfg |= dict(eval_episodes=8, log_dir=str(tmp_path), progress=False)
+    result = train(demos, TrainConfig(**cfg, query_demonstrator="auto"))
+    logged = "".join(p.read_text() for p in result.run_dir.rglob("metrics.csv"))
+    assert "imitator/query_loss" in logged
+    scripted = record(ENV, lambda obs: 0, episodes=5, seed=0)
+    with pytest.raises(ValueError, match="not recorded by a built-in preset"):
+        train(scripted, TrainConfig(**cfg, query_demonstrator="auto"))
+    cartpole = record("CartPole-v1", lambda obs: int(obs[2] > 0), episodes=5, seed=0)
+    with pytest.raises(ValueError, match="built-in env"):
+        train(cartpole, TrainConfig(**cfg, query_demonstrator="corrigible"))
