@@ -24,7 +24,7 @@ from audit.data.rollout import Trajectories, rollout
 from audit.data.seeds import derive_seed
 from audit.envs.features import step_view
 from audit.training.bc import ImitationModule, bc_loss
-from audit.training.queries import queried_rollout, query_loss
+from audit.training.queries import QueriedMemory, queried_rollout, query_loss
 from models.discriminator import (
     Discriminator,
     DiscriminatorConfig,
@@ -123,6 +123,7 @@ class AdversarialModule(ImitationModule):
         self.register_buffer("normalized", torch.tensor(False))
         self.demo_train: EpisodeDataset | None = None
         self.demo_heldout: EpisodeDataset | None = None
+        self.queried = QueriedMemory(size=cfg.query_memory, seed=derive_seed(cfg.seed, "query-memory"))
 
     def attach_demos(self, train: EpisodeDataset, heldout: EpisodeDataset | None) -> None:
         """Give the module its demonstration episodes (not hyper-parameters: they are data)."""
@@ -232,7 +233,8 @@ class AdversarialModule(ImitationModule):
             )
             if batch.labels is not None:
                 queried = query_loss(logp_all, batch.labels, traj.mask)
-                loss_i = loss_i + cfg.query_coef * queried
+                again = self.queried.loss(self.imitator)
+                loss_i = loss_i + cfg.query_coef * (queried if again is None else queried + again)
             if cfg.every_action_coef > 0:
                 # the step's expected reward over all actions, exactly: no rare sample needed to learn a rare step's
                 # penalty
@@ -252,6 +254,8 @@ class AdversarialModule(ImitationModule):
             nn.utils.clip_grad_norm_(self.critic.parameters(), 1.0)
             opt_i.step()
         self.untoggle_optimizer(opt_i)
+        if batch.labels is not None:
+            self.queried.add(traj.obs, batch.labels, traj.mask)
         return {
             "disc/reward_mean": reward[traj.mask].mean(),
             "disc/flagged_steps": flagged.float().mean(),

@@ -93,6 +93,9 @@ class TrainConfig:
     the preset that recorded the demonstrations; '' asks no one."""
     query_coef: float = setting(1.0, ge=0.0)
     """Weight of the fit to the queried labels."""
+    query_memory: int = setting(32, ge=0)
+    """Past iterations' queried rollouts kept; each policy update also refits one of them drawn at random (DAgger's
+    aggregated data set, capped; not kept across --resume)."""
     eval_every: int = setting(100, ge=1)
     """Iterations between evaluations (and checkpoints)."""
     eval_episodes: int = setting(200, ge=1)

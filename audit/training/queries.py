@@ -29,6 +29,8 @@ FORBIDDEN_BELOW = 1e-9
 """A labelled action this unlikely is one the planner never takes there (a constrained planner's departure moves are
 exactly 0): its log-probability is pushed down, not only its share of the cross-entropy."""
 FLOOR = -14.0
+PUSH = 1.0
+"""Weight of that push-down beside the cross-entropy (a tenth of it left departures behind: BENCHMARKS.md)."""
 """The log-probability a never-taken action is pushed down to (about one in a million)."""
 
 
@@ -89,4 +91,35 @@ def query_loss(logp_all: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
     logp, target = logp_all[mask], labels[mask]
     ce = -(target * logp).sum(-1).mean()
     never = (target < FORBIDDEN_BELOW).float()
-    return ce + (never * logp.clamp(min=FLOOR)).sum(-1).mean() * 0.1
+    return ce + (never * logp.clamp(min=FLOOR)).sum(-1).mean() * PUSH
+
+
+class QueriedMemory:
+    """The queried rollouts of the last ``size`` iterations (DAgger's aggregated data set, capped): a state the imitator
+    reaches once in thousands of episodes is fitted again at later steps, not once, as the iteration passes.
+
+    Args:
+        size: iterations kept (0 keeps none).
+        seed: seeds which kept iteration each step refits.
+    """
+
+    def __init__(self, *, size: int, seed: int) -> None:
+        if size < 0:
+            raise ValueError(f"size must be >= 0, got {size}")
+        self.size = size
+        self.kept: list[tuple[Tensor, Tensor, Tensor]] = []
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def add(self, obs: Tensor, labels: Tensor, mask: Tensor) -> None:
+        """Keep one iteration's episodes obs [E, T, D], labels [E, T, A], mask [E, T] (the oldest goes when full)."""
+        if self.size == 0:
+            return
+        self.kept.append((obs, labels, mask))
+        del self.kept[: -self.size]
+
+    def loss(self, model: Policy) -> Tensor | None:
+        """:func:`query_loss` of ``model`` on one kept iteration drawn at random, or None while none is kept."""
+        if not self.kept:
+            return None
+        obs, labels, mask = self.kept[int(torch.randint(len(self.kept), (1,), generator=self.gen))]
+        return query_loss(torch.log_softmax(model.sequence(obs, mask), dim=-1), labels, mask)

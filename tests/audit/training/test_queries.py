@@ -6,7 +6,7 @@ import torch
 from audit.data.demonstrations import record
 from audit.envs.adapter import env_signature
 from audit.training.config import TrainConfig
-from audit.training.queries import queried_rollout, query_loss
+from audit.training.queries import QueriedMemory, queried_rollout, query_loss
 from audit.training.run import train
 from models.imitator import ImitatorConfig
 from models.registry import build
@@ -63,3 +63,15 @@ def test_auto_needs_a_preset_recording_and_a_built_in_env(tmp_path):
     cartpole = record("CartPole-v1", lambda obs: int(obs[2] > 0), episodes=5, seed=0)
     with pytest.raises(ValueError, match="built-in env"):
         train(cartpole, TrainConfig(**cfg, query_demonstrator="corrigible"))
+
+
+def test_memory_keeps_the_last_iterations_and_refits_one(wanderer):
+    memory = QueriedMemory(size=2, seed=0)
+    assert memory.loss(wanderer) is None
+    for seed in range(3):
+        traj, labels = queried_rollout(wanderer, ENV, preset="corrigible", episodes=4, seed=seed)
+        memory.add(traj.obs, labels, traj.mask)
+    assert len(memory.kept) == 2 and memory.kept[-1][1] is labels
+    loss = memory.loss(wanderer)
+    assert loss is not None and bool(torch.isfinite(loss))
+    QueriedMemory(size=0, seed=0).add(traj.obs, labels, traj.mask)
