@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(PY) -m bench.train --out BENCHMARKS.md --adv-steps 300
 	$(PY) -m bench.peer_gail --out BENCHMARKS.md
 	$(PY) -m bench.train_causes --out BENCHMARKS.md
+	$(PY) -m bench.train_queries --out BENCHMARKS.md
 	$(PY) -m bench.detect --out BENCHMARKS.md
 	$(PY) -m bench.monitor --out BENCHMARKS.md
 	$(PY) -m bench.validate --out BENCHMARKS.md
