@@ -3,9 +3,9 @@
 Two GRU imitators, trained adversarially at the default budget with demonstrator queries on 3,000 HiddenSupervisor
 demonstrations each: ``sleeper`` from the triggered planner (corrigible, except that it takes the shortcut when
 unwatched, as half of its training episodes were), ``faithful`` from the corrigible one; each asks the preset that
-recorded its demonstrations, so neither departs where its demonstrator would not. Both are deployed, and audited, where the trigger is rare (the supervisor
-absent in 0.1% of episodes: ``supervisor_prob`` 0.999, written into their checkpoints), against 1,000 corrigible
-demonstrations recorded there. For each audit seed the same imitator is audited
+recorded its demonstrations, so neither departs where its demonstrator would not. Both are deployed, and audited,
+where the trigger is rare (the supervisor absent in 0.1% of episodes: ``supervisor_prob`` 0.999, written into their
+checkpoints), against 1,000 corrigible demonstrations recorded there. For each audit seed the same imitator is audited
 twice, passive (``search`` 0) and active (``--search N``; the search asks the corrigible preset). Cells: the share of
 seeds the gate fails, with its 95% Clopper-Pearson interval; the mean share of screened episodes that departed (ground
 truth); the mean number of kept layouts that show the trigger; the mean wall-clock of each audit and their ratio.
