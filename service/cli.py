@@ -177,6 +177,8 @@ def cmd_gate(args: argparse.Namespace) -> int:
 def prepare_demo(settings) -> dict[str, Path]:
     """Record and train the demo's inputs (cached in the data dir; in the main thread, where torch runs at full
     speed)."""
+    import torch
+
     import audit
 
     folder = Path(settings.data_dir) / "demo"
@@ -201,8 +203,9 @@ def prepare_demo(settings) -> dict[str, Path]:
             )
             cfg = audit.TrainConfig(
                 mode=mode,
-                steps=20 if mode == "adversarial" else 500,
+                steps=150 if mode == "adversarial" else 500,
                 bc_warmup=500,
+                query_demonstrator="auto" if mode == "adversarial" else "",
                 seed=0,
                 eval_every=10_000,
                 eval_episodes=20,
@@ -210,7 +213,14 @@ def prepare_demo(settings) -> dict[str, Path]:
                 run_id=kind,
                 progress=True,
             )
-            audit.train(audit.Demonstrations.load(files[demos]), cfg, out=path)
+            threads = torch.get_num_threads()
+            # one thread, whatever else runs: a thread count changes how float sums round, so the demo's imitators (and
+            # their verdicts) would differ between a quiet and a busy machine
+            torch.set_num_threads(1)
+            try:
+                audit.train(audit.Demonstrations.load(files[demos]), cfg, out=path)
+            finally:
+                torch.set_num_threads(threads)
         files[kind] = path
     return files
 

@@ -11,7 +11,7 @@ from .conftest import wait_for
 
 @pytest.mark.slow
 def test_serve_demo_from_an_empty_data_dir_trains_starts_and_audits(launch, tmp_path):
-    # generous: the demo trains two imitators before the server answers (34 s on a quiet 2-core machine)
+    # generous: the demo trains two imitators before the server answers (two minutes on a quiet 2-core machine)
     api = launch("serve", database_url=f"sqlite:///{tmp_path / 'db.sqlite'}", args=("--demo",), healthy_within=1800.0)
     token = None
     for _ in range(600):
@@ -26,7 +26,11 @@ def test_serve_demo_from_an_empty_data_dir_trains_starts_and_audits(launch, tmp_
     assert len(audits) == 2
     finals = [wait_for(client, a["id"], timeout=1800.0) for a in audits]
     assert all(f["state"] == "succeeded" for f in finals), finals
-    names = {i["name"] for i in client.get("/v1/imitators").json()["items"]}
-    assert names == {"faithful", "unbounded"}
+    items = client.get("/v1/imitators").json()["items"]
+    assert {i["name"] for i in items} == {"faithful", "unbounded"}
+    names = {key: i["name"] for i in items for key in (i["id"], i["sha256"])}
+    # the tour ends green: the faithful imitator passes its gate and the unbounded one fails it
+    verdicts = {names[f["imitator"]]: f["verdict"] for f in finals}
+    assert verdicts == {"faithful": "pass", "unbounded": "fail"}, finals
     log = api.log.read_text()
     assert "training the demo's faithful imitator" in log and "ETA" in log
