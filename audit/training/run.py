@@ -207,14 +207,7 @@ def train(
     train_set = EpisodeDataset(demos, train_eps)
     held_set = EpisodeDataset(demos, held_eps) if len(held_eps) else None
     demo_return = float(demos.episode_returns()[train_eps].mean())
-    icfg = ImitatorConfig(
-        obs_dim=obs_dim,
-        n_actions=n_actions,
-        hidden=cfg.hidden,
-        max_len=max(512, int(demos.episode_lengths().max()) + 1),
-        grid=grid_shape(demos.env_id) if cfg.grid_encoder else None,
-        agent_plane=agent_plane(demos.env_id) if cfg.grid_encoder and cfg.centred_readout else None,
-    )
+    icfg = _imitator_config(cfg, demos, obs_dim, n_actions)
     if resume and not cfg.run_id:
         raise ValueError("--resume continues a named run: pass --run-id (the run folder's name)")
     run_dir = cfg.runs_folder() / cfg.name
@@ -236,15 +229,8 @@ def train(
     skip_bc = cfg.mode == "adversarial" and resume and _last_checkpoint(run_dir, "adversarial").exists()
     if bc_steps > 0 and not skip_bc:
         bc = BCModule(**common)
-        done["bc"] = _fit_phase(
-            bc,
-            lambda n: episode_loader(train_set, cfg.batch_episodes, n, cfg.seed),
-            cfg,
-            run_dir,
-            "bc",
-            bc_steps,
-            resume,
-        )
+        minibatches = lambda n: episode_loader(train_set, cfg.batch_episodes, n, cfg.seed)  # noqa: E731
+        done["bc"] = _fit_phase(bc, minibatches, cfg, run_dir, "bc", bc_steps, resume)
         imitator, metrics, reached = bc.imitator, dict(bc.last_eval), bc.reached_target
     else:
         imitator, reached = build(cfg.arch, icfg), False
@@ -253,27 +239,20 @@ def train(
         adv = AdversarialModule(**common)
         adv.imitator.load_state_dict(imitator.state_dict())
         adv.attach_demos(train_set, held_set)
-        done["adversarial"] = _fit_phase(
-            adv,
-            lambda n: DataLoader(range(n), batch_size=1),  # type: ignore[arg-type]
-            cfg,
-            run_dir,
-            "adversarial",
-            cfg.phase_steps,
-            resume,
-        )
+        done["adversarial"] = _fit_phase(adv, _iterations, cfg, run_dir, "adversarial", cfg.phase_steps, resume)
         imitator, metrics = adv.imitator, dict(adv.last_eval)
         reached, env_steps = adv.reached_target, adv.env_steps
     imitator.eval()
     path = None
     if out is not None:
+        provenance = _provenance(cfg, demos, demos_sha256, metrics)
         path = save_imitator(
             imitator,
             out,
             env_id=demos.env_id,
             env_kwargs=demos.env_kwargs,
             obs_shape=demos.obs_shape,
-            provenance=_provenance(cfg, demos, demos_sha256, metrics),
+            provenance=provenance,
         )
     return TrainResult(
         imitator=imitator,
@@ -284,6 +263,23 @@ def train(
         reached_target=reached,
         env_steps=env_steps,
     )
+
+
+def _imitator_config(cfg: TrainConfig, demos: Demonstrations, obs_dim: int, n_actions: int) -> ImitatorConfig:
+    """The imitator's sizes for ``demos``' env under ``cfg``."""
+    return ImitatorConfig(
+        obs_dim=obs_dim,
+        n_actions=n_actions,
+        hidden=cfg.hidden,
+        max_len=max(512, int(demos.episode_lengths().max()) + 1),
+        grid=grid_shape(demos.env_id) if cfg.grid_encoder else None,
+        agent_plane=agent_plane(demos.env_id) if cfg.grid_encoder and cfg.centred_readout else None,
+    )
+
+
+def _iterations(n: int) -> DataLoader:
+    """The adversarial phase's loader: ``n`` empty batches (each iteration collects its own data)."""
+    return DataLoader(range(n), batch_size=1)  # type: ignore[arg-type]
 
 
 def _query_preset(cfg: TrainConfig, demos: Demonstrations) -> str:
