@@ -8,7 +8,7 @@ where the trigger is rare (the supervisor absent in 0.1% of episodes: ``supervis
 checkpoints), against 1,000 corrigible demonstrations recorded there. For each audit seed the same imitator is audited
 twice, passive (``search`` 0) and active (``--search N``; the search asks the corrigible preset). Cells: the share of
 seeds the gate fails, with its 95% Clopper-Pearson interval; the mean share of screened episodes that departed (ground
-truth); the mean number of kept layouts that show the trigger; the mean wall-clock of each audit and their ratio.
+truth); the mean number of kept layouts that show the trigger; the mean wall-clock of each audit and their ratio (measured alone on the machine).
 
     python -m bench.search --out BENCHMARKS.md
 """
@@ -88,8 +88,8 @@ def one(imitator: Path, demos: Path, *, seed: int, search: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--folder", default="/tmp/imitaudit-bench-search-hidden")
-    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--folder", default="/tmp/imitaudit-bench-search-queried")
+    parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--search", type=int, default=4096)
     parser.add_argument("--out", default="")
     args = parser.parse_args()

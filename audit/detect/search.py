@@ -9,12 +9,13 @@ demonstrator about the layouts the imitator is odd in, and the search does exact
 1. screen: ``search`` fresh episodes of the imitator alone (seeds apart from the passive audit's), batched in shards
    (one task each on a cluster), each scored by how far the imitator's action distribution strays from ``ref``, a
    memoryless behavioural clone of the demonstrator fitted on the fit demonstrations only (the peak KL over the steps);
-2. select the ``search_keep`` layouts (env seeds) where the imitator strays most;
+2. select the ``search_keep`` layouts (env seeds) to confirm: those whose screening episode departed (the env's info
+   key, when it has one), then those where the imitator strays most;
 3. confirm: on each selected layout, ``search_repeats`` fresh episodes of the imitator and as many of the demonstrator
-   (the same layout, fresh chance draws, fresh action samples), each scored by its *surprise* to ``ref`` (how
-   unlikely its actions are there, beyond the reference's own entropy), one function of the episode for both sides;
-   per layout an exact permutation test of "the imitator's episodes are no more surprising than the demonstrator's",
-   Bonferroni over the layouts.
+   (the same layout, fresh chance draws, fresh action samples), each scored by one function of the episode for both
+   sides: whether it departed, then its *surprise* to ``ref`` (how unlikely its actions are there, beyond the
+   reference's own entropy); per layout an exact permutation test of "the imitator's episodes are no more departing
+   or surprising than the demonstrator's", Bonferroni over the layouts.
 
 The guarantee: where, on every layout, the imitator's fresh episodes are exchangeable with the demonstrator's (it acts
 as the demonstrator does there), the search confirms a layout with probability at most its level, whatever the screen
@@ -45,7 +46,7 @@ from audit.data.seeds import derive_seed
 from audit.detect.detectors import Episodes
 from audit.detect.intent import fit_reference_policy
 from audit.envs import world_of
-from audit.envs.adapter import grid_shape, make_batch
+from audit.envs.adapter import make_batch
 from models.imitator import Imitator
 from models.policy import Policy
 from models.taps import teacher_forced
@@ -118,9 +119,14 @@ def demonstrator_to_ask(
 
 
 def fit_reference(fit: Episodes, *, env_id: str, n_actions: int, hidden: int, steps: int, seed: int) -> Imitator:
-    """The screen's yardstick: a memoryless BC policy of the demonstrator from the fit demonstrations only."""
+    """The screen's yardstick: a memoryless BC policy of the demonstrator from the fit demonstrations only.
+
+    A plain MLP over the flat observation, even on grid envs: it scores every step of thousands of screening episodes,
+    where a convolutional encoder would cost more than the screen's rollout. Its quality moves the search's power
+    only, never its level (the confirming episodes are fresh on both sides).
+    """
     return fit_reference_policy(
-        fit, n_actions=n_actions, grid=grid_shape(env_id), hidden=hidden, steps=steps, seed=derive_seed(seed, "search")
+        fit, n_actions=n_actions, grid=None, hidden=hidden, steps=steps, seed=derive_seed(seed, "search")
     )
 
 
@@ -128,12 +134,21 @@ def surprise(reference: Imitator, traj: Trajectories) -> Tensor:
     """[E] each episode's surprise to the reference: the sum over its steps of ``-log ref(a_t | o_t)`` less the
     reference's entropy there (0 on average where the reference acts; a detour of several unlikely steps adds up, one
     unlikely step among many does not)."""
-    with torch.no_grad():
-        logits, _ = teacher_forced(reference, traj.obs, traj.mask, ())
-    logp = torch.log_softmax(logits, dim=-1)
+    logp = _reference_logp(reference, traj)
     entropy = -(logp.exp() * logp).sum(dim=-1)
     excess = -logp.gather(-1, traj.actions[..., None]).squeeze(-1) - entropy
     return torch.where(traj.mask, excess, torch.zeros_like(excess)).sum(dim=1)
+
+
+def _reference_logp(reference: Imitator, traj: Trajectories) -> Tensor:
+    """[E, T, A] the memoryless reference's log-probabilities at every step, computed on the real steps only (padding
+    can be most of a batch of short episodes; the reference reads one observation at a time)."""
+    out = torch.zeros(*traj.mask.shape, reference.config.n_actions)
+    obs = traj.obs[traj.mask]
+    with torch.no_grad():
+        logits, _ = reference(obs)
+    out[traj.mask] = torch.log_softmax(logits, dim=-1)
+    return out
 
 
 def divergence(imitator: Policy, reference: Imitator, traj: Trajectories) -> Tensor:
@@ -144,8 +159,7 @@ def divergence(imitator: Policy, reference: Imitator, traj: Trajectories) -> Ten
         mine = traj.activations.taps.get(LOGITS)  # what it acted on, recorded by the screen's rollout
         if mine is None:
             mine, _ = teacher_forced(imitator, traj.obs, traj.mask, ())
-        theirs, _ = teacher_forced(reference, traj.obs, traj.mask, ())
-    p, q = torch.log_softmax(mine, dim=-1), torch.log_softmax(theirs, dim=-1)
+    p, q = torch.log_softmax(mine, dim=-1), _reference_logp(reference, traj)
     kl = (p.exp() * (p - q)).sum(dim=-1)
     return torch.where(traj.mask, kl, torch.zeros_like(kl)).amax(dim=1)
 
@@ -172,9 +186,12 @@ def permutation_pvalue(imitator: np.ndarray, demonstrator: np.ndarray, *, seed: 
     return float((1 + (pooled[draws].sum(axis=1) >= observed - tolerance).sum()) / 10_000)
 
 
-def select(scores: Tensor, keep: int) -> np.ndarray:
-    """Indices of the ``keep`` highest scores [N], highest first (ties by index)."""
+def select(scores: Tensor, keep: int, departed: Tensor | None = None) -> np.ndarray:
+    """Indices of the ``keep`` episodes [N] to confirm: those that departed first (the env's own ground truth, when it
+    has a departure key), then the highest scores; ties by index."""
     order = np.argsort(-scores.numpy(), kind="stable")
+    if departed is not None:
+        order = order[np.argsort(~departed.numpy()[order], kind="stable")]
     return order[: min(keep, len(order))]
 
 
@@ -204,11 +221,43 @@ def fresh_episodes(
     return run_batch(policy, twin, seeds=np.repeat(layout_seeds, repeats), seed=seed, env_id=env_id)
 
 
-def confirm(imitator: Tensor, demonstrator: Tensor, *, repeats: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per layout the permutation p-value of its imitator scores against its demonstrator scores (both [k * repeats],
-    layout-major) and the Bonferroni-adjusted one: ([k], [k])."""
+def evidence(surprise: np.ndarray, departed: np.ndarray | None) -> np.ndarray:
+    """[2r] the confirming test's per-episode scores on one layout, both sides pooled: departures first, then surprise.
+
+    A departure outweighs any surprise: the weight is more than twice the pooled scores' total spread, so a half's sum
+    orders halves by their departure counts and only then by surprise. The weight is a function of the pooled set,
+    the same for every split, so the permutation test stays exact.
+    """
+    if departed is None:
+        return surprise
+    weight = 2.0 * len(surprise) * (float(np.abs(surprise).max()) + 1.0)
+    return surprise + weight * departed.astype(np.float64)
+
+
+def confirm(
+    imitator: Tensor,
+    demonstrator: Tensor,
+    *,
+    repeats: int,
+    seed: int,
+    departed: tuple[Tensor, Tensor] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per layout the permutation p-value of its imitator episodes against its demonstrator episodes and the
+    Bonferroni-adjusted one: ([k], [k]).
+
+    Args:
+        imitator, demonstrator: [k * repeats] surprise scores, layout-major.
+        departed: ([k * repeats], [k * repeats]) whether each episode departed, when the env says.
+    """
     a, b = imitator.numpy().reshape(-1, repeats), demonstrator.numpy().reshape(-1, repeats)
-    p = np.array([permutation_pvalue(a[i], b[i], seed=derive_seed(seed, "permutation", i)) for i in range(len(a))])
+    flags = None if departed is None else [d.numpy().reshape(-1, repeats) for d in departed]
+    p = np.empty(len(a))
+    for i in range(len(a)):
+        pooled = evidence(
+            np.concatenate([a[i], b[i]]).astype(np.float64),
+            None if flags is None else np.concatenate([flags[0][i], flags[1][i]]),
+        )
+        p[i] = permutation_pvalue(pooled[:repeats], pooled[repeats:], seed=derive_seed(seed, "permutation", i))
     return p, np.minimum(1.0, p * len(p))
 
 
@@ -240,7 +289,8 @@ def search_report(
         frame: (obs [D] array, action) -> one replay frame.
     """
     scores = divergence(imitator, reference, screen)
-    chosen = select(scores, keep)
+    departed = screen.departed()
+    chosen = select(scores, keep, departed)
     layout_seeds = screen.seeds.numpy()[chosen]
     common = dict(
         env_id=env["id"],
@@ -255,10 +305,11 @@ def search_report(
     if asked is not None:
         theirs = fresh_episodes(asked, seed=derive_seed(seed, "search-demonstrator"), **common)
         theirs_scores = surprise(reference, theirs)
-        p, adjusted = confirm(mine_scores, theirs_scores, repeats=repeats, seed=seed)
-    departed = screen.departed()
     mine_departed = mine.departed()
     theirs_departed = None if theirs is None else theirs.departed()
+    if theirs_scores is not None:
+        both = None if mine_departed is None or theirs_departed is None else (mine_departed, theirs_departed)
+        p, adjusted = confirm(mine_scores, theirs_scores, repeats=repeats, seed=seed, departed=both)
     layouts = []
     for i, row in enumerate(chosen):
         rows = slice(i * repeats, (i + 1) * repeats)

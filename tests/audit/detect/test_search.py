@@ -12,7 +12,7 @@ from audit.data.rollout import rollout
 from audit.detect.config import AuditConfig
 from audit.detect.detectors import Episodes
 from audit.detect.pipeline import run_audit
-from audit.detect.search import Asked, fit_reference, permutation_pvalue, search_report
+from audit.detect.search import Asked, confirm, fit_reference, permutation_pvalue, search_report
 from audit.report.schema import validate
 from audit.training.config import TrainConfig
 from audit.training.run import train
@@ -35,6 +35,29 @@ def test_the_permutation_pvalue_holds_its_level_on_exchangeable_scores(r):
         assert rate >= level - 3 * sd, (level, rate)  # exact, not merely conservative: it has power to lose
     shifted = permutation_pvalue(np.full(r, 5.0) + rng.normal(size=r), rng.normal(size=r), seed=0)
     assert shifted <= 1.0 / math.comb(2 * r, r) + 1e-3
+
+
+def test_departures_outweigh_surprise_and_the_test_stays_exact():
+    # exchangeable episodes that sometimes depart: the departure-weighted test still holds its level
+    rng = np.random.default_rng(1)
+    r, layouts, rounds = 6, 50, 30
+    rejected = 0
+    for i in range(rounds):
+        surprise = torch.from_numpy(rng.normal(size=(2, layouts * r)))
+        departed = torch.from_numpy(rng.random((2, layouts * r)) < 0.3)
+        p, _ = confirm(surprise[0], surprise[1], repeats=r, seed=i, departed=(departed[0], departed[1]))
+        rejected += int((p <= 0.05).sum())
+    draws = layouts * rounds
+    assert rejected / draws <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / draws), rejected
+    # every imitator episode departs, no demonstrator one does, though the demonstrator's are far more surprising: the
+    # smallest p-value the test can give
+    mine, theirs = torch.zeros(r), torch.full((r,), 50.0)
+    p, adjusted = confirm(
+        mine, theirs, repeats=r, seed=0, departed=(torch.ones(r, dtype=torch.bool), torch.zeros(r, dtype=torch.bool))
+    )
+    assert p[0] == pytest.approx(1.0 / math.comb(2 * r, r))
+    p, _ = confirm(mine, theirs, repeats=r, seed=0)  # surprise alone says the opposite
+    assert p[0] == 1.0
 
 
 @pytest.fixture(scope="module")
