@@ -48,7 +48,8 @@ def main() -> None:
     rows = []
     root = Path(tempfile.mkdtemp(prefix="imitaudit-onnx-"))
     for env_id in ("CartPole-v1", "imitaudit/OffSwitch-v0"):
-        obs_dim, n_actions = env_signature(env_id)
+        obs_dim, space = env_signature(env_id)
+        n_actions = space.n
         for arch in ("mlp", "gru"):
             torch.manual_seed(0)
             config = ImitatorConfig(

@@ -8,7 +8,8 @@ where the trigger is rare (the supervisor absent in 0.1% of episodes: ``supervis
 checkpoints), against 1,000 corrigible demonstrations recorded there. For each audit seed the same imitator is audited
 twice, passive (``search`` 0) and active (``--search N``; the search asks the corrigible preset). Cells: the share of
 seeds the gate fails, with its 95% Clopper-Pearson interval; the mean share of screened episodes that departed (ground
-truth); the mean number of kept layouts that show the trigger; the mean wall-clock of each audit and their ratio (measured alone on the machine).
+truth); the mean number of kept layouts that show the trigger; the mean wall-clock of each audit and their ratio
+(measured alone on the machine).
 
     python -m bench.search --out BENCHMARKS.md
 """

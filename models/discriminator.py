@@ -25,16 +25,18 @@ class DiscriminatorConfig:
     obs_dim: int
     """Length of the flat observation."""
     n_actions: int
-    """Number of discrete actions (one-hot input)."""
+    """Number of discrete actions (one-hot input), or with ``continuous`` the action vector's dimensions."""
     taps: dict[str, int] = field(default_factory=dict)
     """Tap name -> features read per step, in input order; empty for behaviour only."""
     hidden: int = 128
     """Width of the two hidden layers."""
     spectral: bool = True
     """Spectral normalisation on every layer."""
+    continuous: bool = False
+    """``Box`` actions: the action vector is read as it is, not one-hot."""
 
     def __post_init__(self) -> None:
-        if self.obs_dim < 1 or self.n_actions < 2 or self.hidden < 1:
+        if self.obs_dim < 1 or self.n_actions < (1 if self.continuous else 2) or self.hidden < 1:
             raise ValueError(
                 f"bad discriminator sizes: obs_dim={self.obs_dim}, n_actions={self.n_actions}, hidden={self.hidden}"
             )
@@ -59,13 +61,18 @@ class DiscriminatorConfig:
 def discriminator_input(
     config: DiscriminatorConfig, obs: Tensor, actions: Tensor, activations: dict[str, Tensor] | None = None
 ) -> Tensor:
-    """Flat input [..., input_dim] from obs [..., D], actions [...] int64 and activations {tap: [..., F]}."""
+    """Flat input [..., input_dim] from obs [..., D], actions [...] int64 (or [..., d] float with ``continuous``) and
+    activations {tap: [..., F]}."""
     activations = activations or {}
     if obs.shape[-1] != config.obs_dim:
         raise ValueError(f"obs must be [..., {config.obs_dim}], got {tuple(obs.shape)}")
-    if actions.shape != obs.shape[:-1]:
-        raise ValueError(f"actions must be {tuple(obs.shape[:-1])}, got {tuple(actions.shape)}")
-    parts = [obs, nn.functional.one_hot(actions.long(), config.n_actions).to(obs.dtype)]
+    want = (*obs.shape[:-1], config.n_actions) if config.continuous else obs.shape[:-1]
+    if actions.shape != want:
+        raise ValueError(f"actions must be {tuple(want)}, got {tuple(actions.shape)}")
+    if config.continuous:
+        parts = [obs, actions.to(obs.dtype)]
+    else:
+        parts = [obs, nn.functional.one_hot(actions.long(), config.n_actions).to(obs.dtype)]
     for name, size in config.taps.items():
         if name not in activations:
             raise ValueError(f"missing activations for tap {name!r}")

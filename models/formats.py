@@ -21,9 +21,16 @@ from models.imitator import ImitatorConfig
 from models.safetensors_io import read_safetensors
 
 IMITATOR_SCHEMA = "imitaudit.imitator/1"
-DEMONSTRATIONS_SCHEMA = "imitaudit.demonstrations/1"
+DEMONSTRATIONS_SCHEMA = "imitaudit.demonstrations/2"
+DEMONSTRATIONS_SCHEMA_V1 = "imitaudit.demonstrations/1"
+"""Version 1 held discrete actions only; version 2 files may hold ``Box`` actions. Both are read."""
 MONITOR_SCHEMA = "imitaudit.monitor/1"
-KINDS = {IMITATOR_SCHEMA: "imitator", DEMONSTRATIONS_SCHEMA: "demonstrations", MONITOR_SCHEMA: "monitor"}
+KINDS = {
+    IMITATOR_SCHEMA: "imitator",
+    DEMONSTRATIONS_SCHEMA: "demonstrations",
+    DEMONSTRATIONS_SCHEMA_V1: "demonstrations",
+    MONITOR_SCHEMA: "monitor",
+}
 """Schema string -> the kind :func:`sniff` names."""
 
 

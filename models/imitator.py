@@ -1,6 +1,7 @@
 """Imitator policies: MLP, GRU and a small causal Transformer behind one interface, with named activation taps.
 
-Every imitator maps observations to action logits in two forms:
+Every imitator maps observations to its action head's outputs (logits over discrete actions, or a Gaussian's mean and
+log standard deviation per dimension of a ``Box`` action: :mod:`models.actions`) in two forms:
 
 - stepping: ``forward(obs [B, D], state) -> (logits [B, A], state)``, used in rollouts;
 - sequences: ``sequence(obs [B, T, D]) -> logits [B, T, A]``, whole episodes from their
@@ -11,7 +12,7 @@ layers whose outputs a discriminator reads are the *taps*:
 
 - ``encoder``: the per-step observation embedding, [.., hidden];
 - ``core``: the features the policy acts on (MLP body, GRU hidden state, attention output), [.., hidden];
-- ``head``: the action logits, [.., n_actions].
+- ``head``: the head's outputs, [.., n_actions] (discrete) or [.., 2 * n_actions] (continuous).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class ImitatorConfig:
     obs_dim: int
     """Length of the flat observation."""
     n_actions: int
-    """Number of discrete actions."""
+    """Number of discrete actions, or with ``continuous`` the ``Box`` action's dimensions."""
     hidden: int = 64
     """Width of every hidden layer (and of the ``encoder`` and ``core`` taps)."""
     layers: int = 1
@@ -50,6 +51,14 @@ class ImitatorConfig:
     """With ``grid``: the plane that marks the agent's cell. The encoder then also reads the
     convolution's features *at the agent* (the same weights wherever it stands), so "the
     button is next to me" is one learned feature rather than 81 position-specific ones."""
+    continuous: bool = False
+    """A ``Box`` action space: the head gives a Gaussian's mean and log standard deviation per dimension
+    (:mod:`models.actions`)."""
+    action_low: tuple[float, ...] | None = None
+    """With ``continuous``: the ``Box``'s lower bounds (None with ``action_high`` for an unbounded space: no
+    squashing)."""
+    action_high: tuple[float, ...] | None = None
+    """With ``continuous``: the ``Box``'s upper bounds."""
 
     def __post_init__(self) -> None:
         for name in ("obs_dim", "n_actions", "hidden", "layers", "heads", "max_len"):
@@ -76,14 +85,43 @@ class ImitatorConfig:
                 raise ValueError(
                     f"agent_plane must index one of the grid's planes, got {plane!r} with grid {self.grid!r}"
                 )
-        if self.n_actions < 2:
+        if not isinstance(self.continuous, bool):
+            raise ValueError(f"continuous must be true or false, got {self.continuous!r}")
+        if not self.continuous and self.n_actions < 2:
             raise ValueError(f"n_actions must be >= 2, got {self.n_actions}")
+        self._check_bounds()
         if self.hidden % self.heads:
             raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
+
+    def _check_bounds(self) -> None:
+        """``action_low``, ``action_high``: both absent, or (continuous only) finite, one per dimension, low < high."""
+        low, high = self.action_low, self.action_high
+        if low is None and high is None:
+            return
+        if not self.continuous:
+            raise ValueError("action_low and action_high are for continuous actions only")
+        bounds = []
+        for name, value in (("action_low", low), ("action_high", high)):
+            if not isinstance(value, (list, tuple)) or len(value) != self.n_actions:
+                raise ValueError(f"{name} must list one bound per action dimension ({self.n_actions})")
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value):
+                raise ValueError(f"{name} must hold finite numbers (an unbounded space has neither bound)")
+            bounds.append(tuple(float(v) for v in value))
+        if not all(lo < hi for lo, hi in zip(*bounds, strict=True)):
+            raise ValueError("action_low must be below action_high in every dimension")
+        object.__setattr__(self, "action_low", bounds[0])
+        object.__setattr__(self, "action_high", bounds[1])
+
+    @property
+    def head_width(self) -> int:
+        """Head outputs per step: one logit per action, or a mean and a log standard deviation per dimension."""
+        return 2 * self.n_actions if self.continuous else self.n_actions
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["grid"] = list(self.grid) if self.grid is not None else None
+        for key in ("action_low", "action_high"):
+            out[key] = list(out[key]) if out[key] is not None else None
         return out
 
     @classmethod
@@ -153,7 +191,7 @@ class Imitator(nn.Module):
         else:
             self.encoder = nn.Sequential(nn.Linear(config.obs_dim, config.hidden), nn.ReLU())
         self.core = nn.Identity()
-        self.head = nn.Linear(config.hidden, config.n_actions)
+        self.head = nn.Linear(config.hidden, config.head_width)
 
     @property
     def taps(self) -> dict[str, nn.Module]:
@@ -163,7 +201,7 @@ class Imitator(nn.Module):
     def tap_sizes(self) -> dict[str, int]:
         """Tap name -> features per step."""
         c = self.config
-        return {"encoder": c.hidden, "core": c.hidden, "head": c.n_actions}
+        return {"encoder": c.hidden, "core": c.hidden, "head": c.head_width}
 
     def initial_state(self, batch: int) -> Tensor | None:
         """State before the first step (None for memoryless policies)."""

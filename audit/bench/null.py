@@ -92,6 +92,7 @@ def _imitator(case: NullCase, root: Path, seed: int) -> Path:
     """A small BC imitator of the env's demonstrator (cached under ``root``)."""
     from audit.data.demonstrations import record
     from audit.envs import world_of
+    from audit.envs.controllers import scripted
     from audit.training.config import TrainConfig
     from audit.training.run import train
 
@@ -100,8 +101,8 @@ def _imitator(case: NullCase, root: Path, seed: int) -> Path:
         return out
     if world_of(case.env_id) is not None:
         demos = record(case.env_id, "corrigible", episodes=200, seed=seed)
-    else:  # CartPole: a balancing controller
-        demos = record(case.env_id, lambda obs: int(obs[2] + 0.5 * obs[3] > 0), episodes=60, seed=seed)
+    else:
+        demos = record(case.env_id, scripted(case.env_id, seed=seed), episodes=60, seed=seed)
     cfg = TrainConfig(
         run_id=out.stem,
         arch=case.arch,

@@ -1,7 +1,8 @@
 """Demonstration episodes as tensors: seeded splits, padding, minibatches of whole episodes.
 
 Every padded batch in the project comes from :func:`pad_steps`: obs [E, T, D] float32,
-actions [E, T] int64 and a step mask [E, T] bool, zeros past each episode's end.
+actions [E, T] int64 (or [E, T, d] float32 in a ``Box`` env) and a step mask [E, T] bool, zeros past each episode's
+end.
 """
 
 from __future__ import annotations
@@ -21,30 +22,32 @@ from models.taps import Activations, teacher_forced
 def pad_steps(
     obs: np.ndarray | Tensor, actions: np.ndarray | Tensor, lengths: np.ndarray
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Episodes laid end to end (obs [N, D], actions [N], lengths [E] summing to N) padded to the longest.
+    """Episodes laid end to end (obs [N, D], actions [N] or [N, d], lengths [E] summing to N) padded to the longest.
 
     Returns:
-        obs [E, T, D] float32, actions [E, T] int64, mask [E, T] bool.
+        obs [E, T, D] float32, actions [E, T] int64 (or [E, T, d] float32), mask [E, T] bool.
 
     Raises:
         ValueError: lengths that do not add up to the steps given.
     """
     obs = torch.as_tensor(obs, dtype=torch.float32).reshape(len(actions), -1)
-    actions = torch.as_tensor(actions, dtype=torch.int64)
+    continuous = getattr(actions, "ndim", 1) == 2
+    actions = torch.as_tensor(actions, dtype=torch.float32 if continuous else torch.int64)
     lengths = np.asarray(lengths, dtype=np.int64)
     if int(lengths.sum()) != len(actions):
         raise ValueError(f"episode lengths add up to {int(lengths.sum())} steps, got {len(actions)}")
     e, t = len(lengths), int(lengths.max()) if len(lengths) else 0
     mask = torch.from_numpy(np.arange(t)[None, :] < lengths[:, None])
     padded_obs = torch.zeros(e, t, obs.shape[1])
-    padded_actions = torch.zeros(e, t, dtype=torch.int64)
+    padded_actions = torch.zeros(e, t, *actions.shape[1:], dtype=actions.dtype)
     padded_obs[mask] = obs
     padded_actions[mask] = actions
     return padded_obs, padded_actions, mask
 
 
 def pad_episodes(demos: Demonstrations) -> tuple[Tensor, Tensor, Tensor]:
-    """Every episode of ``demos`` padded: obs [E, T, D] float32, actions [E, T] int64, mask [E, T] bool."""
+    """Every episode of ``demos`` padded: obs [E, T, D] float32, actions [E, T] int64 or [E, T, d] float32, mask [E,
+    T] bool."""
     bounds = demos.episode_bounds()
     return pad_steps(demos.obs.reshape(demos.n_steps, -1), demos.actions, bounds[:, 1] - bounds[:, 0])
 

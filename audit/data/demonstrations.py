@@ -1,9 +1,10 @@
 """Demonstration datasets: record, validate, save and load their ``.safetensors`` format (:mod:`models.formats`).
 
-A dataset is one safetensors file. Tensors: ``obs`` [T, ...] float32, ``actions`` [T] int64,
-``rewards`` [T] float32, ``episode`` [T] int64 (each episode's steps contiguous, ids
-non-decreasing), optional ``departure`` [T] bool (ground truth, for benchmarks only).
-Metadata: ``imitaudit.schema`` = ``imitaudit.demonstrations/1``, ``env_id``,
+A dataset is one safetensors file. Tensors: ``obs`` [T, ...] float32, ``actions`` [T] int64 (a ``Discrete`` env) or
+[T, d] float32 (a ``Box`` env of d dimensions), ``rewards`` [T] float32, ``episode`` [T] int64 (each episode's steps
+contiguous, ids non-decreasing), optional ``departure`` [T] bool (ground truth, for benchmarks only).
+Metadata: ``imitaudit.schema`` = ``imitaudit.demonstrations/2`` (``/1`` files, discrete only, are still read),
+``env_id``,
 ``env_kwargs`` (JSON object), ``source``; optional ``feature_names`` and ``action_names`` (JSON lists of
 strings: what the dashboard and reports call the flattened observation's features and the actions). Files are read by
 the safetensors parser only:
@@ -26,8 +27,8 @@ from gymnasium import spaces
 
 from audit.data.demonstrator import Demonstrator
 from audit.envs import resolve_env_id, world_of
-from audit.envs.adapter import env_signature, reset_env
-from models.formats import DEMONSTRATIONS_SCHEMA, IMITATOR_SCHEMA
+from audit.envs.adapter import ActionSpace, env_signature, reset_env
+from models.formats import DEMONSTRATIONS_SCHEMA, DEMONSTRATIONS_SCHEMA_V1, IMITATOR_SCHEMA
 from models.safetensors_io import read_safetensors, strict_json, write_safetensors
 
 SCHEMA = DEMONSTRATIONS_SCHEMA
@@ -48,7 +49,7 @@ class Demonstrations:
 
     Attributes:
         obs: [T, *obs_shape] float32 observation before each action.
-        actions: [T] int64 action taken.
+        actions: [T] int64 action taken, or [T, d] float32 in a ``Box`` env.
         rewards: [T] float32 reward received.
         episode: [T] int64 episode id; each episode's steps are contiguous, ids non-decreasing.
         env_id: the Gymnasium env id the steps were recorded in.
@@ -84,7 +85,11 @@ class Demonstrations:
         key = self.departure_key
         if not isinstance(key, str) or not 1 <= len(key) <= 64 or not key.isprintable():
             raise ValueError(f"departure_key must be 1-64 printable characters, got {str(key)[:80]!r}")
-        if self.action_names and int(self.actions.max()) >= len(self.action_names):
+        if self.action_names and self.continuous and len(self.action_names) != self.actions.shape[1]:
+            raise ValueError(
+                f"action_names names {len(self.action_names)} dimensions but the actions have {self.actions.shape[1]}"
+            )
+        if self.action_names and not self.continuous and int(self.actions.max()) >= len(self.action_names):
             raise ValueError(
                 f"action_names names {len(self.action_names)} actions but action {int(self.actions.max())} was taken"
             )
@@ -97,7 +102,10 @@ class Demonstrations:
         for name, arr in tensors.items():
             if not isinstance(arr, np.ndarray):
                 raise ValueError(f"{name} must be a numpy array, got {type(arr).__name__}")
-            if arr.dtype != _DTYPES[name]:
+            if name == "actions" and arr.ndim == 2:
+                if arr.dtype != np.float32 or not 1 <= arr.shape[1] <= 4096:
+                    raise ValueError(f"continuous actions must be [T, d] float32 with 1 <= d <= 4096, got {arr.dtype}")
+            elif arr.dtype != _DTYPES[name]:
                 raise ValueError(f"{name} must be {np.dtype(_DTYPES[name]).name}, got {arr.dtype}")
         if self.obs.ndim < 2:
             raise ValueError(f"obs must be [T, ...] with at least 2 dims, got shape {self.obs.shape}")
@@ -105,7 +113,8 @@ class Demonstrations:
         if t == 0:
             raise ValueError("demonstrations are empty (0 steps)")
         for name, arr in tensors.items():
-            if name != "obs" and arr.shape != (t,):
+            continuous_actions = name == "actions" and arr.ndim == 2
+            if name != "obs" and (arr.ndim != (2 if continuous_actions else 1) or arr.shape[0] != t):
                 raise ValueError(f"{name} has shape {arr.shape} but obs has {t} steps: every tensor needs [T] = [{t}]")
         return int(t)
 
@@ -115,7 +124,9 @@ class Demonstrations:
             raise ValueError("obs contains NaN or infinite values")
         if not np.isfinite(self.rewards).all():
             raise ValueError("rewards contain NaN or infinite values")
-        if (self.actions < 0).any():
+        if self.continuous and not np.isfinite(self.actions).all():
+            raise ValueError("actions contain NaN or infinite values")
+        if not self.continuous and (self.actions < 0).any():
             raise ValueError(f"actions must be >= 0, found {int(self.actions.min())}")
         if (self.episode < 0).any():
             raise ValueError("episode ids must be >= 0")
@@ -123,6 +134,11 @@ class Demonstrations:
             raise ValueError("episode ids must be non-decreasing (each episode's steps contiguous)")
 
     # ----- views ------------------------------------------------------------------------
+
+    @property
+    def continuous(self) -> bool:
+        """Whether the actions are ``Box`` vectors ([T, d] float32) rather than discrete indices."""
+        return self.actions.ndim == 2
 
     @property
     def n_steps(self) -> int:
@@ -182,14 +198,26 @@ class Demonstrations:
         Raises:
             ValueError: obs of another size, an action the env does not have, or names of the wrong count.
         """
-        obs_dim, n_actions = env_signature(self.env_id, self.env_kwargs)
+        obs_dim, space = env_signature(self.env_id, self.env_kwargs)
         flat = int(np.prod(self.obs_shape))
         if flat != obs_dim:
             raise ValueError(f"the demonstrations' obs have {flat} features, {self.env_id} gives {obs_dim}")
-        if self.n_steps and int(self.actions.max()) >= n_actions:
-            raise ValueError(f"the demonstrations hold action {int(self.actions.max())}, {self.env_id} has {n_actions}")
+        if self.continuous != space.continuous:
+            kind = "continuous" if self.continuous else "discrete"
+            raise ValueError(f"the demonstrations' actions are {kind}, {self.env_id}'s are not")
+        if self.continuous:
+            if self.actions.shape[1] != space.n:
+                raise ValueError(
+                    f"the demonstrations' actions have {self.actions.shape[1]} dimensions, {self.env_id}'s {space.n}"
+                )
+            if space.low is not None and space.high is not None:
+                lo, hi = np.asarray(space.low), np.asarray(space.high)
+                if ((self.actions < lo) | (self.actions > hi)).any():
+                    raise ValueError(f"the demonstrations hold actions outside {self.env_id}'s action bounds")
+        elif self.n_steps and int(self.actions.max()) >= space.n:
+            raise ValueError(f"the demonstrations hold action {int(self.actions.max())}, {self.env_id} has {space.n}")
         check_names(self.env_id, self.env_kwargs, feature_names=self.feature_names, action_names=self.action_names)
-        return obs_dim, n_actions
+        return obs_dim, space.n
 
     def summary(self) -> dict[str, Any]:
         """Plain figures for ``imitaudit inspect`` and reports."""
@@ -250,8 +278,10 @@ class Demonstrations:
             raise ValueError(
                 f"{path}: this is an imitator checkpoint, not demonstrations (--imitator and --demos swapped?)"
             )
-        if schema != SCHEMA:
-            raise ValueError(f"{path}: unknown schema version {schema!r}; this imitaudit reads {SCHEMA!r}")
+        if schema not in (SCHEMA, DEMONSTRATIONS_SCHEMA_V1):
+            raise ValueError(f"{path}: unknown schema version {schema[:80]!r}; this imitaudit reads {SCHEMA!r}")
+        if schema == DEMONSTRATIONS_SCHEMA_V1 and getattr(tensors.get("actions"), "ndim", 1) != 1:
+            raise ValueError(f"{path}: a {DEMONSTRATIONS_SCHEMA_V1} file holds discrete actions only")
         missing = [name for name in _REQUIRED if name not in tensors]
         if missing:
             raise ValueError(f"{path}: missing tensor(s) {', '.join(missing)}")
@@ -392,7 +422,8 @@ def check_names(
     """
     if not feature_names and not action_names:
         return
-    obs_dim, n_actions = env_signature(env_id, env_kwargs)
+    obs_dim, space = env_signature(env_id, env_kwargs)
+    n_actions = space.n
     _check_names("feature_names", tuple(feature_names), exactly=obs_dim)
     _check_names("action_names", tuple(action_names), exactly=None)
     if action_names and len(action_names) != n_actions:
@@ -462,7 +493,7 @@ def _record_planner(job: _Recording, world_cls: Any, demonstrator: Demonstrator,
 def _record_callable(
     job: _Recording, policy: Callable[[np.ndarray], int], *, departure_key: str = "departure"
 ) -> Demonstrations:
-    """Episodes of a policy callable in any Gymnasium env with discrete actions, one at a time."""
+    """Episodes of a policy callable in any Gymnasium env with discrete or 1-D ``Box`` actions, one at a time."""
     env_id, episodes, seed, env_kwargs, progress, source = (
         job.env_id,
         job.episodes,
@@ -475,11 +506,11 @@ def _record_callable(
         env = gym.make(env_id, **env_kwargs)
     except Exception as exc:  # noqa: BLE001 - any failure to build the user's env is bad input
         raise ValueError(f"cannot make env {env_id!r}: {exc}") from None
-    if not isinstance(env.action_space, spaces.Discrete):
+    try:
+        space = ActionSpace.of(env.action_space, env_id)
+    except ValueError:
         env.close()
-        raise ValueError(
-            f"env {env_id!r} has a {type(env.action_space).__name__} action space; imitaudit needs Discrete"
-        )
+        raise
     obs_space = env.observation_space
     rows: dict[str, list] = {n: [] for n in ("obs", "actions", "rewards", "episode", "departure")}
     saw_departure = departure_key != "departure"  # a key the user names is one the env records
@@ -489,8 +520,10 @@ def _record_callable(
             done = False
             while not done:
                 flat = np.asarray(spaces.flatten(obs_space, obs), dtype=np.float32)
-                action = policy_action(policy(flat), int(env.action_space.n))
-                obs, reward, terminated, truncated, info = env.step(action)
+                action = box_action(policy(flat), space) if space.continuous else policy_action(policy(flat), space.n)
+                obs, reward, terminated, truncated, info = env.step(
+                    np.asarray(action, dtype=env.action_space.dtype) if space.continuous else action
+                )
                 rows["obs"].append(flat)
                 rows["actions"].append(action)
                 rows["rewards"].append(float(reward))
@@ -504,7 +537,7 @@ def _record_callable(
         env.close()
     return Demonstrations(
         obs=np.stack(rows["obs"]).astype(np.float32),
-        actions=np.asarray(rows["actions"], dtype=np.int64),
+        actions=np.stack(rows["actions"]) if space.continuous else np.asarray(rows["actions"], dtype=np.int64),
         rewards=np.asarray(rows["rewards"], dtype=np.float32),
         episode=np.asarray(rows["episode"], dtype=np.int64),
         departure=np.asarray(rows["departure"], dtype=bool) if saw_departure else None,
@@ -513,6 +546,27 @@ def _record_callable(
         departure_key=departure_key,
         source=source or f"callable {getattr(policy, '__qualname__', type(policy).__name__)}",
     )
+
+
+def box_action(value: Any, space: ActionSpace) -> np.ndarray:
+    """The ``Box`` action a user's policy returned, as float32 [d]: any array, tensor or sequence of d finite numbers
+    within the space's bounds; anything else is refused, never clipped.
+
+    Raises:
+        ValueError: one line naming what is wrong (never the values).
+    """
+    try:
+        action = np.asarray(value.detach() if hasattr(value, "detach") else value, dtype=np.float32).reshape(-1)
+    except (TypeError, ValueError):
+        raise ValueError(f"policy returned a {type(value).__name__}; return {space.n} numbers") from None
+    if action.shape != (space.n,):
+        raise ValueError(f"policy returned {action.size} numbers; the env's actions have {space.n} dimensions")
+    if not np.isfinite(action).all():
+        raise ValueError("policy returned a NaN or infinite action")
+    if space.low is not None and space.high is not None:
+        if ((action < np.asarray(space.low)) | (action > np.asarray(space.high))).any():
+            raise ValueError("policy returned an action outside the env's bounds; clip it to the action space")
+    return action
 
 
 def policy_action(value: Any, n: int) -> int:
@@ -559,6 +613,8 @@ def from_arrays(
 
     def conv(x: Any, name: str) -> np.ndarray:
         arr = np.asarray(x)
+        if name == "actions" and arr.ndim == 2:  # a Box env's action vectors
+            return arr.astype(np.float32)
         if name in ("actions", "episode") and arr.size and not np.issubdtype(arr.dtype, np.integer):
             if not np.array_equal(arr, np.round(arr)):
                 raise ValueError(f"{name} must hold whole numbers")

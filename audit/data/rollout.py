@@ -1,7 +1,8 @@
 """Batched, seeded rollouts of an imitator in any supported env, with activation capture.
 
 Episode ``e`` of a rollout is seeded ``seed + e`` in the env; actions are sampled from the
-imitator's logits with a torch generator seeded by ``seed``, so a rollout is reproducible.
+imitator's action distribution (:mod:`models.actions`: logits, or a Gaussian in a ``Box`` env) with a torch generator
+seeded by ``seed``, so a rollout is reproducible.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from torch import Tensor
 from audit.data.batching import pad_episodes
 from audit.data.demonstrations import Demonstrations, from_arrays
 from audit.envs.adapter import make_batch
+from models.actions import distribution_of
 from models.policy import Policy
 from models.taps import Activations, TapRecorder, teacher_forced
 
@@ -28,7 +30,7 @@ class Trajectories:
 
     Attributes:
         obs: [E, T, D] float32 observation before each action.
-        actions: [E, T] int64.
+        actions: [E, T] int64, or [E, T, d] float32 in a ``Box`` env.
         rewards: [E, T] float32.
         logp: [E, T] float32 log-probability of the action under the imitator.
         mask: [E, T] bool, True on real steps.
@@ -51,7 +53,7 @@ class Trajectories:
     def __post_init__(self) -> None:
         e, t = self.mask.shape
         for name in ("actions", "rewards", "logp"):
-            if getattr(self, name).shape != (e, t):
+            if getattr(self, name).shape[:2] != (e, t):
                 raise ValueError(f"{name} has shape {tuple(getattr(self, name).shape)}, mask is {(e, t)}")
         if self.obs.shape[:2] != (e, t):
             raise ValueError(f"obs has shape {tuple(self.obs.shape)}, mask is {(e, t)}")
@@ -71,13 +73,6 @@ class Trajectories:
     def departed(self) -> Tensor | None:
         """[E] bool: the episode holds a departure event."""
         return None if self.departure is None else (self.departure & self.mask).any(dim=1)
-
-
-def _act(logits: Tensor, gen: torch.Generator, greedy: bool) -> tuple[Tensor, Tensor]:
-    """Actions [B] (argmax, or sampled with ``gen``) and their log-probabilities [B] from logits [B, A]."""
-    logp_all = torch.log_softmax(logits, dim=-1)
-    action = logits.argmax(dim=-1) if greedy else torch.multinomial(logp_all.exp(), 1, generator=gen).squeeze(-1)
-    return action, logp_all.gather(1, action[:, None]).squeeze(1)
 
 
 def _env_step(batch: Any, action: Tensor, live: np.ndarray) -> dict[str, Tensor]:
@@ -166,11 +161,8 @@ def run_batch(
     Raises:
         ValueError: the model does not fit the env.
     """
-    if batch.obs_dim != model.config.obs_dim or batch.n_actions != model.config.n_actions:
-        raise ValueError(
-            f"imitator expects obs_dim={model.config.obs_dim}, n_actions={model.config.n_actions}; "
-            f"{env_id} gives obs_dim={batch.obs_dim}, n_actions={batch.n_actions}"
-        )
+    check_fits(model, batch, env_id)
+    distribution = distribution_of(model.config)
     episodes = batch.num_envs
     obs_np = batch.observe()
     gen = torch.Generator().manual_seed(int(seed))
@@ -188,7 +180,7 @@ def run_batch(
                     break
                 obs = torch.from_numpy(obs_np)
                 logits, state = model(obs, state)
-                action, logp = _act(logits, gen, greedy)
+                action, logp = distribution.act(logits, gen, greedy)
                 for key, value in _env_step(batch, action, live).items():
                     cols[key].append(value)
                 cols["obs"].append(obs)
@@ -207,7 +199,7 @@ def run_batch(
     acts = {n: torch.stack(v, dim=1).mul_(mask[..., None]) for n, v in tap_steps.items()}
     return Trajectories(
         obs=stacked["obs"],
-        actions=stacked["actions"].long() * mask,
+        actions=_masked(stacked["actions"], mask),
         rewards=stacked["rewards"],
         logp=stacked["logp"] * mask,
         mask=mask,
@@ -216,6 +208,29 @@ def run_batch(
         seeds=torch.from_numpy(np.asarray(seeds).astype(np.int64)),
         env_id=env_id,
     )
+
+
+def check_fits(model: Policy, batch: Any, env_id: str) -> None:
+    """Refuse a policy whose observations or actions do not fit the env batch.
+
+    Raises:
+        ValueError: one line naming both sides.
+    """
+    if batch.obs_dim != model.config.obs_dim or batch.n_actions != model.config.n_actions:
+        raise ValueError(
+            f"imitator expects obs_dim={model.config.obs_dim}, n_actions={model.config.n_actions}; "
+            f"{env_id} gives obs_dim={batch.obs_dim}, n_actions={batch.n_actions}"
+        )
+    misfit = batch.action_space.misfit(model.config)
+    if misfit is not None:
+        raise ValueError(f"{misfit} ({env_id})")
+
+
+def _masked(actions: Tensor, mask: Tensor) -> Tensor:
+    """Actions [E, T] (int64) or [E, T, d] (float32) zeroed past each episode's end."""
+    if actions.dim() == 3:
+        return actions.float() * mask[..., None]
+    return actions.long() * mask
 
 
 def shards(episodes: int, size: int) -> list[tuple[int, int]]:
@@ -291,7 +306,7 @@ def replayed(model: Policy, demos: Demonstrations, *, taps: Sequence[str] = (), 
         departure[mask] = torch.from_numpy(demos.departure.astype(bool))
     with torch.no_grad():
         logits, acts = teacher_forced(model, obs, mask, taps)
-    logp = torch.log_softmax(logits, dim=-1).gather(-1, actions[..., None]).squeeze(-1) * mask
+    logp = distribution_of(model.config).log_prob(logits, actions) * mask
     return Trajectories(
         obs=obs,
         actions=actions,

@@ -39,7 +39,7 @@ class Episodes:
 
     Attributes:
         obs: [E, T, D] float32 observation before each action.
-        actions: [E, T] int64.
+        actions: [E, T] int64, or [E, T, d] float32 in a ``Box`` env.
         mask: [E, T] bool, True on real steps.
         taps: tap name -> [E, T, F] float32 activations (zeros on padding).
         seeds: [E] int64 env seed of each episode, where it can be replayed (the lookahead needs it), else None.
@@ -53,7 +53,7 @@ class Episodes:
 
     def __post_init__(self) -> None:
         e, t = self.mask.shape
-        if self.obs.shape[:2] != (e, t) or self.actions.shape != (e, t):
+        if self.obs.shape[:2] != (e, t) or self.actions.shape[:2] != (e, t):
             raise ValueError(
                 f"obs {tuple(self.obs.shape)} and actions {tuple(self.actions.shape)} do not match mask {(e, t)}"
             )
@@ -98,6 +98,8 @@ class Detector(ABC):
     None where each fold fits alone."""
     reads_history: bool = False
     """Whether a step's evidence reads the trajectory's earlier steps too (a monitor then keeps them)."""
+    box_actions: ClassVar[bool] = False
+    """Whether it audits imitators with ``Box`` (continuous) actions."""
     monitorable: ClassVar[bool] = False
     forecasts: ClassVar[bool] = False
     """Whether its evidence forecasts the imitator's course (it then has an ``inner`` discriminator): its monitor is
@@ -168,6 +170,7 @@ class MahalanobisDetector(Detector):
     """
 
     name = "mahalanobis"
+    box_actions = True
 
     @classmethod
     def reads_taps(cls, config: Any) -> tuple[str, ...]:

@@ -26,7 +26,7 @@ class DiscriminatorDetector(Detector):
 
     Args:
         view: what of the observation it reads.
-        n_actions: the env's action count.
+        n_actions: the env's action count (a ``Box``'s dimensions with ``continuous``).
         taps: tap name -> features, in input order (empty: behaviour only).
         hidden: width.
         steps: Adam steps (class-balanced minibatches).
@@ -34,6 +34,7 @@ class DiscriminatorDetector(Detector):
 
     name = "discriminator"
     monitorable = True
+    box_actions = True
 
     @classmethod
     def factory(cls, config: Any, inputs: Any) -> Callable[[], "DiscriminatorDetector"]:
@@ -48,8 +49,14 @@ class DiscriminatorDetector(Detector):
         )
         sizes = inputs.model.tap_sizes()
         taps = {t: sizes[t] for t in config.taps}
+        continuous = bool(getattr(info.config, "continuous", False))
         return lambda: cls(
-            view=view, n_actions=info.config.n_actions, taps=taps, hidden=config.disc_hidden, steps=config.disc_steps
+            view=view,
+            n_actions=info.config.n_actions,
+            taps=taps,
+            hidden=config.disc_hidden,
+            steps=config.disc_steps,
+            continuous=continuous,
         )
 
     def monitor_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -58,6 +65,7 @@ class DiscriminatorDetector(Detector):
         c = self.config
         meta = {
             "n_actions": c.n_actions,
+            "continuous": c.continuous,
             "taps": c.taps,
             "hidden": c.hidden,
             "columns": self.view.columns.tolist(),
@@ -79,16 +87,26 @@ class DiscriminatorDetector(Detector):
             taps={k: int(v) for k, v in meta["taps"].items()},
             hidden=int(meta["hidden"]),
             steps=0,
+            continuous=meta.get("continuous") is True,
         )
         det.disc = Discriminator(config=det.config)
         det.disc.load_state_dict({k.removeprefix("disc."): v for k, v in tensors.items() if k.startswith("disc.")})
         det.disc.eval()
         return det
 
-    def __init__(self, *, view: StepView, n_actions: int, taps: dict[str, int], hidden: int, steps: int) -> None:
+    def __init__(
+        self,
+        *,
+        view: StepView,
+        n_actions: int,
+        taps: dict[str, int],
+        hidden: int,
+        steps: int,
+        continuous: bool = False,
+    ) -> None:
         self.view = view
         self.config = DiscriminatorConfig(
-            obs_dim=view.dim, n_actions=n_actions, taps=dict(taps), hidden=hidden, spectral=False
+            obs_dim=view.dim, n_actions=n_actions, taps=dict(taps), hidden=hidden, spectral=False, continuous=continuous
         )
         self.steps = steps
         self.disc: Discriminator | None = None

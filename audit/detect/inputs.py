@@ -33,12 +33,15 @@ def imitator_fits_env(info: Any, env_kwargs: dict[str, Any] | None = None) -> in
     Raises:
         ValueError: one line naming what does not fit.
     """
-    obs_dim, n_actions = env_signature(info.env_id, info.env_kwargs if env_kwargs is None else env_kwargs)
+    obs_dim, space = env_signature(info.env_id, info.env_kwargs if env_kwargs is None else env_kwargs)
     if info.config.obs_dim != obs_dim:
         raise ValueError(f"the imitator expects obs of {info.config.obs_dim} features; {info.env_id} gives {obs_dim}")
-    if info.config.n_actions != n_actions:
+    if not space.continuous and not getattr(info.config, "continuous", False) and info.config.n_actions != space.n:
         # an ONNX graph computes its logits' width: the message says which way it is wrong, never the width
-        raise ValueError(f"the imitator's logits have the wrong width for {info.env_id}'s {n_actions} actions")
+        raise ValueError(f"the imitator's logits have the wrong width for {info.env_id}'s {space.n} actions")
+    misfit = space.misfit(info.config)
+    if misfit is not None:
+        raise ValueError(f"{misfit} ({info.env_id})")
     return obs_dim
 
 

@@ -50,6 +50,7 @@ from audit.detect.severity import policy_entropy, severities
 from audit.envs import world_of
 from audit.envs.features import observation_names, vector_frame
 from audit.report.build import assemble, summarize, trajectory_records
+from models.actions import distribution_of, plain
 from models.load import load_imitator
 from models.taps import teacher_forced
 
@@ -135,6 +136,7 @@ def load(config: AuditConfig) -> Inputs:
     if taps == next(f.default for f in fields(AuditConfig) if f.name == "taps"):
         taps = tuple(t for t in taps if t in model.taps)
     check_pair(model, info, demos, taps)
+    check_box_actions(config, info)
     kinds = len(detector_class(config.detector).kinds) or 1  # each kind is calibrated at alpha / kinds
     try:
         fit, cal = split_demonstrations(
@@ -172,6 +174,21 @@ def load(config: AuditConfig) -> Inputs:
         taps=taps,
         asked=asked,
     )
+
+
+def check_box_actions(config: AuditConfig, info: Any) -> None:
+    """Refuse what does not audit a continuous-action imitator yet: a detector that reads discrete actions, the search.
+
+    Raises:
+        ValueError: one line naming the detectors that do.
+    """
+    if not getattr(info.config, "continuous", False):
+        return
+    if not detector_class(config.detector).box_actions:
+        able = ", ".join(sorted(name for name, cls in REGISTRY.items() if cls.box_actions))
+        raise ValueError(f"the {config.detector} detector reads discrete actions only; for continuous ones use {able}")
+    if config.search:
+        raise ValueError("the active audit's search (--search) screens discrete-action imitators only")
 
 
 def read_taps(config: AuditConfig) -> tuple[str, ...]:
@@ -254,7 +271,8 @@ def reference(config: AuditConfig, inputs: Inputs, traj: Trajectories) -> Refere
         taps={t: traj.activations.taps[t] for t in taps},
         seeds=traj.seeds,
     )
-    return Reference(fit=sets["fit"], cal=sets["cal"], test=test, entropy=policy_entropy(own_logits, traj.mask))
+    entropy = policy_entropy(distribution_of(inputs.model.config), own_logits, traj.mask)
+    return Reference(fit=sets["fit"], cal=sets["cal"], test=test, entropy=entropy)
 
 
 def levels(config: AuditConfig, inputs: Inputs) -> tuple[float, float]:
@@ -298,7 +316,7 @@ def searched(
     )
 
 
-def frames(inputs: Inputs) -> Callable[[np.ndarray, int], str | list[str]]:
+def frames(inputs: Inputs) -> Callable[[np.ndarray, Any], str | list[str]]:
     """How a replay draws one step (obs [D], action): the grid for built-in envs, named features and the action for
     others."""
     info = inputs.info
@@ -462,7 +480,7 @@ def explained(
     draw = frames(inputs)
 
     def frame(i: int, t: int) -> str | list[str]:
-        return draw(traj.obs[i, t].numpy(), int(traj.actions[i, t]))
+        return draw(traj.obs[i, t].numpy(), plain(traj.actions[i, t]))
 
     by_fold = (
         {int(k): [i for i in order if fitted.fold[i] == k] for k in np.unique(fitted.fold[order])} if order else {}

@@ -18,13 +18,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from models.actions import ActionDistribution
+
 SEVERITIES = ("likely-incorrigible", "distinguishable")
 
 
-def policy_entropy(logits: Tensor, mask: Tensor) -> Tensor:
-    """Entropy (nats) [E, T] of the policy with logits [E, T, A] at each real step (0 on padding)."""
-    logp = torch.log_softmax(logits, dim=-1)
-    return -(logp.exp() * logp).sum(-1) * mask
+def policy_entropy(distribution: ActionDistribution, params: Tensor, mask: Tensor) -> Tensor:
+    """Entropy (nats) [E, T] of the policy with head outputs ``params`` [E, T, W] at each real step (0 on padding).
+
+    For ``Box`` actions it is the differential entropy of the unsquashed Gaussian: it falls as the imitator grows
+    sure, but it can be negative and its scale is the action's, so ``confident_entropy`` reads differently there.
+    """
+    return distribution.entropy(params) * mask
 
 
 def longest_runs(above: Tensor) -> Tensor:

@@ -1,9 +1,9 @@
-"""One batched interface over every env imitaudit rolls out in: the native grid engine, or any discrete Gymnasium env.
+"""One batched interface over every env imitaudit rolls out in: the native grid engine, or any Gymnasium env.
 
 :class:`NativeBatch` drives the built-in envs' batched engine directly (no autoreset:
 each row is one episode, run to its end). :class:`GymnasiumBatch` is the adapter for any
-other registered Gymnasium env with a ``Discrete`` action space: it keeps one env per
-episode and flattens ``Box``, ``Discrete``, ``MultiBinary``, ``MultiDiscrete``, ``Tuple``
+other registered Gymnasium env with a ``Discrete`` or a one-dimensional ``Box`` action space (:class:`ActionSpace`):
+it keeps one env per episode and flattens ``Box``, ``Discrete``, ``MultiBinary``, ``MultiDiscrete``, ``Tuple``
 and ``Dict`` observations with ``gymnasium.spaces.flatten`` into float32 vectors, e.g.::
 
     batch = make_batch("CartPole-v1", num_envs=64)
@@ -16,6 +16,8 @@ Departure events come from ``info["departure"]`` where the env reports it (``has
 from __future__ import annotations
 
 import copy
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -23,6 +25,54 @@ import numpy as np
 from gymnasium import spaces
 
 from audit.envs import N_ACTIONS, resolve_env_id, world_of
+
+
+@dataclass(frozen=True, kw_only=True)
+class ActionSpace:
+    """An env's actions as a policy must fit them.
+
+    Attributes:
+        n: discrete actions, or the ``Box``'s dimensions.
+        continuous: a ``Box``.
+        low, high: a bounded ``Box``'s bounds (None where any bound is infinite: the policy's actions are then not
+            squashed).
+    """
+
+    n: int
+    continuous: bool = False
+    low: tuple[float, ...] | None = None
+    high: tuple[float, ...] | None = None
+
+    @classmethod
+    def of(cls, space: Any, env_id: str) -> "ActionSpace":
+        """The action space of a Gymnasium env.
+
+        Raises:
+            ValueError: a space imitaudit cannot act in (one line naming it).
+        """
+        if isinstance(space, spaces.Discrete):
+            return cls(n=int(space.n))
+        if isinstance(space, spaces.Box) and len(space.shape) == 1 and 1 <= space.shape[0] <= 4096:
+            low, high = [tuple(float(v) for v in b) for b in (space.low, space.high)]
+            bounded = all(math.isfinite(v) for v in low + high)
+            return cls(
+                n=int(space.shape[0]), continuous=True, low=low if bounded else None, high=high if bounded else None
+            )
+        shape = f" of shape {space.shape}" if isinstance(space, spaces.Box) else ""
+        raise ValueError(
+            f"env {env_id!r} has a {type(space).__name__} action space{shape}; imitaudit needs Discrete or a 1-D Box"
+        )
+
+    def misfit(self, config: Any) -> str | None:
+        """Why an imitator's config (``n_actions``, ``continuous``, ``action_low``/``action_high``) does not act in this
+        space, or None."""
+        if bool(getattr(config, "continuous", False)) != self.continuous:
+            return f"the env's actions are {'continuous' if self.continuous else 'discrete'}, the imitator's are not"
+        if config.n_actions != self.n:
+            return "the imitator's action head has the wrong width for the env's actions"
+        if self.continuous and (config.action_low, config.action_high) != (self.low, self.high):
+            return "the imitator's action bounds are not the env's"
+        return None
 
 
 class NativeBatch:
@@ -44,6 +94,7 @@ class NativeBatch:
         self.num_envs = num_envs
         self.obs_dim = self.engine.obs_dim
         self.n_actions = N_ACTIONS
+        self.action_space = ActionSpace(n=N_ACTIONS)
         self.max_steps = self.engine.max_steps
 
     @property
@@ -102,10 +153,10 @@ def reset_env(env: gym.Env, seed: int) -> tuple[Any, dict]:
 
 
 class GymnasiumBatch:
-    """``num_envs`` episodes of any discrete-action Gymnasium env, one env object each.
+    """``num_envs`` episodes of any Gymnasium env with ``Discrete`` or 1-D ``Box`` actions, one env object each.
 
     Raises:
-        ValueError: the env cannot be made or its action space is not ``Discrete``.
+        ValueError: the env cannot be made or imitaudit cannot act in its action space.
     """
 
     def __init__(
@@ -116,10 +167,8 @@ class GymnasiumBatch:
         except Exception as exc:  # noqa: BLE001 - any failure to build a user's env is bad input
             raise ValueError(f"cannot make env {env_id!r}: {str(exc).splitlines()[0]}") from None
         first = self.envs[0]
-        if not isinstance(first.action_space, spaces.Discrete):
-            raise ValueError(
-                f"env {env_id!r} has a {type(first.action_space).__name__} action space; imitaudit needs Discrete"
-            )
+        self.action_space = ActionSpace.of(first.action_space, env_id)
+        self._box_dtype = first.action_space.dtype if self.action_space.continuous else None
         self.space = first.observation_space
         try:
             self.obs_dim = int(spaces.flatdim(self.space))
@@ -128,7 +177,7 @@ class GymnasiumBatch:
                 f"env {env_id!r}: cannot flatten a {type(self.space).__name__} observation ({exc})"
             ) from None
         self.num_envs = num_envs
-        self.n_actions = int(first.action_space.n)
+        self.n_actions = self.action_space.n
         self.max_steps = first.spec.max_episode_steps if first.spec and first.spec.max_episode_steps else None
         self.departure_key = departure_key
         self.has_departure = (
@@ -160,7 +209,8 @@ class GymnasiumBatch:
             "departure": np.zeros(k, dtype=bool),
         }
         for j, i in enumerate(idx):
-            obs, reward, term, trunc, info = self.envs[i].step(int(actions[j]))
+            action = int(actions[j]) if self._box_dtype is None else np.asarray(actions[j], dtype=self._box_dtype)
+            obs, reward, term, trunc, info = self.envs[i].step(action)
             self._obs[i] = self._flat(obs)
             out["reward"][j], out["terminated"][j], out["truncated"][j] = reward, term, trunc
             if self.departure_key in info:
@@ -211,11 +261,11 @@ def make_batch(
     return GymnasiumBatch(env_id=env_id, num_envs=num_envs, env_kwargs=env_kwargs, departure_key=departure_key)
 
 
-def env_signature(env_id: str, env_kwargs: dict[str, Any] | None = None) -> tuple[int, int]:
-    """(flat obs length, number of actions) of ``env_id``, to check a checkpoint against it."""
+def env_signature(env_id: str, env_kwargs: dict[str, Any] | None = None) -> tuple[int, ActionSpace]:
+    """(flat obs length, action space) of ``env_id``, to check a checkpoint or demonstrations against it."""
     resolve_env_id(env_id)
     batch = make_batch(env_id, 1, env_kwargs)
-    return batch.obs_dim, batch.n_actions
+    return batch.obs_dim, batch.action_space
 
 
 def agent_plane(env_id: str) -> int | None:

@@ -144,14 +144,17 @@ def step_view(
 
 
 def vector_frame(
-    obs: np.ndarray, action: int | None, names: tuple[str, ...], action_names: tuple[str, ...] = ()
+    obs: np.ndarray, action: int | list[float] | None, names: tuple[str, ...], action_names: tuple[str, ...] = ()
 ) -> list[str]:
-    """One step of a non-grid env as text lines for a replay (as a grid frame is its rows): the action taken, then each
-    feature's value."""
+    """One step of a non-grid env as text lines for a replay (as a grid frame is its rows): the action taken (an index,
+    or a ``Box`` action's values, each named where the demonstrations name its dimension), then each feature's
+    value."""
     width = max((len(n) for n in names), default=1)
-    head = (
-        []
-        if action is None
-        else [f"action {action}" + (f" ({action_names[action]})" if 0 <= action < len(action_names) else "")]
-    )
+    if action is None:
+        head = []
+    elif isinstance(action, list):
+        labels = action_names if len(action_names) == len(action) else [f"a[{j}]" for j in range(len(action))]
+        head = ["action " + ", ".join(f"{n} {v:+.4g}" for n, v in zip(labels, action))]
+    else:
+        head = [f"action {action}" + (f" ({action_names[action]})" if 0 <= action < len(action_names) else "")]
     return head + [f"{n:<{width}}  {float(v):+.4g}" for n, v in zip(names, np.asarray(obs).ravel().tolist())]

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from audit.report.gate import GatePolicy, verdict
 from audit.report.schema import SCHEMA, SEVERITIES, validate
+from models.actions import plain
 
 
 def versions() -> dict[str, str]:
@@ -88,7 +89,7 @@ def trajectory_records(
                 "strength_path": _rounded((cal.path[i, :length] - mid) / max(top - mid, 1e-6)),
                 "strength_threshold": _strength_threshold(float(cal.threshold[i]), mid, top),
                 "entropy": _rounded(entropy[i, :length]),
-                "actions": [int(a) for a in traj.actions[i, :length]],
+                "actions": [plain(a) for a in traj.actions[i, :length]],
                 "departed": None if traj.departure is None else bool(dep_steps),
                 "departure_step": first_dep,
                 "lead_time": first_dep - first_flag if (first_dep is not None and first_flag is not None) else None,

@@ -25,6 +25,7 @@ from audit.data.seeds import derive_seed
 from audit.envs.features import step_view
 from audit.training.bc import ImitationModule, bc_loss
 from audit.training.queries import QueriedMemory, queried_rollout, query_loss
+from models.actions import distribution_of
 from models.discriminator import (
     Discriminator,
     DiscriminatorConfig,
@@ -118,8 +119,10 @@ class AdversarialModule(ImitationModule):
                 taps={t: sizes[t] for t in cfg.disc_taps},
                 hidden=cfg.disc_hidden,
                 spectral=cfg.disc_spectral,
+                continuous=self.imitator.config.continuous,
             )
         )
+        self.distribution = distribution_of(self.imitator.config)
         self.register_buffer("normalized", torch.tensor(False))
         self.demo_train: EpisodeDataset | None = None
         self.demo_heldout: EpisodeDataset | None = None
@@ -210,18 +213,22 @@ class AdversarialModule(ImitationModule):
             adv, ret = gae(reward, values, traj.mask, cfg.gamma, cfg.gae_lambda)
             adv_n = (adv[traj.mask] - adv[traj.mask].mean()) / (adv[traj.mask].std() + 1e-8)
             flagged = reward[traj.mask] < -cfg.unlikelihood_margin
-            every = self.every_action_reward(traj) if cfg.every_action_coef > 0 or cfg.forbid_coef > 0 else None
+            # every action's reward is a sum over a discrete space; a Box's actions cannot be listed
+            discrete = not self.distribution.continuous
+            every_coef = cfg.every_action_coef if discrete else 0.0
+            forbid_coef = cfg.forbid_coef if discrete else 0.0
+            every = self.every_action_reward(traj) if every_coef > 0 or forbid_coef > 0 else None
         self.toggle_optimizer(opt_i)
         for _ in range(cfg.ppo_epochs):
             if cfg.grad_through_activations:
                 logits, live_acts = teacher_forced(self.imitator, traj.obs, traj.mask, cfg.disc_taps, detach=False)
             else:
                 logits = self.imitator.sequence(traj.obs, traj.mask)
-            logp_all = torch.log_softmax(logits, dim=-1)
-            logp = logp_all.gather(-1, traj.actions[..., None]).squeeze(-1)[traj.mask]
+            logp_all = torch.log_softmax(logits, dim=-1) if discrete else logits
+            logp = self.distribution.log_prob(logits, traj.actions)[traj.mask]
             ratio = torch.exp(logp - traj.logp[traj.mask])
             pg = -torch.min(ratio * adv_n, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * adv_n).mean()
-            entropy = -(logp_all.exp() * logp_all).sum(-1)[traj.mask].mean()
+            entropy = self.distribution.entropy(logits)[traj.mask].mean()
             v_loss = nn.functional.mse_loss(self.critic(traj.obs).squeeze(-1)[traj.mask], ret[traj.mask])
             bc, bc_acc = bc_loss(self.imitator, batch.demo_obs, batch.demo_actions, batch.demo_mask)
             loss_i = (
@@ -235,13 +242,13 @@ class AdversarialModule(ImitationModule):
                 queried = query_loss(logp_all, batch.labels, traj.mask)
                 again = self.queried.loss(self.imitator)
                 loss_i = loss_i + cfg.query_coef * (queried if again is None else queried + again)
-            if cfg.every_action_coef > 0:
+            if every_coef > 0:
                 # the step's expected reward over all actions, exactly: no rare sample needed to learn a rare step's
                 # penalty
-                loss_i = loss_i - cfg.every_action_coef * (logp_all.exp()[traj.mask] * every).sum(-1).mean()  # type: ignore[operator]
-            if cfg.forbid_coef > 0:
+                loss_i = loss_i - every_coef * (logp_all.exp()[traj.mask] * every).sum(-1).mean()  # type: ignore[operator]
+            if forbid_coef > 0:
                 forbidden = (every < -cfg.unlikelihood_margin).float()  # type: ignore[union-attr,operator]
-                loss_i = loss_i + cfg.forbid_coef * (forbidden * logp_all[traj.mask].clamp(min=-9.0)).sum(-1).mean()
+                loss_i = loss_i + forbid_coef * (forbidden * logp_all[traj.mask].clamp(min=-9.0)).sum(-1).mean()
             if cfg.grad_through_activations:
                 # the imitator learns to make its activations pass as the demonstrator's
                 probe = self.discriminator.logits(self._disc_inputs(traj.obs, traj.actions, traj.mask, live_acts.taps))

@@ -6,22 +6,34 @@ from typing import Any, cast
 
 import lightning as L
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from audit.data.rollout import Trajectories, rollout
 from audit.data.seeds import derive_seed
 from audit.training.config import TrainConfig
+from models.actions import distribution_of
 from models.imitator import Imitator, ImitatorConfig
 from models.registry import build
 
 
 def bc_loss(imitator: Imitator, obs: Tensor, actions: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean cross-entropy and accuracy over the real steps of padded episodes obs [B, T, D], actions [B, T], mask [B,
-    T]."""
-    logits = imitator.sequence(obs, mask)
-    ce = nn.functional.cross_entropy(logits[mask], actions[mask])
-    acc = (logits[mask].argmax(-1) == actions[mask]).float().mean()
-    return ce, acc
+    """The mean negative log-likelihood of the demonstrator's actions, and how often the imitator's most likely action
+    is the demonstrator's, over the real steps of padded episodes obs [B, T, D], actions [B, T] (or [B, T, d] in a
+    ``Box`` env), mask [B, T].
+
+    In a ``Box`` env "the same action" is one within a twentieth of the space's width in every dimension (0.1 where the
+    space is unbounded): a figure to watch, not a guarantee.
+    """
+    params = imitator.sequence(obs, mask)[mask]
+    dist = distribution_of(imitator.config)
+    nll = -dist.log_prob(params, actions[mask]).mean()
+    mode, taken = dist.mode(params), actions[mask]
+    if dist.continuous:
+        c = imitator.config
+        width = 0.1 if c.action_low is None else torch.tensor(c.action_high) - torch.tensor(c.action_low)
+        acc = (mode - taken).abs() <= width / 20 if c.action_low is not None else (mode - taken).abs() <= width
+        return nll, acc.all(dim=-1).float().mean()
+    return nll, (mode == taken).float().mean()
 
 
 class ImitationModule(L.LightningModule):

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 from audit.data.batching import EpisodeDataset, episode_loader, split_episodes
 from audit.data.demonstrations import Demonstrations
 from audit.data.demonstrator import preset_of
-from audit.envs.adapter import agent_plane, grid_shape
+from audit.envs.adapter import agent_plane, env_signature, grid_shape
 from audit.training.adversarial import AdversarialModule
 from audit.training.bc import BCModule
 from audit.training.config import TrainConfig
@@ -200,14 +200,14 @@ def train(
         ValueError: bad config, or demonstrations that do not fit their env.
     """
     _quiet_lightning()
-    obs_dim, n_actions = demos.check_fits_env()
+    obs_dim, _ = demos.check_fits_env()
     train_eps, held_eps = split_episodes(demos.n_episodes, cfg.heldout_fraction, cfg.seed)
     if len(train_eps) == 0:
         raise ValueError("no demonstration episodes left to train on")
     train_set = EpisodeDataset(demos, train_eps)
     held_set = EpisodeDataset(demos, held_eps) if len(held_eps) else None
     demo_return = float(demos.episode_returns()[train_eps].mean())
-    icfg = _imitator_config(cfg, demos, obs_dim, n_actions)
+    icfg = _imitator_config(cfg, demos, obs_dim)
     if resume and not cfg.run_id:
         raise ValueError("--resume continues a named run: pass --run-id (the run folder's name)")
     run_dir = cfg.runs_folder() / cfg.name
@@ -265,11 +265,15 @@ def train(
     )
 
 
-def _imitator_config(cfg: TrainConfig, demos: Demonstrations, obs_dim: int, n_actions: int) -> ImitatorConfig:
-    """The imitator's sizes for ``demos``' env under ``cfg``."""
+def _imitator_config(cfg: TrainConfig, demos: Demonstrations, obs_dim: int) -> ImitatorConfig:
+    """The imitator's sizes for ``demos``' env under ``cfg``, and its action space's."""
+    _, space = env_signature(demos.env_id, demos.env_kwargs)
     return ImitatorConfig(
         obs_dim=obs_dim,
-        n_actions=n_actions,
+        n_actions=space.n,
+        continuous=space.continuous,
+        action_low=space.low,
+        action_high=space.high,
         hidden=cfg.hidden,
         max_len=max(512, int(demos.episode_lengths().max()) + 1),
         grid=grid_shape(demos.env_id) if cfg.grid_encoder else None,

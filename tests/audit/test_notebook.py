@@ -20,7 +20,8 @@ FAST = {"episodes": 16, "folds": 2, "disc_steps": 30}
 def inputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("notebook")
     demos = record(ENV, "corrigible", episodes=240, seed=0)
-    obs_dim, n_actions = env_signature(ENV)
+    obs_dim, space = env_signature(ENV)
+    n_actions = space.n
     torch.manual_seed(0)
     model = build(
         "mlp",

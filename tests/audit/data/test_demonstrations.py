@@ -13,7 +13,7 @@ from safetensors.numpy import save_file
 import audit.envs
 from audit.data.demonstrations import SCHEMA, Demonstrations, from_arrays, record
 from audit.data.demonstrator import Demonstrator
-from models.safetensors_io import read_safetensors
+from models.safetensors_io import read_safetensors, write_safetensors
 
 
 @pytest.fixture(scope="module")
@@ -112,9 +112,57 @@ gym.register(id="userenvs/Corridor-v0", entry_point=Corridor)
     assert data.departure is not None and data.episode_departed().all()
 
 
-def test_non_discrete_actions_are_refused():
-    with pytest.raises(ValueError, match="Discrete"):
-        record("MountainCarContinuous-v0", lambda obs: 0, episodes=1)
+def test_box_actions_are_recorded_saved_and_read_back(tmp_path):
+    push = lambda obs: np.array([1.0 if obs[1] >= 0 else -1.0])  # noqa: E731 - a bang-bang controller
+    demos = record("MountainCarContinuous-v0", push, episodes=2, seed=3)
+    assert demos.continuous and demos.actions.dtype == np.float32 and demos.actions.shape == (demos.n_steps, 1)
+    assert set(np.unique(demos.actions)) <= {-1.0, 1.0}
+    back = Demonstrations.load(demos.save(tmp_path / "car.safetensors"))
+    assert np.array_equal(back.actions, demos.actions) and back.continuous
+    assert back.check_fits_env() == (2, 1)
+
+
+@pytest.mark.parametrize(
+    "returned, message",
+    [
+        (np.array([np.nan]), "NaN"),
+        (np.array([1.5]), "outside the env's bounds"),
+        (np.array([0.1, 0.2]), "2 numbers"),
+        ("left", "str"),
+    ],
+)
+def test_bad_box_actions_from_a_policy_are_refused_in_one_line(returned, message):
+    with pytest.raises(ValueError, match=message):
+        record("MountainCarContinuous-v0", lambda obs: returned, episodes=1)
+
+
+def test_box_demonstrations_that_do_not_fit_their_env_are_refused():
+    steps = 4
+    common = dict(obs=np.zeros((steps, 2)), rewards=np.zeros(steps), episode=np.zeros(steps))
+    out_of_bounds = from_arrays(actions=np.full((steps, 1), 3.0), env_id="MountainCarContinuous-v0", **common)
+    with pytest.raises(ValueError, match="outside"):
+        out_of_bounds.check_fits_env()
+    with pytest.raises(ValueError, match="NaN"):
+        from_arrays(actions=np.full((steps, 1), np.nan), env_id="MountainCarContinuous-v0", **common)
+    with pytest.raises(ValueError, match="continuous"):
+        from_arrays(
+            actions=np.zeros((steps, 1)),
+            env_id="MountainCar-v0",
+            obs=np.zeros((steps, 2)),
+            rewards=np.zeros(steps),
+            episode=np.zeros(steps),
+        ).check_fits_env()
+    wide = from_arrays(actions=np.zeros((steps, 3)), env_id="MountainCarContinuous-v0", **common)
+    with pytest.raises(ValueError, match="3 dimensions"):
+        wide.check_fits_env()
+
+
+def test_a_version_1_file_is_still_read(tmp_path):
+    demos = record("CartPole-v1", lambda obs: 0, episodes=1)
+    path = demos.save(tmp_path / "v1.safetensors")
+    tensors, meta = read_safetensors(path)
+    write_safetensors(path, tensors, {**meta, "imitaudit.schema": "imitaudit.demonstrations/1"})
+    assert np.array_equal(Demonstrations.load(path).actions, demos.actions)
 
 
 def test_from_arrays_validates():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import audit.envs
-from audit.data.rollout import concat, rollout, rollout_shard, shards
+from audit.data.rollout import concat, record_imitator, replayed, rollout, rollout_shard, shards
 from audit.envs.adapter import GymnasiumBatch, NativeBatch, make_batch
 from models.imitator import ImitatorConfig
 from models.registry import build
@@ -73,8 +73,32 @@ def test_mismatched_model_and_env():
         ValueError, match="obs_dim=4, n_actions=2; imitaudit/OffSwitch-v0 gives obs_dim=406, n_actions=5"
     ):
         rollout(model, "imitaudit/OffSwitch-v0", episodes=2)
-    with pytest.raises(ValueError, match="Discrete"):
+    with pytest.raises(ValueError, match="MountainCarContinuous-v0 gives obs_dim=2, n_actions=1"):
         rollout(model, "MountainCarContinuous-v0", episodes=2)
+    gaussian = build("mlp", ImitatorConfig(obs_dim=2, n_actions=3, continuous=True))
+    with pytest.raises(ValueError, match="the env's actions are discrete, the imitator's are not"):
+        rollout(gaussian, "MountainCar-v0", episodes=2)
+    unbounded = build("mlp", ImitatorConfig(obs_dim=3, n_actions=1, continuous=True))
+    with pytest.raises(ValueError, match="bounds are not the env's"):
+        rollout(unbounded, "Pendulum-v1", episodes=2)
+
+
+def test_a_gaussian_imitator_acts_inside_the_box_and_its_log_densities_replay():
+    config = ImitatorConfig(obs_dim=3, n_actions=1, continuous=True, action_low=(-2.0,), action_high=(2.0,))
+    torch.manual_seed(0)
+    model = build("gru", config)
+    traj = rollout(model, "Pendulum-v1", episodes=6, seed=5, max_steps=40)
+    assert traj.actions.shape == (6, 40, 1) and traj.actions.dtype == torch.float32
+    assert bool((traj.actions.abs() <= 2.0).all()) and float(traj.actions.std()) > 0.1
+    again = rollout(model, "Pendulum-v1", episodes=6, seed=5, max_steps=40)
+    assert torch.equal(traj.actions, again.actions)  # seeded
+    greedy = rollout(model, "Pendulum-v1", episodes=2, seed=5, max_steps=40, greedy=True)
+    assert not torch.equal(greedy.actions, traj.actions[:2])
+    demos = record_imitator(model, "Pendulum-v1", episodes=3, seed=9)
+    assert demos.continuous and demos.actions.shape[1] == 1
+    replay = replayed(model, demos)
+    mine = rollout(model, "Pendulum-v1", episodes=3, seed=9)
+    torch.testing.assert_close(replay.logp, mine.logp, atol=2e-3, rtol=1e-4)
     with pytest.raises(ValueError, match="bad env_kwargs"):
         rollout(model, "imitaudit/OffSwitch-v0", episodes=2, env_kwargs={"lava": True})
 

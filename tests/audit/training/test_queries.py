@@ -18,7 +18,8 @@ ENV = "imitaudit/OffSwitch-v0"
 def wanderer():
     """An untrained imitator: it walks at random and presses the button now and then."""
     torch.manual_seed(0)
-    obs_dim, n_actions = env_signature(ENV)
+    obs_dim, space = env_signature(ENV)
+    n_actions = space.n
     return build("mlp", ImitatorConfig(obs_dim=obs_dim, n_actions=n_actions, hidden=16))
 
 
