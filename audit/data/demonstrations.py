@@ -102,9 +102,12 @@ class Demonstrations:
         for name, arr in tensors.items():
             if not isinstance(arr, np.ndarray):
                 raise ValueError(f"{name} must be a numpy array, got {type(arr).__name__}")
-            if name == "actions" and arr.ndim == 2:
-                if arr.dtype != np.float32 or not 1 <= arr.shape[1] <= 4096:
-                    raise ValueError(f"continuous actions must be [T, d] float32 with 1 <= d <= 4096, got {arr.dtype}")
+            if name == "actions" and not (arr.ndim == 1 and arr.dtype == np.int64):
+                if arr.ndim != 2 or arr.dtype != np.float32 or not 1 <= arr.shape[1] <= 4096:
+                    raise ValueError(
+                        "actions must be [T] int64 (discrete) or [T, d] float32 with 1 <= d <= 4096 (continuous), "
+                        f"got {arr.ndim} dims of {arr.dtype}"
+                    )
             elif arr.dtype != _DTYPES[name]:
                 raise ValueError(f"{name} must be {np.dtype(_DTYPES[name]).name}, got {arr.dtype}")
         if self.obs.ndim < 2:

@@ -79,7 +79,7 @@ class ImitationModule(L.LightningModule):
         )
         ret = float(traj.returns().mean())
         metrics = {"env/return": ret, "env/length": float(traj.lengths().float().mean())}
-        if hp.demo_return:
+        if hp.demo_return > 0:  # a ratio of negative returns (Pendulum's) reads upside down: none is logged there
             metrics["env/return_ratio"] = ret / hp.demo_return
         departed = traj.departed()
         if departed is not None:

@@ -233,7 +233,7 @@ def bad_files(tmp):
     cases["mismatched lengths"] = (_write(tmp / "len.safetensors", t, META), "actions has shape (5,)")
     t = _valid_tensors()
     t["actions"] = np.zeros(6, dtype=np.float32)
-    cases["wrong dtype"] = (_write(tmp / "dtype.safetensors", t, META), "actions must be int64")
+    cases["wrong dtype"] = (_write(tmp / "dtype.safetensors", t, META), "actions must be [T] int64 (discrete) or")
     cases["unknown schema"] = (
         _write(
             tmp / "schema.safetensors", _valid_tensors(), {**META, "imitaudit.schema": "imitaudit.demonstrations/9"}
@@ -302,3 +302,27 @@ def test_a_callable_policy_may_return_numpy_or_integral_values():
     for policy in (lambda obs: np.int64(1), lambda obs: np.array([1]), lambda obs: 1.0, lambda obs: np.array(0)):
         demos = record("CartPole-v1", policy, episodes=1, seed=0)
         assert demos.actions.dtype == np.int64 and set(demos.actions.tolist()) <= {0, 1}
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda a: np.where(np.arange(len(a))[:, None] == 3, np.nan, a).astype(np.float32), "NaN or infinite"),
+        (lambda a: (a * 5).astype(np.float32), "outside Pendulum-v1's action bounds"),
+        (lambda a: np.concatenate([a, a], 1), "2 dimensions, Pendulum-v1's 1"),
+        (lambda a: a.astype(np.float64), "got 2 dims of float64"),
+        (lambda a: a[:, :, None], "got 3 dims of float32"),
+    ],
+)
+def test_an_uploaded_box_dataset_with_bad_actions_is_refused_in_one_line(change, message, tmp_path):
+    # what the service's validator runs on an upload
+    from audit import check_demonstrations
+    from audit.envs.controllers import pendulum
+
+    path = record("Pendulum-v1", pendulum(seed=0), episodes=2, seed=0).save(tmp_path / "ok.safetensors")
+    assert check_demonstrations(str(path), allow_imports=False, allowed_envs=("Pendulum-v1",))["steps"] == 400
+    tensors, meta = read_safetensors(path)
+    write_safetensors(path, {**tensors, "actions": change(tensors["actions"])}, meta)
+    with pytest.raises(ValueError, match=re.escape(message)) as caught:
+        check_demonstrations(str(path), allow_imports=False, allowed_envs=("Pendulum-v1",))
+    assert "\n" not in str(caught.value)
