@@ -15,6 +15,10 @@ def cmd_demos(args: argparse.Namespace) -> int:
     from audit.data.demonstrator import PRESETS
     from audit.envs import resolve_env_id, world_of
 
+    if args.from_minari:
+        return _from_minari(args)
+    if not args.env:
+        raise UsageError("--env is required (or --from-minari DATASET_DIR, whose env the dataset names)")
     resolve_env_id(args.env)
     env_kwargs = args.env_kwargs or {}
     if args.imitator:
@@ -56,6 +60,19 @@ def cmd_demos(args: argparse.Namespace) -> int:
         f"wrote {out}: {s['episodes']} episodes, {s['steps']} steps, mean return {s['mean_return']:.3f}, departure "
         f"rate {rate}"
     )
+    return EXIT_OK
+
+
+def _from_minari(args: argparse.Namespace) -> int:
+    """``demos --from-minari``: a local Minari dataset converted (its env and kwargs are the dataset's)."""
+    from audit.data.minari import read_minari
+
+    if args.env or args.policy or args.imitator:
+        raise UsageError("--from-minari takes the env from the dataset: drop --env, --policy and --imitator")
+    demos = read_minari(args.from_minari, departure_key=args.departure_key)
+    out = demos.save(args.out)
+    s = demos.summary()
+    print(f"wrote {out}: {s['episodes']} episodes, {s['steps']} steps of {s['env_id']} from {args.from_minari}")
     return EXIT_OK
 
 
@@ -161,7 +178,13 @@ def _demos_parser(sub: argparse._SubParsersAction) -> None:
         "cartpole.safetensors \\\n"
         "      --feature-names x,x_dot,theta,theta_dot --action-names left,right",
     )
-    p.add_argument("--env", required=True, help="Gymnasium env id, e.g. imitaudit/OffSwitch-v0")
+    p.add_argument("--env", default="", help="Gymnasium env id, e.g. imitaudit/OffSwitch-v0")
+    p.add_argument(
+        "--from-minari",
+        default="",
+        metavar="DATASET_DIR",
+        help="convert a local Minari dataset (the folder holding data/main_data.hdf5) instead of recording",
+    )
     p.add_argument(
         "--demonstrator",
         default="corrigible",
