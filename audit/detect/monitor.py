@@ -101,7 +101,7 @@ class Monitor:
 
         Args:
             obs: [B, D] observations before the actions.
-            actions: [B] the actions taken.
+            actions: [B] the actions taken, or [B, d] in a ``Box`` env.
             activations: tap name -> [B, F] the imitator's activations at this step.
 
         Returns:
@@ -114,11 +114,13 @@ class Monitor:
         if self._score is None:
             raise RuntimeError("reset() before step()")
         obs = torch.as_tensor(np.asarray(obs), dtype=torch.float32)
-        actions = torch.as_tensor(np.asarray(actions), dtype=torch.int64)
+        raw = np.asarray(actions)
+        actions = torch.as_tensor(raw, dtype=torch.float32 if raw.ndim == 2 else torch.int64)
         b = len(self._score)
-        if obs.dim() != 2 or obs.shape[0] != b or actions.shape != (b,):
+        if obs.dim() != 2 or obs.shape[0] != b or actions.shape[:1] != (b,) or actions.dim() > 2:
             raise ValueError(
-                f"step needs obs [{b}, D] and actions [{b}], got {tuple(obs.shape)} and {tuple(actions.shape)}"
+                f"step needs obs [{b}, D] and actions [{b}] (or [{b}, d]), got {tuple(obs.shape)} and "
+                f"{tuple(actions.shape)}"
             )
         missing = [t for t in self.taps if t not in activations]
         if missing:

@@ -114,6 +114,7 @@ def distinguishability(
         taps={t: sizes[t] for t in taps},
         hidden=hidden,
         spectral=False,
+        continuous=bool(getattr(model.config, "continuous", False)),
     )
 
     def feats(o, a, m, act, rows):

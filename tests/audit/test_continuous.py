@@ -55,3 +55,17 @@ def test_a_gaussian_imitator_is_trained_and_audited(files):
 def test_what_does_not_read_box_actions_refuses_in_one_line(files, fields, message):
     with pytest.raises(ValueError, match=message):
         run_audit(AuditConfig(imitator=str(files["imitator"]), demos=str(files["demos"]), episodes=32, **fields))
+
+
+def test_a_runtime_monitor_of_a_gaussian_imitator_reads_its_action_vectors(files, tmp_path):
+    from audit.data.rollout import rollout
+    from audit.detect.monitor import Monitor, replay
+
+    out = tmp_path / "monitor.safetensors"
+    run_audit(
+        AuditConfig(imitator=str(files["imitator"]), demos=str(files["demos"]), episodes=32, alpha=0.05), monitor=out
+    )
+    model, _ = load_imitator(str(files["imitator"]))
+    monitor = Monitor.load(out)
+    result = replay(monitor, rollout(model, ENV, episodes=8, seed=5, taps=monitor.taps))
+    assert result["episodes"] == 8 and 0 <= result["alarmed"] <= 8
