@@ -274,6 +274,49 @@ def svg_score(
     return "".join(parts)
 
 
+MAX_ACTION_LINES = 8
+"""A Box action's dimensions drawn in its trajectory's actions chart (the first ones; the report holds them all)."""
+
+
+def svg_actions(record: dict[str, Any], *, width: int = 420, height: int = 120) -> str:
+    """An inline SVG of a continuous trajectory's actions against step, one line per dimension (up to
+    :data:`MAX_ACTION_LINES`), with the first flag and the departure; empty for discrete actions."""
+    actions = record["actions"]
+    if not actions or not isinstance(actions[0], list):
+        return ""
+    dims = min(len(actions[0]), MAX_ACTION_LINES)
+    values = [v for a in actions for v in a[:dims]]
+    low, top = min(values), max(values)
+    span, n = max(top - low, 1e-6), max(len(actions) - 1, 1)
+    left, right, top_pad, bottom = 50, 8, 18, 24
+
+    def y_of(v: float) -> float:
+        return height - bottom - ((v - low) / span) * (height - bottom - top_pad)
+
+    def x_of(i: int) -> float:
+        return left + i * (width - left - right) / n
+
+    parts = [f'<svg class="plot actions" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">']
+    parts.append(
+        f'<rect x="{left}" y="{top_pad}" width="{width - left - right}" height="{height - top_pad - bottom}" '
+        f'fill="#fafafa" stroke="#ccc"/>'
+    )
+    for v in sorted({round(low, 6), round(top, 6)}):
+        parts.append(
+            f'<text class="tick" x="{left - 4}" y="{y_of(v) + 3:.1f}" font-size="11" text-anchor="end">{v:.3g}</text>'
+        )
+    parts += _step_markers(record["first_flag_step"], record["departure_step"], x_of, top_pad, height - bottom)
+    for d in range(dims):
+        points = " ".join(f"{x_of(i):.1f},{y_of(a[d]):.1f}" for i, a in enumerate(actions))
+        colour = _KIND_COLOURS[d % len(_KIND_COLOURS)]
+        parts.append(
+            f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{points}"><title>a[{d}]</title>'
+            "</polyline>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
 def chart_values(record: dict[str, Any]) -> tuple[list[float], float | None, str]:
     """(path, threshold, name) a chart draws for a trajectory record: its strength path and threshold (one scale with
     the tables' strength), or the raw score path of a report older than 0.6."""
@@ -450,9 +493,12 @@ def to_html(report: dict[str, Any], *, max_trajectories: int = 50) -> str:
                 f"aria-label='step'> <span class='step'></span><script type='application/json'>{frames}</script></div>"
             )
         chart = svg_trajectory(r)
+        actions = svg_actions(r)
+        if actions:
+            actions = f"<br><b>actions over time</b> (one line per dimension)<br>{actions}"
         out.append(
             "<div><b>strength over time</b> (dashed red: threshold; red: first flag; dashed black: departure)<br>"
-            f"{chart}</div></div>"
+            f"{chart}{actions}</div></div>"
         )
         ex = r.get("explanation")
         if ex:

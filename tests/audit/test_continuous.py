@@ -10,6 +10,7 @@ from audit.data.demonstrations import record
 from audit.detect.config import AuditConfig
 from audit.detect.pipeline import run_audit
 from audit.envs.controllers import pendulum
+from audit.report.render import to_html
 from audit.report.schema import validate
 from audit.training.config import TrainConfig
 from audit.training.run import train
@@ -42,6 +43,9 @@ def test_a_gaussian_imitator_is_trained_and_audited(files):
     flagged = [t for t in report["trajectories"] if t["replay"]]
     assert all(t["replay"][0][0].startswith("action a[0] ") for t in flagged)
     assert np.isfinite(first["entropy"]).all()
+    page = to_html(report)
+    assert page.count("actions over time") == min(len(report["trajectories"]), 50)
+    assert '<svg class="plot actions"' in page and "<title>a[0]</title>" in page
 
 
 @pytest.mark.parametrize(
