@@ -199,6 +199,37 @@ def _step_markers(first_flag: int | None, departure: int | None, x_of: Any, top:
     return out
 
 
+class _Plot:
+    """The frame both step charts share: axes from ``low`` to ``top`` over ``steps`` steps, the y ticks given."""
+
+    left, right, top_pad, bottom = 50, 8, 18, 24
+
+    def __init__(self, *, width: int, height: int, low: float, top: float, steps: int) -> None:
+        self.width, self.height, self.low = width, height, low
+        self.span, self.n = max(top - low, 1e-6), max(steps - 1, 1)
+
+    def y_of(self, v: float) -> float:
+        return self.height - self.bottom - ((v - self.low) / self.span) * (self.height - self.bottom - self.top_pad)
+
+    def x_of(self, i: int) -> float:
+        return self.left + i * (self.width - self.left - self.right) / self.n
+
+    def open(self, css: str, ticks: set[float]) -> list[str]:
+        """The svg element's opening, its plot area and the y ticks."""
+        w, h, left = self.width, self.height, self.left
+        parts = [f'<svg class="{css}" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img">']
+        parts.append(
+            f'<rect x="{left}" y="{self.top_pad}" width="{w - left - self.right}" '
+            f'height="{h - self.top_pad - self.bottom}" fill="#fafafa" stroke="#ccc"/>'
+        )
+        for v in sorted(ticks):
+            parts.append(
+                f'<text class="tick" x="{left - 4}" y="{self.y_of(v) + 3:.1f}" font-size="11" '
+                f'text-anchor="end">{v:.3g}</text>'
+            )
+        return parts
+
+
 def svg_score(
     values: list[float],
     threshold: float | None,
@@ -215,25 +246,10 @@ def svg_score(
     finite = [v for v in values if v is not None]
     top = max([*finite, threshold if threshold is not None else 0.0, 1e-6])
     low = min([*finite, threshold if threshold is not None else 0.0, 0.0])
-    span = max(top - low, 1e-6)
-    n = max(len(values) - 1, 1)
-    left, right, top_pad, bottom = 50, 8, 18, 24
-
-    def y_of(v: float) -> float:
-        return height - bottom - ((v - low) / span) * (height - bottom - top_pad)
-
-    def x_of(i: int) -> float:
-        return left + i * (width - left - right) / n
-
-    parts = [f'<svg class="plot" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">']
-    parts.append(
-        f'<rect x="{left}" y="{top_pad}" width="{width - left - right}" height="{height - top_pad - bottom}" '
-        f'fill="#fafafa" stroke="#ccc"/>'
-    )
-    for v in sorted({round(low, 6), round(top, 6), *([round(threshold, 6)] if threshold is not None else [])}):
-        parts.append(
-            f'<text class="tick" x="{left - 4}" y="{y_of(v) + 3:.1f}" font-size="11" text-anchor="end">{v:.3g}</text>'
-        )
+    plot = _Plot(width=width, height=height, low=low, top=top, steps=len(values))
+    n, x_of, y_of = plot.n, plot.x_of, plot.y_of
+    left, right, top_pad, bottom = plot.left, plot.right, plot.top_pad, plot.bottom
+    parts = plot.open("plot", {round(low, 6), round(top, 6), *([round(threshold, 6)] if threshold is not None else [])})
     for i in sorted({0, n // 2, n} if len(values) > 1 else {0}):
         parts.append(
             f'<text class="tick" x="{x_of(i):.1f}" y="{height - bottom + 13}" font-size="11" '
@@ -287,25 +303,12 @@ def svg_actions(record: dict[str, Any], *, width: int = 420, height: int = 120) 
     dims = min(len(actions[0]), MAX_ACTION_LINES)
     values = [v for a in actions for v in a[:dims]]
     low, top = min(values), max(values)
-    span, n = max(top - low, 1e-6), max(len(actions) - 1, 1)
-    left, right, top_pad, bottom = 50, 8, 18, 24
-
-    def y_of(v: float) -> float:
-        return height - bottom - ((v - low) / span) * (height - bottom - top_pad)
-
-    def x_of(i: int) -> float:
-        return left + i * (width - left - right) / n
-
-    parts = [f'<svg class="plot actions" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">']
-    parts.append(
-        f'<rect x="{left}" y="{top_pad}" width="{width - left - right}" height="{height - top_pad - bottom}" '
-        f'fill="#fafafa" stroke="#ccc"/>'
+    plot = _Plot(width=width, height=height, low=low, top=top, steps=len(actions))
+    x_of, y_of = plot.x_of, plot.y_of
+    parts = plot.open("plot actions", {round(low, 6), round(top, 6)})
+    parts += _step_markers(
+        record["first_flag_step"], record["departure_step"], x_of, plot.top_pad, height - plot.bottom
     )
-    for v in sorted({round(low, 6), round(top, 6)}):
-        parts.append(
-            f'<text class="tick" x="{left - 4}" y="{y_of(v) + 3:.1f}" font-size="11" text-anchor="end">{v:.3g}</text>'
-        )
-    parts += _step_markers(record["first_flag_step"], record["departure_step"], x_of, top_pad, height - bottom)
     for d in range(dims):
         points = " ".join(f"{x_of(i):.1f},{y_of(a[d]):.1f}" for i, a in enumerate(actions))
         colour = _KIND_COLOURS[d % len(_KIND_COLOURS)]
