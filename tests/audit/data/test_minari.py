@@ -7,14 +7,13 @@ import subprocess
 import sys
 
 import h5py
+import minari
 import numpy as np
 import pytest
 
 from audit.data.demonstrations import Demonstrations
 from audit.data.minari import read_minari
 from audit.envs.controllers import pendulum
-
-minari = pytest.importorskip("minari")
 
 
 def _collect(root, monkeypatch, env_id: str, policy, episodes: int, dataset_id: str):
