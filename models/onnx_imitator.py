@@ -404,62 +404,13 @@ def load_onnx_bytes(
     Raises:
         ValueError: one line naming the problem (see the module docstring).
     """
-    from onnx import helper
-
     model = _parse(data, name)
-    graph = model.graph
-    if not graph.node or not graph.output:
-        raise ValueError(f"{name}: not a valid ONNX model (no graph nodes or outputs)")
-    try:
-        meta = _meta(model)
-        _check_graph(model)
-    except ValueError as exc:
-        raise ValueError(f"{name}: {exc}") from None
-    env_id = meta.get("imitaudit.env_id", "")
-    if not env_id:
-        raise ValueError(
-            f"{name}: metadata_props lack imitaudit.env_id (stamp it: imitaudit convert --from onnx {name} --env ID "
-            f"--out X.onnx)"
-        )
-    try:
-        env_kwargs = strict_json(meta.get("imitaudit.env_kwargs", "{}"))
-        named_taps = strict_json(meta.get("imitaudit.taps", "{}"))
-    except ValueError as exc:
-        raise ValueError(f"{name}: malformed metadata ({str(exc).splitlines()[0][:200]})") from None
-    if (
-        not isinstance(env_kwargs, dict)
-        or not isinstance(named_taps, dict)
-        or not all(isinstance(v, str) for v in named_taps.values())
-    ):
-        raise ValueError(
-            f"{name}: imitaudit.env_kwargs and imitaudit.taps must be JSON objects (taps: name -> tensor name)"
-        )
-    states = _state_specs(graph, meta, name)
-    inits = {i.name for i in graph.initializer}
-    obs_inputs = [i for i in graph.input if i.name not in inits and i.name not in {s[0] for s in states}]
-    if len(obs_inputs) != 1:
-        raise ValueError(f"{name}: needs exactly one observation input besides the states, found {len(obs_inputs)}")
-    obs_vi = obs_inputs[0]
-    obs_dims = _dims(obs_vi)
-    if len(obs_dims) < 2 or not all(isinstance(d, int) and d > 0 for d in obs_dims[1:]):
-        raise ValueError(
-            f"{name}: observation input {obs_vi.name[:80]!r} must be [batch, *obs_shape] with a fixed obs_shape, got "
-            f"{obs_dims}"
-        )
-    obs_shape = tuple(int(d) for d in obs_dims[1:])
-    logits = meta.get("imitaudit.logits") or graph.output[0].name
-    produced = {o for n in graph.node for o in n.output}
-    taps = {**default_taps(model, obs_vi.name, logits), **named_taps}
-    missing = sorted(f"{tap}={tensor}" for tap, tensor in taps.items() if tensor not in produced)
-    if logits not in produced:
-        raise ValueError(f"{name}: the logits output {logits[:80]!r} is not computed by the graph")
-    if missing:
-        raise ValueError(f"{name}: tap tensor(s) not in the graph: {', '.join(missing)[:300]}")
-    have = {o.name for o in graph.output}
-    for tensor in dict.fromkeys(taps.values()):
-        if tensor not in have:
-            graph.output.append(helper.make_empty_tensor_value_info(tensor))
-            have.add(tensor)
+    meta = _checked(model, name)
+    env_id, env_kwargs, named_taps = _env_metadata(meta, name)
+    states = _state_specs(model.graph, meta, name)
+    obs_vi, obs_shape = _observation_input(model.graph, states, name)
+    logits = meta.get("imitaudit.logits") or model.graph.output[0].name
+    taps = _wire_taps(model, obs_vi.name, logits, named_taps, name)
     session = _session(model, name, threads)
     n_actions, widths = _probe(session, name, obs_vi.name, obs_shape, states, logits, taps)
     config = ImitatorConfig(
@@ -491,10 +442,83 @@ def load_onnx_bytes(
                 "recurrent": bool(states),
             }
         },
-        n_params=sum(math.prod(i.dims) for i in graph.initializer),
+        n_params=sum(math.prod(i.dims) for i in model.graph.initializer),
         sha256=hashlib.sha256(data).hexdigest(),
     )
     return imitator, info
+
+
+def _checked(model: Any, name: str) -> dict[str, str]:
+    """The metadata of a parsed graph that passes :func:`_check_graph` (nothing external, nothing custom)."""
+    if not model.graph.node or not model.graph.output:
+        raise ValueError(f"{name}: not a valid ONNX model (no graph nodes or outputs)")
+    try:
+        meta = _meta(model)
+        _check_graph(model)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+    return meta
+
+
+def _env_metadata(meta: dict[str, str], name: str) -> tuple[str, dict[str, Any], dict[str, str]]:
+    """(env id, env kwargs, tap name -> tensor name) from the graph's imitaudit metadata."""
+    env_id = meta.get("imitaudit.env_id", "")
+    if not env_id:
+        raise ValueError(
+            f"{name}: metadata_props lack imitaudit.env_id (stamp it: imitaudit convert --from onnx {name} --env ID "
+            f"--out X.onnx)"
+        )
+    try:
+        env_kwargs = strict_json(meta.get("imitaudit.env_kwargs", "{}"))
+        named_taps = strict_json(meta.get("imitaudit.taps", "{}"))
+    except ValueError as exc:
+        raise ValueError(f"{name}: malformed metadata ({str(exc).splitlines()[0][:200]})") from None
+    if (
+        not isinstance(env_kwargs, dict)
+        or not isinstance(named_taps, dict)
+        or not all(isinstance(v, str) for v in named_taps.values())
+    ):
+        raise ValueError(
+            f"{name}: imitaudit.env_kwargs and imitaudit.taps must be JSON objects (taps: name -> tensor name)"
+        )
+    return env_id, env_kwargs, named_taps
+
+
+def _observation_input(graph: Any, states: list, name: str) -> tuple[Any, tuple[int, ...]]:
+    """The graph's one observation input (besides its recurrent states) and its fixed per-row shape."""
+    inits = {i.name for i in graph.initializer}
+    obs_inputs = [i for i in graph.input if i.name not in inits and i.name not in {s[0] for s in states}]
+    if len(obs_inputs) != 1:
+        raise ValueError(f"{name}: needs exactly one observation input besides the states, found {len(obs_inputs)}")
+    obs_vi = obs_inputs[0]
+    obs_dims = _dims(obs_vi)
+    if len(obs_dims) < 2 or not all(isinstance(d, int) and d > 0 for d in obs_dims[1:]):
+        raise ValueError(
+            f"{name}: observation input {obs_vi.name[:80]!r} must be [batch, *obs_shape] with a fixed obs_shape, got "
+            f"{obs_dims}"
+        )
+    return obs_vi, tuple(int(d) for d in obs_dims[1:])
+
+
+def _wire_taps(model: Any, obs_input: str, logits: str, named_taps: dict[str, str], name: str) -> dict[str, str]:
+    """Tap name -> tensor name (the defaults, then the metadata's), each tensor made a graph output so a run returns
+    it."""
+    from onnx import helper
+
+    graph = model.graph
+    produced = {o for n in graph.node for o in n.output}
+    taps = {**default_taps(model, obs_input, logits), **named_taps}
+    missing = sorted(f"{tap}={tensor}" for tap, tensor in taps.items() if tensor not in produced)
+    if logits not in produced:
+        raise ValueError(f"{name}: the logits output {logits[:80]!r} is not computed by the graph")
+    if missing:
+        raise ValueError(f"{name}: tap tensor(s) not in the graph: {', '.join(missing)[:300]}")
+    have = {o.name for o in graph.output}
+    for tensor in dict.fromkeys(taps.values()):
+        if tensor not in have:
+            graph.output.append(helper.make_empty_tensor_value_info(tensor))
+            have.add(tensor)
+    return taps
 
 
 PROBE_ROWS = (1, 256)

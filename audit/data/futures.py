@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from audit.data.rollout import check_fits
 from audit.data.seeds import derive_seed
 from audit.envs.adapter import make_batch
 from models.policy import Policy
@@ -149,8 +150,7 @@ def walk(
         ValueError: the env cannot be cloned, or does not replay the recorded observations from the seeds.
     """
     batch = make_batch(env_id, len(seeds), env_kwargs)
-    if batch.obs_dim != model.config.obs_dim or batch.n_actions != model.config.n_actions:
-        raise ValueError(f"the imitator does not fit {env_id}")
+    check_fits(model, batch, env_id)
     batch.reset(np.asarray(seeds))
     e, t_max = mask.shape
     forecast = torch.zeros(e, t_max)

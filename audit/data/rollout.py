@@ -216,14 +216,19 @@ def check_fits(model: Policy, batch: Any, env_id: str) -> None:
     Raises:
         ValueError: one line naming both sides.
     """
-    if batch.obs_dim != model.config.obs_dim or batch.n_actions != model.config.n_actions:
+    config, space = model.config, batch.action_space
+    if batch.obs_dim != config.obs_dim or batch.n_actions != config.n_actions:
         raise ValueError(
-            f"imitator expects obs_dim={model.config.obs_dim}, n_actions={model.config.n_actions}; "
-            f"{env_id} gives obs_dim={batch.obs_dim}, n_actions={batch.n_actions}"
+            f"imitator expects obs_dim={config.obs_dim} and {_actions(config.n_actions, config.continuous)}; "
+            f"{env_id} gives obs_dim={batch.obs_dim} and {_actions(space.n, space.continuous)}"
         )
     misfit = batch.action_space.misfit(model.config)
     if misfit is not None:
         raise ValueError(f"{misfit} ({env_id})")
+
+
+def _actions(n: int, continuous: bool) -> str:
+    return f"{n}-dimensional Box actions" if continuous else f"{n} discrete actions"
 
 
 def _masked(actions: Tensor, mask: Tensor) -> Tensor:

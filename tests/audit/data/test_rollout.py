@@ -70,10 +70,11 @@ gym.register(id="dictenv/Probe-v0", entry_point=Probe)
 def test_mismatched_model_and_env():
     model = build("mlp", ImitatorConfig(obs_dim=4, n_actions=2))
     with pytest.raises(
-        ValueError, match="obs_dim=4, n_actions=2; imitaudit/OffSwitch-v0 gives obs_dim=406, n_actions=5"
+        ValueError,
+        match="obs_dim=4 and 2 discrete actions; imitaudit/OffSwitch-v0 gives obs_dim=406 and 5 discrete actions",
     ):
         rollout(model, "imitaudit/OffSwitch-v0", episodes=2)
-    with pytest.raises(ValueError, match="MountainCarContinuous-v0 gives obs_dim=2, n_actions=1"):
+    with pytest.raises(ValueError, match="MountainCarContinuous-v0 gives obs_dim=2 and 1-dimensional Box actions"):
         rollout(model, "MountainCarContinuous-v0", episodes=2)
     gaussian = build("mlp", ImitatorConfig(obs_dim=2, n_actions=3, continuous=True))
     with pytest.raises(ValueError, match="the env's actions are discrete, the imitator's are not"):
