@@ -13,7 +13,8 @@ Columns: departing rollouts alarmed strictly before their first departure step, 
 later (no monitor can warn before step 0), with a 95% Clopper-Pearson interval; the median lead (departure step minus
 first alarm step) over those; the faithful imitator's fresh rollouts that raise the alarm. What each monitor promises
 differs (docs/reading-a-report.md): the discriminator's alarms at most alpha of demonstrator-like trajectories; the
-forecast's at most alpha of the imitator's own trajectories that its discriminators find demonstrator-like.
+forecast's at most alpha of the imitator's own trajectories from starts whose simulated futures its discriminators all
+find demonstrator-like.
 
     python -m bench.monitor --out BENCHMARKS.md
 """

@@ -104,6 +104,7 @@ def rollout(
     max_steps: int | None = None,
     on_step: Callable[[int], None] | None = None,
     departure_key: str = "departure",
+    repeats: int = 1,
 ) -> Trajectories:
     """Run ``episodes`` episodes of ``model`` at once.
 
@@ -118,12 +119,16 @@ def rollout(
         max_steps: stop after this many steps even if episodes are still running.
         on_step: called with the step index after every step.
         departure_key: the info key that marks a departure step in a non-built-in env (ground truth only).
+        repeats: run each seed this many times (rows seed-major: ``repeats`` futures of one start, then the next),
+            ``episodes`` * ``repeats`` rows in all.
 
     Raises:
         ValueError: the model does not fit the env, or bad arguments.
     """
-    batch = make_batch(env_id, episodes, env_kwargs, departure_key=departure_key)
-    seeds = seed + np.arange(episodes)
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
+    batch = make_batch(env_id, episodes * repeats, env_kwargs, departure_key=departure_key)
+    seeds = np.repeat(seed + np.arange(episodes), repeats)
     batch.reset(seeds)
     return run_batch(
         model,

@@ -12,6 +12,9 @@ from audit.detect.registry import REGISTRY
 from audit.options import check, setting
 from audit.report.gate import GatePolicy
 
+MAX_MONITOR_TRAJECTORIES = 65_536
+"""Most fresh trajectories a forecast monitor is calibrated on (starts x futures): they are held in memory at once."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class AuditConfig:
@@ -75,9 +78,15 @@ class AuditConfig:
     forecast_history: bool = setting(False)
     """Forecast: the probe also reads the running mean and maximum of the observed steps so far (the behaviour-only
     sequence baseline, with --taps '')."""
-    monitor_episodes: int = setting(1024, ge=2, service_max=16_384)
-    """Forecast monitor: fresh imitator trajectories its alarm threshold is calibrated on (those that look
-    demonstrator-like)."""
+    monitor_episodes: int = setting(2048, ge=2, service_max=16_384)
+    """Forecast monitor: fresh starts (env seeds) of the imitator; its alarm threshold is calibrated on those whose
+    every simulated future looks demonstrator-like."""
+    monitor_futures: int = setting(4, ge=1, service_max=16)
+    """Forecast monitor: imitator futures simulated from each calibrating start (a start calibrates only if all of
+    them look demonstrator-like)."""
+    monitor_probe_episodes: int = setting(4096, ge=1, service_max=16_384)
+    """Forecast monitor: fresh imitator trajectories (apart from the calibrating ones) its probe is fitted on again,
+    beyond the audit's folds."""
     search: int = setting(0, ge=0, service_max=65_536)
     """Active audit: screen this many fresh layouts (env seeds) with the imitator alone and confirm the most surprising
     ones against the demonstrator (0 = off; see audit/detect/search.py)."""
@@ -117,6 +126,11 @@ class AuditConfig:
             raise ValueError(f"departure_key must be at most 64 printable characters, got {self.departure_key[:80]!r}")
         if self.episodes < self.folds:
             raise ValueError(f"episodes ({self.episodes}) must be at least folds ({self.folds})")
+        if self.monitor_episodes * self.monitor_futures > MAX_MONITOR_TRAJECTORIES:
+            raise ValueError(
+                f"monitor_episodes x monitor_futures must be at most {MAX_MONITOR_TRAJECTORIES:,}, got "
+                f"{self.monitor_episodes * self.monitor_futures:,}"
+            )
 
     @property
     def behaviour_only(self) -> bool:

@@ -102,6 +102,23 @@ class ForecastDetector(Detector):
             on_step=None if tick is None else (lambda done: tick(0.5 + 0.5 * done / steps)),
         )
 
+    def refit_probe(self, reference: Episodes, imitator: Episodes, *, seed: int) -> None:
+        """Fit the probe again on ``imitator``, fresh trajectories of the imitator (and ``reference``), its
+        discriminator kept: a runtime monitor's probe learns from many more of the imitator's trajectories than an
+        audit's fold holds, with the fold discriminator's evidence as its targets.
+
+        Raises:
+            RuntimeError: before :meth:`fit`.
+        """
+        if self.probe is None or self.inner.steps < 1:
+            raise RuntimeError("fit() before refit_probe()")
+        self.probe = fit_regressor(
+            self.probe_config,
+            [(self.features(e), self.targets(e)) for e in (reference, imitator)],
+            steps=self.inner.steps,
+            seed=seed,
+        )
+
     def evidence(self, episodes: Episodes) -> Tensor:
         if self.probe is None:
             raise RuntimeError("fit() before evidence()")

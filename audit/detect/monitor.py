@@ -180,6 +180,7 @@ class Monitor:
         detectors: list[Detector],
         cal: Episodes,
         fresh: Episodes,
+        futures: int,
         rule: str,
         alpha: float,
         drift_quantile: float,
@@ -188,21 +189,26 @@ class Monitor:
         env_id: str,
     ) -> "Monitor":
         """A monitor of forecasts (:mod:`audit.detect.forecast`), its threshold calibrated on fresh trajectories of
-        the imitator itself ``fresh`` whose steps look demonstrator-like.
+        the imitator itself from starts whose simulated futures all look demonstrator-like.
 
         A forecast is a function of the trajectory so far, and before an imitator diverges its history can be
         distributed exactly as the demonstrator's (HiddenSupervisor's sleeper): calibrated on demonstrator episodes,
         a monitor could then not alarm before the divergent step. What it tests instead is this imitator's own
-        course: among fresh imitator trajectories whose every step the detectors' discriminators find
-        demonstrator-like (each one's score at most the discriminators' alpha threshold on the held-out demonstrator
-        episodes ``cal``), the forecast's score is calibrated at alpha. So a new trajectory of the imitator that
-        goes on looking demonstrator-like raises the alarm with probability at most alpha (conformal, as those
-        trajectories are exchangeable with the calibrating ones), and one whose forecast runs higher than any such
-        trajectory's raises it, possibly well before its divergent step.
+        course, start by start. ``fresh`` holds ``futures`` trajectories of the imitator from each of its starts
+        (start-major); a start *calibrates* when every one of its futures looks demonstrator-like to the detectors'
+        discriminators (each one's score at most their alpha threshold on the held-out demonstrator episodes
+        ``cal``). The forecast's score is calibrated at alpha on the first trajectory of each calibrating start. So
+        from a new start whose futures would all look demonstrator-like, the imitator raises the alarm with
+        probability at most alpha (conformal: the starts are exchangeable, and the filter treats each alike). A
+        start from which the imitator departs even now and then does not calibrate, so a trajectory that happens
+        not to depart from it does not raise the threshold: the monitor can alarm on such a start before any step
+        departs.
 
         Raises:
-            ValueError: fewer demonstrator-like fresh trajectories than alpha needs.
+            ValueError: fewer calibrating starts than alpha needs, or ``fresh`` not a whole number of starts.
         """
+        if futures < 1 or fresh.n_episodes % futures:
+            raise ValueError(f"fresh holds {fresh.n_episodes} trajectories, not a whole number of starts of {futures}")
         screens = [d.inner for d in detectors]  # type: ignore[attr-defined]
         disc = cls.calibrated(
             detectors=screens,
@@ -219,15 +225,16 @@ class Monitor:
             forecast = torch.stack([d.evidence(fresh) for d in detectors]).mean(dim=0)
         drift = torch.full((fresh.n_episodes,), disc.drift)
         like = torch.from_numpy(trajectory_scores(looks, fresh.mask, drift, rule)[1] <= disc.threshold)
-        forecast_drift = float(torch.quantile(forecast[like][fresh.mask[like]], drift_quantile)) if like.any() else 0.0
-        _, scores = trajectory_scores(
-            forecast[like], fresh.mask[like], torch.full((int(like.sum()),), forecast_drift), rule
-        )
+        first = torch.arange(0, fresh.n_episodes, futures)
+        calibrates = first[like.view(-1, futures).all(dim=1)]
+        mask = fresh.mask[calibrates]
+        forecast_drift = float(torch.quantile(forecast[calibrates][mask], drift_quantile)) if len(calibrates) else 0.0
+        _, scores = trajectory_scores(forecast[calibrates], mask, torch.full((len(calibrates),), forecast_drift), rule)
         threshold = score_threshold(scores, alpha)
         if threshold == math.inf:
             raise ValueError(
-                f"a forecast monitor at alpha {alpha} needs at least {math.ceil(1 / alpha - 1)} fresh trajectories "
-                f"that look demonstrator-like, got {int(like.sum())}: raise --monitor-episodes"
+                f"a forecast monitor at alpha {alpha} needs at least {math.ceil(1 / alpha - 1)} starts whose futures "
+                f"all look demonstrator-like, got {len(calibrates)}: raise --monitor-episodes"
             )
         return cls(
             detectors=detectors,

@@ -23,6 +23,7 @@ never part of any detector's input.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import time
 from collections.abc import Callable
@@ -522,19 +523,30 @@ def export_monitor(config: AuditConfig, inputs: Inputs, ref: Reference, fitted: 
         env_id=inputs.info.env_id,
     )
     if detector_class(config.detector).forecasts:
-        monitor = Monitor.forecasting(**common, fresh=fresh_episodes(config, inputs))  # type: ignore[arg-type]
+        # the audit's own detectors stay as they were (its explanations come after); the monitor's probes learn more
+        learn = fresh_episodes(config, inputs, stream="monitor-probe", starts=config.monitor_probe_episodes)
+        common["detectors"] = [copy.deepcopy(d) for d in common["detectors"]]  # type: ignore[union-attr]
+        for k, det in enumerate(common["detectors"]):  # type: ignore[arg-type]
+            det.refit_probe(ref.fit, learn, seed=derive_seed(config.seed, "monitor-probe", k))
+        del learn
+        fresh = fresh_episodes(config, inputs, repeats=config.monitor_futures)
+        monitor = Monitor.forecasting(**common, fresh=fresh, futures=config.monitor_futures)  # type: ignore[arg-type]
     else:
         monitor = Monitor.calibrated(**common)  # type: ignore[arg-type]
     monitor.save(path)
 
 
-def fresh_episodes(config: AuditConfig, inputs: Inputs) -> Episodes:
-    """``config.monitor_episodes`` fresh trajectories of the imitator, seeded apart from the audited ones."""
+def fresh_episodes(
+    config: AuditConfig, inputs: Inputs, *, stream: str = "monitor", starts: int | None = None, repeats: int = 1
+) -> Episodes:
+    """Fresh trajectories of the imitator from ``starts`` (default ``config.monitor_episodes``) starts seeded apart
+    from the audited ones and from another ``stream``'s, ``repeats`` from each (start-major)."""
     traj = rollout(
         inputs.model,
         inputs.info.env_id,
-        episodes=config.monitor_episodes,
-        seed=derive_seed(config.seed, "monitor"),
+        episodes=config.monitor_episodes if starts is None else starts,
+        seed=derive_seed(config.seed, stream),
+        repeats=repeats,
         env_kwargs=inputs.info.env_kwargs,
         taps=read_taps(config),
         greedy=config.actions == "greedy",

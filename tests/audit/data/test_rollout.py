@@ -28,6 +28,19 @@ def test_reproducible_and_seed_sensitive():
     assert isinstance(make_batch("imitaudit/PowerSeeking-v0", 2), NativeBatch)
 
 
+def test_repeats_run_several_futures_from_each_start():
+    torch.manual_seed(0)
+    model = build("mlp", ImitatorConfig(obs_dim=325, n_actions=5, hidden=16))
+    traj = rollout(model, "imitaudit/PowerSeeking-v0", episodes=3, seed=4, repeats=4)
+    assert traj.n_episodes == 12 and traj.seeds.tolist() == [4] * 4 + [5] * 4 + [6] * 4
+    starts = traj.obs[:, 0].view(3, 4, -1)
+    assert torch.equal(starts[:, :1].expand_as(starts), starts)  # one layout per start
+    assert not torch.equal(starts[0, 0], starts[1, 0])
+    assert not torch.equal(traj.actions[0], traj.actions[1])  # futures sampled apart
+    with pytest.raises(ValueError, match="repeats"):
+        rollout(model, "imitaudit/PowerSeeking-v0", episodes=3, repeats=0)
+
+
 def test_adapter_on_cartpole():
     model = build("mlp", ImitatorConfig(obs_dim=4, n_actions=2, hidden=8))
     traj = rollout(model, "CartPole-v1", episodes=6, seed=0, taps=["core", "head"])
