@@ -29,8 +29,12 @@ def convert(
     logits: str = "",
     net_arch: str = "",
     activation: str = "",
+    action_box: dict[str, Any] | None = None,
 ) -> Path:
     """Convert ``source`` of ``kind`` into ``out`` (``.onnx`` for ONNX, else a checkpoint); returns the written path.
+
+    ``action_box`` is the env's ``Box`` (``{"dims", "low", "high"}``) for ``onnx`` and ``sb3``: the policy is then a
+    Gaussian over it (:mod:`models.onnx_imitator`); None for a discrete env.
 
     Raises:
         ValueError: one line: an unknown kind, a missing env for ``onnx``/``sb3``, or a file the readers refuse.
@@ -52,6 +56,7 @@ def convert(
             state_inputs=state_inputs,
             state_outputs=state_outputs,
             logits=logits,
+            action_box=action_box,
         )
         try:
             load_imitator(path)  # what the audit will read: refuse now, and leave no file that would be refused there
@@ -64,7 +69,15 @@ def convert(
 
         if not env_id:
             raise ValueError("--from sb3 needs --env ID (the env the policy acts in)")
-        return convert_sb3(source, out, env_id=env_id, env_kwargs=env_kwargs, net_arch=net_arch, activation=activation)
+        return convert_sb3(
+            source,
+            out,
+            env_id=env_id,
+            env_kwargs=env_kwargs,
+            net_arch=net_arch,
+            activation=activation,
+            action_box=action_box,
+        )
     if kind not in ("lightning", "imitaudit"):
         raise ValueError(f"unknown --from {kind!r}; choose {', '.join(KINDS)}")
     path = (

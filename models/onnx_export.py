@@ -42,8 +42,10 @@ def stamp(
     state_inputs: tuple[str, ...] = (),
     state_outputs: tuple[str, ...] = (),
     logits: str = "",
+    action_box: dict[str, Any] | None = None,
 ) -> Path:
-    """Copy the ONNX model at ``path`` to ``out`` with imitaudit's metadata_props set (others kept)."""
+    """Copy the ONNX model at ``path`` to ``out`` with imitaudit's metadata_props set (others kept); ``action_box``
+    (``{"dims", "low", "high"}``) marks a Gaussian policy of a ``Box`` env."""
     import onnx
 
     model = onnx.load_model(str(path), load_external_data=False)
@@ -59,6 +61,10 @@ def stamp(
         )
     if logits:
         props["imitaudit.logits"] = logits
+    if action_box is not None:
+        props["imitaudit.action_box"] = json.dumps(action_box, sort_keys=True)
+    else:
+        props.pop("imitaudit.action_box", None)
     del model.metadata_props[:]
     onnx.helper.set_model_props(model, props)
     out = Path(out)
@@ -66,6 +72,18 @@ def stamp(
     onnx.save_model(model, str(tmp))
     os.replace(tmp, out)
     return out
+
+
+def action_box_of(config: Any) -> dict[str, Any] | None:
+    """The ``imitaudit.action_box`` metadata of an imitator config: None for discrete actions."""
+    if not config.continuous:
+        return None
+    bounds = (config.action_low, config.action_high)
+    return {"dims": config.n_actions, "low": _listed(bounds[0]), "high": _listed(bounds[1])}
+
+
+def _listed(bound: Any) -> list[float] | None:
+    return None if bound is None else [float(v) for v in bound]
 
 
 def export_module(
@@ -76,8 +94,10 @@ def export_module(
     env_id: str,
     env_kwargs: dict[str, Any] | None = None,
     taps: dict[str, str] | None = None,
+    action_box: dict[str, Any] | None = None,
 ) -> Path:
-    """Export a memoryless torch policy ``module`` (obs [B, *obs_shape] -> logits [B, A]) as an ONNX imitator."""
+    """Export a memoryless torch policy ``module`` (obs [B, *obs_shape] -> logits [B, A], or [B, 2d] Gaussian
+    parameters with ``action_box``) as an ONNX imitator."""
     out = Path(path)
     tmp = out.with_name(out.name + ".raw")
     module = module.eval()
@@ -93,7 +113,7 @@ def export_module(
             dynamo=False,
         )
     try:
-        return stamp(tmp, out, env_id=env_id, env_kwargs=env_kwargs, taps=taps)
+        return stamp(tmp, out, env_id=env_id, env_kwargs=env_kwargs, taps=taps, action_box=action_box)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -134,6 +154,7 @@ def export_imitator(
             taps=taps,
             state_inputs=("state",) if state is not None else (),
             state_outputs=("next_state",) if state is not None else (),
+            action_box=action_box_of(model.config),
         )
     finally:
         tmp.unlink(missing_ok=True)

@@ -6,7 +6,10 @@ nothing a user names is imported or executed in Python. Taps are graph tensors e
 outputs at load time:
 
 - ``head``: the logits output (metadata ``imitaudit.logits``, else the graph's first output), [B, A]:
-  unnormalised log-probabilities of the ``A`` discrete actions (softmax gives the policy);
+  unnormalised log-probabilities of the ``A`` discrete actions (softmax gives the policy); for a ``Box`` env
+  (metadata ``imitaudit.action_box``, a JSON object ``{"dims": d, "low": [...], "high": [...]}``, bounds null for an
+  unbounded space), [B, 2d]: the Gaussian's mean and log standard deviation per dimension, before the squash into
+  the bounds (:mod:`models.actions`);
 - ``core``: the input of the last MatMul/Gemm node (the features the action layer reads);
 - ``encoder``: the input of the MatMul/Gemm before it, unless that is the observation itself.
 
@@ -331,13 +334,14 @@ class OnnxImitator(nn.Module):
         b, t, _ = obs.shape
         if not self.states:
             rows = obs[mask] if mask is not None else obs.reshape(b * t, -1)
-            logits, _, taps = self._run(rows, None) if len(rows) else (torch.zeros(0, self.config.n_actions), None, {})
+            width = self.config.head_width
+            logits, _, taps = self._run(rows, None) if len(rows) else (torch.zeros(0, width), None, {})
             for name in self.tap_names:  # [N_real, F] with a mask (scattered back by the caller), else [B, T, F]
                 value = taps.get(name, torch.zeros(0, self.tap_widths[name]))
                 getattr(self, name)(value if mask is not None else value.reshape(b, t, -1))
             if mask is None:
                 return logits.reshape(b, t, -1)
-            out = obs.new_zeros(b, t, self.config.n_actions)
+            out = obs.new_zeros(b, t, self.config.head_width)
             out[mask] = logits
             return out
         state, steps = self.initial_state(b), []
@@ -407,14 +411,27 @@ def load_onnx_bytes(
     model = _parse(data, name)
     meta = _checked(model, name)
     env_id, env_kwargs, named_taps = _env_metadata(meta, name)
+    box = _action_box(meta, name)
     states = _state_specs(model.graph, meta, name)
     obs_vi, obs_shape = _observation_input(model.graph, states, name)
     logits = meta.get("imitaudit.logits") or model.graph.output[0].name
     taps = _wire_taps(model, obs_vi.name, logits, named_taps, name)
     session = _session(model, name, threads)
-    n_actions, widths = _probe(session, name, obs_vi.name, obs_shape, states, logits, taps)
+    n_out, widths = _probe(session, name, obs_vi.name, obs_shape, states, logits, taps)
+    if box is not None and n_out != 2 * box["dims"]:
+        raise ValueError(
+            f"{name}: the graph's logits have {n_out} numbers per row; a Gaussian over {box['dims']} action "
+            f"dimension(s) needs {2 * box['dims']} (the means, then the log standard deviations)"
+        )
+    n_actions = n_out if box is None else box["dims"]
     config = ImitatorConfig(
-        obs_dim=math.prod(obs_shape), n_actions=n_actions, hidden=max(1, widths.get("core", n_actions)), heads=1
+        obs_dim=math.prod(obs_shape),
+        n_actions=n_actions,
+        hidden=max(1, widths.get("core", n_out)),
+        heads=1,
+        continuous=box is not None,
+        action_low=None if box is None else box["low"],
+        action_high=None if box is None else box["high"],
     )
     imitator = OnnxImitator(
         session=session,
@@ -482,6 +499,38 @@ def _env_metadata(meta: dict[str, str], name: str) -> tuple[str, dict[str, Any],
             f"{name}: imitaudit.env_kwargs and imitaudit.taps must be JSON objects (taps: name -> tensor name)"
         )
     return env_id, env_kwargs, named_taps
+
+
+def _action_box(meta: dict[str, str], name: str) -> dict[str, Any] | None:
+    """``imitaudit.action_box`` checked (dims a positive int within the limits, bounds one finite number per dimension
+    with low < high, or both null), or None for a discrete policy."""
+    from models.imitator import LIMITS
+
+    raw = meta.get("imitaudit.action_box")
+    if raw is None:
+        return None
+    try:
+        box = strict_json(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name}: malformed imitaudit.action_box ({str(exc).splitlines()[0][:200]})") from None
+    dims = box.get("dims") if isinstance(box, dict) else None
+    if (
+        not isinstance(dims, int)
+        or isinstance(dims, bool)
+        or not 1 <= dims <= LIMITS["n_actions"]
+        or set(box) - {"dims", "low", "high"}
+    ):
+        raise ValueError(
+            f'{name}: imitaudit.action_box must be {{"dims": d, "low": [...], "high": [...]}} with 1 <= d <= '
+            f"{LIMITS['n_actions']:,}"
+        )
+    try:
+        ImitatorConfig(
+            obs_dim=1, n_actions=dims, continuous=True, action_low=box.get("low"), action_high=box.get("high")
+        )
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{name}: imitaudit.action_box: {str(exc).splitlines()[0][:200]}") from None
+    return {"dims": dims, "low": box.get("low"), "high": box.get("high")}
 
 
 def _observation_input(graph: Any, states: list, name: str) -> tuple[Any, tuple[int, ...]]:

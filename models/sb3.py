@@ -9,10 +9,15 @@ Sources:
 - a policy's state dict (``torch.save(policy.state_dict(), "policy.pth")``), e.g. an
   ``imitation`` BC policy, which is an SB3 ``ActorCriticPolicy``.
 
-Mapped: MLP actor-critic policies (PPO, A2C, ``imitation``'s BC/GAIL/AIRL) — logits are the
+Mapped: MLP actor-critic policies (PPO, A2C, ``imitation``'s BC/GAIL/AIRL) over discrete actions — logits are the
 action net's output — and DQN Q-networks — logits are the Q-values (audit them with
-``--actions greedy``: the policy is their argmax). Hidden widths come from the weights; the
-activation from the zip, else ``activation`` (SB3's defaults: tanh for actor-critic, relu for DQN).
+``--actions greedy``: the policy is their argmax). Over ``Box`` actions: SAC actors, whose squashed Gaussian is
+imitaudit's own (the mean and the log standard deviation, clamped as SAC clamps it, before ``tanh`` and the scaling
+into the bounds), and TD3/DDPG actors, whose deterministic action is the mode of a Gaussian with the narrowest
+standard deviation imitaudit allows (audit them with ``--actions greedy``). PPO/A2C over ``Box`` actions sample an
+unsquashed Gaussian that the env clips, which is not the squashed one, so they are refused. Hidden widths come from
+the weights; the activation from the zip, else ``activation`` (SB3's defaults: tanh for actor-critic, relu for DQN,
+SAC and TD3).
 """
 
 from __future__ import annotations
@@ -93,17 +98,97 @@ def _layers(state: dict[str, torch.Tensor], prefix: str) -> list[tuple[torch.Ten
     return [(state[f"{prefix}.{i}.weight"], state[f"{prefix}.{i}.bias"]) for i in idx]
 
 
-def _mlp(layers: list[tuple[torch.Tensor, torch.Tensor]], activation: type[nn.Module]) -> nn.Sequential:
+def _mlp(
+    layers: list[tuple[torch.Tensor, torch.Tensor]], activation: type[nn.Module], *, last: bool = False
+) -> nn.Sequential:
+    """Linear layers with ``activation`` between them (and after the last with ``last``)."""
     mods: list[nn.Module] = []
     for i, (w, b) in enumerate(layers):
+        if w.dim() != 2 or b.shape != w.shape[:1]:
+            raise ValueError("a linear layer's weight and bias do not fit each other")
         lin = nn.Linear(w.shape[1], w.shape[0])
         with torch.no_grad():
             lin.weight.copy_(w.float())
             lin.bias.copy_(b.float())
         mods.append(lin)
-        if i < len(layers) - 1:
+        if last or i < len(layers) - 1:
             mods.append(activation())
     return nn.Sequential(*mods)
+
+
+SAC_LOG_STD = (-20.0, 2.0)
+"""SB3's SAC clamps its actor's log standard deviation here (``LOG_STD_MIN``, ``LOG_STD_MAX``)."""
+
+
+class _SquashedGaussian(nn.Module):
+    """A SAC actor: obs -> [mean, log std] per dimension, before the squash."""
+
+    def __init__(self, *, latent: nn.Sequential, mu: nn.Sequential, log_std: nn.Sequential) -> None:
+        super().__init__()
+        self.latent, self.mu, self.log_std = latent, mu, log_std
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        h = self.latent(obs)
+        return torch.cat([self.mu(h), self.log_std(h).clamp(*SAC_LOG_STD)], dim=-1)
+
+
+class _Deterministic(nn.Module):
+    """A TD3/DDPG actor without its final ``tanh``: obs -> [pre-squash action, the narrowest log std]."""
+
+    def __init__(self, *, body: nn.Sequential, log_std: float) -> None:
+        super().__init__()
+        self.body, self.narrow = body, float(log_std)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        u = self.body(obs)
+        return torch.cat([u, torch.full_like(u, self.narrow)], dim=-1)
+
+
+def kind_of(state: dict[str, torch.Tensor]) -> str:
+    """Which SB3 policy a state dict holds: ``sac``, ``td3``, ``actor-critic`` or ``dqn`` (``unknown`` otherwise).
+
+    Raises:
+        ValueError: a layout that is recognised but not mapped (one line saying why).
+    """
+    if "actor.mu.weight" in state and "actor.log_std.weight" in state:
+        return "sac"
+    if "actor.mu.weight" in state and "actor.log_std" in state:
+        raise ValueError("a SAC policy with gSDE (use_sde=True) is not mapped; the plain SAC actor is")
+    if "actor.mu.0.weight" in state:
+        return "td3"
+    if "action_net.weight" in state:
+        if "log_std" in state:
+            raise ValueError(
+                "a PPO/A2C policy over Box actions samples an unsquashed Gaussian that the env clips, not imitaudit's "
+                "squashed one, so it is not mapped (SAC and TD3 actors are)"
+            )
+        return "actor-critic"
+    return "dqn" if any(k.startswith("q_net.q_net.") for k in state) else "unknown"
+
+
+def box_actor(state: dict[str, torch.Tensor], kind: str, *, activation: str, dims: int) -> nn.Module:
+    """The acting network (obs -> [B, 2 * dims] Gaussian parameters) of a SAC or TD3 state dict.
+
+    Raises:
+        ValueError: one line: an action layer that is not ``dims`` wide, or a layout that does not fit.
+    """
+    act = ACTIVATIONS[activation]
+    if kind == "sac":
+        mu, log_std = state["actor.mu.weight"], state["actor.log_std.weight"]
+        if mu.shape[:1] != (dims,) or log_std.shape[:1] != (dims,):
+            raise ValueError(f"the SAC actor acts in {mu.shape[0]} dimension(s), the env's Box in {dims}")
+        latent = _layers(state, "actor.latent_pi")
+        return _SquashedGaussian(
+            latent=_mlp(latent, act, last=True),
+            mu=_mlp([(mu, state["actor.mu.bias"])], act),
+            log_std=_mlp([(log_std, state["actor.log_std.bias"])], act),
+        )
+    layers = _layers(state, "actor.mu")
+    if layers[-1][0].shape[:1] != (dims,):
+        raise ValueError(f"the TD3 actor acts in {layers[-1][0].shape[0]} dimension(s), the env's Box in {dims}")
+    from models.actions import LOG_STD_RANGE
+
+    return _Deterministic(body=_mlp(layers, act), log_std=LOG_STD_RANGE[0])
 
 
 def actor(state: dict[str, torch.Tensor], *, activation: str, name: str = "policy") -> tuple[nn.Sequential, str]:
@@ -134,6 +219,7 @@ def actor(state: dict[str, torch.Tensor], *, activation: str, name: str = "polic
 
 
 def _activation_of(data: dict[str, Any], given: str, kind: str) -> str:
+    """The activation: ``given``, else the zip's ``policy_kwargs``, else SB3's default for ``kind``."""
     if given:
         return given
     described = _plain(data, "policy_kwargs", "activation_fn")
@@ -142,7 +228,7 @@ def _activation_of(data: dict[str, Any], given: str, kind: str) -> str:
             if f".{key}'" in described.lower() or described.lower().endswith(key):
                 return key
         raise ValueError(f"the policy's activation {described[:80]!r} is not mapped (tanh and relu are)")
-    return "relu" if kind == "dqn" else "tanh"
+    return "tanh" if kind == "actor-critic" else "relu"
 
 
 def convert_sb3(
@@ -153,10 +239,12 @@ def convert_sb3(
     env_kwargs: dict[str, Any] | None = None,
     net_arch: str = "",
     activation: str = "",
+    action_box: dict[str, Any] | None = None,
 ) -> Path:
     """Write the SB3 policy at ``source`` (a model.save zip, or a policy state dict) as an ONNX imitator at ``out``.
 
-    ``net_arch`` ("64,64"), when given, is checked against the widths the weights hold.
+    ``net_arch`` ("64,64"), when given, is checked against the widths the weights hold. ``action_box``
+    (``{"dims", "low", "high"}``, :func:`models.onnx_export.stamp`) is the env's ``Box``, None for a discrete env.
 
     Raises:
         ValueError: one line naming what could not be read or mapped.
@@ -168,6 +256,15 @@ def convert_sb3(
         state, data = _read_zip(source)
     else:
         state, data = _weights(source.read_bytes(), str(source)), {}
+    try:
+        kind = kind_of(state)
+    except ValueError as exc:
+        raise ValueError(f"{source}: {exc}") from None
+    if kind in ("sac", "td3"):
+        return _convert_box(state, data, source, out, kind=kind, env_id=env_id, env_kwargs=env_kwargs,
+                            net_arch=net_arch, activation=activation, action_box=action_box)  # fmt: skip
+    if action_box is not None:
+        raise ValueError(f"{source}: {env_id} has Box actions; a discrete policy does not act in it")
     module_name = _plain(data, "policy_class", "__module__")
     kind_hint = "dqn" if isinstance(module_name, str) and ".dqn." in module_name else "actor-critic"
     act = _activation_of(data, activation, kind_hint)
@@ -179,3 +276,33 @@ def convert_sb3(
             raise ValueError(f"{source}: --net-arch {net_arch} does not match the weights' hidden widths {widths}")
     obs_dim = next(m for m in net if isinstance(m, nn.Linear)).in_features
     return export_module(net, out, obs_shape=(obs_dim,), env_id=env_id, env_kwargs=env_kwargs)
+
+
+def _convert_box(
+    state: dict[str, torch.Tensor],
+    data: dict[str, Any],
+    source: Path,
+    out: Path,
+    *,
+    kind: str,
+    env_id: str,
+    env_kwargs: dict[str, Any] | None,
+    net_arch: str,
+    activation: str,
+    action_box: dict[str, Any] | None,
+) -> Path:
+    """:func:`convert_sb3` for a SAC or TD3 actor."""
+    if action_box is None:
+        raise ValueError(f"{source}: a {kind.upper()} policy acts in a Box env; {env_id} has discrete actions")
+    act = _activation_of(data, activation, kind)
+    try:
+        net = box_actor(state, kind, activation=act, dims=int(action_box["dims"]))
+    except ValueError as exc:
+        raise ValueError(f"{source}: {exc}") from None
+    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    widths = [m.out_features for m in linears][: -2 if kind == "sac" else -1]
+    if net_arch and [int(w) for w in net_arch.split(",") if w.strip()] != widths:
+        raise ValueError(f"{source}: --net-arch {net_arch} does not match the weights' hidden widths {widths}")
+    return export_module(
+        net, out, obs_shape=(linears[0].in_features,), env_id=env_id, env_kwargs=env_kwargs, action_box=action_box
+    )

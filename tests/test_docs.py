@@ -21,7 +21,7 @@ def test_the_interop_guide_runs(tmp_path):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "IMITAUDIT_THREADS": "1"}
     res = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
-    for report in ("report-ppo", "gate-bc", "report-actor", "report-notebook"):
+    for report in ("report-ppo", "gate-bc", "report-actor", "report-pendulum", "report-sac", "report-notebook"):
         assert (tmp_path / report / "report.json").exists(), report
     assert (tmp_path / "gate-bc" / "junit.xml").exists()
     assert "AuditResult(" in res.stdout and "arch: onnx" in res.stdout

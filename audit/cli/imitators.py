@@ -99,10 +99,27 @@ def cmd_convert(args: argparse.Namespace) -> int:
         logits=args.logits,
         net_arch=args.net_arch,
         activation=args.activation,
+        action_box=_action_box(kind, args.env, args.env_kwargs or {}),
     )
     _check_fits(Path(out))
     print(f"wrote {out}")
     return EXIT_OK
+
+
+def _action_box(kind: str, env_id: str, env_kwargs: dict) -> dict | None:
+    """The ``Box`` a converted ONNX or SB3 policy acts in (its env's), None for a discrete env or another kind."""
+    if kind not in ("onnx", "sb3") or not env_id:
+        return None
+    from audit.envs.adapter import env_signature
+    from models.imitator import ImitatorConfig
+    from models.onnx_export import action_box_of
+
+    space = env_signature(env_id, env_kwargs)[1]
+    if not space.continuous:
+        return None
+    return action_box_of(
+        ImitatorConfig(obs_dim=1, n_actions=space.n, continuous=True, action_low=space.low, action_high=space.high)
+    )
 
 
 def _check_fits(path: Path) -> None:

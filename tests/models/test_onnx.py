@@ -1,6 +1,7 @@
 """ONNX imitators: exports of registry imitators act and tap exactly as the originals; hostile graphs get one line."""
 
 import json
+import re
 
 import numpy as np
 import onnx
@@ -33,8 +34,10 @@ TAPS = ("encoder", "core", "head")
         ("mlp", ImitatorConfig(obs_dim=4, n_actions=2)),
         ("gru", ImitatorConfig(obs_dim=4, n_actions=3, hidden=16)),
         ("gru", ImitatorConfig(obs_dim=2 * 3 * 3 + 1, n_actions=5, grid=(2, 3, 3), agent_plane=1, hidden=8)),
+        ("mlp", ImitatorConfig(obs_dim=3, n_actions=1, continuous=True, action_low=(-2.0,), action_high=(2.0,))),
+        ("gru", ImitatorConfig(obs_dim=4, n_actions=2, hidden=16, continuous=True)),
     ],
-    ids=["mlp", "gru", "grid-gru"],
+    ids=["mlp", "gru", "grid-gru", "gaussian-mlp", "unbounded-gaussian-gru"],
 )
 def test_an_exported_registry_imitator_steps_and_taps_as_the_original(arch, config, tmp_path):
     torch.manual_seed(0)
@@ -42,6 +45,8 @@ def test_an_exported_registry_imitator_steps_and_taps_as_the_original(arch, conf
     onnx_model, info = load_imitator(export_imitator(model, tmp_path / "m.onnx", env_id="CartPole-v1"))
     assert info.arch == "onnx" and info.env_id == "CartPole-v1" and info.n_actions == config.n_actions
     assert onnx_model.tap_sizes() == model.tap_sizes()
+    bounds = ("continuous", "action_low", "action_high")
+    assert [getattr(onnx_model.config, k) for k in bounds] == [getattr(config, k) for k in bounds]
     obs = torch.rand(3, 6, config.obs_dim)
     mask = torch.ones(3, 6, dtype=torch.bool)
     mask[0, 4:] = False
@@ -155,6 +160,32 @@ def test_hostile_graphs_are_refused_with_one_line(case, expect, tmp_path):
         load_imitator(path)
     message = str(err.value)
     assert expect in message and "\n" not in message and len(message) < 500, message
+
+
+@pytest.mark.parametrize(
+    "box,expect",
+    [
+        ({"dims": 2, "low": None, "high": None}, "logits have 2 numbers per row; a Gaussian over 2 action dimension"),
+        ({"dims": 1, "low": [1.0], "high": [-1.0]}, "action_low must be below action_high"),
+        ({"dims": 1, "low": [float("nan")], "high": [1.0]}, "malformed imitaudit.action_box"),
+        ({"dims": 1, "low": [0.0, 1.0], "high": [1.0]}, "one bound per action dimension"),
+        ({"dims": 0}, "with 1 <= d <= 65,536"),
+        ({"dims": 1, "path": "/etc/passwd"}, "with 1 <= d <= 65,536"),
+        ([1], "with 1 <= d <= 65,536"),
+    ],
+    ids=["width", "order", "nan", "length", "zero", "extra-key", "not-an-object"],
+)
+def test_a_gaussian_graph_s_action_box_is_checked_in_one_line(box, expect, tmp_path):
+    net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+    path = export_module(net, tmp_path / "g.onnx", obs_shape=(3,), env_id="Pendulum-v1")
+    model = onnx.load_model(str(path))
+    props = {p.key: p.value for p in model.metadata_props}
+    props["imitaudit.action_box"] = json.dumps(box)
+    del model.metadata_props[:]
+    helper.set_model_props(model, props)
+    with pytest.raises(ValueError, match=re.escape(expect)) as err:
+        load_onnx_bytes(model.SerializeToString(), "g.onnx")
+    assert len(str(err.value).splitlines()) == 1 and str(err.value).startswith("g.onnx: ")
 
 
 def test_a_torch_module_of_one_s_own_exports_and_stamps(tmp_path):

@@ -141,3 +141,48 @@ def test_the_cli_converts_an_sb3_zip_and_refuses_what_it_cannot_map(tmp_path):
             bad.stderr
         )
         assert not (tmp_path / "x.onnx").exists()
+
+
+PENDULUM_BOX = {"dims": 1, "low": [-2.0], "high": [2.0]}
+PENDULUM_OBS = torch.randn(128, 3, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.mark.parametrize("algo", ["SAC", "TD3"])
+def test_a_sac_or_td3_actor_converts_to_the_same_squashed_policy(algo, tmp_path):
+    from models.actions import distribution_of
+
+    kwargs = {"policy_kwargs": {"net_arch": [32, 16]}, "learning_starts": 32, "batch_size": 16}
+    model = getattr(sb3, algo)("MlpPolicy", "Pendulum-v1", seed=0, device="cpu", **kwargs)
+    model.learn(64)
+    model.save(tmp_path / "model.zip")
+    path = convert_sb3(tmp_path / "model.zip", tmp_path / "i.onnx", env_id="Pendulum-v1", action_box=PENDULUM_BOX)
+    imitator, info = load_imitator(path)
+    assert imitator.config.continuous and imitator.config.action_high == (2.0,) and info.n_actions == 1
+    params, _ = imitator(PENDULUM_OBS)
+    dist = distribution_of(imitator.config)
+    greedy, _ = model.predict(PENDULUM_OBS.numpy(), deterministic=True)
+    np.testing.assert_allclose(dist.mode(params).numpy(), greedy, atol=1e-5)
+    if algo == "SAC":  # the spread as well: SAC's own Gaussian, before its squash
+        mean, log_std, _ = model.actor.get_action_dist_params(PENDULUM_OBS)
+        np.testing.assert_allclose(params[:, :1].detach().numpy(), mean.detach().numpy(), atol=1e-5)
+        np.testing.assert_allclose(params[:, 1:].detach().numpy(), log_std.detach().numpy(), atol=1e-5)
+
+
+def test_box_policies_that_are_not_mapped_are_refused_in_one_line(tmp_path):
+    ppo = sb3.PPO("MlpPolicy", "Pendulum-v1", seed=0, device="cpu", n_steps=64, batch_size=32)
+    ppo.save(tmp_path / "ppo.zip")
+    with pytest.raises(ValueError, match="unsquashed Gaussian"):
+        convert_sb3(tmp_path / "ppo.zip", tmp_path / "p.onnx", env_id="Pendulum-v1", action_box=PENDULUM_BOX)
+    sac = sb3.SAC("MlpPolicy", "Pendulum-v1", seed=0, device="cpu", policy_kwargs={"net_arch": [8]})
+    sac.save(tmp_path / "sac.zip")
+    with pytest.raises(ValueError, match="acts in a Box env; CartPole-v1 has discrete actions"):
+        convert_sb3(tmp_path / "sac.zip", tmp_path / "s.onnx", env_id="CartPole-v1")
+    with pytest.raises(ValueError, match="acts in 1 dimension"):
+        convert_sb3(
+            tmp_path / "sac.zip", tmp_path / "s.onnx", env_id="X", action_box={"dims": 2, "low": None, "high": None}
+        )
+    dqn = sb3.DQN("MlpPolicy", "CartPole-v1", seed=0, device="cpu")
+    dqn.save(tmp_path / "dqn.zip")
+    with pytest.raises(ValueError, match="has Box actions; a discrete policy"):
+        convert_sb3(tmp_path / "dqn.zip", tmp_path / "d.onnx", env_id="Pendulum-v1", action_box=PENDULUM_BOX)
+    assert not any(tmp_path.glob("*.onnx"))
