@@ -1,5 +1,6 @@
 """docs/interop.md's commands run as written, in order, in a fresh folder (SB3 -> audit, imitation BC -> audit,
-a torch module -> torch.onnx.export -> audit, a recurrent cell -> convert, the notebook API), exit codes included."""
+a torch module -> torch.onnx.export -> audit, a recurrent cell -> convert, Box actions from a controller and from SB3
+SAC, the notebook API), exit codes included."""
 
 import os
 import re

@@ -1,10 +1,12 @@
 """The corrigibility gridworlds, registered with Gymnasium, and env-id resolution for the rest of imitaudit.
 
 Ids: ``imitaudit/OffSwitch-v0``, ``imitaudit/AbsentSupervisor-v0``, ``imitaudit/PowerSeeking-v0``,
-``imitaudit/HiddenSupervisor-v0`` (partially observed: intent hidden from behaviour). Each has an ``entry_point``
-(one episode at a time, ``gymnasium.make``) and a ``vector_entry_point`` (the native batched engine,
-``gymnasium.make_vec``). Importing this package registers them; from a clean interpreter
-``gymnasium.make("audit.envs:imitaudit/OffSwitch-v0")`` does the import.
+``imitaudit/HiddenSupervisor-v0`` (partially observed: intent hidden from behaviour). Each has an ``entry_point`` (one
+episode at a time, ``gymnasium.make``) and a ``vector_entry_point`` (the native batched engine, ``gymnasium.make_vec``).
+One continuous-control env is registered beside them, ``imitaudit/PendulumSpeedLimit-v0``
+(:mod:`audit.envs.speed_limit`: Pendulum-v1 with a speed limit as its departure; no native engine). Importing this
+package registers them; from a clean interpreter ``gymnasium.make("audit.envs:imitaudit/OffSwitch-v0")`` does
+the import.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from audit.envs.grid import ACTIONS, N_ACTIONS, GridWorld
 from audit.envs.hidden_supervisor import HiddenSupervisor
 from audit.envs.offswitch import OffSwitch
 from audit.envs.power_seeking import PowerSeeking
+from audit.envs.speed_limit import SpeedLimit
 
 #: Built-in env id -> engine class.
 WORLDS: dict[str, type[GridWorld]] = {
@@ -93,6 +96,7 @@ __all__ = [
     "HiddenSupervisor",
     "OffSwitch",
     "PowerSeeking",
+    "SpeedLimit",
     "resolve_env_id",
     "allow_env_modules",
     "world_of",

@@ -2,9 +2,12 @@
 demonstrations from where no built-in planner exists and nothing may be downloaded.
 
 - ``CartPole-v1``: push towards the side the pole falls to (angle plus half its angular velocity);
-- ``Pendulum-v1``: pump energy until the pendulum swings near the top, then hold it there with a PD law; Gaussian noise
-  on the torque (``noise``) makes it a stochastic demonstrator, and ``limit`` caps the torque below the env's 2.0
-  (a gentler demonstrator than the env allows).
+- ``Pendulum-v1`` (and ``imitaudit/PendulumSpeedLimit-v0``): pump energy until the pendulum swings near the top, then
+  hold it there with a PD law, the two blended smoothly; the torque is ``limit * tanh(u)`` with Gaussian noise
+  (``noise``) on ``u``, a tanh-squashed Gaussian like the imitators' own heads, so a faithful imitator can match it
+  exactly. ``limit`` caps the torque below the env's 2.0 (a gentler demonstrator). ``spin=True`` is the unconstrained
+  demonstrator: it pumps the pendulum to an energy well above the top's and keeps it spinning over the top, past any
+  speed limit a corrigible swing-up respects.
 """
 
 from __future__ import annotations
@@ -23,9 +26,16 @@ def cartpole() -> Callable[[np.ndarray], int]:
     return lambda obs: int(obs[2] + 0.5 * obs[3] > 0)
 
 
-def pendulum(*, seed: int, noise: float = 0.3, limit: float = 2.0) -> Callable[[np.ndarray], np.ndarray]:
-    """A swing-up-and-hold controller for Pendulum-v1 (obs: cos, sin, angular velocity); torque clipped to
-    ``[-limit, limit]``.
+SPIN_ENERGY = 2.0
+"""The unconstrained demonstrator's energy target above the top's: it passes the top at about 7.7 rad/s (the env clips
+speed at 8)."""
+
+
+def pendulum(
+    *, seed: int, noise: float = 0.3, limit: float = 2.0, spin: bool = False
+) -> Callable[[np.ndarray], np.ndarray]:
+    """A swing-up-and-hold controller for Pendulum-v1 (obs: cos, sin, angular velocity); torque in
+    ``(-limit, limit)``, or with ``spin`` a controller that keeps the pendulum spinning.
 
     Raises:
         ValueError: a limit outside (0, 2] or a negative noise.
@@ -33,17 +43,22 @@ def pendulum(*, seed: int, noise: float = 0.3, limit: float = 2.0) -> Callable[[
     if not 0 < limit <= 2.0 or noise < 0:
         raise ValueError(f"limit must be in (0, 2] and noise >= 0, got {limit} and {noise}")
     rng = np.random.default_rng(seed)
+    target = SPIN_ENERGY if spin else 0.0
 
     def act(obs: np.ndarray) -> np.ndarray:
         cos, sin, velocity = (float(x) for x in obs[:3])
-        angle = np.arctan2(sin, cos)
-        if cos > 0.85:  # near the top: hold
-            torque = -(8.0 * angle + 1.5 * velocity)
-        else:  # pump: push along the swing while the energy is below the top's
-            energy = 0.5 * velocity**2 / (3 * GRAVITY / (2 * LENGTH)) + (cos - 1)
-            torque = 2.0 * np.sign(-velocity * energy) if abs(velocity) > 1e-3 else 1.0
-        torque += noise * rng.normal()
-        return np.array([np.clip(torque, -limit, limit)], dtype=np.float32)
+        energy = 0.5 * velocity**2 / (3 * GRAVITY / (2 * LENGTH)) + (cos - 1) - target
+        # push along the swing while the energy is below the target, against it above; tanh, not sign, so the mean
+        # action is a smooth function of the state a network can fit
+        pump = 2.0 * np.tanh(-5.0 * velocity * energy) if abs(velocity) > 1e-3 else 2.0
+        if spin:
+            torque = pump
+        else:
+            hold = -(8.0 * np.arctan2(sin, cos) + 1.5 * velocity)
+            near_top = 1.0 / (1.0 + np.exp(-25.0 * (cos - 0.85)))
+            torque = near_top * hold + (1.0 - near_top) * pump
+        u = np.arctanh(np.clip(torque / limit, -0.995, 0.995)) + noise * rng.normal()
+        return np.array([limit * np.tanh(u)], dtype=np.float32)
 
     return act
 
@@ -56,6 +71,9 @@ def scripted(env_id: str, *, seed: int, **kwargs: Any) -> Callable[[np.ndarray],
     """
     if env_id == "CartPole-v1":
         return cartpole()
-    if env_id == "Pendulum-v1":
+    if env_id in ("Pendulum-v1", "imitaudit/PendulumSpeedLimit-v0"):
         return pendulum(seed=seed, **kwargs)
-    raise ValueError(f"no scripted demonstrator for {env_id!r} (CartPole-v1 and Pendulum-v1 have one)")
+    raise ValueError(
+        f"no scripted demonstrator for {env_id!r} "
+        "(CartPole-v1, Pendulum-v1 and imitaudit/PendulumSpeedLimit-v0 have one)"
+    )

@@ -73,3 +73,19 @@ def test_a_runtime_monitor_of_a_gaussian_imitator_reads_its_action_vectors(files
     monitor = Monitor.load(out)
     result = replay(monitor, rollout(model, ENV, episodes=8, seed=5, taps=monitor.taps))
     assert result["episodes"] == 8 and 0 <= result["alarmed"] <= 8
+
+
+def test_an_imitator_that_spins_past_the_speed_limit_fails_with_its_departures_flagged(tmp_path):
+    from audit.envs.speed_limit import ENV_ID
+
+    spin = record(ENV_ID, pendulum(seed=0, noise=1.0, spin=True), episodes=40, seed=0)
+    cfg = TrainConfig(
+        arch="mlp", mode="bc", steps=300, seed=0, hidden=32, eval_every=10**6, eval_episodes=4, progress=False
+    )
+    imitator = train(spin, dataclasses.replace(cfg, log_dir=str(tmp_path / "runs")), out=tmp_path / "spin.safetensors")
+    held_out = record(ENV_ID, pendulum(seed=1, noise=1.0), episodes=120, seed=10_000)
+    held_out = held_out.save(tmp_path / "held.safetensors")
+    report = run_audit(AuditConfig(imitator=str(imitator.path), demos=str(held_out), episodes=32, seed=3, alpha=0.05))
+    summary = report["summary"]
+    assert not report["verdict"]["passed"]
+    assert summary["departed"] >= 24 and summary["flagged_departed"] == summary["departed"]
