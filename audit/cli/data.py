@@ -15,8 +15,12 @@ def cmd_demos(args: argparse.Namespace) -> int:
     from audit.data.demonstrator import PRESETS
     from audit.envs import resolve_env_id, world_of
 
+    if not args.out and not args.to_minari:
+        raise UsageError("say where to write: --out FILE.safetensors, --to-minari DATASET_DIR, or both")
     if args.from_minari:
         return _from_minari(args)
+    if args.from_demos:
+        return _from_demos(args)
     if not args.env:
         raise UsageError("--env is required (or --from-minari DATASET_DIR, whose env the dataset names)")
     resolve_env_id(args.env)
@@ -53,7 +57,7 @@ def cmd_demos(args: argparse.Namespace) -> int:
             departure_key=args.departure_key,
             **names,
         )
-    out = demos.save(args.out)
+    out = _write(demos, args)
     s = demos.summary()
     rate = "n/a" if s["departure_rate"] is None else f"{s['departure_rate']:.3f}"
     print(
@@ -63,14 +67,41 @@ def cmd_demos(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _write(demos: Any, args: argparse.Namespace) -> str:
+    """Write ``demos`` where the user asked (``--out``, ``--to-minari`` or both, the Minari dataset first: it is the
+    one that refuses demonstrations without their episodes' ends); what was written."""
+    from audit.data.minari import write_minari
+
+    written = []
+    if args.to_minari:
+        written.append(f"Minari dataset {write_minari(demos, args.to_minari)}")
+    if args.out:
+        written.insert(0, str(demos.save(args.out)))
+    return " and ".join(written)
+
+
+def _from_demos(args: argparse.Namespace) -> int:
+    """``demos --from-demos FILE``: an imitaudit demonstrations file rewritten (as a Minari dataset, typically)."""
+    from audit.data.demonstrations import Demonstrations
+
+    if args.env or args.policy or args.imitator:
+        raise UsageError("--from-demos takes the env from the file: drop --env, --policy and --imitator")
+    demos = Demonstrations.load(args.from_demos)
+    s = demos.summary()
+    print(f"wrote {_write(demos, args)}: {s['episodes']} episodes, {s['steps']} steps of {s['env_id']}")
+    return EXIT_OK
+
+
 def _from_minari(args: argparse.Namespace) -> int:
     """``demos --from-minari``: a local Minari dataset converted (its env and kwargs are the dataset's)."""
     from audit.data.minari import read_minari
 
     if args.env or args.policy or args.imitator:
         raise UsageError("--from-minari takes the env from the dataset: drop --env, --policy and --imitator")
+    if args.from_demos:
+        raise UsageError("--from-minari and --from-demos are two sources: give one")
     demos = read_minari(args.from_minari, departure_key=args.departure_key)
-    out = demos.save(args.out)
+    out = _write(demos, args)
     s = demos.summary()
     print(f"wrote {out}: {s['episodes']} episodes, {s['steps']} steps of {s['env_id']} from {args.from_minari}")
     return EXIT_OK
@@ -94,7 +125,7 @@ def _record_imitator(args: argparse.Namespace, env_kwargs: dict) -> int:
         departure_key=args.departure_key,
         source=f"imitator {info.sha256[:12]}",
     )
-    out = demos.save(args.out)
+    out = _write(demos, args)
     s = demos.summary()
     rate = "n/a" if s["departure_rate"] is None else f"{s['departure_rate']:.3f}"
     print(
@@ -233,7 +264,20 @@ def _demos_parser(sub: argparse._SubParsersAction) -> None:
         metavar="A,B,...",
         help="a name per action, for replays (default: the action's number)",
     )
-    p.add_argument("--out", required=True, help="output .safetensors path")
+    p.add_argument(
+        "--from-demos",
+        default="",
+        metavar="FILE",
+        help="rewrite an imitaudit demonstrations file instead of recording (with --to-minari: as a Minari dataset)",
+    )
+    p.add_argument("--out", default="", help="output .safetensors path")
+    p.add_argument(
+        "--to-minari",
+        default="",
+        metavar="DATASET_DIR",
+        help="also (or only) write a Minari dataset in this new folder; its id is its path below the Minari root "
+        "(namespace/name-vN)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_demos)
 

@@ -2,7 +2,10 @@
 
 A dataset is one safetensors file. Tensors: ``obs`` [T, ...] float32, ``actions`` [T] int64 (a ``Discrete`` env) or
 [T, d] float32 (a ``Box`` env of d dimensions), ``rewards`` [T] float32, ``episode`` [T] int64 (each episode's steps
-contiguous, ids non-decreasing), optional ``departure`` [T] bool (ground truth, for benchmarks only).
+contiguous, ids non-decreasing), optional ``departure`` [T] bool (ground truth, for benchmarks only), optional
+``last_obs`` [E, ...] float32 and ``terminated`` [E] bool together (each episode's end: the observation after its last
+action, and whether the env terminated it rather than truncating it; what a Minari dataset needs, recorded by
+:func:`record`).
 Metadata: ``imitaudit.schema`` = ``imitaudit.demonstrations/2`` (``/1`` files, discrete only, are still read),
 ``env_id``,
 ``env_kwargs`` (JSON object), ``source``; optional ``feature_names`` and ``action_names`` (JSON lists of
@@ -35,6 +38,8 @@ SCHEMA = DEMONSTRATIONS_SCHEMA
 """An imitator's schema (:mod:`models.checkpoint`), named to say what a swapped file is."""
 _REQUIRED = ("obs", "actions", "rewards", "episode")
 _DTYPES = {"obs": np.float32, "actions": np.int64, "rewards": np.float32, "episode": np.int64, "departure": np.bool_}
+_ENDS = {"last_obs": np.float32, "terminated": np.bool_}
+"""Optional per-episode tensors (checked by ``Demonstrations._check_ends``)."""
 
 MAX_NAME_CHARS = 64
 MAX_ACTION_NAMES = 1024
@@ -59,6 +64,8 @@ class Demonstrations:
         feature_names: one name per feature of the flattened observation (prod(obs_shape)), or empty.
         action_names: one name per action, or empty.
         departure_key: the env info key ``departure`` was read from (rollouts of imitators read the same).
+        last_obs: [E, *obs_shape] float32 observation after each episode's last action, or None (not recorded).
+        terminated: [E] bool: the env terminated the episode (False: truncated), or None; given with ``last_obs``.
     """
 
     obs: np.ndarray
@@ -72,10 +79,13 @@ class Demonstrations:
     feature_names: tuple[str, ...] = ()
     action_names: tuple[str, ...] = ()
     departure_key: str = "departure"
+    last_obs: np.ndarray | None = None
+    terminated: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self._check_tensors()
         self._check_values()
+        self._check_ends()
         if not isinstance(self.env_id, str) or not self.env_id:
             raise ValueError("env_id must be a non-empty string")
         if not isinstance(self.env_kwargs, dict):
@@ -136,6 +146,24 @@ class Demonstrations:
         if (np.diff(self.episode) < 0).any():
             raise ValueError("episode ids must be non-decreasing (each episode's steps contiguous)")
 
+    def _check_ends(self) -> None:
+        """``last_obs`` and ``terminated`` given together, one per episode, of the right shape, type and values."""
+        if (self.last_obs is None) != (self.terminated is None):
+            raise ValueError("last_obs and terminated go together: give both or neither")
+        if self.last_obs is None or self.terminated is None:
+            return
+        e = self.n_episodes
+        if not isinstance(self.last_obs, np.ndarray) or self.last_obs.dtype != np.float32:
+            raise ValueError("last_obs must be a float32 numpy array")
+        if self.last_obs.shape != (e, *self.obs_shape):
+            raise ValueError(f"last_obs has shape {self.last_obs.shape}, needs one observation per episode")
+        if not isinstance(self.terminated, np.ndarray) or self.terminated.dtype != np.bool_:
+            raise ValueError("terminated must be a bool numpy array")
+        if self.terminated.shape != (e,):
+            raise ValueError(f"terminated has shape {self.terminated.shape}, needs one entry per episode ({e})")
+        if not np.isfinite(self.last_obs).all():
+            raise ValueError("last_obs contains NaN or infinite values")
+
     # ----- views ------------------------------------------------------------------------
 
     @property
@@ -179,7 +207,8 @@ class Demonstrations:
 
     def select(self, episodes: np.ndarray) -> "Demonstrations":
         """The dataset restricted to the episodes at positions ``episodes`` (in 0..E-1)."""
-        bounds = self.episode_bounds()[np.asarray(episodes, dtype=np.int64)]
+        chosen = np.asarray(episodes, dtype=np.int64)
+        bounds = self.episode_bounds()[chosen]
         steps = np.concatenate([np.arange(a, b) for a, b in bounds]) if len(bounds) else np.zeros(0, dtype=np.int64)
         return Demonstrations(
             obs=self.obs[steps],
@@ -193,6 +222,8 @@ class Demonstrations:
             feature_names=self.feature_names,
             action_names=self.action_names,
             departure_key=self.departure_key,
+            last_obs=None if self.last_obs is None else self.last_obs[chosen],
+            terminated=None if self.terminated is None else self.terminated[chosen],
         )
 
     def check_fits_env(self) -> tuple[int, int]:
@@ -247,6 +278,8 @@ class Demonstrations:
         tensors = {"obs": self.obs, "actions": self.actions, "rewards": self.rewards, "episode": self.episode}
         if self.departure is not None:
             tensors["departure"] = self.departure
+        if self.last_obs is not None and self.terminated is not None:
+            tensors["last_obs"], tensors["terminated"] = self.last_obs, self.terminated
         metadata = {
             "imitaudit.schema": SCHEMA,
             "env_id": self.env_id,
@@ -288,7 +321,7 @@ class Demonstrations:
         missing = [name for name in _REQUIRED if name not in tensors]
         if missing:
             raise ValueError(f"{path}: missing tensor(s) {', '.join(missing)}")
-        unknown = sorted(set(tensors) - set(_DTYPES))
+        unknown = sorted(set(tensors) - set(_DTYPES) - set(_ENDS))
         if unknown:
             raise ValueError(f"{path}: unexpected tensor(s) {', '.join(unknown)}")
         for key in ("env_id", "source"):
@@ -316,6 +349,8 @@ class Demonstrations:
                 env_kwargs=env_kwargs,
                 source=metadata["source"],
                 departure_key=metadata.get("departure_key", "departure"),
+                last_obs=tensors.get("last_obs"),
+                terminated=tensors.get("terminated"),
                 **names,
             )
         except ValueError as exc:
@@ -464,6 +499,8 @@ def _record_planner(job: _Recording, world_cls: Any, demonstrator: Demonstrator,
         world.reset(seeds=np.arange(seed + first, seed + first + k, dtype=np.uint64))
         demonstrator.start(world)
         steps: dict[str, list[np.ndarray]] = {n: [] for n in ("obs", "actions", "rewards", "episode", "departure", "t")}
+        last_obs = np.zeros((k, *world.observe(np.arange(1)).shape[1:]), dtype=np.float32)
+        terminated = np.zeros(k, dtype=bool)
         while not world.done.all():
             live = np.flatnonzero(~world.done)
             steps["obs"].append(world.observe(live))
@@ -474,12 +511,15 @@ def _record_planner(job: _Recording, world_cls: Any, demonstrator: Demonstrator,
             steps["rewards"].append(result["reward"].astype(np.float32))
             steps["episode"].append(live + first)
             steps["departure"].append(result["departure"])
-            finished = int((result["terminated"] | result["truncated"]).sum())
-            if progress and finished:
-                progress(finished)
+            ended = result["terminated"] | result["truncated"]
+            if ended.any():
+                last_obs[live[ended]] = world.observe(live[ended])
+                terminated[live[ended]] = result["terminated"][ended]
+            if progress and ended.any():
+                progress(int(ended.sum()))
         cat = {n: np.concatenate(v) for n, v in steps.items()}
         order = np.lexsort((cat["t"], cat["episode"]))
-        chunks.append({n: v[order] for n, v in cat.items()})
+        chunks.append({**{n: v[order] for n, v in cat.items()}, "last_obs": last_obs, "terminated": terminated})
     merged = {n: np.concatenate([c[n] for c in chunks]) for n in chunks[0]}
     return Demonstrations(
         obs=merged["obs"],
@@ -490,6 +530,8 @@ def _record_planner(job: _Recording, world_cls: Any, demonstrator: Demonstrator,
         env_id=env_id,
         env_kwargs=env_kwargs,
         source=job.source or demonstrator.describe(),
+        last_obs=merged["last_obs"],
+        terminated=merged["terminated"],
     )
 
 
@@ -515,7 +557,9 @@ def _record_callable(
         env.close()
         raise
     obs_space = env.observation_space
-    rows: dict[str, list] = {n: [] for n in ("obs", "actions", "rewards", "episode", "departure")}
+    rows: dict[str, list] = {
+        n: [] for n in ("obs", "actions", "rewards", "episode", "departure", "last_obs", "terminated")
+    }
     saw_departure = departure_key != "departure"  # a key the user names is one the env records
     try:
         for e in range(episodes):
@@ -523,7 +567,8 @@ def _record_callable(
             done = False
             while not done:
                 flat = np.asarray(spaces.flatten(obs_space, obs), dtype=np.float32)
-                action = box_action(policy(flat), space) if space.continuous else policy_action(policy(flat), space.n)
+                chosen = _ask(policy, flat)
+                action = box_action(chosen, space) if space.continuous else policy_action(chosen, space.n)
                 obs, reward, terminated, truncated, info = env.step(
                     np.asarray(action, dtype=env.action_space.dtype) if space.continuous else action
                 )
@@ -534,6 +579,8 @@ def _record_callable(
                 saw_departure |= departure_key in info
                 rows["departure"].append(bool(info.get(departure_key, False)))
                 done = terminated or truncated
+            rows["last_obs"].append(np.asarray(spaces.flatten(obs_space, obs), dtype=np.float32))
+            rows["terminated"].append(bool(terminated))
             if progress:
                 progress(1)
     finally:
@@ -548,7 +595,22 @@ def _record_callable(
         env_kwargs=env_kwargs,
         departure_key=departure_key,
         source=source or f"callable {getattr(policy, '__qualname__', type(policy).__name__)}",
+        last_obs=np.stack(rows["last_obs"]).astype(np.float32),
+        terminated=np.asarray(rows["terminated"], dtype=bool),
     )
+
+
+def _ask(policy: Callable[[np.ndarray], Any], obs: np.ndarray) -> Any:
+    """The user's policy's answer to one observation; its failure as one line (its own code, run on its own machine).
+
+    Raises:
+        ValueError: the policy raised.
+    """
+    try:
+        return policy(obs)
+    except Exception as exc:  # noqa: BLE001 - whatever the user's function raises is reported, not a traceback
+        detail = str(exc).splitlines()[0][:200] if str(exc) else ""
+        raise ValueError(f"the policy raised {type(exc).__name__}{': ' + detail if detail else ''}") from None
 
 
 def box_action(value: Any, space: ActionSpace) -> np.ndarray:

@@ -3,10 +3,11 @@
 Ids: ``imitaudit/OffSwitch-v0``, ``imitaudit/AbsentSupervisor-v0``, ``imitaudit/PowerSeeking-v0``,
 ``imitaudit/HiddenSupervisor-v0`` (partially observed: intent hidden from behaviour). Each has an ``entry_point`` (one
 episode at a time, ``gymnasium.make``) and a ``vector_entry_point`` (the native batched engine, ``gymnasium.make_vec``).
-One continuous-control env is registered beside them, ``imitaudit/PendulumSpeedLimit-v0``
-(:mod:`audit.envs.speed_limit`: Pendulum-v1 with a speed limit as its departure; no native engine). Importing this
-package registers them; from a clean interpreter ``gymnasium.make("audit.envs:imitaudit/OffSwitch-v0")`` does
-the import.
+Two continuous-control envs are registered beside them, ``imitaudit/PendulumSpeedLimit-v0``
+(:mod:`audit.envs.speed_limit`: Pendulum-v1 with a speed limit as its departure) and ``imitaudit/ReacherSpeedLimit-v0``
+(:mod:`audit.envs.reacher_speed_limit`: MuJoCo's Reacher-v5 with a joint speed limit); neither has a native engine.
+Importing this package registers them; from a clean interpreter
+``gymnasium.make("audit.envs:imitaudit/OffSwitch-v0")`` does the import.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from audit.envs.grid import ACTIONS, N_ACTIONS, GridWorld
 from audit.envs.hidden_supervisor import HiddenSupervisor
 from audit.envs.offswitch import OffSwitch
 from audit.envs.power_seeking import PowerSeeking
+from audit.envs.reacher_speed_limit import JointSpeedLimit
 from audit.envs.speed_limit import SpeedLimit
 
 #: Built-in env id -> engine class.
@@ -96,6 +98,7 @@ __all__ = [
     "HiddenSupervisor",
     "OffSwitch",
     "PowerSeeking",
+    "JointSpeedLimit",
     "SpeedLimit",
     "resolve_env_id",
     "allow_env_modules",

@@ -25,6 +25,7 @@ import numpy as np
 from gymnasium import spaces
 
 from audit.envs import N_ACTIONS, resolve_env_id, world_of
+from audit.envs.physics import copy_physics, is_mujoco
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -223,7 +224,9 @@ class GymnasiumBatch:
         return self._obs.copy()
 
     def branch(self, idx: np.ndarray, copies: int, salt: int) -> "GymnasiumBatch":
-        """Counterfactual copies of rows ``idx`` by ``copy.deepcopy`` (copy j of ``idx[i]`` in row ``i * copies + j``).
+        """Counterfactual copies of rows ``idx`` by ``copy.deepcopy`` (copy j of ``idx[i]`` in row ``i * copies + j``),
+        with a MuJoCo env's physics state carried across by :func:`audit.envs.physics.copy_physics` (a deep copy alone
+        does not).
 
         Each copy's random generator is reseeded from ``salt`` and the copy's position, so a future
         never reads the draws the real episode will meet. This batch is not touched.
@@ -241,6 +244,8 @@ class GymnasiumBatch:
                 f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'deepcopy failed'})"
             ) from None
         for j, env in enumerate(twin.envs):
+            if is_mujoco(env):
+                copy_physics(self.envs[src[j]], env)
             env.unwrapped.np_random = np.random.default_rng([int(salt) % 2**63, j])
         twin.num_envs = len(src)
         twin._obs = self._obs[src].copy()

@@ -8,6 +8,10 @@ demonstrations from where no built-in planner exists and nothing may be download
   exactly. ``limit`` caps the torque below the env's 2.0 (a gentler demonstrator). ``spin=True`` is the unconstrained
   demonstrator: it pumps the pendulum to an energy well above the top's and keeps it spinning over the top, past any
   speed limit a corrigible swing-up respects.
+- ``Reacher-v5`` (and ``imitaudit/ReacherSpeedLimit-v0``): a Jacobian-transpose reach whose commanded joint velocities
+  are governed below ``speed`` rad/s, tracked by a squashed proportional torque with Gaussian noise before the
+  squashing; ``unconstrained=True`` commands joint velocities up to ``UNCONSTRAINED_SPEED`` with a stiffer reach, the
+  demonstrator that gets there sooner by breaking a joint speed limit the governed one keeps.
 """
 
 from __future__ import annotations
@@ -63,6 +67,39 @@ def pendulum(
     return act
 
 
+REACHER_LINKS = (0.1, 0.11)
+"""Reacher-v5's upper arm and forearm-to-fingertip lengths (m)."""
+UNCONSTRAINED_SPEED = 20.0
+
+
+def reacher(
+    *, seed: int, noise: float = 0.3, speed: float = 3.0, unconstrained: bool = False
+) -> Callable[[np.ndarray], np.ndarray]:
+    """A reaching controller for Reacher-v5 (obs: cos and sin of both joints, target, joint velocities, fingertip minus
+    target); torques in ``(-1, 1)``.
+
+    Raises:
+        ValueError: a negative noise or a non-positive speed.
+    """
+    if noise < 0 or speed <= 0:
+        raise ValueError(f"noise must be >= 0 and speed > 0, got {noise!r} and {speed!r}")
+    rng = np.random.default_rng(seed)
+    cap, stiffness = (UNCONSTRAINED_SPEED, 1000.0) if unconstrained else (float(speed), 300.0)
+    l1, l2 = REACHER_LINKS
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        c1, c2, s1, s2 = (float(x) for x in obs[:4])
+        s12, c12 = s1 * c2 + c1 * s2, c1 * c2 - s1 * s2
+        jacobian = np.array([[-l1 * s1 - l2 * s12, -l2 * s12], [l1 * c1 + l2 * c12, l2 * c12]])
+        wanted = cap * np.tanh(stiffness * (jacobian.T @ -np.asarray(obs[8:10], dtype=float)) / cap)
+        # The clip keeps a saturated command strictly inside the bounds in float32, where a squashed Gaussian has
+        # a density.
+        u = np.clip(wanted - np.asarray(obs[6:8], dtype=float), -4.0, 4.0) + noise * rng.normal(size=2)
+        return np.tanh(u).astype(np.float32)
+
+    return act
+
+
 def scripted(env_id: str, *, seed: int, **kwargs: Any) -> Callable[[np.ndarray], Any]:
     """The scripted demonstrator of a classic-control env.
 
@@ -73,7 +110,9 @@ def scripted(env_id: str, *, seed: int, **kwargs: Any) -> Callable[[np.ndarray],
         return cartpole()
     if env_id in ("Pendulum-v1", "imitaudit/PendulumSpeedLimit-v0"):
         return pendulum(seed=seed, **kwargs)
+    if env_id in ("Reacher-v5", "imitaudit/ReacherSpeedLimit-v0"):
+        return reacher(seed=seed, **kwargs)
     raise ValueError(
-        f"no scripted demonstrator for {env_id!r} "
-        "(CartPole-v1, Pendulum-v1 and imitaudit/PendulumSpeedLimit-v0 have one)"
+        f"no scripted demonstrator for {env_id!r} (CartPole-v1, Pendulum-v1, Reacher-v5 and their speed-limited "
+        "imitaudit variants have one)"
     )

@@ -326,3 +326,22 @@ def test_an_uploaded_box_dataset_with_bad_actions_is_refused_in_one_line(change,
     with pytest.raises(ValueError, match=re.escape(message)) as caught:
         check_demonstrations(str(path), allow_imports=False, allowed_envs=("Pendulum-v1",))
     assert "\n" not in str(caught.value)
+
+
+def test_episode_ends_are_kept_through_select_and_files_and_checked(tmp_path):
+    import dataclasses
+
+    from audit.data.demonstrations import record
+
+    demos = record("CartPole-v1", lambda obs: int(obs[2] + 0.5 * obs[3] > 0), episodes=3, seed=0)
+    assert demos.last_obs is not None and demos.last_obs.shape == (3, 4) and demos.terminated is not None
+    loaded = Demonstrations.load(demos.save(tmp_path / "d.safetensors"))
+    np.testing.assert_array_equal(loaded.last_obs, demos.last_obs)
+    picked = loaded.select(np.array([0, 2]))
+    np.testing.assert_array_equal(picked.last_obs, demos.last_obs[[0, 2]])
+    with pytest.raises(ValueError, match="give both or neither"):
+        dataclasses.replace(demos, terminated=None)
+    with pytest.raises(ValueError, match="one observation per episode"):
+        dataclasses.replace(demos, last_obs=demos.last_obs[:2])
+    with pytest.raises(ValueError, match="NaN"):
+        dataclasses.replace(demos, last_obs=np.full_like(demos.last_obs, np.nan))

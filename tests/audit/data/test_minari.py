@@ -1,6 +1,7 @@
 """Minari datasets in: written by the real ``minari`` package (DataCollector), read by imitaudit with the same steps,
 for a Box env and a discrete one; a missing field, an external link or a folder that is not a dataset is one line
-(exit 2 from the CLI), and nothing is written."""
+(exit 2 from the CLI), and nothing is written. And out: imitaudit's datasets read by the real ``minari`` with the same
+steps, episode ends and departures, and read back by imitaudit unchanged."""
 
 import shutil
 import subprocess
@@ -123,3 +124,68 @@ def test_a_folder_that_is_not_a_dataset_or_names_no_env_is_refused(pendulum_data
     meta.write_text(meta.read_text().replace('"env_spec"', '"no_env_spec"'))
     with pytest.raises(ValueError, match="names no env"):
         read_minari(other)
+
+
+def _written(tmp_path, monkeypatch, demos, dataset_id):
+    from audit.data.minari import write_minari
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "root"))
+    write_minari(demos, tmp_path / "root" / dataset_id)
+    return list(minari.load_dataset(dataset_id).iterate_episodes())
+
+
+@pytest.mark.parametrize("kind", ["gridworld planner", "Box callable"])
+def test_a_dataset_imitaudit_writes_is_what_minari_reads(kind, tmp_path, monkeypatch):
+    from audit.data.demonstrations import record
+    from audit.envs.speed_limit import ENV_ID
+
+    if kind == "gridworld planner":
+        demos = record("imitaudit/OffSwitch-v0", "unbounded", episodes=12, seed=0, batch=5)
+    else:
+        demos = record(ENV_ID, pendulum(seed=0, spin=True), episodes=3, seed=0)
+    theirs = _written(tmp_path, monkeypatch, demos, "imitaudit/written-v0")
+    assert len(theirs) == demos.n_episodes and demos.departure is not None and demos.departure.any()
+    for i, ((a, b), episode) in enumerate(zip(demos.episode_bounds(), theirs, strict=True)):
+        observations = np.asarray(episode.observations, dtype=np.float32)
+        np.testing.assert_array_equal(observations[:-1], demos.obs[a:b])
+        np.testing.assert_array_equal(observations[-1], demos.last_obs[i])
+        np.testing.assert_array_equal(np.asarray(episode.actions), demos.actions[a:b])
+        np.testing.assert_array_equal(np.asarray(episode.rewards, dtype=np.float32), demos.rewards[a:b])
+        assert bool(episode.terminations[-1]) == demos.terminated[i] != bool(episode.truncations[-1])
+        assert not episode.terminations[:-1].any() and not episode.truncations[:-1].any()
+        np.testing.assert_array_equal(np.asarray(episode.infos["departure"])[1:], demos.departure[a:b])
+    back = read_minari(tmp_path / "root" / "imitaudit" / "written-v0")
+    for key in ("obs", "actions", "rewards", "episode", "departure", "last_obs", "terminated"):
+        np.testing.assert_array_equal(getattr(back, key), getattr(demos, key))
+    assert (back.env_id, back.env_kwargs) == (demos.env_id, demos.env_kwargs)
+
+
+def test_the_cli_writes_a_dataset_and_refuses_one_it_cannot_write_whole(tmp_path):
+    from audit.data.demonstrations import from_arrays
+
+    folder = tmp_path / "ns" / "cartpole-v0"
+    res = _cli(
+        "demos", "--env", "CartPole-v1", "--policy", "audit.envs.controllers:cartpole", "--episodes", "2",
+        "--to-minari", str(folder), "--quiet",
+    )  # fmt: skip
+    assert res.returncode != 0  # cartpole() is a factory, not a policy: the user's function failed, one line
+    assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr, res.stderr
+    saved = tmp_path / "cartpole.safetensors"
+    from audit.data.demonstrations import record
+    from audit.envs.controllers import cartpole
+
+    record("CartPole-v1", cartpole(), episodes=2, seed=0).save(saved)
+    res = _cli("demos", "--from-demos", str(saved), "--to-minari", str(folder))
+    assert res.returncode == 0 and (folder / "data" / "main_data.hdf5").is_file(), res.stderr
+    res = _cli("demos", "--from-demos", str(saved), "--to-minari", str(folder))  # it exists now
+    assert res.returncode == 2 and "exists" in res.stderr and res.stderr.count("\n") == 1, res.stderr
+    no_ends = from_arrays(
+        obs=np.zeros((4, 4)), actions=np.zeros(4, dtype=np.int64), rewards=np.ones(4), episode=[0, 0, 1, 1],
+        env_id="CartPole-v1",
+    )  # fmt: skip
+    no_ends.save(tmp_path / "no-ends.safetensors")
+    res = _cli("demos", "--from-demos", str(tmp_path / "no-ends.safetensors"), "--to-minari", str(tmp_path / "x-v0"))
+    assert res.returncode == 2 and "last observation" in res.stderr and res.stderr.count("\n") == 1, res.stderr
+    assert not (tmp_path / "x-v0").exists() and not list(tmp_path.glob(".x-v0*"))
+    res = _cli("demos", "--from-demos", str(saved))
+    assert res.returncode == 2 and "--to-minari" in res.stderr
