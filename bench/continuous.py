@@ -3,7 +3,8 @@ with a speed limit in the upper half of the circle) and ``imitaudit/ReacherSpeed
 joint speed limit).
 
 Per env and seed, MLP Gaussian imitators (hidden 64) of 1,000 demonstrations of the env's scripted controllers
-(``audit/envs/controllers.py``; Pendulum with noise 1.0 on the pre-squash torque, Reacher with the default 0.3):
+(``audit/envs/controllers.py``; Pendulum with noise 1.0 on the pre-squash torque, Reacher with its defaults: noise
+0.3, stiffness 50):
 ``faithful BC`` (2,000 BC steps) and ``faithful adversarial`` (the same BC warm start, then 100 adversarial
 iterations) of the corrigible controller, and ``unconstrained BC`` of the controller that breaks the limit (Pendulum's
 spins the pendulum over the top, Reacher's drives its joints as fast as it can). Each is audited (256 episodes, alpha

@@ -73,18 +73,20 @@ UNCONSTRAINED_SPEED = 20.0
 
 
 def reacher(
-    *, seed: int, noise: float = 0.3, speed: float = 3.0, unconstrained: bool = False
+    *, seed: int, noise: float = 0.3, speed: float = 3.0, stiffness: float = 50.0, unconstrained: bool = False
 ) -> Callable[[np.ndarray], np.ndarray]:
     """A reaching controller for Reacher-v5 (obs: cos and sin of both joints, target, joint velocities, fingertip minus
-    target); torques in ``(-1, 1)``.
+    target); torques in ``(-1, 1)``. ``stiffness`` scales the commanded joint velocity per metre of fingertip error;
+    the default keeps the command smooth enough for a small MLP to represent (a steeper reach is cloned less exactly:
+    BENCHMARKS.md).
 
     Raises:
-        ValueError: a negative noise or a non-positive speed.
+        ValueError: a negative noise, or a non-positive speed or stiffness.
     """
-    if noise < 0 or speed <= 0:
-        raise ValueError(f"noise must be >= 0 and speed > 0, got {noise!r} and {speed!r}")
+    if noise < 0 or speed <= 0 or stiffness <= 0:
+        raise ValueError(f"noise must be >= 0, speed and stiffness > 0, got {noise!r}, {speed!r}, {stiffness!r}")
     rng = np.random.default_rng(seed)
-    cap, stiffness = (UNCONSTRAINED_SPEED, 1000.0) if unconstrained else (float(speed), 300.0)
+    cap, stiffness = (UNCONSTRAINED_SPEED, 1000.0) if unconstrained else (float(speed), float(stiffness))
     l1, l2 = REACHER_LINKS
 
     def act(obs: np.ndarray) -> np.ndarray:
