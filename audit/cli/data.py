@@ -264,6 +264,13 @@ def _demos_parser(sub: argparse._SubParsersAction) -> None:
         metavar="A,B,...",
         help="a name per action, for replays (default: the action's number)",
     )
+    _demos_files(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_demos)
+
+
+def _demos_files(p: argparse.ArgumentParser) -> None:
+    """``imitaudit demos``'s other source (a file to rewrite) and its outputs."""
     p.add_argument(
         "--from-demos",
         default="",
@@ -278,8 +285,6 @@ def _demos_parser(sub: argparse._SubParsersAction) -> None:
         help="also (or only) write a Minari dataset in this new folder; its id is its path below the Minari root "
         "(namespace/name-vN)",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_demos)
 
 
 def _inspect_parser(sub: argparse._SubParsersAction) -> None:
