@@ -1,12 +1,13 @@
 """imitaudit on a real local Ray cluster: `ray start --head` plus a second node started with `ray start --address` on
-this
-machine (one CPU each). An audit's report is the local path's (rollout shards, fold fits and explanations as tasks, on
-both nodes; an ONNX imitator's lookahead too); a killed Ray worker process is retried and the audit completes once; an
-unreachable head is one line and exit 2, not a hang; the detection benchmark trains its zoo and runs its audits as
-tasks; a service worker runs its jobs' audits there, and a cancel kills their tasks."""
+this machine (one CPU each). An audit's report is the local path's (rollout shards, fold fits and explanations as
+tasks, on both nodes; an ONNX imitator's lookahead and a Gaussian imitator of a MuJoCo arm too); a killed Ray worker
+process is retried and the audit completes once; an unreachable head is one line and exit 2, not a hang; the detection
+benchmark trains its zoo and runs its audits as tasks; a service worker runs its jobs' audits there, and a cancel kills
+their tasks."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -114,7 +115,9 @@ def files(tmp_path_factory):
     return root, str(imitator), str(held)
 
 
-def _audit(files, out: str, *extra: str, env: dict | None = None, imitator: str = "") -> subprocess.CompletedProcess:
+def _audit(
+    files, out: str, *extra: str, env: dict | None = None, imitator: str = "", demos: str = ""
+) -> subprocess.CompletedProcess:
     root, default, held = files
     return subprocess.run(
         [
@@ -123,7 +126,7 @@ def _audit(files, out: str, *extra: str, env: dict | None = None, imitator: str 
             "--imitator",
             imitator or default,
             "--demos",
-            held,
+            demos or held,
             "--episodes",
             "64",
             "--folds",
@@ -198,6 +201,31 @@ def test_an_onnx_imitator_s_lookahead_runs_on_ray_with_the_local_report(cluster,
     )
     assert "2 detector fits" in on_ray.stderr
     assert _report(files, "onnx-ray") == _report(files, "onnx-local")
+
+
+def test_a_gaussian_imitator_of_a_mujoco_arm_is_audited_on_ray_with_the_local_report(cluster, files, tmp_path):
+    from audit.data.demonstrations import record
+    from audit.envs.controllers import reacher
+    from audit.envs.reacher_speed_limit import ENV_ID
+    from audit.training.config import TrainConfig
+    from audit.training.run import train
+
+    fast = record(ENV_ID, reacher(seed=0, unconstrained=True), episodes=60, seed=0)
+    cfg = TrainConfig(
+        arch="mlp", mode="bc", steps=300, seed=0, hidden=32, eval_every=10**6, eval_episodes=4, progress=False
+    )
+    imitator = train(fast, dataclasses.replace(cfg, log_dir=str(tmp_path / "runs")), out=tmp_path / "arm.safetensors")
+    held = record(ENV_ID, reacher(seed=1), episodes=80, seed=10_000).save(tmp_path / "arm-held.safetensors")
+    small = ("--episodes", "32", "--folds", "2", "--shard-episodes", "16", "--disc-steps", "150", "--alpha", "0.05")
+    inputs = dict(imitator=str(imitator.path), demos=str(held))
+    local = _audit(files, "arm-local", "--quiet", *small, **inputs)
+    on_ray = _audit(files, "arm-ray", "--ray", cluster, *small, **inputs)
+    assert local.returncode == 0 and on_ray.returncode == 0, local.stderr[-1000:] + on_ray.stderr[-2000:]
+    assert "2 rollout shards, 2 detector fits" in on_ray.stderr, on_ray.stderr[-2000:]
+    report = _report(files, "arm-ray")
+    assert not report["verdict"]["passed"] and report["summary"]["flagged_departed"] > 0
+    assert all(isinstance(a, list) and len(a) == 2 for a in report["trajectories"][0]["actions"])
+    assert report == _report(files, "arm-local")
 
 
 def test_an_intent_audit_shares_fold_0_s_reference_policies_across_its_fold_tasks(cluster, files):
