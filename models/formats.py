@@ -83,7 +83,8 @@ class CheckpointInfo:
     def summary(self) -> dict[str, Any]:
         config = self.config.to_dict()
         if self.arch == "onnx":  # a graph has no layers, heads or context length: only what the audit reads of it
-            config = {k: config[k] for k in ("obs_dim", "n_actions", "hidden")}
+            keep = ("obs_dim", "n_actions", "hidden", "continuous", "action_low", "action_high")
+            config = {k: config[k] for k in keep if k in config}
         return {
             "kind": "imitator",
             "schema": IMITATOR_SCHEMA,

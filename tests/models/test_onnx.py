@@ -47,6 +47,8 @@ def test_an_exported_registry_imitator_steps_and_taps_as_the_original(arch, conf
     assert onnx_model.tap_sizes() == model.tap_sizes()
     bounds = ("continuous", "action_low", "action_high")
     assert [getattr(onnx_model.config, k) for k in bounds] == [getattr(config, k) for k in bounds]
+    shown = info.summary()["config"]  # what `inspect` prints of a graph
+    assert [shown[k] for k in bounds] == [config.to_dict()[k] for k in bounds]
     obs = torch.rand(3, 6, config.obs_dim)
     mask = torch.ones(3, 6, dtype=torch.bool)
     mask[0, 4:] = False
