@@ -35,6 +35,7 @@ from audit.detect.config import AuditConfig
 from audit.detect.pipeline import run_audit
 from audit.envs import reacher_speed_limit, speed_limit
 from audit.envs.controllers import pendulum, reacher
+from audit.envs.point_planner import planner
 from audit.training.config import TrainConfig
 from audit.training.run import train
 
@@ -58,6 +59,11 @@ ENVS = {
         reacher_speed_limit.ENV_ID,
         "a joint speed limit on MuJoCo's Reacher",
         lambda seed, unconstrained: reacher(seed=seed, unconstrained=unconstrained),
+    ),
+    "point": Bench(
+        "imitaudit/PointOffSwitch-v0",
+        "the continuous off-switch (PointOffSwitch)",
+        lambda seed, unconstrained: planner(seed=seed, kind="unbounded" if unconstrained else "corrigible"),
     ),
 }
 KINDS = {

@@ -13,7 +13,7 @@ from audit.cli.common import EXIT_OK, UsageError, env_kwargs_arg, names_arg, pos
 def cmd_demos(args: argparse.Namespace) -> int:
     from audit.data.demonstrations import check_env_kwargs, check_names, record
     from audit.data.demonstrator import PRESETS
-    from audit.envs import resolve_env_id, world_of
+    from audit.envs import engine_of, resolve_env_id, world_of
 
     if not args.out and not args.to_minari:
         raise UsageError("say where to write: --out FILE.safetensors, --to-minari DATASET_DIR, or both")
@@ -30,13 +30,14 @@ def cmd_demos(args: argparse.Namespace) -> int:
     world = world_of(args.env)
     if args.policy:
         policy, label = user_policy(args.policy), args.policy
-    elif world is None:
+    elif engine_of(args.env) is None:
         raise UsageError(
-            f"the demonstrator presets plan on the built-in gridworlds only; for {args.env} pass --policy "
-            f"MODULE:FUNCTION"
+            f"the demonstrator presets plan on the built-in envs only; for {args.env} pass --policy MODULE:FUNCTION"
         )
     elif args.demonstrator not in PRESETS:
         raise UsageError(f"unknown demonstrator preset {args.demonstrator!r}; choose one of {', '.join(PRESETS)}")
+    elif world is None:
+        policy, label = _continuous_planner(args, env_kwargs), args.demonstrator
     else:
         policy, label = args.demonstrator, args.demonstrator
     if world is not None:
@@ -65,6 +66,18 @@ def cmd_demos(args: argparse.Namespace) -> int:
         f"rate {rate}"
     )
     return EXIT_OK
+
+
+def _continuous_planner(args: argparse.Namespace, env_kwargs: dict[str, Any]) -> Any:
+    """A built-in continuous env's planning demonstrator of the preset's kind, planning with the env's own
+    interruption probability."""
+    from audit.envs import resolve_env_id
+    from audit.envs.controllers import scripted
+
+    chance = env_kwargs.get("interruption_prob", 0.5)
+    if isinstance(chance, bool) or not isinstance(chance, (int, float)):
+        raise UsageError(f"--env-kwargs interruption_prob must be a number, got {chance!r}")
+    return scripted(resolve_env_id(args.env), seed=args.seed, kind=args.demonstrator, interruption_prob=float(chance))
 
 
 def _write(demos: Any, args: argparse.Namespace) -> str:

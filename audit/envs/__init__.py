@@ -3,7 +3,9 @@
 Ids: ``imitaudit/OffSwitch-v0``, ``imitaudit/AbsentSupervisor-v0``, ``imitaudit/PowerSeeking-v0``,
 ``imitaudit/HiddenSupervisor-v0`` (partially observed: intent hidden from behaviour). Each has an ``entry_point`` (one
 episode at a time, ``gymnasium.make``) and a ``vector_entry_point`` (the native batched engine, ``gymnasium.make_vec``).
-Two continuous-control envs are registered beside them, ``imitaudit/PendulumSpeedLimit-v0``
+``imitaudit/PointOffSwitch-v0`` (:mod:`audit.envs.point_switch`) is their continuous counterpart: a point mass with
+``Box`` actions and the same two entry points, batched natively (``ENGINES``, :func:`engine_of`). Two more
+continuous-control envs are registered beside them, ``imitaudit/PendulumSpeedLimit-v0``
 (:mod:`audit.envs.speed_limit`: Pendulum-v1 with a speed limit as its departure) and ``imitaudit/ReacherSpeedLimit-v0``
 (:mod:`audit.envs.reacher_speed_limit`: MuJoCo's Reacher-v5 with a joint speed limit); neither has a native engine.
 Importing this package registers them; from a clean interpreter
@@ -22,6 +24,7 @@ from audit.envs.api import GridEnv, GridVectorEnv
 from audit.envs.grid import ACTIONS, N_ACTIONS, GridWorld
 from audit.envs.hidden_supervisor import HiddenSupervisor
 from audit.envs.offswitch import OffSwitch
+from audit.envs.point_switch import PointOffSwitch
 from audit.envs.power_seeking import PowerSeeking
 from audit.envs.reacher_speed_limit import JointSpeedLimit
 from audit.envs.speed_limit import SpeedLimit
@@ -34,7 +37,10 @@ WORLDS: dict[str, type[GridWorld]] = {
     "imitaudit/HiddenSupervisor-v0": HiddenSupervisor,
 }
 
-for _env_id, _world in WORLDS.items():
+#: Built-in env id -> batched engine class: the grid worlds and the continuous ones.
+ENGINES: dict[str, type] = {**WORLDS, "imitaudit/PointOffSwitch-v0": PointOffSwitch}
+
+for _env_id, _world in ENGINES.items():
     if _env_id not in gym.registry:
         gym.register(
             id=_env_id,
@@ -83,12 +89,18 @@ def resolve_env_id(env_id: str) -> str:
 
 
 def world_of(env_id: str) -> type[GridWorld] | None:
-    """The engine class of a built-in env id (after resolution), None for any other env."""
+    """The grid engine class of a built-in gridworld id (after resolution), None for any other env."""
     return WORLDS.get(resolve_env_id(env_id))
+
+
+def engine_of(env_id: str) -> type | None:
+    """The batched engine class of any built-in env id (after resolution), None for any other env."""
+    return ENGINES.get(resolve_env_id(env_id))
 
 
 __all__ = [
     "ACTIONS",
+    "ENGINES",
     "N_ACTIONS",
     "WORLDS",
     "AbsentSupervisor",
@@ -97,10 +109,12 @@ __all__ = [
     "GridWorld",
     "HiddenSupervisor",
     "OffSwitch",
+    "PointOffSwitch",
     "PowerSeeking",
     "JointSpeedLimit",
     "SpeedLimit",
     "resolve_env_id",
     "allow_env_modules",
+    "engine_of",
     "world_of",
 ]

@@ -24,7 +24,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from audit.envs import N_ACTIONS, resolve_env_id, world_of
+from audit.envs import engine_of, resolve_env_id, world_of
+from audit.envs.api import engine_spaces
 from audit.envs.physics import copy_physics, is_mujoco
 
 
@@ -94,8 +95,8 @@ class NativeBatch:
             raise ValueError(f"bad env_kwargs for {world.name}: {exc}") from None  # type: ignore[attr-defined]
         self.num_envs = num_envs
         self.obs_dim = self.engine.obs_dim
-        self.n_actions = N_ACTIONS
-        self.action_space = ActionSpace(n=N_ACTIONS)
+        self.action_space = ActionSpace.of(engine_spaces(self.engine)[1], world.name)  # type: ignore[attr-defined]
+        self.n_actions = self.action_space.n
         self.max_steps = self.engine.max_steps
 
     @property
@@ -260,9 +261,9 @@ def make_batch(
     ``info[departure_key]``)."""
     if num_envs < 1:
         raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-    world = world_of(env_id)
-    if world is not None:
-        return NativeBatch(world=world, num_envs=num_envs, env_kwargs=env_kwargs)
+    engine = engine_of(env_id)
+    if engine is not None:
+        return NativeBatch(world=engine, num_envs=num_envs, env_kwargs=env_kwargs)
     return GymnasiumBatch(env_id=env_id, num_envs=num_envs, env_kwargs=env_kwargs, departure_key=departure_key)
 
 

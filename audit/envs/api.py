@@ -1,6 +1,7 @@
-"""The Gymnasium faces of the grid engine: a single ``gymnasium.Env`` and the native batched ``VectorEnv``.
+"""The Gymnasium faces of the batched engines: a single ``gymnasium.Env`` and the native batched ``VectorEnv``.
 
-Both wrap the same :class:`~audit.envs.grid.GridWorld` engine, so a native batch of N
+Both wrap the same engine (a :class:`~audit.envs.grid.GridWorld`, or the continuous
+:class:`~audit.envs.point_switch.PointOffSwitch`), so a native batch of N
 episodes seeded ``s`` steps exactly like ``SyncVectorEnv`` over N single envs seeded
 ``s, s+1, ...`` (same layouts, same interruption draws), only without the Python loop.
 """
@@ -13,17 +14,36 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
 
 from audit.envs.grid import N_ACTIONS, GridWorld
 
 _RENDER_MODES = ["ansi", "rgb_array"]
 
 
+def engine_spaces(engine: Any) -> tuple[spaces.Box, spaces.Space]:
+    """One episode's observation and action spaces: the grid's unit box and five moves, or the engine's own."""
+    if isinstance(engine, GridWorld):
+        return spaces.Box(0.0, 1.0, (engine.obs_dim,), dtype=np.float32), spaces.Discrete(N_ACTIONS)
+    return engine.observation_space, engine.action_space
+
+
+def _actions(engine: Any, actions: Any, n: int) -> np.ndarray:
+    """``n`` episodes' actions as the engine takes them: [n] int64 moves, or [n, d] floats."""
+    if isinstance(engine, GridWorld):
+        return np.asarray(actions, dtype=np.int64).reshape(-1)
+    flat = np.asarray(actions, dtype=np.float64).reshape(-1)
+    width = engine.action_space.shape[0]
+    if flat.shape[0] != n * width:
+        raise ValueError(f"got {flat.shape[0]} action numbers for {n} episodes of {width}")
+    return flat.reshape(n, width)
+
+
 def _info_at(result: dict[str, np.ndarray], i: int) -> dict[str, Any]:
     return {k: v[i].item() for k, v in result.items() if k not in ("reward", "terminated", "truncated")}
 
 
-def _render(engine: GridWorld, mode: str | None):
+def _render(engine: Any, mode: str | None):
     """Episode 0 of ``engine`` as text or an RGB array (None without a render mode)."""
     if mode == "ansi":
         return engine.render_ansi(0)
@@ -32,30 +52,29 @@ def _render(engine: GridWorld, mode: str | None):
     return None
 
 
-def _blank_info(engine: GridWorld) -> dict[str, Any]:
+def _blank_info(engine: Any) -> dict[str, Any]:
     info: dict[str, Any] = {"departure": False, "safety": 0.0}
     info.update({k: False for k in engine.info_keys})
     return info
 
 
 class GridEnv(gym.Env):
-    """One episode at a time of a grid environment (``gymnasium.make``).
+    """One episode at a time of a built-in environment (``gymnasium.make``).
 
     Args:
-        world: the engine class (``OffSwitch``, ``AbsentSupervisor``, ``PowerSeeking``).
+        world: the engine class (``OffSwitch``, ``AbsentSupervisor``, ``PowerSeeking``, ``PointOffSwitch``, ...).
         render_mode: ``"ansi"``, ``"rgb_array"`` or None.
         **kwargs: the engine's own keyword arguments (``max_steps``, probabilities, ...).
     """
 
     metadata = {"render_modes": _RENDER_MODES, "render_fps": 4}
 
-    def __init__(self, *, world: type[GridWorld], render_mode: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, world: type, render_mode: str | None = None, **kwargs: Any) -> None:
         if render_mode is not None and render_mode not in _RENDER_MODES:
             raise ValueError(f"render_mode must be one of {_RENDER_MODES}, got {render_mode!r}")
         self.engine = world(num_envs=1, **kwargs)
         self.render_mode = render_mode
-        self.observation_space = spaces.Box(0.0, 1.0, (self.engine.obs_dim,), dtype=np.float32)
-        self.action_space = spaces.Discrete(N_ACTIONS)
+        self.observation_space, self.action_space = engine_spaces(self.engine)
         self._seeded = False
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -71,7 +90,7 @@ class GridEnv(gym.Env):
     def step(self, action):
         if self.engine.done[0]:
             raise RuntimeError("step() called on a finished episode: call reset() first")
-        result = self.engine.step(np.array([int(action)]))
+        result = self.engine.step(_actions(self.engine, action, 1))
         return (
             self.engine.observe()[0],
             float(result["reward"][0]),
@@ -99,16 +118,15 @@ class GridVectorEnv(VectorEnv):
 
     metadata = {"render_modes": _RENDER_MODES, "autoreset_mode": AutoresetMode.NEXT_STEP}
 
-    def __init__(self, *, world: type[GridWorld], num_envs: int, render_mode: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, world: type, num_envs: int, render_mode: str | None = None, **kwargs: Any) -> None:
         if render_mode is not None and render_mode not in _RENDER_MODES:
             raise ValueError(f"render_mode must be one of {_RENDER_MODES}, got {render_mode!r}")
         self.engine = world(num_envs=num_envs, **kwargs)
         self.num_envs = num_envs
         self.render_mode = render_mode
-        self.single_observation_space = spaces.Box(0.0, 1.0, (self.engine.obs_dim,), dtype=np.float32)
-        self.single_action_space = spaces.Discrete(N_ACTIONS)
-        self.observation_space = spaces.Box(0.0, 1.0, (num_envs, self.engine.obs_dim), dtype=np.float32)
-        self.action_space = spaces.MultiDiscrete(np.full(num_envs, N_ACTIONS))
+        self.single_observation_space, self.single_action_space = engine_spaces(self.engine)
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
         self._autoreset = np.zeros(num_envs, dtype=bool)
         self._seeded = False
 
@@ -158,7 +176,7 @@ class GridVectorEnv(VectorEnv):
     def step(self, actions):
         if not self._seeded:
             raise RuntimeError("step() called before reset()")
-        actions = np.asarray(actions, dtype=np.int64).reshape(-1)
+        actions = _actions(self.engine, actions, self.num_envs)
         if actions.shape[0] != self.num_envs:
             raise ValueError(f"got {actions.shape[0]} actions for num_envs={self.num_envs}")
         restart = np.flatnonzero(self._autoreset)

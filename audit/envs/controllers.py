@@ -114,7 +114,11 @@ def scripted(env_id: str, *, seed: int, **kwargs: Any) -> Callable[[np.ndarray],
         return pendulum(seed=seed, **kwargs)
     if env_id in ("Reacher-v5", "imitaudit/ReacherSpeedLimit-v0"):
         return reacher(seed=seed, **kwargs)
+    if env_id == "imitaudit/PointOffSwitch-v0":
+        from audit.envs.point_planner import planner  # the planner imports the env's constants; keep it apart
+
+        return planner(seed=seed, **kwargs)
     raise ValueError(
         f"no scripted demonstrator for {env_id!r} (CartPole-v1, Pendulum-v1, Reacher-v5 and their speed-limited "
-        "imitaudit variants have one)"
+        "imitaudit variants have one, and PointOffSwitch its planner)"
     )

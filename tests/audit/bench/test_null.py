@@ -36,14 +36,22 @@ def test_on_the_exact_null_the_gate_fails_at_most_at_its_level(detector, rule, t
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "arch, actions, detector", [("gru", "sample", "discriminator"), ("mlp", "greedy", "mahalanobis")]
+    "env_id, arch, actions, detector",
+    [
+        ("Pendulum-v1", "gru", "sample", "discriminator"),
+        ("Pendulum-v1", "mlp", "greedy", "mahalanobis"),
+        ("imitaudit/PointOffSwitch-v0", "mlp", "sample", "discriminator"),
+    ],
 )
-def test_on_the_exact_null_a_continuous_imitator_fails_at_most_at_its_level(arch, actions, detector, tmp_path_factory):
-    # a Gaussian (tanh-squashed) imitator of Pendulum's scripted demonstrator, audited against demonstrations recorded
-    # from itself by each detector that reads Box actions: the gate's guarantee must hold as it does for discrete ones
+def test_on_the_exact_null_a_continuous_imitator_fails_at_most_at_its_level(
+    env_id, arch, actions, detector, tmp_path_factory
+):
+    # a Gaussian (tanh-squashed) imitator of Pendulum's scripted demonstrator or of PointOffSwitch's corrigible planner,
+    # audited against demonstrations recorded from itself by each detector that reads Box actions: the gate's guarantee
+    # must hold as it does for discrete ones
     root = tmp_path_factory.getbasetemp() / "null-zoo"
     alpha, delta = 0.05, 0.2
-    case = NullCase(env_id="Pendulum-v1", arch=arch, actions=actions, detector=detector)
+    case = NullCase(env_id=env_id, arch=arch, actions=actions, detector=detector)
     result = run_case(case, seeds=30, episodes=48, demos_episodes=200, alpha=alpha, delta=delta, root=root)
     rows = summarize(result, alpha=alpha, delta=delta)
     assert result.audits_with_label <= result.gate_fails
