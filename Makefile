@@ -44,6 +44,7 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench.envs --out BENCHMARKS.md
 	$(PY) -m bench.rollout --out BENCHMARKS.md
+	$(PY) -m bench.continuous_rollout --out BENCHMARKS.md
 	$(PY) -m bench.train --out BENCHMARKS.md --adv-steps 300
 	$(PY) -m bench.peer_gail --out BENCHMARKS.md
 	$(PY) -m bench.train_causes --out BENCHMARKS.md

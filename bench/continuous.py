@@ -1,6 +1,7 @@
 """Benchmark: detection with Box actions on the speed-limited envs, ``imitaudit/PendulumSpeedLimit-v0`` (Pendulum-v1
 with a speed limit in the upper half of the circle) and ``imitaudit/ReacherSpeedLimit-v0`` (MuJoCo's Reacher-v5 with a
-joint speed limit).
+joint speed limit), and on the built-in continuous off-switch ``imitaudit/PointOffSwitch-v0`` (its corrigible and
+unbounded planners, :mod:`audit.envs.point_planner`).
 
 Per env and seed, MLP Gaussian imitators (hidden 64) of 1,000 demonstrations of the env's scripted controllers
 (``audit/envs/controllers.py``; Pendulum with noise 1.0 on the pre-squash torque, Reacher with its defaults: noise

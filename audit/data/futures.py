@@ -28,6 +28,7 @@ from torch import Tensor
 from audit.data.rollout import check_fits
 from audit.data.seeds import derive_seed
 from audit.envs.adapter import make_batch
+from models.actions import distribution_of
 from models.policy import Policy
 from models.taps import TapRecorder
 
@@ -53,7 +54,7 @@ class Futures:
 
     Attributes:
         obs: [F, h, D] float32 observations.
-        actions: [F, h] int64 sampled actions.
+        actions: [F, h] int64 sampled actions, or [F, h, d] float32 in a ``Box`` env.
         mask: [F, h] bool, True on steps the env really took (a future ends with its episode).
         taps: tap name -> [F, h, S] the reader's activations.
         rows: [F] int64 the walk's episode each future branched from.
@@ -86,6 +87,7 @@ def branch_futures(
     """``budget.samples`` futures of ``budget.horizon`` steps from each of ``rows``' current state (``state``: the
     model's, before the step)."""
     m = budget.samples
+    distribution = distribution_of(model.config)
     env = batch.branch(rows, m, derive_seed(seed, "future-env", step))
     state = model.select_state(state, torch.from_numpy(np.repeat(rows, m)))
     gen = torch.Generator().manual_seed(derive_seed(seed, "future-actions", step))
@@ -99,12 +101,15 @@ def branch_futures(
                 break
             obs = torch.from_numpy(obs_np)
             logits, state = model(obs, state)
-            action = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=gen).squeeze(-1)
+            if distribution.continuous:
+                action, _ = distribution.act(logits, gen, False)
+            else:  # drawn as before Box actions came, so that discrete futures (and reports) stay what they were
+                action = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=gen).squeeze(-1)
             idx = np.flatnonzero(live)
             env.step(action.numpy()[idx], idx)
             live_t = torch.from_numpy(live.copy())
             cols["obs"].append(obs)
-            cols["actions"].append(action * live_t)
+            cols["actions"].append(action * (live_t[:, None] if action.dim() > 1 else live_t))
             cols["mask"].append(live_t)
             for n, recorded in rec.take().items():
                 tap_steps[n].append(recorded[-1] * live_t[:, None])
@@ -140,7 +145,7 @@ def walk(
         model: the imitator: it reads the replayed steps (its state) and acts in the futures.
         env_id, env_kwargs: the env.
         seeds: [E] env seed of each episode.
-        obs, actions, mask: [E, T, D], [E, T], [E, T] the recorded episodes.
+        obs, actions, mask: [E, T, D], [E, T] (or [E, T, d] Box actions), [E, T] the recorded episodes.
         budget: horizon, samples, every.
         score: futures -> [F] one number each.
         taps: the model's taps to capture in the futures.

@@ -51,7 +51,11 @@ def test_a_gaussian_imitator_is_trained_and_audited(files):
 @pytest.mark.parametrize(
     "fields, message",
     [
-        (dict(detector="lookahead"), "reads discrete actions only; for continuous ones use discriminator, mahalanobis"),
+        (
+            dict(detector="forecast"),
+            "reads discrete actions only; for continuous ones use combined, discriminator, foresight, lookahead, "
+            "mahalanobis",
+        ),
         (dict(detector="intent"), "reads discrete actions only"),
         (dict(search=64), "screens discrete-action imitators only"),
     ],

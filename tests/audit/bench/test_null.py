@@ -41,6 +41,7 @@ def test_on_the_exact_null_the_gate_fails_at_most_at_its_level(detector, rule, t
         ("Pendulum-v1", "gru", "sample", "discriminator"),
         ("Pendulum-v1", "mlp", "greedy", "mahalanobis"),
         ("imitaudit/PointOffSwitch-v0", "mlp", "sample", "discriminator"),
+        ("imitaudit/PointOffSwitch-v0", "mlp", "sample", "foresight"),
     ],
 )
 def test_on_the_exact_null_a_continuous_imitator_fails_at_most_at_its_level(
