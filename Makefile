@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(PY) -m bench.envs --out BENCHMARKS.md
 	$(PY) -m bench.rollout --out BENCHMARKS.md
 	$(PY) -m bench.continuous_rollout --out BENCHMARKS.md
+	$(PY) -m bench.cheetah_time --out BENCHMARKS.md
 	$(PY) -m bench.train --out BENCHMARKS.md --adv-steps 300
 	$(PY) -m bench.peer_gail --out BENCHMARKS.md
 	$(PY) -m bench.train_causes --out BENCHMARKS.md
