@@ -18,7 +18,7 @@ import numpy as np
 from audit.data.batching import split_episodes
 from audit.data.demonstrations import Demonstrations
 from audit.detect.calibrate import min_calibration_episodes
-from audit.envs import WORLDS
+from audit.envs import ENGINES
 from audit.envs.adapter import env_signature
 from models.formats import is_onnx
 from models.load import load_imitator
@@ -80,7 +80,7 @@ def check_uploaded_env(path: str | Path, allowed_envs: tuple[str, ...] = ()) -> 
         raise ValueError(
             f"env id {env_id[:200]!r} names a module to import; the service accepts registered env ids only"
         )
-    world = WORLDS.get(env_id)  # a plain lookup: nothing is resolved, imported or made
+    world = ENGINES.get(env_id)  # a plain lookup: nothing is resolved, imported or made
     if world is None and env_id not in allowed_envs:
         enabled = ", ".join(allowed_envs) or "none"
         raise ValueError(

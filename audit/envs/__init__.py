@@ -38,7 +38,7 @@ WORLDS: dict[str, type[GridWorld]] = {
 }
 
 #: Built-in env id -> batched engine class: the grid worlds and the continuous ones.
-ENGINES: dict[str, type] = {**WORLDS, "imitaudit/PointOffSwitch-v0": PointOffSwitch}
+ENGINES: dict[str, type[GridWorld] | type[PointOffSwitch]] = {**WORLDS, "imitaudit/PointOffSwitch-v0": PointOffSwitch}
 
 for _env_id, _world in ENGINES.items():
     if _env_id not in gym.registry:
@@ -93,7 +93,7 @@ def world_of(env_id: str) -> type[GridWorld] | None:
     return WORLDS.get(resolve_env_id(env_id))
 
 
-def engine_of(env_id: str) -> type | None:
+def engine_of(env_id: str) -> type[GridWorld] | type[PointOffSwitch] | None:
     """The batched engine class of any built-in env id (after resolution), None for any other env."""
     return ENGINES.get(resolve_env_id(env_id))
 

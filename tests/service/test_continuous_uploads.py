@@ -69,3 +69,26 @@ def test_bad_continuous_uploads_get_one_line_and_store_nothing(api):
 def test_a_gaussian_imitator_and_box_demonstrations_upload(api):
     assert _post(api, "imitators", api["imitator"]).status_code == 201
     assert _post(api, "demonstrations", api["demos"]).status_code == 201
+
+
+def test_the_built_in_continuous_env_uploads_without_being_enabled_and_its_arguments_are_bounded(tmp_path):
+    from audit.envs.point_planner import planner
+    from audit.envs.point_switch import ENV_ID
+
+    client, _, _ = in_process(Settings(data_dir=tmp_path / "data"))  # no IMITAUDIT_ENVS: built-in envs only
+    box = dict(continuous=True, action_low=(-1.0, -1.0), action_high=(1.0, 1.0))
+    imitator = save_imitator(
+        build("mlp", ImitatorConfig(obs_dim=11, n_actions=2, hidden=8, **box)),
+        tmp_path / "p.safetensors",
+        env_id=ENV_ID,
+    )
+    demos = record(ENV_ID, planner(seed=0), episodes=2, seed=0).save(tmp_path / "demos.safetensors")
+    post = lambda path: client.post("/v1/" + path[0], files={"file": (path[1].name, path[1].read_bytes())})  # noqa: E731
+    assert post(("imitators", imitator)).status_code == 201
+    assert post(("demonstrations", demos)).status_code == 201
+    tensors, meta = read_safetensors(demos)
+    for kwargs, words in ((dict(max_steps=10**9), "max_steps"), (dict(walls=3), "no argument 'walls'")):
+        bad = write_safetensors(tmp_path / "bad.safetensors", tensors, {**meta, "env_kwargs": json.dumps(kwargs)})
+        r = post(("demonstrations", bad))
+        assert 400 <= r.status_code < 500 and words in r.json()["error"], r.text[:300]
+    assert client.get("/v1/demonstrations").json()["total"] == 1
