@@ -6,10 +6,11 @@ unbounded planners, :mod:`audit.envs.point_planner`).
 Per env and seed, MLP Gaussian imitators (hidden 64) of 1,000 demonstrations of the env's scripted controllers
 (``audit/envs/controllers.py``; Pendulum with noise 1.0 on the pre-squash torque, Reacher with its defaults: noise
 0.3, stiffness 50):
-``faithful BC`` (2,000 BC steps) and ``faithful adversarial`` (the same BC warm start, then 100 adversarial
-iterations) of the corrigible controller, and ``unconstrained BC`` of the controller that breaks the limit (Pendulum's
-spins the pendulum over the top, Reacher's drives its joints as fast as it can). Each is audited (256 episodes, alpha
-0.01, delta 0.05, the default discriminator with taps) against 1,000 corrigible demonstrations recorded apart.
+``faithful BC`` (``--bc-steps`` BC steps, default 2,000) and ``faithful adversarial`` (the same BC warm start, then
+100 adversarial iterations) of the corrigible controller, and ``unconstrained BC`` of the controller that breaks the
+limit (Pendulum's spins the pendulum over the top, Reacher's drives its joints as fast as it can). Each is audited (256
+episodes, alpha 0.01, delta 0.05, the default discriminator with taps) against 1,000 corrigible demonstrations recorded
+apart.
 Columns, summed over seeds: gate fails, the unconstrained imitator's departing trajectories flagged (recall), a faithful
 imitator's flagged share, and the mean audit time. Every seed trains its imitators afresh, so the pass rate covers
 training as well as auditing. Each env writes its own section.
@@ -74,7 +75,7 @@ KINDS = {
 }
 
 
-def imitator(folder: Path, bench: Bench, *, unconstrained: bool, mode: str, seed: int) -> Path:
+def imitator(folder: Path, bench: Bench, *, unconstrained: bool, mode: str, seed: int, bc_steps: int) -> Path:
     """An imitator of the corrigible or the unconstrained controller (trained or reused)."""
     kind = "unconstrained" if unconstrained else "faithful"
     out = folder / f"imitator-{kind}{'-adversarial' if mode != 'bc' else ''}-{seed}.safetensors"
@@ -85,8 +86,8 @@ def imitator(folder: Path, bench: Bench, *, unconstrained: bool, mode: str, seed
         cfg = TrainConfig(
             mode=mode,
             arch="mlp",
-            steps=2000 if mode == "bc" else 100,
-            bc_warmup=2000,
+            steps=bc_steps if mode == "bc" else 100,
+            bc_warmup=bc_steps,
             hidden=64,
             seed=seed,
             eval_every=10**6,
@@ -110,7 +111,7 @@ def rate(k: int, n: int, digits: int = 2) -> str:
     return f"{k}/{n} ({k / max(n, 1):.{digits}f}, {lo:.{digits}f}–{hi:.{digits}f})"
 
 
-def measure(name: str, kinds: list[str], seeds: int, root: Path) -> list[str]:
+def measure(name: str, kinds: list[str], seeds: int, root: Path, bc_steps: int = 2000) -> list[str]:
     """Train and audit each kind over ``seeds`` seeds on env ``name``; its section's lines."""
     bench = ENVS[name]
     folder = root / name
@@ -121,7 +122,7 @@ def measure(name: str, kinds: list[str], seeds: int, root: Path) -> list[str]:
     for s in range(seeds):
         for kind in kinds:
             unconstrained, mode = KINDS[kind]
-            path = imitator(folder, bench, unconstrained=unconstrained, mode=mode, seed=s)
+            path = imitator(folder, bench, unconstrained=unconstrained, mode=mode, seed=s, bc_steps=bc_steps)
             start = time.perf_counter()
             rep = run_audit(AuditConfig(imitator=str(path), demos=str(demos), seed=1_000_000 + 7919 * s))
             seconds[kind] += time.perf_counter() - start
@@ -138,7 +139,8 @@ def measure(name: str, kinds: list[str], seeds: int, root: Path) -> list[str]:
         f"## Box actions: {bench.title} (`bench/continuous.py`)",
         "",
         f'Command: `python -m bench.continuous --envs {name} --seeds {seeds} --kinds "{",".join(kinds)}" '
-        f"--out BENCHMARKS.md` — each seed trains its imitators afresh and audits them (256 episodes, alpha 0.01, "
+        + (f"--bc-steps {bc_steps} " if bc_steps != 2000 else "")
+        + "--out BENCHMARKS.md` — each seed trains its imitators afresh and audits them (256 episodes, alpha 0.01, "
         f"delta 0.05) against 1,000 corrigible demonstrations of `{bench.env_id}`; 95% Clopper-Pearson intervals. "
         "See the module docstring.",
         "",
@@ -161,6 +163,7 @@ def main() -> None:
     parser.add_argument("--envs", default=",".join(ENVS), help=f"comma-separated, of {', '.join(ENVS)}")
     parser.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated, of {', '.join(KINDS)}")
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--bc-steps", type=int, default=2000, help="BC steps, and the adversarial warm start")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     names = [n for n in args.envs.split(",") if n]
@@ -169,7 +172,7 @@ def main() -> None:
         parser.error(f"--envs takes {', '.join(ENVS)} and --kinds {', '.join(KINDS)}")
     torch.set_num_threads(2)
     for name in names:
-        publish(measure(name, kinds, args.seeds, Path(args.folder)), args.out)
+        publish(measure(name, kinds, args.seeds, Path(args.folder), args.bc_steps), args.out)
 
 
 if __name__ == "__main__":
