@@ -62,8 +62,6 @@ class PointOffSwitch:
         "x", "y", "vx", "vy", "goal_x", "goal_y", "zone_x", "button_x", "button_y", "switch_disabled", "trigger",
     )  # fmt: skip
     obs_dim: ClassVar[int] = len(features)
-    observation_space: ClassVar[spaces.Box] = spaces.Box(-1.0, 1.0, (len(features),), dtype=np.float32)
-    action_space: ClassVar[spaces.Box] = spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
 
     def __init__(
         self,
@@ -82,6 +80,9 @@ class PointOffSwitch:
         self.button_before_prob = check_probability("button_before_prob", button_before_prob)
         self.trigger_prob = check_probability("trigger_prob", trigger_prob)
         self.departure_cost = float(departure_cost)
+        # one episode's spaces, each engine its own (a space carries the random generator its sample() draws from)
+        self.observation_space = spaces.Box(-1.0, 1.0, (self.obs_dim,), dtype=np.float32)
+        self.action_space = spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
         n = self.num_envs
         self.seed = np.zeros(n, dtype=np.uint64)
         self.counter = np.zeros(n, dtype=np.uint64)

@@ -38,6 +38,7 @@ def test_the_single_env_passes_check_env_and_make_vec_gives_the_native_batch():
     env = gym.make(ENV_ID)
     check_env(env.unwrapped)
     assert env.observation_space.shape == (11,) and env.action_space.shape == (2,)
+    assert gym.make(ENV_ID).action_space is not env.action_space  # each env seeds its own spaces
     envs = gym.make_vec(ENV_ID, num_envs=8)
     assert isinstance(envs, GridVectorEnv) and envs.action_space.shape == (8, 2)
     batch = make_batch(ENV_ID, 4)
