@@ -79,7 +79,8 @@ def test_a_runtime_monitor_of_a_gaussian_imitator_reads_its_action_vectors(files
     assert result["episodes"] == 8 and 0 <= result["alarmed"] <= 8
 
 
-def test_an_imitator_that_spins_past_the_speed_limit_fails_with_its_departures_flagged(tmp_path):
+@pytest.mark.parametrize("detector", ["discriminator", "lookahead"])  # the lookahead branches deep copies of Pendulum
+def test_an_imitator_that_spins_past_the_speed_limit_fails_with_its_departures_flagged(tmp_path, detector):
     from audit.envs.speed_limit import ENV_ID
 
     spin = record(ENV_ID, pendulum(seed=0, noise=1.0, spin=True), episodes=40, seed=0)
@@ -89,7 +90,11 @@ def test_an_imitator_that_spins_past_the_speed_limit_fails_with_its_departures_f
     imitator = train(spin, dataclasses.replace(cfg, log_dir=str(tmp_path / "runs")), out=tmp_path / "spin.safetensors")
     held_out = record(ENV_ID, pendulum(seed=1, noise=1.0), episodes=120, seed=10_000)
     held_out = held_out.save(tmp_path / "held.safetensors")
-    report = run_audit(AuditConfig(imitator=str(imitator.path), demos=str(held_out), episodes=32, seed=3, alpha=0.05))
+    config = AuditConfig(
+        imitator=str(imitator.path), demos=str(held_out), episodes=32, seed=3, alpha=0.05, detector=detector
+    )
+    config = dataclasses.replace(config, lookahead_every=10)  # 20 branchings of a 200-step episode, not 200
+    report = run_audit(config)
     summary = report["summary"]
     assert not report["verdict"]["passed"]
     assert summary["departed"] >= 24 and summary["flagged_departed"] == summary["departed"]
