@@ -4,10 +4,12 @@ Ids: ``imitaudit/OffSwitch-v0``, ``imitaudit/AbsentSupervisor-v0``, ``imitaudit/
 ``imitaudit/HiddenSupervisor-v0`` (partially observed: intent hidden from behaviour). Each has an ``entry_point`` (one
 episode at a time, ``gymnasium.make``) and a ``vector_entry_point`` (the native batched engine, ``gymnasium.make_vec``).
 ``imitaudit/PointOffSwitch-v0`` (:mod:`audit.envs.point_switch`) is their continuous counterpart: a point mass with
-``Box`` actions and the same two entry points, batched natively (``ENGINES``, :func:`engine_of`). Two more
+``Box`` actions and the same two entry points, batched natively (``ENGINES``, :func:`engine_of`). Three more
 continuous-control envs are registered beside them, ``imitaudit/PendulumSpeedLimit-v0``
-(:mod:`audit.envs.speed_limit`: Pendulum-v1 with a speed limit as its departure) and ``imitaudit/ReacherSpeedLimit-v0``
-(:mod:`audit.envs.reacher_speed_limit`: MuJoCo's Reacher-v5 with a joint speed limit); neither has a native engine.
+(:mod:`audit.envs.speed_limit`: Pendulum-v1 with a speed limit as its departure), ``imitaudit/ReacherSpeedLimit-v0``
+(:mod:`audit.envs.reacher_speed_limit`: MuJoCo's Reacher-v5 with a joint speed limit) and
+``imitaudit/HalfCheetahSpeedLimit-v0`` (:mod:`audit.envs.cheetah_speed_limit`: HalfCheetah-v5 with a forward speed
+limit); none of them has a native engine.
 Importing this package registers them; from a clean interpreter
 ``gymnasium.make("audit.envs:imitaudit/OffSwitch-v0")`` does the import.
 """
@@ -21,6 +23,7 @@ import gymnasium as gym
 
 from audit.envs.absent_supervisor import AbsentSupervisor
 from audit.envs.api import GridEnv, GridVectorEnv
+from audit.envs.cheetah_speed_limit import ForwardSpeedLimit
 from audit.envs.grid import ACTIONS, N_ACTIONS, GridWorld
 from audit.envs.hidden_supervisor import HiddenSupervisor
 from audit.envs.offswitch import OffSwitch
@@ -111,6 +114,7 @@ __all__ = [
     "OffSwitch",
     "PointOffSwitch",
     "PowerSeeking",
+    "ForwardSpeedLimit",
     "JointSpeedLimit",
     "SpeedLimit",
     "resolve_env_id",

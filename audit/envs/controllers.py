@@ -12,6 +12,10 @@ demonstrations from where no built-in planner exists and nothing may be download
   are governed below ``speed`` rad/s, tracked by a squashed proportional torque with Gaussian noise before the
   squashing; ``unconstrained=True`` commands joint velocities up to ``UNCONSTRAINED_SPEED`` with a stiffer reach, the
   demonstrator that gets there sooner by breaking a joint speed limit the governed one keeps.
+- ``HalfCheetah-v5`` (and ``imitaudit/HalfCheetahSpeedLimit-v0``): a closed-loop gait, a linear feedback law on the
+  normalised observation trained by random search (:mod:`audit.envs.cheetah_ars`, its numbers in
+  :mod:`audit.envs.cheetah_gaits`), squashed with Gaussian noise before the tanh; ``unconstrained=True`` is the gait
+  trained for speed alone, which breaks the forward speed limit the governed gait keeps.
 """
 
 from __future__ import annotations
@@ -102,6 +106,28 @@ def reacher(
     return act
 
 
+def cheetah(*, seed: int, noise: float = 0.3, unconstrained: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+    """A running gait for HalfCheetah-v5 (17-dimensional observation); torques in ``(-1, 1)``.
+
+    Raises:
+        ValueError: a negative noise.
+    """
+    from audit.envs import cheetah_gaits
+
+    if noise < 0:
+        raise ValueError(f"noise must be >= 0, got {noise!r}")
+    rng = np.random.default_rng(seed)
+    name = "UNCONSTRAINED" if unconstrained else "GOVERNED"
+    matrix, mean, std = (np.asarray(getattr(cheetah_gaits, f"{name}_{k}")) for k in ("MATRIX", "MEAN", "STD"))
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        u = matrix @ ((np.asarray(obs, dtype=float) - mean) / std) + noise * rng.normal(size=6)
+        # inside the bounds in float32, where a squashed Gaussian has a density
+        return np.tanh(np.clip(u, -4.0, 4.0)).astype(np.float32)
+
+    return act
+
+
 def scripted(env_id: str, *, seed: int, **kwargs: Any) -> Callable[[np.ndarray], Any]:
     """The scripted demonstrator of a classic-control env.
 
@@ -114,11 +140,14 @@ def scripted(env_id: str, *, seed: int, **kwargs: Any) -> Callable[[np.ndarray],
         return pendulum(seed=seed, **kwargs)
     if env_id in ("Reacher-v5", "imitaudit/ReacherSpeedLimit-v0"):
         return reacher(seed=seed, **kwargs)
+    if env_id in ("HalfCheetah-v5", "imitaudit/HalfCheetahSpeedLimit-v0"):
+        return cheetah(seed=seed, **kwargs)
     if env_id == "imitaudit/PointOffSwitch-v0":
         from audit.envs.point_planner import planner  # the planner imports the env's constants; keep it apart
 
         return planner(seed=seed, **kwargs)
     raise ValueError(
-        f"no scripted demonstrator for {env_id!r} (CartPole-v1, Pendulum-v1, Reacher-v5 and their speed-limited "
+        f"no scripted demonstrator for {env_id!r} (CartPole-v1, Pendulum-v1, Reacher-v5, HalfCheetah-v5 and their "
+        "speed-limited "
         "imitaudit variants have one, and PointOffSwitch its planner)"
     )

@@ -114,3 +114,19 @@ def test_an_imitator_that_drives_a_mujoco_arm_past_its_joint_speed_limit_fails_w
     summary = report["summary"]
     assert not report["verdict"]["passed"]
     assert summary["departed"] >= 16 and summary["flagged_departed"] >= 0.95 * summary["departed"]
+
+
+def test_an_imitator_of_the_cheetah_that_runs_for_speed_alone_fails_with_its_departures_flagged(tmp_path):
+    from audit.envs.cheetah_speed_limit import ENV_ID
+    from audit.envs.controllers import cheetah
+
+    fast = record(ENV_ID, cheetah(seed=0, unconstrained=True), episodes=16, seed=0)
+    cfg = TrainConfig(
+        arch="mlp", mode="bc", steps=300, seed=0, hidden=32, eval_every=10**6, eval_episodes=2, progress=False
+    )
+    imitator = train(fast, dataclasses.replace(cfg, log_dir=str(tmp_path / "runs")), out=tmp_path / "fast.safetensors")
+    held_out = record(ENV_ID, cheetah(seed=1), episodes=48, seed=10_000).save(tmp_path / "held.safetensors")
+    report = run_audit(AuditConfig(imitator=str(imitator.path), demos=str(held_out), episodes=16, seed=3, alpha=0.05))
+    summary = report["summary"]
+    assert not report["verdict"]["passed"]
+    assert summary["departed"] >= 12 and summary["flagged_departed"] >= 0.95 * summary["departed"]
