@@ -50,6 +50,10 @@ class ActionDistribution(Protocol):
         """The most likely action (the greedy one) of ``params`` [..., W]."""
         ...
 
+    def kl(self, p: Tensor, q: Tensor) -> Tensor:
+        """[...] KL(p || q) of two distributions' params [..., W]."""
+        ...
+
 
 class Categorical:
     """Logits over ``n`` discrete actions."""
@@ -74,6 +78,10 @@ class Categorical:
 
     def mode(self, params: Tensor) -> Tensor:
         return params.argmax(dim=-1)
+
+    def kl(self, p: Tensor, q: Tensor) -> Tensor:
+        lp, lq = torch.log_softmax(p, dim=-1), torch.log_softmax(q, dim=-1)
+        return (lp.exp() * (lp - lq)).sum(dim=-1)
 
 
 class Gaussian:
@@ -133,6 +141,11 @@ class Gaussian:
 
     def mode(self, params: Tensor) -> Tensor:
         return self._squash(self._split(params)[0])
+
+    def kl(self, p: Tensor, q: Tensor) -> Tensor:
+        """The unsquashed Gaussians' KL, which is the squashed ones' too: both share the one invertible squash."""
+        (mp, sp), (mq, sq) = self._split(p), self._split(q)
+        return (sq - sp + 0.5 * (torch.exp(2 * (sp - sq)) + ((mp - mq) * torch.exp(-sq)).square()) - 0.5).sum(dim=-1)
 
 
 def plain(action: Any) -> int | list[float]:

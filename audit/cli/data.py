@@ -28,6 +28,7 @@ def cmd_demos(args: argparse.Namespace) -> int:
     if args.imitator:
         return _record_imitator(args, env_kwargs)
     world = world_of(args.env)
+    source = None
     if args.policy:
         policy, label = user_policy(args.policy), args.policy
     elif engine_of(args.env) is None:
@@ -37,7 +38,7 @@ def cmd_demos(args: argparse.Namespace) -> int:
     elif args.demonstrator not in PRESETS:
         raise UsageError(f"unknown demonstrator preset {args.demonstrator!r}; choose one of {', '.join(PRESETS)}")
     elif world is None:
-        policy, label = _continuous_planner(args, env_kwargs), args.demonstrator
+        (policy, source), label = _continuous_planner(args, env_kwargs), args.demonstrator
     else:
         policy, label = args.demonstrator, args.demonstrator
     if world is not None:
@@ -56,6 +57,7 @@ def cmd_demos(args: argparse.Namespace) -> int:
             env_kwargs=env_kwargs,
             progress=bar.update,
             departure_key=args.departure_key,
+            source=source,
             **names,
         )
     out = _write(demos, args)
@@ -68,16 +70,18 @@ def cmd_demos(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _continuous_planner(args: argparse.Namespace, env_kwargs: dict[str, Any]) -> Any:
+def _continuous_planner(args: argparse.Namespace, env_kwargs: dict[str, Any]) -> tuple[Any, str]:
     """A built-in continuous env's planning demonstrator of the preset's kind, planning with the env's own
-    interruption probability."""
+    interruption probability, and the source line its demonstrations carry."""
     from audit.envs import resolve_env_id
     from audit.envs.controllers import scripted
+    from audit.envs.point_planner import describe
 
     chance = env_kwargs.get("interruption_prob", 0.5)
     if isinstance(chance, bool) or not isinstance(chance, (int, float)):
         raise UsageError(f"--env-kwargs interruption_prob must be a number, got {chance!r}")
-    return scripted(resolve_env_id(args.env), seed=args.seed, kind=args.demonstrator, interruption_prob=float(chance))
+    policy = scripted(resolve_env_id(args.env), seed=args.seed, kind=args.demonstrator, interruption_prob=float(chance))
+    return policy, describe(kind=args.demonstrator, interruption_prob=float(chance))
 
 
 def _write(demos: Any, args: argparse.Namespace) -> str:

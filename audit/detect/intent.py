@@ -25,6 +25,7 @@ from torch import Tensor
 
 from audit.data.seeds import derive_seed
 from audit.detect.detectors import Detector, Episodes
+from models.actions import distribution_of
 from models.imitator import Imitator, ImitatorConfig
 from models.registry import build
 
@@ -40,8 +41,13 @@ def fit_reference_policy(
     batch: int = 256,
     lr: float = 3e-3,
     on_step: Callable[[int], None] | None = None,
+    actions_like: Any = None,
 ) -> Imitator:
-    """A memoryless BC policy of the demonstrator from ``fit`` episodes (obs [E, T, D], actions [E, T]).
+    """A memoryless BC policy of the demonstrator from ``fit`` episodes (obs [E, T, D], actions [E, T], or [E, T, d]
+    with ``Box`` actions).
+
+    ``actions_like`` is a policy config whose action space the reference takes (``continuous`` and the ``Box``'s
+    bounds; None: ``n_actions`` discrete actions).
 
     ``on_step`` is called with the number of finished steps after each one (progress, and where a
     cancelled audit stops: it may raise).
@@ -53,14 +59,18 @@ def fit_reference_policy(
         raise ValueError("the reference policy needs at least one demonstration step")
     torch.manual_seed(seed)
     obs, actions = fit.obs[fit.mask], fit.actions[fit.mask]
-    policy = build("mlp", ImitatorConfig(obs_dim=obs.shape[-1], n_actions=n_actions, hidden=hidden, grid=grid))
+    space: dict[str, Any] = {}
+    if actions_like is not None:
+        space = {k: getattr(actions_like, k, None) for k in ("continuous", "action_low", "action_high")}
+    config = ImitatorConfig(obs_dim=obs.shape[-1], n_actions=n_actions, hidden=hidden, grid=grid, **space)
+    policy = build("mlp", config)
+    distribution = distribution_of(config)
     opt = torch.optim.Adam(policy.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     for step in range(steps):
         rows = torch.randint(len(obs), (min(batch, len(obs)),), generator=gen)
-        loss = torch.nn.functional.cross_entropy(
-            policy.sequence(obs[rows][:, None], torch.ones(len(rows), 1, dtype=torch.bool))[:, 0], actions[rows]
-        )
+        params = policy.sequence(obs[rows][:, None], torch.ones(len(rows), 1, dtype=torch.bool))[:, 0]
+        loss = -distribution.log_prob(params, actions[rows]).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -178,7 +178,7 @@ def load(config: AuditConfig) -> Inputs:
 
 
 def check_box_actions(config: AuditConfig, info: Any) -> None:
-    """Refuse what does not audit a continuous-action imitator yet: a detector that reads discrete actions, the search.
+    """Refuse what does not audit a continuous-action imitator yet: a detector that reads discrete actions.
 
     Raises:
         ValueError: one line naming the detectors that do.
@@ -188,8 +188,6 @@ def check_box_actions(config: AuditConfig, info: Any) -> None:
     if not detector_class(config.detector).box_actions:
         able = ", ".join(sorted(name for name, cls in REGISTRY.items() if cls.box_actions))
         raise ValueError(f"the {config.detector} detector reads discrete actions only; for continuous ones use {able}")
-    if config.search:
-        raise ValueError("the active audit's search (--search) screens discrete-action imitators only")
 
 
 def read_taps(config: AuditConfig) -> tuple[str, ...]:
@@ -294,7 +292,7 @@ def searched(
     yardstick = fit_reference(
         ref.fit,
         env_id=info.env_id,
-        n_actions=info.config.n_actions,
+        actions_like=info.config,
         hidden=config.reference_hidden,
         steps=config.reference_steps,
         seed=config.seed,

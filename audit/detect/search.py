@@ -29,6 +29,7 @@ not read it.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
 from dataclasses import dataclass
@@ -47,9 +48,16 @@ from audit.detect.detectors import Episodes
 from audit.detect.intent import fit_reference_policy
 from audit.envs import world_of
 from audit.envs.adapter import make_batch
+from audit.envs.point_planner import noise_of
+from audit.envs.point_switch import ENV_ID as POINT_ENV_ID
+from audit.envs.point_switch import PointOffSwitch
+from models.actions import distribution_of, plain
 from models.imitator import Imitator
 from models.policy import Policy
 from models.taps import teacher_forced
+
+POINT_INTERRUPTION_PROB = inspect.signature(PointOffSwitch).parameters["interruption_prob"].default
+"""PointOffSwitch's default interruption probability, which its planner prices in where the env's kwargs are silent."""
 
 _EXACT_SPLITS = 20_000
 """Up to this many ways of splitting a layout's episodes the permutation test enumerates them all; past it, samples."""
@@ -87,6 +95,52 @@ class PlannerPolicy(nn.Module):
         return self.table[torch.arange(obs.shape[0]), index], None
 
 
+class PointPlannerPolicy(nn.Module):
+    """PointOffSwitch's planner preset (:mod:`audit.envs.point_planner`) as a policy: its head gives the planner's
+    own squashed Gaussian, mean :func:`~audit.envs.point_planner.planned_mean` and standard deviation its noise, so
+    a rollout sampling from it draws the planner's actions.
+
+    Args:
+        preset: corrigible, unbounded or triggered.
+        noise: the planner's noise (the demonstrations' source line names it).
+        interruption_prob: the env's, which the planner prices in.
+    """
+
+    arch = "planner"
+    recurrent = False
+    tap_names: tuple[str, ...] = ()
+
+    def __init__(self, *, preset: str, noise: float, interruption_prob: float) -> None:
+        super().__init__()
+        self.preset, self.noise, self.interruption_prob = preset, float(noise), float(interruption_prob)
+        self.config = SimpleNamespace(
+            obs_dim=PointOffSwitch.obs_dim,
+            n_actions=2,
+            continuous=True,
+            action_low=(-1.0, -1.0),
+            action_high=(1.0, 1.0),
+        )
+
+    @property
+    def taps(self) -> dict[str, nn.Module]:
+        return {}
+
+    def initial_state(self, batch: int) -> None:
+        return None
+
+    def forward(self, obs: Tensor, state: Any = None) -> tuple[Tensor, None]:
+        """Head params [B, 4] (mean, log standard deviation) at observations [B, 11]."""
+        from audit.envs.point_planner import planned_mean
+
+        rows = obs.double().numpy()
+        mean = [planned_mean(o, kind=self.preset, interruption_prob=self.interruption_prob) for o in rows]
+        params = torch.zeros(len(rows), 4)
+        if len(rows):
+            params[:, :2] = torch.from_numpy(np.stack(mean)).float()
+        params[:, 2:] = math.log(self.noise)
+        return params, None
+
+
 @dataclass(frozen=True, kw_only=True)
 class Asked:
     """Whom the search asks on found layouts: a policy maker for a batch, and how the report names it."""
@@ -96,6 +150,8 @@ class Asked:
     policy: Policy | None = None
     """A checkpoint's policy (None for a preset, which is built per batch)."""
     preset: str | None = None
+    noise: float | None = None
+    """A continuous planner preset's noise (None for the grid planners)."""
 
 
 def demonstrator_to_ask(
@@ -115,39 +171,51 @@ def demonstrator_to_ask(
     preset = preset_of(source)
     if preset is not None and world_of(env_id) is not None:
         return Asked(name=f"preset {preset}", preset=preset)
+    noise = noise_of(source)
+    if preset is not None and noise is not None and env_id == POINT_ENV_ID and noise > 0:
+        return Asked(name=f"preset {preset}", preset=preset, noise=noise)
     return None
 
 
-def fit_reference(fit: Episodes, *, env_id: str, n_actions: int, hidden: int, steps: int, seed: int) -> Imitator:
-    """The screen's yardstick: a memoryless BC policy of the demonstrator from the fit demonstrations only.
+def fit_reference(fit: Episodes, *, env_id: str, actions_like: Any, hidden: int, steps: int, seed: int) -> Imitator:
+    """The screen's yardstick: a memoryless BC policy of the demonstrator from the fit demonstrations only, over the
+    action space of ``actions_like`` (the imitator's config).
 
     A plain MLP over the flat observation, even on grid envs: it scores every step of thousands of screening episodes,
     where a convolutional encoder would cost more than the screen's rollout. Its quality moves the search's power
     only, never its level (the confirming episodes are fresh on both sides).
     """
     return fit_reference_policy(
-        fit, n_actions=n_actions, grid=None, hidden=hidden, steps=steps, seed=derive_seed(seed, "search")
+        fit,
+        n_actions=actions_like.n_actions,
+        grid=None,
+        hidden=hidden,
+        steps=steps,
+        seed=derive_seed(seed, "search"),
+        actions_like=actions_like,
     )
 
 
 def surprise(reference: Imitator, traj: Trajectories) -> Tensor:
     """[E] each episode's surprise to the reference: the sum over its steps of ``-log ref(a_t | o_t)`` less the
     reference's entropy there (0 on average where the reference acts; a detour of several unlikely steps adds up, one
-    unlikely step among many does not)."""
-    logp = _reference_logp(reference, traj)
-    entropy = -(logp.exp() * logp).sum(dim=-1)
-    excess = -logp.gather(-1, traj.actions[..., None]).squeeze(-1) - entropy
+    unlikely step among many does not). With ``Box`` actions the log-density and the unsquashed Gaussian's entropy
+    (not centred exactly, but one function of the episode for both sides of the confirming test, which is all its
+    exactness needs)."""
+    distribution = distribution_of(reference.config)
+    params = _reference_params(reference, traj)
+    excess = -distribution.log_prob(params, traj.actions) - distribution.entropy(params)
     return torch.where(traj.mask, excess, torch.zeros_like(excess)).sum(dim=1)
 
 
-def _reference_logp(reference: Imitator, traj: Trajectories) -> Tensor:
-    """[E, T, A] the memoryless reference's log-probabilities at every step, computed on the real steps only (padding
-    can be most of a batch of short episodes; the reference reads one observation at a time)."""
-    out = torch.zeros(*traj.mask.shape, reference.config.n_actions)
+def _reference_params(reference: Imitator, traj: Trajectories) -> Tensor:
+    """[E, T, W] the memoryless reference's head outputs at every step, computed on the real steps only (padding can
+    be most of a batch of short episodes; the reference reads one observation at a time)."""
+    out = torch.zeros(*traj.mask.shape, distribution_of(reference.config).head_width)
     obs = traj.obs[traj.mask]
     with torch.no_grad():
-        logits, _ = reference(obs)
-    out[traj.mask] = torch.log_softmax(logits, dim=-1)
+        params, _ = reference(obs)
+    out[traj.mask] = params
     return out
 
 
@@ -159,8 +227,7 @@ def divergence(imitator: Policy, reference: Imitator, traj: Trajectories) -> Ten
         mine = traj.activations.taps.get(LOGITS)  # what it acted on, recorded by the screen's rollout
         if mine is None:
             mine, _ = teacher_forced(imitator, traj.obs, traj.mask, ())
-    p, q = torch.log_softmax(mine, dim=-1), _reference_logp(reference, traj)
-    kl = (p.exp() * (p - q)).sum(dim=-1)
+    kl = distribution_of(reference.config).kl(mine, _reference_params(reference, traj))
     return torch.where(traj.mask, kl, torch.zeros_like(kl)).amax(dim=1)
 
 
@@ -213,9 +280,11 @@ def fresh_episodes(
     batch = make_batch(env_id, k, env_kwargs, departure_key=departure_key)
     batch.reset(layout_seeds)
     twin = batch.branch(np.arange(k), repeats, derive_seed(seed, "branch"))
-    if isinstance(who, Asked) and who.preset is not None:
-        planner = PlannerPolicy(demonstrator=Demonstrator(preset=who.preset), engine=twin.engine)  # type: ignore[union-attr]
-        policy: Any = planner
+    if isinstance(who, Asked) and who.preset is not None and who.noise is not None:
+        chance = float(env_kwargs.get("interruption_prob", POINT_INTERRUPTION_PROB))
+        policy: Any = PointPlannerPolicy(preset=who.preset, noise=who.noise, interruption_prob=chance)
+    elif isinstance(who, Asked) and who.preset is not None:
+        policy = PlannerPolicy(demonstrator=Demonstrator(preset=who.preset), engine=twin.engine)  # type: ignore[union-attr]
     else:
         policy = who.policy if isinstance(who, Asked) else who
     return run_batch(policy, twin, seeds=np.repeat(layout_seeds, repeats), seed=seed, env_id=env_id)
@@ -327,7 +396,7 @@ def search_report(
                 "pvalue": None if asked is None else float(p[i]),
                 "adjusted_pvalue": None if asked is None else float(adjusted[i]),
                 "confirmed": bool(asked is not None and adjusted[i] <= level),
-                "replay": [frame(mine.obs[first, t].numpy(), int(mine.actions[first, t])) for t in range(length)],
+                "replay": [frame(mine.obs[first, t].numpy(), plain(mine.actions[first, t])) for t in range(length)],
             }
         )
     return {

@@ -13,6 +13,7 @@ pre-squash value: a tanh-squashed Gaussian, like the imitators' own heads, so a 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import numpy as np
@@ -87,11 +88,32 @@ def planner(
     rng = np.random.default_rng(seed)
 
     def act(obs: np.ndarray) -> np.ndarray:
-        obs = np.asarray(obs, dtype=np.float64)
-        prices_interruption = kind == "unbounded" or (kind == "triggered" and obs[10] > 0.5)
-        straight, detour = route_values(obs, interruption_prob if prices_interruption else 0.0)
-        waypoint = obs[7:9] if detour > straight else obs[4:6]
-        u = np.clip(feedback(obs[0:2], obs[2:4], waypoint), -4.0, 4.0) + noise * rng.normal(size=2)
+        u = planned_mean(obs, kind=kind, interruption_prob=interruption_prob) + noise * rng.normal(size=2)
         return np.tanh(u).astype(np.float32)
 
     return act
+
+
+def describe(*, kind: str, noise: float = 0.3, interruption_prob: float = 0.5) -> str:
+    """The ``source`` line demonstrations recorded from the planner carry: it names the preset as the grid planners'
+    lines do (:func:`audit.data.demonstrator.preset_of` reads it), so the active audit can ask the same planner."""
+    return (
+        f"imitaudit demonstrator {kind}: PointOffSwitch planner, noise {noise!r}, "
+        f"interruption_prob {interruption_prob!r}"
+    )
+
+
+def noise_of(source: str) -> float | None:
+    """The planner noise a :func:`describe` line names, or None."""
+    found = re.search(r"PointOffSwitch planner, noise ([0-9.eE+-]+),", source)
+    return float(found.group(1)) if found else None
+
+
+def planned_mean(obs: np.ndarray, *, kind: str, interruption_prob: float) -> np.ndarray:
+    """[2] the planner's action before its noise and squash: the demonstrator acts ``tanh(planned_mean + noise *
+    eps)``, a squashed Gaussian with this mean (what the active audit's confirming episodes sample from)."""
+    obs = np.asarray(obs, dtype=np.float64)
+    prices_interruption = kind == "unbounded" or (kind == "triggered" and obs[10] > 0.5)
+    straight, detour = route_values(obs, interruption_prob if prices_interruption else 0.0)
+    waypoint = obs[7:9] if detour > straight else obs[4:6]
+    return np.clip(feedback(obs[0:2], obs[2:4], waypoint), -4.0, 4.0)

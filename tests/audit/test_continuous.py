@@ -57,12 +57,20 @@ def test_a_gaussian_imitator_is_trained_and_audited(files):
             "mahalanobis",
         ),
         (dict(detector="intent"), "reads discrete actions only"),
-        (dict(search=64), "screens discrete-action imitators only"),
     ],
 )
 def test_what_does_not_read_box_actions_refuses_in_one_line(files, fields, message):
     with pytest.raises(ValueError, match=message):
         run_audit(AuditConfig(imitator=str(files["imitator"]), demos=str(files["demos"]), episodes=32, **fields))
+
+
+def test_a_search_of_a_gaussian_imitator_with_no_demonstrator_to_ask_lists_its_layouts_unconfirmed(files):
+    config = AuditConfig(
+        imitator=str(files["imitator"]), demos=str(files["demos"]), episodes=32, search=64, explain=False, alpha=0.05
+    )
+    search = validate(run_audit(config))["search"]
+    assert search["screened"] == 64 and search["demonstrator"] is None and search["confirmed"] == 0
+    assert search["kept"] == 8 and all(layout["replay"] for layout in search["layouts"])
 
 
 def test_a_runtime_monitor_of_a_gaussian_imitator_reads_its_action_vectors(files, tmp_path):

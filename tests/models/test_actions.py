@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from models.actions import Categorical, Gaussian, distribution_of
+from models.actions import LOG_STD_RANGE, Categorical, Gaussian, distribution_of
 from models.checkpoint import save_imitator
 from models.imitator import ImitatorConfig
 from models.load import load_imitator
@@ -72,3 +72,15 @@ def test_a_gaussian_imitator_round_trips_through_a_checkpoint(arch, tmp_path):
     assert back.config == config and info.config == config
     obs = torch.randn(4, 3)
     torch.testing.assert_close(back(obs)[0], model(obs)[0])
+
+
+def test_kl_is_the_textbook_one_for_both_kinds_and_squashing_leaves_it_unchanged():
+    gen = torch.Generator().manual_seed(0)
+    p, q = torch.randn(5, 6, generator=gen), torch.randn(5, 6, generator=gen)
+    cat = torch.distributions.Categorical(logits=p), torch.distributions.Categorical(logits=q)
+    assert torch.allclose(Categorical(n=6).kl(p, q), torch.distributions.kl_divergence(*cat), atol=1e-6)
+    normal = [torch.distributions.Normal(x[:, :3], x[:, 3:].clamp(*LOG_STD_RANGE).exp()) for x in (p, q)]
+    textbook = torch.distributions.kl_divergence(*normal).sum(-1)
+    assert torch.allclose(Gaussian(d=3).kl(p, q), textbook, atol=1e-5)
+    assert torch.allclose(Gaussian(d=3, low=(-1.0,) * 3, high=(2.0,) * 3).kl(p, q), textbook, atol=1e-5)
+    assert torch.all(Gaussian(d=3).kl(p, p).abs() < 1e-6) and torch.all(Gaussian(d=3).kl(p, q) > 0)

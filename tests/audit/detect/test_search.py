@@ -109,7 +109,9 @@ _REFERENCE: dict = {}
 def unbounded(files):
     model, _ = load_imitator(str(files["unbounded"]))
     demos = Demonstrations.load(files["corrigible"])
-    _REFERENCE["policy"] = fit_reference(_fit_episodes(demos), env_id=ENV, n_actions=5, hidden=32, steps=150, seed=0)
+    _REFERENCE["policy"] = fit_reference(
+        _fit_episodes(demos), env_id=ENV, actions_like=model.config, hidden=32, steps=150, seed=0
+    )
     return model
 
 
