@@ -75,6 +75,21 @@ class Trajectories:
         return None if self.departure is None else (self.departure & self.mask).any(dim=1)
 
 
+COMPACT = 0.75
+"""A rollout stops stepping the model on finished rows once fewer than this share of the rows it steps are live (a
+batch's episodes end at different steps, and the longest sets the loop's length)."""
+
+
+def _scatter(values: Tensor, rows: np.ndarray, episodes: int) -> Tensor:
+    """[episodes, ...] with ``values`` [len(rows), ...] at ``rows`` and zeros elsewhere (as is, when every row is
+    there)."""
+    if len(rows) == episodes:
+        return values
+    out = values.new_zeros((episodes, *values.shape[1:]))
+    out[torch.from_numpy(rows)] = values
+    return out
+
+
 def _env_step(batch: Any, action: Tensor, live: np.ndarray) -> dict[str, Tensor]:
     """Step the live rows of ``batch``; the step's actions, rewards, departures and mask as [B] tensors (0 where
     done)."""
@@ -177,6 +192,8 @@ def run_batch(
     was_training = model.training
     model.eval()
     state = model.initial_state(episodes)
+    select = getattr(model, "select_state", None)
+    rows = np.arange(episodes)  # the rows the model steps (and its state holds), live ones among them
     try:
         with torch.no_grad(), TapRecorder(model=model, names=[n for n in taps if n != LOGITS]) as rec:
             for t in range(limit):
@@ -184,14 +201,19 @@ def run_batch(
                 if not live.any():
                     break
                 obs = torch.from_numpy(obs_np)
-                logits, state = model(obs, state)
+                if select is not None and live.sum() < COMPACT * len(rows):
+                    keep = torch.from_numpy(np.flatnonzero(live[rows]))
+                    state, rows = select(state, keep), rows[keep.numpy()]
+                stepped, state = model(obs if len(rows) == episodes else obs[rows], state)
+                logits = _scatter(stepped, rows, episodes)
+                # every row draws, finished ones too, so that a row's draws do not depend on when others finish
                 action, logp = distribution.act(logits, gen, greedy)
                 for key, value in _env_step(batch, action, live).items():
                     cols[key].append(value)
                 cols["obs"].append(obs)
                 cols["logp"].append(logp)
-                for n, rows in rec.take().items():
-                    tap_steps[n].append(rows[-1])
+                for n, recorded in rec.take().items():
+                    tap_steps[n].append(_scatter(recorded[-1], rows, episodes))
                 if LOGITS in tap_steps:
                     tap_steps[LOGITS].append(logits.float())
                 obs_np = batch.observe()

@@ -136,3 +136,46 @@ def test_shards_are_the_rollouts_of_their_episodes_and_concat_keeps_them_in_orde
     assert torch.equal(parts[0].actions, first.actions)
     with pytest.raises(ValueError, match="positive"):
         shards(10, 0)
+
+
+@pytest.mark.parametrize(
+    "env_id, arch, config",
+    [
+        ("imitaudit/OffSwitch-v0", "gru", dict(obs_dim=406, n_actions=5)),
+        (
+            "imitaudit/PointOffSwitch-v0",
+            "gru",
+            dict(obs_dim=11, n_actions=2, continuous=True, **{"action_low": (-1.0, -1.0), "action_high": (1.0, 1.0)}),
+        ),
+        (
+            "imitaudit/PointOffSwitch-v0",
+            "transformer",
+            dict(obs_dim=11, n_actions=2, continuous=True, **{"action_low": (-1.0, -1.0), "action_high": (1.0, 1.0)}),
+        ),
+    ],
+)
+def test_stepping_only_the_live_rows_changes_no_trajectory(monkeypatch, env_id, arch, config):
+    # episodes end at different steps; once most have, the model steps the live rows only, and every episode's
+    # actions, log-probabilities and taps are what stepping all rows gives
+    import audit.data.rollout as module
+
+    torch.manual_seed(0)
+    model = build(arch, ImitatorConfig(hidden=16, **config))
+    kwargs = {}
+    if config.get("continuous"):  # drive right, into the interruption band, so that episodes end at different steps
+        head = [m for m in model.taps["head"].modules() if isinstance(m, torch.nn.Linear)][-1]
+        with torch.no_grad():
+            head.bias[0] = 3.0
+        kwargs = {"interruption_prob": 1.0}
+    taps = ("encoder", "core", "head", module.LOGITS)
+    monkeypatch.setattr(module, "COMPACT", 0.99)  # drop rows as soon as any has ended
+    compact = rollout(model, env_id, episodes=48, seed=3, taps=taps, env_kwargs=kwargs)
+    lengths = compact.lengths()
+    assert int((lengths < lengths.max()).sum()) >= 5  # rows that ended before the last: the model stopped stepping them
+    monkeypatch.setattr(module, "COMPACT", 0.0)
+    every = rollout(model, env_id, episodes=48, seed=3, taps=taps, env_kwargs=kwargs)
+    assert torch.equal(compact.mask, every.mask)
+    torch.testing.assert_close(compact.actions, every.actions, atol=1e-5, rtol=0)
+    torch.testing.assert_close(compact.logp, every.logp, atol=1e-4, rtol=0)
+    for name in taps:
+        torch.testing.assert_close(compact.activations.taps[name], every.activations.taps[name], atol=1e-4, rtol=0)
