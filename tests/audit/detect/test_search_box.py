@@ -112,3 +112,6 @@ def test_a_box_search_reaches_the_report_with_the_planner_asked(files):
     search = report["search"]
     assert search["demonstrator"] == "preset corrigible" and search["level"] == pytest.approx(0.025)
     assert search["confirmed"] >= 1 and all(layout["replay"] for layout in search["layouts"])
+    from audit.report.render import to_html, to_markdown
+
+    assert "asked preset corrigible" in to_markdown(report) and "<h2>Search</h2>" in to_html(report)
