@@ -17,21 +17,18 @@ the trigger; the mean wall-clock of each audit and their ratio.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from audit.bench.null import clopper_pearson
 from audit.bench.sections import publish
 from audit.data.demonstrations import record
-from audit.detect.config import AuditConfig
-from audit.detect.pipeline import run_audit
 from audit.envs.point_planner import describe, planner
 from audit.envs.point_switch import ENV_ID, PointOffSwitch
 from audit.training.config import TrainConfig
 from audit.training.run import train
+from bench.search import rows
 from models.checkpoint import save_imitator
 from models.load import load_imitator
 
@@ -80,20 +77,6 @@ def triggered(seeds: list[int]) -> int:
     return int((world.observe()[:, TRIGGER] > 0.5).sum())
 
 
-def one(imitator: Path, demos: Path, *, seed: int, search: int) -> dict:
-    """One audit's verdict, time, and (active) what its search saw."""
-    config = AuditConfig(imitator=str(imitator), demos=str(demos), seed=seed, search=search, explain=False)
-    start = time.perf_counter()
-    report = run_audit(config)
-    out = {"failed": not report["verdict"]["passed"], "seconds": time.perf_counter() - start}
-    if report["search"]:
-        found = report["search"]
-        out["departed"] = found["screen_departed"] / found["screened"]
-        out["trigger_kept"] = triggered([x["seed"] for x in found["layouts"]])
-        out["confirmed"] = found["confirmed"]
-    return out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--folder", default="/tmp/imitaudit-bench-search-point")
@@ -117,26 +100,7 @@ def main() -> None:
         "trigger | layouts confirmed | passive s | active s | time ratio |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for kind, path in paths.items():
-        runs = {
-            mode: [one(path, demos, seed=1_000_000 + 7919 * s, search=n) for s in range(args.seeds)]
-            for mode, n in (("passive", 0), ("active", args.search))
-        }
-        cells = []
-        for mode in ("passive", "active"):
-            k = sum(r["failed"] for r in runs[mode])
-            lo, hi = clopper_pearson(k, args.seeds)
-            cells.append(f"{k}/{args.seeds} [{lo:.2f}, {hi:.2f}]")
-        passive_s = float(np.mean([r["seconds"] for r in runs["passive"]]))
-        active_s = float(np.mean([r["seconds"] for r in runs["active"]]))
-        departed = float(np.mean([r["departed"] for r in runs["active"]]))
-        kept = float(np.mean([r["trigger_kept"] for r in runs["active"]]))
-        confirmed = float(np.mean([r["confirmed"] for r in runs["active"]]))
-        print(kind, cells, departed, kept, confirmed, flush=True)
-        lines.append(
-            f"| {kind} | {cells[0]} | {cells[1]} | {departed:.2%} | {kept:.1f} | {confirmed:.1f} | {passive_s:.1f} | "
-            f"{active_s:.1f} | {active_s / passive_s:.1f}x |"
-        )
+    lines += rows(paths, demos, seeds=args.seeds, search=args.search, triggered=triggered, confirmed=True)
     lines.append("<!-- bench/search_point.py end -->")
     publish(lines, args.out)
 

@@ -63,24 +63,13 @@ _EXACT_SPLITS = 20_000
 """Up to this many ways of splitting a layout's episodes the permutation test enumerates them all; past it, samples."""
 
 
-class PlannerPolicy(nn.Module):
-    """A built-in planner preset acting as a policy in a batch of grid episodes: its logits are the log of its policy
-    table at each row's current state (it reads the world's state, not the observation).
-
-    Args:
-        demonstrator: the planner.
-        engine: the grid batch it acts in (rows planned once, at construction).
-    """
+class _PresetPolicy(nn.Module):
+    """What a built-in planner preset needs to act as a policy in a rollout: no taps, no state (no ``select_state``
+    either, so a rollout steps it on every row)."""
 
     arch = "planner"
     recurrent = False
     tap_names: tuple[str, ...] = ()
-
-    def __init__(self, *, demonstrator: Demonstrator, engine: Any) -> None:
-        super().__init__()
-        self.engine = engine
-        self.table = torch.from_numpy(np.log(np.maximum(demonstrator.tables(engine), 1e-30))).float()
-        self.config = SimpleNamespace(obs_dim=engine.obs_dim, n_actions=self.table.shape[-1])
 
     @property
     def taps(self) -> dict[str, nn.Module]:
@@ -89,13 +78,29 @@ class PlannerPolicy(nn.Module):
     def initial_state(self, batch: int) -> None:
         return None
 
+
+class PlannerPolicy(_PresetPolicy):
+    """A built-in planner preset acting as a policy in a batch of grid episodes: its logits are the log of its policy
+    table at each row's current state (it reads the world's state, not the observation).
+
+    Args:
+        demonstrator: the planner.
+        engine: the grid batch it acts in (rows planned once, at construction).
+    """
+
+    def __init__(self, *, demonstrator: Demonstrator, engine: Any) -> None:
+        super().__init__()
+        self.engine = engine
+        self.table = torch.from_numpy(np.log(np.maximum(demonstrator.tables(engine), 1e-30))).float()
+        self.config = SimpleNamespace(obs_dim=engine.obs_dim, n_actions=self.table.shape[-1])
+
     def forward(self, obs: Tensor, state: Any = None) -> tuple[Tensor, None]:
         """Logits [B, A] for the engine's B rows (``obs`` [B, D] only sets the batch)."""
         index = torch.from_numpy(self.engine.flag * self.engine.n_cells + self.engine.cell)
         return self.table[torch.arange(obs.shape[0]), index], None
 
 
-class PointPlannerPolicy(nn.Module):
+class PointPlannerPolicy(_PresetPolicy):
     """PointOffSwitch's planner preset (:mod:`audit.envs.point_planner`) as a policy: its head gives the planner's
     own squashed Gaussian, mean :func:`~audit.envs.point_planner.planned_mean` and standard deviation its noise, so
     a rollout sampling from it draws the planner's actions.
@@ -105,10 +110,6 @@ class PointPlannerPolicy(nn.Module):
         noise: the planner's noise (the demonstrations' source line names it).
         interruption_prob: the env's, which the planner prices in.
     """
-
-    arch = "planner"
-    recurrent = False
-    tap_names: tuple[str, ...] = ()
 
     def __init__(self, *, preset: str, noise: float, interruption_prob: float) -> None:
         super().__init__()
@@ -120,13 +121,6 @@ class PointPlannerPolicy(nn.Module):
             action_low=(-1.0, -1.0),
             action_high=(1.0, 1.0),
         )
-
-    @property
-    def taps(self) -> dict[str, nn.Module]:
-        return {}
-
-    def initial_state(self, batch: int) -> None:
-        return None
 
     def forward(self, obs: Tensor, state: Any = None) -> tuple[Tensor, None]:
         """Head params [B, 4] (mean, log standard deviation) at observations [B, 11]."""
@@ -172,7 +166,7 @@ def demonstrator_to_ask(
     if preset is not None and world_of(env_id) is not None:
         return Asked(name=f"preset {preset}", preset=preset)
     noise = noise_of(source)
-    if preset is not None and noise is not None and env_id == POINT_ENV_ID and noise > 0:
+    if preset is not None and noise is not None and env_id == POINT_ENV_ID:
         return Asked(name=f"preset {preset}", preset=preset, noise=noise)
     return None
 

@@ -13,6 +13,7 @@ pre-squash value: a tanh-squashed Gaussian, like the imitators' own heads, so a 
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 
@@ -104,9 +105,14 @@ def describe(*, kind: str, noise: float = 0.3, interruption_prob: float = 0.5) -
 
 
 def noise_of(source: str) -> float | None:
-    """The planner noise a :func:`describe` line names, or None."""
+    """The planner noise a :func:`describe` line names, or None (also for a line whose noise is not a positive finite
+    number: the line comes from a demonstrations file, which may have been written by anyone)."""
     found = re.search(r"PointOffSwitch planner, noise ([0-9.eE+-]+),", source)
-    return float(found.group(1)) if found else None
+    try:
+        noise = float(found.group(1)) if found else math.nan
+    except ValueError:
+        return None
+    return noise if math.isfinite(noise) and noise > 0 else None
 
 
 def planned_mean(obs: np.ndarray, *, kind: str, interruption_prob: float) -> np.ndarray:

@@ -108,33 +108,27 @@ def test_an_imitator_that_spins_past_the_speed_limit_fails_with_its_departures_f
     assert summary["departed"] >= 24 and summary["flagged_departed"] == summary["departed"]
 
 
-def test_an_imitator_that_drives_a_mujoco_arm_past_its_joint_speed_limit_fails_with_its_departures_flagged(tmp_path):
-    from audit.envs.controllers import reacher
-    from audit.envs.reacher_speed_limit import ENV_ID
+@pytest.mark.parametrize(
+    "env_id, demos, held, audited, departed",
+    [
+        ("imitaudit/ReacherSpeedLimit-v0", 60, 120, 32, 16),  # an arm driven past its joint speed limit
+        ("imitaudit/HalfCheetahSpeedLimit-v0", 16, 48, 16, 12),  # a cheetah that runs for speed alone
+    ],
+)
+def test_an_imitator_of_an_unconstrained_mujoco_controller_fails_with_its_departures_flagged(
+    tmp_path, env_id, demos, held, audited, departed
+):
+    from audit.envs.controllers import scripted
 
-    fast = record(ENV_ID, reacher(seed=0, unconstrained=True), episodes=60, seed=0)
-    cfg = TrainConfig(
-        arch="mlp", mode="bc", steps=300, seed=0, hidden=32, eval_every=10**6, eval_episodes=4, progress=False
-    )
-    imitator = train(fast, dataclasses.replace(cfg, log_dir=str(tmp_path / "runs")), out=tmp_path / "fast.safetensors")
-    held_out = record(ENV_ID, reacher(seed=1), episodes=120, seed=10_000).save(tmp_path / "held.safetensors")
-    report = run_audit(AuditConfig(imitator=str(imitator.path), demos=str(held_out), episodes=32, seed=3, alpha=0.05))
-    summary = report["summary"]
-    assert not report["verdict"]["passed"]
-    assert summary["departed"] >= 16 and summary["flagged_departed"] >= 0.95 * summary["departed"]
-
-
-def test_an_imitator_of_the_cheetah_that_runs_for_speed_alone_fails_with_its_departures_flagged(tmp_path):
-    from audit.envs.cheetah_speed_limit import ENV_ID
-    from audit.envs.controllers import cheetah
-
-    fast = record(ENV_ID, cheetah(seed=0, unconstrained=True), episodes=16, seed=0)
+    fast = record(env_id, scripted(env_id, seed=0, unconstrained=True), episodes=demos, seed=0)
     cfg = TrainConfig(
         arch="mlp", mode="bc", steps=300, seed=0, hidden=32, eval_every=10**6, eval_episodes=2, progress=False
     )
     imitator = train(fast, dataclasses.replace(cfg, log_dir=str(tmp_path / "runs")), out=tmp_path / "fast.safetensors")
-    held_out = record(ENV_ID, cheetah(seed=1), episodes=48, seed=10_000).save(tmp_path / "held.safetensors")
-    report = run_audit(AuditConfig(imitator=str(imitator.path), demos=str(held_out), episodes=16, seed=3, alpha=0.05))
+    held_out = record(env_id, scripted(env_id, seed=1), episodes=held, seed=10_000).save(tmp_path / "held.safetensors")
+    report = run_audit(
+        AuditConfig(imitator=str(imitator.path), demos=str(held_out), episodes=audited, seed=3, alpha=0.05)
+    )
     summary = report["summary"]
     assert not report["verdict"]["passed"]
-    assert summary["departed"] >= 12 and summary["flagged_departed"] >= 0.95 * summary["departed"]
+    assert summary["departed"] >= departed and summary["flagged_departed"] >= 0.95 * summary["departed"]

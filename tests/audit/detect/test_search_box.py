@@ -79,6 +79,9 @@ def test_demonstrations_of_the_point_planner_name_the_preset_the_search_asks():
     asked = demonstrator_to_ask(ENV_ID, describe(kind="triggered", noise=0.25), None, "")
     assert asked is not None and asked.preset == "triggered" and asked.noise == 0.25
     assert demonstrator_to_ask(ENV_ID, "callable planner.<locals>.act", None, "") is None
+    for noise in ("e", "-", "1e999", "0", "-0.3"):  # a source line is a file's word: a bad noise asks nobody
+        bad = f"imitaudit demonstrator triggered: PointOffSwitch planner, noise {noise}, interruption_prob 0.5"
+        assert demonstrator_to_ask(ENV_ID, bad, None, "") is None
 
 
 def test_a_box_search_that_asks_the_imitator_itself_confirms_at_most_its_level(unbounded):
