@@ -98,8 +98,6 @@ class Detector(ABC):
     None where each fold fits alone."""
     reads_history: bool = False
     """Whether a step's evidence reads the trajectory's earlier steps too (a monitor then keeps them)."""
-    box_actions: ClassVar[bool] = False
-    """Whether it audits imitators with ``Box`` (continuous) actions."""
     monitorable: ClassVar[bool] = False
     forecasts: ClassVar[bool] = False
     """Whether its evidence forecasts the imitator's course (it then has an ``inner`` discriminator): its monitor is
@@ -170,7 +168,6 @@ class MahalanobisDetector(Detector):
     """
 
     name = "mahalanobis"
-    box_actions = True
 
     @classmethod
     def reads_taps(cls, config: Any) -> tuple[str, ...]:

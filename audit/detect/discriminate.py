@@ -34,7 +34,6 @@ class DiscriminatorDetector(Detector):
 
     name = "discriminator"
     monitorable = True
-    box_actions = True
 
     @classmethod
     def factory(cls, config: Any, inputs: Any) -> Callable[[], "DiscriminatorDetector"]:

@@ -70,7 +70,12 @@ class ForecastDetector(Detector):
         c = inner.config
         extra = 2 * inner.view.dim if history else 0
         self.probe_config = DiscriminatorConfig(
-            obs_dim=inner.view.dim + extra, n_actions=c.n_actions, taps=dict(c.taps), hidden=c.hidden, spectral=False
+            obs_dim=inner.view.dim + extra,
+            n_actions=c.n_actions,
+            taps=dict(c.taps),
+            hidden=c.hidden,
+            spectral=False,
+            continuous=c.continuous,
         )
         self.probe: Discriminator | None = None
         self.reads_history = self.history

@@ -3,15 +3,17 @@
 A discriminator over (history, action, activations) cannot flag before the first divergent
 action: the reference activations are the same imitator teacher-forced over demonstrator
 histories, so at a shared history both classes look alike. The imitator's *intent* does not
-need a divergent action: at every step its ``head`` tap (the action logits, before any
-action is sampled) says what it means to do. The audit fits its own reference policy of the
+need a divergent action: at every step its ``head`` tap (the action logits, or a ``Box``
+policy's Gaussian mean and log standard deviation, before any action is sampled) says what it
+means to do. The audit fits its own reference policy of the
 demonstrator by behavioural cloning on the *fit* demonstrations only (never a calibration
 episode), and a step's evidence is KL(imitator || reference) of the two action
 distributions. Calibration is the same as for every detector: the same KL on held-out
 demonstrator episodes, with the imitator teacher-forced over them.
 
-The reference is an ``mlp`` from the registry (with the grid encoder on built-in grids), so
-it works on any discrete Gymnasium env from observations and actions alone.
+The reference is an ``mlp`` from the registry (with the grid encoder on built-in grids) with the
+imitator's action space, so it works on any Gymnasium env with discrete or ``Box`` actions from
+observations and actions alone; the KL is the action distribution's own (:mod:`models.actions`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from torch import Tensor
 
 from audit.data.seeds import derive_seed
 from audit.detect.detectors import Detector, Episodes
-from models.actions import distribution_of
+from models.actions import Categorical, distribution_of, plain
 from models.imitator import Imitator, ImitatorConfig
 from models.registry import build
 
@@ -80,12 +82,6 @@ def fit_reference_policy(
     return policy
 
 
-def kl_divergence(logits_p: Tensor, logits_q: Tensor) -> Tensor:
-    """KL(p || q) [...] of the categorical distributions with logits [..., A]."""
-    logp, logq = torch.log_softmax(logits_p, dim=-1), torch.log_softmax(logits_q, dim=-1)
-    return (logp.exp() * (logp - logq)).sum(-1).clamp(min=0.0)
-
-
 class IntentDetector(Detector):
     """KL of the acting policy's action distribution (the imitator's ``head`` tap) from reference policy A.
 
@@ -102,11 +98,12 @@ class IntentDetector(Detector):
     references serves every fold (fitted on the first call).
 
     Args:
-        n_actions: the env's action count.
+        n_actions: the env's action count (a ``Box``'s dimensions with ``actions_like``).
         grid: built-in grid shape for the references' encoder, or None.
         hidden: the references' width.
         steps: their Adam steps.
         shared: a dict the detectors of one audit share, holding the fitted pair.
+        actions_like: the imitator's config, whose action space the references take (None: ``n_actions`` discrete).
     """
 
     name = "intent"
@@ -124,7 +121,12 @@ class IntentDetector(Detector):
         shared: dict = {}
         n_actions, grid = inputs.info.config.n_actions, grid_shape(inputs.info.env_id)
         return lambda: cls(
-            n_actions=n_actions, grid=grid, hidden=config.reference_hidden, steps=config.reference_steps, shared=shared
+            n_actions=n_actions,
+            grid=grid,
+            hidden=config.reference_hidden,
+            steps=config.reference_steps,
+            shared=shared,
+            actions_like=inputs.info.config,
         )
 
     def monitor_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -141,15 +143,30 @@ class IntentDetector(Detector):
         ref = build("mlp", ImitatorConfig.from_dict(dict(meta["reference"])))
         ref.load_state_dict({k.removeprefix("reference."): v for k, v in tensors.items() if k.startswith("reference.")})
         ref.eval()
-        det = cls(n_actions=int(meta["n_actions"]), grid=ref.config.grid, hidden=ref.config.hidden, steps=0, shared={})
+        det = cls(
+            n_actions=int(meta["n_actions"]),
+            grid=ref.config.grid,
+            hidden=ref.config.hidden,
+            steps=0,
+            shared={},
+            actions_like=ref.config,
+        )
         det.pair = (ref, ref)
         return det
 
     def __init__(
-        self, *, n_actions: int, grid: tuple[int, int, int] | None, hidden: int, steps: int, shared: dict
+        self,
+        *,
+        n_actions: int,
+        grid: tuple[int, int, int] | None,
+        hidden: int,
+        steps: int,
+        shared: dict,
+        actions_like: Any = None,
     ) -> None:
         self.n_actions, self.grid, self.hidden, self.steps = n_actions, grid, hidden, steps
-        self.shared = shared
+        self.shared, self.actions_like = shared, actions_like
+        self.distribution = distribution_of(actions_like) if actions_like is not None else Categorical(n=n_actions)
         self.pair: tuple[Imitator, Imitator] | None = None
 
     def fit(self, reference: Episodes, imitator: Episodes, *, seed: int) -> None:
@@ -167,6 +184,7 @@ class IntentDetector(Detector):
                     hidden=self.hidden,
                     steps=self.steps,
                     seed=derive_seed(seed, "reference-policy", i),
+                    actions_like=self.actions_like,
                     on_step=None if tick is None else lambda done, i=i: tick((i + done / self.steps) / 2),  # type: ignore[misc]
                 )
                 for i, part in enumerate((halves[:mid], halves[mid:]))
@@ -180,7 +198,8 @@ class IntentDetector(Detector):
 
     def _kl(self, acting: Tensor, episodes: Episodes) -> Tensor:
         out = torch.zeros(episodes.mask.shape)
-        out[episodes.mask] = kl_divergence(acting, self._logits(self.pair[0], episodes))  # type: ignore[index]
+        kl = self.distribution.kl(acting, self._logits(self.pair[0], episodes))  # type: ignore[index]
+        out[episodes.mask] = kl.clamp(min=0.0)
         return out
 
     def evidence(self, episodes: Episodes) -> Tensor:
@@ -209,8 +228,8 @@ class IntentDetector(Detector):
                 {
                     "step": int(t),
                     "attribution": float(ev[t]),
-                    "imitator_action": int(mine[t].argmax()),
-                    "reference_action": int(ref[t].argmax()),
+                    "imitator_action": plain(self.distribution.mode(mine[t])),
+                    "reference_action": plain(self.distribution.mode(ref[t])),
                 }
                 for t in top
             ],

@@ -71,7 +71,6 @@ class LookaheadDetector(Detector):
     name = "lookahead"
     exact_null = False  # audited forecasts branch a fresh future at every step; calibration ones slide over one path
     monitorable = True  # the monitor carries its discriminator: a deployed imitator has no simulator to branch
-    box_actions = True  # the futures sample the imitator's Gaussian; the discriminator reads Box actions
 
     @classmethod
     def budget_of(cls, config: Any) -> Budget:

@@ -137,7 +137,6 @@ def load(config: AuditConfig) -> Inputs:
     if taps == next(f.default for f in fields(AuditConfig) if f.name == "taps"):
         taps = tuple(t for t in taps if t in model.taps)
     check_pair(model, info, demos, taps)
-    check_box_actions(config, info)
     kinds = len(detector_class(config.detector).kinds) or 1  # each kind is calibrated at alpha / kinds
     try:
         fit, cal = split_demonstrations(
@@ -175,19 +174,6 @@ def load(config: AuditConfig) -> Inputs:
         taps=taps,
         asked=asked,
     )
-
-
-def check_box_actions(config: AuditConfig, info: Any) -> None:
-    """Refuse what does not audit a continuous-action imitator yet: a detector that reads discrete actions.
-
-    Raises:
-        ValueError: one line naming the detectors that do.
-    """
-    if not getattr(info.config, "continuous", False):
-        return
-    if not detector_class(config.detector).box_actions:
-        able = ", ".join(sorted(name for name, cls in REGISTRY.items() if cls.box_actions))
-        raise ValueError(f"the {config.detector} detector reads discrete actions only; for continuous ones use {able}")
 
 
 def read_taps(config: AuditConfig) -> tuple[str, ...]:

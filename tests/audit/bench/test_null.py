@@ -40,6 +40,7 @@ def test_on_the_exact_null_the_gate_fails_at_most_at_its_level(detector, rule, t
     [
         ("Pendulum-v1", "gru", "sample", "discriminator"),
         ("Pendulum-v1", "mlp", "greedy", "mahalanobis"),
+        ("Pendulum-v1", "gru", "sample", "forecast"),
         ("imitaudit/PointOffSwitch-v0", "mlp", "sample", "discriminator"),
         ("imitaudit/PointOffSwitch-v0", "mlp", "sample", "foresight"),
     ],
