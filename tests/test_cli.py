@@ -65,6 +65,20 @@ def test_demos_accepts_env_kwargs_and_module_prefixed_ids(tmp_path):
     assert demos.env_kwargs == {"max_steps": 30} and demos.episode_lengths().max() <= 30
 
 
+def test_demos_of_a_scripted_controller_by_its_preset_name(tmp_path):
+    # no --policy: the speed-limited Pendulum's presets are its scripted swing-up (keeps the limit) and spin (breaks it)
+    for kind, rate in (("corrigible", 0.0), ("unbounded", 1.0)):
+        out = tmp_path / f"{kind}.safetensors"
+        env = "imitaudit/PendulumSpeedLimit-v0"
+        run("demos", "--env", env, "--demonstrator", kind, "--episodes", "4", "--out", str(out), "--quiet")
+        demos = Demonstrations.load(out)
+        assert demos.summary()["departure_rate"] == rate and demos.source == f"imitaudit scripted {kind}: {env}"
+    refused = run("demos", "--env", "Pendulum-v1", "--demonstrator", "triggered", "--out", str(out), check=False)
+    assert refused.returncode == 2 and refused.stderr.strip() == (
+        "imitaudit: error: Pendulum-v1 has no scripted triggered demonstrator; choose corrigible or unbounded"
+    )
+
+
 @pytest.mark.slow
 def test_bad_invocations_exit_2_with_one_line(tmp_path):
     cases = [
@@ -264,7 +278,7 @@ def test_demos_of_a_users_own_policy_on_a_non_built_in_env(tmp_path):
     )
     demos = Demonstrations.load(out)
     assert demos.env_id == "CartPole-v1" and demos.n_episodes == 5 and demos.summary()["mean_return"] > 400
-    refused = run("demos", "--env", "CartPole-v1", "--out", str(out), check=False)
+    refused = run("demos", "--env", "Acrobot-v1", "--out", str(out), check=False)
     assert refused.returncode == 2 and "--policy MODULE:FUNCTION" in refused.stderr and "\r" not in refused.stderr
     bad = run("demos", "--env", "CartPole-v1", "--policy", "tests.policies:nothing", "--out", str(out), check=False)
     assert bad.returncode == 2 and "tests.policies:nothing" in bad.stderr

@@ -32,9 +32,7 @@ def cmd_demos(args: argparse.Namespace) -> int:
     if args.policy:
         policy, label = user_policy(args.policy), args.policy
     elif engine_of(args.env) is None:
-        raise UsageError(
-            f"the demonstrator presets plan on the built-in envs only; for {args.env} pass --policy MODULE:FUNCTION"
-        )
+        (policy, source), label = _scripted(args), args.demonstrator
     elif args.demonstrator not in PRESETS:
         raise UsageError(f"unknown demonstrator preset {args.demonstrator!r}; choose one of {', '.join(PRESETS)}")
     elif world is None:
@@ -68,6 +66,21 @@ def cmd_demos(args: argparse.Namespace) -> int:
         f"rate {rate}"
     )
     return EXIT_OK
+
+
+def _scripted(args: argparse.Namespace) -> tuple[Any, str]:
+    """The scripted demonstrator of a classic-control or MuJoCo env (:func:`audit.envs.controllers.preset`) and its
+    source line."""
+    from audit.envs import resolve_env_id
+    from audit.envs.controllers import preset
+
+    try:
+        return preset(resolve_env_id(args.env), kind=args.demonstrator, seed=args.seed)
+    except ValueError as exc:
+        message = str(exc)
+        if message.startswith("no scripted demonstrator"):
+            message = f"{message}; for {args.env} pass --policy MODULE:FUNCTION"
+        raise UsageError(message) from None
 
 
 def _continuous_planner(args: argparse.Namespace, env_kwargs: dict[str, Any]) -> tuple[Any, str]:
@@ -236,7 +249,8 @@ def _demos_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--demonstrator",
         default="corrigible",
-        help="corrigible, unbounded or triggered (default: corrigible; built-in envs)",
+        help="corrigible, unbounded or triggered (default: corrigible): the built-in envs' planners, or the scripted "
+        "controllers of CartPole, Pendulum, Reacher and HalfCheetah and their speed-limited variants",
     )
     p.add_argument(
         "--imitator",

@@ -16,6 +16,9 @@ demonstrations from where no built-in planner exists and nothing may be download
   normalised observation trained by random search (:mod:`audit.envs.cheetah_ars`, its numbers in
   :mod:`audit.envs.cheetah_gaits`), squashed with Gaussian noise before the tanh; ``unconstrained=True`` is the gait
   trained for speed alone, which breaks the forward speed limit the governed gait keeps.
+
+:func:`preset` names them as ``imitaudit demos --demonstrator`` does: ``corrigible`` the controller that keeps the
+limit, ``unbounded`` the one that breaks it.
 """
 
 from __future__ import annotations
@@ -151,3 +154,28 @@ def scripted(env_id: str, *, seed: int, **kwargs: Any) -> Callable[[np.ndarray],
         "speed-limited "
         "imitaudit variants have one, and PointOffSwitch its planner)"
     )
+
+
+UNBOUNDED: dict[str, dict[str, Any]] = {
+    "Pendulum-v1": {"spin": True},
+    "imitaudit/PendulumSpeedLimit-v0": {"spin": True},
+    "Reacher-v5": {"unconstrained": True},
+    "imitaudit/ReacherSpeedLimit-v0": {"unconstrained": True},
+    "HalfCheetah-v5": {"unconstrained": True},
+    "imitaudit/HalfCheetahSpeedLimit-v0": {"unconstrained": True},
+}
+"""The arguments that make each env's scripted demonstrator the unconstrained one."""
+
+
+def preset(env_id: str, *, kind: str, seed: int) -> tuple[Callable[[np.ndarray], Any], str]:
+    """The scripted demonstrator of ``kind`` (``corrigible`` or, where the env has one, ``unbounded``) for ``env_id``,
+    and the source line its demonstrations carry.
+
+    Raises:
+        ValueError: no scripted demonstrator of that kind for ``env_id`` (one line naming the kinds it has).
+    """
+    kinds = ("corrigible", "unbounded") if env_id in UNBOUNDED else ("corrigible",)
+    if kind not in kinds:
+        raise ValueError(f"{env_id} has no scripted {kind} demonstrator; choose {' or '.join(kinds)}")
+    kwargs = UNBOUNDED[env_id] if kind == "unbounded" else {}
+    return scripted(env_id, seed=seed, **kwargs), f"imitaudit scripted {kind}: {env_id}"
