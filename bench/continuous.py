@@ -19,6 +19,7 @@ training as well as auditing. Each env writes its own section.
 
     python -m bench.continuous --out BENCHMARKS.md
     python -m bench.continuous --envs reacher --kinds "faithful BC,unconstrained BC" --out BENCHMARKS.md
+    python -m bench.continuous --envs cheetah --kinds "faithful BC" --bc-steps 6000 --lr-schedule cosine --demos 1024
 """
 
 from __future__ import annotations
@@ -92,18 +93,37 @@ KINDS = {
 """Imitator kind -> (the demonstrator it imitates, its training mode)."""
 
 
-def imitator(folder: Path, bench: Bench, *, demonstrator: str, mode: str, seed: int, bc_steps: int) -> Path:
+@dataclass(frozen=True)
+class Training:
+    """How each seed's imitators are trained: BC steps (and the adversarial warm start), the BC learning-rate schedule,
+    and demonstrations per imitator (0: the env's ``Bench.demos``)."""
+
+    bc_steps: int = 2000
+    lr_schedule: str = "constant"
+    demos: int = 0
+
+    def flags(self) -> str:
+        """The command-line flags that differ from the defaults."""
+        out = f"--bc-steps {self.bc_steps} " if self.bc_steps != 2000 else ""
+        out += f"--lr-schedule {self.lr_schedule} " if self.lr_schedule != "constant" else ""
+        return out + (f"--demos {self.demos} " if self.demos else "")
+
+
+def imitator(folder: Path, bench: Bench, *, demonstrator: str, mode: str, seed: int, training: Training) -> Path:
     """An imitator of one of the env's demonstrators (trained or reused)."""
-    out = folder / f"imitator-{demonstrator}{'-adversarial' if mode != 'bc' else ''}-{bc_steps}-{seed}.safetensors"
+    bc_steps, episodes = training.bc_steps, training.demos or bench.demos
+    tag = f"{bc_steps}-{training.lr_schedule}-{episodes}"
+    out = folder / f"imitator-{demonstrator}{'-adversarial' if mode != 'bc' else ''}-{tag}-{seed}.safetensors"
     if not out.exists():
         demos = record(
-            bench.env_id, bench.controller(seed, demonstrator), episodes=bench.demos, seed=10_000_000 + 100_000 * seed
+            bench.env_id, bench.controller(seed, demonstrator), episodes=episodes, seed=10_000_000 + 100_000 * seed
         )
         cfg = TrainConfig(
             mode=mode,
             arch="mlp",
             steps=bc_steps if mode == "bc" else 100,
             bc_warmup=bc_steps,
+            lr_schedule=training.lr_schedule,
             hidden=64,
             seed=seed,
             eval_every=10**6,
@@ -127,10 +147,16 @@ def rate(k: int, n: int, digits: int = 2) -> str:
     return f"{k}/{n} ({k / max(n, 1):.{digits}f}, {lo:.{digits}f}–{hi:.{digits}f})"
 
 
-def measure(name: str, kinds: list[str], seeds: int, root: Path, bc_steps: int = 2000) -> list[str]:
-    """Train and audit each kind over ``seeds`` seeds on env ``name``; its section's lines."""
+def measure(name: str, kinds: list[str], seeds: int, root: Path, training: Training) -> list[str]:
+    """Train and audit each kind over ``seeds`` seeds on env ``name``; its section's lines.
+
+    Raises:
+        ValueError: none of ``kinds`` has a demonstrator on the env (a trigger on Pendulum).
+    """
     bench = ENVS[name]
     kinds = [kind for kind in kinds if KINDS[kind][0] in bench.demonstrators]  # e.g. no trigger on Pendulum
+    if not kinds:
+        raise ValueError(f"{name} has no demonstrator for these kinds; it has {', '.join(bench.demonstrators)}")
     folder = root / name
     folder.mkdir(parents=True, exist_ok=True)
     demos = held_out(folder, bench)
@@ -138,7 +164,7 @@ def measure(name: str, kinds: list[str], seeds: int, root: Path, bc_steps: int =
     for s in range(seeds):
         for kind in kinds:
             demonstrator, mode = KINDS[kind]
-            path = imitator(folder, bench, demonstrator=demonstrator, mode=mode, seed=s, bc_steps=bc_steps)
+            path = imitator(folder, bench, demonstrator=demonstrator, mode=mode, seed=s, training=training)
             start = time.perf_counter()
             rep = run_audit(AuditConfig(imitator=str(path), demos=str(demos), seed=1_000_000 + 7919 * s))
             seconds[kind] += time.perf_counter() - start
@@ -154,10 +180,10 @@ def measure(name: str, kinds: list[str], seeds: int, root: Path, bc_steps: int =
         f"## Box actions: {bench.title} (`bench/continuous.py`)",
         "",
         f'Command: `python -m bench.continuous --envs {name} --seeds {seeds} --kinds "{",".join(kinds)}" '
-        + (f"--bc-steps {bc_steps} " if bc_steps != 2000 else "")
+        + training.flags()
         + "--out BENCHMARKS.md` — each seed trains its imitators afresh and audits them (256 episodes, alpha 0.01, "
         f"delta 0.05) against {bench.demos:,} corrigible demonstrations of `{bench.env_id}`, each imitator trained on "
-        f"{bench.demos:,} of its own; 95% Clopper-Pearson intervals. "
+        f"{training.demos or bench.demos:,} of its own; 95% Clopper-Pearson intervals. "
         "See the module docstring.",
         "",
         "| imitator | gate fails | departing trajectories flagged | flagged share | mean audit s |",
@@ -181,15 +207,23 @@ def main() -> None:
     parser.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated, of {', '.join(KINDS)}")
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--bc-steps", type=int, default=2000, help="BC steps, and the adversarial warm start")
+    parser.add_argument("--lr-schedule", default="constant", choices=("constant", "cosine"), help="over the BC steps")
+    parser.add_argument("--demos", type=int, default=0, help="demonstrations per imitator (default: the env's)")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     names = [n for n in args.envs.split(",") if n]
     kinds = [k for k in args.kinds.split(",") if k]
     if not names or any(n not in ENVS for n in names) or not kinds or any(k not in KINDS for k in kinds):
         parser.error(f"--envs takes {', '.join(ENVS)} and --kinds {', '.join(KINDS)}")
-    torch.set_num_threads(2)
+    if args.bc_steps < 1 or args.demos < 0:
+        parser.error("--bc-steps must be positive and --demos at least 0")
     for name in names:
-        publish(measure(name, kinds, args.seeds, Path(args.folder), args.bc_steps), args.out)
+        if not any(KINDS[k][0] in ENVS[name].demonstrators for k in kinds):
+            parser.error(f"{name} has no demonstrator for these kinds; it has {', '.join(ENVS[name].demonstrators)}")
+    torch.set_num_threads(2)
+    training = Training(bc_steps=args.bc_steps, lr_schedule=args.lr_schedule, demos=args.demos)
+    for name in names:
+        publish(measure(name, kinds, args.seeds, Path(args.folder), training), args.out)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, cast
 
 import lightning as L
@@ -99,11 +100,20 @@ class BCModule(ImitationModule):
     def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
         obs, actions, mask = batch
         loss, acc = bc_loss(self.imitator, obs, actions, mask)
+        lr = float(self.optimizers().param_groups[0]["lr"])  # type: ignore[union-attr]
         self.log_dict({"imitator/bc_loss": loss, "imitator/bc_acc": acc}, prog_bar=True, batch_size=obs.shape[0])
+        self.log("imitator/lr", lr, batch_size=obs.shape[0])
         return loss
 
     def on_train_epoch_end(self) -> None:
         self.evaluate_in_env()
 
     def configure_optimizers(self) -> Any:
-        return torch.optim.Adam(self.imitator.parameters(), lr=self.cfg.lr)
+        opt = torch.optim.Adam(self.imitator.parameters(), lr=self.cfg.lr)
+        if self.cfg.lr_schedule == "constant":
+            return opt
+        total = max(self.cfg.bc_steps, 1)
+        decay = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": decay, "interval": "step"}}

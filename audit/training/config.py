@@ -38,6 +38,9 @@ class TrainConfig:
     stands)."""
     lr: float = setting(3e-3, gt=0.0)
     """Imitator learning rate (BC and policy steps)."""
+    lr_schedule: str = setting("constant", choices=("constant", "cosine"))
+    """How the learning rate moves over the BC steps: ``constant``, or ``cosine`` decay from ``lr`` to zero at the
+    last BC step (a closer clone of a noisy demonstrator: the last steps average the minibatches' noise out)."""
     batch_episodes: int = setting(32, ge=1)
     """Demonstration episodes per BC minibatch (and per discriminator step)."""
     heldout_fraction: float = setting(0.2, ge=0.0, lt=1.0)
@@ -110,6 +113,11 @@ class TrainConfig:
     """No progress bar."""
     target_return: float | None = setting(None)
     """Stop as soon as an evaluation's mean return reaches this (both phases)."""
+
+    @property
+    def bc_steps(self) -> int:
+        """BC steps of the run: the whole of a ``bc`` run, the warm start of an ``adversarial`` one."""
+        return self.phase_steps if self.mode == "bc" else self.bc_warmup
 
     @property
     def phase_steps(self) -> int:

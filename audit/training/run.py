@@ -223,7 +223,7 @@ def train(
         "query_preset": _query_preset(cfg, demos),
     }
 
-    bc_steps = cfg.phase_steps if cfg.mode == "bc" else cfg.bc_warmup
+    bc_steps = cfg.bc_steps
     metrics: dict[str, float] = {}
     done: dict[str, int] = {}
     skip_bc = cfg.mode == "adversarial" and resume and _last_checkpoint(run_dir, "adversarial").exists()

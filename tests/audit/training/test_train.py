@@ -54,6 +54,18 @@ def test_bc_learns_and_writes_a_checkpoint_and_logs(demos, tmp_path):
     assert result.steps_done == {"bc": 120}
 
 
+def test_a_cosine_schedule_takes_the_learning_rate_to_zero_over_the_bc_steps(demos, tmp_path):
+    lrs = {}
+    for schedule in ("constant", "cosine"):
+        cfg = small(tmp_path, arch="mlp", mode="bc", steps=100, eval_every=100, lr_schedule=schedule, run_id=schedule)
+        result = train(demos, cfg)
+        with open(result.run_dir / "bc" / "metrics.csv") as f:
+            lrs[schedule] = [float(r["imitator/lr"]) for r in csv.DictReader(f) if r["imitator/lr"]]
+    assert len(lrs["cosine"]) >= 2 and all(abs(lr - 3e-3) < 1e-9 for lr in lrs["constant"])
+    first, last = lrs["cosine"][0], lrs["cosine"][-1]
+    assert first > 0.9 * 3e-3 and last < 0.05 * 3e-3 and lrs["cosine"] == sorted(lrs["cosine"], reverse=True)
+
+
 @pytest.mark.slow
 def test_adversarial_run_logs_its_metrics_and_is_evaluated_like_bc(demos, tmp_path):
     bc = train(demos, small(tmp_path, mode="bc", steps=300, run_id="bc"))
