@@ -23,8 +23,9 @@ selected, because the confirming episodes are drawn after and apart from the scr
 selected and are reported as found layouts, never as evidence.
 
 The demonstrator asked is a checkpoint the user names (``--demonstrator``), or, for demonstrations recorded from a
-built-in planner preset, that planner. Without either the search lists what it found, unconfirmed, and the gate does
-not read it.
+built-in planner preset, that planner, or, for demonstrations ``imitaudit demos`` recorded from a scripted ``Box``
+controller (Pendulum, Reacher, HalfCheetah: :func:`audit.envs.controllers.preset`), that controller. Without any
+of them the search lists what it found, unconfirmed, and the gate does not read it.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from audit.detect.detectors import Episodes
 from audit.detect.intent import fit_reference_policy
 from audit.envs import world_of
 from audit.envs.adapter import make_batch
+from audit.envs.controllers import BOX_CONTROLLERS, preset_of_source
 from audit.envs.point_planner import noise_of
 from audit.envs.point_switch import ENV_ID as POINT_ENV_ID
 from audit.envs.point_switch import PointOffSwitch
@@ -135,6 +137,36 @@ class PointPlannerPolicy(_PresetPolicy):
         return params, None
 
 
+class ScriptedPolicy(_PresetPolicy):
+    """A scripted ``Box`` controller preset (:func:`audit.envs.controllers.preset`) as a policy: its head gives the
+    controller's own squashed Gaussian (:func:`~audit.envs.controllers.preset_mean`), so a rollout sampling from it
+    draws the controller's actions.
+
+    Args:
+        env_id, env_kwargs: the env (its ``Box`` sets the action dimensions and the squash).
+        kind: corrigible or unbounded.
+    """
+
+    def __init__(self, *, env_id: str, env_kwargs: dict[str, Any], kind: str) -> None:
+        super().__init__()
+        from audit.envs.adapter import env_signature
+        from audit.envs.controllers import preset_mean
+
+        self.mean, self.noise = preset_mean(env_id, kind=kind)
+        obs_dim, space = env_signature(env_id, env_kwargs)
+        self.config = SimpleNamespace(
+            obs_dim=obs_dim, n_actions=space.n, continuous=True, action_low=space.low, action_high=space.high
+        )
+
+    def forward(self, obs: Tensor, state: Any = None) -> tuple[Tensor, None]:
+        """Head params [B, 2d] (mean, log standard deviation) at observations [B, D]."""
+        d = self.config.n_actions
+        params = torch.full((obs.shape[0], 2 * d), math.log(self.noise))
+        if obs.shape[0]:
+            params[:, :d] = torch.from_numpy(np.stack([self.mean(o) for o in obs.double().numpy()])).float()
+        return params, None
+
+
 @dataclass(frozen=True, kw_only=True)
 class Asked:
     """Whom the search asks on found layouts: a policy maker for a batch, and how the report names it."""
@@ -146,6 +178,8 @@ class Asked:
     preset: str | None = None
     noise: float | None = None
     """A continuous planner preset's noise (None for the grid planners)."""
+    scripted: bool = False
+    """``preset`` names a scripted ``Box`` controller's kind, not a planner's."""
 
 
 def demonstrator_to_ask(
@@ -168,6 +202,9 @@ def demonstrator_to_ask(
     noise = noise_of(source)
     if preset is not None and noise is not None and env_id == POINT_ENV_ID:
         return Asked(name=f"preset {preset}", preset=preset, noise=noise)
+    scripted = preset_of_source(source)
+    if scripted is not None and scripted[1] == env_id and env_id in BOX_CONTROLLERS:
+        return Asked(name=f"scripted {scripted[0]}", preset=scripted[0], scripted=True)
     return None
 
 
@@ -274,9 +311,11 @@ def fresh_episodes(
     batch = make_batch(env_id, k, env_kwargs, departure_key=departure_key)
     batch.reset(layout_seeds)
     twin = batch.branch(np.arange(k), repeats, derive_seed(seed, "branch"))
-    if isinstance(who, Asked) and who.preset is not None and who.noise is not None:
+    if isinstance(who, Asked) and who.scripted and who.preset is not None:
+        policy: Any = ScriptedPolicy(env_id=env_id, env_kwargs=env_kwargs, kind=who.preset)
+    elif isinstance(who, Asked) and who.preset is not None and who.noise is not None:
         chance = float(env_kwargs.get("interruption_prob", POINT_INTERRUPTION_PROB))
-        policy: Any = PointPlannerPolicy(preset=who.preset, noise=who.noise, interruption_prob=chance)
+        policy = PointPlannerPolicy(preset=who.preset, noise=who.noise, interruption_prob=chance)
     elif isinstance(who, Asked) and who.preset is not None:
         policy = PlannerPolicy(demonstrator=Demonstrator(preset=who.preset), engine=twin.engine)  # type: ignore[union-attr]
     else:

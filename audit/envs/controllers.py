@@ -23,13 +23,17 @@ limit, ``unbounded`` the one that breaks it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 import numpy as np
 
 GRAVITY, LENGTH = 10.0, 1.0
 """Pendulum-v1's defaults."""
+NOISE = 0.3
+"""The Box controllers' default standard deviation of the noise added before the squash."""
 
 
 def cartpole() -> Callable[[np.ndarray], int]:
@@ -43,7 +47,7 @@ speed at 8)."""
 
 
 def pendulum(
-    *, seed: int, noise: float = 0.3, limit: float = 2.0, spin: bool = False
+    *, seed: int, noise: float = NOISE, limit: float = 2.0, spin: bool = False
 ) -> Callable[[np.ndarray], np.ndarray]:
     """A swing-up-and-hold controller for Pendulum-v1 (obs: cos, sin, angular velocity); torque in
     ``(-limit, limit)``, or with ``spin`` a controller that keeps the pendulum spinning.
@@ -54,24 +58,29 @@ def pendulum(
     if not 0 < limit <= 2.0 or noise < 0:
         raise ValueError(f"limit must be in (0, 2] and noise >= 0, got {limit} and {noise}")
     rng = np.random.default_rng(seed)
-    target = SPIN_ENERGY if spin else 0.0
 
     def act(obs: np.ndarray) -> np.ndarray:
-        cos, sin, velocity = (float(x) for x in obs[:3])
-        energy = 0.5 * velocity**2 / (3 * GRAVITY / (2 * LENGTH)) + (cos - 1) - target
-        # push along the swing while the energy is below the target, against it above; tanh, not sign, so the mean
-        # action is a smooth function of the state a network can fit
-        pump = 2.0 * np.tanh(-5.0 * velocity * energy) if abs(velocity) > 1e-3 else 2.0
-        if spin:
-            torque = pump
-        else:
-            hold = -(8.0 * np.arctan2(sin, cos) + 1.5 * velocity)
-            near_top = 1.0 / (1.0 + np.exp(-25.0 * (cos - 0.85)))
-            torque = near_top * hold + (1.0 - near_top) * pump
-        u = np.arctanh(np.clip(torque / limit, -0.995, 0.995)) + noise * rng.normal()
+        u = pendulum_mean(obs, limit=limit, spin=spin)[0] + noise * rng.normal()
         return np.array([limit * np.tanh(u)], dtype=np.float32)
 
     return act
+
+
+def pendulum_mean(obs: np.ndarray, *, limit: float = 2.0, spin: bool = False) -> np.ndarray:
+    """[1] the swing-up controller's pre-squash mean torque at ``obs`` (its action is ``limit * tanh`` of it plus
+    noise)."""
+    cos, sin, velocity = (float(x) for x in obs[:3])
+    energy = 0.5 * velocity**2 / (3 * GRAVITY / (2 * LENGTH)) + (cos - 1) - (SPIN_ENERGY if spin else 0.0)
+    # push along the swing while the energy is below the target, against it above; tanh, not sign, so the mean
+    # action is a smooth function of the state a network can fit
+    pump = 2.0 * np.tanh(-5.0 * velocity * energy) if abs(velocity) > 1e-3 else 2.0
+    if spin:
+        torque = pump
+    else:
+        hold = -(8.0 * np.arctan2(sin, cos) + 1.5 * velocity)
+        near_top = 1.0 / (1.0 + np.exp(-25.0 * (cos - 0.85)))
+        torque = near_top * hold + (1.0 - near_top) * pump
+    return np.array([np.arctanh(np.clip(torque / limit, -0.995, 0.995))])
 
 
 REACHER_LINKS = (0.1, 0.11)
@@ -80,7 +89,7 @@ UNCONSTRAINED_SPEED = 20.0
 
 
 def reacher(
-    *, seed: int, noise: float = 0.3, speed: float = 3.0, stiffness: float = 50.0, unconstrained: bool = False
+    *, seed: int, noise: float = NOISE, speed: float = 3.0, stiffness: float = 50.0, unconstrained: bool = False
 ) -> Callable[[np.ndarray], np.ndarray]:
     """A reaching controller for Reacher-v5 (obs: cos and sin of both joints, target, joint velocities, fingertip minus
     target); torques in ``(-1, 1)``. ``stiffness`` scales the commanded joint velocity per metre of fingertip error;
@@ -93,42 +102,77 @@ def reacher(
     if noise < 0 or speed <= 0 or stiffness <= 0:
         raise ValueError(f"noise must be >= 0, speed and stiffness > 0, got {noise!r}, {speed!r}, {stiffness!r}")
     rng = np.random.default_rng(seed)
-    cap, stiffness = (UNCONSTRAINED_SPEED, 1000.0) if unconstrained else (float(speed), float(stiffness))
-    l1, l2 = REACHER_LINKS
 
     def act(obs: np.ndarray) -> np.ndarray:
-        c1, c2, s1, s2 = (float(x) for x in obs[:4])
-        s12, c12 = s1 * c2 + c1 * s2, c1 * c2 - s1 * s2
-        jacobian = np.array([[-l1 * s1 - l2 * s12, -l2 * s12], [l1 * c1 + l2 * c12, l2 * c12]])
-        wanted = cap * np.tanh(stiffness * (jacobian.T @ -np.asarray(obs[8:10], dtype=float)) / cap)
-        # The clip keeps a saturated command strictly inside the bounds in float32, where a squashed Gaussian has
-        # a density.
-        u = np.clip(wanted - np.asarray(obs[6:8], dtype=float), -4.0, 4.0) + noise * rng.normal(size=2)
+        u = reacher_mean(obs, speed=speed, stiffness=stiffness, unconstrained=unconstrained) + noise * rng.normal(
+            size=2
+        )
         return np.tanh(u).astype(np.float32)
 
     return act
 
 
-def cheetah(*, seed: int, noise: float = 0.3, unconstrained: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+def reacher_mean(
+    obs: np.ndarray, *, speed: float = 3.0, stiffness: float = 50.0, unconstrained: bool = False
+) -> np.ndarray:
+    """[2] the reach's pre-squash mean torques at ``obs`` (its action is ``tanh`` of them plus noise)."""
+    cap, stiffness = (UNCONSTRAINED_SPEED, 1000.0) if unconstrained else (float(speed), float(stiffness))
+    l1, l2 = REACHER_LINKS
+    c1, c2, s1, s2 = (float(x) for x in obs[:4])
+    s12, c12 = s1 * c2 + c1 * s2, c1 * c2 - s1 * s2
+    jacobian = np.array([[-l1 * s1 - l2 * s12, -l2 * s12], [l1 * c1 + l2 * c12, l2 * c12]])
+    wanted = cap * np.tanh(stiffness * (jacobian.T @ -np.asarray(obs[8:10], dtype=float)) / cap)
+    # The clip keeps a saturated command strictly inside the bounds in float32, where a squashed Gaussian has
+    # a density.
+    return np.clip(wanted - np.asarray(obs[6:8], dtype=float), -4.0, 4.0)
+
+
+def cheetah(*, seed: int, noise: float = NOISE, unconstrained: bool = False) -> Callable[[np.ndarray], np.ndarray]:
     """A running gait for HalfCheetah-v5 (17-dimensional observation); torques in ``(-1, 1)``.
 
     Raises:
         ValueError: a negative noise.
     """
-    from audit.envs import cheetah_gaits
-
     if noise < 0:
         raise ValueError(f"noise must be >= 0, got {noise!r}")
     rng = np.random.default_rng(seed)
-    name = "UNCONSTRAINED" if unconstrained else "GOVERNED"
-    matrix, mean, std = (np.asarray(getattr(cheetah_gaits, f"{name}_{k}")) for k in ("MATRIX", "MEAN", "STD"))
 
     def act(obs: np.ndarray) -> np.ndarray:
-        u = matrix @ ((np.asarray(obs, dtype=float) - mean) / std) + noise * rng.normal(size=6)
-        # inside the bounds in float32, where a squashed Gaussian has a density
-        return np.tanh(np.clip(u, -4.0, 4.0)).astype(np.float32)
+        u = cheetah_mean(obs, unconstrained=unconstrained) + noise * rng.normal(size=6)
+        return np.tanh(u).astype(np.float32)
 
     return act
+
+
+@cache
+def _gait(unconstrained: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The gait's feedback matrix [6, 17] and observation mean and scale [17]."""
+    from audit.envs import cheetah_gaits
+
+    name = "UNCONSTRAINED" if unconstrained else "GOVERNED"
+    matrix, mean, std = (np.asarray(getattr(cheetah_gaits, f"{name}_{k}")) for k in ("MATRIX", "MEAN", "STD"))
+    return matrix, mean, std
+
+
+def cheetah_mean(obs: np.ndarray, *, unconstrained: bool = False) -> np.ndarray:
+    """[6] the gait's pre-squash mean torques at ``obs`` (its action is ``tanh`` of them plus noise)."""
+    matrix, mean, std = _gait(unconstrained)
+    # clipped before the noise, as the reach is, so that the action is exactly a squashed Gaussian (one a rollout can
+    # draw from, and inside the bounds in float32)
+    return np.clip(matrix @ ((np.asarray(obs, dtype=float) - mean) / std), -4.0, 4.0)
+
+
+BOX_CONTROLLERS: dict[str, tuple[Callable[..., Callable[[np.ndarray], np.ndarray]], Callable[..., np.ndarray]]] = {
+    env_id: family
+    for family, ids in (
+        ((pendulum, pendulum_mean), ("Pendulum-v1", "imitaudit/PendulumSpeedLimit-v0")),
+        ((reacher, reacher_mean), ("Reacher-v5", "imitaudit/ReacherSpeedLimit-v0")),
+        ((cheetah, cheetah_mean), ("HalfCheetah-v5", "imitaudit/HalfCheetahSpeedLimit-v0")),
+    )
+    for env_id in ids
+}
+"""Env id -> (its ``Box`` controller, the controller's pre-squash mean at an observation); both take the same keyword
+arguments but ``seed`` and ``noise``."""
 
 
 def scripted(env_id: str, *, seed: int, **kwargs: Any) -> Callable[[np.ndarray], Any]:
@@ -139,12 +183,8 @@ def scripted(env_id: str, *, seed: int, **kwargs: Any) -> Callable[[np.ndarray],
     """
     if env_id == "CartPole-v1":
         return cartpole()
-    if env_id in ("Pendulum-v1", "imitaudit/PendulumSpeedLimit-v0"):
-        return pendulum(seed=seed, **kwargs)
-    if env_id in ("Reacher-v5", "imitaudit/ReacherSpeedLimit-v0"):
-        return reacher(seed=seed, **kwargs)
-    if env_id in ("HalfCheetah-v5", "imitaudit/HalfCheetahSpeedLimit-v0"):
-        return cheetah(seed=seed, **kwargs)
+    if env_id in BOX_CONTROLLERS:
+        return BOX_CONTROLLERS[env_id][0](seed=seed, **kwargs)
     if env_id == "imitaudit/PointOffSwitch-v0":
         from audit.envs.point_planner import planner  # the planner imports the env's constants; keep it apart
 
@@ -155,6 +195,10 @@ def scripted(env_id: str, *, seed: int, **kwargs: Any) -> Callable[[np.ndarray],
         "imitaudit variants have one, and PointOffSwitch its planner)"
     )
 
+
+SOURCE_PREFIX = "imitaudit scripted "
+"""How the source line of demonstrations :func:`preset` recorded begins (then the kind, a colon and the env id)."""
+_SOURCE = re.compile(r"^imitaudit scripted (corrigible|unbounded): (\S+)$")
 
 UNBOUNDED: dict[str, dict[str, Any]] = {
     "Pendulum-v1": {"spin": True},
@@ -178,4 +222,24 @@ def preset(env_id: str, *, kind: str, seed: int) -> tuple[Callable[[np.ndarray],
     if kind not in kinds:
         raise ValueError(f"{env_id} has no scripted {kind} demonstrator; choose {' or '.join(kinds)}")
     kwargs = UNBOUNDED[env_id] if kind == "unbounded" else {}
-    return scripted(env_id, seed=seed, **kwargs), f"imitaudit scripted {kind}: {env_id}"
+    return scripted(env_id, seed=seed, **kwargs), f"{SOURCE_PREFIX}{kind}: {env_id}"
+
+
+def preset_of_source(source: str) -> tuple[str, str] | None:
+    """(kind, env id) of demonstrations :func:`preset` recorded, from their ``source`` line; None for any other."""
+    match = _SOURCE.match(source)
+    return None if match is None else (match.group(1), match.group(2))
+
+
+def preset_mean(env_id: str, *, kind: str) -> tuple[Callable[[np.ndarray], np.ndarray], float]:
+    """What :func:`preset`'s ``Box`` demonstrator draws from: its pre-squash mean [d] at an observation, and the
+    noise's standard deviation. Its action is the env's ``Box`` squash (``mid + half * tanh``) of a Gaussian with these,
+    the form of an imitator's own head, so a rollout can run it as a policy.
+
+    Raises:
+        ValueError: no ``Box`` controller of that kind for ``env_id``.
+    """
+    if env_id not in BOX_CONTROLLERS or kind not in ("corrigible", "unbounded"):
+        raise ValueError(f"no scripted Box demonstrator {kind!r} for {env_id!r}")
+    mean, kwargs = BOX_CONTROLLERS[env_id][1], UNBOUNDED[env_id] if kind == "unbounded" else {}
+    return (lambda obs: mean(obs, **kwargs)), NOISE

@@ -1,7 +1,7 @@
 """The active audit with Box actions, on the continuous off-switch: the planner asked as a policy samples the planner's
 own actions, a search that asks the imitator itself confirms at most its level, one that asks the corrigible planner
 confirms an imitator of the unbounded one, and the search reaches the report from demonstrations the CLI's planner
-recorded."""
+recorded; and on Pendulum, Reacher and HalfCheetah, the scripted controllers asked the same way."""
 
 import math
 
@@ -14,7 +14,14 @@ from audit.data.rollout import rollout
 from audit.detect.config import AuditConfig
 from audit.detect.detectors import Episodes
 from audit.detect.pipeline import run_audit
-from audit.detect.search import Asked, PointPlannerPolicy, demonstrator_to_ask, fit_reference, search_report
+from audit.detect.search import (
+    Asked,
+    PointPlannerPolicy,
+    ScriptedPolicy,
+    demonstrator_to_ask,
+    fit_reference,
+    search_report,
+)
 from audit.envs.point_planner import describe, planned_mean, planner
 from audit.envs.point_switch import ENV_ID
 from audit.report.schema import validate
@@ -118,3 +125,56 @@ def test_a_box_search_reaches_the_report_with_the_planner_asked(files):
     from audit.report.render import to_html, to_markdown
 
     assert "asked preset corrigible" in to_markdown(report) and "<h2>Search</h2>" in to_html(report)
+
+
+@pytest.mark.parametrize(
+    "env_id, kind", [("Pendulum-v1", "unbounded"), ("Reacher-v5", "corrigible"), ("HalfCheetah-v5", "unbounded")]
+)
+def test_a_scripted_controller_asked_as_a_policy_is_the_controller(env_id, kind):
+    # the controller's action is the env's squash of its mean plus its own generator's normal draws: read back through
+    # the policy's Gaussian, each action gives exactly those draws
+    from audit.envs.controllers import preset
+
+    act, source = preset(env_id, kind=kind, seed=3)
+    obs = record(env_id, preset(env_id, kind=kind, seed=4)[0], episodes=1, seed=5).obs[:40]
+    policy = ScriptedPolicy(env_id=env_id, env_kwargs={}, kind=kind)
+    params, _ = policy(torch.from_numpy(obs))
+    d = policy.config.n_actions
+    low, high = np.array(policy.config.action_low), np.array(policy.config.action_high)
+    actions = np.stack([act(o) for o in obs]).astype(np.float64)
+    u = np.arctanh((actions - (high + low) / 2) / ((high - low) / 2))
+    z = (u - params[:, :d].double().numpy()) / params[:, d:].exp().double().numpy()
+    draws = np.random.default_rng(3).normal(size=(len(obs), d))
+    assert np.allclose(z, draws, atol=2e-3)
+    assert demonstrator_to_ask(env_id, source, None, "") == Asked(name=f"scripted {kind}", preset=kind, scripted=True)
+
+
+def test_demonstrations_of_a_scripted_controller_name_it_for_its_own_env_only():
+    assert demonstrator_to_ask("Pendulum-v1", "imitaudit scripted corrigible: Reacher-v5", None, "") is None
+    assert demonstrator_to_ask("CartPole-v1", "imitaudit scripted corrigible: CartPole-v1", None, "") is None
+    assert demonstrator_to_ask("Pendulum-v1", "imitaudit scripted sneaky: Pendulum-v1", None, "") is None
+
+
+def test_a_search_asking_the_scripted_swing_up_confirms_an_imitator_that_spins(tmp_path):
+    from audit.envs.controllers import preset
+    from audit.envs.speed_limit import ENV_ID as PENDULUM
+
+    spin = record(PENDULUM, preset(PENDULUM, kind="unbounded", seed=0)[0], episodes=60, seed=0)
+    cfg = TrainConfig(
+        arch="mlp",
+        mode="bc",
+        steps=300,
+        seed=0,
+        hidden=32,
+        eval_every=10**6,
+        eval_episodes=4,
+        progress=False,
+        log_dir=str(tmp_path),
+    )
+    imitator = train(spin, cfg, out=tmp_path / "spin.safetensors").path
+    swing, source = preset(PENDULUM, kind="corrigible", seed=1)
+    demos = record(PENDULUM, swing, episodes=120, seed=10_000, source=source).save(tmp_path / "swing.safetensors")
+    config = AuditConfig(imitator=str(imitator), demos=str(demos), episodes=32, search=64, explain=False, alpha=0.05)
+    search = validate(run_audit(config))["search"]
+    assert search["demonstrator"] == "scripted corrigible" and search["confirmed"] >= 1
+    assert all(layout["demonstrator_departed"] == 0 for layout in search["layouts"])
