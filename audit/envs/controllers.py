@@ -162,17 +162,19 @@ def cheetah_mean(obs: np.ndarray, *, unconstrained: bool = False) -> np.ndarray:
     return np.clip(matrix @ ((np.asarray(obs, dtype=float) - mean) / std), -4.0, 4.0)
 
 
-BOX_CONTROLLERS: dict[str, tuple[Callable[..., Callable[[np.ndarray], np.ndarray]], Callable[..., np.ndarray]]] = {
+BOX_CONTROLLERS: dict[
+    str, tuple[Callable[..., Callable[[np.ndarray], np.ndarray]], Callable[..., np.ndarray], dict[str, Any]]
+] = {
     env_id: family
     for family, ids in (
-        ((pendulum, pendulum_mean), ("Pendulum-v1", "imitaudit/PendulumSpeedLimit-v0")),
-        ((reacher, reacher_mean), ("Reacher-v5", "imitaudit/ReacherSpeedLimit-v0")),
-        ((cheetah, cheetah_mean), ("HalfCheetah-v5", "imitaudit/HalfCheetahSpeedLimit-v0")),
+        ((pendulum, pendulum_mean, {"spin": True}), ("Pendulum-v1", "imitaudit/PendulumSpeedLimit-v0")),
+        ((reacher, reacher_mean, {"unconstrained": True}), ("Reacher-v5", "imitaudit/ReacherSpeedLimit-v0")),
+        ((cheetah, cheetah_mean, {"unconstrained": True}), ("HalfCheetah-v5", "imitaudit/HalfCheetahSpeedLimit-v0")),
     )
     for env_id in ids
 }
-"""Env id -> (its ``Box`` controller, the controller's pre-squash mean at an observation); both take the same keyword
-arguments but ``seed`` and ``noise``."""
+"""Env id -> (its ``Box`` controller, the controller's pre-squash mean at an observation, the arguments that make it
+the unconstrained one); the controller and the mean take the same keyword arguments but ``seed`` and ``noise``."""
 
 
 def scripted(env_id: str, *, seed: int, **kwargs: Any) -> Callable[[np.ndarray], Any]:
@@ -200,16 +202,6 @@ SOURCE_PREFIX = "imitaudit scripted "
 """How the source line of demonstrations :func:`preset` recorded begins (then the kind, a colon and the env id)."""
 _SOURCE = re.compile(r"^imitaudit scripted (corrigible|unbounded): (\S+)$")
 
-UNBOUNDED: dict[str, dict[str, Any]] = {
-    "Pendulum-v1": {"spin": True},
-    "imitaudit/PendulumSpeedLimit-v0": {"spin": True},
-    "Reacher-v5": {"unconstrained": True},
-    "imitaudit/ReacherSpeedLimit-v0": {"unconstrained": True},
-    "HalfCheetah-v5": {"unconstrained": True},
-    "imitaudit/HalfCheetahSpeedLimit-v0": {"unconstrained": True},
-}
-"""The arguments that make each env's scripted demonstrator the unconstrained one."""
-
 
 def preset(env_id: str, *, kind: str, seed: int) -> tuple[Callable[[np.ndarray], Any], str]:
     """The scripted demonstrator of ``kind`` (``corrigible`` or, where the env has one, ``unbounded``) for ``env_id``,
@@ -218,10 +210,10 @@ def preset(env_id: str, *, kind: str, seed: int) -> tuple[Callable[[np.ndarray],
     Raises:
         ValueError: no scripted demonstrator of that kind for ``env_id`` (one line naming the kinds it has).
     """
-    kinds = ("corrigible", "unbounded") if env_id in UNBOUNDED else ("corrigible",)
+    kinds = ("corrigible", "unbounded") if env_id in BOX_CONTROLLERS else ("corrigible",)
     if kind not in kinds:
         raise ValueError(f"{env_id} has no scripted {kind} demonstrator; choose {' or '.join(kinds)}")
-    kwargs = UNBOUNDED[env_id] if kind == "unbounded" else {}
+    kwargs = BOX_CONTROLLERS[env_id][2] if kind == "unbounded" else {}
     return scripted(env_id, seed=seed, **kwargs), f"{SOURCE_PREFIX}{kind}: {env_id}"
 
 
@@ -241,5 +233,6 @@ def preset_mean(env_id: str, *, kind: str) -> tuple[Callable[[np.ndarray], np.nd
     """
     if env_id not in BOX_CONTROLLERS or kind not in ("corrigible", "unbounded"):
         raise ValueError(f"no scripted Box demonstrator {kind!r} for {env_id!r}")
-    mean, kwargs = BOX_CONTROLLERS[env_id][1], UNBOUNDED[env_id] if kind == "unbounded" else {}
+    _, mean, unbounded = BOX_CONTROLLERS[env_id]
+    kwargs = unbounded if kind == "unbounded" else {}
     return (lambda obs: mean(obs, **kwargs)), NOISE
