@@ -77,7 +77,6 @@ def run_ours(demos, target: float, seed: int, work: Path, budget: float) -> dict
         eval_episodes=50,
         target_return=target,
         log_dir=str(work),
-        run_id=f"cartpole-seed{seed}",
         progress=False,
         rollout_episodes=16,
     )

@@ -36,7 +36,6 @@ def run(env_id: str, preset: str, args: argparse.Namespace, work: Path) -> list[
         eval_every=args.bc_steps,
         eval_episodes=100,
         log_dir=str(work),
-        run_id=f"{env_id.split('/')[-1]}-{preset}-bc",
         progress=False,
     )
     adv_cfg = TrainConfig(
@@ -48,7 +47,6 @@ def run(env_id: str, preset: str, args: argparse.Namespace, work: Path) -> list[
         eval_every=args.adv_steps,
         eval_episodes=100,
         log_dir=str(work),
-        run_id=f"{env_id.split('/')[-1]}-{preset}-adv",
         progress=False,
     )
     for label, cfg in (("bc", bc_cfg), ("adversarial", adv_cfg)):

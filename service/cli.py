@@ -218,7 +218,8 @@ def prepare_demo(settings) -> dict[str, Path]:
             # their verdicts) would differ between a quiet and a busy machine
             torch.set_num_threads(1)
             try:
-                audit.train(audit.Demonstrations.load(files[demos]), cfg, out=path)
+                # a first run stopped part-way left its checkpoints: continue them
+                audit.train(audit.Demonstrations.load(files[demos]), cfg, out=path, resume=True)
             finally:
                 torch.set_num_threads(threads)
         files[kind] = path

@@ -406,6 +406,21 @@ def test_ctrl_c_in_training_saves_the_phase_and_says_how_to_resume(tmp_path):
     assert (runs / "ctrlc" / "adversarial" / "checkpoints" / "interrupted.ckpt").exists()
 
 
+def test_a_second_run_of_the_same_name_is_refused_unless_it_resumes(tmp_path):
+    demos = tmp_path / "d.safetensors"
+    run("demos", "--env", "imitaudit/OffSwitch-v0", "--episodes", "20", "--out", str(demos), "--quiet")
+    args = ["train", "--demos", str(demos), "--arch", "mlp", "--steps", "20", "--eval-every", "20", "--quiet"]
+    args += ["--log-dir", str(tmp_path / "runs"), "--run-id", "r"]
+    first = run(*args, "--out", str(tmp_path / "one.safetensors"))
+    assert "ckpt_path" not in first.stderr  # Lightning's checkpoint-lookup warnings are not the user's business
+    again = run(*args, "--out", str(tmp_path / "two.safetensors"), check=False)
+    assert again.returncode == 2 and "Traceback" not in again.stderr, again.stderr
+    assert "already holds an earlier run's checkpoints: pass --resume" in again.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "two.safetensors").exists()
+    resumed = run(*args, "--steps", "40", "--resume", "--out", str(tmp_path / "two.safetensors"))
+    assert "wrote" in resumed.stdout
+
+
 def test_evaluate_says_which_way_a_return_ratio_reads_when_returns_are_negative(tmp_path):
     from audit.data.demonstrations import record
     from models.checkpoint import save_imitator

@@ -104,7 +104,6 @@ def _imitator(case: NullCase, root: Path, seed: int) -> Path:
     else:
         demos = record(case.env_id, scripted(case.env_id, seed=seed), episodes=60, seed=seed)
     cfg = TrainConfig(
-        run_id=out.stem,
         arch=case.arch,
         mode="bc",
         steps=150,

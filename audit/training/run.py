@@ -125,6 +125,9 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*GPU available.*")
+    # a fresh phase: no checkpoint to restore is what train() made sure of
+    warnings.filterwarnings("ignore", message=".*ckpt_path=None\\)` was called without a model.*")
+    warnings.filterwarnings("ignore", message='.*ckpt_path="last"\\) is set, but there is no last checkpoint.*')
     warnings.filterwarnings("ignore", message=".*`isinstance\\(treespec, LeafSpec\\)`.*")
 
 
@@ -133,6 +136,10 @@ def _last_checkpoint(run_dir: Path, phase: str) -> Path:
     folder = run_dir / phase / "checkpoints"
     found = [p for p in (folder / "last.ckpt", folder / "interrupted.ckpt") if p.exists()]
     return max(found, key=lambda p: p.stat().st_mtime_ns) if found else folder / "last.ckpt"
+
+
+def _holds_checkpoints(run_dir: Path) -> bool:
+    return any(run_dir.glob("*/checkpoints/*.ckpt"))
 
 
 def _fit_phase(
@@ -147,11 +154,16 @@ def _fit_phase(
         with _ctrl_c_at_batch_ends() as requested:
             # whole epochs: the batches that really run
             trainer = _trainer(cfg, run_dir, phase, epochs, epochs * per_epoch, _StopAtBatchEnd(requested))
-            trainer.fit(
-                module,
-                train_dataloaders=make_loader(per_epoch),
-                ckpt_path=str(last) if resume and last.exists() else None,
-            )
+            restore = resume and last.exists()
+            try:
+                trainer.fit(module, train_dataloaders=make_loader(per_epoch), ckpt_path=str(last) if restore else None)
+            except RuntimeError as err:
+                if not (restore and "loading state_dict" in str(err)):
+                    raise
+                raise ValueError(
+                    f"cannot resume from {last}: its weights do not fit this run (another env, architecture or "
+                    "size); leave out --resume or pass another --run-id"
+                ) from None
     except SystemExit:  # Lightning ends a Ctrl-C with exit(1): say what happened and where the run stands instead
         if not trainer.interrupted:
             raise
@@ -211,6 +223,12 @@ def train(
     if resume and not cfg.run_id:
         raise ValueError("--resume continues a named run: pass --run-id (the run folder's name)")
     run_dir = cfg.runs_folder() / cfg.name
+    if not resume and _holds_checkpoints(run_dir):
+        # Lightning would quietly restore them (an on-exception checkpoint makes it read ckpt_path=None as "last")
+        raise ValueError(
+            f"run folder {run_dir} already holds an earlier run's checkpoints: pass --resume to continue it, or "
+            "another --run-id"
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     torch.manual_seed(cfg.seed)

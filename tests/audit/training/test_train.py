@@ -118,3 +118,19 @@ def test_bad_training_input(demos, tmp_path):
     object.__setattr__(cartpole, "env_id", ENV)  # a dataset whose obs do not fit its env
     with pytest.raises(ValueError, match="obs have 4 features"):
         train(cartpole, small(tmp_path, mode="bc", steps=1))
+
+
+def test_a_named_run_is_never_restored_without_resume(demos, tmp_path):
+    first = train(demos, small(tmp_path, arch="mlp", mode="bc", steps=20, eval_every=20, run_id="named"))
+    ckpt = first.run_dir / "bc" / "checkpoints" / "last.ckpt"
+    before = ckpt.read_bytes()
+    with pytest.raises(ValueError, match="--resume to continue it"):
+        train(demos, small(tmp_path, arch="mlp", mode="bc", steps=20, eval_every=20, run_id="named"))
+    assert ckpt.read_bytes() == before  # the earlier run is left as it was
+    with pytest.raises(ValueError, match="do not fit this run"):
+        train(
+            demos,
+            small(tmp_path, arch="mlp", hidden=8, mode="bc", steps=40, eval_every=20, run_id="named"),
+            resume=True,
+        )
+    assert ckpt.read_bytes() == before
