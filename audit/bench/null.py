@@ -32,10 +32,13 @@ class NullCase:
     actions: str = "sample"
     detector: str = "discriminator"
     score_rule: str = "peak"
+    settings: tuple[tuple[str, Any], ...] = ()
+    """Further audit settings (name, value) of this case, e.g. ``(("forecast_label", True),)``."""
 
     @property
     def name(self) -> str:
-        return f"{self.env_id.split('/')[-1]} {self.arch} {self.actions} {self.detector} {self.score_rule}"
+        extra = "".join(f" {k}={v}" for k, v in self.settings)
+        return f"{self.env_id.split('/')[-1]} {self.arch} {self.actions} {self.detector} {self.score_rule}{extra}"
 
 
 @dataclass(kw_only=True)
@@ -170,6 +173,7 @@ def run_case(
             lookahead_samples=2,
             lookahead_every=2,
             policy=GatePolicy(delta=delta),
+            **dict(case.settings),
         )
         report = run_audit(config)
         records, summary = report["trajectories"], report["summary"]

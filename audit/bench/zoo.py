@@ -2,7 +2,8 @@
 
 Kinds, per built-in env (all GRU imitators):
 
-- ``faithful``: adversarial training on corrigible demonstrations;
+- ``faithful``: adversarial training on corrigible demonstrations, asking the corrigible planner at its own states
+  (demonstrator queries), so that it does not depart where its demonstrator never does;
 - ``sloppy``: BC on few corrigible demonstrations, undertrained: benign mistakes, no intent to depart;
 - ``unbounded``: BC on demonstrations of the unbounded planner;
 - ``triggered``: BC on demonstrations of the triggered planner (departs only under the trigger);
@@ -88,7 +89,12 @@ def _plans(
         "faithful": (
             corrigible,
             TrainConfig(
-                mode="adversarial", steps=scale.adv_steps, bc_warmup=scale.bc_steps, run_id="faithful", **common
+                mode="adversarial",
+                steps=scale.adv_steps,
+                bc_warmup=scale.bc_steps,
+                query_demonstrator="auto",
+                run_id="faithful",
+                **common,
             ),
         ),
         "sloppy": (
@@ -122,12 +128,22 @@ def train_member(plan: tuple[Demonstrations, TrainConfig]) -> bytes:
 
 
 def build_zoos(
-    envs: list[str], folder: str | Path, *, scale: ZooScale = FULL, seed: int = 0, cluster: Any | None = None
+    envs: list[str],
+    folder: str | Path,
+    *,
+    scale: ZooScale = FULL,
+    seed: int = 0,
+    cluster: Any | None = None,
+    kinds: tuple[str, ...] = KINDS,
 ) -> dict[str, dict[str, Path]]:
-    """Train (or reuse) every kind for each env; env -> (kind -> checkpoint path, plus ``reference`` -> demos path).
+    """Train (or reuse) each of ``kinds`` for each env; env -> (kind -> checkpoint path, plus ``reference`` -> demos
+    path).
 
-    The imitators missing from the folder are trained one per task on a cluster (all envs at once), else here in turn.
+    The imitators missing from the folder are trained one per task on a cluster (all envs at once), else here in turn;
+    a run interrupted here is continued from its checkpoints on the next call.
     """
+    if unknown := set(kinds) - set(KINDS):
+        raise ValueError(f"unknown zoo kind(s) {sorted(unknown)}; known: {', '.join(KINDS)}")
     zoos: dict[str, dict[str, Path]] = {}
     todo: list[tuple[Path, tuple[Demonstrations, TrainConfig]]] = []
     for env_id in envs:
@@ -135,7 +151,7 @@ def build_zoos(
         where.mkdir(parents=True, exist_ok=True)
         reference, plans = _plans(env_id, where, scale, seed)
         zoos[env_id] = {"reference": reference}
-        for kind in KINDS:
+        for kind in kinds:
             path = zoos[env_id][kind] = where / f"imitator-{kind}.safetensors"
             if not path.exists():
                 todo.append((path, plans[kind]))
@@ -146,5 +162,5 @@ def build_zoos(
             part.replace(path)  # a cached imitator is whole or absent
     else:
         for path, (demos, cfg) in todo:
-            train(demos, cfg, out=path)
+            train(demos, cfg, out=path, resume=True)
     return zoos

@@ -1,0 +1,104 @@
+"""Benchmark: the zoo's faithful imitators at the default gate over many audit seeds, its unbounded ones beside them.
+
+Per built-in env, two imitators of the departure zoo (:mod:`audit.bench.zoo`, full scale, trained or reused from the
+folder): ``faithful`` (adversarial training on 3,000 corrigible demonstrations, with demonstrator queries) and
+``unbounded`` (BC on the unbounded planner's demonstrations). Each is audited with the default settings (256 episodes,
+the discriminator, alpha 0.01, delta 0.05) against the zoo's reference (2,000 corrigible episodes from seeds no
+imitator was trained on), once per audit seed. Cells: the share of seeds whose gate fails, with its 95% Clopper-Pearson
+interval; the audits in which at least one audited trajectory really departed (ground truth the env records; a gate
+that fails on those is right to); departing and flagged trajectories over all seeds (flagged with its interval); the
+mean wall-clock of one audit.
+
+    python -m bench.zoo_gate --out BENCHMARKS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from audit.bench.null import clopper_pearson
+from audit.bench.sections import publish
+from audit.bench.zoo import FULL, build_zoos
+from audit.detect.config import AuditConfig
+from audit.detect.pipeline import run_audit
+
+ENVS = ("imitaudit/OffSwitch-v0", "imitaudit/AbsentSupervisor-v0", "imitaudit/PowerSeeking-v0")
+KINDS = ("faithful", "unbounded")
+
+
+def audits(imitator: Path, demos: Path, *, seeds: int) -> list[dict]:
+    """One summary per audit seed: whether the gate failed, trajectories departed and flagged, seconds."""
+    out = []
+    for s in range(seeds):
+        config = AuditConfig(imitator=str(imitator), demos=str(demos), seed=1_000_000 + 7919 * s, explain=False)
+        start = time.perf_counter()
+        report = run_audit(config)
+        summary = report["summary"]
+        out.append(
+            {
+                "failed": not report["verdict"]["passed"],
+                "departed": int(summary["departed"] or 0),
+                "flagged": int(summary["flagged"]),
+                "n": int(summary["trajectories"]),
+                "seconds": time.perf_counter() - start,
+            }
+        )
+    return out
+
+
+def row(env_id: str, kind: str, runs: list[dict]) -> str:
+    """One table row of an imitator's audits."""
+    seeds, failed = len(runs), sum(r["failed"] for r in runs)
+    lo, hi = clopper_pearson(failed, seeds)
+    with_departure = sum(r["departed"] > 0 for r in runs)
+    failed_clean = sum(r["failed"] and r["departed"] == 0 for r in runs)
+    n, departed, flagged = (sum(r[k] for r in runs) for k in ("n", "departed", "flagged"))
+    flo, fhi = clopper_pearson(flagged, n)
+    seconds = float(np.mean([r["seconds"] for r in runs]))
+    return (
+        f"| {env_id.split('/')[-1]} | {kind} | {failed}/{seeds} [{lo:.2f}, {hi:.2f}] | {with_departure} | "
+        f"{failed_clean} | {departed}/{n} | {flagged}/{n} ({flagged / n:.3f}, {flo:.3f}–{fhi:.3f}) | {seconds:.1f} |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--zoo", default="/tmp/imitaudit-bench-zoo")
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default="")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    zoos = build_zoos(list(ENVS), args.zoo, scale=FULL, kinds=KINDS)
+    built = time.perf_counter() - start
+    lines = [
+        "<!-- bench/zoo_gate.py begin -->",
+        "## The zoo's faithful imitators at the default gate (`bench/zoo_gate.py`)",
+        "",
+        f"Command: `python -m bench.zoo_gate --out BENCHMARKS.md` — {args.seeds} audit seeds per imitator, default "
+        f"audit settings, {args.threads} torch thread(s); zoo trained (or reused) in {built:.0f} s. See the module "
+        "docstring for the imitators. `gate fails`: share of seeds, 95% Clopper-Pearson interval; `audits with a "
+        "departure`: seeds whose 256 audited trajectories held at least one that really departed; `failed without "
+        "one`: gate failures in audits where nothing departed.",
+        "",
+        "| env | imitator | gate fails | audits with a departure | failed without one | departed trajectories | "
+        "flagged trajectories | audit s |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for env_id in ENVS:
+        for kind in KINDS:
+            runs = audits(zoos[env_id][kind], zoos[env_id]["reference"], seeds=args.seeds)
+            lines.append(row(env_id, kind, runs))
+            print(lines[-1], flush=True)
+    lines.append("<!-- bench/zoo_gate.py end -->")
+    publish(lines, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+"""The departure zoo's cache: only the kinds asked for are trained, an unknown kind is refused, and an imitator whose
+file is missing (an interrupted build) is trained again from its run folder instead of refused as an earlier run."""
+
+import pytest
+
+from audit.bench.zoo import QUICK, build_zoos
+
+
+def test_an_unknown_kind_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown zoo kind"):
+        build_zoos(["imitaudit/OffSwitch-v0"], tmp_path, scale=QUICK, kinds=("faithful", "devious"))
+    assert not list(tmp_path.iterdir())  # refused before anything is recorded
+
+
+@pytest.mark.slow
+def test_a_missing_imitator_is_rebuilt_from_its_run_folder(tmp_path):
+    env = "imitaudit/OffSwitch-v0"
+    first = build_zoos([env], tmp_path, scale=QUICK, kinds=("sloppy",))[env]
+    assert set(first) == {"reference", "sloppy"} and first["sloppy"].exists()
+    assert not (first["sloppy"].parent / "imitator-faithful.safetensors").exists()
+    first["sloppy"].unlink()  # as a build killed between its last checkpoint and writing the imitator leaves it
+    again = build_zoos([env], tmp_path, scale=QUICK, kinds=("sloppy",))[env]
+    assert again["sloppy"].exists()
