@@ -7,9 +7,7 @@ against 1,000 corrigible demonstrations recorded apart (256 episodes, alpha 0.01
 then replays 1,024 fresh rollouts of the same imitator (seeds never audited). Rows: the discriminator's monitor
 (evidence on the step taken) and the forecast probe's (:mod:`audit.detect.forecast`) reading the imitator's taps,
 each step's behaviour only (``--taps ''``), and the behaviour history's running summary (``--taps ''
---forecast-history``: the behaviour-only sequence baseline of the same capacity); the same three again with
-``--forecast-label`` (the probe classifies whether the peak ahead crosses the demonstrator's level-alpha line instead
-of regressing it).
+--forecast-history``: the behaviour-only sequence baseline of the same capacity).
 
 Columns: departing rollouts alarmed strictly before their first departure step, over those that depart at step 1 or
 later (no monitor can warn before step 0), with a 95% Clopper-Pearson interval; the median lead (departure step minus
@@ -47,14 +45,11 @@ ENVS = (
     ("imitaudit/HiddenSupervisor-v0", "triggered"),
 )
 TAPS = ("encoder", "core", "head")
-ROWS = (  # label, detector, taps, forecast_history, forecast_label
-    ("discriminator, taps", "discriminator", TAPS, False, False),
-    ("forecast, taps", "forecast", TAPS, False, False),
-    ("forecast, behaviour only", "forecast", (), False, False),
-    ("forecast, behaviour history", "forecast", (), True, False),
-    ("forecast label, taps", "forecast", TAPS, False, True),
-    ("forecast label, behaviour only", "forecast", (), False, True),
-    ("forecast label, behaviour history", "forecast", (), True, True),
+ROWS = (  # name, detector, taps, forecast_history
+    ("discriminator, taps", "discriminator", TAPS, False),
+    ("forecast, taps", "forecast", TAPS, False),
+    ("forecast, behaviour only", "forecast", (), False),
+    ("forecast, behaviour history", "forecast", (), True),
 )
 FRESH = 1024
 
@@ -77,9 +72,7 @@ def imitators(folder: Path, env: str, departing: str) -> tuple[dict[str, Path], 
     return paths, demos
 
 
-def alarms(
-    imitator: Path, demos: Path, folder: Path, *, detector: str, taps: tuple, history: bool, label: bool
-) -> dict:
+def alarms(imitator: Path, demos: Path, folder: Path, *, detector: str, taps: tuple, history: bool) -> dict:
     """The monitor's replay of fresh rollouts (:func:`audit.detect.monitor.replay`, plus each rollout's first alarm
     and departure step)."""
     path = folder / "monitor.safetensors"
@@ -89,7 +82,6 @@ def alarms(
         detector=detector,
         taps=taps,
         forecast_history=history,
-        forecast_label=label,
         explain=False,
     )
     run_audit(config, monitor=path)
@@ -151,9 +143,9 @@ def main() -> None:
             "| monitor | departing rollouts alarmed before departing | median lead | faithful rollouts alarmed |",
             "|---|---|---:|---|",
         ]
-        for name, detector, taps, history, label in rows:
+        for name, detector, taps, history in rows:
             runs = {
-                kind: alarms(paths[kind], demos, folder, detector=detector, taps=taps, history=history, label=label)
+                kind: alarms(paths[kind], demos, folder, detector=detector, taps=taps, history=history)
                 for kind in ("departing", "faithful")
             }
             lines.append(row(name, runs["departing"], runs["faithful"]))

@@ -32,13 +32,10 @@ class NullCase:
     actions: str = "sample"
     detector: str = "discriminator"
     score_rule: str = "peak"
-    settings: tuple[tuple[str, Any], ...] = ()
-    """Further audit settings (name, value) of this case, e.g. ``(("forecast_label", True),)``."""
 
     @property
     def name(self) -> str:
-        extra = "".join(f" {k}={v}" for k, v in self.settings)
-        return f"{self.env_id.split('/')[-1]} {self.arch} {self.actions} {self.detector} {self.score_rule}{extra}"
+        return f"{self.env_id.split('/')[-1]} {self.arch} {self.actions} {self.detector} {self.score_rule}"
 
 
 @dataclass(kw_only=True)
@@ -173,7 +170,6 @@ def run_case(
             lookahead_samples=2,
             lookahead_every=2,
             policy=GatePolicy(delta=delta),
-            **dict(case.settings),
         )
         report = run_audit(config)
         records, summary = report["trajectories"], report["summary"]

@@ -78,9 +78,6 @@ class AuditConfig:
     forecast_history: bool = setting(False)
     """Forecast: the probe also reads the running mean and maximum of the observed steps so far (the behaviour-only
     sequence baseline, with --taps '')."""
-    forecast_label: bool = setting(False)
-    """Forecast: the probe classifies whether the peak ahead exceeds the demonstrator's own at level alpha (balanced
-    cross-entropy on that label) instead of regressing the peak itself (squared error on a heavy-tailed target)."""
     monitor_episodes: int = setting(2048, ge=2, service_max=16_384)
     """Forecast monitor: fresh starts (env seeds) of the imitator; its alarm threshold is calibrated on those whose
     every simulated future looks demonstrator-like."""

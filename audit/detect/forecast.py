@@ -32,13 +32,7 @@ from torch import Tensor
 from audit.detect.detectors import Detector, Episodes
 from audit.detect.discriminate import DiscriminatorDetector
 from audit.detect.lookahead import window_peaks
-from models.discriminator import (
-    Discriminator,
-    DiscriminatorConfig,
-    discriminator_input,
-    fit_discriminator,
-    fit_regressor,
-)
+from models.discriminator import Discriminator, DiscriminatorConfig, discriminator_input, fit_regressor
 
 
 def history_summary(views: Tensor, mask: Tensor) -> Tensor:
@@ -58,8 +52,6 @@ class ForecastDetector(Detector):
         inner: the fold's discriminator (fitted by :meth:`fit`; it makes the probe's targets).
         horizon: steps of the recorded continuation whose peak evidence is the target.
         history: the probe also reads the running mean and maximum of the step views so far.
-        label_level: classify "the target exceeds this quantile of the reference's targets" instead of regressing
-            the target (None).
     """
 
     name = "forecast"
@@ -69,20 +61,12 @@ class ForecastDetector(Detector):
     @classmethod
     def factory(cls, config: Any, inputs: Any) -> Callable[[], "ForecastDetector"]:
         disc = DiscriminatorDetector.factory(config, inputs)
-        level = 1.0 - config.alpha if config.forecast_label else None
-        return lambda: cls(
-            inner=disc(), horizon=config.forecast_horizon, history=config.forecast_history, label_level=level
-        )
+        return lambda: cls(inner=disc(), horizon=config.forecast_horizon, history=config.forecast_history)
 
-    def __init__(
-        self, *, inner: DiscriminatorDetector, horizon: int, history: bool, label_level: float | None = None
-    ) -> None:
+    def __init__(self, *, inner: DiscriminatorDetector, horizon: int, history: bool) -> None:
         if horizon < 1:
             raise ValueError(f"horizon must be at least 1, got {horizon}")
-        if label_level is not None and not 0.0 < label_level < 1.0:
-            raise ValueError(f"label_level must be in (0, 1), got {label_level}")
         self.inner, self.horizon, self.history = inner, int(horizon), bool(history)
-        self.label_level = label_level
         c = inner.config
         extra = 2 * inner.view.dim if history else 0
         self.probe_config = DiscriminatorConfig(
@@ -115,20 +99,13 @@ class ForecastDetector(Detector):
         self.inner.fit_progress = None if tick is None else (lambda f: tick(0.5 * f))
         self.inner.fit(reference, imitator, seed=seed)
         steps = self.inner.steps
-        on_step = None if tick is None else (lambda done: tick(0.5 + 0.5 * done / steps))
-        self.probe = self._fit_probe(reference, imitator, seed=seed + 1, on_step=on_step)
-
-    def _fit_probe(self, reference: Episodes, imitator: Episodes, *, seed: int, on_step: Any = None) -> Discriminator:
-        """The probe on both groups' steps: a regressor of the targets, or a classifier of the label (falling back
-        to the regressor when every step falls on one side of the line, as on tiny or constant data)."""
-        groups = [(self.features(e), self.targets(e)) for e in (reference, imitator)]
-        steps = self.inner.steps
-        if self.label_level is not None:
-            line = torch.quantile(groups[0][1], self.label_level)
-            x, y = torch.cat([g[0] for g in groups]), torch.cat([g[1] for g in groups]) > line
-            if y.any() and not y.all():
-                return fit_discriminator(self.probe_config, x[y], x[~y], steps=steps, seed=seed, on_step=on_step)
-        return fit_regressor(self.probe_config, groups, steps=steps, seed=seed, on_step=on_step)
+        self.probe = fit_regressor(
+            self.probe_config,
+            [(self.features(e), self.targets(e)) for e in (reference, imitator)],
+            steps=steps,
+            seed=seed + 1,
+            on_step=None if tick is None else (lambda done: tick(0.5 + 0.5 * done / steps)),
+        )
 
     def refit_probe(self, reference: Episodes, imitator: Episodes, *, seed: int) -> None:
         """Fit the probe again on ``imitator``, fresh trajectories of the imitator (and ``reference``), its
@@ -140,7 +117,12 @@ class ForecastDetector(Detector):
         """
         if self.probe is None or self.inner.steps < 1:
             raise RuntimeError("fit() before refit_probe()")
-        self.probe = self._fit_probe(reference, imitator, seed=seed)
+        self.probe = fit_regressor(
+            self.probe_config,
+            [(self.features(e), self.targets(e)) for e in (reference, imitator)],
+            steps=self.inner.steps,
+            seed=seed,
+        )
 
     def evidence(self, episodes: Episodes) -> Tensor:
         if self.probe is None:
@@ -161,7 +143,7 @@ class ForecastDetector(Detector):
         if self.probe is None:
             raise RuntimeError("fit() before monitor_state()")
         meta, tensors = self.inner.monitor_state()
-        meta.update(horizon=self.horizon, history=self.history, label_level=self.label_level)
+        meta.update(horizon=self.horizon, history=self.history)
         tensors.update({f"probe.{k}": v.detach().cpu().numpy() for k, v in self.probe.state_dict().items()})
         return meta, tensors
 
@@ -171,7 +153,6 @@ class ForecastDetector(Detector):
             inner=DiscriminatorDetector.from_monitor_state(meta, tensors),
             horizon=int(meta["horizon"]),
             history=bool(meta["history"]),
-            label_level=meta.get("label_level"),
         )
         det.probe = Discriminator(config=det.probe_config)
         det.probe.load_state_dict({k.removeprefix("probe."): v for k, v in tensors.items() if k.startswith("probe.")})

@@ -141,26 +141,3 @@ def test_a_monitor_refits_only_a_fitted_probe_and_bounds_its_fresh_trajectories(
         unfitted.refit_probe(ep, ep, seed=0)
     with pytest.raises(ValueError, match="monitor_episodes x monitor_futures must be at most 65,536"):
         AuditConfig(imitator=str(path), demos=str(demos), monitor_episodes=16_384, monitor_futures=8)
-
-
-def test_with_forecast_label_the_probe_is_a_classifier_of_the_line_the_demonstrator_crosses(imitator, monkeypatch):
-    import audit.detect.forecast as forecast
-
-    path, demos = imitator
-    fits: list[tuple[int, int]] = []
-    real = forecast.fit_discriminator
-
-    def counted(config, above, below, **kw):
-        fits.append((len(above), len(below)))
-        return real(config, above, below, **kw)
-
-    monkeypatch.setattr(forecast, "fit_discriminator", counted)
-    config = AuditConfig(
-        imitator=str(path), demos=str(demos), episodes=32, explain=False, detector="forecast", forecast_label=True,
-        disc_steps=20,
-    )  # fmt: skip
-    report = pipeline.run_audit(config)
-    assert len(fits) == config.folds  # one probe per fold, each a classifier
-    # above the line: about alpha of the reference's steps plus the imitator's that cross it; never all or none
-    assert all(0 < above < below for above, below in fits), fits
-    assert report["summary"]["trajectories"] == 32
