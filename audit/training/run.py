@@ -195,6 +195,26 @@ def _provenance(cfg: TrainConfig, demos: Demonstrations, demos_sha256: str, metr
     }
 
 
+def _open_run_dir(cfg: TrainConfig, resume: bool) -> Path:
+    """The run's folder, made and holding the run's config.json.
+
+    Raises:
+        ValueError: ``resume`` without a run id, or (without ``resume``) a folder with an earlier run's checkpoints.
+    """
+    if resume and not cfg.run_id:
+        raise ValueError("--resume continues a named run: pass --run-id (the run folder's name)")
+    run_dir = cfg.runs_folder() / cfg.name
+    if not resume and _holds_checkpoints(run_dir):
+        # Lightning would quietly restore them (an on-exception checkpoint makes it read ckpt_path=None as "last")
+        raise ValueError(
+            f"run folder {run_dir} already holds an earlier run's checkpoints: pass --resume to continue it, or "
+            "another --run-id"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    return run_dir
+
+
 def train(
     demos: Demonstrations,
     cfg: TrainConfig,
@@ -220,17 +240,7 @@ def train(
     held_set = EpisodeDataset(demos, held_eps) if len(held_eps) else None
     demo_return = float(demos.episode_returns()[train_eps].mean())
     icfg = _imitator_config(cfg, demos, obs_dim)
-    if resume and not cfg.run_id:
-        raise ValueError("--resume continues a named run: pass --run-id (the run folder's name)")
-    run_dir = cfg.runs_folder() / cfg.name
-    if not resume and _holds_checkpoints(run_dir):
-        # Lightning would quietly restore them (an on-exception checkpoint makes it read ckpt_path=None as "last")
-        raise ValueError(
-            f"run folder {run_dir} already holds an earlier run's checkpoints: pass --resume to continue it, or "
-            "another --run-id"
-        )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    run_dir = _open_run_dir(cfg, resume)
     torch.manual_seed(cfg.seed)
     common: dict[str, Any] = {
         "train_cfg": cfg.to_dict(),
