@@ -113,7 +113,8 @@ def test_audit_lifecycle_events_report_and_trajectories(service):
                     break
     progress = [e["progress"] for k, e in events if k == "progress"]
     assert events[-1][0] == "end" and events[-1][1]["state"] == "succeeded"
-    assert progress == sorted(progress) and progress[-1] == 1.0 and len(progress) >= 3
+    # the stream samples stored progress, so a fast job may show only its first and last values (CI saw [0.0, 1.0])
+    assert progress == sorted(progress) and progress[0] < 1.0 and progress[-1] == 1.0
     report = validate(a.get(f"/v1/audits/{r1.json()['id']}/report").json())
     assert report["summary"]["trajectories"] == 16
     flagged = a.get(f"/v1/audits/{r1.json()['id']}/trajectories", params={"flagged": "true"}).json()
