@@ -7,6 +7,9 @@ evaluated on 10,000 fresh episodes (seeds 777..). Departures come with their cou
 (Clopper-Pearson), return ratios with their standard error. Writes its table into BENCHMARKS.md.
 
     python -m bench.train_queries --out BENCHMARKS.md
+
+``--runs corrigible:auto`` trains only the rows named (demonstrations:queries); ``--plan-iterations N`` gives every
+imitator the encoder's value-iteration layer.
 """
 
 from __future__ import annotations
@@ -26,14 +29,22 @@ from audit.training.evaluate import evaluate
 from audit.training.run import train
 
 ENVS = ("OffSwitch", "AbsentSupervisor", "PowerSeeking")
-RUNS = (("corrigible", ""), ("corrigible", "auto"), ("unbounded", "auto"))
+RUNS = "corrigible:none,corrigible:auto,unbounded:auto"
 
 
 def row(env: str, preset: str, queries: str, args: argparse.Namespace, work: str) -> dict:
     env_id = f"imitaudit/{env}-v0"
     demos = record(env_id, preset, episodes=args.demo_episodes, seed=0)
     start = time.perf_counter()
-    cfg = TrainConfig(arch="gru", mode="adversarial", seed=0, query_demonstrator=queries, log_dir=work, progress=False)
+    cfg = TrainConfig(
+        arch="gru",
+        mode="adversarial",
+        seed=0,
+        query_demonstrator=queries,
+        plan_iterations=args.plan_iterations,
+        log_dir=work,
+        progress=False,
+    )
     result = train(demos, cfg)
     seconds = time.perf_counter() - start
     ev = evaluate(result.imitator, env_id, episodes=args.eval_episodes, seed=777, demos=demos)
@@ -57,12 +68,15 @@ def main() -> None:
     parser.add_argument("--envs", default=",".join(ENVS))
     parser.add_argument("--demo-episodes", type=int, default=1000)
     parser.add_argument("--eval-episodes", type=int, default=10_000)
+    parser.add_argument("--runs", default=RUNS, help="comma-separated demonstrations:queries rows")
+    parser.add_argument("--plan-iterations", type=int, default=0)
     args = parser.parse_args()
+    runs = [tuple(r.split(":")) for r in args.runs.split(",")]
     lines = []
     with tempfile.TemporaryDirectory() as work:
         for env in args.envs.split(","):
-            for preset, queries in RUNS:
-                r = row(env, preset, queries, args, work)
+            for preset, queries in runs:
+                r = row(env, preset, "" if queries == "none" else queries, args, work)
                 print(json.dumps(r), flush=True)
                 lines.append(
                     f"| {r['env']} | {r['demos']} | {r['queries']} | {100 * r['demo_departure']:.1f}% | "
@@ -74,9 +88,11 @@ def main() -> None:
             "<!-- bench/train_queries.py begin -->",
             "## Imitators that do not depart: demonstrator queries (`bench/train_queries.py`)",
             "",
-            f"Command: `python -m bench.train_queries --out BENCHMARKS.md` — one run, {torch.get_num_threads()} torch "
-            f"thread(s). GRU, {args.demo_episodes} demonstrations per row (seeds 0..), the default budget (1,500 BC "
-            "steps, 300 adversarial iterations), seed 0; queries `auto` asks the preset that recorded the "
+            "Command: `python -m bench.train_queries --out BENCHMARKS.md"
+            + (f" --plan-iterations {args.plan_iterations}" if args.plan_iterations else "")
+            + f"` — one run, {torch.get_num_threads()} torch thread(s). GRU, {args.demo_episodes} demonstrations "
+            "per row (seeds 0..), the default budget (1,500 BC steps, 300 adversarial iterations), seed 0; queries "
+            "`auto` asks the preset that recorded the "
             f"demonstrations at every state of each iteration's rollouts. {args.eval_episodes:,} evaluation episodes "
             "(seeds 777..): departing episodes, their share and its one-sided 95% upper bound (Clopper-Pearson); "
             "return ratio ± its standard error.",

@@ -24,7 +24,15 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-LIMITS = {"obs_dim": 2**24, "n_actions": 2**16, "hidden": 2**16, "layers": 64, "heads": 256, "max_len": 2**20}
+LIMITS = {
+    "obs_dim": 2**24,
+    "n_actions": 2**16,
+    "hidden": 2**16,
+    "layers": 64,
+    "heads": 256,
+    "max_len": 2**20,
+    "plan_iterations": 64,
+}
 """Ceilings of an imitator's sizes: far above any real policy, low enough that no size is a memory bomb by itself."""
 
 
@@ -51,6 +59,10 @@ class ImitatorConfig:
     """With ``grid``: the plane that marks the agent's cell. The encoder then also reads the
     convolution's features *at the agent* (the same weights wherever it stands), so "the
     button is next to me" is one learned feature rather than 81 position-specific ones."""
+    plan_iterations: int = 0
+    """With ``agent_plane``: steps of a value-iteration layer over the grid (a value iteration network's recurrence: a
+    learned reward map, then a shared 3x3 convolution and a max over its channels, this many times), read at the agent's
+    cell. A shortest way round a forbidden tile is many cells long, beyond what two 3x3 convolutions see; 0 for none."""
     continuous: bool = False
     """A ``Box`` action space: the head gives a Gaussian's mean and log standard deviation per dimension
     (:mod:`models.actions`)."""
@@ -85,6 +97,7 @@ class ImitatorConfig:
                 raise ValueError(
                     f"agent_plane must index one of the grid's planes, got {plane!r} with grid {self.grid!r}"
                 )
+        self._check_planning()
         if not isinstance(self.continuous, bool):
             raise ValueError(f"continuous must be true or false, got {self.continuous!r}")
         if not self.continuous and self.n_actions < 2:
@@ -92,6 +105,14 @@ class ImitatorConfig:
         self._check_bounds()
         if self.hidden % self.heads:
             raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
+
+    def _check_planning(self) -> None:
+        """``plan_iterations``: a bounded count, and only where the agent's cell is known."""
+        value = self.plan_iterations
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= LIMITS["plan_iterations"]:
+            raise ValueError(f"plan_iterations must be an integer from 0 to {LIMITS['plan_iterations']}, got {value!r}")
+        if value and self.agent_plane is None:
+            raise ValueError("plan_iterations needs agent_plane (the value map is read at the agent's cell)")
 
     def _check_bounds(self) -> None:
         """``action_low``, ``action_high``: both absent, or (continuous only) finite, one per dimension, low < high."""
@@ -155,7 +176,9 @@ class GridEncoder(nn.Module):
             nn.Conv2d(c, channels, 3, padding=1), nn.ReLU(), nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU()
         )
         centred = channels if self.agent_plane is not None else 0
-        self.proj = nn.Linear(channels * h * w + centred + config.obs_dim - self.n_grid, config.hidden)
+        self.plan = ValueIteration(planes=c, scalars=config.obs_dim - self.n_grid, iterations=config.plan_iterations)
+        planned = self.plan.features if config.plan_iterations else 0
+        self.proj = nn.Linear(channels * h * w + centred + planned + config.obs_dim - self.n_grid, config.hidden)
         self.act = nn.ReLU()
 
     def forward(self, obs: Tensor) -> Tensor:
@@ -165,9 +188,91 @@ class GridEncoder(nn.Module):
         maps = self.conv(grid)
         parts = [maps.flatten(1)]
         if self.agent_plane is not None:
-            parts.append((maps * grid[:, self.agent_plane : self.agent_plane + 1]).sum(dim=(2, 3)))
+            agent = grid[:, self.agent_plane : self.agent_plane + 1]
+            parts.append((maps * agent).sum(dim=(2, 3)))
+            if self.plan.iterations:
+                parts.append((self._planned(grid, flat[:, self.n_grid :]) * agent).sum(dim=(2, 3)))
         out = self.act(self.proj(torch.cat([*parts, flat[:, self.n_grid :]], dim=1)))
         return out.reshape(*lead, -1)
+
+    def _planned(self, grid: Tensor, scalars: Tensor) -> Tensor:
+        """The planning layer's maps [N, F, H, W] for grid [N, C, H, W] and scalars [N, S].
+
+        The agent's plane is masked out of the planner's input, so the steps of one episode share the maps of its
+        layout until a tile or flag changes; each distinct layout is planned once (the same numbers, far less work).
+        An ONNX export plans every row.
+        """
+        keep = torch.ones(grid.shape[1], dtype=grid.dtype, device=grid.device)
+        keep[self.agent_plane] = 0.0
+        layout = grid * keep[None, :, None, None]
+        if torch.onnx.is_in_onnx_export():
+            return self.plan(layout, scalars)
+        key = torch.cat([layout.flatten(1), scalars], dim=1)
+        distinct, where = torch.unique(key, dim=0, return_inverse=True)
+        c, h, w = self.grid
+        return self.plan(distinct[:, : c * h * w].reshape(-1, c, h, w), distinct[:, c * h * w :])[where]
+
+
+class ValueIteration(nn.Module):
+    """Value iteration over one-hot grid planes with learned rewards: a planning layer for imitators of grid planners.
+
+    Each of ``maps`` value maps has its own learned reward and passability per cell (a weight per plane, shifted by
+    the scalar features: a flag that makes a tile safe changes both) and its own discount. A move into an impassable
+    cell (or off the grid) leaves the agent where it is, as the built-in envs' bumps do. ``iterations`` times, for every
+    cell: Q(move) = reward + discount * (value of where the move leads), value = max over the moves (up, down, left,
+    right, stay). Its output, per cell: every map's Q-values and value.
+
+    Input grid [B, C, H, W] and scalars [B, S]; output [B, features, H, W].
+
+    Args:
+        planes: C.
+        scalars: S (may be 0).
+        iterations: value-iteration steps (0: an empty layer, never called).
+        maps: independent value maps.
+    """
+
+    MOVES = ((-1, 0), (1, 0), (0, -1), (0, 1))
+
+    def __init__(self, *, planes: int, scalars: int, iterations: int, maps: int = 2) -> None:
+        super().__init__()
+        self.iterations = iterations
+        self.maps = maps
+        self.features = maps * (len(self.MOVES) + 2)
+        if not iterations:
+            return
+        self.cell = nn.Parameter(torch.randn(2 * maps, planes) * 0.1)
+        """Per map: reward weights, then passability logit weights, one per plane."""
+        self.cell_shift = nn.Linear(scalars, 2 * maps * planes, bias=False) if scalars else None
+        self.passable_bias = nn.Parameter(torch.full((maps,), 2.0))
+        self.discount = nn.Parameter(torch.full((maps,), 2.0))
+        """Logits of each map's discount (sigmoid 2 = 0.88)."""
+
+    def _neighbours(self, maps: Tensor) -> list[Tensor]:
+        """``maps`` [B, M, H, W] read one move away, per move; 0 off the grid."""
+        h, w = maps.shape[-2:]
+        padded = nn.functional.pad(maps, (1, 1, 1, 1))
+        return [padded[:, :, 1 + dr : 1 + dr + h, 1 + dc : 1 + dc + w] for dr, dc in self.MOVES]
+
+    def forward(self, grid: Tensor, scalars: Tensor) -> Tensor:
+        b, c = grid.shape[:2]
+        weights = self.cell.expand(b, -1, -1)
+        if self.cell_shift is not None:
+            weights = weights + self.cell_shift(scalars).reshape(b, 2 * self.maps, c)
+        per_cell = torch.einsum("bkc,bchw->bkhw", weights, grid)
+        reward = per_cell[:, : self.maps]
+        passable = torch.sigmoid(per_cell[:, self.maps :] + self.passable_bias[None, :, None, None])
+        open_next = self._neighbours(passable)  # off the grid: closed
+        discount = torch.sigmoid(self.discount)[None, :, None, None]
+        value = torch.zeros_like(reward)
+        for _ in range(self.iterations):
+            q = self._q(reward, value, open_next, discount)
+            value = q.max(dim=1).values
+        return torch.cat([q.flatten(1, 2), value], dim=1)
+
+    def _q(self, reward: Tensor, value: Tensor, open_next: list[Tensor], discount: Tensor) -> Tensor:
+        """Q-values [B, moves + 1, M, H, W]: each move's landing value (a blocked move stays put), then staying."""
+        after = [p * v + (1 - p) * value for p, v in zip(open_next, self._neighbours(value), strict=True)]
+        return reward[:, None] + discount[:, None] * torch.stack([*after, value], dim=1)
 
 
 class Imitator(nn.Module):

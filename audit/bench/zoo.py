@@ -3,7 +3,8 @@
 Kinds, per built-in env (all GRU imitators):
 
 - ``faithful``: adversarial training on corrigible demonstrations, asking the corrigible planner at its own states
-  (demonstrator queries), so that it does not depart where its demonstrator never does;
+  (demonstrator queries), so that it does not depart where its demonstrator never does, with a value-iteration layer
+  in its encoder (``plan_iterations``), so that it can find the planner's way round a forbidden tile;
 - ``sloppy``: BC on few corrigible demonstrations, undertrained: benign mistakes, no intent to depart;
 - ``unbounded``: BC on demonstrations of the unbounded planner;
 - ``triggered``: BC on demonstrations of the triggered planner (departs only under the trigger);
@@ -48,8 +49,16 @@ class ZooScale:
     """BC steps of the sloppy imitator."""
     adv_steps: int = 300
     """Adversarial iterations (faithful, obfuscated)."""
+    plan_iterations: int = 24
+    """Value-iteration steps of the faithful imitator's encoder (0: none)."""
     reference_episodes: int = 2000
     """Corrigible episodes recorded as the audit's reference."""
+
+    @property
+    def folder(self) -> str:
+        """The cache folder: the name, and the planning layer's steps when there is one (zoos trained before it had
+        none, and are never reused for one)."""
+        return f"{self.name}-plan{self.plan_iterations}" if self.plan_iterations else self.name
 
 
 FULL = ZooScale()
@@ -93,6 +102,7 @@ def _plans(
                 steps=scale.adv_steps,
                 bc_warmup=scale.bc_steps,
                 query_demonstrator="auto",
+                plan_iterations=scale.plan_iterations,
                 run_id="faithful",
                 **common,
             ),
@@ -147,7 +157,7 @@ def build_zoos(
     zoos: dict[str, dict[str, Path]] = {}
     todo: list[tuple[Path, tuple[Demonstrations, TrainConfig]]] = []
     for env_id in envs:
-        where = Path(folder) / scale.name / env_id.split("/")[-1]
+        where = Path(folder) / scale.folder / env_id.split("/")[-1]
         where.mkdir(parents=True, exist_ok=True)
         reference, plans = _plans(env_id, where, scale, seed)
         zoos[env_id] = {"reference": reference}

@@ -36,6 +36,9 @@ class TrainConfig:
     centred_readout: bool = setting(True)
     """With the grid encoder: also read its features at the agent's cell (what is next to the agent, wherever it
     stands)."""
+    plan_iterations: int = setting(0, ge=0, le=64)
+    """With the centred readout: steps of the encoder's value-iteration layer (a planning prior for imitators of
+    planners; 0 for none)."""
     lr: float = setting(3e-3, gt=0.0)
     """Imitator learning rate (BC and policy steps)."""
     lr_schedule: str = setting("constant", choices=("constant", "cosine"))
@@ -128,6 +131,10 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check(self)
+        if self.plan_iterations and not (self.grid_encoder and self.centred_readout):
+            raise ValueError(
+                "plan_iterations needs the grid encoder and its centred readout (grid_encoder, centred_readout)"
+            )
         if self.arch not in architectures():
             raise ValueError(f"unknown architecture {self.arch!r}; known: {', '.join(sorted(architectures()))}")
 

@@ -296,6 +296,8 @@ def train(
 def _imitator_config(cfg: TrainConfig, demos: Demonstrations, obs_dim: int) -> ImitatorConfig:
     """The imitator's sizes for ``demos``' env under ``cfg``, and its action space's."""
     _, space = env_signature(demos.env_id, demos.env_kwargs)
+    if cfg.plan_iterations and grid_shape(demos.env_id) is None:
+        raise ValueError(f"plan_iterations needs a built-in grid env; {demos.env_id} has no grid")
     return ImitatorConfig(
         obs_dim=obs_dim,
         n_actions=space.n,
@@ -306,6 +308,7 @@ def _imitator_config(cfg: TrainConfig, demos: Demonstrations, obs_dim: int) -> I
         max_len=max(512, int(demos.episode_lengths().max()) + 1),
         grid=grid_shape(demos.env_id) if cfg.grid_encoder else None,
         agent_plane=agent_plane(demos.env_id) if cfg.grid_encoder and cfg.centred_readout else None,
+        plan_iterations=cfg.plan_iterations,
     )
 
 

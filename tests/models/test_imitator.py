@@ -10,10 +10,12 @@ ARCHS = sorted(BUILTIN)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("grid,agent", [(None, None), ((2, 3, 3), None), ((2, 3, 3), 1)])
-def test_stepping_equals_sequence(arch, grid, agent):
+@pytest.mark.parametrize(
+    "grid,agent,plan", [(None, None, 0), ((2, 3, 3), None, 0), ((2, 3, 3), 1, 0), ((2, 3, 3), 1, 4)]
+)
+def test_stepping_equals_sequence(arch, grid, agent, plan):
     torch.manual_seed(0)
-    cfg = ImitatorConfig(obs_dim=20, n_actions=4, hidden=16, grid=grid, agent_plane=agent)
+    cfg = ImitatorConfig(obs_dim=20, n_actions=4, hidden=16, grid=grid, agent_plane=agent, plan_iterations=plan)
     model = build(arch, cfg)
     obs = torch.randn(3, 9, 20)
     seq = model.sequence(obs)
@@ -60,6 +62,12 @@ def test_config_validation_and_shape_errors():
         ImitatorConfig(obs_dim=20, n_actions=2, grid=(2, 3, 3), agent_plane=2)
     with pytest.raises(ValueError, match="agent_plane"):
         ImitatorConfig(obs_dim=20, n_actions=2, agent_plane=0)
+    with pytest.raises(ValueError, match="plan_iterations needs agent_plane"):
+        ImitatorConfig(obs_dim=20, n_actions=2, grid=(2, 3, 3), plan_iterations=4)
+    for bad in (-1, 65, True, 2.5):
+        with pytest.raises(ValueError, match="plan_iterations must be an integer from 0 to 64"):
+            ImitatorConfig(obs_dim=20, n_actions=2, grid=(2, 3, 3), agent_plane=0, plan_iterations=bad)
+    assert ImitatorConfig.from_dict({"obs_dim": 4, "n_actions": 2}).plan_iterations == 0  # checkpoints before it
     with pytest.raises(ValueError, match="unknown field"):
         ImitatorConfig.from_dict({"obs_dim": 4, "n_actions": 2, "colour": "red"})
     with pytest.raises(ValueError, match="unknown architecture"):
@@ -91,3 +99,54 @@ def test_the_centred_readout_sees_the_same_neighbourhood_alike_wherever_the_agen
 
     torch.testing.assert_close(encode((1, 1), (1, 2)), encode((3, 2), (3, 3)))
     assert not torch.allclose(encode((1, 1), (1, 2)), encode((1, 1), (2, 1)))
+
+
+@pytest.mark.parametrize("iterations,sees", [(2, False), (8, True)])
+def test_the_value_iteration_layer_reaches_as_far_as_its_iterations(iterations, sees):
+    """A rewarding tile seven moves from the agent changes what the planning layer reads at the agent only once value
+    has had the steps to travel there; one next to it always does."""
+    torch.manual_seed(0)
+    cfg = ImitatorConfig(
+        obs_dim=2 * 81, n_actions=4, hidden=8, grid=(2, 9, 9), agent_plane=0, plan_iterations=iterations
+    )
+    enc = build("mlp", cfg).encoder
+    assert enc.plan.iterations == iterations
+    with torch.no_grad():
+        enc.plan.cell[0, 1] = 5.0  # the first map's reward on the tile's plane
+
+    def planned(tile):
+        grid = torch.zeros(1, 2, 9, 9)
+        grid[0, 0, 1, 1] = 1.0
+        if tile is not None:
+            grid[0, 1, tile[0], tile[1]] = 1.0
+        with torch.no_grad():
+            return (enc.plan(grid, torch.zeros(1, 0)) * grid[:, :1]).sum(dim=(2, 3))
+
+    assert torch.allclose(planned(None), planned((1, 8))) != sees
+    assert not torch.allclose(planned(None), planned((1, 2)))
+
+
+def test_planning_each_distinct_layout_once_gives_every_step_the_same_maps():
+    """Steps of one layout share its plan (the agent's plane is not the planner's input): the same encoding as
+    planning each step on its own, and a tile the agent is not on still moves it."""
+    torch.manual_seed(0)
+    cfg = ImitatorConfig(obs_dim=3 * 25 + 1, n_actions=5, hidden=8, grid=(3, 5, 5), agent_plane=1, plan_iterations=6)
+    enc = build("gru", cfg).encoder
+    layout = (torch.rand(3, 5, 5) < 0.2).float()
+    steps = []
+    for cell in range(6):
+        grid = layout.clone()
+        grid[1] = 0.0
+        grid[1].view(-1)[cell] = 1.0
+        steps.append(torch.cat([grid.flatten(), torch.tensor([float(cell % 2)])]))
+    obs = torch.stack(steps)
+    with torch.no_grad():
+        together = enc(obs)
+        alone = torch.cat([enc(row[None]) for row in obs])
+        torch.testing.assert_close(together, alone, atol=1e-6, rtol=1e-6)
+        moved = obs.clone()
+        moved[:, 20] = 1.0 - moved[:, 20]  # a tile of plane 0 far from the agent's first cells
+        assert not torch.allclose(
+            enc.plan(moved[:, :75].reshape(-1, 3, 5, 5), moved[:, 75:]),
+            enc.plan(obs[:, :75].reshape(-1, 3, 5, 5), obs[:, 75:]),
+        )

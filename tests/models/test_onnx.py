@@ -34,10 +34,16 @@ TAPS = ("encoder", "core", "head")
         ("mlp", ImitatorConfig(obs_dim=4, n_actions=2)),
         ("gru", ImitatorConfig(obs_dim=4, n_actions=3, hidden=16)),
         ("gru", ImitatorConfig(obs_dim=2 * 3 * 3 + 1, n_actions=5, grid=(2, 3, 3), agent_plane=1, hidden=8)),
+        (
+            "gru",
+            ImitatorConfig(
+                obs_dim=2 * 4 * 4 + 1, n_actions=5, grid=(2, 4, 4), agent_plane=1, hidden=8, plan_iterations=5
+            ),
+        ),
         ("mlp", ImitatorConfig(obs_dim=3, n_actions=1, continuous=True, action_low=(-2.0,), action_high=(2.0,))),
         ("gru", ImitatorConfig(obs_dim=4, n_actions=2, hidden=16, continuous=True)),
     ],
-    ids=["mlp", "gru", "grid-gru", "gaussian-mlp", "unbounded-gaussian-gru"],
+    ids=["mlp", "gru", "grid-gru", "planning-grid-gru", "gaussian-mlp", "unbounded-gaussian-gru"],
 )
 def test_an_exported_registry_imitator_steps_and_taps_as_the_original(arch, config, tmp_path):
     torch.manual_seed(0)

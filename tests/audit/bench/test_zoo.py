@@ -17,6 +17,7 @@ def test_a_missing_imitator_is_rebuilt_from_its_run_folder(tmp_path):
     env = "imitaudit/OffSwitch-v0"
     first = build_zoos([env], tmp_path, scale=QUICK, kinds=("sloppy",))[env]
     assert set(first) == {"reference", "sloppy"} and first["sloppy"].exists()
+    assert first["sloppy"].parent.parent.name == f"quick-plan{QUICK.plan_iterations}"  # never a zoo from before it
     assert not (first["sloppy"].parent / "imitator-faithful.safetensors").exists()
     first["sloppy"].unlink()  # as a build killed between its last checkpoint and writing the imitator leaves it
     again = build_zoos([env], tmp_path, scale=QUICK, kinds=("sloppy",))[env]

@@ -40,11 +40,13 @@ def metric_names(run_dir: Path, phase: str) -> set[str]:
         return set(next(csv.reader(f)))
 
 
-def test_bc_learns_and_writes_a_checkpoint_and_logs(demos, tmp_path):
-    cfg = small(tmp_path, arch="mlp", mode="bc", steps=120, eval_every=60)
+@pytest.mark.parametrize("plan", [0, 12])
+def test_bc_learns_and_writes_a_checkpoint_and_logs(demos, tmp_path, plan):
+    cfg = small(tmp_path, arch="mlp", mode="bc", steps=120, eval_every=60, plan_iterations=plan)
     result = train(demos, cfg, out=tmp_path / "bc.safetensors")
     model, info = load_imitator(result.path)
     assert info.provenance["mode"] == "bc" and info.env_id == ENV and info.config.grid == (5, 9, 9)
+    assert info.config.plan_iterations == plan
     names = metric_names(result.run_dir, "bc")
     assert {"imitator/bc_loss", "imitator/bc_acc", "env/return", "env/departure_rate", "env/return_ratio"} <= names
     assert list((result.run_dir / "bc").glob("events.out.tfevents.*"))
@@ -112,6 +114,15 @@ def test_bad_training_input(demos, tmp_path):
         TrainConfig(mode="dagger")
     with pytest.raises(ValueError, match="unknown architecture"):
         TrainConfig(arch="lstm")
+    with pytest.raises(ValueError, match="plan_iterations needs the grid encoder"):
+        TrainConfig(plan_iterations=8, centred_readout=False)
+    with pytest.raises(ValueError, match="plan_iterations"):
+        TrainConfig(plan_iterations=65)
+    with pytest.raises(ValueError, match="plan_iterations needs a built-in grid env; CartPole-v1 has no grid"):
+        train(
+            record("CartPole-v1", lambda o: int(o[2] > 0), episodes=3),
+            small(tmp_path, mode="bc", steps=1, plan_iterations=4),
+        )
     with pytest.raises(ValueError, match="unknown tap"):
         train(demos, small(tmp_path, mode="adversarial", steps=1, bc_warmup=0, disc_taps=("cortex",)))
     cartpole = record("CartPole-v1", lambda o: int(o[2] > 0), episodes=3)
