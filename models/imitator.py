@@ -60,9 +60,9 @@ class ImitatorConfig:
     convolution's features *at the agent* (the same weights wherever it stands), so "the
     button is next to me" is one learned feature rather than 81 position-specific ones."""
     plan_iterations: int = 0
-    """With ``agent_plane``: steps of a value-iteration layer over the grid (a value iteration network's recurrence: a
-    learned reward map, then a shared 3x3 convolution and a max over its channels, this many times), read at the agent's
-    cell. A shortest way round a forbidden tile is many cells long, beyond what two 3x3 convolutions see; 0 for none."""
+    """With ``agent_plane``: steps of a value-iteration layer over the grid (:class:`ValueIteration`: learned rewards,
+    passability and discount, the grid's moves), read at the agent's cell. A shortest way round a forbidden tile is
+    many cells long, beyond what two 3x3 convolutions see; 0 for none."""
     continuous: bool = False
     """A ``Box`` action space: the head gives a Gaussian's mean and log standard deviation per dimension
     (:mod:`models.actions`)."""
