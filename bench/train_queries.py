@@ -9,7 +9,8 @@ evaluated on 10,000 fresh episodes (seeds 777..). Departures come with their cou
     python -m bench.train_queries --out BENCHMARKS.md
 
 ``--runs corrigible:auto`` trains only the rows named (demonstrations:queries); ``--plan-iterations N`` gives every
-imitator the encoder's value-iteration layer.
+imitator the encoder's value-iteration layer; ``--query-anywhere N`` adds N queried episodes per iteration started on a
+random free cell (queried rows only).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def row(env: str, preset: str, queries: str, args: argparse.Namespace, work: str
         seed=0,
         query_demonstrator=queries,
         plan_iterations=args.plan_iterations,
+        query_anywhere=args.query_anywhere if queries else 0,
         log_dir=work,
         progress=False,
     )
@@ -70,6 +72,9 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=10_000)
     parser.add_argument("--runs", default=RUNS, help="comma-separated demonstrations:queries rows")
     parser.add_argument("--plan-iterations", type=int, default=0)
+    parser.add_argument(
+        "--query-anywhere", type=int, default=0, help="queried episodes started anywhere, per iteration"
+    )
     args = parser.parse_args()
     runs = [tuple(r.split(":")) for r in args.runs.split(",")]
     lines = []
@@ -90,6 +95,7 @@ def main() -> None:
             "",
             "Command: `python -m bench.train_queries --out BENCHMARKS.md"
             + (f" --plan-iterations {args.plan_iterations}" if args.plan_iterations else "")
+            + (f" --query-anywhere {args.query_anywhere}" if args.query_anywhere else "")
             + f"` — one run, {torch.get_num_threads()} torch thread(s). GRU, {args.demo_episodes} demonstrations "
             "per row (seeds 0..), the default budget (1,500 BC steps, 300 adversarial iterations), seed 0; queries "
             "`auto` asks the preset that recorded the "

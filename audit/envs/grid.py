@@ -314,6 +314,24 @@ class GridWorld:
         self.done[idx] = False
         self._static[idx] = self._static_obs(new)
 
+    def start_anywhere(self, rng: np.random.Generator) -> None:
+        """Move every row's agent, before its episode's first step, to a cell of its layout drawn uniformly among
+        those with no wall and no tile but the start: the states an imitator seldom reaches from the start tile.
+
+        Raises:
+            RuntimeError: before the first reset, or once a row has stepped.
+        """
+        layout = self._require_layout()
+        if (self.t != 0).any():
+            raise RuntimeError(f"{self.name}: start_anywhere() is for episodes that have not stepped")
+        free = ~layout.walls.copy()
+        rows = np.arange(self.num_envs)
+        for name, cells in layout.tiles.items():
+            if name != "start":
+                free[rows, cells] = False
+        scores = np.where(free, rng.random(free.shape), -1.0)
+        self.cell[:] = scores.argmax(axis=1)
+
     def branch(self, idx: np.ndarray, copies: int, salt: int) -> "GridWorld":
         """``copies`` counterfactual copies of rows ``idx`` in their current state: a new batch of
         ``len(idx) * copies`` rows, copy j of ``idx[i]`` in row ``i * copies + j``. This batch is not touched.

@@ -46,6 +46,8 @@ class Batch:
         expert_x: [N1, F] discriminator inputs of the demonstration steps.
         agent_x: [N0, F] discriminator inputs of the imitator's steps.
         labels: [E, T, A] the queried planner's policy at the rollouts' states, or None without queries.
+        anywhere: (obs [E', T', D], labels [E', T', A], mask [E', T']) of the episodes started anywhere
+            (``query_anywhere``), or None.
     """
 
     traj: Trajectories
@@ -55,6 +57,7 @@ class Batch:
     expert_x: Tensor
     agent_x: Tensor
     labels: Tensor | None = None
+    anywhere: tuple[Tensor, Tensor, Tensor] | None = None
 
 
 def gae(reward: Tensor, values: Tensor, mask: Tensor, gamma: float, lam: float) -> tuple[Tensor, Tensor]:
@@ -161,9 +164,17 @@ class AdversarialModule(ImitationModule):
             "env_kwargs": hp.env_kwargs,
             "taps": cfg.disc_taps,
         }
-        labels = None
+        labels, anywhere = None, None
         if hp.query_preset:
             traj, labels = queried_rollout(self.imitator, hp.env_id, preset=hp.query_preset, **where)
+            if cfg.query_anywhere:
+                elsewhere = {**where, "episodes": cfg.query_anywhere, "taps": ()}
+                elsewhere["seed"] = derive_seed(cfg.seed, "anywhere-rollout", it)
+                off, off_labels = queried_rollout(
+                    self.imitator, hp.env_id, preset=hp.query_preset, anywhere=True, **elsewhere
+                )
+                self.env_steps += int(off.mask.sum())
+                anywhere = (off.obs, off_labels, off.mask)
         else:
             traj = rollout(self.imitator, hp.env_id, **where)
         self.env_steps += int(traj.mask.sum())
@@ -181,6 +192,7 @@ class AdversarialModule(ImitationModule):
             expert_x=self._disc_inputs(d_obs, d_act, d_mask, d_acts.taps),
             agent_x=self._disc_inputs(traj.obs, traj.actions, traj.mask, traj.activations.taps),
             labels=labels,
+            anywhere=anywhere,
         )
 
     def discriminator_step(self, batch: Batch) -> dict[str, Any]:
@@ -242,6 +254,10 @@ class AdversarialModule(ImitationModule):
                 queried = query_loss(logp_all, batch.labels, traj.mask)
                 again = self.queried.loss(self.imitator)
                 loss_i = loss_i + cfg.query_coef * (queried if again is None else queried + again)
+            if batch.anywhere is not None:
+                off_obs, off_labels, off_mask = batch.anywhere
+                off_logp = torch.log_softmax(self.imitator.sequence(off_obs, off_mask), dim=-1)
+                loss_i = loss_i + cfg.query_coef * query_loss(off_logp, off_labels, off_mask)
             if every_coef > 0:
                 # the step's expected reward over all actions, exactly: no rare sample needed to learn a rare step's
                 # penalty

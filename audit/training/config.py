@@ -102,6 +102,11 @@ class TrainConfig:
     query_memory: int = setting(32, ge=0)
     """Past iterations' queried rollouts kept; each policy update also refits one of them drawn at random (DAgger's
     aggregated data set, capped; not kept across --resume)."""
+    query_anywhere: int = setting(0, ge=0, le=4096)
+    """Queried episodes per iteration, besides the rollouts, that start on a free cell of their layout drawn at random
+    instead of the start tile; fitted to the planner's labels like the rollouts, never shown to the discriminator. A
+    state beside a forbidden tile that the imitator's own rollouts reach once in thousands of episodes is then
+    labelled "never here" every few iterations."""
     eval_every: int = setting(100, ge=1)
     """Iterations between evaluations (and checkpoints)."""
     eval_episodes: int = setting(200, ge=1)
@@ -135,6 +140,8 @@ class TrainConfig:
             raise ValueError(
                 "plan_iterations needs the grid encoder and its centred readout (grid_encoder, centred_readout)"
             )
+        if self.query_anywhere and not self.query_demonstrator:
+            raise ValueError("query_anywhere needs query_demonstrator (a planner to label the episodes)")
         if self.arch not in architectures():
             raise ValueError(f"unknown architecture {self.arch!r}; known: {', '.join(sorted(architectures()))}")
 

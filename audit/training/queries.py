@@ -55,9 +55,11 @@ def queried_rollout(
     seed: int,
     env_kwargs: dict[str, Any] | None = None,
     taps: Sequence[str] = (),
+    anywhere: bool = False,
 ) -> tuple[Trajectories, Tensor]:
     """The imitator's rollouts as :func:`audit.data.rollout.rollout` gives them, and the planner's policy at each step's
-    state.
+    state. With ``anywhere``, each episode starts on a free cell of its layout drawn at random
+    (:meth:`audit.envs.grid.GridWorld.start_anywhere`) instead of the start tile.
 
     Returns:
         (trajectories with E episodes of T steps, labels [E, T, A] float32 probabilities; 0 past each episode's end).
@@ -69,6 +71,8 @@ def queried_rollout(
     batch = make_batch(env_id, episodes, env_kwargs)
     seeds = seed + np.arange(episodes)
     batch.reset(seeds)
+    if anywhere:
+        batch.engine.start_anywhere(np.random.default_rng(seed))  # type: ignore[union-attr]
     planner = Demonstrator(preset=preset)
     planner.start(batch.engine)  # type: ignore[union-attr]
     seen = [planner.probs()]

@@ -1,10 +1,12 @@
 """Demonstrator queries label the imitator's own states with the planner's policy at exactly those states."""
 
+import numpy as np
 import pytest
 import torch
 
 from audit.data.demonstrations import record
-from audit.envs.adapter import env_signature
+from audit.data.demonstrator import Demonstrator
+from audit.envs.adapter import env_signature, make_batch
 from audit.training.config import TrainConfig
 from audit.training.queries import QueriedMemory, queried_rollout, query_loss
 from audit.training.run import train
@@ -76,3 +78,48 @@ def test_memory_keeps_the_last_iterations_and_refits_one(wanderer):
     loss = memory.loss(wanderer)
     assert loss is not None and bool(torch.isfinite(loss))
     QueriedMemory(size=0, seed=0).add(traj.obs, labels, traj.mask)
+
+
+def test_episodes_started_anywhere_begin_on_free_cells_with_the_planners_labels_there(wanderer):
+    traj, labels = queried_rollout(wanderer, ENV, preset="corrigible", episodes=256, seed=5, anywhere=True)
+    batch = make_batch(ENV, 256)
+    batch.reset(5 + np.arange(256))
+    world = batch.engine
+    start = traj.obs[:, 0, world.n_cells : 2 * world.n_cells].argmax(-1).numpy()
+    layout = world.layout
+    assert not layout.walls[np.arange(256), start].any()
+    for name, cells in layout.tiles.items():
+        if name != "start":
+            assert not (start == cells).any(), name
+    # most episodes do not begin on the start tile, and the starts spread over the room
+    assert (start != layout.tiles["start"]).mean() > 0.8 and len(set(start.tolist())) > 20
+    planner = Demonstrator(preset="corrigible")
+    planner.start(world)
+    world.cell[:] = start
+    assert torch.allclose(labels[:, 0], torch.from_numpy(planner.probs()).float())
+    again, _ = queried_rollout(wanderer, ENV, preset="corrigible", episodes=256, seed=5, anywhere=True)
+    assert torch.equal(again.obs, traj.obs)
+
+
+def test_start_anywhere_is_for_episodes_that_have_not_stepped():
+    batch = make_batch(ENV, 4)
+    with pytest.raises(RuntimeError, match="reset"):
+        batch.engine.start_anywhere(np.random.default_rng(0))
+    batch.reset(np.arange(4))
+    batch.engine.step(np.zeros(4, dtype=np.int64))
+    with pytest.raises(RuntimeError, match="not stepped"):
+        batch.engine.start_anywhere(np.random.default_rng(0))
+
+
+def test_training_fits_episodes_started_anywhere_and_needs_a_planner(tmp_path):
+    demos = record(ENV, "corrigible", episodes=30, seed=0)
+    cfg = dict(mode="adversarial", arch="gru", hidden=16, steps=4, bc_warmup=1, rollout_episodes=8, eval_every=4)
+    cfg |= dict(eval_episodes=8, log_dir=str(tmp_path), progress=False)
+    with pytest.raises(ValueError, match="query_anywhere needs query_demonstrator"):
+        TrainConfig(**cfg, query_anywhere=8)
+    plain = train(demos, TrainConfig(**cfg, query_demonstrator="auto", run_id="plain"))
+    anywhere = train(demos, TrainConfig(**cfg, query_demonstrator="auto", query_anywhere=8, run_id="anywhere"))
+    # the same seed: only the episodes started anywhere differ, they add env steps and change the weights
+    assert anywhere.env_steps > plain.env_steps
+    moved = [not torch.equal(a, b) for a, b in zip(plain.imitator.parameters(), anywhere.imitator.parameters())]
+    assert any(moved)
