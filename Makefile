@@ -32,10 +32,12 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check audit models service bench tests
 	$(VENV)/bin/mypy
 
-# One process: a pytest-xdist run (-n auto --dist loadfile, 18 min here) once lost a worker and then hung, with an
-# in-process Ray driver the first suspect; until that is understood, `make test` stays serial.
+# One pytest-xdist worker per core (one torch thread each, tests/conftest.py), a file's tests on one worker; then the
+# Ray tests alone: their cluster and in-process drivers stay out of the parallel run (one xdist run with them in it
+# lost a worker and hung).
 test: $(STAMP) system-deps lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n auto --dist loadfile --ignore tests/test_ray.py $(PYTEST_ARGS)
+	$(PY) -m pytest tests/test_ray.py $(PYTEST_ARGS)
 
 # While editing: no real servers, no subprocesses of the CLI, no training beyond a few steps (the API through TestClient).
 test-fast: $(STAMP)
