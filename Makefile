@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 PORT ?= 8000
 
-.PHONY: run test test-fast lint bench install system-deps clean
+.PHONY: run test test-long test-fast lint bench install system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -36,8 +36,13 @@ lint: $(STAMP)
 # Ray tests alone: their cluster and in-process drivers stay out of the parallel run (one xdist run with them in it
 # lost a worker and hung).
 test: $(STAMP) system-deps lint
-	$(PY) -m pytest -n auto --dist loadfile --ignore tests/test_ray.py $(PYTEST_ARGS)
-	$(PY) -m pytest tests/test_ray.py $(PYTEST_ARGS)
+	$(PY) -m pytest -n auto --dist loadfile --ignore tests/test_ray.py -m "not long" $(PYTEST_ARGS)
+	$(PY) -m pytest tests/test_ray.py -m "not long" $(PYTEST_ARGS)
+
+# The end-to-end runs of minutes `make test` leaves out: the demo service trained from nothing, the interop guide's
+# commands, the detection benchmark's zoo and audits on a Ray cluster.
+test-long: $(STAMP) system-deps
+	$(PY) -m pytest -m long $(PYTEST_ARGS)
 
 # While editing: no real servers, no subprocesses of the CLI, no training beyond a few steps (the API through TestClient).
 test-fast: $(STAMP)

@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_the_interop_guide_runs(tmp_path):
     text = (ROOT / "docs" / "interop.md").read_text()
     blocks = re.findall(r"```sh\n(.*?)```", text, flags=re.S)

@@ -267,6 +267,7 @@ def test_an_unreachable_head_is_one_line_and_exit_2(files):
     assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.long
 def test_bench_detect_trains_its_zoo_and_runs_its_audits_as_tasks(cluster, tmp_path):
     """The quick detection benchmark as CI runs it, on the cluster: one task per zoo imitator and per (imitator,
     method) audit."""

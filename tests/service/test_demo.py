@@ -10,6 +10,7 @@ from .conftest import wait_for
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_serve_demo_from_an_empty_data_dir_trains_starts_and_audits(launch, tmp_path):
     # generous: the demo trains two imitators before the server answers (two minutes on a quiet 2-core machine)
     api = launch("serve", database_url=f"sqlite:///{tmp_path / 'db.sqlite'}", args=("--demo",), healthy_within=1800.0)
