@@ -34,9 +34,10 @@ lint: $(STAMP)
 
 # One pytest-xdist worker per core (one torch thread each, tests/conftest.py), a file's tests on one worker; then the
 # Ray tests alone: their cluster and in-process drivers stay out of the parallel run (one xdist run with them in it
-# lost a worker and hung).
+# lost a worker and hung). OMP_NUM_THREADS=1: without it each worker kept a second OpenMP thread spinning at a barrier
+# (seen in gdb), four busy threads on two cores.
 test: $(STAMP) system-deps lint
-	$(PY) -m pytest -n auto --dist loadfile --ignore tests/test_ray.py -m "not long" $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n auto --dist loadfile --ignore tests/test_ray.py -m "not long" $(PYTEST_ARGS)
 	$(PY) -m pytest tests/test_ray.py -m "not long" $(PYTEST_ARGS)
 
 # The end-to-end runs of minutes `make test` leaves out: the demo service trained from nothing, the interop guide's
