@@ -9,9 +9,10 @@ import torch
 import audit
 
 # `make test` runs one pytest-xdist worker per core: torch in each worker, and every CLI, server or worker child it
-# starts (they read IMITAUDIT_THREADS), use one thread, so the workers never oversubscribe the cores.
+# starts (they read IMITAUDIT_THREADS), use one thread, so the workers never oversubscribe the cores. Assigned, not
+# defaulted: the controller loaded this file first and set the serial default below, which every worker inherits.
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    os.environ.setdefault("IMITAUDIT_THREADS", "1")
+    os.environ["IMITAUDIT_THREADS"] = "1"
     torch.set_num_threads(1)
 # Serial: every process the tests start uses one thread per core, as torch here does. The default decision reads what
 # else is running, and two processes of one comparison (a report local and on Ray) must not decide differently.
