@@ -34,8 +34,8 @@ lint: $(STAMP)
 
 # One pytest-xdist worker per core (one torch thread each, tests/conftest.py), a file's tests on one worker; then the
 # Ray tests alone: their cluster and in-process drivers stay out of the parallel run (one xdist run with them in it
-# lost a worker and hung). OMP_NUM_THREADS=1: without it each worker kept a second OpenMP thread spinning at a barrier
-# (seen in gdb), four busy threads on two cores.
+# lost a worker and hung). OMP_NUM_THREADS=1 is belt and braces: the second OpenMP thread each worker kept spinning
+# came from the IMITAUDIT_THREADS the workers inherited (fixed in tests/conftest.py), not from OpenMP's default.
 test: $(STAMP) system-deps lint
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n auto --dist loadfile --ignore tests/test_ray.py -m "not long" $(PYTEST_ARGS)
 	$(PY) -m pytest tests/test_ray.py -m "not long" $(PYTEST_ARGS)
