@@ -191,6 +191,8 @@ def _warm(_: int) -> int:
     import os
     import time
 
+    import captum.attr  # noqa: F401 - explanations import it on first use
+
     import audit.bench.detect  # noqa: F401 - the import is the warm-up
     import audit.detect.pipeline  # noqa: F401
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from captum.attr import IntegratedGradients
 from torch import Tensor
 
 from models.discriminator import Discriminator
@@ -34,6 +33,9 @@ def explain(
         ``{"top_steps": [{"step", "attribution"}], "top_obs_features": [{"index", "attribution"}],
         "top_units": [{"tap", "index", "attribution"}], "segments": [names], "heatmap": [[T x segments]]}``.
     """
+    # imported here: captum pulls in matplotlib, and every command line parse imports this module's detector
+    from captum.attr import IntegratedGradients
+
     ig = IntegratedGradients(lambda x: -disc.logits(x))
     attr = ig.attribute(features, baselines=baseline.expand_as(features), n_steps=ig_steps).detach()
     per_step = attr.sum(dim=1)
