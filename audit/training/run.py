@@ -196,7 +196,8 @@ def _provenance(cfg: TrainConfig, demos: Demonstrations, demos_sha256: str, metr
 
 
 def _open_run_dir(cfg: TrainConfig, resume: bool) -> Path:
-    """The run's folder, made and holding the run's config.json.
+    """The run's folder, made and holding the run's config.json (a resumed run's config.json is left as it is: the
+    resumed config replaces it only once it has trained, so a resume that fails keeps the run's record).
 
     Raises:
         ValueError: ``resume`` without a run id, or (without ``resume``) a folder with an earlier run's checkpoints.
@@ -211,8 +212,15 @@ def _open_run_dir(cfg: TrainConfig, resume: bool) -> Path:
             "another --run-id"
         )
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    if not (resume and (run_dir / "config.json").exists()):
+        _write_config(cfg, run_dir)
     return run_dir
+
+
+def _write_config(cfg: TrainConfig, run_dir: Path) -> None:
+    part = run_dir / "config.json.part"
+    part.write_text(json.dumps(cfg.to_dict(), indent=2))
+    part.replace(run_dir / "config.json")
 
 
 def train(
@@ -271,6 +279,8 @@ def train(
         imitator, metrics = adv.imitator, dict(adv.last_eval)
         reached, env_steps = adv.reached_target, adv.env_steps
     imitator.eval()
+    if resume:
+        _write_config(cfg, run_dir)
     path = None
     if out is not None:
         provenance = _provenance(cfg, demos, demos_sha256, metrics)

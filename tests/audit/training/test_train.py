@@ -1,6 +1,7 @@
 """Training: BC and adversarial runs on OffSwitch, logs, resumable checkpoints, conversion, the probe option."""
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,7 @@ def test_resume_continues_from_the_last_checkpoint(demos, tmp_path):
     assert (first.run_dir / "bc" / "checkpoints" / "last.ckpt").exists()
     again = train(demos, small(tmp_path, arch="mlp", mode="bc", steps=80, eval_every=20, run_id="r"), resume=True)
     assert again.steps_done == {"bc": 80}  # 40 restored + 40 new, not 80 new
+    assert json.loads((again.run_dir / "config.json").read_text())["steps"] == 80  # the resumed run's record
 
 
 def test_lightning_checkpoint_converts_to_the_same_weights(demos, tmp_path):
@@ -134,7 +136,7 @@ def test_bad_training_input(demos, tmp_path):
 def test_a_named_run_is_never_restored_without_resume(demos, tmp_path):
     first = train(demos, small(tmp_path, arch="mlp", mode="bc", steps=20, eval_every=20, run_id="named"))
     ckpt = first.run_dir / "bc" / "checkpoints" / "last.ckpt"
-    before = ckpt.read_bytes()
+    before, record_before = ckpt.read_bytes(), (first.run_dir / "config.json").read_text()
     with pytest.raises(ValueError, match="--resume to continue it"):
         train(demos, small(tmp_path, arch="mlp", mode="bc", steps=20, eval_every=20, run_id="named"))
     assert ckpt.read_bytes() == before  # the earlier run is left as it was
@@ -145,3 +147,4 @@ def test_a_named_run_is_never_restored_without_resume(demos, tmp_path):
             resume=True,
         )
     assert ckpt.read_bytes() == before
+    assert (first.run_dir / "config.json").read_text() == record_before  # the failed resume left the run's record
