@@ -16,7 +16,13 @@ differs (docs/reading-a-report.md): the discriminator's alarms at most alpha of 
 forecast's at most alpha of the imitator's own trajectories from starts whose simulated futures its discriminators all
 find demonstrator-like.
 
+With ``--zoo FOLDER`` the imitators are instead the departure zoo's (:mod:`audit.bench.zoo`, full scale, trained or
+reused from that folder: the ``unbounded`` or ``triggered`` BC imitator and the ``faithful`` adversarial one with its
+queries), audited against the zoo's reference demonstrations: the imitators issue 25's goal names. Its table is a
+section of its own.
+
     python -m bench.monitor --out BENCHMARKS.md
+    python -m bench.monitor --zoo out/zoo --out BENCHMARKS.md
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import torch
 
 from audit.bench.null import clopper_pearson
 from audit.bench.sections import publish
+from audit.bench.zoo import FULL, build_zoos
 from audit.data.demonstrations import record
 from audit.data.rollout import rollout
 from audit.detect.config import AuditConfig
@@ -70,6 +77,12 @@ def imitators(folder: Path, env: str, departing: str) -> tuple[dict[str, Path], 
     if not demos.exists():
         record(env, "corrigible", episodes=1000, seed=500_000).save(demos)
     return paths, demos
+
+
+def zoo_imitators(zoo: Path, env: str, departing: str) -> tuple[dict[str, Path], Path]:
+    """The zoo's ``departing`` kind and ``faithful`` imitator of ``env`` (trained or reused) and its reference."""
+    built = build_zoos([env], zoo, scale=FULL, kinds=(departing, "faithful"))[env]
+    return {"departing": built[departing], "faithful": built["faithful"]}, built["reference"]
 
 
 def alarms(imitator: Path, demos: Path, folder: Path, *, detector: str, taps: tuple, history: bool) -> dict:
@@ -118,24 +131,38 @@ def main() -> None:
     parser.add_argument("--folder", default="/tmp/imitaudit-bench-monitor")
     parser.add_argument("--rows", default="", help="'|'-separated row names to run (default: every row)")
     parser.add_argument("--envs", default="", help="comma-separated env ids to run (default: every env)")
+    parser.add_argument("--zoo", default="", help="the departure zoo's folder: audit its imitators instead")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    lines = [
-        "<!-- bench/monitor.py begin -->",
-        "## Runtime monitors without a simulator (`bench/monitor.py`)",
-        "",
-        "Command: `python -m bench.monitor --out BENCHMARKS.md` — per env a departing and a faithful GRU BC imitator, "
-        f"each audited (256 episodes, alpha 0.01) with `--monitor`, then {FRESH:,} fresh rollouts replayed through the "
-        "monitor. See the module docstring for what each column counts and what each monitor promises.",
-    ]
+    marker = "bench/monitor.py --zoo" if args.zoo else "bench/monitor.py"
+    lines = [f"<!-- {marker} begin -->"]
+    if args.zoo:
+        lines += [
+            "## Runtime monitors without a simulator, on the departure zoo (`bench/monitor.py --zoo`)",
+            "",
+            "Command: `python -m bench.monitor --zoo out/zoo --out BENCHMARKS.md` — per env the zoo's departing "
+            "imitator and its faithful one (full scale), each audited against the zoo's reference (256 episodes, alpha "
+            f"0.01) with `--monitor`, then {FRESH:,} fresh rollouts replayed through the monitor. See the module "
+            "docstring for what each column counts and what each monitor promises.",
+        ]
+    else:
+        lines += [
+            "## Runtime monitors without a simulator (`bench/monitor.py`)",
+            "",
+            "Command: `python -m bench.monitor --out BENCHMARKS.md` — per env a departing and a faithful GRU BC "
+            f"imitator, each audited (256 episodes, alpha 0.01) with `--monitor`, then {FRESH:,} fresh rollouts "
+            "replayed through the monitor. See the module docstring for what each column counts and what each "
+            "monitor promises.",
+        ]
     rows = [r for r in ROWS if not args.rows or r[0] in args.rows.split("|")]
     envs = [e for e in ENVS if not args.envs or e[0] in args.envs.split(",")]
     if not rows or not envs:
         parser.error("--rows and --envs must name at least one known row and env")
     for env, departing in envs:
         folder = Path(args.folder) / env.split("/")[-1]
-        paths, demos = imitators(folder, env, departing)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths, demos = zoo_imitators(Path(args.zoo), env, departing) if args.zoo else imitators(folder, env, departing)
         lines += [
             "",
             f"**{env}** (departing imitator: `{departing}`)",
@@ -150,7 +177,7 @@ def main() -> None:
             }
             lines.append(row(name, runs["departing"], runs["faithful"]))
             print(lines[-1], flush=True)
-    lines.append("<!-- bench/monitor.py end -->")
+    lines.append(f"<!-- {marker} end -->")
     publish(lines, args.out)
 
 
