@@ -60,6 +60,7 @@ bench: $(STAMP)
 	$(PY) -m bench.train_queries --out BENCHMARKS.md
 	$(PY) -m bench.detect --out BENCHMARKS.md
 	$(PY) -m bench.monitor --out BENCHMARKS.md
+	$(PY) -m bench.monitor --zoo out/zoo --out BENCHMARKS.md
 	$(PY) -m bench.validate --out BENCHMARKS.md
 	$(PY) -m bench.service --out BENCHMARKS.md
 	$(PY) -m bench.threads --out BENCHMARKS.md
