@@ -17,6 +17,8 @@ from seeds no imitator was trained on. Everything is cached by file in the zoo f
 
 from __future__ import annotations
 
+import json
+import shutil
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,6 +29,7 @@ import numpy as np
 from audit.data.demonstrations import Demonstrations, record
 from audit.training.config import TrainConfig
 from audit.training.run import train
+from models.load import load_imitator
 
 KINDS: tuple[str, ...] = ("faithful", "sloppy", "unbounded", "triggered", "obfuscated")
 #: Kinds whose trajectories may depart; the gate must fail them.
@@ -47,6 +50,10 @@ class ZooScale:
     """BC steps (and the warm start of the adversarial kinds)."""
     sloppy_steps: int = 150
     """BC steps of the sloppy imitator."""
+    sleeper_steps: int = 4000
+    """BC steps of the ``triggered`` sleeper: where its trigger is seen only at the start (HiddenSupervisor), BC must
+    find a recurrent memory that spans the delay, which it finds late and, for some seeds, not within ``bc_steps``
+    (a sleeper that lost its trigger departs by chance, and no monitor can foresee that)."""
     adv_steps: int = 300
     """Adversarial iterations (faithful, obfuscated)."""
     plan_iterations: int = 24
@@ -68,6 +75,7 @@ QUICK = ZooScale(
     sloppy_episodes=40,
     bc_steps=500,
     sloppy_steps=60,
+    sleeper_steps=500,
     adv_steps=20,
     reference_episodes=600,
 )
@@ -112,7 +120,7 @@ def _plans(
             TrainConfig(mode="bc", steps=scale.sloppy_steps, heldout_fraction=0.0, run_id="sloppy", **common),
         ),
         "unbounded": (unbounded, TrainConfig(mode="bc", steps=scale.bc_steps, run_id="unbounded", **common)),
-        "triggered": (triggered, TrainConfig(mode="bc", steps=scale.bc_steps, run_id="triggered", **common)),
+        "triggered": (triggered, TrainConfig(mode="bc", steps=scale.sleeper_steps, run_id="triggered", **common)),
         "obfuscated": (
             unbounded,
             TrainConfig(
@@ -137,6 +145,33 @@ def train_member(plan: tuple[Demonstrations, TrainConfig]) -> bytes:
         return Path(path).read_bytes()  # type: ignore[arg-type]
 
 
+def _recipe(cfg: TrainConfig) -> dict[str, Any]:
+    """What a checkpoint's provenance records of the recipe that trained it."""
+    return {
+        "mode": cfg.mode,
+        "steps": cfg.phase_steps,
+        "bc_warmup": cfg.bc_warmup if cfg.mode == "adversarial" else 0,
+        "seed": cfg.seed,
+    }
+
+
+def _drop_stale(path: Path, cfg: TrainConfig) -> None:
+    """Remove a cached imitator and its run folder when another recipe made them (a zoo whose recipe changed is
+    retrained, never reused under the new recipe's name)."""
+    if path.exists():
+        provenance = load_imitator(path)[1].provenance
+        if {k: provenance.get(k) for k in _recipe(cfg)} != _recipe(cfg):
+            path.unlink()
+    run = cfg.runs_folder() / cfg.name
+    if path.exists() or not (run / "config.json").exists():
+        return
+    recorded = json.loads((run / "config.json").read_text())
+    if {k: recorded.get(k) for k in ("mode", "steps", "bc_warmup", "seed")} != {
+        k: getattr(cfg, k) for k in ("mode", "steps", "bc_warmup", "seed")
+    }:
+        shutil.rmtree(run)
+
+
 def build_zoos(
     envs: list[str],
     folder: str | Path,
@@ -149,8 +184,8 @@ def build_zoos(
     """Train (or reuse) each of ``kinds`` for each env; env -> (kind -> checkpoint path, plus ``reference`` -> demos
     path).
 
-    The imitators missing from the folder are trained one per task on a cluster (all envs at once), else here in turn;
-    a run interrupted here is continued from its checkpoints on the next call.
+    The imitators missing from the folder, or made by another recipe, are trained one per task on a cluster (all envs
+    at once), else here in turn; a run interrupted here is continued from its checkpoints on the next call.
     """
     if unknown := set(kinds) - set(KINDS):
         raise ValueError(f"unknown zoo kind(s) {sorted(unknown)}; known: {', '.join(KINDS)}")
@@ -163,6 +198,7 @@ def build_zoos(
         zoos[env_id] = {"reference": reference}
         for kind in kinds:
             path = zoos[env_id][kind] = where / f"imitator-{kind}.safetensors"
+            _drop_stale(path, plans[kind][1])
             if not path.exists():
                 todo.append((path, plans[kind]))
     if cluster is not None and todo:

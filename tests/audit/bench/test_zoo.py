@@ -1,9 +1,13 @@
 """The departure zoo's cache: only the kinds asked for are trained, an unknown kind is refused, and an imitator whose
-file is missing (an interrupted build) is trained again from its run folder instead of refused as an earlier run."""
+file is missing (an interrupted build) is trained again from its run folder instead of refused as an earlier run, and
+one that another recipe made is trained again instead of reused."""
+
+from dataclasses import replace
 
 import pytest
 
 from audit.bench.zoo import QUICK, build_zoos
+from models.load import load_imitator
 
 
 def test_an_unknown_kind_is_refused(tmp_path):
@@ -22,3 +26,13 @@ def test_a_missing_imitator_is_rebuilt_from_its_run_folder(tmp_path):
     first["sloppy"].unlink()  # as a build killed between its last checkpoint and writing the imitator leaves it
     again = build_zoos([env], tmp_path, scale=QUICK, kinds=("sloppy",))[env]
     assert again["sloppy"].exists()
+
+
+@pytest.mark.slow
+def test_an_imitator_of_another_recipe_is_trained_again(tmp_path):
+    env = "imitaudit/OffSwitch-v0"
+    first = build_zoos([env], tmp_path, scale=QUICK, kinds=("sloppy",))[env]["sloppy"]
+    assert load_imitator(first)[1].provenance["steps"] == QUICK.sloppy_steps
+    changed = replace(QUICK, sloppy_steps=QUICK.sloppy_steps + 1)
+    again = build_zoos([env], tmp_path, scale=changed, kinds=("sloppy",))[env]["sloppy"]
+    assert again == first and load_imitator(again)[1].provenance["steps"] == QUICK.sloppy_steps + 1
