@@ -1,14 +1,17 @@
 """Peer head-to-head: the `imitation` library's GAIL against imitaudit's adversarial trainer on CartPole-v1.
 
 Both learn from one shared set of demonstrations of a scripted expert (push toward where
-the pole is heading: ``action = theta + 0.5 * theta_dot > 0``). The peer runs in its own
-venv under ``bench/.peer-venv`` (created here on first use: torch 2.13.0, then
+the pole is heading: ``action = theta + 0.5 * theta_dot > 0``). With ``--demo-steps K`` each demonstration is cut
+after its first K steps (recorded as truncated there): the second row, a task where BC alone stays below the target,
+so that imitaudit's adversarial phase (with ``terminal_reward="absorbing"``) is what reaches it. The peer runs in its
+own venv under ``bench/.peer-venv`` (created here on first use: torch 2.13.0, then
 ``imitation==1.0.1`` with its own pins), following the library's documented GAIL example
 with a PPO learner. Figure: wall-clock training seconds and environment steps until the
 mean return over 50 episodes (greedy actions) reaches 475; evaluation time is excluded for
 the peer and included for imitaudit. Writes its table into BENCHMARKS.md.
 
     python bench/peer_gail.py --out BENCHMARKS.md
+    python bench/peer_gail.py --demo-episodes 1 --demo-steps 25 --peer-budget 1200 --out BENCHMARKS.md
 """
 
 from __future__ import annotations
@@ -23,7 +26,12 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-BEGIN, END = "<!-- bench/peer_gail.py begin -->", "<!-- bench/peer_gail.py end -->"
+
+
+def markers(demo_steps: int) -> tuple[str, str]:
+    """The section's markers: whole demonstrations and cut ones are two sections."""
+    name = "bench/peer_gail.py" + (" --demo-steps" if demo_steps else "")
+    return f"<!-- {name} begin -->", f"<!-- {name} end -->"
 
 
 def expert(obs: np.ndarray) -> int:
@@ -41,7 +49,7 @@ def peer_python(venv: Path) -> Path:
     return python
 
 
-def run_peer(python: Path, demos_npz: Path, budget: float, target: float, seed: int) -> dict:
+def run_peer(python: Path, demos_npz: Path, budget: float, target: float, seed: int, demo_batch: int) -> dict:
     proc = subprocess.run(
         [
             str(python),
@@ -53,6 +61,8 @@ def run_peer(python: Path, demos_npz: Path, budget: float, target: float, seed: 
             str(target),
             "--seed",
             str(seed),
+            "--demo-batch-size",
+            str(demo_batch),
         ],
         capture_output=True,
         text=True,
@@ -79,6 +89,7 @@ def run_ours(demos, target: float, seed: int, work: Path, budget: float) -> dict
         log_dir=str(work),
         progress=False,
         rollout_episodes=16,
+        terminal_reward="absorbing",
     )
     start = time.perf_counter()
     result = train(demos, cfg)
@@ -96,6 +107,42 @@ def run_ours(demos, target: float, seed: int, work: Path, budget: float) -> dict
     }
 
 
+def cut(demos, steps: int):
+    """Each demonstration's first ``steps`` steps, recorded as truncated after them."""
+    from audit.data.demonstrations import Demonstrations
+
+    keep = np.zeros(demos.n_steps, dtype=bool)
+    after = []
+    for a, b in demos.episode_bounds():
+        if b - a <= steps:
+            raise ValueError(f"--demo-steps {steps}: a demonstration has only {b - a} steps")
+        keep[a : a + steps] = True
+        after.append(demos.obs[a + steps])
+    return Demonstrations(
+        obs=demos.obs[keep],
+        actions=demos.actions[keep],
+        rewards=demos.rewards[keep],
+        episode=demos.episode[keep],
+        env_id=demos.env_id,
+        source=f"{demos.source}, first {steps} steps",
+        last_obs=np.stack(after),
+        terminated=np.zeros(demos.n_episodes, dtype=bool),
+    )
+
+
+def bc_return(demos, seed: int, work: Path) -> float:
+    """The mean return over 50 greedy episodes (fresh seeds) of imitaudit's BC warm start alone."""
+    from audit.data.rollout import rollout
+    from audit.training.config import TrainConfig
+    from audit.training.run import train
+
+    cfg = TrainConfig(
+        arch="mlp", mode="bc", steps=2000, seed=seed, hidden=64, eval_every=100_000, log_dir=str(work), progress=False
+    )
+    imitator = train(demos, cfg).imitator
+    return float(rollout(imitator, "CartPole-v1", episodes=50, seed=123_456, greedy=True).returns().mean())
+
+
 def main() -> None:
     from audit.bench.sections import publish
     from audit.data.demonstrations import record
@@ -107,7 +154,10 @@ def main() -> None:
     parser.add_argument("--peer-budget", type=float, default=240.0, help="peer training seconds at most")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", default="out/bench-peer")
+    parser.add_argument("--demo-steps", type=int, default=0, help="keep each demonstration's first K steps (0: all)")
     args = parser.parse_args()
+    if args.demo_steps < 0:
+        parser.error("--demo-steps must be 0 or more")
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
 
@@ -119,28 +169,45 @@ def main() -> None:
         source="scripted expert theta + 0.5 theta_dot",
     )
     demo_return = float(demos.episode_returns().mean())
+    if args.demo_steps:
+        demos = cut(demos, args.demo_steps)
     demos.save(work / "cartpole-demos.safetensors")
     npz = work / "cartpole-demos.npz"
-    np.savez(npz, obs=demos.obs, actions=demos.actions, episode=demos.episode)
-    print(f"demonstrations: {demos.n_episodes} episodes, mean return {demo_return:.1f}", flush=True)
+    np.savez(npz, obs=demos.obs, actions=demos.actions, episode=demos.episode, terminated=demos.terminated)
+    print(f"demonstrations: {demos.n_episodes} episodes, {demos.n_steps} steps", flush=True)
+    bc = bc_return(demos, args.seed, work) if args.demo_steps else None
 
     ours = run_ours(demos, args.target, args.seed, work, args.peer_budget)
     print("imitaudit", json.dumps(ours), flush=True)
-    peer = run_peer(peer_python(HERE / ".peer-venv"), npz, args.peer_budget, args.target, args.seed)
+    python = peer_python(HERE / ".peer-venv")
+    peer = run_peer(python, npz, args.peer_budget, args.target, args.seed, min(1024, demos.n_steps))
     print("imitation", json.dumps({k: v for k, v in peer.items() if k != "rounds"}), flush=True)
 
-    lines = [
-        BEGIN,
-        "## Peer head-to-head: `imitation` GAIL vs imitaudit (`bench/peer_gail.py`)",
-        "",
-        f"Command: `python bench/peer_gail.py --demo-episodes {args.demo_episodes} --peer-budget "
-        f"{args.peer_budget:g}` — one run, both on this machine. "
+    begin, end = markers(args.demo_steps)
+    shared = (
         f"Shared demonstrations: {demos.n_episodes} episodes of the scripted expert on CartPole-v1 (mean return "
-        f"{demo_return:.1f}). "
+        f"{demo_return:.1f})"
+    )
+    if args.demo_steps:
+        shared += (
+            f", each cut after its first {args.demo_steps} steps ({demos.n_steps} steps in all). imitaudit's BC "
+            f"warm start alone returns {bc:.1f} over 50 greedy episodes on fresh seeds, below the target, so the "
+            'adversarial phase (`terminal_reward="absorbing"`) is what has to reach it'
+        )
+    lines = [
+        begin,
+        "## Peer head-to-head: `imitation` GAIL vs imitaudit (`bench/peer_gail.py"
+        + (" --demo-steps`)" if args.demo_steps else "`)"),
+        "",
+        f"Command: `python bench/peer_gail.py --demo-episodes {args.demo_episodes} "
+        + (f"--demo-steps {args.demo_steps} " if args.demo_steps else "")
+        + f"--peer-budget {args.peer_budget:g}` — one run, both on this machine. "
+        f"{shared}. "
         f"Target: mean return >= {args.target:g} over 50 episodes. imitaudit: MLP, adversarial mode (BC warm start, "
         "then GAIL-style PPO against a discriminator), checked every 100 steps on 50 episodes with *sampled* actions "
         "(stricter than greedy), time includes those evaluations. Peer: imitation 1.0.1 GAIL (documented example: PPO "
-        "learner, 8 envs, BasicRewardNet + RunningNorm), in its own venv, checked after every 16,384 steps on 50 "
+        "learner, 8 envs, BasicRewardNet + RunningNorm; its demonstration batch is the whole set when that is smaller "
+        "than 1,024 steps), in its own venv, checked after every 16,384 steps on 50 "
         "greedy "
         "episodes (SB3 `evaluate_policy`, deterministic), evaluation time excluded, venv set-up not counted.",
         "",
@@ -172,7 +239,7 @@ def main() -> None:
         )
     else:
         lines.append("imitaudit did not reach the target in this run; see the figures above.")
-    lines.append(END)
+    lines.append(end)
     publish(lines, args.out)
     print(f"wrote {args.out}")
 

@@ -23,6 +23,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--round-steps", type=int, default=16_384)
     parser.add_argument("--eval-episodes", type=int, default=50)
+    parser.add_argument("--demo-batch-size", type=int, default=1024)
     args = parser.parse_args()
 
     from imitation.algorithms.adversarial.gail import GAIL
@@ -37,14 +38,17 @@ def main() -> None:
 
     data = np.load(args.demos, allow_pickle=False)
     obs, acts, episode = data["obs"], data["actions"], data["episode"]
+    terminated = data["terminated"] if "terminated" in data else np.ones(len(np.unique(episode)), dtype=bool)
     trajectories = []
-    for e in np.unique(episode):
+    for i, e in enumerate(np.unique(episode)):
         rows = np.flatnonzero(episode == e)
         ep_obs = obs[rows]
         # imitation wants T+1 observations; the final one is not recorded, so repeat the last
         # (BasicRewardNet below reads state and action only, never the next state).
         trajectories.append(
-            types.Trajectory(obs=np.concatenate([ep_obs, ep_obs[-1:]]), acts=acts[rows], infos=None, terminal=True)
+            types.Trajectory(
+                obs=np.concatenate([ep_obs, ep_obs[-1:]]), acts=acts[rows], infos=None, terminal=bool(terminated[i])
+            )
         )
 
     rng = np.random.default_rng(args.seed)
@@ -64,7 +68,7 @@ def main() -> None:
     )
     trainer = GAIL(
         demonstrations=trajectories,
-        demo_batch_size=1024,
+        demo_batch_size=args.demo_batch_size,
         gen_replay_buffer_capacity=512,
         n_disc_updates_per_round=8,
         venv=env,

@@ -81,6 +81,9 @@ class EpisodeDataset(Dataset):
         obs = torch.from_numpy(demos.obs.reshape(demos.n_steps, -1))
         actions = torch.from_numpy(demos.actions)
         self.items = [(obs[a:b], actions[a:b]) for a, b in bounds]
+        self.steps = int((bounds[:, 1] - bounds[:, 0]).sum())
+        #: how many of the episodes the env terminated (the rest were truncated), or None where not recorded
+        self.terminated = None if demos.terminated is None else int(demos.terminated[episodes].sum())
 
     def __len__(self) -> int:
         return len(self.items)

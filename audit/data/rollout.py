@@ -38,6 +38,8 @@ class Trajectories:
         activations: activations at the captured taps (may hold no taps).
         seeds: [E] int64 env seed of each episode.
         env_id: the env.
+        terminated: [E] bool: the env terminated the episode (False: truncated, or stopped at ``max_steps``), or None
+            where it is not known.
     """
 
     obs: Tensor
@@ -49,6 +51,7 @@ class Trajectories:
     activations: Activations
     seeds: Tensor
     env_id: str
+    terminated: Tensor | None = None
 
     def __post_init__(self) -> None:
         e, t = self.mask.shape
@@ -97,13 +100,16 @@ def _env_step(batch: Any, action: Tensor, live: np.ndarray) -> dict[str, Tensor]
     out = batch.step(action.numpy()[idx], idx)
     reward = np.zeros(len(live), dtype=np.float32)
     departure = np.zeros(len(live), dtype=bool)
+    terminated = np.zeros(len(live), dtype=bool)
     reward[idx] = out["reward"]
     departure[idx] = out["departure"]
+    terminated[idx] = out["terminated"]
     return {
         "actions": action,
         "rewards": torch.from_numpy(reward),
         "mask": torch.from_numpy(live.copy()),
         "departure": torch.from_numpy(departure),
+        "terminated": torch.from_numpy(terminated),
     }
 
 
@@ -187,7 +193,7 @@ def run_batch(
     obs_np = batch.observe()
     gen = torch.Generator().manual_seed(int(seed))
     limit = max_steps or batch.max_steps or 100_000
-    cols: dict[str, list] = {k: [] for k in ("obs", "actions", "rewards", "logp", "mask", "departure")}
+    cols: dict[str, list] = {k: [] for k in ("obs", "actions", "rewards", "logp", "mask", "departure", "terminated")}
     tap_steps: dict[str, list[Tensor]] = {n: [] for n in taps}
     was_training = model.training
     model.eval()
@@ -234,6 +240,7 @@ def run_batch(
         activations=Activations(taps=acts, mask=mask),
         seeds=torch.from_numpy(np.asarray(seeds).astype(np.int64)),
         env_id=env_id,
+        terminated=stacked["terminated"].any(dim=1),
     )
 
 
@@ -312,6 +319,7 @@ def concat(parts: Sequence[Trajectories]) -> Trajectories:
         ),
         seeds=torch.cat([p.seeds for p in parts]),
         env_id=parts[0].env_id,
+        terminated=None if any(p.terminated is None for p in parts) else torch.cat([p.terminated for p in parts]),  # type: ignore[misc]
     )
 
 

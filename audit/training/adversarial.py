@@ -13,6 +13,7 @@ step, untoggle.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -71,6 +72,32 @@ def gae(reward: Tensor, values: Tensor, mask: Tensor, gamma: float, lam: float) 
         running = (delta + gamma * lam * running * (mask[:, i + 1] if i + 1 < t else 0)) * mask[:, i]
         adv[:, i] = running
     return adv, adv + values
+
+
+def absorbing_reward(*, expert_terminated: int, expert_steps: int, agent_terminated: int, agent_steps: int) -> float:
+    """The discriminator's logit at the absorbing state a terminated episode enters (Kostrikov et al. 2019, DAC), in
+    closed form: the state has no features, so the best logit is the log-ratio of its share of each side's transitions
+    (a terminated episode adds one absorbing transition), clamped as the step rewards are. A demonstrator that never
+    terminated gives -10: no ending by termination is demonstrator-like."""
+    if agent_terminated == 0:
+        return 0.0  # no rollout ends there this iteration: the value is never used
+    if expert_terminated == 0:
+        return -10.0
+    expert = expert_terminated / (expert_steps + expert_terminated)
+    agent = agent_terminated / (agent_steps + agent_terminated)
+    return max(-10.0, min(10.0, math.log(expert / agent)))
+
+
+def terminal_values(traj: Trajectories, reward: float, gamma: float) -> Tensor:
+    """[E, T] the discounted value of the absorbing state (reward ``reward`` at every step for ever) at each terminated
+    episode's last step, zero elsewhere: what its last step leads to."""
+    if traj.terminated is None:
+        raise ValueError("the rollouts did not record how their episodes ended")
+    out = torch.zeros(traj.mask.shape)
+    last = (traj.lengths() - 1).clamp(min=0)
+    rows = torch.nonzero(traj.terminated & (traj.lengths() > 0)).flatten()
+    out[rows, last[rows]] = gamma * reward / (1.0 - gamma)
+    return out
 
 
 def unlikelihood(logp: Tensor, flagged: Tensor) -> Tensor:
@@ -134,6 +161,18 @@ class AdversarialModule(ImitationModule):
     def attach_demos(self, train: EpisodeDataset, heldout: EpisodeDataset | None) -> None:
         """Give the module its demonstration episodes (not hyper-parameters: they are data)."""
         self.demo_train, self.demo_heldout = train, heldout
+
+    def _absorbing(self, traj: Trajectories) -> float:
+        """This iteration's absorbing-state reward (:func:`absorbing_reward`)."""
+        assert self.demo_train is not None and traj.terminated is not None
+        if self.demo_train.terminated is None:
+            raise RuntimeError("terminal_reward 'absorbing' with demonstrations that do not record how episodes ended")
+        return absorbing_reward(
+            expert_terminated=self.demo_train.terminated,
+            expert_steps=self.demo_train.steps,
+            agent_terminated=int(traj.terminated.sum()),
+            agent_steps=int(traj.mask.sum()),
+        )
 
     def _disc_inputs(self, obs: Tensor, actions: Tensor, mask: Tensor, acts: dict[str, Tensor]) -> Tensor:
         return real_steps_input(self.discriminator.config, self.view, obs, actions, mask, acts)
@@ -221,6 +260,8 @@ class AdversarialModule(ImitationModule):
         with torch.no_grad():
             reward = torch.zeros_like(traj.rewards)
             reward[traj.mask] = self.discriminator.logits(batch.agent_x).clamp(-10, 10)
+            if cfg.terminal_reward == "absorbing":
+                reward = reward + terminal_values(traj, self._absorbing(traj), cfg.gamma)
             values = self.critic(traj.obs).squeeze(-1) * traj.mask
             adv, ret = gae(reward, values, traj.mask, cfg.gamma, cfg.gae_lambda)
             adv_n = (adv[traj.mask] - adv[traj.mask].mean()) / (adv[traj.mask].std() + 1e-8)

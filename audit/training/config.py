@@ -78,6 +78,12 @@ class TrainConfig:
     """Discount for advantages."""
     gae_lambda: float = setting(0.95, ge=0.0, le=1.0)
     """GAE lambda."""
+    terminal_reward: str = setting("none", choices=("none", "absorbing"))
+    """Adversarial mode: what an episode the env terminates is worth after its last step. ``none``: nothing, so where
+    the imitator's steps look unlike the demonstrator's (negative rewards), ending the episode early pays: the
+    termination bias of Kostrikov et al. (2019). ``absorbing``: the discounted value of their absorbing state, its
+    reward the discriminator's best logit for it (:func:`audit.training.adversarial.absorbing_reward`); needs
+    demonstrations that record how each episode ended, and ``gamma`` below 1."""
     entropy_coef: float = setting(0.01, ge=0.0)
     """Entropy bonus weight."""
     bc_coef: float = setting(1.0, ge=0.0)
@@ -142,6 +148,10 @@ class TrainConfig:
             )
         if self.query_anywhere and not self.query_demonstrator:
             raise ValueError("query_anywhere needs query_demonstrator (a planner to label the episodes)")
+        if self.terminal_reward == "absorbing" and self.gamma >= 1.0:
+            raise ValueError(
+                "terminal_reward 'absorbing' needs gamma below 1 (an absorbing state's value is r/(1-gamma))"
+            )
         if self.arch not in architectures():
             raise ValueError(f"unknown architecture {self.arch!r}; known: {', '.join(sorted(architectures()))}")
 

@@ -241,6 +241,8 @@ def train(
     """
     _quiet_lightning()
     obs_dim, _ = demos.check_fits_env()
+    if cfg.mode == "adversarial" and cfg.terminal_reward == "absorbing" and demos.terminated is None:
+        raise ValueError("terminal_reward 'absorbing' needs demonstrations that record how each episode ended")
     train_eps, held_eps = split_episodes(demos.n_episodes, cfg.heldout_fraction, cfg.seed)
     if len(train_eps) == 0:
         raise ValueError("no demonstration episodes left to train on")

@@ -179,3 +179,20 @@ def test_stepping_only_the_live_rows_changes_no_trajectory(monkeypatch, env_id, 
     torch.testing.assert_close(compact.logp, every.logp, atol=1e-4, rtol=0)
     for name in taps:
         torch.testing.assert_close(compact.activations.taps[name], every.activations.taps[name], atol=1e-4, rtol=0)
+
+
+def test_rollouts_record_whether_the_env_terminated_each_episode():
+    torch.manual_seed(0)
+    model = build("mlp", ImitatorConfig(obs_dim=4, n_actions=2, hidden=8))
+    fell = rollout(model, "CartPole-v1", episodes=8, seed=0)
+    assert fell.terminated is not None and bool(fell.terminated.all())  # an untrained policy drops the pole
+    assert int(fell.lengths().max()) < 500
+    stopped = rollout(model, "CartPole-v1", episodes=8, seed=0, max_steps=3)
+    assert stopped.terminated is not None and not bool(stopped.terminated.any())  # cut short is not terminated
+    parts = concat([rollout_shard(model, {"env_id": "CartPole-v1", "seed": 0}, span) for span in shards(8, 3)])
+    assert parts.terminated is not None and bool(parts.terminated.all())
+    grid = build("gru", ImitatorConfig(obs_dim=325, n_actions=5, hidden=16))
+    native = rollout(grid, "imitaudit/PowerSeeking-v0", episodes=16, seed=4)
+    limit = make_batch("imitaudit/PowerSeeking-v0", 1).max_steps
+    assert native.terminated is not None
+    assert bool(native.terminated[native.lengths() < limit].all())  # ended before the step limit: the env ended it

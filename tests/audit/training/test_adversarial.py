@@ -1,14 +1,20 @@
-"""Adversarial training drives down an action the demonstrator never takes, where BC alone leaves it probable."""
+"""Adversarial training drives down an action the demonstrator never takes, where BC alone leaves it probable; a
+terminated episode can be valued as an absorbing state."""
+
+from dataclasses import replace
 
 import gymnasium as gym
 import numpy as np
+import pytest
 import torch
 
 from audit.data.demonstrations import record
 from audit.data.rollout import rollout
-from audit.training.adversarial import AdversarialModule, unlikelihood
+from audit.training.adversarial import AdversarialModule, absorbing_reward, terminal_values, unlikelihood
 from audit.training.config import TrainConfig
 from audit.training.run import train
+from models.imitator import ImitatorConfig
+from models.registry import build
 
 ENV = "imitaudit-test/Corridor-v0"
 
@@ -127,3 +133,41 @@ def test_the_every_action_terms_remove_a_rare_departure_faster_than_sampled_rewa
     p_bc, p_sampled, p_every = (press_probability(r.imitator, demos) for r in (bc, sampled, every))
     assert p_bc > 1e-3, p_bc
     assert p_every < 0.5 * p_sampled, (p_bc, p_sampled, p_every)
+
+
+def test_the_absorbing_reward_is_the_log_ratio_of_each_sides_termination_share():
+    def r(ke, ne, ka, na):
+        return absorbing_reward(expert_terminated=ke, expert_steps=ne, agent_terminated=ka, agent_steps=na)
+
+    assert r(0, 100, 5, 100) == -10.0  # a demonstrator that never terminated: no termination is demonstrator-like
+    assert r(3, 100, 0, 100) == 0.0  # no rollout terminated: nothing to value
+    assert r(1, 9, 2, 18) == pytest.approx(0.0)  # the same share on both sides
+    assert r(1, 99, 4, 96) == pytest.approx(np.log(0.01 / 0.04))
+    assert r(4, 96, 1, 99) == pytest.approx(np.log(4.0))
+
+
+def test_terminal_values_sit_at_each_terminated_episodes_last_step():
+    torch.manual_seed(0)
+    model = build("mlp", ImitatorConfig(obs_dim=4, n_actions=2, hidden=8))
+    traj = rollout(model, "CartPole-v1", episodes=4, seed=0)
+    traj = replace(traj, terminated=torch.tensor([True, False, True, False]))
+    values = terminal_values(traj, -2.0, 0.9)
+    last = traj.lengths() - 1
+    for e in range(4):
+        expected = torch.zeros(traj.mask.shape[1])
+        if e in (0, 2):
+            expected[last[e]] = 0.9 * -2.0 / 0.1
+        torch.testing.assert_close(values[e], expected)
+
+
+def test_absorbing_needs_recorded_episode_ends_and_gamma_below_one(tmp_path):
+    with pytest.raises(ValueError, match="gamma below 1"):
+        TrainConfig(mode="adversarial", terminal_reward="absorbing", gamma=1.0)
+    demos = record("CartPole-v1", lambda obs: int(obs[2] + 0.5 * obs[3] > 0), episodes=2, seed=0)
+    cfg = TrainConfig(
+        arch="mlp", mode="adversarial", terminal_reward="absorbing", steps=2, bc_warmup=5, rollout_episodes=4,
+        heldout_fraction=0.0, eval_every=1000, eval_episodes=2, log_dir=str(tmp_path), progress=False,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="record how each episode ended"):
+        train(replace(demos, last_obs=None, terminated=None), cfg)
+    assert train(demos, cfg).steps_done == {"bc": 5, "adversarial": 2}  # recorded ends: it trains
