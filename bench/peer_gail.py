@@ -185,7 +185,8 @@ def main() -> None:
 
     begin, end = markers(args.demo_steps)
     shared = (
-        f"Shared demonstrations: {demos.n_episodes} episodes of the scripted expert on CartPole-v1 (mean return "
+        f"Shared demonstrations: {demos.n_episodes} episode{'s' if demos.n_episodes != 1 else ''} of the scripted "
+        f"expert on CartPole-v1 (mean return "
         f"{demo_return:.1f})"
     )
     if args.demo_steps:
