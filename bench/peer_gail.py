@@ -202,7 +202,9 @@ def main() -> None:
         "",
         f"Command: `python bench/peer_gail.py --demo-episodes {args.demo_episodes} "
         + (f"--demo-steps {args.demo_steps} " if args.demo_steps else "")
-        + f"--peer-budget {args.peer_budget:g}` — one run, both on this machine. "
+        + f"--peer-budget {args.peer_budget:g}"
+        + (f" --seed {args.seed}" if args.seed else "")
+        + "` — one run, both on this machine. "
         f"{shared}. "
         f"Target: mean return >= {args.target:g} over 50 episodes. imitaudit: MLP, adversarial mode (BC warm start, "
         "then GAIL-style PPO against a discriminator), checked every 100 steps on 50 episodes with *sampled* actions "
