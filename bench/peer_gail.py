@@ -108,8 +108,8 @@ def run_ours(demos, target: float, seed: int, work: Path, budget: float) -> dict
 
 
 def cut(demos, steps: int):
-    """Each demonstration's first ``steps`` steps, recorded as truncated after them."""
-    from audit.data.demonstrations import Demonstrations
+    """Each demonstration's first ``steps`` steps, recorded as truncated after them (the rest of the record kept)."""
+    from dataclasses import replace
 
     keep = np.zeros(demos.n_steps, dtype=bool)
     after = []
@@ -118,12 +118,10 @@ def cut(demos, steps: int):
             raise ValueError(f"--demo-steps {steps}: a demonstration has only {b - a} steps")
         keep[a : a + steps] = True
         after.append(demos.obs[a + steps])
-    return Demonstrations(
-        obs=demos.obs[keep],
-        actions=demos.actions[keep],
-        rewards=demos.rewards[keep],
-        episode=demos.episode[keep],
-        env_id=demos.env_id,
+    per_step = ("obs", "actions", "rewards", "episode") + (("departure",) if demos.departure is not None else ())
+    return replace(
+        demos,
+        **{name: getattr(demos, name)[keep] for name in per_step},
         source=f"{demos.source}, first {steps} steps",
         last_obs=np.stack(after),
         terminated=np.zeros(demos.n_episodes, dtype=bool),
