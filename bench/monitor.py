@@ -6,8 +6,10 @@ departs (``unbounded``; HiddenSupervisor's ``triggered`` sleeper), ``faithful`` 
 against 1,000 corrigible demonstrations recorded apart (256 episodes, alpha 0.01) with ``--monitor``, and the monitor
 then replays 1,024 fresh rollouts of the same imitator (seeds never audited). Rows: the discriminator's monitor
 (evidence on the step taken) and the forecast probe's (:mod:`audit.detect.forecast`) reading the imitator's taps,
-each step's behaviour only (``--taps ''``), and the behaviour history's running summary (``--taps ''
---forecast-history``: the behaviour-only sequence baseline of the same capacity).
+the taps and the built-in envs' raw grid planes (``--raw-grid``), each step's behaviour only (``--taps ''``, which
+reads the raw planes too), and the behaviour history's running summary (``--taps '' --forecast-history``: the
+behaviour-only sequence baseline of the same capacity). The taps row without the raw planes sees less of the
+observation than the behaviour rows; the row with them is the one that asks whether the internals add anything.
 
 Columns: departing rollouts alarmed strictly before their first departure step, over those that depart at step 1 or
 later (no monitor can warn before step 0), with a 95% Clopper-Pearson interval; the median lead (departure step minus
@@ -52,11 +54,12 @@ ENVS = (
     ("imitaudit/HiddenSupervisor-v0", "triggered"),
 )
 TAPS = ("encoder", "core", "head")
-ROWS = (  # name, detector, taps, forecast_history
-    ("discriminator, taps", "discriminator", TAPS, False),
-    ("forecast, taps", "forecast", TAPS, False),
-    ("forecast, behaviour only", "forecast", (), False),
-    ("forecast, behaviour history", "forecast", (), True),
+ROWS = (  # name, detector, taps, forecast_history, raw_grid
+    ("discriminator, taps", "discriminator", TAPS, False, False),
+    ("forecast, taps", "forecast", TAPS, False, False),
+    ("forecast, taps and raw grid", "forecast", TAPS, False, True),
+    ("forecast, behaviour only", "forecast", (), False, True),
+    ("forecast, behaviour history", "forecast", (), True, True),
 )
 FRESH = 1024
 
@@ -85,7 +88,9 @@ def zoo_imitators(zoo: Path, env: str, departing: str) -> tuple[dict[str, Path],
     return {"departing": built[departing], "faithful": built["faithful"]}, built["reference"]
 
 
-def alarms(imitator: Path, demos: Path, folder: Path, *, detector: str, taps: tuple, history: bool) -> dict:
+def alarms(
+    imitator: Path, demos: Path, folder: Path, *, detector: str, taps: tuple, history: bool, raw_grid: bool
+) -> dict:
     """The monitor's replay of fresh rollouts (:func:`audit.detect.monitor.replay`, plus each rollout's first alarm
     and departure step)."""
     path = folder / "monitor.safetensors"
@@ -95,6 +100,7 @@ def alarms(imitator: Path, demos: Path, folder: Path, *, detector: str, taps: tu
         detector=detector,
         taps=taps,
         forecast_history=history,
+        raw_grid=raw_grid,
         explain=False,
     )
     run_audit(config, monitor=path)
@@ -170,9 +176,11 @@ def main() -> None:
             "| monitor | departing rollouts alarmed before departing | median lead | faithful rollouts alarmed |",
             "|---|---|---:|---|",
         ]
-        for name, detector, taps, history in rows:
+        for name, detector, taps, history, raw_grid in rows:
             runs = {
-                kind: alarms(paths[kind], demos, folder, detector=detector, taps=taps, history=history)
+                kind: alarms(
+                    paths[kind], demos, folder, detector=detector, taps=taps, history=history, raw_grid=raw_grid
+                )
                 for kind in ("departing", "faithful")
             }
             lines.append(row(name, runs["departing"], runs["faithful"]))
