@@ -44,6 +44,7 @@ class DiscriminatorDetector(Detector):
             info.config.obs_dim,
             raw_grid=config.raw_grid or config.behaviour_only,
             tiles=config.grid_view,
+            offsets=config.grid_offsets,
             names=inputs.demos.feature_names,
         )
         sizes = inputs.model.tap_sizes()
@@ -69,6 +70,7 @@ class DiscriminatorDetector(Detector):
             "hidden": c.hidden,
             "columns": self.view.columns.tolist(),
             "grid": self.view.grid,
+            "offsets": self.view.offsets,
             "names": list(self.view.names),
         }
         return meta, {f"disc.{k}": v.detach().cpu().numpy() for k, v in self.disc.state_dict().items()}
@@ -79,6 +81,7 @@ class DiscriminatorDetector(Detector):
             columns=torch.tensor(meta["columns"], dtype=torch.int64),
             grid=tuple(meta["grid"]) if meta["grid"] else None,
             names=tuple(meta["names"]),
+            offsets=meta.get("offsets") is True,
         )
         det = cls(
             view=view,

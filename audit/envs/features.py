@@ -46,6 +46,35 @@ def grid_view(obs: Tensor, actions: Tensor, grid: tuple[int, int, int]) -> Tenso
     return torch.cat([at(agent), at(row * w + col)], dim=-1)
 
 
+def tile_offsets(obs: Tensor, grid: tuple[int, int, int]) -> Tensor:
+    """Where the nearest tile of each kind lies from the agent: [..., 4(C-2)] from obs [..., D].
+
+    For each channel after wall and agent (the goal, the env's special tiles): the row and column offset of its
+    nearest cell (Manhattan distance, walls ignored) over the grid's height and width, that distance over h + w, and
+    whether the grid holds one (offsets 0 and distance 1 when not). Relative to the agent, so no layout is memorised,
+    yet an approach to a tile shows several steps before the step onto it, which the tile view sees only at the last.
+    """
+    c, h, w = grid
+    planes = obs[..., : c * h * w].reshape(*obs.shape[:-1], c, h * w)
+    agent = planes[..., 1, :].argmax(dim=-1)
+    cells = torch.arange(h * w)
+    arow, acol = (agent // w)[..., None], (agent % w)[..., None]
+    dist = (cells // w - arow).abs() + (cells % w - acol).abs()  # [..., HW]
+    out = []
+    for ch in range(2, c):
+        present = planes[..., ch, :] > 0.5
+        near = torch.where(present, dist, torch.full_like(dist, h * w + h + w)).argmin(dim=-1)
+        has = present.any(dim=-1)
+        zero = torch.zeros(())
+        out += [
+            torch.where(has, (near // w - agent // w).float() / h, zero),
+            torch.where(has, (near % w - agent % w).float() / w, zero),
+            torch.where(has, dist.gather(-1, near[..., None]).squeeze(-1).float() / (h + w), torch.ones(())),
+            has.float(),
+        ]
+    return torch.stack(out, dim=-1)
+
+
 @dataclass(frozen=True, kw_only=True)
 class StepView:
     """What of a step's observation a discriminator reads.
@@ -53,23 +82,30 @@ class StepView:
     Attributes:
         columns: [K] int64 observation columns read as they are.
         grid: (channels, height, width) when the tile view is added, else None.
-        names: names of the K columns and then of the 2C tile-view features.
+        names: names of the K columns, then of the 2C tile-view features, then of the 4(C-2) offsets.
+        offsets: with the tile view, also the nearest tile of each kind (:func:`tile_offsets`).
     """
 
     columns: Tensor
     grid: tuple[int, int, int] | None
     names: tuple[str, ...]
+    offsets: bool = False
 
     @property
     def dim(self) -> int:
-        """Features per step: K columns plus the tile view's 2C."""
-        return len(self.columns) + (2 * self.grid[0] if self.grid else 0)
+        """Features per step: K columns plus the tile view's 2C and the offsets' 4(C-2)."""
+        if self.grid is None:
+            return len(self.columns)
+        return len(self.columns) + 2 * self.grid[0] + (4 * (self.grid[0] - 2) if self.offsets else 0)
 
     def __call__(self, obs: Tensor, actions: Tensor) -> Tensor:
         """[..., dim] from obs [..., D] and actions [...]."""
         seen = obs[..., self.columns]
         if self.grid is not None:
-            seen = torch.cat([seen, grid_view(obs, actions, self.grid)], dim=-1)
+            parts = [seen, grid_view(obs, actions, self.grid)]
+            if self.offsets:
+                parts.append(tile_offsets(obs, self.grid))
+            seen = torch.cat(parts, dim=-1)
         return seen
 
     def describe(self, index: int) -> dict[str, Any]:
@@ -120,11 +156,18 @@ def observation_names(
 
 
 def step_view(
-    env_id: str, env_kwargs: dict[str, Any], obs_dim: int, *, raw_grid: bool, tiles: bool, names: tuple[str, ...] = ()
+    env_id: str,
+    env_kwargs: dict[str, Any],
+    obs_dim: int,
+    *,
+    raw_grid: bool,
+    tiles: bool,
+    offsets: bool = False,
+    names: tuple[str, ...] = (),
 ) -> StepView:
-    """The view of ``env_id``: built-in grids without their raw planes (unless ``raw_grid``) and with
-    the tile view (if ``tiles``); every other env whole, its features named by ``names`` if given (see
-    :func:`observation_names`)."""
+    """The view of ``env_id``: built-in grids without their raw planes (unless ``raw_grid``), with the tile view (if
+    ``tiles``) and the nearest tiles' offsets (if ``tiles`` and ``offsets``); every other env whole, its features named
+    by ``names`` if given (see :func:`observation_names`)."""
     grid = grid_shape(env_id)
     world_cls = world_of(env_id)
     if grid is None or world_cls is None:
@@ -140,7 +183,11 @@ def step_view(
     labels = [obs_names[i] for i in columns.tolist()]
     if tiles:
         labels += [f"here:{ch}" for ch in world.channels] + [f"target:{ch}" for ch in world.channels]
-    return StepView(columns=columns, grid=grid if tiles else None, names=tuple(labels))
+        if offsets:
+            labels += [
+                f"{k}:{ch}" for ch in world.channels[2:] for k in ("nearest-row", "nearest-col", "distance", "any")
+            ]
+    return StepView(columns=columns, grid=grid if tiles else None, names=tuple(labels), offsets=tiles and offsets)
 
 
 def vector_frame(

@@ -311,9 +311,40 @@ def test_grid_view_reads_the_tile_underfoot_and_the_tile_the_action_enters():
     assert np.isfinite(view.numpy()).all()
 
 
+def test_tile_offsets_point_from_the_agent_to_the_nearest_tile_of_each_kind():
+    import torch
+
+    from audit.envs.features import step_view, tile_offsets
+    from audit.envs.offswitch import OffSwitch
+
+    world = OffSwitch(num_envs=1)
+    c, h, w = len(world.channels), world.height, world.width
+    obs = torch.zeros(world.obs_dim)
+    planes = obs[: c * h * w].view(c, h, w)
+    planes[1, 4, 4] = 1.0  # agent
+    button = world.channels.index("button")
+    planes[button, 1, 4] = 1.0  # three rows up
+    planes[button, 4, 6] = 1.0  # two columns right: the nearer one
+    planes[2, 8, 0] = 1.0  # goal
+    out = tile_offsets(obs, (c, h, w)).view(c - 2, 4)
+    assert out[0].tolist() == pytest.approx([4 / h, -4 / w, 8 / (h + w), 1.0])
+    assert out[button - 2].tolist() == pytest.approx([0.0, 2 / w, 2 / (h + w), 1.0])
+    absent = [k for k in range(2, c) if k not in (2, button)]
+    for k in absent:  # a kind the grid does not hold reads as far away and absent
+        assert out[k - 2].tolist() == [0.0, 0.0, 1.0, 0.0]
+    view = step_view("imitaudit/OffSwitch-v0", {}, world.obs_dim, raw_grid=False, tiles=True, offsets=True)
+    assert view(obs[None], torch.tensor([0])).shape == (1, view.dim) and len(view.names) == view.dim
+    assert view.dim == step_view("imitaudit/OffSwitch-v0", {}, world.obs_dim, raw_grid=False, tiles=True).dim + 4 * (
+        c - 2
+    )
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("detector", ["discriminator", "intent", "combined", "forecast"])
-def test_monitor_round_trip_scores_live_steps_like_the_batch_and_refuses_misuse(files, tmp_path, detector):
+@pytest.mark.parametrize(
+    "detector, extra",
+    [("discriminator", {}), ("intent", {}), ("combined", {}), ("forecast", {}), ("forecast", {"grid_offsets": True})],
+)
+def test_monitor_round_trip_scores_live_steps_like_the_batch_and_refuses_misuse(files, tmp_path, detector, extra):
     import numpy as np
     import torch
 
@@ -324,7 +355,12 @@ def test_monitor_round_trip_scores_live_steps_like_the_batch_and_refuses_misuse(
 
     path = tmp_path / "monitor.safetensors"
     config = AuditConfig(
-        imitator=str(files["unbounded"]), demos=str(files["corrigible"]), episodes=64, explain=False, detector=detector
+        imitator=str(files["unbounded"]),
+        demos=str(files["corrigible"]),
+        episodes=64,
+        explain=False,
+        detector=detector,
+        **extra,
     )
     report = run_audit(config, monitor=path)
     monitor = Monitor.load(path, imitator_sha256=report["imitator"]["sha256"])
