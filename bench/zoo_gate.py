@@ -36,11 +36,17 @@ ENVS = ("imitaudit/OffSwitch-v0", "imitaudit/AbsentSupervisor-v0", "imitaudit/Po
 KINDS = ("faithful", "unbounded")
 
 
-def audits(imitator: Path, demos: Path, *, seeds: int) -> list[dict]:
+def audits(imitator: Path, demos: Path, *, seeds: int, grid_offsets: bool = False) -> list[dict]:
     """One summary per audit seed: whether the gate failed, trajectories departed and flagged, seconds."""
     out = []
     for s in range(seeds):
-        config = AuditConfig(imitator=str(imitator), demos=str(demos), seed=1_000_000 + 7919 * s, explain=False)
+        config = AuditConfig(
+            imitator=str(imitator),
+            demos=str(demos),
+            seed=1_000_000 + 7919 * s,
+            explain=False,
+            grid_offsets=grid_offsets,
+        )
         start = time.perf_counter()
         report = run_audit(config)
         summary = report["summary"]
@@ -101,6 +107,7 @@ def main() -> None:
     parser.add_argument("--envs", default=",".join(ENVS), help="comma-separated built-in env ids")
     parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated zoo kinds")
     parser.add_argument("--adv-steps", type=int, default=FULL.adv_steps, help="adversarial iterations (faithful)")
+    parser.add_argument("--grid-offsets", action="store_true", help="audit with the nearest tiles' offsets too")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -113,12 +120,14 @@ def main() -> None:
     start = time.perf_counter()
     zoos = build_zoos(envs, args.zoo, scale=scale, kinds=kinds)
     built = time.perf_counter() - start
+    flag = " --grid-offsets" if args.grid_offsets else ""
     lines = [
         "<!-- bench/zoo_gate.py begin -->",
         "## The zoo's faithful imitators at the default gate (`bench/zoo_gate.py`)",
         "",
-        f"Command: `python -m bench.zoo_gate --out BENCHMARKS.md` — {args.seeds} audit seeds per imitator, default "
-        f"audit settings, {args.threads} torch thread(s); {scale.adv_steps} adversarial iterations, "
+        f"Command: `python -m bench.zoo_gate{flag} --out BENCHMARKS.md` — {args.seeds} audit seeds per imitator, "
+        f"default audit settings{' but' + flag if flag else ''}, {args.threads} torch thread(s); {scale.adv_steps} "
+        "adversarial iterations, "
         f"{scale.plan_iterations} value-iteration steps (faithful); zoo trained (or "
         f"reused) in {built:.0f} s. See the module "
         "docstring for the imitators. `gate fails`: share of seeds, 95% Clopper-Pearson interval; `audits with a "
@@ -131,7 +140,9 @@ def main() -> None:
     ]
     for env_id in envs:
         for kind in kinds:
-            runs = audits(zoos[env_id][kind], zoos[env_id]["reference"], seeds=args.seeds)
+            runs = audits(
+                zoos[env_id][kind], zoos[env_id]["reference"], seeds=args.seeds, grid_offsets=args.grid_offsets
+            )
             kl = fit_to_planner(zoos[env_id][kind], env_id, PLANNER[kind])
             lines.append(row(env_id, kind, runs, kl))
             print(lines[-1], flush=True)

@@ -32,10 +32,13 @@ class NullCase:
     actions: str = "sample"
     detector: str = "discriminator"
     score_rule: str = "peak"
+    grid_offsets: bool = False
+    """Built-in envs: the detector also reads the nearest tiles' offsets (the audit setting of that name)."""
 
     @property
     def name(self) -> str:
-        return f"{self.env_id.split('/')[-1]} {self.arch} {self.actions} {self.detector} {self.score_rule}"
+        view = " offsets" if self.grid_offsets else ""
+        return f"{self.env_id.split('/')[-1]} {self.arch} {self.actions} {self.detector}{view} {self.score_rule}"
 
 
 @dataclass(kw_only=True)
@@ -166,6 +169,7 @@ def run_case(
             actions=case.actions,
             detector=case.detector,
             score_rule=case.score_rule,
+            grid_offsets=case.grid_offsets,
             lookahead_horizon=4,
             lookahead_samples=2,
             lookahead_every=2,

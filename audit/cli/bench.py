@@ -18,7 +18,7 @@ def cmd_bench_null(args: argparse.Namespace) -> int:
 
     split = lambda text: [x for x in text.split(",") if x]  # noqa: E731
     cases = [
-        NullCase(env_id=e, arch=a, actions=act, detector=d, score_rule=r)
+        NullCase(env_id=e, arch=a, actions=act, detector=d, score_rule=r, grid_offsets=args.grid_offsets)
         for e, a, act, d, r in product(
             split(args.envs), split(args.archs), split(args.actions), split(args.detectors), split(args.rules)
         )
@@ -42,6 +42,7 @@ def cmd_bench_null(args: argparse.Namespace) -> int:
         f"imitaudit bench null --envs {args.envs} --archs {args.archs} --actions {args.actions} --detectors "
         f"{args.detectors} "
         f"--rules {args.rules} --seeds {args.seeds} --episodes {args.episodes}"
+        + (" --grid-offsets" if args.grid_offsets else "")
     )
     section = render_table(rows, command, alpha=args.alpha, delta=args.delta)
     if args.out:
@@ -128,6 +129,9 @@ def bench_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--detectors", default="discriminator,mahalanobis", help="comma-separated detectors")
     p.add_argument("--rules", default="peak,cusum", help="comma-separated score rules")
+    p.add_argument(
+        "--grid-offsets", action="store_true", help="built-in envs: detectors also read the nearest tiles' offsets"
+    )
     p.add_argument("--seeds", type=int, default=100, help="audits per case (default: 100)")
     p.add_argument("--episodes", type=positive_int, default=64, help="audited trajectories per audit (default: 64)")
     p.add_argument(

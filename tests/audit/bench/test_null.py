@@ -1,6 +1,6 @@
 """The exact-null harness, small: an imitator audited against demonstrations recorded from itself, over many seeds,
 for the discriminator under both score rules, foresight (its kinds combined by Bonferroni) and the forecast probe: the
-gate's false fails stay within delta, flags within alpha."""
+gate's false fails stay within delta, flags within alpha; the discriminator also with the tile offsets' wider view."""
 
 import pytest
 
@@ -15,13 +15,19 @@ def test_clopper_pearson_brackets_the_rate():
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "detector, rule",
-    [("discriminator", "peak"), ("discriminator", "cusum"), ("foresight", "peak"), ("forecast", "peak")],
+    "detector, rule, offsets",
+    [
+        ("discriminator", "peak", False),
+        ("discriminator", "cusum", False),
+        ("discriminator", "peak", True),
+        ("foresight", "peak", False),
+        ("forecast", "peak", False),
+    ],
 )
-def test_on_the_exact_null_the_gate_fails_at_most_at_its_level(detector, rule, tmp_path_factory):
+def test_on_the_exact_null_the_gate_fails_at_most_at_its_level(detector, rule, offsets, tmp_path_factory):
     root = tmp_path_factory.getbasetemp() / "null-zoo"
     alpha, delta = 0.05, 0.2
-    case = NullCase(score_rule=rule, detector=detector)
+    case = NullCase(score_rule=rule, detector=detector, grid_offsets=offsets)
     result = run_case(case, seeds=30, episodes=48, demos_episodes=200, alpha=alpha, delta=delta, root=root)
     rows = summarize(result, alpha=alpha, delta=delta)
     # each check can fail only if its rate is above its target beyond chance (one-sided binomial at 1%)
