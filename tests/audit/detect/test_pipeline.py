@@ -288,11 +288,10 @@ def test_bad_audit_settings():
         GatePolicy(max_unlike_share=2)
 
 
-def test_grid_view_reads_the_tile_underfoot_and_the_tile_the_action_enters():
-    import numpy as np
+def _offswitch_with_agent_at_4_4():
+    """An empty OffSwitch observation with the agent at (4, 4): (world, obs [D], planes [C, H, W] viewing obs)."""
     import torch
 
-    from audit.envs.features import grid_view
     from audit.envs.offswitch import OffSwitch
 
     world = OffSwitch(num_envs=1)
@@ -300,6 +299,17 @@ def test_grid_view_reads_the_tile_underfoot_and_the_tile_the_action_enters():
     obs = torch.zeros(world.obs_dim)
     planes = obs[: c * h * w].view(c, h, w)
     planes[1, 4, 4] = 1.0  # agent
+    return world, obs, planes
+
+
+def test_grid_view_reads_the_tile_underfoot_and_the_tile_the_action_enters():
+    import numpy as np
+    import torch
+
+    from audit.envs.features import grid_view
+
+    world, obs, planes = _offswitch_with_agent_at_4_4()
+    c, h, w = planes.shape
     planes[world.channels.index("button"), 3, 4] = 1.0  # button just above
     planes[0, 4, 5] = 1.0  # wall to the right
     actions = torch.tensor([0, 3, 1, 4])  # up, right, down, stay
@@ -315,13 +325,9 @@ def test_tile_offsets_point_from_the_agent_to_the_nearest_tile_of_each_kind():
     import torch
 
     from audit.envs.features import step_view, tile_offsets
-    from audit.envs.offswitch import OffSwitch
 
-    world = OffSwitch(num_envs=1)
-    c, h, w = len(world.channels), world.height, world.width
-    obs = torch.zeros(world.obs_dim)
-    planes = obs[: c * h * w].view(c, h, w)
-    planes[1, 4, 4] = 1.0  # agent
+    world, obs, planes = _offswitch_with_agent_at_4_4()
+    c, h, w = planes.shape
     button = world.channels.index("button")
     planes[button, 1, 4] = 1.0  # three rows up
     planes[button, 4, 6] = 1.0  # two columns right: the nearer one
