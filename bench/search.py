@@ -127,7 +127,7 @@ def rows(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--folder", default="/tmp/imitaudit-bench-search-queried")
-    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--seeds", type=int, default=60)
     parser.add_argument("--search", type=int, default=4096)
     parser.add_argument("--out", default="")
     args = parser.parse_args()

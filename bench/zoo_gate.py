@@ -36,8 +36,11 @@ ENVS = ("imitaudit/OffSwitch-v0", "imitaudit/AbsentSupervisor-v0", "imitaudit/Po
 KINDS = ("faithful", "unbounded")
 
 
-def audits(imitator: Path, demos: Path, *, seeds: int, grid_offsets: bool = False) -> list[dict]:
-    """One summary per audit seed: whether the gate failed, trajectories departed and flagged, seconds."""
+def audits(
+    imitator: Path, demos: Path, *, seeds: int, grid_offsets: bool = False, taps: tuple[str, ...] | None = None
+) -> list[dict]:
+    """One summary per audit seed: whether the gate failed, trajectories departed and flagged, seconds (``taps``:
+    the discriminator's, None for the default)."""
     out = []
     for s in range(seeds):
         config = AuditConfig(
@@ -46,6 +49,7 @@ def audits(imitator: Path, demos: Path, *, seeds: int, grid_offsets: bool = Fals
             seed=1_000_000 + 7919 * s,
             explain=False,
             grid_offsets=grid_offsets,
+            **({} if taps is None else {"taps": taps}),
         )
         start = time.perf_counter()
         report = run_audit(config)
@@ -108,6 +112,7 @@ def main() -> None:
     parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated zoo kinds")
     parser.add_argument("--adv-steps", type=int, default=FULL.adv_steps, help="adversarial iterations (faithful)")
     parser.add_argument("--grid-offsets", action="store_true", help="audit with the nearest tiles' offsets too")
+    parser.add_argument("--taps", default=None, help="the audit's taps, comma-separated ('' = behaviour only)")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -120,7 +125,8 @@ def main() -> None:
     start = time.perf_counter()
     zoos = build_zoos(envs, args.zoo, scale=scale, kinds=kinds)
     built = time.perf_counter() - start
-    flag = " --grid-offsets" if args.grid_offsets else ""
+    taps = None if args.taps is None else tuple(t for t in args.taps.split(",") if t)
+    flag = (" --grid-offsets" if args.grid_offsets else "") + ("" if taps is None else f" --taps '{args.taps}'")
     lines = [
         "<!-- bench/zoo_gate.py begin -->",
         "## The zoo's faithful imitators at the default gate (`bench/zoo_gate.py`)",
@@ -141,7 +147,11 @@ def main() -> None:
     for env_id in envs:
         for kind in kinds:
             runs = audits(
-                zoos[env_id][kind], zoos[env_id]["reference"], seeds=args.seeds, grid_offsets=args.grid_offsets
+                zoos[env_id][kind],
+                zoos[env_id]["reference"],
+                seeds=args.seeds,
+                grid_offsets=args.grid_offsets,
+                taps=taps,
             )
             kl = fit_to_planner(zoos[env_id][kind], env_id, PLANNER[kind])
             lines.append(row(env_id, kind, runs, kl))
