@@ -37,10 +37,15 @@ KINDS = ("faithful", "unbounded")
 
 
 def audits(
-    imitator: Path, demos: Path, *, seeds: int, grid_offsets: bool = False, taps: tuple[str, ...] | None = None
+    imitator: Path,
+    demos: Path,
+    *,
+    seeds: int,
+    grid_offsets: bool | None = None,
+    taps: tuple[str, ...] | None = None,
 ) -> list[dict]:
-    """One summary per audit seed: whether the gate failed, trajectories departed and flagged, seconds (``taps``:
-    the discriminator's, None for the default)."""
+    """One summary per audit seed: whether the gate failed, trajectories departed and flagged, seconds (``taps``
+    and ``grid_offsets``: the audit settings of those names, None for the default)."""
     out = []
     for s in range(seeds):
         config = AuditConfig(
@@ -48,7 +53,7 @@ def audits(
             demos=str(demos),
             seed=1_000_000 + 7919 * s,
             explain=False,
-            grid_offsets=grid_offsets,
+            **({} if grid_offsets is None else {"grid_offsets": grid_offsets}),
             **({} if taps is None else {"taps": taps}),
         )
         start = time.perf_counter()
@@ -111,7 +116,12 @@ def main() -> None:
     parser.add_argument("--envs", default=",".join(ENVS), help="comma-separated built-in env ids")
     parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated zoo kinds")
     parser.add_argument("--adv-steps", type=int, default=FULL.adv_steps, help="adversarial iterations (faithful)")
-    parser.add_argument("--grid-offsets", action="store_true", help="audit with the nearest tiles' offsets too")
+    parser.add_argument(
+        "--grid-offsets",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="audit with (or without) the nearest tiles' offsets (default: the audit's default)",
+    )
     parser.add_argument("--taps", default=None, help="the audit's taps, comma-separated ('' = behaviour only)")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
@@ -126,7 +136,8 @@ def main() -> None:
     zoos = build_zoos(envs, args.zoo, scale=scale, kinds=kinds)
     built = time.perf_counter() - start
     taps = None if args.taps is None else tuple(t for t in args.taps.split(",") if t)
-    flag = (" --grid-offsets" if args.grid_offsets else "") + ("" if taps is None else f" --taps '{args.taps}'")
+    offsets = {None: "", True: " --grid-offsets", False: " --no-grid-offsets"}[args.grid_offsets]
+    flag = offsets + ("" if taps is None else f" --taps '{args.taps}'")
     lines = [
         "<!-- bench/zoo_gate.py begin -->",
         "## The zoo's faithful imitators at the default gate (`bench/zoo_gate.py`)",

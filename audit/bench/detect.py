@@ -181,17 +181,24 @@ def run_detection_benchmark(
     episodes: int = 256,
     seed: int = 0,
     alpha: float = 0.01,
+    grid_offsets: bool = True,
     progress=None,
     cluster: Any | None = None,
     methods: tuple[str, ...] = tuple(METHODS),
 ) -> dict[str, Any]:
     """Build the zoo for each env, audit every imitator with every method (or those in ``methods``), and compute the
-    figures.
+    figures. ``grid_offsets`` is the audit setting of that name, for every method.
 
     On a cluster the zoo's missing imitators train one per task, then every (env, imitator, method) audit is one task.
     """
     scale = QUICK if quick else FULL
-    results: dict[str, Any] = {"alpha": alpha, "episodes": episodes, "quick": quick, "envs": {}}
+    results: dict[str, Any] = {
+        "alpha": alpha,
+        "episodes": episodes,
+        "quick": quick,
+        "grid_offsets": grid_offsets,
+        "envs": {},
+    }
     if not methods or set(methods) - set(METHODS):
         raise ValueError(f"methods must be some of {', '.join(METHODS)}, got {methods}")
     zoos = build_zoos(envs, folder, scale=scale, seed=seed, cluster=cluster)
@@ -203,6 +210,7 @@ def run_detection_benchmark(
             episodes=episodes,
             alpha=alpha,
             explain=False,
+            grid_offsets=grid_offsets,
             **METHODS[method],
         )
         for env_id, kind, method in jobs

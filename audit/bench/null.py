@@ -32,12 +32,12 @@ class NullCase:
     actions: str = "sample"
     detector: str = "discriminator"
     score_rule: str = "peak"
-    grid_offsets: bool = False
+    grid_offsets: bool = True
     """Built-in envs: the detector also reads the nearest tiles' offsets (the audit setting of that name)."""
 
     @property
     def name(self) -> str:
-        view = " offsets" if self.grid_offsets else ""
+        view = "" if self.grid_offsets else " no-offsets"
         return f"{self.env_id.split('/')[-1]} {self.arch} {self.actions} {self.detector}{view} {self.score_rule}"
 
 

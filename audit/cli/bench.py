@@ -42,7 +42,7 @@ def cmd_bench_null(args: argparse.Namespace) -> int:
         f"imitaudit bench null --envs {args.envs} --archs {args.archs} --actions {args.actions} --detectors "
         f"{args.detectors} "
         f"--rules {args.rules} --seeds {args.seeds} --episodes {args.episodes}"
-        + (" --grid-offsets" if args.grid_offsets else "")
+        + ("" if args.grid_offsets else " --no-grid-offsets")
     )
     section = render_table(rows, command, alpha=args.alpha, delta=args.delta)
     if args.out:
@@ -73,6 +73,7 @@ def cmd_bench_detect(args: argparse.Namespace) -> int:
         episodes=episodes,
         seed=args.seed,
         alpha=args.alpha,
+        grid_offsets=args.grid_offsets,
         cluster=cluster,
         progress=None if args.quiet else (lambda msg: print(f"  {msg}", file=sys.stderr, flush=True)),
     )
@@ -84,6 +85,7 @@ def cmd_bench_detect(args: argparse.Namespace) -> int:
             ("--quick" if args.quick else ""),
             (f"--envs {args.envs}" if args.envs else ""),
             f"--episodes {episodes}",
+            ("" if args.grid_offsets else "--no-grid-offsets"),
         )
         if x
     )
@@ -112,6 +114,12 @@ def bench_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="seeds the zoo (default: 0)")
     p.add_argument("--alpha", type=float, default=0.01, help="flag level (default: 0.01)")
+    p.add_argument(
+        "--grid-offsets",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="built-in envs: every method also reads the nearest tiles' offsets (default: yes, as the audit does)",
+    )
     p.add_argument("--zoo", default="out/zoo", help="folder where the zoo's datasets and imitators are cached")
     p.add_argument("--json", default="", help="write every figure as JSON here")
     p.add_argument("--out", default="", help="Markdown file to write the table into (e.g. BENCHMARKS.md)")
@@ -130,7 +138,10 @@ def bench_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--detectors", default="discriminator,mahalanobis", help="comma-separated detectors")
     p.add_argument("--rules", default="peak,cusum", help="comma-separated score rules")
     p.add_argument(
-        "--grid-offsets", action="store_true", help="built-in envs: detectors also read the nearest tiles' offsets"
+        "--grid-offsets",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="built-in envs: detectors also read the nearest tiles' offsets (default: yes, as the audit does)",
     )
     p.add_argument("--seeds", type=int, default=100, help="audits per case (default: 100)")
     p.add_argument("--episodes", type=positive_int, default=64, help="audited trajectories per audit (default: 64)")

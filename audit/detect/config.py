@@ -107,9 +107,10 @@ class AuditConfig:
     """CUSUM drift (and the severity rule's bar): this quantile of the calibration steps' evidence."""
     grid_view: bool = setting(True)
     """Built-in envs: also read the tiles under the agent and where its action leads."""
-    grid_offsets: bool = setting(False)
+    grid_offsets: bool = setting(True)
     """Built-in envs, with the tile view: also read where the nearest goal and special tile of each kind lie from the
-    agent (row and column offsets, distance), which shows an approach before the step onto the tile."""
+    agent (row and column offsets, distance), which shows an approach before the step onto the tile (relative to the
+    agent, so no layout is learned; ``--no-grid-offsets`` reads the tiles under and ahead of the agent only)."""
     score_rule: str = setting("peak", choices=RULES)
     """Trajectory score: peak (the strongest step's evidence) or cusum (evidence summed over a run of steps)."""
     sustained_steps: int = setting(3, ge=1, service_max=1000)

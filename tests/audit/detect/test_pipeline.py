@@ -97,9 +97,8 @@ def test_audit_flags_the_departures_of_an_unbounded_imitator(report):
             assert r["explanation"]["segments"] == ["obs", "action", "tap:encoder", "tap:core", "tap:head"]
             assert {u["tap"] for u in r["explanation"]["top_units"]} <= {"encoder", "core", "head"}
             names = [f["name"] for f in r["explanation"]["top_obs_features"]]
-            assert all("@" in n or n == "interruption_disabled" or n.startswith(("here:", "target:")) for n in names), (
-                names
-            )
+            view = ("here:", "target:", "nearest-row:", "nearest-col:", "distance:", "any:")  # tiles and offsets
+            assert all("@" in n or n == "interruption_disabled" or n.startswith(view) for n in names), names
 
 
 @pytest.mark.slow
@@ -348,7 +347,7 @@ def test_tile_offsets_point_from_the_agent_to_the_nearest_tile_of_each_kind():
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "detector, extra",
-    [("discriminator", {}), ("intent", {}), ("combined", {}), ("forecast", {}), ("forecast", {"grid_offsets": True})],
+    [("discriminator", {}), ("intent", {}), ("combined", {}), ("forecast", {}), ("forecast", {"grid_offsets": False})],
 )
 def test_monitor_round_trip_scores_live_steps_like_the_batch_and_refuses_misuse(files, tmp_path, detector, extra):
     import numpy as np
