@@ -69,6 +69,15 @@ def setting(
     return dataclasses.field(default=default, default_factory=default_factory, metadata={"imitaudit": meta})
 
 
+def default_of(cls: type, name: str) -> Any:
+    """The default of settings field ``name`` of ``cls``: for a caller that passes the field on, so that the default
+    stays spelled once, in the field."""
+    f = next((f for f in dataclasses.fields(cls) if f.name == name), None)
+    if f is None:
+        raise ValueError(f"{cls.__name__} has no setting {name!r}")
+    return f.default_factory() if f.default_factory is not _MISSING else f.default
+
+
 @cache
 def field_docs(cls: type) -> dict[str, str]:
     """Field name -> the first paragraph of the string literal under it in the class body."""

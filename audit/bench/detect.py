@@ -41,6 +41,7 @@ from audit.bench.zoo import DEPARTING, FULL, KINDS, QUICK, build_zoos
 from audit.detect.calibrate import auroc
 from audit.detect.config import AuditConfig
 from audit.detect.pipeline import run_audit
+from audit.options import default_of
 
 METHODS: dict[str, dict[str, Any]] = {
     "imitaudit": {"detector": "discriminator", "taps": ("encoder", "core", "head"), "raw_grid": False},
@@ -181,17 +182,19 @@ def run_detection_benchmark(
     episodes: int = 256,
     seed: int = 0,
     alpha: float = 0.01,
-    grid_offsets: bool = True,
+    grid_offsets: bool | None = None,
     progress=None,
     cluster: Any | None = None,
     methods: tuple[str, ...] = tuple(METHODS),
 ) -> dict[str, Any]:
     """Build the zoo for each env, audit every imitator with every method (or those in ``methods``), and compute the
-    figures. ``grid_offsets`` is the audit setting of that name, for every method.
+    figures. ``grid_offsets`` is the audit setting of that name, for every method (None: its default).
 
     On a cluster the zoo's missing imitators train one per task, then every (env, imitator, method) audit is one task.
     """
     scale = QUICK if quick else FULL
+    if grid_offsets is None:
+        grid_offsets = default_of(AuditConfig, "grid_offsets")
     results: dict[str, Any] = {
         "alpha": alpha,
         "episodes": episodes,

@@ -32,12 +32,13 @@ class NullCase:
     actions: str = "sample"
     detector: str = "discriminator"
     score_rule: str = "peak"
-    grid_offsets: bool = True
-    """Built-in envs: the detector also reads the nearest tiles' offsets (the audit setting of that name)."""
+    grid_offsets: bool | None = None
+    """Built-in envs: the detector also reads the nearest tiles' offsets (the audit setting of that name; None: its
+    default)."""
 
     @property
     def name(self) -> str:
-        view = "" if self.grid_offsets else " no-offsets"
+        view = " no-offsets" if self.grid_offsets is False else ""
         return f"{self.env_id.split('/')[-1]} {self.arch} {self.actions} {self.detector}{view} {self.score_rule}"
 
 
@@ -136,6 +137,7 @@ def run_case(
     from audit.data.rollout import record_imitator
     from audit.detect.config import AuditConfig
     from audit.detect.pipeline import run_audit
+    from audit.options import default_of
     from audit.report.gate import GatePolicy
     from models.load import load_imitator
 
@@ -169,7 +171,7 @@ def run_case(
             actions=case.actions,
             detector=case.detector,
             score_rule=case.score_rule,
-            grid_offsets=case.grid_offsets,
+            grid_offsets=default_of(AuditConfig, "grid_offsets") if case.grid_offsets is None else case.grid_offsets,
             lookahead_horizon=4,
             lookahead_samples=2,
             lookahead_every=2,

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from audit.cli.common import EXIT_OK, Parser, UsageError, connect, positive_int, ray_argument
 
+OFFSETS_FLAG = {None: "", True: " --grid-offsets", False: " --no-grid-offsets"}
+
 
 def cmd_bench_null(args: argparse.Namespace) -> int:
     from itertools import product
@@ -41,8 +43,7 @@ def cmd_bench_null(args: argparse.Namespace) -> int:
     command = (
         f"imitaudit bench null --envs {args.envs} --archs {args.archs} --actions {args.actions} --detectors "
         f"{args.detectors} "
-        f"--rules {args.rules} --seeds {args.seeds} --episodes {args.episodes}"
-        + ("" if args.grid_offsets else " --no-grid-offsets")
+        f"--rules {args.rules} --seeds {args.seeds} --episodes {args.episodes}" + OFFSETS_FLAG[args.grid_offsets]
     )
     section = render_table(rows, command, alpha=args.alpha, delta=args.delta)
     if args.out:
@@ -85,7 +86,7 @@ def cmd_bench_detect(args: argparse.Namespace) -> int:
             ("--quick" if args.quick else ""),
             (f"--envs {args.envs}" if args.envs else ""),
             f"--episodes {episodes}",
-            ("" if args.grid_offsets else "--no-grid-offsets"),
+            OFFSETS_FLAG[args.grid_offsets].strip(),
         )
         if x
     )
@@ -117,8 +118,8 @@ def bench_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--grid-offsets",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="built-in envs: every method also reads the nearest tiles' offsets (default: yes, as the audit does)",
+        default=None,
+        help="built-in envs: every method also reads the nearest tiles' offsets (default: the audit's default)",
     )
     p.add_argument("--zoo", default="out/zoo", help="folder where the zoo's datasets and imitators are cached")
     p.add_argument("--json", default="", help="write every figure as JSON here")
@@ -140,8 +141,8 @@ def bench_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--grid-offsets",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="built-in envs: detectors also read the nearest tiles' offsets (default: yes, as the audit does)",
+        default=None,
+        help="built-in envs: detectors also read the nearest tiles' offsets (default: the audit's default)",
     )
     p.add_argument("--seeds", type=int, default=100, help="audits per case (default: 100)")
     p.add_argument("--episodes", type=positive_int, default=64, help="audited trajectories per audit (default: 64)")

@@ -14,7 +14,8 @@ step, untoggle.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import torch
@@ -49,6 +50,8 @@ class Batch:
         labels: [E, T, A] the queried planner's policy at the rollouts' states, or None without queries.
         anywhere: (obs [E', T', D], labels [E', T', A], mask [E', T']) of the episodes started anywhere
             (``query_anywhere``), or None.
+        iteration: the adversarial iteration that collected it.
+        order: [E] this epoch's shuffle of the rollouts' episodes into minibatches, or None for one full batch.
     """
 
     traj: Trajectories
@@ -59,6 +62,37 @@ class Batch:
     agent_x: Tensor
     labels: Tensor | None = None
     anywhere: tuple[Tensor, Tensor, Tensor] | None = None
+    iteration: int = 0
+    order: Tensor | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Targets:
+    """What a policy update fits, computed once per iteration before it.
+
+    Attributes:
+        reward: [E, T] the discriminator's reward (plus the absorbing state's value).
+        adv: [E, T] normalised advantages (zero on padding).
+        ret: [E, T] the critic's targets.
+        flagged: [E, T] steps the discriminator is sure no demonstrator takes.
+        every: [E, T, A] the reward of every action at each step, or None where it is not used.
+    """
+
+    reward: Tensor
+    adv: Tensor
+    ret: Tensor
+    flagged: Tensor
+    every: Tensor | None
+
+
+def minibatch(n: int, part: int, parts: int, order: Tensor | None) -> Callable[[Tensor], Tensor]:
+    """Selects minibatch ``part`` of ``parts`` along the first (episode) dimension of size ``n``: the ``order``'s
+    chunk, or a contiguous chunk without one; the whole tensor when there is one part."""
+    if parts == 1:
+        return lambda t: t
+    chunks = (torch.arange(n) if order is None else order).chunk(parts)
+    idx = chunks[part % len(chunks)]
+    return lambda t: t[idx]
 
 
 def gae(reward: Tensor, values: Tensor, mask: Tensor, gamma: float, lam: float) -> tuple[Tensor, Tensor]:
@@ -232,6 +266,7 @@ class AdversarialModule(ImitationModule):
             agent_x=self._disc_inputs(traj.obs, traj.actions, traj.mask, traj.activations.taps),
             labels=labels,
             anywhere=anywhere,
+            iteration=it,
         )
 
     def discriminator_step(self, batch: Batch) -> dict[str, Any]:
@@ -253,82 +288,105 @@ class AdversarialModule(ImitationModule):
             acc = balanced_accuracy(self.discriminator.logits(batch.expert_x), self.discriminator.logits(batch.agent_x))
         return {"disc/loss": loss_d.detach(), "disc/acc": acc}
 
+    def _advantages(self, batch: Batch) -> _Targets:
+        """The rollouts' rewards, advantages and per-step terms the policy update fits, before any update."""
+        cfg, traj = self.cfg, batch.traj
+        mask = traj.mask
+        with torch.no_grad():
+            reward = torch.zeros_like(traj.rewards)
+            reward[mask] = self.discriminator.logits(batch.agent_x).clamp(-10, 10)
+            if cfg.terminal_reward == "absorbing":
+                reward = reward + terminal_values(traj, self._absorbing(traj), cfg.gamma)
+            values = self.critic(traj.obs).squeeze(-1) * mask
+            adv, ret = gae(reward, values, mask, cfg.gamma, cfg.gae_lambda)
+            adv_n = torch.zeros_like(adv)
+            adv_n[mask] = (adv[mask] - adv[mask].mean()) / (adv[mask].std() + 1e-8)
+            # every action's reward is a sum over a discrete space; a Box's actions cannot be listed
+            every = None
+            if not self.distribution.continuous and (cfg.every_action_coef > 0 or cfg.forbid_coef > 0):
+                every = torch.zeros(*mask.shape, self.imitator.config.n_actions)
+                every[mask] = self.every_action_reward(traj)
+        return _Targets(reward=reward, adv=adv_n, ret=ret, flagged=reward < -cfg.unlikelihood_margin, every=every)
+
+    def _policy_loss(self, batch: Batch, targets: _Targets, part: int, parts: int) -> tuple[Tensor, dict[str, Tensor]]:
+        """The imitator's loss on minibatch ``part`` of ``parts`` (1: the whole batch) and its logged terms."""
+        cfg, discrete = self.cfg, not self.distribution.continuous
+        every_coef = cfg.every_action_coef if discrete else 0.0
+        forbid_coef = cfg.forbid_coef if discrete else 0.0
+        traj, pick = batch.traj, minibatch(batch.traj.mask.shape[0], part, parts, batch.order)
+        obs, mask, actions = pick(traj.obs), pick(traj.mask), pick(traj.actions)
+        adv, ret, flagged = pick(targets.adv)[mask], pick(targets.ret)[mask], pick(targets.flagged)[mask]
+        if cfg.grad_through_activations:
+            logits, live_acts = teacher_forced(self.imitator, obs, mask, cfg.disc_taps, detach=False)
+        else:
+            logits = self.imitator.sequence(obs, mask)
+        logp_all = torch.log_softmax(logits, dim=-1) if discrete else logits
+        logp = self.distribution.log_prob(logits, actions)[mask]
+        ratio = torch.exp(logp - pick(traj.logp)[mask])
+        pg = -torch.min(ratio * adv, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * adv).mean()
+        entropy = self.distribution.entropy(logits)[mask].mean()
+        v_loss = nn.functional.mse_loss(self.critic(obs).squeeze(-1)[mask], ret)
+        demo = minibatch(batch.demo_obs.shape[0], part, parts, None)
+        bc, bc_acc = bc_loss(self.imitator, demo(batch.demo_obs), demo(batch.demo_actions), demo(batch.demo_mask))
+        loss = pg + 0.5 * v_loss - cfg.entropy_coef * entropy + cfg.bc_coef * bc
+        loss = loss + cfg.unlikelihood_coef * unlikelihood(logp, flagged)
+        logged = {"pg": pg, "v": v_loss, "entropy": entropy, "bc": bc, "bc_acc": bc_acc}
+        if batch.labels is not None:
+            queried = query_loss(logp_all, pick(batch.labels), mask)
+            again = self.queried.loss(self.imitator)
+            loss = loss + cfg.query_coef * (queried if again is None else queried + again)
+            logged["queried"] = queried
+        if batch.anywhere is not None:
+            off = minibatch(batch.anywhere[0].shape[0], part, parts, None)
+            off_obs, off_labels, off_mask = (off(t) for t in batch.anywhere)
+            off_logp = torch.log_softmax(self.imitator.sequence(off_obs, off_mask), dim=-1)
+            loss = loss + cfg.query_coef * query_loss(off_logp, off_labels, off_mask)
+        if targets.every is not None:
+            every = pick(targets.every)[mask]
+            # the step's expected reward over all actions, exactly: no rare sample needed to learn a rare step's
+            # penalty
+            loss = loss - every_coef * (logp_all.exp()[mask] * every).sum(-1).mean()
+            forbidden = (every < -cfg.unlikelihood_margin).float()
+            loss = loss + forbid_coef * (forbidden * logp_all[mask].clamp(min=-9.0)).sum(-1).mean()
+        if cfg.grad_through_activations:
+            # the imitator learns to make its activations pass as the demonstrator's
+            probe = self.discriminator.logits(self._disc_inputs(obs, actions, mask, live_acts.taps))
+            loss = loss + cfg.probe_coef * nn.functional.softplus(-probe).mean()
+        return loss, logged
+
     def policy_step(self, batch: Batch) -> dict[str, Any]:
         """PPO epochs on the discriminator's reward, with BC and entropy terms; the logged figures."""
         cfg, traj = self.cfg, batch.traj
         opt_i = cast(list, self.optimizers())[0]
-        with torch.no_grad():
-            reward = torch.zeros_like(traj.rewards)
-            reward[traj.mask] = self.discriminator.logits(batch.agent_x).clamp(-10, 10)
-            if cfg.terminal_reward == "absorbing":
-                reward = reward + terminal_values(traj, self._absorbing(traj), cfg.gamma)
-            values = self.critic(traj.obs).squeeze(-1) * traj.mask
-            adv, ret = gae(reward, values, traj.mask, cfg.gamma, cfg.gae_lambda)
-            adv_n = (adv[traj.mask] - adv[traj.mask].mean()) / (adv[traj.mask].std() + 1e-8)
-            flagged = reward[traj.mask] < -cfg.unlikelihood_margin
-            # every action's reward is a sum over a discrete space; a Box's actions cannot be listed
-            discrete = not self.distribution.continuous
-            every_coef = cfg.every_action_coef if discrete else 0.0
-            forbid_coef = cfg.forbid_coef if discrete else 0.0
-            every = self.every_action_reward(traj) if every_coef > 0 or forbid_coef > 0 else None
+        targets = self._advantages(batch)
+        # an episode is the unit of a minibatch: the recurrent imitators read whole episodes
+        parts = min(cfg.ppo_minibatches, traj.mask.shape[0])
+        gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "ppo-minibatches", batch.iteration))
         self.toggle_optimizer(opt_i)
         for _ in range(cfg.ppo_epochs):
-            if cfg.grad_through_activations:
-                logits, live_acts = teacher_forced(self.imitator, traj.obs, traj.mask, cfg.disc_taps, detach=False)
-            else:
-                logits = self.imitator.sequence(traj.obs, traj.mask)
-            logp_all = torch.log_softmax(logits, dim=-1) if discrete else logits
-            logp = self.distribution.log_prob(logits, traj.actions)[traj.mask]
-            ratio = torch.exp(logp - traj.logp[traj.mask])
-            pg = -torch.min(ratio * adv_n, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * adv_n).mean()
-            entropy = self.distribution.entropy(logits)[traj.mask].mean()
-            v_loss = nn.functional.mse_loss(self.critic(traj.obs).squeeze(-1)[traj.mask], ret[traj.mask])
-            bc, bc_acc = bc_loss(self.imitator, batch.demo_obs, batch.demo_actions, batch.demo_mask)
-            loss_i = (
-                pg
-                + 0.5 * v_loss
-                - cfg.entropy_coef * entropy
-                + cfg.bc_coef * bc
-                + cfg.unlikelihood_coef * unlikelihood(logp, flagged)
-            )
-            if batch.labels is not None:
-                queried = query_loss(logp_all, batch.labels, traj.mask)
-                again = self.queried.loss(self.imitator)
-                loss_i = loss_i + cfg.query_coef * (queried if again is None else queried + again)
-            if batch.anywhere is not None:
-                off_obs, off_labels, off_mask = batch.anywhere
-                off_logp = torch.log_softmax(self.imitator.sequence(off_obs, off_mask), dim=-1)
-                loss_i = loss_i + cfg.query_coef * query_loss(off_logp, off_labels, off_mask)
-            if every_coef > 0:
-                # the step's expected reward over all actions, exactly: no rare sample needed to learn a rare step's
-                # penalty
-                loss_i = loss_i - every_coef * (logp_all.exp()[traj.mask] * every).sum(-1).mean()  # type: ignore[operator]
-            if forbid_coef > 0:
-                forbidden = (every < -cfg.unlikelihood_margin).float()  # type: ignore[union-attr,operator]
-                loss_i = loss_i + forbid_coef * (forbidden * logp_all[traj.mask].clamp(min=-9.0)).sum(-1).mean()
-            if cfg.grad_through_activations:
-                # the imitator learns to make its activations pass as the demonstrator's
-                probe = self.discriminator.logits(self._disc_inputs(traj.obs, traj.actions, traj.mask, live_acts.taps))
-                loss_i = loss_i + cfg.probe_coef * nn.functional.softplus(-probe).mean()
-            opt_i.zero_grad()
-            self.manual_backward(loss_i)
-            # clipped apart: under one joint norm the critic's value gradients (returns of tens) shrank the policy's
-            # to nothing
-            nn.utils.clip_grad_norm_(self.imitator.parameters(), 1.0)
-            nn.utils.clip_grad_norm_(self.critic.parameters(), 1.0)
-            opt_i.step()
+            if parts > 1:
+                batch = replace(batch, order=torch.randperm(traj.mask.shape[0], generator=gen))
+            for part in range(parts):
+                loss_i, logged = self._policy_loss(batch, targets, part, parts)
+                opt_i.zero_grad()
+                self.manual_backward(loss_i)
+                # clipped apart: under one joint norm the critic's value gradients (returns of tens) shrank the
+                # policy's to nothing
+                nn.utils.clip_grad_norm_(self.imitator.parameters(), 1.0)
+                nn.utils.clip_grad_norm_(self.critic.parameters(), 1.0)
+                opt_i.step()
         self.untoggle_optimizer(opt_i)
         if batch.labels is not None:
             self.queried.add(traj.obs, batch.labels, traj.mask)
         return {
-            "disc/reward_mean": reward[traj.mask].mean(),
-            "disc/flagged_steps": flagged.float().mean(),
-            "imitator/pg_loss": pg.detach(),
-            "imitator/value_loss": v_loss.detach(),
-            "imitator/entropy": entropy.detach(),
-            "imitator/bc_loss": bc.detach(),
-            "imitator/bc_acc": bc_acc,
-            **({"imitator/query_loss": queried.detach()} if batch.labels is not None else {}),
+            "disc/reward_mean": targets.reward[traj.mask].mean(),
+            "disc/flagged_steps": targets.flagged[traj.mask].float().mean(),
+            "imitator/pg_loss": logged["pg"].detach(),
+            "imitator/value_loss": logged["v"].detach(),
+            "imitator/entropy": logged["entropy"].detach(),
+            "imitator/bc_loss": logged["bc"].detach(),
+            "imitator/bc_acc": logged["bc_acc"],
+            **({"imitator/query_loss": logged["queried"].detach()} if "queried" in logged else {}),
             "env/train_return": traj.returns().mean(),
         }
 

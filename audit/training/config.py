@@ -71,7 +71,10 @@ class TrainConfig:
     probe_coef: float = setting(1.0, ge=0.0)
     """Weight of the through-activations term when that option is on."""
     ppo_epochs: int = setting(2, ge=1)
-    """Policy updates per batch of rollouts."""
+    """Passes over each batch of rollouts."""
+    ppo_minibatches: int = setting(1, ge=1)
+    """Policy updates per pass: the rollouts' episodes shuffled into this many minibatches (and the demonstration and
+    started-anywhere episodes split as many ways), one update each; 1 is one full-batch update per pass."""
     clip: float = setting(0.2, gt=0.0)
     """PPO ratio clip."""
     gamma: float = setting(0.99, ge=0.0, le=1.0)

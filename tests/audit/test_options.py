@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from audit.cli import build_parser
 from audit.detect.config import AuditConfig
-from audit.options import add_arguments, api_values, field_docs, from_arguments, options, request_model
+from audit.options import add_arguments, api_values, default_of, field_docs, from_arguments, options, request_model
 from audit.report.gate import GatePolicy
 from audit.training.config import TrainConfig
 
@@ -101,3 +101,17 @@ def test_train_config_options_round_trip():
         TrainConfig(steps=0)
     with pytest.raises(ValueError, match="mode must be one of"):
         TrainConfig(mode="dagger")
+
+
+def test_a_caller_passing_a_setting_on_reads_its_default_from_the_field():
+    from audit.bench.null import NullCase
+
+    assert default_of(AuditConfig, "grid_offsets") is AuditConfig(imitator="x", demos="y").grid_offsets
+    assert default_of(TrainConfig, "disc_taps") == TrainConfig().disc_taps
+    with pytest.raises(ValueError, match="no setting"):
+        default_of(AuditConfig, "nonesuch")
+    # the harness and the bench commands leave the view to the audit unless told
+    assert NullCase().grid_offsets is None
+    args = build_parser().parse_args(["bench", "null"])
+    assert args.grid_offsets is None
+    assert build_parser().parse_args(["bench", "detect", "--no-grid-offsets"]).grid_offsets is False

@@ -10,7 +10,13 @@ import torch
 
 from audit.data.demonstrations import record
 from audit.data.rollout import rollout
-from audit.training.adversarial import AdversarialModule, absorbing_reward, terminal_values, unlikelihood
+from audit.training.adversarial import (
+    AdversarialModule,
+    absorbing_reward,
+    minibatch,
+    terminal_values,
+    unlikelihood,
+)
 from audit.training.config import TrainConfig
 from audit.training.run import train
 from models.imitator import ImitatorConfig
@@ -45,7 +51,8 @@ def press_probability(imitator, demos) -> float:
         return float(torch.softmax(imitator.sequence(obs), dim=-1)[..., 2].mean())
 
 
-def test_an_action_never_demonstrated_loses_probability_under_adversarial_training(tmp_path):
+@pytest.mark.parametrize("minibatches", [1, 4])
+def test_an_action_never_demonstrated_loses_probability_under_adversarial_training(tmp_path, minibatches):
     if ENV not in gym.registry:
         gym.register(ENV, entry_point=Corridor, max_episode_steps=30)
     demos = record(ENV, lambda obs: 1, episodes=60, seed=0)
@@ -64,12 +71,30 @@ def test_an_action_never_demonstrated_loses_probability_under_adversarial_traini
     adv = train(
         demos,
         TrainConfig(
-            mode="adversarial", bc_warmup=15, steps=25, rollout_episodes=16, bc_coef=0.0, run_id="adv", **common
+            mode="adversarial",
+            bc_warmup=15,
+            steps=25,
+            rollout_episodes=16,
+            bc_coef=0.0,
+            ppo_minibatches=minibatches,
+            run_id="adv",
+            **common,
         ),
     )
     p_bc, p_adv = press_probability(bc.imitator, demos), press_probability(adv.imitator, demos)
     assert p_bc > 0.05, p_bc  # a short BC leaves the button probable
     assert p_adv < 0.5 * p_bc, (p_bc, p_adv)
+
+
+def test_minibatches_hold_every_episode_once_per_pass():
+    x = torch.arange(10) * 10
+    order = torch.randperm(10, generator=torch.Generator().manual_seed(0))
+    for parts, shuffle in ((3, order), (4, None), (10, order)):
+        seen = torch.cat([minibatch(10, k, parts, shuffle)(x) for k in range(parts)])
+        assert sorted(seen.tolist()) == x.tolist()
+    assert minibatch(10, 0, 1, None)(x) is x
+    # fewer episodes than parts (a small demonstration batch): every part still gets some
+    assert all(len(minibatch(2, k, 4, None)(x[:2])) == 1 for k in range(4))
 
 
 def test_unlikelihood_pushes_only_flagged_steps():
