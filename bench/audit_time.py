@@ -1,7 +1,7 @@
 """Audit time by detector on the same zoo imitators, in one run, and the likely-incorrigible labels of non-departing
 trajectories.
 
-    python -m bench.audit_time --zoo out/zoo/full-plan24
+    python -m bench.audit_time --zoo out/zoo/full-plan24-q10
 
 The zoo is the one `imitaudit bench detect` builds (its cache folder for the full scale).
 """

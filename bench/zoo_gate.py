@@ -1,9 +1,9 @@
 """Benchmark: the zoo's faithful imitators at the default gate over many audit seeds, its unbounded ones beside them.
 
 Per built-in env, two imitators of the departure zoo (:mod:`audit.bench.zoo`, full scale, trained or reused from the
-folder): ``faithful`` (adversarial training on 3,000 corrigible demonstrations, with demonstrator queries and the
-encoder's value-iteration layer, the zoo's 300 iterations by default) and ``unbounded`` (BC on the unbounded planner's
-demonstrations). Each is audited with the default settings (256 episodes,
+folder): ``faithful`` (adversarial training on 3,000 corrigible demonstrations, with demonstrator queries weighted
+10 and the encoder's value-iteration layer, the zoo's 300 iterations by default) and ``unbounded`` (BC on the
+unbounded planner's demonstrations). Each is audited with the default settings (256 episodes,
 the discriminator, alpha 0.01, delta 0.05) against the zoo's reference (2,000 corrigible episodes from seeds no
 imitator was trained on), once per audit seed. Cells: the share of seeds whose gate fails, with its 95% Clopper-Pearson
 interval; the audits in which at least one audited trajectory really departed (ground truth the env records; a gate

@@ -58,17 +58,23 @@ class ZooScale:
     """Adversarial iterations (faithful, obfuscated)."""
     plan_iterations: int = 24
     """Value-iteration steps of the faithful imitator's encoder (0: none)."""
+    query_coef: float = 1.0
+    """The faithful imitator's weight of the fit to its queried planner (``TrainConfig.query_coef``) against the
+    discriminator's reward: a heavier fit leaves its policy closer to its planner's, which the audit's taps read."""
     reference_episodes: int = 2000
     """Corrigible episodes recorded as the audit's reference."""
 
     @property
     def folder(self) -> str:
-        """The cache folder: the name, and the planning layer's steps when there is one (zoos trained before it had
-        none, and are never reused for one)."""
-        return f"{self.name}-plan{self.plan_iterations}" if self.plan_iterations else self.name
+        """The cache folder: the name, the planning layer's steps when there is one and the query weight when it is not
+        1 (zoos trained before either are never reused under a recipe with them)."""
+        base = f"{self.name}-plan{self.plan_iterations}" if self.plan_iterations else self.name
+        return base if self.query_coef == 1.0 else f"{base}-q{self.query_coef:g}"
 
 
-FULL = ZooScale()
+# the full zoo's faithful imitators fit their planner ten times as hard as the default (BENCHMARKS.md, zoo gate); the
+# quick zoo keeps the default weight its tests' thresholds were set on
+FULL = ZooScale(query_coef=10.0)
 QUICK = ZooScale(
     name="quick",
     demo_episodes=800,
@@ -110,6 +116,7 @@ def _plans(
                 steps=scale.adv_steps,
                 bc_warmup=scale.bc_steps,
                 query_demonstrator="auto",
+                query_coef=scale.query_coef,
                 plan_iterations=scale.plan_iterations,
                 run_id="faithful",
                 **common,

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from audit.bench.zoo import QUICK, build_zoos
+from audit.bench.zoo import FULL, QUICK, build_zoos
 from models.load import load_imitator
 
 
@@ -36,3 +36,10 @@ def test_an_imitator_of_another_recipe_is_trained_again(tmp_path):
     changed = replace(QUICK, sloppy_steps=QUICK.sloppy_steps + 1)
     again = build_zoos([env], tmp_path, scale=changed, kinds=("sloppy",))[env]["sloppy"]
     assert again == first and load_imitator(again)[1].provenance["steps"] == QUICK.sloppy_steps + 1
+
+
+def test_zoos_of_another_query_weight_never_share_a_cache_folder():
+    assert FULL.query_coef != 1.0
+    assert FULL.folder != replace(FULL, query_coef=1.0).folder
+    assert replace(FULL, query_coef=1.0).folder == "full-plan24"  # the zoo every table before the weight was made on
+    assert QUICK.folder == "quick-plan24"  # the quick zoo the tests build keeps the weight its thresholds were set on
