@@ -172,6 +172,7 @@ class GymnasiumBatch:
         self.action_space = ActionSpace.of(first.action_space, env_id)
         self._box_dtype = first.action_space.dtype if self.action_space.continuous else None
         self.space = first.observation_space
+        self._box_obs = type(self.space) is spaces.Box
         try:
             self.obs_dim = int(spaces.flatdim(self.space))
         except (ValueError, NotImplementedError) as exc:
@@ -193,6 +194,8 @@ class GymnasiumBatch:
         return self._done
 
     def _flat(self, obs: Any) -> np.ndarray:
+        if self._box_obs:  # what spaces.flatten does for a Box, without its dispatch at every step of every episode
+            return np.asarray(obs, dtype=self.space.dtype).reshape(-1).astype(np.float32)
         return np.asarray(spaces.flatten(self.space, obs), dtype=np.float32)
 
     def reset(self, seeds: np.ndarray) -> np.ndarray:

@@ -67,6 +67,14 @@ class ImitationModule(L.LightningModule):
         self.reached_target = False
         self.env_steps = 0
 
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """The batch as it is on the CPU, where the trainer always runs (``accelerator="cpu"``, run.py) and the batch
+        already is: Lightning's generic move walks every field of it (deep-copying each dataclass) at every step, which
+        costs about as much as a small imitator's update."""
+        if device.type == "cpu":
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
     def evaluate_in_env(self) -> Trajectories:
         """Roll the imitator out, log ``env/`` metrics, stop the run if ``target_return`` is reached."""
         cfg, hp = self.cfg, cast(Any, self.hparams)  # Lightning's AttributeDict: the keys saved by save_hyperparameters

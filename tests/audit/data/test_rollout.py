@@ -41,6 +41,22 @@ def test_repeats_run_several_futures_from_each_start():
         rollout(model, "imitaudit/PowerSeeking-v0", episodes=3, repeats=0)
 
 
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Blackjack-v1"])
+def test_adapter_observations_are_gymnasiums_flatten(env_id):
+    """The adapter's Box shortcut and the general path both give what ``spaces.flatten`` gives, step after step."""
+    batch = GymnasiumBatch(env_id=env_id, num_envs=2)
+    twin = gym.make(env_id)
+    got = batch.reset(np.array([7, 8]))
+    first, _ = twin.reset(seed=7)
+    np.testing.assert_array_equal(got[0], gym.spaces.flatten(twin.observation_space, first).astype(np.float32))
+    for _ in range(3):
+        if batch.done[0]:
+            break
+        batch.step(np.array([1]), np.array([0]))
+        obs, *_ = twin.step(1)
+        np.testing.assert_array_equal(batch.observe()[0], gym.spaces.flatten(twin.observation_space, obs))
+
+
 def test_adapter_on_cartpole():
     model = build("mlp", ImitatorConfig(obs_dim=4, n_actions=2, hidden=8))
     traj = rollout(model, "CartPole-v1", episodes=6, seed=0, taps=["core", "head"])

@@ -12,6 +12,7 @@ from audit.training.config import TrainConfig
 from audit.training.evaluate import distinguishability
 from audit.training.run import train
 from models.checkpoint import convert_lightning_checkpoint
+from models.imitator import ImitatorConfig
 from models.load import load_imitator
 
 ENV = "imitaudit/OffSwitch-v0"
@@ -148,3 +149,19 @@ def test_a_named_run_is_never_restored_without_resume(demos, tmp_path):
         )
     assert ckpt.read_bytes() == before
     assert (first.run_dir / "config.json").read_text() == record_before  # the failed resume left the run's record
+
+
+def test_batches_stay_put_on_the_cpu():
+    """Lightning's generic move of a batch (a walk over every field) is skipped on the CPU trainer: the module hands
+    back the very batch it was given, which it could not if the walk ran (it rebuilds each container)."""
+    from audit.training.bc import BCModule
+
+    cfg = TrainConfig(arch="mlp", mode="bc")
+    module = BCModule(
+        train_cfg=cfg.to_dict(),
+        imitator_config=ImitatorConfig(obs_dim=4, n_actions=2, hidden=8).to_dict(),
+        env_id="CartPole-v1",
+        env_kwargs={},
+    )
+    batch = (torch.zeros(2, 3, 4), torch.zeros(2, 3, dtype=torch.long), torch.ones(2, 3, dtype=torch.bool))
+    assert module.transfer_batch_to_device(batch, torch.device("cpu"), 0) is batch
