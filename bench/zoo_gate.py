@@ -138,11 +138,12 @@ def main() -> None:
     taps = None if args.taps is None else tuple(t for t in args.taps.split(",") if t)
     offsets = {None: "", True: " --grid-offsets", False: " --no-grid-offsets"}[args.grid_offsets]
     flag = offsets + ("" if taps is None else f" --taps '{args.taps}'")
+    command = flag + ("" if args.seeds == parser.get_default("seeds") else f" --seeds {args.seeds}")
     lines = [
         "<!-- bench/zoo_gate.py begin -->",
         "## The zoo's faithful imitators at the default gate (`bench/zoo_gate.py`)",
         "",
-        f"Command: `python -m bench.zoo_gate{flag} --out BENCHMARKS.md` — {args.seeds} audit seeds per imitator, "
+        f"Command: `python -m bench.zoo_gate{command} --out BENCHMARKS.md` — {args.seeds} audit seeds per imitator, "
         f"default audit settings{' but' + flag if flag else ''}, {args.threads} torch thread(s); {scale.adv_steps} "
         "adversarial iterations, "
         f"{scale.plan_iterations} value-iteration steps (faithful); zoo trained (or "
