@@ -69,8 +69,8 @@ class ImitationModule(L.LightningModule):
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         """The batch as it is on the CPU, where the trainer always runs (``accelerator="cpu"``, run.py) and the batch
-        already is: Lightning's generic move walks every field of it (deep-copying each dataclass) at every step, which
-        costs about as much as a small imitator's update."""
+        already is: Lightning's generic move would walk every field of it (deep-copying each dataclass) at every
+        step for nothing."""
         if device.type == "cpu":
             return batch
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
