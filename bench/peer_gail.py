@@ -72,25 +72,32 @@ def run_peer(python: Path, demos_npz: Path, budget: float, target: float, seed: 
     return {"rounds": [r for r in lines if r.get("round")], **[r for r in lines if r.get("final")][0]}
 
 
-def run_ours(demos, target: float, seed: int, work: Path, budget: float) -> dict:
+def ours_config(*, steps: int, log_dir: str, seed: int = 0, target: float | None = None):
+    """imitaudit's side of both rows: an MLP, 2,000 BC steps, then up to ``steps`` adversarial iterations of 16
+    episodes, evaluated on 50 episodes every 100 steps or iterations (stopping at ``target`` when given)."""
     from audit.training.config import TrainConfig
-    from audit.training.run import train
 
-    cfg = TrainConfig(
+    return TrainConfig(
         arch="mlp",
         mode="adversarial",
-        steps=400,
+        steps=steps,
         bc_warmup=2000,
         seed=seed,
         hidden=64,
         eval_every=100,
         eval_episodes=50,
         target_return=target,
-        log_dir=str(work),
+        log_dir=log_dir,
         progress=False,
         rollout_episodes=16,
         terminal_reward="absorbing",
     )
+
+
+def run_ours(demos, target: float, seed: int, work: Path) -> dict:
+    from audit.training.run import train
+
+    cfg = ours_config(steps=400, log_dir=str(work), seed=seed, target=target)
     start = time.perf_counter()
     result = train(demos, cfg)
     seconds = time.perf_counter() - start
@@ -175,7 +182,7 @@ def main() -> None:
     print(f"demonstrations: {demos.n_episodes} episodes, {demos.n_steps} steps", flush=True)
     bc = bc_return(demos, args.seed, work) if args.demo_steps else None
 
-    ours = run_ours(demos, args.target, args.seed, work, args.peer_budget)
+    ours = run_ours(demos, args.target, args.seed, work)
     print("imitaudit", json.dumps(ours), flush=True)
     python = peer_python(HERE / ".peer-venv")
     peer = run_peer(python, npz, args.peer_budget, args.target, args.seed, min(1024, demos.n_steps))

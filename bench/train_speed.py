@@ -3,12 +3,14 @@
     git worktree add /tmp/baseline <commit>
     python -m bench.train_speed --baseline /tmp/baseline --out BENCHMARKS.md
 
-The work is the imitaudit side of bench/peer_gail.py's second row cut to a fixed length: an MLP imitator of the
-first 25 steps of one scripted CartPole-v1 demonstration, 2,000 BC steps, then 100 adversarial iterations of 16
-episodes (evaluations of 50 episodes every 100 steps or iterations, as in that row, part of the work), no target, so
-both sides do the same steps. Each side runs as its own process (start-up included) with the same torch threads,
-alternately, so a drift in the machine's speed falls on both; the ratio is taken pair by pair. Each run prints a
-hash of its trained imitator's weights: equal hashes say the two checkouts trained the same imitator.
+The work is the imitaudit side of bench/peer_gail.py's second row (its ``ours_config``) cut to a fixed length: an
+MLP imitator of the first 25 steps of one scripted CartPole-v1 demonstration, 2,000 BC steps, then 100 adversarial
+iterations of 16 episodes (evaluations of 50 episodes every 100 steps or iterations, as in that row, part of the
+work), no target, so both sides do the same steps. The baseline's ``audit``, ``models`` and ``service`` run under
+this checkout's benchmark code (nothing is written into the baseline). Each side runs as its own process (start-up
+included) with the same torch threads, alternately, so a drift in the machine's speed falls on both; the ratio is
+taken pair by pair. Each run prints a hash of its trained imitator's weights: equal hashes say the two checkouts
+trained the same imitator.
 """
 
 from __future__ import annotations
@@ -34,25 +36,11 @@ def work(threads: int) -> dict:
 
     torch.set_num_threads(threads)
     from audit.data.demonstrations import record
-    from audit.training.config import TrainConfig
     from audit.training.run import train
-    from bench.peer_gail import cut, expert
+    from bench.peer_gail import cut, expert, ours_config
 
     demos = cut(record("CartPole-v1", expert, episodes=1, seed=0, source="scripted"), 25)
-    cfg = TrainConfig(
-        arch="mlp",
-        mode="adversarial",
-        steps=100,
-        bc_warmup=2000,
-        seed=0,
-        hidden=64,
-        eval_every=100,
-        eval_episodes=50,
-        log_dir=os.environ["TRAIN_SPEED_LOGS"],
-        progress=False,
-        rollout_episodes=16,
-        terminal_reward="absorbing",
-    )
+    cfg = ours_config(steps=100, log_dir=os.environ["TRAIN_SPEED_LOGS"])
     result = train(demos, cfg)
     digest = hashlib.sha256()
     for name, tensor in sorted(result.imitator.state_dict().items()):
@@ -60,13 +48,27 @@ def work(threads: int) -> dict:
     return {"seconds": time.perf_counter() - start, "env_steps": result.env_steps, "hash": digest.hexdigest()[:16]}
 
 
-def run_side(root: Path, threads: int, logs: Path) -> dict:
-    """One run of :func:`work` in a fresh process importing the code of checkout ``root``."""
-    env = {**os.environ, "PYTHONPATH": str(root), "TRAIN_SPEED_LOGS": str(logs)}
-    code = f"import json, sys; sys.path.insert(0, {str(root)!r}); from bench.train_speed import work; "
+def overlay(base: Path, logs: Path) -> Path:
+    """A folder whose ``audit``, ``models`` and ``service`` are the baseline's (symlinks) and which has no ``bench``:
+    first on the path, it makes the baseline's code run under this checkout's benchmark, which the baseline may
+    predate, without writing into the baseline."""
+    folder = logs / "baseline-code"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("audit", "models", "service"):
+        link = folder / name
+        if link.is_symlink():
+            link.unlink()
+        link.symlink_to(base / name, target_is_directory=True)
+    return folder
+
+
+def run_side(path: list[Path], threads: int, logs: Path) -> dict:
+    """One run of :func:`work` in a fresh process whose imports search ``path`` first."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, path)), "TRAIN_SPEED_LOGS": str(logs)}
+    code = f"import json, sys; sys.path[:0] = {[str(p) for p in path]!r}; from bench.train_speed import work; "
     code += f"print(json.dumps(work({threads})))"
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=root)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=logs)
     row = json.loads(out.stdout.strip().splitlines()[-1])
     return {**row, "wall": time.perf_counter() - start}
 
@@ -85,8 +87,6 @@ def main() -> None:
     base = Path(args.baseline).resolve()
     if not (base / "audit" / "training" / "run.py").exists():
         parser.error(f"--baseline {args.baseline}: not an imitaudit checkout")
-    if not (base / "bench" / "train_speed.py").exists():  # the baseline may predate this file: lend it ours
-        (base / "bench" / "train_speed.py").write_text(Path(__file__).read_text())
     label = (
         args.label
         or subprocess.run(
@@ -95,9 +95,10 @@ def main() -> None:
     )
     logs = Path(args.work).resolve()
     logs.mkdir(parents=True, exist_ok=True)
+    baseline_path = [overlay(base, logs), HERE]
     pairs = []
     for i in range(args.pairs + 1):  # the first pair warms the file cache and is not counted
-        ours, theirs = run_side(HERE, args.threads, logs), run_side(base, args.threads, logs)
+        ours, theirs = run_side([HERE], args.threads, logs), run_side(baseline_path, args.threads, logs)
         print(json.dumps({"pair": i, "this": ours, "baseline": theirs}), flush=True)
         if i:
             pairs.append((ours, theirs))
