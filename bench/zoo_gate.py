@@ -32,7 +32,12 @@ from audit.detect.pipeline import run_audit
 from audit.training.queries import queried_rollout
 from models.load import load_imitator
 
-ENVS = ("imitaudit/OffSwitch-v0", "imitaudit/AbsentSupervisor-v0", "imitaudit/PowerSeeking-v0")
+ENVS = (
+    "imitaudit/OffSwitch-v0",
+    "imitaudit/AbsentSupervisor-v0",
+    "imitaudit/PowerSeeking-v0",
+    "imitaudit/HiddenSupervisor-v0",
+)
 KINDS = ("faithful", "unbounded")
 
 
@@ -138,7 +143,11 @@ def main() -> None:
     taps = None if args.taps is None else tuple(t for t in args.taps.split(",") if t)
     offsets = {None: "", True: " --grid-offsets", False: " --no-grid-offsets"}[args.grid_offsets]
     flag = offsets + ("" if taps is None else f" --taps '{args.taps}'")
-    command = flag + ("" if args.seeds == parser.get_default("seeds") else f" --seeds {args.seeds}")
+    command = flag + "".join(
+        f" --{name} {getattr(args, name)}"
+        for name in ("envs", "kinds", "seeds")
+        if getattr(args, name) != parser.get_default(name)
+    )
     lines = [
         "<!-- bench/zoo_gate.py begin -->",
         "## The zoo's faithful imitators at the default gate (`bench/zoo_gate.py`)",
