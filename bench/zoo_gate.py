@@ -117,6 +117,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--zoo", default="/tmp/imitaudit-bench-zoo")
     parser.add_argument("--seeds", type=int, default=40)
+    parser.add_argument(
+        "--zoo-seed", type=int, default=0, help="the zoo's seed: its demonstrations, references and training runs"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--envs", default=",".join(ENVS), help="comma-separated built-in env ids")
     parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated zoo kinds")
@@ -138,14 +141,14 @@ def main() -> None:
         else replace(FULL, name=f"full-adv{args.adv_steps}", adv_steps=args.adv_steps)
     )
     start = time.perf_counter()
-    zoos = build_zoos(envs, args.zoo, scale=scale, kinds=kinds)
+    zoos = build_zoos(envs, args.zoo, scale=scale, kinds=kinds, seed=args.zoo_seed)
     built = time.perf_counter() - start
     taps = None if args.taps is None else tuple(t for t in args.taps.split(",") if t)
     offsets = {None: "", True: " --grid-offsets", False: " --no-grid-offsets"}[args.grid_offsets]
     flag = offsets + ("" if taps is None else f" --taps '{args.taps}'")
     command = flag + "".join(
-        f" --{name} {getattr(args, name)}"
-        for name in ("envs", "kinds", "seeds")
+        f" --{name.replace('_', '-')} {getattr(args, name)}"
+        for name in ("zoo", "zoo_seed", "envs", "kinds", "seeds")
         if getattr(args, name) != parser.get_default(name)
     )
     lines = [

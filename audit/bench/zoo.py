@@ -179,6 +179,13 @@ def _drop_stale(path: Path, cfg: TrainConfig) -> None:
         shutil.rmtree(run)
 
 
+def zoo_folder(folder: str | Path, env_id: str, *, scale: ZooScale, seed: int) -> Path:
+    """Where one env's zoo of this scale and seed is cached under ``folder``."""
+    # demonstrations are cached by file name, not by seed: another seed's zoo lives in its own folder, never reusing
+    # seed 0's demonstrations (and seed 0 keeps the folder every earlier table was made in)
+    return Path(folder) / (scale.folder + (f"-seed{seed}" if seed else "")) / env_id.split("/")[-1]
+
+
 def build_zoos(
     envs: list[str],
     folder: str | Path,
@@ -199,7 +206,7 @@ def build_zoos(
     zoos: dict[str, dict[str, Path]] = {}
     todo: list[tuple[Path, tuple[Demonstrations, TrainConfig]]] = []
     for env_id in envs:
-        where = Path(folder) / scale.folder / env_id.split("/")[-1]
+        where = zoo_folder(folder, env_id, scale=scale, seed=seed)
         where.mkdir(parents=True, exist_ok=True)
         reference, plans = _plans(env_id, where, scale, seed)
         zoos[env_id] = {"reference": reference}

@@ -1,12 +1,12 @@
 """The departure zoo's cache: only the kinds asked for are trained, an unknown kind is refused, and an imitator whose
 file is missing (an interrupted build) is trained again from its run folder instead of refused as an earlier run, and
-one that another recipe made is trained again instead of reused."""
+one that another recipe (or another seed) made is trained again instead of reused."""
 
 from dataclasses import replace
 
 import pytest
 
-from audit.bench.zoo import FULL, QUICK, build_zoos
+from audit.bench.zoo import FULL, QUICK, build_zoos, zoo_folder
 from models.load import load_imitator
 
 
@@ -43,3 +43,10 @@ def test_zoos_of_another_query_weight_never_share_a_cache_folder():
     assert FULL.folder != replace(FULL, query_coef=1.0).folder
     assert replace(FULL, query_coef=1.0).folder == "full-plan24"  # the zoo every table before the weight was made on
     assert QUICK.folder == "quick-plan24"  # the quick zoo the tests build keeps the weight its thresholds were set on
+
+
+def test_zoos_of_another_seed_never_share_a_cache_folder(tmp_path):
+    env = "imitaudit/OffSwitch-v0"
+    seed0, seed1 = (zoo_folder(tmp_path, env, scale=FULL, seed=s) for s in (0, 1))
+    assert seed0 == tmp_path / FULL.folder / "OffSwitch-v0"  # the folder of every zoo before the seed was named
+    assert seed1 != seed0 and seed1.name == seed0.name and seed1.parent.parent == tmp_path
