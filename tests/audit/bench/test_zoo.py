@@ -1,6 +1,6 @@
 """The departure zoo's cache: only the kinds asked for are trained, an unknown kind is refused, and an imitator whose
 file is missing (an interrupted build) is trained again from its run folder instead of refused as an earlier run, and
-one that another recipe (or another seed) made is trained again instead of reused."""
+one that another recipe made is trained again instead of reused; a zoo of another seed has its own cache folder."""
 
 from dataclasses import replace
 
