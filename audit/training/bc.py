@@ -108,9 +108,12 @@ class BCModule(ImitationModule):
     def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
         obs, actions, mask = batch
         loss, acc = bc_loss(self.imitator, obs, actions, mask)
-        lr = float(self.optimizers().param_groups[0]["lr"])  # type: ignore[union-attr]
-        self.log_dict({"imitator/bc_loss": loss, "imitator/bc_acc": acc}, prog_bar=True, batch_size=obs.shape[0])
-        self.log("imitator/lr", lr, batch_size=obs.shape[0])
+        # only the steps the loggers write: each log call walks Lightning's whole result collection, which cost
+        # several times the step itself for a small imitator
+        if (self.global_step + 1) % getattr(self.trainer, "log_every_n_steps", 1) == 0:
+            lr = float(self.optimizers().param_groups[0]["lr"])  # type: ignore[union-attr]
+            self.log_dict({"imitator/bc_loss": loss, "imitator/bc_acc": acc}, batch_size=obs.shape[0])
+            self.log("imitator/lr", lr, batch_size=obs.shape[0])
         return loss
 
     def on_train_epoch_end(self) -> None:

@@ -21,6 +21,12 @@ class TrainConfig:
     """Imitator architecture (a registry name: mlp, gru, transformer or a plugin)."""
     mode: str = setting("bc", choices=("bc", "adversarial"))
     """``bc`` or ``adversarial``."""
+    learner: str = setting("ppo", choices=("ppo", "replay"))
+    """Adversarial mode: how the imitator learns from the discriminator's reward. ``ppo``: on-policy, from each
+    iteration's own rollouts. ``replay`` (experimental): off-policy (DAC: soft Q-learning over every rollout so far, a
+    gradient-penalised discriminator), far fewer env steps when it works but not yet robust across seeds
+    (BENCHMARKS.md); feed-forward imitators with discrete actions, and none of the PPO-only settings (ppo_*, clip,
+    gae_lambda, entropy_coef, the push-downs, queries, probes)."""
     steps: int | None = setting(None, ge=1)
     """BC gradient steps (bc; default 500) or adversarial iterations after the warm start (adversarial; default 300:
     with the warm start, 1.5-2 minutes for a built-in env's 1,000 demonstrations on a quiet 2-core machine). Rounded up
@@ -87,6 +93,16 @@ class TrainConfig:
     termination bias of Kostrikov et al. (2019). ``absorbing``: the discounted value of their absorbing state, its
     reward the discriminator's best logit for it (:func:`audit.training.adversarial.absorbing_reward`); needs
     demonstrations that record how each episode ended, and ``gamma`` below 1."""
+    replay_ratio: float = setting(0.125, gt=0.0, le=64.0)
+    """learner ``replay``: updates per new env step (each iteration makes this many times its rollouts' steps)."""
+    replay_batch: int = setting(256, ge=1, le=65536)
+    """learner ``replay``: transitions (and demonstration steps) per update."""
+    replay_capacity: int = setting(1_000_000, ge=1, le=100_000_000)
+    """learner ``replay``: transitions kept (the oldest dropped first)."""
+    replay_lr: float = setting(1e-3, gt=0.0)
+    """learner ``replay``: imitator and critic learning rate after the warm start."""
+    replay_temperature: float = setting(0.05, gt=0.0)
+    """learner ``replay``: entropy temperature of the soft Q-learning (in the discriminator's logit units)."""
     entropy_coef: float = setting(0.01, ge=0.0)
     """Entropy bonus weight."""
     bc_coef: float = setting(1.0, ge=0.0)
@@ -118,6 +134,8 @@ class TrainConfig:
     labelled "never here" every few iterations."""
     eval_every: int = setting(100, ge=1)
     """Iterations between evaluations (and checkpoints)."""
+    warmup_eval_every: int | None = setting(None, ge=1)
+    """Adversarial mode: BC steps between evaluations of the warm start (default: eval_every)."""
     eval_episodes: int = setting(200, ge=1)
     """Episodes per evaluation rollout."""
     log_dir: str = setting("")
@@ -149,6 +167,8 @@ class TrainConfig:
             raise ValueError(
                 "plan_iterations needs the grid encoder and its centred readout (grid_encoder, centred_readout)"
             )
+        if self.learner == "replay" and (self.query_demonstrator or self.grad_through_activations):
+            raise ValueError("learner 'replay' takes no query_demonstrator and no grad_through_activations")
         if self.query_anywhere and not self.query_demonstrator:
             raise ValueError("query_anywhere needs query_demonstrator (a planner to label the episodes)")
         if self.terminal_reward == "absorbing" and self.gamma >= 1.0:

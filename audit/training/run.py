@@ -34,6 +34,7 @@ from audit.training.bc import BCModule
 from audit.training.config import TrainConfig
 from audit.training.progress import PhaseProgress
 from audit.training.queries import check_preset
+from audit.training.replay import ReplayModule, check_fits
 from models.checkpoint import save_imitator
 from models.imitator import Imitator, ImitatorConfig
 from models.registry import build
@@ -147,7 +148,8 @@ def _fit_phase(
 ) -> int:
     """Fit one phase of ``steps`` batches in epochs of ``eval_every`` (resuming its last checkpoint if asked); returns
     the batches done."""
-    per_epoch = min(cfg.eval_every, steps)
+    every = cfg.warmup_eval_every if phase == "bc" and cfg.mode == "adversarial" else None
+    per_epoch = min(every or cfg.eval_every, steps)
     last = _last_checkpoint(run_dir, phase)
     epochs = max(1, math.ceil(steps / per_epoch))
     try:
@@ -250,6 +252,8 @@ def train(
     held_set = EpisodeDataset(demos, held_eps) if len(held_eps) else None
     demo_return = float(demos.episode_returns()[train_eps].mean())
     icfg = _imitator_config(cfg, demos, obs_dim)
+    if cfg.mode == "adversarial" and cfg.learner == "replay":
+        check_fits(build(cfg.arch, icfg))
     run_dir = _open_run_dir(cfg, resume)
     torch.manual_seed(cfg.seed)
     common: dict[str, Any] = {
@@ -274,7 +278,7 @@ def train(
         imitator, reached = build(cfg.arch, icfg), False
     env_steps = 0
     if cfg.mode == "adversarial" and not reached:
-        adv = AdversarialModule(**common)
+        adv = (ReplayModule if cfg.learner == "replay" else AdversarialModule)(**common)
         adv.imitator.load_state_dict(imitator.state_dict())
         adv.attach_demos(train_set, held_set)
         done["adversarial"] = _fit_phase(adv, _iterations, cfg, run_dir, "adversarial", cfg.phase_steps, resume)

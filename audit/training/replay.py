@@ -1,0 +1,292 @@
+"""Off-policy adversarial imitation (DAC, Kostrikov et al. 2019) for feed-forward imitators with discrete actions.
+
+Each iteration, after a BC warm start (:mod:`audit.training.bc`):
+  1. collect: roll the imitator out and keep every transition in a replay buffer (all iterations so far);
+  2. ``replay_ratio`` x the new steps updates, each on one minibatch drawn from the buffer and one from the
+     demonstrations:
+     a. discriminator: class-balanced BCE (demonstrator labelled 1) plus a gradient penalty on mixed inputs;
+     b. critic: soft Q-learning (discrete SAC, twin Q with slow targets) on the reward the discriminator's logit gives
+        now, so old transitions are rewarded as today's discriminator sees them; a terminated episode enters the
+        absorbing state, whose value is :func:`audit.training.adversarial.absorbing_reward` discounted for ever;
+     c. imitator: the soft policy step towards the critic's values, plus the BC loss.
+The PPO learner (:mod:`audit.training.adversarial`) learns only from each iteration's own rollouts; reusing every
+past step is what lets a few demonstrated steps be enough (BENCHMARKS.md, the second peer row).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any, cast
+
+import torch
+from torch import Tensor, nn
+
+from audit.data.batching import EpisodeDataset, collate_episodes
+from audit.data.rollout import Trajectories, rollout
+from audit.data.seeds import derive_seed
+from audit.envs.features import step_view
+from audit.training.adversarial import absorbing_reward
+from audit.training.bc import ImitationModule
+from models.discriminator import Discriminator, DiscriminatorConfig, balanced_accuracy, balanced_loss
+from models.imitator import Imitator
+from models.taps import teacher_forced
+
+GRADIENT_PENALTY = 10.0
+"""Weight of the discriminator's gradient penalty (DAC's, after WGAN-GP): a smooth logit over states the imitator has
+not reached yet, so the critic's targets do not jump when one more transition is seen."""
+TARGET_RATE = 0.005
+"""How far the slow target critics move towards the critics at each update."""
+
+
+def check_fits(imitator: Imitator) -> None:
+    """Raises ValueError when ``imitator`` cannot learn by replay: a recurrent one (a stored step has no history) or
+    continuous actions (the soft policy step sums over the actions)."""
+    if imitator.recurrent:
+        raise ValueError("learner 'replay' needs a feed-forward imitator (--arch mlp); a recurrent one reads histories")
+    if imitator.config.continuous:
+        raise ValueError("learner 'replay' needs a discrete action space")
+
+
+class ReplayBuffer:
+    """The transitions of every rollout so far, up to ``capacity`` (the oldest dropped first).
+
+    Tensors: obs [N, D], actions [N] int64, next_obs [N, D], terminated [N] bool (next_obs is then the absorbing
+    state and unused). A truncated episode's last step is not kept: the observation after it was not recorded.
+    """
+
+    def __init__(self, *, capacity: int, obs_dim: int) -> None:
+        self.capacity = capacity
+        self.obs = torch.zeros(0, obs_dim)
+        self.actions = torch.zeros(0, dtype=torch.long)
+        self.next_obs = torch.zeros(0, obs_dim)
+        self.terminated = torch.zeros(0, dtype=torch.bool)
+        self.steps = 0
+        """Real steps seen (kept or not), for the absorbing state's share."""
+        self.ended = 0
+        """Episodes the env terminated among them."""
+
+    def __len__(self) -> int:
+        return int(self.actions.shape[0])
+
+    def add(self, traj: Trajectories) -> None:
+        """Keep ``traj``'s transitions.
+
+        Raises:
+            ValueError: the rollouts did not record how their episodes ended.
+        """
+        if traj.terminated is None:
+            raise ValueError("the rollouts did not record how their episodes ended")
+        mask = traj.mask
+        nxt = torch.zeros_like(traj.obs)
+        nxt[:, :-1] = traj.obs[:, 1:]
+        has_next = mask.clone()
+        has_next[:, :-1] &= mask[:, 1:]
+        has_next[:, -1] = False
+        last = (traj.lengths() - 1).clamp(min=0)
+        rows = torch.arange(mask.shape[0])
+        ended = traj.terminated & (traj.lengths() > 0)
+        done = torch.zeros_like(mask)
+        done[rows[ended], last[ended]] = True
+        keep = has_next | done
+        self.obs = torch.cat([self.obs, traj.obs[keep]])[-self.capacity :]
+        self.actions = torch.cat([self.actions, traj.actions[keep]])[-self.capacity :]
+        self.next_obs = torch.cat([self.next_obs, nxt[keep]])[-self.capacity :]
+        self.terminated = torch.cat([self.terminated, done[keep]])[-self.capacity :]
+        self.steps += int(mask.sum())
+        self.ended += int(ended.sum())
+
+    def sample(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``n`` transitions drawn uniformly with replacement: obs, actions, next_obs, terminated."""
+        if not len(self):
+            raise RuntimeError("sample() before any transition was added")
+        idx = torch.randint(len(self), (n,), generator=generator)
+        return self.obs[idx], self.actions[idx], self.next_obs[idx], self.terminated[idx]
+
+
+def _critic(obs_dim: int, n_actions: int) -> nn.Module:
+    return nn.Sequential(nn.Linear(obs_dim, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, n_actions))
+
+
+class ReplayModule(ImitationModule):
+    """Off-policy adversarial imitation against an activation-reading discriminator; arguments as
+    :class:`ImitationModule`.
+
+    The replay buffer is not part of a checkpoint: a resumed run starts it empty.
+
+    Raises:
+        ValueError: a recurrent imitator, continuous actions, or discriminator taps the architecture does not have.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.automatic_optimization = False
+        cfg, hp = self.cfg, cast(Any, self.hparams)
+        check_fits(self.imitator)
+        sizes = self.imitator.tap_sizes()
+        unknown = [t for t in cfg.disc_taps if t not in sizes]
+        if unknown:
+            raise ValueError(f"unknown tap(s) {', '.join(unknown)} for {cfg.arch}; taps: {', '.join(sizes)}")
+        obs_dim, n_actions = self.imitator.config.obs_dim, self.imitator.config.n_actions
+        self.critics = nn.ModuleList([_critic(obs_dim, n_actions) for _ in range(2)])
+        self.targets = copy.deepcopy(self.critics).requires_grad_(False)
+        self.view = step_view(
+            hp.env_id, hp.env_kwargs, obs_dim, raw_grid=cfg.disc_raw_grid, tiles=not cfg.disc_raw_grid
+        )
+        self.discriminator = Discriminator(
+            config=DiscriminatorConfig(
+                obs_dim=self.view.dim,
+                n_actions=n_actions,
+                taps={t: sizes[t] for t in cfg.disc_taps},
+                hidden=cfg.disc_hidden,
+                spectral=cfg.disc_spectral,
+            )
+        )
+        self.register_buffer("normalized", torch.tensor(False))
+        self.buffer = ReplayBuffer(capacity=cfg.replay_capacity, obs_dim=obs_dim)
+        self.demo_train: EpisodeDataset | None = None
+        self.demo_heldout: EpisodeDataset | None = None
+        self._demo_steps: tuple[Tensor, Tensor] | None = None
+        self._draws = torch.Generator().manual_seed(derive_seed(cfg.seed, "replay-draws"))
+
+    def attach_demos(self, train: EpisodeDataset, heldout: EpisodeDataset | None) -> None:
+        """Give the module its demonstration episodes (not hyper-parameters: they are data)."""
+        self.demo_train, self.demo_heldout = train, heldout
+        obs, actions, mask = collate_episodes(list(train.items))
+        self._demo_steps = (obs[mask], actions[mask])
+
+    def _inputs(self, obs: Tensor, actions: Tensor) -> Tensor:
+        """Discriminator inputs [N, F] of N single steps obs [N, D], actions [N], with the imitator's activations now
+        (a feed-forward imitator's activations at a state do not depend on what came before)."""
+        with torch.no_grad():
+            _, acts = teacher_forced(
+                self.imitator, obs[:, None], torch.ones(obs.shape[0], 1, dtype=torch.bool), self.cfg.disc_taps
+            )
+        taps = {name: v[:, 0] for name, v in acts.taps.items()}
+        return self.discriminator.features(self.view(obs, actions), actions, taps)
+
+    def _policy(self, obs: Tensor) -> Tensor:
+        """The imitator's log-probabilities [N, A] at single states obs [N, D]."""
+        return torch.log_softmax(self.imitator.sequence(obs[:, None])[:, 0], dim=-1)
+
+    def _absorbing_value(self) -> float:
+        """The absorbing state's discounted value (0 when ``terminal_reward`` is ``none``: an ending is worth
+        nothing)."""
+        if self.cfg.terminal_reward == "none":
+            return 0.0
+        assert self.demo_train is not None
+        if self.demo_train.terminated is None:
+            raise RuntimeError("terminal_reward 'absorbing' with demonstrations that do not record how episodes ended")
+        reward = absorbing_reward(
+            expert_terminated=self.demo_train.terminated,
+            expert_steps=self.demo_train.steps,
+            agent_terminated=self.buffer.ended,
+            agent_steps=self.buffer.steps,
+        )
+        return reward / (1.0 - self.cfg.gamma)
+
+    def _discriminator_update(self, expert_x: Tensor, agent_x: Tensor, opt: torch.optim.Optimizer) -> Tensor:
+        """One step of the balanced BCE plus the gradient penalty on a random mix of the two batches; the BCE."""
+        if not bool(self.normalized):
+            self.discriminator.set_normalization(torch.cat([expert_x, agent_x]))
+            self.normalized.fill_(True)  # type: ignore[operator]
+        loss = balanced_loss(self.discriminator, expert_x, agent_x)
+        n = min(expert_x.shape[0], agent_x.shape[0])
+        share = torch.rand(n, 1, generator=self._draws)
+        mixed = (share * expert_x[:n] + (1 - share) * agent_x[:n]).requires_grad_(True)
+        grad = torch.autograd.grad(self.discriminator.logits(mixed).sum(), mixed, create_graph=True)[0]
+        penalty = (grad.norm(dim=-1) - 1).pow(2).mean()
+        opt.zero_grad()
+        (loss + GRADIENT_PENALTY * penalty).backward()
+        opt.step()
+        return loss.detach()
+
+    def _critic_update(self, sample: tuple[Tensor, ...], reward: Tensor, absorbing: float, opt: Any) -> Tensor:
+        """One soft Q-learning step on transitions (obs, actions, next_obs, terminated) with ``reward`` [N]."""
+        obs, actions, next_obs, ended = sample
+        cfg = self.cfg
+        with torch.no_grad():
+            logp = self._policy(next_obs)
+            q_next = torch.min(self.targets[0](next_obs), self.targets[1](next_obs))
+            v_next = (logp.exp() * (q_next - cfg.replay_temperature * logp)).sum(-1)
+            y = reward + cfg.gamma * torch.where(ended, torch.full_like(v_next, absorbing), v_next)
+        loss = sum(((q(obs).gather(1, actions[:, None]).squeeze(1) - y) ** 2).mean() for q in self.critics)
+        opt.zero_grad()
+        cast(Tensor, loss).backward()
+        opt.step()
+        with torch.no_grad():
+            for target, critic in zip(self.targets.parameters(), self.critics.parameters(), strict=True):
+                target.lerp_(critic, TARGET_RATE)
+        return cast(Tensor, loss).detach()
+
+    def _imitator_update(self, obs: Tensor, demo: tuple[Tensor, Tensor], opt: Any) -> tuple[Tensor, Tensor]:
+        """One soft policy step at ``obs`` towards the critics' values, plus the BC loss on ``demo``; both losses."""
+        cfg = self.cfg
+        logp = self._policy(obs)
+        with torch.no_grad():
+            q = torch.min(self.critics[0](obs), self.critics[1](obs))
+        soft = (logp.exp() * (cfg.replay_temperature * logp - q)).sum(-1).mean()
+        bc = nn.functional.nll_loss(self._policy(demo[0]), demo[1])
+        opt.zero_grad()
+        (soft + cfg.bc_coef * bc).backward()
+        opt.step()
+        return soft.detach(), bc.detach()
+
+    def collect(self, it: int) -> Trajectories:
+        """Iteration ``it``'s rollouts, added to the buffer."""
+        cfg, hp = self.cfg, cast(Any, self.hparams)
+        traj = rollout(
+            self.imitator,
+            hp.env_id,
+            episodes=cfg.rollout_episodes,
+            seed=derive_seed(cfg.seed, "replay-rollout", it),
+            env_kwargs=hp.env_kwargs,
+        )
+        self.buffer.add(traj)
+        self.env_steps += int(traj.mask.sum())
+        return traj
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        if self._demo_steps is None:
+            raise RuntimeError("attach_demos() before training")
+        cfg = self.cfg
+        traj = self.collect(int(self.current_epoch * self.trainer.num_training_batches + batch_idx))
+        opt_i, opt_c, opt_d = (o.optimizer for o in cast(list, self.optimizers()))
+        absorbing = self._absorbing_value()
+        demo_obs, demo_actions = self._demo_steps
+        updates = math.ceil(cfg.replay_ratio * int(traj.mask.sum()))
+        self.imitator.train()
+        for _ in range(updates):
+            sample = self.buffer.sample(cfg.replay_batch, self._draws)
+            pick = torch.randint(demo_obs.shape[0], (cfg.replay_batch,), generator=self._draws)
+            demo = (demo_obs[pick], demo_actions[pick])
+            expert_x, agent_x = self._inputs(*demo), self._inputs(sample[0], sample[1])
+            loss_d = self._discriminator_update(expert_x, agent_x, opt_d)
+            with torch.no_grad():
+                reward = self.discriminator.logits(agent_x).clamp(-10, 10)
+            loss_c = self._critic_update(sample, reward, absorbing, opt_c)
+            soft, bc = self._imitator_update(sample[0], demo, opt_i)
+        if updates:
+            with torch.no_grad():
+                acc = balanced_accuracy(self.discriminator.logits(expert_x), self.discriminator.logits(agent_x))
+            metrics: dict[str, Any] = {
+                "disc/loss": loss_d,
+                "disc/acc": acc,
+                "disc/reward_mean": reward.mean(),
+                "critic/loss": loss_c,
+                "imitator/soft_loss": soft,
+                "imitator/bc_loss": bc,
+            }
+            self.log_dict(metrics, batch_size=1)
+        self.log("env/train_return", traj.returns().mean(), batch_size=1)
+
+    def on_train_epoch_end(self) -> None:
+        self.evaluate_in_env()
+
+    def configure_optimizers(self) -> Any:
+        cfg = self.cfg
+        return [
+            torch.optim.Adam(self.imitator.parameters(), lr=cfg.replay_lr, fused=True),
+            torch.optim.Adam(self.critics.parameters(), lr=cfg.replay_lr, fused=True),
+            torch.optim.Adam(self.discriminator.parameters(), lr=cfg.disc_lr, fused=True),
+        ]

@@ -1,0 +1,97 @@
+"""The replay (off-policy, DAC-style) learner: its buffer's transitions, what it refuses, and a short real run."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from audit.data.demonstrations import record
+from audit.data.rollout import Trajectories
+from audit.training.config import TrainConfig
+from audit.training.replay import ReplayBuffer, check_fits
+from audit.training.run import train
+from models.imitator import ImitatorConfig
+from models.registry import build
+from models.taps import Activations
+
+
+def trajectories() -> Trajectories:
+    """Two episodes of 1-D observations: the first terminated after 3 steps, the second truncated after 2."""
+    obs = torch.tensor([[[0.0], [1.0], [2.0]], [[10.0], [11.0], [0.0]]])
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    return Trajectories(
+        obs=obs,
+        actions=torch.tensor([[0, 1, 0], [1, 1, 0]]),
+        rewards=torch.zeros(2, 3),
+        logp=torch.zeros(2, 3),
+        mask=mask,
+        departure=None,
+        activations=Activations(taps={}, mask=mask),
+        seeds=torch.tensor([0, 1]),
+        env_id="CartPole-v1",
+        terminated=torch.tensor([True, False]),
+    )
+
+
+def test_the_buffer_keeps_each_step_with_what_followed_it_and_drops_a_truncated_episodes_last_step():
+    buffer = ReplayBuffer(capacity=100, obs_dim=1)
+    buffer.add(trajectories())
+    assert buffer.obs.flatten().tolist() == [0.0, 1.0, 2.0, 10.0]
+    assert buffer.next_obs.flatten().tolist()[:2] == [1.0, 2.0]
+    assert buffer.next_obs.flatten().tolist()[3] == 11.0
+    assert buffer.terminated.tolist() == [False, False, True, False]
+    assert buffer.actions.tolist() == [0, 1, 0, 1]
+    assert (buffer.steps, buffer.ended) == (5, 1)
+
+
+def test_the_buffer_drops_its_oldest_transitions_past_its_capacity():
+    buffer = ReplayBuffer(capacity=3, obs_dim=1)
+    buffer.add(trajectories())
+    assert buffer.obs.flatten().tolist() == [1.0, 2.0, 10.0]
+
+
+def test_sampling_an_empty_buffer_is_a_call_in_the_wrong_order():
+    with pytest.raises(RuntimeError, match="before any transition"):
+        ReplayBuffer(capacity=3, obs_dim=1).sample(2, torch.Generator())
+
+
+def test_replay_refuses_a_recurrent_imitator_and_continuous_actions():
+    with pytest.raises(ValueError, match="feed-forward"):
+        check_fits(build("gru", ImitatorConfig(obs_dim=4, n_actions=2, hidden=8)))
+    with pytest.raises(ValueError, match="discrete"):
+        check_fits(build("mlp", ImitatorConfig(obs_dim=4, n_actions=2, hidden=8, continuous=True)))
+
+
+def test_replay_takes_no_queries():
+    with pytest.raises(ValueError, match="replay"):
+        TrainConfig(mode="adversarial", learner="replay", query_demonstrator="auto")
+
+
+def expert(obs):
+    return int(obs[2] + 0.5 * obs[3] > 0)
+
+
+def test_a_short_replay_run_learns_from_its_rollouts_and_says_how_many_env_steps_it_took(tmp_path):
+    demos = record("CartPole-v1", expert, episodes=2, seed=0, source="scripted")
+    cfg = TrainConfig(
+        arch="mlp",
+        mode="adversarial",
+        learner="replay",
+        terminal_reward="absorbing",
+        steps=3,
+        bc_warmup=21,
+        rollout_episodes=2,
+        replay_batch=32,
+        eval_every=3,
+        eval_episodes=2,
+        hidden=16,
+        heldout_fraction=0.0,
+        log_dir=str(tmp_path),
+        progress=False,
+    )
+    warm = train(demos, replace(cfg, mode="bc", steps=21)).imitator.state_dict()
+    result = train(demos, cfg)
+    assert result.steps_done == {"bc": 21, "adversarial": 3}
+    assert result.env_steps >= 3 * 2 * 8  # CartPole episodes last at least 8 steps
+    moved = [k for k, v in result.imitator.state_dict().items() if not torch.equal(v, warm[k])]
+    assert moved, "the adversarial phase did not change the imitator"
