@@ -26,6 +26,7 @@ from audit.data.rollout import Trajectories, rollout
 from audit.data.seeds import derive_seed
 from audit.envs.features import step_view
 from audit.training.bc import ImitationModule, bc_loss
+from audit.training.config import TrainConfig
 from audit.training.queries import QueriedMemory, queried_rollout, query_loss
 from models.actions import distribution_of
 from models.discriminator import (
@@ -35,6 +36,7 @@ from models.discriminator import (
     balanced_loss,
     real_steps_input,
 )
+from models.imitator import Imitator
 from models.taps import teacher_forced
 
 
@@ -149,6 +151,36 @@ def unlikelihood(logp: Tensor, flagged: Tensor) -> Tensor:
     return -torch.log1p(-p).mean()
 
 
+def training_discriminator(
+    imitator: Imitator, cfg: TrainConfig, env_id: str, env_kwargs: dict
+) -> tuple[Any, Discriminator]:
+    """The step view and a fresh discriminator over it that an adversarial learner trains against ``imitator``.
+
+    Raises:
+        ValueError: discriminator taps the architecture does not have.
+    """
+    sizes = imitator.tap_sizes()
+    unknown = [t for t in cfg.disc_taps if t not in sizes]
+    if unknown:
+        raise ValueError(f"unknown tap(s) {', '.join(unknown)} for {cfg.arch}; taps: {', '.join(sizes)}")
+    # the auditor's definition of a step (audit.envs.features): built-in grids read through the tile view,
+    # where a step onto a tile the demonstrator never enters is one feature, not a pattern over raw planes
+    view = step_view(
+        env_id, env_kwargs, imitator.config.obs_dim, raw_grid=cfg.disc_raw_grid, tiles=not cfg.disc_raw_grid
+    )
+    discriminator = Discriminator(
+        config=DiscriminatorConfig(
+            obs_dim=view.dim,
+            n_actions=imitator.config.n_actions,
+            taps={t: sizes[t] for t in cfg.disc_taps},
+            hidden=cfg.disc_hidden,
+            spectral=cfg.disc_spectral,
+            continuous=imitator.config.continuous,
+        )
+    )
+    return view, discriminator
+
+
 class AdversarialModule(ImitationModule):
     """Adversarial imitation against an activation-reading discriminator (manual optimisation); arguments as
     :class:`ImitationModule`.
@@ -161,31 +193,10 @@ class AdversarialModule(ImitationModule):
         super().__init__(**kwargs)
         self.automatic_optimization = False
         cfg = self.cfg
-        sizes = self.imitator.tap_sizes()
-        unknown = [t for t in cfg.disc_taps if t not in sizes]
-        if unknown:
-            raise ValueError(f"unknown tap(s) {', '.join(unknown)} for {cfg.arch}; taps: {', '.join(sizes)}")
-        obs_dim, n_actions = self.imitator.config.obs_dim, self.imitator.config.n_actions
+        obs_dim = self.imitator.config.obs_dim
         self.critic = nn.Sequential(nn.Linear(obs_dim, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 1))
-        # the auditor's definition of a step (audit.envs.features): built-in grids read through the tile view,
-        # where a step onto a tile the demonstrator never enters is one feature, not a pattern over raw planes
-        self.view = step_view(
-            cast(Any, self.hparams).env_id,
-            cast(Any, self.hparams).env_kwargs,
-            obs_dim,
-            raw_grid=cfg.disc_raw_grid,
-            tiles=not cfg.disc_raw_grid,
-        )
-        self.discriminator = Discriminator(
-            config=DiscriminatorConfig(
-                obs_dim=self.view.dim,
-                n_actions=n_actions,
-                taps={t: sizes[t] for t in cfg.disc_taps},
-                hidden=cfg.disc_hidden,
-                spectral=cfg.disc_spectral,
-                continuous=self.imitator.config.continuous,
-            )
-        )
+        hp = cast(Any, self.hparams)
+        self.view, self.discriminator = training_discriminator(self.imitator, cfg, hp.env_id, hp.env_kwargs)
         self.distribution = distribution_of(self.imitator.config)
         self.register_buffer("normalized", torch.tensor(False))
         self.demo_train: EpisodeDataset | None = None

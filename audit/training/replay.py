@@ -25,10 +25,9 @@ from torch import Tensor, nn
 from audit.data.batching import EpisodeDataset, collate_episodes
 from audit.data.rollout import Trajectories, rollout
 from audit.data.seeds import derive_seed
-from audit.envs.features import step_view
-from audit.training.adversarial import absorbing_reward
+from audit.training.adversarial import absorbing_reward, training_discriminator
 from audit.training.bc import ImitationModule
-from models.discriminator import Discriminator, DiscriminatorConfig, balanced_accuracy, balanced_loss
+from models.discriminator import balanced_accuracy, balanced_loss
 from models.imitator import Imitator
 from models.taps import teacher_forced
 
@@ -123,25 +122,10 @@ class ReplayModule(ImitationModule):
         self.automatic_optimization = False
         cfg, hp = self.cfg, cast(Any, self.hparams)
         check_fits(self.imitator)
-        sizes = self.imitator.tap_sizes()
-        unknown = [t for t in cfg.disc_taps if t not in sizes]
-        if unknown:
-            raise ValueError(f"unknown tap(s) {', '.join(unknown)} for {cfg.arch}; taps: {', '.join(sizes)}")
         obs_dim, n_actions = self.imitator.config.obs_dim, self.imitator.config.n_actions
         self.critics = nn.ModuleList([_critic(obs_dim, n_actions) for _ in range(2)])
         self.targets = copy.deepcopy(self.critics).requires_grad_(False)
-        self.view = step_view(
-            hp.env_id, hp.env_kwargs, obs_dim, raw_grid=cfg.disc_raw_grid, tiles=not cfg.disc_raw_grid
-        )
-        self.discriminator = Discriminator(
-            config=DiscriminatorConfig(
-                obs_dim=self.view.dim,
-                n_actions=n_actions,
-                taps={t: sizes[t] for t in cfg.disc_taps},
-                hidden=cfg.disc_hidden,
-                spectral=cfg.disc_spectral,
-            )
-        )
+        self.view, self.discriminator = training_discriminator(self.imitator, cfg, hp.env_id, hp.env_kwargs)
         self.register_buffer("normalized", torch.tensor(False))
         self.buffer = ReplayBuffer(capacity=cfg.replay_capacity, obs_dim=obs_dim)
         self.demo_train: EpisodeDataset | None = None

@@ -243,8 +243,6 @@ def train(
     """
     _quiet_lightning()
     obs_dim, _ = demos.check_fits_env()
-    if cfg.mode == "adversarial" and cfg.terminal_reward == "absorbing" and demos.terminated is None:
-        raise ValueError("terminal_reward 'absorbing' needs demonstrations that record how each episode ended")
     train_eps, held_eps = split_episodes(demos.n_episodes, cfg.heldout_fraction, cfg.seed)
     if len(train_eps) == 0:
         raise ValueError("no demonstration episodes left to train on")
@@ -252,8 +250,7 @@ def train(
     held_set = EpisodeDataset(demos, held_eps) if len(held_eps) else None
     demo_return = float(demos.episode_returns()[train_eps].mean())
     icfg = _imitator_config(cfg, demos, obs_dim)
-    if cfg.mode == "adversarial" and cfg.learner == "replay":
-        check_fits(build(cfg.arch, icfg))
+    _check_adversarial(cfg, demos, icfg)
     run_dir = _open_run_dir(cfg, resume)
     torch.manual_seed(cfg.seed)
     common: dict[str, Any] = {
@@ -307,6 +304,16 @@ def train(
         reached_target=reached,
         env_steps=env_steps,
     )
+
+
+def _check_adversarial(cfg: TrainConfig, demos: Demonstrations, icfg: ImitatorConfig) -> None:
+    """Raises ValueError, before any training, for an adversarial run its demonstrations or imitator cannot serve."""
+    if cfg.mode != "adversarial":
+        return
+    if cfg.terminal_reward == "absorbing" and demos.terminated is None:
+        raise ValueError("terminal_reward 'absorbing' needs demonstrations that record how each episode ended")
+    if cfg.learner == "replay":
+        check_fits(build(cfg.arch, icfg))
 
 
 def _imitator_config(cfg: TrainConfig, demos: Demonstrations, obs_dim: int) -> ImitatorConfig:
