@@ -21,6 +21,7 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +29,21 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 
 
-def markers(demo_steps: int) -> tuple[str, str]:
-    """The section's markers: whole demonstrations and cut ones are two sections."""
-    name = "bench/peer_gail.py" + (" --demo-steps" if demo_steps else "")
+def markers(demo_steps: int, learner: str = "ppo") -> tuple[str, str]:
+    """The section's markers: whole demonstrations and cut ones are two sections, and each learner its own."""
+    name = (
+        "bench/peer_gail.py"
+        + (" --demo-steps" if demo_steps else "")
+        + (f" --learner {learner}" if learner != "ppo" else "")
+    )
     return f"<!-- {name} begin -->", f"<!-- {name} end -->"
+
+
+LEARNERS = {
+    "ppo": "then GAIL-style PPO against a discriminator), checked every 100 steps or iterations of 16 episodes",
+    "replay": 'then `learner="replay"`: DAC-style soft Q-learning over every rollout so far against a discriminator), '
+    "checked every 500 BC steps and every 5 iterations of 4 episodes",
+}
 
 
 def expert(obs: np.ndarray) -> int:
@@ -72,11 +84,21 @@ def run_peer(python: Path, demos_npz: Path, budget: float, target: float, seed: 
     return {"rounds": [r for r in lines if r.get("round")], **[r for r in lines if r.get("final")][0]}
 
 
-def ours_config(*, steps: int, log_dir: str, seed: int = 0, target: float | None = None):
-    """imitaudit's side of both rows: an MLP, 2,000 BC steps, then up to ``steps`` adversarial iterations of 16
-    episodes, evaluated on 50 episodes every 100 steps or iterations (stopping at ``target`` when given)."""
+def ours_config(*, steps: int, log_dir: str, seed: int = 0, target: float | None = None, learner: str = "ppo"):
+    """imitaudit's side of both rows: an MLP, 2,000 BC steps, then up to ``steps`` adversarial iterations, evaluated
+    on 50 episodes (stopping at ``target`` when given). The PPO learner: iterations of 16 episodes, evaluated every
+    100 steps or iterations. The replay learner: iterations of 4 episodes, evaluated every 5 (its BC warm start
+    every 500 steps), since each of its iterations moves the imitator further."""
     from audit.training.config import TrainConfig
 
+    if learner == "replay":
+        return replace(
+            ours_config(steps=steps, log_dir=log_dir, seed=seed, target=target),
+            learner="replay",
+            rollout_episodes=4,
+            eval_every=5,
+            warmup_eval_every=500,
+        )
     return TrainConfig(
         arch="mlp",
         mode="adversarial",
@@ -94,10 +116,10 @@ def ours_config(*, steps: int, log_dir: str, seed: int = 0, target: float | None
     )
 
 
-def run_ours(demos, target: float, seed: int, work: Path) -> dict:
+def run_ours(demos, target: float, seed: int, work: Path, learner: str = "ppo") -> dict:
     from audit.training.run import train
 
-    cfg = ours_config(steps=400, log_dir=str(work), seed=seed, target=target)
+    cfg = ours_config(steps=400, log_dir=str(work), seed=seed, target=target, learner=learner)
     start = time.perf_counter()
     result = train(demos, cfg)
     seconds = time.perf_counter() - start
@@ -116,7 +138,6 @@ def run_ours(demos, target: float, seed: int, work: Path) -> dict:
 
 def cut(demos, steps: int):
     """Each demonstration's first ``steps`` steps, recorded as truncated after them (the rest of the record kept)."""
-    from dataclasses import replace
 
     keep = np.zeros(demos.n_steps, dtype=bool)
     after = []
@@ -160,6 +181,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", default="out/bench-peer")
     parser.add_argument("--demo-steps", type=int, default=0, help="keep each demonstration's first K steps (0: all)")
+    parser.add_argument("--learner", choices=("ppo", "replay"), default="ppo", help="imitaudit's adversarial learner")
     args = parser.parse_args()
     if args.demo_steps < 0:
         parser.error("--demo-steps must be 0 or more")
@@ -182,13 +204,13 @@ def main() -> None:
     print(f"demonstrations: {demos.n_episodes} episodes, {demos.n_steps} steps", flush=True)
     bc = bc_return(demos, args.seed, work) if args.demo_steps else None
 
-    ours = run_ours(demos, args.target, args.seed, work)
+    ours = run_ours(demos, args.target, args.seed, work, args.learner)
     print("imitaudit", json.dumps(ours), flush=True)
     python = peer_python(HERE / ".peer-venv")
     peer = run_peer(python, npz, args.peer_budget, args.target, args.seed, min(1024, demos.n_steps))
     print("imitation", json.dumps({k: v for k, v in peer.items() if k != "rounds"}), flush=True)
 
-    begin, end = markers(args.demo_steps)
+    begin, end = markers(args.demo_steps, args.learner)
     shared = (
         f"Shared demonstrations: {demos.n_episodes} episode{'s' if demos.n_episodes != 1 else ''} of the scripted "
         f"expert on CartPole-v1 (mean return "
@@ -203,18 +225,21 @@ def main() -> None:
     lines = [
         begin,
         "## Peer head-to-head: `imitation` GAIL vs imitaudit (`bench/peer_gail.py"
-        + (" --demo-steps`)" if args.demo_steps else "`)"),
+        + (" --demo-steps" if args.demo_steps else "")
+        + (f" --learner {args.learner}`)" if args.learner != "ppo" else "`)"),
         "",
         f"Command: `python bench/peer_gail.py --demo-episodes {args.demo_episodes} "
         + (f"--demo-steps {args.demo_steps} " if args.demo_steps else "")
         + f"--peer-budget {args.peer_budget:g}"
+        + (f" --learner {args.learner}" if args.learner != "ppo" else "")
         + (f" --seed {args.seed}" if args.seed else "")
         + "` — one run, both on this machine. "
         f"{shared}. "
         f"Target: mean return >= {args.target:g} over 50 episodes. imitaudit: MLP, adversarial mode (BC warm start, "
-        "then GAIL-style PPO against a discriminator), checked every 100 steps on 50 episodes with *sampled* actions "
-        "(stricter than greedy), time includes those evaluations. Peer: imitation 1.0.1 GAIL (documented example: PPO "
-        "learner, 8 envs, BasicRewardNet + RunningNorm; its demonstration batch is the whole set when that is smaller "
+        + LEARNERS[args.learner]
+        + " on 50 episodes with *sampled* actions (stricter than greedy), time includes those evaluations. "
+        "Peer: imitation 1.0.1 GAIL (documented example: PPO learner, 8 envs, BasicRewardNet + RunningNorm; its "
+        "demonstration batch is the whole set when that is smaller "
         "than 1,024 steps), in its own venv, checked after every 16,384 steps on 50 "
         "greedy "
         "episodes (SB3 `evaluate_policy`, deterministic), evaluation time excluded, venv set-up not counted.",

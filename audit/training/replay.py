@@ -103,6 +103,14 @@ class ReplayBuffer:
         return self.obs[idx], self.actions[idx], self.next_obs[idx], self.terminated[idx]
 
 
+def value_scale(gamma: float) -> float:
+    """What the critics' outputs are in units of: a discounted value times ``1 - gamma``, a per-step average on the
+    rewards' own scale (1 when ``gamma`` is 1). An absorbing state's value is its reward over ``1 - gamma``, hundreds
+    of times a step's reward; a small network regressing such targets with Adam's small steps stays far from them for
+    thousands of updates, and the policy follows its errors instead of its values."""
+    return 1.0 - gamma if gamma < 1.0 else 1.0
+
+
 def _critic(obs_dim: int, n_actions: int) -> nn.Module:
     return nn.Sequential(nn.Linear(obs_dim, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, n_actions))
 
@@ -186,14 +194,17 @@ class ReplayModule(ImitationModule):
         return loss.detach()
 
     def _critic_update(self, sample: tuple[Tensor, ...], reward: Tensor, absorbing: float, opt: Any) -> Tensor:
-        """One soft Q-learning step on transitions (obs, actions, next_obs, terminated) with ``reward`` [N]."""
+        """One soft Q-learning step on transitions (obs, actions, next_obs, terminated) with ``reward`` [N]; the
+        critics learn the values in :func:`value_scale`'s units."""
         obs, actions, next_obs, ended = sample
         cfg = self.cfg
+        scale = value_scale(cfg.gamma)
         with torch.no_grad():
             logp = self._policy(next_obs)
             q_next = torch.min(self.targets[0](next_obs), self.targets[1](next_obs))
-            v_next = (logp.exp() * (q_next - cfg.replay_temperature * logp)).sum(-1)
-            y = reward + cfg.gamma * torch.where(ended, torch.full_like(v_next, absorbing), v_next)
+            v_next = (logp.exp() * (q_next - scale * cfg.replay_temperature * logp)).sum(-1)
+            ending = torch.full_like(v_next, scale * absorbing)
+            y = scale * reward + cfg.gamma * torch.where(ended, ending, v_next)
         loss = sum(((q(obs).gather(1, actions[:, None]).squeeze(1) - y) ** 2).mean() for q in self.critics)
         opt.zero_grad()
         cast(Tensor, loss).backward()
@@ -208,7 +219,7 @@ class ReplayModule(ImitationModule):
         cfg = self.cfg
         logp = self._policy(obs)
         with torch.no_grad():
-            q = torch.min(self.critics[0](obs), self.critics[1](obs))
+            q = torch.min(self.critics[0](obs), self.critics[1](obs)) / value_scale(cfg.gamma)
         soft = (logp.exp() * (cfg.replay_temperature * logp - q)).sum(-1).mean()
         bc = nn.functional.nll_loss(self._policy(demo[0]), demo[1])
         opt.zero_grad()

@@ -8,7 +8,7 @@ import torch
 from audit.data.demonstrations import record
 from audit.data.rollout import Trajectories
 from audit.training.config import TrainConfig
-from audit.training.replay import ReplayBuffer, check_fits
+from audit.training.replay import ReplayBuffer, ReplayModule, check_fits, value_scale
 from audit.training.run import train
 from models.imitator import ImitatorConfig
 from models.registry import build
@@ -60,6 +60,24 @@ def test_replay_refuses_a_recurrent_imitator_and_continuous_actions():
         check_fits(build("gru", ImitatorConfig(obs_dim=4, n_actions=2, hidden=8)))
     with pytest.raises(ValueError, match="discrete"):
         check_fits(build("mlp", ImitatorConfig(obs_dim=4, n_actions=2, hidden=8, continuous=True)))
+
+
+def test_the_critics_learn_an_ending_s_value_in_per_step_units():
+    cfg = TrainConfig(arch="mlp", mode="adversarial", learner="replay", hidden=8, gamma=0.99)
+    module = ReplayModule(
+        train_cfg=cfg.to_dict(),
+        imitator_config={"obs_dim": 1, "n_actions": 2, "hidden": 8},
+        env_id="CartPole-v1",
+        env_kwargs={},
+    )
+    opt = torch.optim.Adam(module.critics.parameters(), lr=1e-2)
+    obs = torch.zeros(8, 1)
+    sample = (obs, torch.zeros(8, dtype=torch.long), obs, torch.ones(8, dtype=torch.bool))
+    for _ in range(400):  # a terminated step: reward 1, then the absorbing state's value -1000
+        module._critic_update(sample, torch.ones(8), -1000.0, opt)
+    learned = module.critics[0](obs[:1])[0, 0].item()
+    assert learned == pytest.approx(value_scale(0.99) * (1.0 + 0.99 * -1000.0), abs=0.05)
+    assert value_scale(1.0) == 1.0
 
 
 def test_replay_takes_no_queries():
