@@ -12,6 +12,7 @@ the peer and included for imitaudit. Writes its table into BENCHMARKS.md.
 
     python bench/peer_gail.py --out BENCHMARKS.md
     python bench/peer_gail.py --demo-episodes 1 --demo-steps 25 --peer-budget 1200 --out BENCHMARKS.md
+    python bench/peer_gail.py --demo-episodes 1 --demo-steps 25 --peer-budget 1200 --learner replay --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -169,30 +170,15 @@ def bc_return(demos, seed: int, work: Path) -> float:
     return float(rollout(imitator, "CartPole-v1", episodes=50, seed=123_456, greedy=True).returns().mean())
 
 
-def main() -> None:
-    from audit.bench.sections import publish
+def run_seed(args: argparse.Namespace, seed: int, work: Path) -> dict:
+    """Both sides on one seed's demonstrations (recorded with ``seed``); the figures of each."""
     from audit.data.demonstrations import record
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="BENCHMARKS.md")
-    parser.add_argument("--demo-episodes", type=int, default=20)
-    parser.add_argument("--target", type=float, default=475.0)
-    parser.add_argument("--peer-budget", type=float, default=240.0, help="peer training seconds at most")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--work", default="out/bench-peer")
-    parser.add_argument("--demo-steps", type=int, default=0, help="keep each demonstration's first K steps (0: all)")
-    parser.add_argument("--learner", choices=("ppo", "replay"), default="ppo", help="imitaudit's adversarial learner")
-    args = parser.parse_args()
-    if args.demo_steps < 0:
-        parser.error("--demo-steps must be 0 or more")
-    work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
 
     demos = record(
         "CartPole-v1",
         expert,
         episodes=args.demo_episodes,
-        seed=args.seed,
+        seed=seed,
         source="scripted expert theta + 0.5 theta_dot",
     )
     demo_return = float(demos.episode_returns().mean())
@@ -201,39 +187,47 @@ def main() -> None:
     demos.save(work / "cartpole-demos.safetensors")
     npz = work / "cartpole-demos.npz"
     np.savez(npz, obs=demos.obs, actions=demos.actions, episode=demos.episode, terminated=demos.terminated)
-    print(f"demonstrations: {demos.n_episodes} episodes, {demos.n_steps} steps", flush=True)
-    bc = bc_return(demos, args.seed, work) if args.demo_steps else None
-
-    ours = run_ours(demos, args.target, args.seed, work, args.learner)
+    print(f"seed {seed} demonstrations: {demos.n_episodes} episodes, {demos.n_steps} steps", flush=True)
+    bc = bc_return(demos, seed, work) if args.demo_steps else None
+    ours = run_ours(demos, args.target, seed, work, args.learner)
     print("imitaudit", json.dumps(ours), flush=True)
     python = peer_python(HERE / ".peer-venv")
-    peer = run_peer(python, npz, args.peer_budget, args.target, args.seed, min(1024, demos.n_steps))
+    peer = run_peer(python, npz, args.peer_budget, args.target, seed, min(1024, demos.n_steps))
     print("imitation", json.dumps({k: v for k, v in peer.items() if k != "rounds"}), flush=True)
+    return {
+        "seed": seed,
+        "episodes": demos.n_episodes,
+        "steps": demos.n_steps,
+        "demo_return": demo_return,
+        "bc": bc,
+        "ours": ours,
+        "peer": peer,
+    }
 
-    begin, end = markers(args.demo_steps, args.learner)
+
+def describe(args: argparse.Namespace, runs: list[dict]) -> str:
+    """The section's paragraph: the command, the shared demonstrations and how each side is run and checked."""
+    seeds = " ".join(str(s) for s in args.seeds)
+    first = runs[0]
+    n = first["episodes"]
     shared = (
-        f"Shared demonstrations: {demos.n_episodes} episode{'s' if demos.n_episodes != 1 else ''} of the scripted "
-        f"expert on CartPole-v1 (mean return "
-        f"{demo_return:.1f})"
+        f"Shared demonstrations: {n} episode{'s' if n != 1 else ''} of the scripted expert on CartPole-v1 per seed "
+        f"(recorded with that seed; mean return {first['demo_return']:.1f} on seed {first['seed']})"
     )
     if args.demo_steps:
+        bcs = ", ".join(f"{run['bc']:.1f}" for run in runs)
         shared += (
-            f", each cut after its first {args.demo_steps} steps ({demos.n_steps} steps in all). imitaudit's BC "
-            f"warm start alone returns {bc:.1f} over 50 greedy episodes on fresh seeds, below the target, so the "
+            f", each cut after its first {args.demo_steps} steps ({first['steps']} steps in all). imitaudit's BC "
+            f"warm start alone returns {bcs} over 50 greedy episodes on fresh seeds, below the target, so the "
             'adversarial phase (`terminal_reward="absorbing"`) is what has to reach it'
         )
-    lines = [
-        begin,
-        "## Peer head-to-head: `imitation` GAIL vs imitaudit (`bench/peer_gail.py"
-        + (" --demo-steps" if args.demo_steps else "")
-        + (f" --learner {args.learner}`)" if args.learner != "ppo" else "`)"),
-        "",
+    return (
         f"Command: `python bench/peer_gail.py --demo-episodes {args.demo_episodes} "
         + (f"--demo-steps {args.demo_steps} " if args.demo_steps else "")
         + f"--peer-budget {args.peer_budget:g}"
         + (f" --learner {args.learner}" if args.learner != "ppo" else "")
-        + (f" --seed {args.seed}" if args.seed else "")
-        + "` — one run, both on this machine. "
+        + (f" --seeds {seeds}" if args.seeds != [0] else "")
+        + "` — one run, both sides on each seed in turn, on this machine. "
         f"{shared}. "
         f"Target: mean return >= {args.target:g} over 50 episodes. imitaudit: MLP, adversarial mode (BC warm start, "
         + LEARNERS[args.learner]
@@ -242,37 +236,80 @@ def main() -> None:
         "demonstration batch is the whole set when that is smaller "
         "than 1,024 steps), in its own venv, checked after every 16,384 steps on 50 "
         "greedy "
-        "episodes (SB3 `evaluate_policy`, deterministic), evaluation time excluded, venv set-up not counted.",
-        "",
-        "| trainer | reached target | training wall-clock (s) | env steps | return at stop |",
-        "|---|---|---:|---:|---:|",
-        f"| imitaudit adversarial | {'yes' if ours['reached'] else 'no'} | {ours['train_seconds']:.1f} | "
-        f"{ours['env_steps']:,} | {ours['last_return']:.1f} |",
-        f"| imitation GAIL | {'yes' if peer['reached'] else 'no (budget)'} | {peer['train_seconds']:.1f} | "
-        f"{peer['env_steps']:,} | {peer['last_return']:.1f} (best {peer['best_return']:.1f}) |",
-        "",
+        "episodes (SB3 `evaluate_policy`, deterministic), evaluation time excluded, venv set-up not counted."
+    )
+
+
+def table(runs: list[dict]) -> list[str]:
+    """One row per seed and side, and the wall-clock ratio per seed where both reached the target."""
+    lines = [
+        "| seed | trainer | reached target | training wall-clock (s) | env steps | return at stop |",
+        "|---:|---|---|---:|---:|---:|",
     ]
-    if ours["reached"] and not ours["phases"].get("adversarial"):
-        lines.append(
-            f"imitaudit reached the target during its BC warm start ({ours['phases'].get('bc', 0)} steps, no "
-            f"environment "
-            f"steps), before any adversarial iteration; its final imitator scores {ours['check_return_greedy']:.1f} "
-            f"over 50 "
-            "greedy episodes on fresh seeds. The peer learns from scratch, as the library's example does.\n"
-        )
-    ratio = peer["train_seconds"] / ours["train_seconds"]
-    if peer["reached"] and ours["reached"]:
-        lines.append(f"Wall-clock ratio to the target (peer / imitaudit): **{ratio:.1f}x**.")
-    elif ours["reached"]:
-        lines.append(
-            f"The peer did not reach {args.target:g} within its {args.peer_budget:g} s budget; at the budget it "
-            f"returned "
-            f"{peer['last_return']:.1f}. Ratio of the peer's budget to imitaudit's time to target: at least "
-            f"**{ratio:.1f}x**."
-        )
-    else:
-        lines.append("imitaudit did not reach the target in this run; see the figures above.")
-    lines.append(end)
+    for run in runs:
+        ours, peer = run["ours"], run["peer"]
+        lines += [
+            f"| {run['seed']} | imitaudit adversarial | {'yes' if ours['reached'] else 'no'} | "
+            f"{ours['train_seconds']:.1f} | {ours['env_steps']:,} | {ours['last_return']:.1f} |",
+            f"| {run['seed']} | imitation GAIL | {'yes' if peer['reached'] else 'no (budget)'} | "
+            f"{peer['train_seconds']:.1f} | {peer['env_steps']:,} | {peer['last_return']:.1f} (best "
+            f"{peer['best_return']:.1f}) |",
+        ]
+    return lines + [""]
+
+
+def reading(args: argparse.Namespace, runs: list[dict]) -> list[str]:
+    """What the runs say: a warm start that already reached the target, and the ratio per seed."""
+    lines = []
+    for run in runs:
+        ours, peer, seed = run["ours"], run["peer"], run["seed"]
+        if ours["reached"] and not ours["phases"].get("adversarial"):
+            lines.append(
+                f"Seed {seed}: imitaudit reached the target during its BC warm start ({ours['phases'].get('bc', 0)} "
+                f"steps, no environment steps), before any adversarial iteration; its final imitator scores "
+                f"{ours['check_return_greedy']:.1f} over 50 greedy episodes on fresh seeds. The peer learns from "
+                "scratch, as the library's example does.\n"
+            )
+        ratio = peer["train_seconds"] / ours["train_seconds"]
+        if peer["reached"] and ours["reached"]:
+            lines.append(f"Seed {seed}: wall-clock ratio to the target (peer / imitaudit): **{ratio:.1f}x**.\n")
+        elif ours["reached"]:
+            lines.append(
+                f"Seed {seed}: the peer did not reach {args.target:g} within its {args.peer_budget:g} s budget; at "
+                f"the budget it returned {peer['last_return']:.1f}. Ratio of the peer's budget to imitaudit's time "
+                f"to target: at least **{ratio:.1f}x**.\n"
+            )
+        else:
+            lines.append(f"Seed {seed}: imitaudit did not reach the target in this run; see the figures above.\n")
+    return lines
+
+
+def main() -> None:
+    from audit.bench.sections import publish
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="BENCHMARKS.md")
+    parser.add_argument("--demo-episodes", type=int, default=20)
+    parser.add_argument("--target", type=float, default=475.0)
+    parser.add_argument("--peer-budget", type=float, default=240.0, help="peer training seconds at most")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run of both sides per seed")
+    parser.add_argument("--work", default="out/bench-peer")
+    parser.add_argument("--demo-steps", type=int, default=0, help="keep each demonstration's first K steps (0: all)")
+    parser.add_argument("--learner", choices=("ppo", "replay"), default="ppo", help="imitaudit's adversarial learner")
+    args = parser.parse_args()
+    if args.demo_steps < 0:
+        parser.error("--demo-steps must be 0 or more")
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    runs = [run_seed(args, seed, work) for seed in args.seeds]
+
+    begin, end = markers(args.demo_steps, args.learner)
+    heading = (
+        "## Peer head-to-head: `imitation` GAIL vs imitaudit (`bench/peer_gail.py"
+        + (" --demo-steps" if args.demo_steps else "")
+        + (f" --learner {args.learner}`)" if args.learner != "ppo" else "`)")
+    )
+    lines = [begin, heading, "", describe(args, runs), "", *table(runs), *reading(args, runs), end]
     publish(lines, args.out)
     print(f"wrote {args.out}")
 
