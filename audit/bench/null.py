@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+DISC_STEPS = 60
+"""The discriminator's Adam steps per fit in this harness: fewer than an audit's default, for speed; the level the
+harness measures does not depend on them."""
 ENVS = ("imitaudit/OffSwitch-v0", "imitaudit/AbsentSupervisor-v0", "imitaudit/PowerSeeking-v0", "CartPole-v1")
 
 
@@ -131,9 +134,10 @@ def run_case(
     delta: float,
     root: Path,
     seed: int = 0,
+    disc_steps: int = DISC_STEPS,
     progress: Callable[[str], None] | None = None,
 ) -> NullResult:
-    """``seeds`` audits of one case on its exact null."""
+    """``seeds`` audits of one case on its exact null, each fitting its discriminator for ``disc_steps``."""
     from audit.data.rollout import record_imitator
     from audit.detect.config import AuditConfig
     from audit.detect.pipeline import run_audit
@@ -149,7 +153,7 @@ def run_case(
     for s in range(seeds):
         # fresh demonstrations for every audit: with one recorded set shared by all, the rates measured would be
         # conditional on that set (a conformal rate conditional on m calibration episodes wanders by ~sqrt(alpha / m))
-        demos = root / f"{path.stem}-{case.actions}-self-{s}.safetensors"
+        demos = root / f"{path.stem}-{case.actions}-self-{s}-{demos_episodes}.safetensors"
         if not demos.exists():
             record_imitator(
                 model,
@@ -166,7 +170,7 @@ def run_case(
             seed=1_000_000 + 10_000 * s,
             alpha=alpha,
             folds=2,
-            disc_steps=60,
+            disc_steps=disc_steps,
             explain=False,
             actions=case.actions,
             detector=case.detector,

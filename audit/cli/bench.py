@@ -7,9 +7,26 @@ import json
 import sys
 from pathlib import Path
 
+from audit.bench.null import DISC_STEPS
 from audit.cli.common import EXIT_OK, Parser, UsageError, connect, positive_int, ray_argument
 
 OFFSETS_FLAG = {None: "", True: " --grid-offsets", False: " --no-grid-offsets"}
+NULL_DEFAULTS = {"demos_episodes": 240, "alpha": 0.05, "delta": 0.05, "disc_steps": DISC_STEPS}
+"""``bench null``'s defaults of the settings its command line names only when they differ."""
+
+
+def null_command(args: argparse.Namespace) -> str:
+    """The ``bench null`` command line that reproduces ``args`` (settings at their defaults left out)."""
+    return (
+        f"imitaudit bench null --envs {args.envs} --archs {args.archs} --actions {args.actions} --detectors "
+        f"{args.detectors} --rules {args.rules} --seeds {args.seeds} --episodes {args.episodes}"
+        + OFFSETS_FLAG[args.grid_offsets]
+        + "".join(
+            f" --{name.replace('_', '-')} {getattr(args, name):g}"
+            for name, default in NULL_DEFAULTS.items()
+            if getattr(args, name) != default
+        )
+    )
 
 
 def cmd_bench_null(args: argparse.Namespace) -> int:
@@ -37,14 +54,11 @@ def cmd_bench_null(args: argparse.Namespace) -> int:
             alpha=args.alpha,
             delta=args.delta,
             root=Path(args.zoo),
+            disc_steps=args.disc_steps,
             progress=None if args.quiet else (lambda m: print(f"  {m}", file=sys.stderr, flush=True)),
         )
         rows.append(summarize(result, alpha=args.alpha, delta=args.delta))
-    command = (
-        f"imitaudit bench null --envs {args.envs} --archs {args.archs} --actions {args.actions} --detectors "
-        f"{args.detectors} "
-        f"--rules {args.rules} --seeds {args.seeds} --episodes {args.episodes}" + OFFSETS_FLAG[args.grid_offsets]
-    )
+    command = null_command(args)
     section = render_table(rows, command, alpha=args.alpha, delta=args.delta)
     if args.out:
         write_marked_section(args.out, section)
@@ -147,10 +161,19 @@ def bench_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, default=100, help="audits per case (default: 100)")
     p.add_argument("--episodes", type=positive_int, default=64, help="audited trajectories per audit (default: 64)")
     p.add_argument(
-        "--demos-episodes", type=int, default=240, help="demonstrations recorded from each imitator (default: 240)"
+        "--demos-episodes",
+        type=int,
+        default=NULL_DEFAULTS["demos_episodes"],
+        help="demonstrations recorded from each imitator (default: 240)",
     )
-    p.add_argument("--alpha", type=float, default=0.05, help="flag level (default: 0.05)")
-    p.add_argument("--delta", type=float, default=0.05, help="the gate's level (default: 0.05)")
+    p.add_argument("--alpha", type=float, default=NULL_DEFAULTS["alpha"], help="flag level (default: 0.05)")
+    p.add_argument("--delta", type=float, default=NULL_DEFAULTS["delta"], help="the gate's level (default: 0.05)")
+    p.add_argument(
+        "--disc-steps",
+        type=positive_int,
+        default=NULL_DEFAULTS["disc_steps"],
+        help=f"the discriminator's steps per fit (default: {DISC_STEPS}, fewer than an audit's own, for speed)",
+    )
     p.add_argument("--zoo", default="out/null", help="folder where the imitators and their demonstrations are cached")
     p.add_argument("--out", default="", help="Markdown file to write the table into (e.g. BENCHMARKS.md)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")

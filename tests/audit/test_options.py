@@ -115,3 +115,15 @@ def test_a_caller_passing_a_setting_on_reads_its_default_from_the_field():
     args = build_parser().parse_args(["bench", "null"])
     assert args.grid_offsets is None
     assert build_parser().parse_args(["bench", "detect", "--no-grid-offsets"]).grid_offsets is False
+
+
+def test_bench_null_names_the_settings_it_was_given_beyond_its_defaults():
+    from audit.cli.bench import null_command
+
+    plain = build_parser().parse_args(["bench", "null"])
+    assert "--disc-steps" not in null_command(plain) and "--alpha" not in null_command(plain)
+    args = build_parser().parse_args(
+        ["bench", "null", "--disc-steps", "200", "--alpha", "0.01", "--demos-episodes", "2000"]
+    )
+    assert args.disc_steps == 200
+    assert null_command(args).endswith("--demos-episodes 2000 --alpha 0.01 --disc-steps 200")
