@@ -22,7 +22,7 @@ def null_command(args: argparse.Namespace) -> str:
         f"{args.detectors} --rules {args.rules} --seeds {args.seeds} --episodes {args.episodes}"
         + OFFSETS_FLAG[args.grid_offsets]
         + "".join(
-            f" --{name.replace('_', '-')} {getattr(args, name):g}"
+            f" --{name.replace('_', '-')} {getattr(args, name)}"
             for name, default in NULL_DEFAULTS.items()
             if getattr(args, name) != default
         )
