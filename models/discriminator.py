@@ -149,9 +149,12 @@ class Discriminator(nn.Module):
 
 def balanced_loss(disc: Discriminator, expert: Tensor, imitator: Tensor) -> Tensor:
     """BCE with each class weighted equally: expert [N1, F] labelled 1, imitator [N0, F] labelled 0."""
-    return 0.5 * (
-        nn.functional.softplus(-disc.logits(expert)).mean() + nn.functional.softplus(disc.logits(imitator)).mean()
-    )
+    return balanced_logit_loss(disc.logits(expert), disc.logits(imitator))
+
+
+def balanced_logit_loss(expert: Tensor, imitator: Tensor) -> Tensor:
+    """:func:`balanced_loss` of logits already computed: expert [N1] labelled 1, imitator [N0] labelled 0."""
+    return 0.5 * (nn.functional.softplus(-expert).mean() + nn.functional.softplus(imitator).mean())
 
 
 def balanced_accuracy(expert_logits: Tensor, imitator_logits: Tensor) -> float:

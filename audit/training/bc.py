@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any, cast
 
 import lightning as L
@@ -66,6 +67,8 @@ class ImitationModule(L.LightningModule):
         self.last_eval: dict[str, float] = {}
         self.reached_target = False
         self.env_steps = 0
+        self.eval_seconds = 0.0
+        """Wall-clock spent in :meth:`evaluate_in_env`, so a benchmark can time training alone."""
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         """The batch as it is on the CPU, where the trainer always runs (``accelerator="cpu"``, run.py) and the batch
@@ -77,6 +80,13 @@ class ImitationModule(L.LightningModule):
 
     def evaluate_in_env(self) -> Trajectories:
         """Roll the imitator out, log ``env/`` metrics, stop the run if ``target_return`` is reached."""
+        start = time.perf_counter()
+        try:
+            return self._evaluate()
+        finally:
+            self.eval_seconds += time.perf_counter() - start
+
+    def _evaluate(self) -> Trajectories:
         cfg, hp = self.cfg, cast(Any, self.hparams)  # Lightning's AttributeDict: the keys saved by save_hyperparameters
         traj = rollout(
             self.imitator,
@@ -85,6 +95,7 @@ class ImitationModule(L.LightningModule):
             seed=derive_seed(cfg.seed, "evaluation", self.current_epoch),
             env_kwargs=hp.env_kwargs,
             taps=cfg.disc_taps,
+            greedy=cfg.eval_greedy,
         )
         ret = float(traj.returns().mean())
         metrics = {"env/return": ret, "env/length": float(traj.lengths().float().mean())}

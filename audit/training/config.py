@@ -138,6 +138,9 @@ class TrainConfig:
     """Adversarial mode: BC steps between evaluations of the warm start (default: eval_every)."""
     eval_episodes: int = setting(200, ge=1)
     """Episodes per evaluation rollout."""
+    eval_greedy: bool = setting(False)
+    """Evaluate with the imitator's most likely action at each step instead of a sampled one (how a deployed policy
+    is often run, and how Stable-Baselines3's ``evaluate_policy`` checks one); ``target_return`` then applies to it."""
     log_dir: str = setting("")
     """Folder for CSV/TensorBoard logs and resumable checkpoints (default: runs/ in the data directory,
     $IMITAUDIT_DATA_DIR or ~/.local/share/imitaudit; never the current directory)."""

@@ -27,9 +27,9 @@ from audit.data.rollout import Trajectories, rollout
 from audit.data.seeds import derive_seed
 from audit.training.adversarial import absorbing_reward, training_discriminator
 from audit.training.bc import ImitationModule
-from models.discriminator import balanced_accuracy, balanced_loss
+from models.discriminator import balanced_accuracy, balanced_logit_loss
 from models.imitator import Imitator
-from models.taps import teacher_forced
+from models.taps import TapRecorder
 
 GRADIENT_PENALTY = 10.0
 """Weight of the discriminator's gradient penalty (DAC's, after WGAN-GP): a smooth logit over states the imitator has
@@ -111,8 +111,29 @@ def value_scale(gamma: float) -> float:
     return 1.0 - gamma if gamma < 1.0 else 1.0
 
 
-def _critic(obs_dim: int, n_actions: int) -> nn.Module:
-    return nn.Sequential(nn.Linear(obs_dim, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, n_actions))
+class TwinCritic(nn.Module):
+    """Two independent critics (tanh MLPs, 64 wide) evaluated as one batch of matrix products: values [2, N, A] of
+    states obs [N, D]. One network of two stacked weight sets costs half the operations of two, and at this size a
+    critic's time is its operations, not its arithmetic."""
+
+    def __init__(self, *, obs_dim: int, n_actions: int, hidden: int = 64) -> None:
+        super().__init__()
+        sizes = [(obs_dim, hidden), (hidden, hidden), (hidden, n_actions)]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for fan_in, fan_out in sizes:
+            layers = [nn.Linear(fan_in, fan_out) for _ in range(2)]  # nn.Linear's own initialisation, twice
+            self.weights.append(nn.Parameter(torch.stack([layer.weight.detach().T for layer in layers])))
+            self.biases.append(nn.Parameter(torch.stack([layer.bias.detach()[None] for layer in layers])))
+
+    def forward(self, obs: Tensor) -> Tensor:
+        h = obs.expand(2, *obs.shape)
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            h = torch.baddbmm(b, h, w)
+            if i < last:
+                h = torch.tanh(h)
+        return h
 
 
 class ReplayModule(ImitationModule):
@@ -131,7 +152,7 @@ class ReplayModule(ImitationModule):
         cfg, hp = self.cfg, cast(Any, self.hparams)
         check_fits(self.imitator)
         obs_dim, n_actions = self.imitator.config.obs_dim, self.imitator.config.n_actions
-        self.critics = nn.ModuleList([_critic(obs_dim, n_actions) for _ in range(2)])
+        self.critics = TwinCritic(obs_dim=obs_dim, n_actions=n_actions)
         self.targets = copy.deepcopy(self.critics).requires_grad_(False)
         self.view, self.discriminator = training_discriminator(self.imitator, cfg, hp.env_id, hp.env_kwargs)
         self.register_buffer("normalized", torch.tensor(False))
@@ -147,19 +168,17 @@ class ReplayModule(ImitationModule):
         obs, actions, mask = collate_episodes(list(train.items))
         self._demo_steps = (obs[mask], actions[mask])
 
-    def _inputs(self, obs: Tensor, actions: Tensor) -> Tensor:
-        """Discriminator inputs [N, F] of N single steps obs [N, D], actions [N], with the imitator's activations now
-        (a feed-forward imitator's activations at a state do not depend on what came before)."""
-        with torch.no_grad():
-            _, acts = teacher_forced(
-                self.imitator, obs[:, None], torch.ones(obs.shape[0], 1, dtype=torch.bool), self.cfg.disc_taps
-            )
-        taps = {name: v[:, 0] for name, v in acts.taps.items()}
-        return self.discriminator.features(self.view(obs, actions), actions, taps)
-
-    def _policy(self, obs: Tensor) -> Tensor:
-        """The imitator's log-probabilities [N, A] at single states obs [N, D]."""
-        return torch.log_softmax(self.imitator.sequence(obs[:, None])[:, 0], dim=-1)
+    def _pass(self, obs: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """One pass of the imitator over single states obs [N, D]: its log-probabilities [N, A] (with gradients) and
+        its activations {tap: [N, F]} at the discriminator's taps (detached; a feed-forward imitator's activations at
+        a state do not depend on what came before)."""
+        with TapRecorder(model=self.imitator, names=self.cfg.disc_taps) as rec:
+            logits = self.imitator.sequence(obs[:, None])
+        taps = {}
+        for name, rows in rec.take().items():
+            out = rows[-1]
+            taps[name] = out[:, 0] if out.dim() == 3 else out
+        return torch.log_softmax(logits[:, 0], dim=-1), taps
 
     def _absorbing_value(self) -> float:
         """The absorbing state's discounted value (0 when ``terminal_reward`` is ``none``: an ending is worth
@@ -178,50 +197,55 @@ class ReplayModule(ImitationModule):
         return reward / (1.0 - self.cfg.gamma)
 
     def _discriminator_update(self, expert_x: Tensor, agent_x: Tensor, opt: torch.optim.Optimizer) -> Tensor:
-        """One step of the balanced BCE plus the gradient penalty on a random mix of the two batches; the BCE."""
+        """One step of the balanced BCE plus the gradient penalty on a random mix of the two batches (all three in
+        one pass); the BCE."""
         if not bool(self.normalized):
             self.discriminator.set_normalization(torch.cat([expert_x, agent_x]))
             self.normalized.fill_(True)  # type: ignore[operator]
-        loss = balanced_loss(self.discriminator, expert_x, agent_x)
         n = min(expert_x.shape[0], agent_x.shape[0])
         share = torch.rand(n, 1, generator=self._draws)
         mixed = (share * expert_x[:n] + (1 - share) * agent_x[:n]).requires_grad_(True)
-        grad = torch.autograd.grad(self.discriminator.logits(mixed).sum(), mixed, create_graph=True)[0]
+        logits = self.discriminator.logits(torch.cat([expert_x, agent_x, mixed]))
+        expert_l, agent_l, mixed_l = logits.split([expert_x.shape[0], agent_x.shape[0], n])
+        loss = balanced_logit_loss(expert_l, agent_l)
+        grad = torch.autograd.grad(mixed_l.sum(), mixed, create_graph=True)[0]
         penalty = (grad.norm(dim=-1) - 1).pow(2).mean()
         opt.zero_grad()
         (loss + GRADIENT_PENALTY * penalty).backward()
         opt.step()
         return loss.detach()
 
-    def _critic_update(self, sample: tuple[Tensor, ...], reward: Tensor, absorbing: float, opt: Any) -> Tensor:
-        """One soft Q-learning step on transitions (obs, actions, next_obs, terminated) with ``reward`` [N]; the
-        critics learn the values in :func:`value_scale`'s units."""
+    def _critic_update(
+        self, sample: tuple[Tensor, ...], next_logp: Tensor, reward: Tensor, absorbing: float, opt: Any
+    ) -> Tensor:
+        """One soft Q-learning step on transitions (obs, actions, next_obs, terminated) with ``reward`` [N] and the
+        imitator's log-probabilities at next_obs [N, A]; the critics learn the values in :func:`value_scale`'s
+        units."""
         obs, actions, next_obs, ended = sample
         cfg = self.cfg
         scale = value_scale(cfg.gamma)
         with torch.no_grad():
-            logp = self._policy(next_obs)
-            q_next = torch.min(self.targets[0](next_obs), self.targets[1](next_obs))
-            v_next = (logp.exp() * (q_next - scale * cfg.replay_temperature * logp)).sum(-1)
+            q_next = self.targets(next_obs).min(dim=0).values
+            v_next = (next_logp.exp() * (q_next - scale * cfg.replay_temperature * next_logp)).sum(-1)
             ending = torch.full_like(v_next, scale * absorbing)
             y = scale * reward + cfg.gamma * torch.where(ended, ending, v_next)
-        loss = sum(((q(obs).gather(1, actions[:, None]).squeeze(1) - y) ** 2).mean() for q in self.critics)
+        q = self.critics(obs).gather(2, actions[None, :, None].expand(2, -1, 1)).squeeze(2)
+        loss = ((q - y) ** 2).mean(dim=1).sum()
         opt.zero_grad()
-        cast(Tensor, loss).backward()
+        loss.backward()
         opt.step()
         with torch.no_grad():
-            for target, critic in zip(self.targets.parameters(), self.critics.parameters(), strict=True):
-                target.lerp_(critic, TARGET_RATE)
-        return cast(Tensor, loss).detach()
+            torch._foreach_lerp_(list(self.targets.parameters()), list(self.critics.parameters()), TARGET_RATE)
+        return loss.detach()
 
-    def _imitator_update(self, obs: Tensor, demo: tuple[Tensor, Tensor], opt: Any) -> tuple[Tensor, Tensor]:
-        """One soft policy step at ``obs`` towards the critics' values, plus the BC loss on ``demo``; both losses."""
+    def _imitator_update(self, obs: Tensor, logp: Tensor, demo_logp: Tensor, demo_actions: Tensor, opt: Any):
+        """One soft policy step at ``obs`` [N, D] (where the imitator's log-probabilities are ``logp`` [N, A]) towards
+        the critics' values, plus the BC loss of ``demo_logp`` [M, A] on ``demo_actions`` [M]; both losses."""
         cfg = self.cfg
-        logp = self._policy(obs)
         with torch.no_grad():
-            q = torch.min(self.critics[0](obs), self.critics[1](obs)) / value_scale(cfg.gamma)
+            q = self.critics(obs).min(dim=0).values / value_scale(cfg.gamma)
         soft = (logp.exp() * (cfg.replay_temperature * logp - q)).sum(-1).mean()
-        bc = nn.functional.nll_loss(self._policy(demo[0]), demo[1])
+        bc = nn.functional.nll_loss(demo_logp, demo_actions)
         opt.zero_grad()
         (soft + cfg.bc_coef * bc).backward()
         opt.step()
@@ -241,37 +265,59 @@ class ReplayModule(ImitationModule):
         self.env_steps += int(traj.mask.sum())
         return traj
 
+    def update(self, opts: list[torch.optim.Optimizer], absorbing: float) -> dict[str, Tensor]:
+        """One update of the discriminator, the critics and the imitator (optimizers in that order: imitator, critics,
+        discriminator) on one minibatch from the buffer and one from the demonstrations; its metrics.
+
+        The imitator is run once over every state the update reads (demonstrated, sampled and next), since it does
+        not change before its own step, the last."""
+        assert self._demo_steps is not None
+        n = self.cfg.replay_batch
+        opt_i, opt_c, opt_d = opts
+        demo_obs, demo_actions = self._demo_steps
+        sample = self.buffer.sample(n, self._draws)
+        obs, actions, next_obs, _ = sample
+        pick = torch.randint(demo_obs.shape[0], (n,), generator=self._draws)
+        d_obs, d_actions = demo_obs[pick], demo_actions[pick]
+        logp, taps = self._pass(torch.cat([d_obs, obs, next_obs]))
+        both = self.discriminator.features(
+            self.view(torch.cat([d_obs, obs]), torch.cat([d_actions, actions])),
+            torch.cat([d_actions, actions]),
+            {name: v[: 2 * n] for name, v in taps.items()},
+        )
+        expert_x, agent_x = both[:n], both[n:]
+        loss_d = self._discriminator_update(expert_x, agent_x, opt_d)
+        with torch.no_grad():
+            reward = self.discriminator.logits(agent_x).clamp(-10, 10)
+        loss_c = self._critic_update(sample, logp[2 * n :].detach(), reward, absorbing, opt_c)
+        soft, bc = self._imitator_update(obs, logp[n : 2 * n], logp[:n], d_actions, opt_i)
+        return {
+            "disc/loss": loss_d,
+            "disc/reward_mean": reward.mean(),
+            "critic/loss": loss_c,
+            "imitator/soft_loss": soft,
+            "imitator/bc_loss": bc,
+            "expert_x": expert_x,
+            "agent_x": agent_x,
+        }
+
     def training_step(self, batch: Any, batch_idx: int) -> None:
         if self._demo_steps is None:
             raise RuntimeError("attach_demos() before training")
-        cfg = self.cfg
         traj = self.collect(int(self.current_epoch * self.trainer.num_training_batches + batch_idx))
-        opt_i, opt_c, opt_d = (o.optimizer for o in cast(list, self.optimizers()))
+        opts = [o.optimizer for o in cast(list, self.optimizers())]
         absorbing = self._absorbing_value()
-        demo_obs, demo_actions = self._demo_steps
-        updates = math.ceil(cfg.replay_ratio * int(traj.mask.sum()))
+        updates = math.ceil(self.cfg.replay_ratio * int(traj.mask.sum()))
         self.imitator.train()
+        metrics: dict[str, Any] = {}
         for _ in range(updates):
-            sample = self.buffer.sample(cfg.replay_batch, self._draws)
-            pick = torch.randint(demo_obs.shape[0], (cfg.replay_batch,), generator=self._draws)
-            demo = (demo_obs[pick], demo_actions[pick])
-            expert_x, agent_x = self._inputs(*demo), self._inputs(sample[0], sample[1])
-            loss_d = self._discriminator_update(expert_x, agent_x, opt_d)
+            metrics = self.update(opts, absorbing)
+        if metrics:
+            expert_x, agent_x = metrics.pop("expert_x"), metrics.pop("agent_x")
             with torch.no_grad():
-                reward = self.discriminator.logits(agent_x).clamp(-10, 10)
-            loss_c = self._critic_update(sample, reward, absorbing, opt_c)
-            soft, bc = self._imitator_update(sample[0], demo, opt_i)
-        if updates:
-            with torch.no_grad():
-                acc = balanced_accuracy(self.discriminator.logits(expert_x), self.discriminator.logits(agent_x))
-            metrics: dict[str, Any] = {
-                "disc/loss": loss_d,
-                "disc/acc": acc,
-                "disc/reward_mean": reward.mean(),
-                "critic/loss": loss_c,
-                "imitator/soft_loss": soft,
-                "imitator/bc_loss": bc,
-            }
+                metrics["disc/acc"] = balanced_accuracy(
+                    self.discriminator.logits(expert_x), self.discriminator.logits(agent_x)
+                )
             self.log_dict(metrics, batch_size=1)
         self.log("env/train_return", traj.returns().mean(), batch_size=1)
 

@@ -54,6 +54,8 @@ class TrainResult:
     """An evaluation reached ``target_return`` (training stopped there)."""
     env_steps: int = 0
     """Environment steps used for training (adversarial rollouts; evaluations not counted)."""
+    eval_seconds: float = 0.0
+    """Wall-clock spent evaluating in the env (the checks ``eval_every`` asks for), part of the run's time."""
 
 
 class _StopAtBatchEnd(L.Callback):
@@ -271,8 +273,9 @@ def train(
         minibatches = lambda n: episode_loader(train_set, cfg.batch_episodes, n, cfg.seed)  # noqa: E731
         done["bc"] = _fit_phase(bc, minibatches, cfg, run_dir, "bc", bc_steps, resume)
         imitator, metrics, reached = bc.imitator, dict(bc.last_eval), bc.reached_target
+        eval_seconds = bc.eval_seconds
     else:
-        imitator, reached = build(cfg.arch, icfg), False
+        imitator, reached, eval_seconds = build(cfg.arch, icfg), False, 0.0
     env_steps = 0
     if cfg.mode == "adversarial" and not reached:
         adv = (ReplayModule if cfg.learner == "replay" else AdversarialModule)(**common)
@@ -281,6 +284,7 @@ def train(
         done["adversarial"] = _fit_phase(adv, _iterations, cfg, run_dir, "adversarial", cfg.phase_steps, resume)
         imitator, metrics = adv.imitator, dict(adv.last_eval)
         reached, env_steps = adv.reached_target, adv.env_steps
+        eval_seconds += adv.eval_seconds
     imitator.eval()
     if resume:
         _write_config(cfg, run_dir)
@@ -303,6 +307,7 @@ def train(
         steps_done=done,
         reached_target=reached,
         env_steps=env_steps,
+        eval_seconds=eval_seconds,
     )
 
 

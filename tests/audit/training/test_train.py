@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from audit.data.demonstrations import record
+from audit.data.rollout import rollout
+from audit.data.seeds import derive_seed
 from audit.training.config import TrainConfig
 from audit.training.evaluate import distinguishability
 from audit.training.run import train
@@ -165,3 +167,17 @@ def test_batches_stay_put_on_the_cpu():
     )
     batch = (torch.zeros(2, 3, 4), torch.zeros(2, 3, dtype=torch.long), torch.ones(2, 3, dtype=torch.bool))
     assert module.transfer_batch_to_device(batch, torch.device("cpu"), 0) is batch
+
+
+def test_a_greedy_evaluation_scores_the_imitators_most_likely_actions(tmp_path):
+    cartpole = record("CartPole-v1", lambda obs: int(obs[2] + 0.5 * obs[3] > 0), episodes=2, seed=0, source="scripted")
+    cfg = TrainConfig(
+        arch="mlp", mode="bc", steps=30, eval_every=30, eval_episodes=20, hidden=16, seed=3,
+        log_dir=str(tmp_path), progress=False, eval_greedy=True,
+    )  # fmt: skip
+    result = train(cartpole, cfg)
+    seed = derive_seed(cfg.seed, "evaluation", 0)
+    greedy = rollout(result.imitator, "CartPole-v1", episodes=20, seed=seed, greedy=True).returns().mean()
+    sampled = rollout(result.imitator, "CartPole-v1", episodes=20, seed=seed).returns().mean()
+    assert result.metrics["env/return"] == pytest.approx(float(greedy))
+    assert float(greedy) != float(sampled)  # the check would pass for a sampled evaluation otherwise
