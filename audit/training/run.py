@@ -250,19 +250,11 @@ def train(
         raise ValueError("no demonstration episodes left to train on")
     train_set = EpisodeDataset(demos, train_eps)
     held_set = EpisodeDataset(demos, held_eps) if len(held_eps) else None
-    demo_return = float(demos.episode_returns()[train_eps].mean())
     icfg = _imitator_config(cfg, demos, obs_dim)
     _check_adversarial(cfg, demos, icfg)
     run_dir = _open_run_dir(cfg, resume)
     torch.manual_seed(cfg.seed)
-    common: dict[str, Any] = {
-        "train_cfg": cfg.to_dict(),
-        "imitator_config": icfg.to_dict(),
-        "env_id": demos.env_id,
-        "env_kwargs": demos.env_kwargs,
-        "demo_return": demo_return,
-        "query_preset": _query_preset(cfg, demos),
-    }
+    common = _module_kwargs(cfg, demos, icfg, float(demos.episode_returns()[train_eps].mean()))
 
     bc_steps = cfg.bc_steps
     metrics: dict[str, float] = {}
@@ -309,6 +301,19 @@ def train(
         env_steps=env_steps,
         eval_seconds=eval_seconds,
     )
+
+
+def _module_kwargs(cfg: TrainConfig, demos: Demonstrations, icfg: ImitatorConfig, demo_return: float) -> dict:
+    """The keyword arguments every phase's module takes (the hyper-parameters its checkpoint saves)."""
+    common: dict[str, Any] = {
+        "train_cfg": cfg.to_dict(),
+        "imitator_config": icfg.to_dict(),
+        "env_id": demos.env_id,
+        "env_kwargs": demos.env_kwargs,
+        "demo_return": demo_return,
+        "query_preset": _query_preset(cfg, demos),
+    }
+    return common
 
 
 def _check_adversarial(cfg: TrainConfig, demos: Demonstrations, icfg: ImitatorConfig) -> None:
