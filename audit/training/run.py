@@ -303,9 +303,9 @@ def train(
     )
 
 
-def _module_kwargs(cfg: TrainConfig, demos: Demonstrations, icfg: ImitatorConfig, demo_return: float) -> dict:
+def _module_kwargs(cfg: TrainConfig, demos: Demonstrations, icfg: ImitatorConfig, demo_return: float) -> dict[str, Any]:
     """The keyword arguments every phase's module takes (the hyper-parameters its checkpoint saves)."""
-    common: dict[str, Any] = {
+    return {
         "train_cfg": cfg.to_dict(),
         "imitator_config": icfg.to_dict(),
         "env_id": demos.env_id,
@@ -313,7 +313,6 @@ def _module_kwargs(cfg: TrainConfig, demos: Demonstrations, icfg: ImitatorConfig
         "demo_return": demo_return,
         "query_preset": _query_preset(cfg, demos),
     }
-    return common
 
 
 def _check_adversarial(cfg: TrainConfig, demos: Demonstrations, icfg: ImitatorConfig) -> None:
