@@ -42,8 +42,8 @@ def markers(demo_steps: int, learner: str = "ppo") -> tuple[str, str]:
 
 LEARNERS = {
     "ppo": "then GAIL-style PPO against a discriminator), checked every 100 steps or iterations of 16 episodes",
-    "replay": 'then `learner="replay"`: DAC-style soft Q-learning over every rollout so far against a discriminator), '
-    "checked every 500 BC steps and every 5 iterations of 4 episodes",
+    "replay": 'then `learner="replay"`: DAC-style soft Q-learning over every rollout so far against a discriminator, '
+    "`absorbing_floor=-2`), checked every 500 BC steps and after every iteration of 4 episodes",
 }
 
 
@@ -88,8 +88,9 @@ def run_peer(python: Path, demos_npz: Path, budget: float, target: float, seed: 
 def ours_config(*, steps: int, log_dir: str, seed: int = 0, target: float | None = None, learner: str = "ppo"):
     """imitaudit's side of both rows: an MLP, 2,000 BC steps, then up to ``steps`` adversarial iterations, evaluated
     on 50 greedy episodes as the peer is (stopping at ``target`` when given). The PPO learner: iterations of 16
-    episodes, evaluated every 100 steps or iterations. The replay learner: iterations of 4 episodes, evaluated every
-    5 (its BC warm start every 500 steps), since each of its iterations moves the imitator further."""
+    episodes, evaluated every 100 steps or iterations. The replay learner: iterations of 4 episodes, each evaluated
+    (its BC warm start every 500 steps), since each of its iterations moves the imitator further, and an absorbing
+    floor of -2 (a -10 cliff at each ending is one its critics fit poorly: BENCHMARKS.md)."""
     from audit.training.config import TrainConfig
 
     if learner == "replay":
@@ -97,8 +98,9 @@ def ours_config(*, steps: int, log_dir: str, seed: int = 0, target: float | None
             ours_config(steps=steps, log_dir=log_dir, seed=seed, target=target),
             learner="replay",
             rollout_episodes=4,
-            eval_every=5,
+            eval_every=1,
             warmup_eval_every=500,
+            absorbing_floor=-2.0,
         )
     return TrainConfig(
         arch="mlp",

@@ -110,18 +110,20 @@ def gae(reward: Tensor, values: Tensor, mask: Tensor, gamma: float, lam: float) 
     return adv, adv + values
 
 
-def absorbing_reward(*, expert_terminated: int, expert_steps: int, agent_terminated: int, agent_steps: int) -> float:
+def absorbing_reward(
+    *, expert_terminated: int, expert_steps: int, agent_terminated: int, agent_steps: int, floor: float = -10.0
+) -> float:
     """The discriminator's logit at the absorbing state a terminated episode enters (Kostrikov et al. 2019, DAC), in
     closed form: the state has no features, so the best logit is the log-ratio of its share of each side's transitions
-    (a terminated episode adds one absorbing transition), clamped as the step rewards are. A demonstrator that never
-    terminated gives -10: no ending by termination is demonstrator-like."""
+    (a terminated episode adds one absorbing transition), clamped to [``floor``, 10] (the step rewards are clamped to
+    [-10, 10]). A demonstrator that never terminated gives ``floor``: no ending by termination is demonstrator-like."""
     if agent_terminated == 0:
         return 0.0  # no rollout ends there this iteration: the value is never used
     if expert_terminated == 0:
-        return -10.0
+        return floor
     expert = expert_terminated / (expert_steps + expert_terminated)
     agent = agent_terminated / (agent_steps + agent_terminated)
-    return max(-10.0, min(10.0, math.log(expert / agent)))
+    return max(floor, min(10.0, math.log(expert / agent)))
 
 
 def terminal_values(traj: Trajectories, reward: float, gamma: float) -> Tensor:
@@ -217,6 +219,7 @@ class AdversarialModule(ImitationModule):
             expert_steps=self.demo_train.steps,
             agent_terminated=int(traj.terminated.sum()),
             agent_steps=int(traj.mask.sum()),
+            floor=self.cfg.absorbing_floor,
         )
 
     def _disc_inputs(self, obs: Tensor, actions: Tensor, mask: Tensor, acts: dict[str, Tensor]) -> Tensor:

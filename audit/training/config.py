@@ -93,6 +93,10 @@ class TrainConfig:
     termination bias of Kostrikov et al. (2019). ``absorbing``: the discounted value of their absorbing state, its
     reward the discriminator's best logit for it (:func:`audit.training.adversarial.absorbing_reward`); needs
     demonstrations that record how each episode ended, and ``gamma`` below 1."""
+    absorbing_floor: float = setting(-10.0, ge=-10.0, le=0.0)
+    """terminal_reward ``absorbing``: the lowest reward per step the absorbing state gets, and what it gets when the
+    demonstrator never terminated. -10 is the step rewards' own clamp; a milder floor gives the critics of learner
+    ``replay`` a smaller cliff to fit at each ending (BENCHMARKS.md, the second peer row)."""
     replay_ratio: float = setting(0.125, gt=0.0, le=64.0)
     """learner ``replay``: updates per new env step (each iteration makes this many times its rollouts' steps)."""
     replay_batch: int = setting(256, ge=1, le=65536)

@@ -193,6 +193,7 @@ class ReplayModule(ImitationModule):
             expert_steps=self.demo_train.steps,
             agent_terminated=self.buffer.ended,
             agent_steps=self.buffer.steps,
+            floor=self.cfg.absorbing_floor,
         )
         return reward / (1.0 - self.cfg.gamma)
 

@@ -161,14 +161,17 @@ def test_the_every_action_terms_remove_a_rare_departure_faster_than_sampled_rewa
 
 
 def test_the_absorbing_reward_is_the_log_ratio_of_each_sides_termination_share():
-    def r(ke, ne, ka, na):
-        return absorbing_reward(expert_terminated=ke, expert_steps=ne, agent_terminated=ka, agent_steps=na)
+    def r(ke, ne, ka, na, floor=-10.0):
+        return absorbing_reward(expert_terminated=ke, expert_steps=ne, agent_terminated=ka, agent_steps=na, floor=floor)
 
     assert r(0, 100, 5, 100) == -10.0  # a demonstrator that never terminated: no termination is demonstrator-like
     assert r(3, 100, 0, 100) == 0.0  # no rollout terminated: nothing to value
     assert r(1, 9, 2, 18) == pytest.approx(0.0)  # the same share on both sides
     assert r(1, 99, 4, 96) == pytest.approx(np.log(0.01 / 0.04))
     assert r(4, 96, 1, 99) == pytest.approx(np.log(4.0))
+    assert r(0, 100, 5, 100, floor=-2.0) == -2.0  # a milder floor is what a never-terminating demonstrator gives
+    assert r(1, 999, 9, 91, floor=-2.0) == -2.0  # log(0.001 / 0.09) is below it
+    assert r(4, 96, 1, 99, floor=-2.0) == pytest.approx(np.log(4.0))  # the floor bounds only from below
 
 
 def test_terminal_values_sit_at_each_terminated_episodes_last_step():

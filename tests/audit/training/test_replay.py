@@ -2,6 +2,7 @@
 
 import time
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -80,6 +81,26 @@ def test_the_critics_learn_an_ending_s_value_in_per_step_units():
     learned = module.critics(obs[:1])[:, 0, 0]  # both twins
     assert learned.tolist() == pytest.approx([value_scale(0.99) * (1.0 + 0.99 * -1000.0)] * 2, abs=0.05)
     assert value_scale(1.0) == 1.0
+
+
+def test_the_absorbing_floor_sets_what_an_ending_is_worth_when_the_demonstrator_never_ended():
+    values = []
+    for floor in (-10.0, -2.0):
+        cfg = TrainConfig(
+            arch="mlp", mode="adversarial", learner="replay", terminal_reward="absorbing", absorbing_floor=floor
+        )
+        module = ReplayModule(
+            train_cfg=cfg.to_dict(),
+            imitator_config={"obs_dim": 4, "n_actions": 2, "hidden": 8},
+            env_id="CartPole-v1",
+            env_kwargs={},
+        )
+        module.demo_train = SimpleNamespace(terminated=0, steps=25)  # what the module reads of its demonstrations
+        module.buffer.ended, module.buffer.steps = 3, 60
+        values.append(module._absorbing_value())
+    assert values == pytest.approx([-10.0 / 0.01, -2.0 / 0.01])
+    with pytest.raises(ValueError, match="absorbing_floor"):
+        TrainConfig(absorbing_floor=-11.0)
 
 
 def test_replay_takes_no_queries():
