@@ -107,6 +107,10 @@ class TrainConfig:
     """learner ``replay``: imitator and critic learning rate after the warm start."""
     replay_temperature: float = setting(0.05, gt=0.0)
     """learner ``replay``: entropy temperature of the soft Q-learning (in the discriminator's logit units)."""
+    replay_target_entropy: float | None = setting(None, ge=0.0)
+    """learner ``replay``: when set, the temperature is learned as discrete SAC learns it: starting at
+    ``replay_temperature``, it rises while the imitator's mean entropy (nats) at the sampled states is below this
+    target and falls while it is above. Unset: the temperature stays at ``replay_temperature``."""
     entropy_coef: float = setting(0.01, ge=0.0)
     """Entropy bonus weight."""
     bc_coef: float = setting(1.0, ge=0.0)

@@ -8,7 +8,8 @@ Each iteration, after a BC warm start (:mod:`audit.training.bc`):
      b. critic: soft Q-learning (discrete SAC, twin Q with slow targets) on the reward the discriminator's logit gives
         now, so old transitions are rewarded as today's discriminator sees them; a terminated episode enters the
         absorbing state, whose value is :func:`audit.training.adversarial.absorbing_reward` discounted for ever;
-     c. imitator: the soft policy step towards the critic's values, plus the BC loss.
+     c. imitator: the soft policy step towards the critic's values, plus the BC loss;
+     d. temperature (when ``replay_target_entropy`` is set): one step towards that entropy, as discrete SAC's.
 The PPO learner (:mod:`audit.training.adversarial`) learns only from each iteration's own rollouts; reusing every
 past step is what lets a few demonstrated steps be enough (BENCHMARKS.md, the second peer row).
 """
@@ -36,6 +37,8 @@ GRADIENT_PENALTY = 10.0
 not reached yet, so the critic's targets do not jump when one more transition is seen."""
 TARGET_RATE = 0.005
 """How far the slow target critics move towards the critics at each update."""
+TEMPERATURE_LR = 1e-2
+"""Adam's step size on the logarithm of a learned temperature (``replay_target_entropy``)."""
 
 
 def check_fits(imitator: Imitator) -> None:
@@ -154,6 +157,9 @@ class ReplayModule(ImitationModule):
         obs_dim, n_actions = self.imitator.config.obs_dim, self.imitator.config.n_actions
         self.critics = TwinCritic(obs_dim=obs_dim, n_actions=n_actions)
         self.targets = copy.deepcopy(self.critics).requires_grad_(False)
+        self.log_temperature = nn.Parameter(
+            torch.tensor(math.log(cfg.replay_temperature)), requires_grad=cfg.replay_target_entropy is not None
+        )
         self.view, self.discriminator = training_discriminator(self.imitator, cfg, hp.env_id, hp.env_kwargs)
         self.register_buffer("normalized", torch.tensor(False))
         self.buffer = ReplayBuffer(capacity=cfg.replay_capacity, obs_dim=obs_dim)
@@ -179,6 +185,10 @@ class ReplayModule(ImitationModule):
             out = rows[-1]
             taps[name] = out[:, 0] if out.dim() == 3 else out
         return torch.log_softmax(logits[:, 0], dim=-1), taps
+
+    def temperature(self) -> float:
+        """The entropy temperature now: ``replay_temperature``, or where learning it has taken it."""
+        return float(self.log_temperature.detach().exp())
 
     def _absorbing_value(self) -> float:
         """The absorbing state's discounted value (0 when ``terminal_reward`` is ``none``: an ending is worth
@@ -227,7 +237,7 @@ class ReplayModule(ImitationModule):
         scale = value_scale(cfg.gamma)
         with torch.no_grad():
             q_next = self.targets(next_obs).min(dim=0).values
-            v_next = (next_logp.exp() * (q_next - scale * cfg.replay_temperature * next_logp)).sum(-1)
+            v_next = (next_logp.exp() * (q_next - scale * self.temperature() * next_logp)).sum(-1)
             ending = torch.full_like(v_next, scale * absorbing)
             y = scale * reward + cfg.gamma * torch.where(ended, ending, v_next)
         q = self.critics(obs).gather(2, actions[None, :, None].expand(2, -1, 1)).squeeze(2)
@@ -245,12 +255,22 @@ class ReplayModule(ImitationModule):
         cfg = self.cfg
         with torch.no_grad():
             q = self.critics(obs).min(dim=0).values / value_scale(cfg.gamma)
-        soft = (logp.exp() * (cfg.replay_temperature * logp - q)).sum(-1).mean()
+        soft = (logp.exp() * (self.temperature() * logp - q)).sum(-1).mean()
         bc = nn.functional.nll_loss(demo_logp, demo_actions)
         opt.zero_grad()
         (soft + cfg.bc_coef * bc).backward()
         opt.step()
         return soft.detach(), bc.detach()
+
+    def _temperature_update(self, logp: Tensor, opt: torch.optim.Optimizer) -> None:
+        """One step of the learned temperature towards the target entropy, from the imitator's log-probabilities
+        logp [N, A] at the sampled states (discrete SAC's temperature loss)."""
+        assert self.cfg.replay_target_entropy is not None
+        entropy = -(logp.exp() * logp).sum(-1).mean()
+        loss = self.log_temperature * (entropy - self.cfg.replay_target_entropy)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
 
     def collect(self, it: int) -> Trajectories:
         """Iteration ``it``'s rollouts, added to the buffer."""
@@ -268,13 +288,14 @@ class ReplayModule(ImitationModule):
 
     def update(self, opts: list[torch.optim.Optimizer], absorbing: float) -> dict[str, Tensor]:
         """One update of the discriminator, the critics and the imitator (optimizers in that order: imitator, critics,
-        discriminator) on one minibatch from the buffer and one from the demonstrations; its metrics.
+        discriminator, then the temperature's when it is learned) on one minibatch from the buffer and one from the
+        demonstrations; its metrics.
 
         The imitator is run once over every state the update reads (demonstrated, sampled and next), since it does
         not change before its own step, the last."""
         assert self._demo_steps is not None
         n = self.cfg.replay_batch
-        opt_i, opt_c, opt_d = opts
+        opt_i, opt_c, opt_d, *opt_t = opts
         demo_obs, demo_actions = self._demo_steps
         sample = self.buffer.sample(n, self._draws)
         obs, actions, next_obs, _ = sample
@@ -292,12 +313,15 @@ class ReplayModule(ImitationModule):
             reward = self.discriminator.logits(agent_x).clamp(-10, 10)
         loss_c = self._critic_update(sample, logp[2 * n :].detach(), reward, absorbing, opt_c)
         soft, bc = self._imitator_update(obs, logp[n : 2 * n], logp[:n], d_actions, opt_i)
+        if opt_t:
+            self._temperature_update(logp[n : 2 * n].detach(), opt_t[0])
         return {
             "disc/loss": loss_d,
             "disc/reward_mean": reward.mean(),
             "critic/loss": loss_c,
             "imitator/soft_loss": soft,
             "imitator/bc_loss": bc,
+            "imitator/temperature": self.log_temperature.detach().exp(),
             "expert_x": expert_x,
             "agent_x": agent_x,
         }
@@ -327,8 +351,11 @@ class ReplayModule(ImitationModule):
 
     def configure_optimizers(self) -> Any:
         cfg = self.cfg
-        return [
+        opts = [
             torch.optim.Adam(self.imitator.parameters(), lr=cfg.replay_lr, fused=True),
             torch.optim.Adam(self.critics.parameters(), lr=cfg.replay_lr, fused=True),
             torch.optim.Adam(self.discriminator.parameters(), lr=cfg.disc_lr, fused=True),
         ]
+        if cfg.replay_target_entropy is not None:
+            opts.append(torch.optim.Adam([self.log_temperature], lr=TEMPERATURE_LR))
+        return opts

@@ -1,5 +1,6 @@
 """The replay (off-policy, DAC-style) learner: its buffer's transitions, what it refuses, and a short real run."""
 
+import math
 import time
 from dataclasses import replace
 from types import SimpleNamespace
@@ -7,8 +8,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from audit.data.batching import EpisodeDataset
 from audit.data.demonstrations import record
-from audit.data.rollout import Trajectories
+from audit.data.rollout import Trajectories, rollout
 from audit.training.config import TrainConfig
 from audit.training.replay import ReplayBuffer, ReplayModule, TwinCritic, check_fits, value_scale
 from audit.training.run import train
@@ -140,6 +142,31 @@ def test_a_short_replay_run_learns_from_its_rollouts_and_says_how_many_env_steps
     assert 0 < result.eval_seconds < elapsed
     moved = [k for k, v in result.imitator.state_dict().items() if not torch.equal(v, warm[k])]
     assert moved, "the adversarial phase did not change the imitator"
+
+
+def test_a_learned_temperature_rises_below_its_target_entropy_and_falls_above_it():
+    demos = record("CartPole-v1", expert, episodes=2, seed=0, source="scripted")
+    temperatures = {}
+    for target in (None, math.log(2.0), 0.0):  # a 2-action imitator's entropy lies between the two targets
+        cfg = TrainConfig(
+            arch="mlp", mode="adversarial", learner="replay", replay_batch=32, replay_target_entropy=target
+        )
+        module = ReplayModule(
+            train_cfg=cfg.to_dict(),
+            imitator_config={"obs_dim": 4, "n_actions": 2, "hidden": 16},
+            env_id="CartPole-v1",
+            env_kwargs={},
+        )
+        module.attach_demos(EpisodeDataset(demos, list(range(demos.n_episodes))), None)
+        module.buffer.add(rollout(module.imitator, "CartPole-v1", episodes=2, seed=0))
+        opts = module.configure_optimizers()
+        assert len(opts) == (3 if target is None else 4)
+        for _ in range(30):
+            module.update(opts, 0.0)
+        temperatures[target] = module.temperature()
+    assert temperatures[None] == pytest.approx(0.05)
+    assert temperatures[math.log(2.0)] > 1.2 * 0.05
+    assert temperatures[0.0] < 0.05 / 1.2
 
 
 def test_the_twin_critics_are_two_networks_each_learning_only_from_its_own_error():
