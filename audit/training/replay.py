@@ -292,7 +292,7 @@ class ReplayModule(ImitationModule):
         demonstrations; its metrics.
 
         The imitator is run once over every state the update reads (demonstrated, sampled and next), since it does
-        not change before its own step, the last."""
+        not change before its own step (the last of the three networks')."""
         assert self._demo_steps is not None
         n = self.cfg.replay_batch
         opt_i, opt_c, opt_d, *opt_t = opts
