@@ -349,6 +349,13 @@ class ReplayModule(ImitationModule):
     def on_train_epoch_end(self) -> None:
         self.evaluate_in_env()
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A checkpoint written before the temperature could be learned holds none: it resumes at
+        ``replay_temperature``, the value it trained at."""
+        weights = checkpoint.get("state_dict")
+        if isinstance(weights, dict) and "log_temperature" not in weights:
+            weights["log_temperature"] = torch.tensor(math.log(self.cfg.replay_temperature))
+
     def configure_optimizers(self) -> Any:
         cfg = self.cfg
         opts = [

@@ -144,6 +144,36 @@ def test_a_short_replay_run_learns_from_its_rollouts_and_says_how_many_env_steps
     assert moved, "the adversarial phase did not change the imitator"
 
 
+def test_a_checkpoint_written_before_the_temperature_was_learned_resumes_at_its_fixed_temperature(tmp_path):
+    demos = record("CartPole-v1", expert, episodes=2, seed=0, source="scripted")
+    cfg = TrainConfig(
+        arch="mlp",
+        mode="adversarial",
+        learner="replay",
+        terminal_reward="absorbing",
+        steps=2,
+        bc_warmup=4,
+        rollout_episodes=1,
+        replay_batch=16,
+        eval_every=2,
+        eval_episodes=1,
+        hidden=8,
+        heldout_fraction=0.0,
+        log_dir=str(tmp_path),
+        run_id="old",
+        progress=False,
+    )
+    train(demos, cfg)
+    last = tmp_path / "old" / "adversarial" / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, weights_only=False)  # the test's own file
+    del checkpoint["state_dict"]["log_temperature"]  # as a checkpoint written before the setting existed
+    torch.save(checkpoint, last)
+    resumed = train(demos, replace(cfg, steps=4), resume=True)
+    assert resumed.steps_done["adversarial"] == 4  # two restored, two more
+    saved = torch.load(last, weights_only=False)["state_dict"]["log_temperature"]
+    assert float(saved.exp()) == pytest.approx(cfg.replay_temperature)
+
+
 def test_a_learned_temperature_rises_below_its_target_entropy_and_falls_above_it():
     demos = record("CartPole-v1", expert, episodes=2, seed=0, source="scripted")
     temperatures = {}
