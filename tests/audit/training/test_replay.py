@@ -114,24 +114,32 @@ def expert(obs):
     return int(obs[2] + 0.5 * obs[3] > 0)
 
 
+def short_run(tmp_path, **changes) -> TrainConfig:
+    """A replay run of 21 BC steps and 3 iterations of 2 episodes, logged under tmp_path."""
+    return TrainConfig(
+        **{
+            "arch": "mlp",
+            "mode": "adversarial",
+            "learner": "replay",
+            "terminal_reward": "absorbing",
+            "steps": 3,
+            "bc_warmup": 21,
+            "rollout_episodes": 2,
+            "replay_batch": 32,
+            "eval_every": 3,
+            "eval_episodes": 2,
+            "hidden": 16,
+            "heldout_fraction": 0.0,
+            "log_dir": str(tmp_path),
+            "progress": False,
+            **changes,
+        }
+    )
+
+
 def test_a_short_replay_run_learns_from_its_rollouts_and_says_how_many_env_steps_it_took(tmp_path):
     demos = record("CartPole-v1", expert, episodes=2, seed=0, source="scripted")
-    cfg = TrainConfig(
-        arch="mlp",
-        mode="adversarial",
-        learner="replay",
-        terminal_reward="absorbing",
-        steps=3,
-        bc_warmup=21,
-        rollout_episodes=2,
-        replay_batch=32,
-        eval_every=3,
-        eval_episodes=2,
-        hidden=16,
-        heldout_fraction=0.0,
-        log_dir=str(tmp_path),
-        progress=False,
-    )
+    cfg = short_run(tmp_path)
     warm = train(demos, replace(cfg, mode="bc", steps=21)).imitator.state_dict()
     start = time.perf_counter()
     result = train(demos, cfg)
@@ -146,30 +154,14 @@ def test_a_short_replay_run_learns_from_its_rollouts_and_says_how_many_env_steps
 
 def test_a_checkpoint_written_before_the_temperature_was_learned_resumes_at_its_fixed_temperature(tmp_path):
     demos = record("CartPole-v1", expert, episodes=2, seed=0, source="scripted")
-    cfg = TrainConfig(
-        arch="mlp",
-        mode="adversarial",
-        learner="replay",
-        terminal_reward="absorbing",
-        steps=2,
-        bc_warmup=4,
-        rollout_episodes=1,
-        replay_batch=16,
-        eval_every=2,
-        eval_episodes=1,
-        hidden=8,
-        heldout_fraction=0.0,
-        log_dir=str(tmp_path),
-        run_id="old",
-        progress=False,
-    )
+    cfg = short_run(tmp_path, run_id="old")
     train(demos, cfg)
     last = tmp_path / "old" / "adversarial" / "checkpoints" / "last.ckpt"
     checkpoint = torch.load(last, weights_only=False)  # the test's own file
     del checkpoint["state_dict"]["log_temperature"]  # as a checkpoint written before the setting existed
     torch.save(checkpoint, last)
-    resumed = train(demos, replace(cfg, steps=4), resume=True)
-    assert resumed.steps_done["adversarial"] == 4  # two restored, two more
+    resumed = train(demos, replace(cfg, steps=6), resume=True)
+    assert resumed.steps_done["adversarial"] == 6  # three restored, three more
     saved = torch.load(last, weights_only=False)["state_dict"]["log_temperature"]
     assert float(saved.exp()) == pytest.approx(cfg.replay_temperature)
 
