@@ -88,12 +88,13 @@ def run_peer(python: Path, demos_npz: Path, budget: float, target: float, seed: 
 
 def ours_config(*, steps: int, log_dir: str, seed: int = 0, target: float | None = None, learner: str = "ppo"):
     """imitaudit's side of both rows: an MLP, 2,000 BC steps (the replay learner: 200), then up to ``steps``
-    adversarial iterations, evaluated on 50 greedy episodes as the peer is (stopping at ``target`` when given). The PPO
-    learner: iterations of 16
-    episodes, evaluated every 100 steps or iterations. The replay learner: iterations of 4 episodes, each evaluated
-    (its BC warm start every 500 steps), since each of its iterations moves the imitator further, an absorbing
-    floor of -2 (a -10 cliff at each ending is one its critics fit poorly: BENCHMARKS.md), a warm start of 200 BC
-    steps and a 64-wide discriminator (each cheaper, and on 24 seeds no worse: BENCHMARKS.md)."""
+    adversarial iterations, evaluated on 50 greedy episodes as the peer is (stopping at ``target`` when given).
+
+    The PPO learner: iterations of 16 episodes, evaluated every 100 steps or iterations. The replay learner: iterations
+    of 4 episodes, each evaluated (and its warm start at its end), since each of its iterations moves the imitator
+    further; an absorbing floor of -2 (a -10 cliff at each ending is one its critics fit poorly); a warm start of 200
+    BC steps and a 64-wide discriminator (each cheaper, and together on 48 seeds no worse). BENCHMARKS.md has the
+    seed studies behind each."""
     from audit.training.config import TrainConfig
 
     if learner == "replay":
