@@ -105,6 +105,8 @@ class TrainConfig:
     """learner ``replay``: transitions kept (the oldest dropped first)."""
     replay_lr: float = setting(1e-3, gt=0.0)
     """learner ``replay``: imitator and critic learning rate after the warm start."""
+    replay_target_rate: float = setting(0.005, gt=0.0, le=1.0)
+    """learner ``replay``: how far the slow target critics move towards the critics at each update (SAC's tau)."""
     replay_temperature: float = setting(0.05, gt=0.0)
     """learner ``replay``: entropy temperature of the soft Q-learning (in the discriminator's logit units)."""
     replay_target_entropy: float | None = setting(None, ge=0.0)

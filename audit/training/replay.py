@@ -35,8 +35,6 @@ from models.taps import TapRecorder
 GRADIENT_PENALTY = 10.0
 """Weight of the discriminator's gradient penalty (DAC's, after WGAN-GP): a smooth logit over states the imitator has
 not reached yet, so the critic's targets do not jump when one more transition is seen."""
-TARGET_RATE = 0.005
-"""How far the slow target critics move towards the critics at each update."""
 TEMPERATURE_LR = 1e-2
 """Adam's step size on the logarithm of a learned temperature (``replay_target_entropy``)."""
 
@@ -246,7 +244,9 @@ class ReplayModule(ImitationModule):
         loss.backward()
         opt.step()
         with torch.no_grad():
-            torch._foreach_lerp_(list(self.targets.parameters()), list(self.critics.parameters()), TARGET_RATE)
+            torch._foreach_lerp_(
+                list(self.targets.parameters()), list(self.critics.parameters()), cfg.replay_target_rate
+            )
         return loss.detach()
 
     def _imitator_update(self, obs: Tensor, logp: Tensor, demo_logp: Tensor, demo_actions: Tensor, opt: Any):

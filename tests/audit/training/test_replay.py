@@ -199,3 +199,26 @@ def test_the_twin_critics_are_two_networks_each_learning_only_from_its_own_error
     values[0].sum().backward()
     assert all(p.grad is not None and p.grad[1].abs().sum() == 0 and p.grad[0].abs().sum() > 0
                for p in twins.parameters())  # fmt: skip
+
+
+def test_the_target_critics_move_towards_the_critics_by_the_target_rate_at_each_update():
+    moved = {}
+    for rate in (0.005, 0.5, 1.0):
+        cfg = TrainConfig(arch="mlp", mode="adversarial", learner="replay", replay_target_rate=rate)
+        module = ReplayModule(
+            train_cfg=cfg.to_dict(),
+            imitator_config={"obs_dim": 1, "n_actions": 2, "hidden": 8},
+            env_id="CartPole-v1",
+            env_kwargs={},
+        )
+        before = [p.clone() for p in module.targets.parameters()]
+        opt = torch.optim.Adam(module.critics.parameters(), lr=1e-2)
+        obs = torch.zeros(4, 1)
+        sample = (obs, torch.zeros(4, dtype=torch.long), obs, torch.zeros(4, dtype=torch.bool))
+        module._critic_update(sample, torch.full((4, 2), 0.5).log(), torch.ones(4), 0.0, opt)
+        for old, target, critic in zip(before, module.targets.parameters(), module.critics.parameters(), strict=True):
+            assert torch.allclose(target, old + rate * (critic - old), atol=1e-6)
+        moved[rate] = sum(float((t - o).abs().sum()) for o, t in zip(before, module.targets.parameters(), strict=True))
+    assert 0 < moved[0.005] < moved[0.5] < moved[1.0]
+    with pytest.raises(ValueError, match="replay_target_rate"):
+        TrainConfig(replay_target_rate=0.0)
