@@ -37,6 +37,16 @@ def trajectories() -> Trajectories:
     )
 
 
+def replay_module(cfg: TrainConfig, *, obs_dim: int, hidden: int) -> ReplayModule:
+    """A replay module for CartPole-shaped actions (two) under ``cfg``, its imitator ``hidden`` wide."""
+    return ReplayModule(
+        train_cfg=cfg.to_dict(),
+        imitator_config={"obs_dim": obs_dim, "n_actions": 2, "hidden": hidden},
+        env_id="CartPole-v1",
+        env_kwargs={},
+    )
+
+
 def test_the_buffer_keeps_each_step_with_what_followed_it_and_drops_a_truncated_episodes_last_step():
     buffer = ReplayBuffer(capacity=100, obs_dim=1)
     buffer.add(trajectories())
@@ -68,12 +78,7 @@ def test_replay_refuses_a_recurrent_imitator_and_continuous_actions():
 
 def test_the_critics_learn_an_ending_s_value_in_per_step_units():
     cfg = TrainConfig(arch="mlp", mode="adversarial", learner="replay", hidden=8, gamma=0.99)
-    module = ReplayModule(
-        train_cfg=cfg.to_dict(),
-        imitator_config={"obs_dim": 1, "n_actions": 2, "hidden": 8},
-        env_id="CartPole-v1",
-        env_kwargs={},
-    )
+    module = replay_module(cfg, obs_dim=1, hidden=8)
     opt = torch.optim.Adam(module.critics.parameters(), lr=1e-2)
     obs = torch.zeros(8, 1)
     sample = (obs, torch.zeros(8, dtype=torch.long), obs, torch.ones(8, dtype=torch.bool))
@@ -91,12 +96,7 @@ def test_the_absorbing_floor_sets_what_an_ending_is_worth_when_the_demonstrator_
         cfg = TrainConfig(
             arch="mlp", mode="adversarial", learner="replay", terminal_reward="absorbing", absorbing_floor=floor
         )
-        module = ReplayModule(
-            train_cfg=cfg.to_dict(),
-            imitator_config={"obs_dim": 4, "n_actions": 2, "hidden": 8},
-            env_id="CartPole-v1",
-            env_kwargs={},
-        )
+        module = replay_module(cfg, obs_dim=4, hidden=8)
         module.demo_train = SimpleNamespace(terminated=0, steps=25)  # what the module reads of its demonstrations
         module.buffer.ended, module.buffer.steps = 3, 60
         values.append(module._absorbing_value())
@@ -173,12 +173,7 @@ def test_a_learned_temperature_rises_below_its_target_entropy_and_falls_above_it
         cfg = TrainConfig(
             arch="mlp", mode="adversarial", learner="replay", replay_batch=32, replay_target_entropy=target
         )
-        module = ReplayModule(
-            train_cfg=cfg.to_dict(),
-            imitator_config={"obs_dim": 4, "n_actions": 2, "hidden": 16},
-            env_id="CartPole-v1",
-            env_kwargs={},
-        )
+        module = replay_module(cfg, obs_dim=4, hidden=16)
         module.attach_demos(EpisodeDataset(demos, list(range(demos.n_episodes))), None)
         module.buffer.add(rollout(module.imitator, "CartPole-v1", episodes=2, seed=0))
         opts = module.configure_optimizers()
@@ -205,12 +200,7 @@ def test_the_target_critics_move_towards_the_critics_by_the_target_rate_at_each_
     moved = {}
     for rate in (0.005, 0.5, 1.0):
         cfg = TrainConfig(arch="mlp", mode="adversarial", learner="replay", replay_target_rate=rate)
-        module = ReplayModule(
-            train_cfg=cfg.to_dict(),
-            imitator_config={"obs_dim": 1, "n_actions": 2, "hidden": 8},
-            env_id="CartPole-v1",
-            env_kwargs={},
-        )
+        module = replay_module(cfg, obs_dim=1, hidden=8)
         before = [p.clone() for p in module.targets.parameters()]
         opt = torch.optim.Adam(module.critics.parameters(), lr=1e-2)
         obs = torch.zeros(4, 1)
