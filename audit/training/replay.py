@@ -3,12 +3,14 @@
 Each iteration, after a BC warm start (:mod:`audit.training.bc`):
   1. collect: roll the imitator out and keep every transition in a replay buffer (all iterations so far);
   2. ``replay_ratio`` x the new steps updates, each on one minibatch drawn from the buffer and one from the
-     demonstrations:
+     demonstrations, and each one simultaneous step of three losses (each reads the other networks as they stand before
+     the step):
      a. discriminator: class-balanced BCE (demonstrator labelled 1) plus a gradient penalty on mixed inputs;
      b. critic: soft Q-learning (discrete SAC, twin Q with slow targets) on the reward the discriminator's logit gives
         now, so old transitions are rewarded as today's discriminator sees them; a terminated episode enters the
         absorbing state, whose value is :func:`audit.training.adversarial.absorbing_reward` discounted for ever;
      c. imitator: the soft policy step towards the critic's values, plus the BC loss;
+  then
      d. temperature (when ``replay_target_entropy`` is set): one step towards that entropy, as discrete SAC's.
 The PPO learner (:mod:`audit.training.adversarial`) learns only from each iteration's own rollouts; reusing every
 past step is what lets a few demonstrated steps be enough (BENCHMARKS.md, the second peer row).
@@ -205,32 +207,28 @@ class ReplayModule(ImitationModule):
         )
         return reward / (1.0 - self.cfg.gamma)
 
-    def _discriminator_update(self, expert_x: Tensor, agent_x: Tensor, opt: torch.optim.Optimizer) -> Tensor:
-        """One step of the balanced BCE plus the gradient penalty on a random mix of the two batches (all three in
-        one pass); the BCE."""
+    def _discriminator_loss(self, expert_x: Tensor, agent_x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The balanced BCE plus the gradient penalty on a random mix of the two batches (all three in one pass); that
+        loss, the BCE alone, and the agent's logits [N] (detached)."""
         if not bool(self.normalized):
             self.discriminator.set_normalization(torch.cat([expert_x, agent_x]))
             self.normalized.fill_(True)  # type: ignore[operator]
         n = min(expert_x.shape[0], agent_x.shape[0])
         share = torch.rand(n, 1, generator=self._draws)
-        mixed = (share * expert_x[:n] + (1 - share) * agent_x[:n]).requires_grad_(True)
-        logits = self.discriminator.logits(torch.cat([expert_x, agent_x, mixed]))
-        expert_l, agent_l, mixed_l = logits.split([expert_x.shape[0], agent_x.shape[0], n])
-        loss = balanced_logit_loss(expert_l, agent_l)
-        grad = torch.autograd.grad(mixed_l.sum(), mixed, create_graph=True)[0]
+        mixed = share * expert_x[:n] + (1 - share) * agent_x[:n]
+        logits, grad = self.discriminator.logits_and_input_gradients(torch.cat([expert_x, agent_x, mixed]), rows=n)
+        expert_l, agent_l, _ = logits.split([expert_x.shape[0], agent_x.shape[0], n])
+        bce = balanced_logit_loss(expert_l, agent_l)
         penalty = (grad.norm(dim=-1) - 1).pow(2).mean()
-        opt.zero_grad()
-        (loss + GRADIENT_PENALTY * penalty).backward()
-        opt.step()
-        return loss.detach()
+        return bce + GRADIENT_PENALTY * penalty, bce.detach(), agent_l.detach()
 
-    def _critic_update(
-        self, sample: tuple[Tensor, ...], next_logp: Tensor, reward: Tensor, absorbing: float, opt: Any
-    ) -> Tensor:
-        """One soft Q-learning step on transitions (obs, actions, next_obs, terminated) with ``reward`` [N] and the
-        imitator's log-probabilities at next_obs [N, A]; the critics learn the values in :func:`value_scale`'s
-        units."""
-        obs, actions, next_obs, ended = sample
+    def _critic_loss(
+        self, values: Tensor, sample: tuple[Tensor, ...], next_logp: Tensor, reward: Tensor, absorbing: float
+    ):
+        """The soft Q-learning loss of the critics' values [2, N, A] at the sampled transitions (obs, actions, next_obs,
+        terminated) with ``reward`` [N] and the imitator's log-probabilities at next_obs [N, A]; the critics learn the
+        values in :func:`value_scale`'s units."""
+        _, actions, next_obs, ended = sample
         cfg = self.cfg
         scale = value_scale(cfg.gamma)
         with torch.no_grad():
@@ -238,29 +236,22 @@ class ReplayModule(ImitationModule):
             v_next = (next_logp.exp() * (q_next - scale * self.temperature() * next_logp)).sum(-1)
             ending = torch.full_like(v_next, scale * absorbing)
             y = scale * reward + cfg.gamma * torch.where(ended, ending, v_next)
-        q = self.critics(obs).gather(2, actions[None, :, None].expand(2, -1, 1)).squeeze(2)
-        loss = ((q - y) ** 2).mean(dim=1).sum()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        q = values.gather(2, actions[None, :, None].expand(2, -1, 1)).squeeze(2)
+        return ((q - y) ** 2).mean(dim=1).sum()
+
+    def _move_targets(self) -> None:
+        """Move the target critics ``replay_target_rate`` of the way to the critics."""
         with torch.no_grad():
             torch._foreach_lerp_(
-                list(self.targets.parameters()), list(self.critics.parameters()), cfg.replay_target_rate
+                list(self.targets.parameters()), list(self.critics.parameters()), self.cfg.replay_target_rate
             )
-        return loss.detach()
 
-    def _imitator_update(self, obs: Tensor, logp: Tensor, demo_logp: Tensor, demo_actions: Tensor, opt: Any):
-        """One soft policy step at ``obs`` [N, D] (where the imitator's log-probabilities are ``logp`` [N, A]) towards
-        the critics' values, plus the BC loss of ``demo_logp`` [M, A] on ``demo_actions`` [M]; both losses."""
-        cfg = self.cfg
-        with torch.no_grad():
-            q = self.critics(obs).min(dim=0).values / value_scale(cfg.gamma)
+    def _imitator_loss(self, values: Tensor, logp: Tensor, demo_logp: Tensor, demo_actions: Tensor):
+        """The soft policy loss at states where the imitator's log-probabilities are ``logp`` [N, A] and the critics'
+        values ``values`` [2, N, A], plus the BC loss of ``demo_logp`` [M, A] on ``demo_actions`` [M]; both."""
+        q = values.detach().min(dim=0).values / value_scale(self.cfg.gamma)
         soft = (logp.exp() * (self.temperature() * logp - q)).sum(-1).mean()
-        bc = nn.functional.nll_loss(demo_logp, demo_actions)
-        opt.zero_grad()
-        (soft + cfg.bc_coef * bc).backward()
-        opt.step()
-        return soft.detach(), bc.detach()
+        return soft, nn.functional.nll_loss(demo_logp, demo_actions)
 
     def _temperature_update(self, logp: Tensor, opt: torch.optim.Optimizer) -> None:
         """One step of the learned temperature towards the target entropy, from the imitator's log-probabilities
@@ -287,15 +278,16 @@ class ReplayModule(ImitationModule):
         return traj
 
     def update(self, opts: list[torch.optim.Optimizer], absorbing: float) -> dict[str, Tensor]:
-        """One update of the discriminator, the critics and the imitator (optimizers in that order: imitator, critics,
-        discriminator, then the temperature's when it is learned) on one minibatch from the buffer and one from the
-        demonstrations; its metrics.
+        """One simultaneous step of the discriminator, the critics and the imitator (optimizers in that order:
+        imitator, critics, discriminator, then the temperature's when it is learned) on one minibatch from the buffer
+        and one from the demonstrations; its metrics.
 
-        The imitator is run once over every state the update reads (demonstrated, sampled and next), since it does
-        not change before its own step (the last of the three networks')."""
+        Each network's loss reads the others as they stand before the step, as a simultaneous game's players do, so
+        one pass of each network and one backward pass serve all three (their parameters are disjoint): the imitator
+        over every state the update reads (demonstrated, sampled and next), the discriminator over the demonstrated,
+        sampled and mixed steps, the critics over the sampled states."""
         assert self._demo_steps is not None
         n = self.cfg.replay_batch
-        opt_i, opt_c, opt_d, *opt_t = opts
         demo_obs, demo_actions = self._demo_steps
         sample = self.buffer.sample(n, self._draws)
         obs, actions, next_obs, _ = sample
@@ -308,19 +300,25 @@ class ReplayModule(ImitationModule):
             {name: v[: 2 * n] for name, v in taps.items()},
         )
         expert_x, agent_x = both[:n], both[n:]
-        loss_d = self._discriminator_update(expert_x, agent_x, opt_d)
-        with torch.no_grad():
-            reward = self.discriminator.logits(agent_x).clamp(-10, 10)
-        loss_c = self._critic_update(sample, logp[2 * n :].detach(), reward, absorbing, opt_c)
-        soft, bc = self._imitator_update(obs, logp[n : 2 * n], logp[:n], d_actions, opt_i)
-        if opt_t:
-            self._temperature_update(logp[n : 2 * n].detach(), opt_t[0])
+        loss_d, bce, agent_logits = self._discriminator_loss(expert_x, agent_x)
+        reward = agent_logits.clamp(-10, 10)
+        values = self.critics(obs)
+        loss_c = self._critic_loss(values, sample, logp[2 * n :].detach(), reward, absorbing)
+        soft, bc = self._imitator_loss(values, logp[n : 2 * n], logp[:n], d_actions)
+        for opt in opts[:3]:
+            opt.zero_grad()
+        (loss_d + loss_c + soft + self.cfg.bc_coef * bc).backward()
+        for opt in opts[:3]:
+            opt.step()
+        self._move_targets()
+        if len(opts) > 3:
+            self._temperature_update(logp[n : 2 * n].detach(), opts[3])
         return {
-            "disc/loss": loss_d,
+            "disc/loss": bce,
             "disc/reward_mean": reward.mean(),
-            "critic/loss": loss_c,
-            "imitator/soft_loss": soft,
-            "imitator/bc_loss": bc,
+            "critic/loss": loss_c.detach(),
+            "imitator/soft_loss": soft.detach(),
+            "imitator/bc_loss": bc.detach(),
             "imitator/temperature": self.log_temperature.detach().exp(),
             "expert_x": expert_x,
             "agent_x": agent_x,

@@ -76,6 +76,14 @@ def test_replay_refuses_a_recurrent_imitator_and_continuous_actions():
         check_fits(build("mlp", ImitatorConfig(obs_dim=4, n_actions=2, hidden=8, continuous=True)))
 
 
+def critic_step(module, sample, next_logp, reward, absorbing, opt):
+    """One step of the critics alone on their loss at ``sample``, then the targets' move."""
+    opt.zero_grad()
+    module._critic_loss(module.critics(sample[0]), sample, next_logp, reward, absorbing).backward()
+    opt.step()
+    module._move_targets()
+
+
 def test_the_critics_learn_an_ending_s_value_in_per_step_units():
     cfg = TrainConfig(arch="mlp", mode="adversarial", learner="replay", hidden=8, gamma=0.99)
     module = replay_module(cfg, obs_dim=1, hidden=8)
@@ -84,7 +92,7 @@ def test_the_critics_learn_an_ending_s_value_in_per_step_units():
     sample = (obs, torch.zeros(8, dtype=torch.long), obs, torch.ones(8, dtype=torch.bool))
     uniform = torch.full((8, 2), 0.5).log()
     for _ in range(400):  # a terminated step: reward 1, then the absorbing state's value -1000
-        module._critic_update(sample, uniform, torch.ones(8), -1000.0, opt)
+        critic_step(module, sample, uniform, torch.ones(8), -1000.0, opt)
     learned = module.critics(obs[:1])[:, 0, 0]  # both twins
     assert learned.tolist() == pytest.approx([value_scale(0.99) * (1.0 + 0.99 * -1000.0)] * 2, abs=0.05)
     assert value_scale(1.0) == 1.0
@@ -205,10 +213,44 @@ def test_the_target_critics_move_towards_the_critics_by_the_target_rate_at_each_
         opt = torch.optim.Adam(module.critics.parameters(), lr=1e-2)
         obs = torch.zeros(4, 1)
         sample = (obs, torch.zeros(4, dtype=torch.long), obs, torch.zeros(4, dtype=torch.bool))
-        module._critic_update(sample, torch.full((4, 2), 0.5).log(), torch.ones(4), 0.0, opt)
+        critic_step(module, sample, torch.full((4, 2), 0.5).log(), torch.ones(4), 0.0, opt)
         for old, target, critic in zip(before, module.targets.parameters(), module.critics.parameters(), strict=True):
             assert torch.allclose(target, old + rate * (critic - old), atol=1e-6)
         moved[rate] = sum(float((t - o).abs().sum()) for o, t in zip(before, module.targets.parameters(), strict=True))
     assert 0 < moved[0.005] < moved[0.5] < moved[1.0]
     with pytest.raises(ValueError, match="replay_target_rate"):
         TrainConfig(replay_target_rate=0.0)
+
+
+def test_each_network_learns_only_from_its_own_loss_in_the_update_s_one_backward_pass():
+    demos = record("CartPole-v1", expert, episodes=2, seed=0, source="scripted")
+    module = replay_module(
+        TrainConfig(arch="mlp", mode="adversarial", learner="replay", replay_batch=32), obs_dim=4, hidden=16
+    )
+    module.attach_demos(EpisodeDataset(demos, list(range(demos.n_episodes))), None)
+    module.buffer.add(rollout(module.imitator, "CartPole-v1", episodes=2, seed=0))
+    nets = {"imitator": module.imitator, "critics": module.critics, "discriminator": module.discriminator}
+    reaches = {}
+
+    def spy(name, method, total):
+        """``method``, noting which networks its loss (``total`` of its outputs) has a gradient for."""
+
+        def wrapped(*args):
+            out = method(*args)
+            reaches[name] = set()
+            for net, part in nets.items():
+                grads = torch.autograd.grad(total(out), list(part.parameters()), retain_graph=True, allow_unused=True)
+                if any(g is not None and float(g.abs().sum()) > 0 for g in grads):
+                    reaches[name].add(net)
+            return out
+
+        return wrapped
+
+    module._discriminator_loss = spy("discriminator", module._discriminator_loss, lambda out: out[0])
+    module._critic_loss = spy("critics", module._critic_loss, lambda out: out)
+    module._imitator_loss = spy("imitator", module._imitator_loss, lambda out: out[0] + out[1])
+    before = {net: [p.clone() for p in part.parameters()] for net, part in nets.items()}
+    module.update(module.configure_optimizers(), 0.0)
+    assert reaches == {net: {net} for net in nets}
+    for net, part in nets.items():  # and the one step moved all three
+        assert any(not torch.equal(a, b) for a, b in zip(before[net], part.parameters(), strict=True)), net
