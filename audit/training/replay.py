@@ -224,7 +224,7 @@ class ReplayModule(ImitationModule):
 
     def _critic_loss(
         self, values: Tensor, sample: tuple[Tensor, ...], next_logp: Tensor, reward: Tensor, absorbing: float
-    ):
+    ) -> Tensor:
         """The soft Q-learning loss of the critics' values [2, N, A] at the sampled transitions (obs, actions, next_obs,
         terminated) with ``reward`` [N] and the imitator's log-probabilities at next_obs [N, A]; the critics learn the
         values in :func:`value_scale`'s units."""
@@ -246,7 +246,9 @@ class ReplayModule(ImitationModule):
                 list(self.targets.parameters()), list(self.critics.parameters()), self.cfg.replay_target_rate
             )
 
-    def _imitator_loss(self, values: Tensor, logp: Tensor, demo_logp: Tensor, demo_actions: Tensor):
+    def _imitator_loss(
+        self, values: Tensor, logp: Tensor, demo_logp: Tensor, demo_actions: Tensor
+    ) -> tuple[Tensor, Tensor]:
         """The soft policy loss at states where the imitator's log-probabilities are ``logp`` [N, A] and the critics'
         values ``values`` [2, N, A], plus the BC loss of ``demo_logp`` [M, A] on ``demo_actions`` [M]; both."""
         q = values.detach().min(dim=0).values / value_scale(self.cfg.gamma)
