@@ -47,6 +47,15 @@ def replay_module(cfg: TrainConfig, *, obs_dim: int, hidden: int) -> ReplayModul
     )
 
 
+def module_with_steps(cfg: TrainConfig, demos) -> ReplayModule:
+    """A CartPole replay module (imitator 16 wide) under ``cfg`` with ``demos`` attached and two of its own rollouts in
+    its buffer: ready for :meth:`ReplayModule.update`."""
+    module = replay_module(cfg, obs_dim=4, hidden=16)
+    module.attach_demos(EpisodeDataset(demos, list(range(demos.n_episodes))), None)
+    module.buffer.add(rollout(module.imitator, "CartPole-v1", episodes=2, seed=0))
+    return module
+
+
 def test_the_buffer_keeps_each_step_with_what_followed_it_and_drops_a_truncated_episodes_last_step():
     buffer = ReplayBuffer(capacity=100, obs_dim=1)
     buffer.add(trajectories())
@@ -181,9 +190,7 @@ def test_a_learned_temperature_rises_below_its_target_entropy_and_falls_above_it
         cfg = TrainConfig(
             arch="mlp", mode="adversarial", learner="replay", replay_batch=32, replay_target_entropy=target
         )
-        module = replay_module(cfg, obs_dim=4, hidden=16)
-        module.attach_demos(EpisodeDataset(demos, list(range(demos.n_episodes))), None)
-        module.buffer.add(rollout(module.imitator, "CartPole-v1", episodes=2, seed=0))
+        module = module_with_steps(cfg, demos)
         opts = module.configure_optimizers()
         assert len(opts) == (3 if target is None else 4)
         for _ in range(30):
@@ -224,11 +231,7 @@ def test_the_target_critics_move_towards_the_critics_by_the_target_rate_at_each_
 
 def test_each_network_learns_only_from_its_own_loss_in_the_update_s_one_backward_pass():
     demos = record("CartPole-v1", expert, episodes=2, seed=0, source="scripted")
-    module = replay_module(
-        TrainConfig(arch="mlp", mode="adversarial", learner="replay", replay_batch=32), obs_dim=4, hidden=16
-    )
-    module.attach_demos(EpisodeDataset(demos, list(range(demos.n_episodes))), None)
-    module.buffer.add(rollout(module.imitator, "CartPole-v1", episodes=2, seed=0))
+    module = module_with_steps(TrainConfig(arch="mlp", mode="adversarial", learner="replay", replay_batch=32), demos)
     nets = {"imitator": module.imitator, "critics": module.critics, "discriminator": module.discriminator}
     reaches = {}
 
