@@ -329,7 +329,8 @@ class ReplayModule(ImitationModule):
     def training_step(self, batch: Any, batch_idx: int) -> None:
         if self._demo_steps is None:
             raise RuntimeError("attach_demos() before training")
-        traj = self.collect(int(self.current_epoch * self.trainer.num_training_batches + batch_idx))
+        it = int(self.current_epoch * self.trainer.num_training_batches + batch_idx)
+        traj = self.collect(it)
         opts = [o.optimizer for o in cast(list, self.optimizers())]
         absorbing = self._absorbing_value()
         updates = math.ceil(self.cfg.replay_ratio * int(traj.mask.sum()))
@@ -337,6 +338,9 @@ class ReplayModule(ImitationModule):
         metrics: dict[str, Any] = {}
         for _ in range(updates):
             metrics = self.update(opts, absorbing)
+        # only the iterations the loggers write: each log call walks Lightning's whole result collection (as BCModule)
+        if (it + 1) % getattr(self.trainer, "log_every_n_steps", 1):
+            return
         if metrics:
             expert_x, agent_x = metrics.pop("expert_x"), metrics.pop("agent_x")
             with torch.no_grad():

@@ -1,5 +1,6 @@
 """The replay (off-policy, DAC-style) learner: its buffer's transitions, what it refuses, and a short real run."""
 
+import csv
 import math
 import time
 from dataclasses import replace
@@ -167,6 +168,15 @@ def test_a_short_replay_run_learns_from_its_rollouts_and_says_how_many_env_steps
     assert 0 < result.eval_seconds < elapsed
     moved = [k for k, v in result.imitator.state_dict().items() if not torch.equal(v, warm[k])]
     assert moved, "the adversarial phase did not change the imitator"
+
+
+def test_a_replay_run_logs_its_training_metrics_at_the_iterations_the_loggers_write(tmp_path):
+    demos = record("CartPole-v1", expert, episodes=2, seed=0, source="scripted")
+    result = train(demos, short_run(tmp_path, steps=12, eval_every=12))
+    with open(result.run_dir / "adversarial" / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("critic/loss")]
+    assert [int(r["step"]) for r in rows] == [9]  # Trainer(log_every_n_steps=10): the 10th of 12 iterations
+    assert rows[0]["disc/acc"] and rows[0]["env/train_return"] and rows[0]["imitator/bc_loss"]
 
 
 def test_a_checkpoint_written_before_the_temperature_was_learned_resumes_at_its_fixed_temperature(tmp_path):
