@@ -8,11 +8,14 @@ own venv under ``bench/.peer-venv`` (created here on first use: torch 2.13.0, th
 ``imitation==1.0.1`` with its own pins), following the library's documented GAIL example
 with a PPO learner. Figure: wall-clock training seconds and environment steps until the
 mean return over 50 episodes reaches 475, with evaluation time excluded on both sides; imitaudit's time with its
-checks included is reported beside it. Writes its table into BENCHMARKS.md.
+checks included is reported beside it. With ``--repeats K`` each side runs K times per seed, the two alternating, and
+each figure is the run with the median training time (a single timing on a shared machine wanders by a fifth or
+more; every run's is listed). Writes its table into BENCHMARKS.md.
 
     python bench/peer_gail.py --out BENCHMARKS.md
     python bench/peer_gail.py --demo-episodes 1 --demo-steps 25 --peer-budget 1200 --out BENCHMARKS.md
-    python bench/peer_gail.py --demo-episodes 1 --demo-steps 25 --peer-budget 1200 --learner replay --seeds 0 1 2
+    python bench/peer_gail.py --demo-episodes 1 --demo-steps 25 --peer-budget 1200 --learner replay --seeds 0 1 2 \
+        --repeats 5
 """
 
 from __future__ import annotations
@@ -205,11 +208,14 @@ def run_seed(args: argparse.Namespace, seed: int, work: Path) -> dict:
     print(f"seed {seed} demonstrations: {demos.n_episodes} episodes, {demos.n_steps} steps", flush=True)
     warm = ours_config(steps=1, log_dir=str(work), learner=args.learner).bc_warmup
     bc = bc_return(demos, seed, work, warm) if args.demo_steps else None
-    ours = run_ours(demos, args.target, seed, work, args.learner)
-    print("imitaudit", json.dumps(ours), flush=True)
     python = peer_python(HERE / ".peer-venv")
-    peer = run_peer(python, npz, args.peer_budget, args.target, seed, min(1024, demos.n_steps))
-    print("imitation", json.dumps({k: v for k, v in peer.items() if k != "rounds"}), flush=True)
+    ours_runs, peer_runs = [], []
+    for _ in range(args.repeats):  # alternating, so that a slow spell of the machine falls on both sides
+        ours_runs.append(run_ours(demos, args.target, seed, work, args.learner))
+        print("imitaudit", json.dumps(ours_runs[-1]), flush=True)
+        peer_runs.append(run_peer(python, npz, args.peer_budget, args.target, seed, min(1024, demos.n_steps)))
+        print("imitation", json.dumps({k: v for k, v in peer_runs[-1].items() if k != "rounds"}), flush=True)
+    ours, peer = median_run(ours_runs), median_run(peer_runs)
     return {
         "seed": seed,
         "episodes": demos.n_episodes,
@@ -218,6 +224,18 @@ def run_seed(args: argparse.Namespace, seed: int, work: Path) -> dict:
         "bc": bc,
         "ours": ours,
         "peer": peer,
+    }
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median training time (the lower middle one of an even count), with every run's training
+    seconds and env steps beside it (``all_seconds``, ``all_env_steps``)."""
+    ordered = sorted(runs, key=lambda run: run["train_seconds"])
+    middle = ordered[(len(ordered) - 1) // 2]
+    return {
+        **middle,
+        "all_seconds": [run["train_seconds"] for run in runs],
+        "all_env_steps": [run["env_steps"] for run in runs],
     }
 
 
@@ -243,12 +261,19 @@ def describe(args: argparse.Namespace, runs: list[dict]) -> str:
         + f"--peer-budget {args.peer_budget:g}"
         + (f" --learner {args.learner}" if args.learner != "ppo" else "")
         + (f" --seeds {seeds}" if args.seeds != [0] else "")
-        + "` — one run, both sides on each seed in turn, on this machine. "
-        f"{shared}. "
+        + (f" --repeats {args.repeats}" if args.repeats > 1 else "")
+        + "` — one run, both sides on each seed in turn, on this machine"
+        + (
+            f"; each side {args.repeats} times per seed, the two alternating, and each row the run with the median "
+            "training time (every run's in the last columns). "
+            if args.repeats > 1
+            else ". "
+        )
+        + f"{shared}. "
         f"Target: mean return >= {args.target:g} over 50 episodes. imitaudit: MLP, adversarial mode (BC warm start, "
         + LEARNERS[args.learner]
         + " on 50 greedy episodes, as the peer's; its training time excludes those checks, "
-        "and its time with them is the last column. "
+        "and its time with them is the column 'with checks'. "
         "Peer: imitation 1.0.1 GAIL (documented example: PPO learner, 8 envs, BasicRewardNet + RunningNorm; its "
         "demonstration batch is the whole set when that is smaller "
         "than 1,024 steps), in its own venv, checked after every 16,384 steps on 50 "
@@ -258,20 +283,34 @@ def describe(args: argparse.Namespace, runs: list[dict]) -> str:
 
 
 def table(runs: list[dict]) -> list[str]:
-    """One row per seed and side, and the wall-clock ratio per seed where both reached the target."""
+    """One row per seed and side (its median run), and every run's training seconds and env steps when repeated."""
+    repeated = len(runs[0]["ours"]["all_seconds"]) > 1
     lines = [
-        "| seed | trainer | reached target | training wall-clock (s) | env steps | return at stop | with checks (s) |",
-        "|---:|---|---|---:|---:|---:|---:|",
+        "| seed | trainer | reached target | training wall-clock (s) | env steps | return at stop | with checks (s) |"
+        + (" every run's training s | every run's env steps |" if repeated else ""),
+        "|---:|---|---|---:|---:|---:|---:|" + ("---|---|" if repeated else ""),
     ]
     for run in runs:
         ours, peer = run["ours"], run["peer"]
+        each = {
+            side: (
+                " "
+                + ", ".join(f"{s:.1f}" for s in r["all_seconds"])
+                + " | "
+                + ", ".join(f"{n:,}" for n in r["all_env_steps"])
+                + " |"
+                if repeated
+                else ""
+            )
+            for side, r in (("ours", ours), ("peer", peer))
+        }
         lines += [
             f"| {run['seed']} | imitaudit adversarial | {'yes' if ours['reached'] else 'no'} | "
             f"{ours['train_seconds']:.1f} | {ours['env_steps']:,} | {ours['last_return']:.1f} | "
-            f"{ours['total_seconds']:.1f} |",
+            f"{ours['total_seconds']:.1f} |" + each["ours"],
             f"| {run['seed']} | imitation GAIL | {'yes' if peer['reached'] else 'no (budget)'} | "
             f"{peer['train_seconds']:.1f} | {peer['env_steps']:,} | {peer['last_return']:.1f} (best "
-            f"{peer['best_return']:.1f}) | - |",
+            f"{peer['best_return']:.1f}) | - |" + each["peer"],
         ]
     return lines + [""]
 
@@ -318,9 +357,12 @@ def main() -> None:
     parser.add_argument("--work", default="out/bench-peer")
     parser.add_argument("--demo-steps", type=int, default=0, help="keep each demonstration's first K steps (0: all)")
     parser.add_argument("--learner", choices=("ppo", "replay"), default="ppo", help="imitaudit's adversarial learner")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each side per seed, alternating (median)")
     args = parser.parse_args()
     if args.demo_steps < 0:
         parser.error("--demo-steps must be 0 or more")
+    if args.repeats < 1:
+        parser.error("--repeats must be 1 or more")
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     runs = [run_seed(args, seed, work) for seed in args.seeds]
