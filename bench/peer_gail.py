@@ -9,8 +9,8 @@ own venv under ``bench/.peer-venv`` (created here on first use: torch 2.13.0, th
 with a PPO learner. Figure: wall-clock training seconds and environment steps until the
 mean return over 50 episodes reaches 475, with evaluation time excluded on both sides; imitaudit's time with its
 checks included is reported beside it. With ``--repeats K`` each side runs K times per seed, the two alternating, and
-each figure is the run with the median training time (a single timing on a shared machine wanders by a fifth or
-more; every run's is listed). Writes its table into BENCHMARKS.md.
+each figure is the run with the median training time (single timings on a shared machine wander; every run's is
+listed). Writes its table into BENCHMARKS.md.
 
     python bench/peer_gail.py --out BENCHMARKS.md
     python bench/peer_gail.py --demo-episodes 1 --demo-steps 25 --peer-budget 1200 --out BENCHMARKS.md
