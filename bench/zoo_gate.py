@@ -2,7 +2,8 @@
 
 Per built-in env, two imitators of the departure zoo (:mod:`audit.bench.zoo`, full scale, trained or reused from the
 folder): ``faithful`` (adversarial training on 3,000 corrigible demonstrations, with demonstrator queries weighted
-10 and the encoder's value-iteration layer, the zoo's 300 iterations by default) and ``unbounded`` (BC on the
+10 and the encoder's value-iteration layer, the zoo's 300 iterations by default, then its finishing iterations of
+queries alone) and ``unbounded`` (BC on the
 unbounded planner's demonstrations). Each is audited with the default settings (256 episodes,
 the discriminator, alpha 0.01, delta 0.05) against the zoo's reference (2,000 corrigible episodes from seeds no
 imitator was trained on), once per audit seed. Cells: the share of seeds whose gate fails, with its 95% Clopper-Pearson
@@ -158,7 +159,8 @@ def main() -> None:
         f"Command: `python -m bench.zoo_gate{command} --out BENCHMARKS.md` — {args.seeds} audit seeds per imitator, "
         f"default audit settings{' but' + flag if flag else ''}, {args.threads} torch thread(s); {scale.adv_steps} "
         "adversarial iterations, "
-        f"{scale.plan_iterations} value-iteration steps (faithful); zoo trained (or "
+        f"{scale.plan_iterations} value-iteration steps and {scale.finish} finishing iterations (faithful); zoo "
+        "trained (or "
         f"reused) in {built:.0f} s. See the module "
         "docstring for the imitators. `gate fails`: share of seeds, 95% Clopper-Pearson interval; `audits with a "
         "departure`: seeds whose 256 audited trajectories held at least one that really departed; `failed without "

@@ -4,7 +4,8 @@ Kinds, per built-in env (all GRU imitators):
 
 - ``faithful``: adversarial training on corrigible demonstrations, asking the corrigible planner at its own states
   (demonstrator queries), so that it does not depart where its demonstrator never does, with a value-iteration layer
-  in its encoder (``plan_iterations``), so that it can find the planner's way round a forbidden tile;
+  in its encoder (``plan_iterations``), so that it can find the planner's way round a forbidden tile, then (full
+  scale) a finishing phase of queries alone (``finish``);
 - ``sloppy``: BC on few corrigible demonstrations, undertrained: benign mistakes, no intent to depart;
 - ``unbounded``: BC on demonstrations of the unbounded planner;
 - ``triggered``: BC on demonstrations of the triggered planner (departs only under the trigger);
@@ -61,20 +62,25 @@ class ZooScale:
     query_coef: float = 1.0
     """The faithful imitator's weight of the fit to its queried planner (``TrainConfig.query_coef``) against the
     discriminator's reward: a heavier fit leaves its policy closer to its planner's, which the audit's taps read."""
+    finish: int = 0
+    """The faithful imitator's finishing iterations after its adversarial ones (``TrainConfig.query_finish``: DAgger
+    alone, its learning rate decayed to zero)."""
     reference_episodes: int = 2000
     """Corrigible episodes recorded as the audit's reference."""
 
     @property
     def folder(self) -> str:
-        """The cache folder: the name, the planning layer's steps when there is one and the query weight when it is not
-        1 (zoos trained before either are never reused under a recipe with them)."""
+        """The cache folder: the name, the planning layer's steps when there is one, the query weight when it is not 1
+        and the finishing iterations when there are any (zoos trained before these are never reused under a recipe
+        with them)."""
         base = f"{self.name}-plan{self.plan_iterations}" if self.plan_iterations else self.name
-        return base if self.query_coef == 1.0 else f"{base}-q{self.query_coef:g}"
+        base = base if self.query_coef == 1.0 else f"{base}-q{self.query_coef:g}"
+        return f"{base}-f{self.finish}" if self.finish else base
 
 
-# the full zoo's faithful imitators fit their planner ten times as hard as the default (BENCHMARKS.md, zoo gate); the
-# quick zoo keeps the default weight its tests' thresholds were set on
-FULL = ZooScale(query_coef=10.0)
+# the full zoo's faithful imitators fit their planner ten times as hard as the default and end with a finishing phase
+# (BENCHMARKS.md, zoo gate); the quick zoo keeps the default recipe its tests' thresholds were set on
+FULL = ZooScale(query_coef=10.0, finish=300)
 QUICK = ZooScale(
     name="quick",
     demo_episodes=800,
@@ -117,6 +123,7 @@ def _plans(
                 bc_warmup=scale.bc_steps,
                 query_demonstrator="auto",
                 query_coef=scale.query_coef,
+                query_finish=scale.finish,
                 plan_iterations=scale.plan_iterations,
                 run_id="faithful",
                 **common,

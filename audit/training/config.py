@@ -142,6 +142,12 @@ class TrainConfig:
     instead of the start tile; fitted to the planner's labels like the rollouts, never shown to the discriminator. A
     state beside a forbidden tile that the imitator's own rollouts reach once in thousands of episodes is then
     labelled "never here" every few iterations."""
+    query_finish: int = setting(0, ge=0, le=100_000)
+    """Iterations after the adversarial ones in which the imitator is fitted to the queried planner's labels on its own
+    rollouts alone (DAgger: no discriminator, no entropy bonus; :mod:`audit.training.finish`), its learning rate
+    ``finish_lr`` decayed by cosine to zero. Needs ``query_demonstrator``."""
+    finish_lr: float = setting(1e-3, gt=0.0)
+    """The finishing phase's first learning rate (``query_finish``)."""
     eval_every: int = setting(100, ge=1)
     """Iterations between evaluations (and checkpoints)."""
     warmup_eval_every: int | None = setting(None, ge=1)
@@ -184,6 +190,8 @@ class TrainConfig:
             raise ValueError("learner 'replay' takes no query_demonstrator and no grad_through_activations")
         if self.query_anywhere and not self.query_demonstrator:
             raise ValueError("query_anywhere needs query_demonstrator (a planner to label the episodes)")
+        if self.query_finish and not self.query_demonstrator:
+            raise ValueError("query_finish needs query_demonstrator (a planner to label the episodes)")
         if self.terminal_reward == "absorbing" and self.gamma >= 1.0:
             raise ValueError(
                 "terminal_reward 'absorbing' needs gamma below 1 (an absorbing state's value is r/(1-gamma))"

@@ -27,7 +27,7 @@ class PhaseProgress(L.Callback):
     """Prints ``phase: done/total unit (pct), elapsed, ETA`` every ``every`` seconds and when the phase ends.
 
     Args:
-        phase: ``bc`` or ``adversarial``.
+        phase: ``bc``, ``adversarial`` or ``finish``.
         total: batches in the phase (gradient steps or adversarial iterations).
         unit: what a batch is called.
         every: seconds between lines.

@@ -32,6 +32,7 @@ from audit.envs.adapter import agent_plane, env_signature, grid_shape
 from audit.training.adversarial import AdversarialModule
 from audit.training.bc import BCModule
 from audit.training.config import TrainConfig
+from audit.training.finish import FinishModule
 from audit.training.progress import PhaseProgress
 from audit.training.queries import check_preset
 from audit.training.replay import ReplayModule, check_fits
@@ -110,7 +111,7 @@ def _trainer(
         logger=loggers,
         callbacks=[ckpt, on_stop, *([stop] if stop else [])]
         + (
-            [PhaseProgress(phase=phase, total=steps, unit="iterations" if phase == "adversarial" else "steps")]
+            [PhaseProgress(phase=phase, total=steps, unit="steps" if phase == "bc" else "iterations")]
             if cfg.progress
             else []
         ),
@@ -277,6 +278,13 @@ def train(
         imitator, metrics = adv.imitator, dict(adv.last_eval)
         reached, env_steps = adv.reached_target, adv.env_steps
         eval_seconds += adv.eval_seconds
+        if cfg.query_finish and not reached:
+            finish = FinishModule(**common)
+            finish.imitator.load_state_dict(imitator.state_dict())
+            done["finish"] = _fit_phase(finish, _iterations, cfg, run_dir, "finish", cfg.query_finish, resume)
+            imitator, metrics = finish.imitator, dict(finish.last_eval)
+            reached, env_steps = finish.reached_target, env_steps + finish.env_steps
+            eval_seconds += finish.eval_seconds
     imitator.eval()
     if resume:
         _write_config(cfg, run_dir)

@@ -38,10 +38,13 @@ def test_an_imitator_of_another_recipe_is_trained_again(tmp_path):
     assert again == first and load_imitator(again)[1].provenance["steps"] == QUICK.sloppy_steps + 1
 
 
-def test_zoos_of_another_query_weight_never_share_a_cache_folder():
-    assert FULL.query_coef != 1.0
+def test_zoos_of_another_query_weight_or_finish_never_share_a_cache_folder():
+    assert FULL.query_coef != 1.0 and FULL.finish > 0
     assert FULL.folder != replace(FULL, query_coef=1.0).folder
-    assert replace(FULL, query_coef=1.0).folder == "full-plan24"  # the zoo every table before the weight was made on
+    assert FULL.folder != replace(FULL, finish=0).folder
+    # the zoos every table before the weight, and before the finishing phase, was made on
+    assert replace(FULL, query_coef=1.0, finish=0).folder == "full-plan24"
+    assert replace(FULL, finish=0).folder == "full-plan24-q10"
     assert QUICK.folder == "quick-plan24"  # the quick zoo the tests build keeps the weight its thresholds were set on
 
 

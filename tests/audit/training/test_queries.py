@@ -123,3 +123,29 @@ def test_training_fits_episodes_started_anywhere_and_needs_a_planner(tmp_path):
     assert anywhere.env_steps > plain.env_steps
     moved = [not torch.equal(a, b) for a, b in zip(plain.imitator.parameters(), anywhere.imitator.parameters())]
     assert any(moved)
+
+
+def _planner_kl(model, states_of, seed: int) -> float:
+    """Mean KL (nats per step) of ``model``'s policy from the corrigible planner's over 64 episodes of ``states_of``."""
+    traj, labels = queried_rollout(states_of, ENV, preset="corrigible", episodes=64, seed=seed)
+    with torch.no_grad():
+        logp = torch.log_softmax(model.sequence(traj.obs, traj.mask), dim=-1)[traj.mask]
+    target = labels[traj.mask]
+    return float((target * (torch.log(target.clamp_min(1e-12)) - logp)).sum(-1).mean())
+
+
+def test_finishing_phase_fits_the_planner_on_its_own_states_and_needs_one(tmp_path):
+    demos = record(ENV, "corrigible", episodes=30, seed=0)
+    cfg = dict(mode="adversarial", arch="gru", hidden=16, steps=2, bc_warmup=50, rollout_episodes=8, eval_every=10)
+    cfg |= dict(eval_episodes=8, log_dir=str(tmp_path), progress=False, query_demonstrator="auto")
+    with pytest.raises(ValueError, match="query_finish needs query_demonstrator"):
+        TrainConfig(**{**cfg, "query_demonstrator": ""}, query_finish=10)
+    plain = train(demos, TrainConfig(**cfg, run_id="plain"))
+    finished = train(demos, TrainConfig(**cfg, query_finish=20, finish_lr=3e-3, run_id="finished"))
+    assert finished.steps_done["finish"] == 20 and "finish" not in plain.steps_done
+    assert finished.env_steps > plain.env_steps
+    assert (finished.run_dir / "finish" / "checkpoints" / "last.ckpt").exists()
+    # the same run up to the finish; on the states the finished imitator reaches (those it was fitted on), it is
+    # closer to its planner than the imitator it started from
+    states = finished.imitator
+    assert _planner_kl(finished.imitator, states, 77) < 0.9 * _planner_kl(plain.imitator, states, 77)
