@@ -30,7 +30,7 @@ from audit.data.demonstrations import Demonstrations
 from audit.data.demonstrator import preset_of
 from audit.envs.adapter import agent_plane, env_signature, grid_shape
 from audit.training.adversarial import AdversarialModule
-from audit.training.bc import BCModule
+from audit.training.bc import BCModule, ImitationModule
 from audit.training.config import TrainConfig
 from audit.training.finish import FinishModule
 from audit.training.progress import PhaseProgress
@@ -270,21 +270,13 @@ def train(
     else:
         imitator, reached, eval_seconds = build(cfg.arch, icfg), False, 0.0
     env_steps = 0
-    if cfg.mode == "adversarial" and not reached:
-        adv = (ReplayModule if cfg.learner == "replay" else AdversarialModule)(**common)
-        adv.imitator.load_state_dict(imitator.state_dict())
-        adv.attach_demos(train_set, held_set)
-        done["adversarial"] = _fit_phase(adv, _iterations, cfg, run_dir, "adversarial", cfg.phase_steps, resume)
-        imitator, metrics = adv.imitator, dict(adv.last_eval)
-        reached, env_steps = adv.reached_target, adv.env_steps
-        eval_seconds += adv.eval_seconds
-        if cfg.query_finish and not reached:
-            finish = FinishModule(**common)
-            finish.imitator.load_state_dict(imitator.state_dict())
-            done["finish"] = _fit_phase(finish, _iterations, cfg, run_dir, "finish", cfg.query_finish, resume)
-            imitator, metrics = finish.imitator, dict(finish.last_eval)
-            reached, env_steps = finish.reached_target, env_steps + finish.env_steps
-            eval_seconds += finish.eval_seconds
+    for phase, module, steps in _later_phases(cfg, common, train_set, held_set):
+        if reached:
+            break
+        module.imitator.load_state_dict(imitator.state_dict())
+        done[phase] = _fit_phase(module, _iterations, cfg, run_dir, phase, steps, resume)
+        imitator, metrics, reached = module.imitator, dict(module.last_eval), module.reached_target
+        env_steps, eval_seconds = env_steps + module.env_steps, eval_seconds + module.eval_seconds
     imitator.eval()
     if resume:
         _write_config(cfg, run_dir)
@@ -309,6 +301,20 @@ def train(
         env_steps=env_steps,
         eval_seconds=eval_seconds,
     )
+
+
+def _later_phases(
+    cfg: TrainConfig, common: dict[str, Any], train_set: EpisodeDataset, held_set: EpisodeDataset | None
+) -> Iterator[tuple[str, ImitationModule, int]]:
+    """The phases after BC, in order, each with its module and batches: an adversarial run's adversarial phase, then
+    its finishing phase when ``query_finish`` asks for one (each module built only when the previous phase is done)."""
+    if cfg.mode != "adversarial":
+        return
+    adv = (ReplayModule if cfg.learner == "replay" else AdversarialModule)(**common)
+    adv.attach_demos(train_set, held_set)
+    yield "adversarial", adv, cfg.phase_steps
+    if cfg.query_finish:
+        yield "finish", FinishModule(**common), cfg.query_finish
 
 
 def _module_kwargs(cfg: TrainConfig, demos: Demonstrations, icfg: ImitatorConfig, demo_return: float) -> dict[str, Any]:
